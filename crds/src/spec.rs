@@ -1,0 +1,350 @@
+//! The `spec` of a StreamRoom. Bounds the API server can check live in the schema (ranges,
+//! patterns, CEL `x-kubernetes-validations`), so a bad room is refused at `kubectl apply` time.
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::{defaults, status::StreamRoomStatus};
+
+/// RFC 1123 DNS subdomain: what an Ingress host accepts (wildcards are not allowed for rooms).
+pub const HOSTNAME_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
+/// Rendition names end up in URLs and S3 keys: keep them to a lower-case label.
+pub const RENDITION_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
+/// Longest room name: child names add up to 24 characters (`-media-<hash>-<suffix>` on pods)
+/// and Services must stay DNS-1035 labels of at most 63 characters.
+pub const MAX_ROOM_NAME_LENGTH: usize = 40;
+
+/// A live-streaming room: RTMP ingest, adaptive HLS playback, chat and recording.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "roomcast.dev",
+    version = "v1alpha1",
+    kind = "StreamRoom",
+    plural = "streamrooms",
+    shortname = "room",
+    shortname = "rooms",
+    category = "roomcast",
+    namespaced,
+    cel,
+    status = "StreamRoomStatus",
+    doc = "A live-streaming room: RTMP ingest, adaptive HLS with a DVR window, chat and recording.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Live", type_ = "boolean", json_path = ".status.media.live"),
+    printcolumn(name = "Viewers", type_ = "integer", json_path = ".status.media.viewers"),
+    printcolumn(name = "Ingest", type_ = "string", json_path = ".status.ingestUrl"),
+    printcolumn(name = "Playback", type_ = "string", json_path = ".status.playbackUrl"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    validation = kube::core::Rule::new(
+        "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 40"
+    ).message("room name must be a DNS-1035 label (lower case, starting with a letter) of at most 40 characters")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamRoomSpec {
+    /// How the streamer publishes (RTMP).
+    #[serde(default)]
+    pub ingest: IngestSpec,
+    /// The adaptive-bitrate HLS ladder and the DVR window.
+    #[serde(default)]
+    pub transcode: TranscodeSpec,
+    /// Recording of every live session to S3.
+    #[serde(default)]
+    pub recording: RecordingSpec,
+    /// The room's socket.io chat.
+    #[serde(default)]
+    pub chat: ChatSpec,
+    /// Where and how viewers reach the room.
+    #[serde(default)]
+    pub playback: PlaybackSpec,
+    /// Resource requests and limits of the workers; the operator's defaults apply when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<WorkerResources>,
+}
+
+/// RTMP ingest settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct IngestSpec {
+    /// Secret holding the stream key. When absent the operator generates one into the room's
+    /// `<room>-keys` Secret and never overwrites it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_key_secret_ref: Option<SecretKeyRef>,
+    /// Highest publisher bitrate accepted, in kbit/s (video + audio).
+    #[serde(default = "defaults::max_bitrate_kbps")]
+    #[schemars(range(min = 100, max = 100000))]
+    pub max_bitrate_kbps: u32,
+    /// A publisher that reconnects within this many seconds continues the same session.
+    #[serde(default = "defaults::reconnect_grace_seconds")]
+    #[schemars(range(max = 300))]
+    pub reconnect_grace_seconds: u32,
+}
+
+impl Default for IngestSpec {
+    fn default() -> Self {
+        Self {
+            stream_key_secret_ref: None,
+            max_bitrate_kbps: defaults::MAX_BITRATE_KBPS,
+            reconnect_grace_seconds: defaults::RECONNECT_GRACE_SECONDS,
+        }
+    }
+}
+
+/// A key in a Secret of the room's namespace.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    /// Key inside the Secret.
+    #[serde(default = "defaults::stream_key_secret_key")]
+    #[schemars(length(min = 1, max = 253))]
+    pub key: String,
+}
+
+/// A Secret of the room's namespace, used as a whole.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretRef {
+    /// Name of the Secret.
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+}
+
+/// The HLS ladder and DVR window.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("self.dvrWindowSeconds >= 3 * self.segmentSeconds")
+        .message("dvrWindowSeconds must hold at least 3 segments (3 * segmentSeconds)")
+        .reason(kube::core::Reason::FieldValueInvalid),
+    validation = kube::core::Rule::new("self.renditions.all(r, self.renditions.exists_one(o, o.name == r.name))")
+        .message("rendition names must be unique")
+        .reason(kube::core::Reason::FieldValueDuplicate),
+)]
+pub struct TranscodeSpec {
+    /// Target segment length in seconds; keyframes are forced on every segment boundary.
+    #[serde(default = "defaults::segment_seconds")]
+    #[schemars(range(min = 1, max = 10))]
+    pub segment_seconds: u32,
+    /// How far back viewers can rewind, in seconds (the live playlist's window).
+    #[serde(default = "defaults::dvr_window_seconds")]
+    #[schemars(range(max = 21600))]
+    pub dvr_window_seconds: u32,
+    /// The ABR ladder, best first. `source` passes the publisher's stream through.
+    #[serde(default = "defaults::renditions")]
+    #[schemars(length(min = 1, max = 8))]
+    pub renditions: Vec<Rendition>,
+}
+
+impl Default for TranscodeSpec {
+    fn default() -> Self {
+        Self {
+            segment_seconds: defaults::SEGMENT_SECONDS,
+            dvr_window_seconds: defaults::DVR_WINDOW_SECONDS,
+            renditions: defaults::renditions(),
+        }
+    }
+}
+
+/// One rung of the ladder.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("self.name == 'source' ? !has(self.height) && !has(self.videoKbps) : has(self.height) && has(self.videoKbps)")
+        .message("the 'source' rendition is a passthrough (no height or videoKbps); every other rendition needs height and videoKbps")
+        .reason(kube::core::Reason::FieldValueInvalid),
+)]
+pub struct Rendition {
+    /// Name used in URLs and storage keys (`source` is the passthrough copy).
+    #[schemars(length(min = 1, max = 32), regex(pattern = RENDITION_NAME_PATTERN))]
+    pub name: String,
+    /// Output height in pixels; width follows the source aspect ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 144, max = 2160))]
+    pub height: Option<u32>,
+    /// Video bitrate in kbit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 100, max = 50000))]
+    pub video_kbps: Option<u32>,
+    /// AAC audio bitrate in kbit/s (defaults to 128 for encoded rungs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 32, max = 512))]
+    pub audio_kbps: Option<u32>,
+}
+
+impl Rendition {
+    /// True for the passthrough rendition.
+    pub fn is_source(&self) -> bool {
+        self.name == defaults::SOURCE_RENDITION
+    }
+}
+
+/// Recording of live sessions.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordingSpec {
+    /// Record every live session.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Where recordings go. When unset, the operator's default S3 settings (Helm value
+    /// `recording.s3`) apply; a room with recording on and neither is reported, not run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Spec>,
+    /// Sessions older than this many days are deleted by the retention sweep. Unset keeps
+    /// them forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub retention_days: Option<u32>,
+    /// Renditions to record (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub renditions: Vec<String>,
+    /// Size of the local upload spool in MiB (an emptyDir with this size limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 64, max = 1048576))]
+    pub spool_size_mib: Option<u32>,
+}
+
+impl RecordingSpec {
+    /// Spool size with the default applied.
+    pub fn spool_size_mib(&self) -> u32 {
+        self.spool_size_mib.unwrap_or_else(defaults::spool_size_mib)
+    }
+}
+
+/// An S3 or S3-compatible bucket.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct S3Spec {
+    /// Bucket name.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key prefix, e.g. `rooms/`. Objects go under `<prefix><namespace>/<room>/<session>/`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 512))]
+    pub prefix: String,
+    /// Region (e.g. `us-east-1`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 64))]
+    pub region: String,
+    /// Endpoint of an S3-compatible store (MinIO, Ceph, R2...). Empty means AWS.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = 2048))]
+    pub endpoint: String,
+    /// Use path-style URLs (`endpoint/bucket/key`), which most S3-compatible stores need.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub force_path_style: Option<bool>,
+    /// Secret with `AWS_ACCESS_KEY_ID` and `AWS_SECRET_ACCESS_KEY` (and optionally
+    /// `AWS_SESSION_TOKEN`). Unset uses the pod's identity (see `serviceAccountAnnotations`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_secret_ref: Option<SecretRef>,
+    /// Annotations for the media worker's ServiceAccount, e.g.
+    /// `eks.amazonaws.com/role-arn` for IAM roles for service accounts.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub service_account_annotations: std::collections::BTreeMap<String, String>,
+}
+
+/// Chat settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatSpec {
+    /// Run the chat workers.
+    #[serde(default = "defaults::enabled")]
+    pub enabled: bool,
+    /// Number of chat replicas (they share rooms through Redis when more than one).
+    #[serde(default = "defaults::chat_replicas")]
+    #[schemars(range(min = 1, max = 50))]
+    pub replicas: i32,
+    /// Messages a joining viewer receives.
+    #[serde(default = "defaults::chat_history_size")]
+    #[schemars(range(max = 5000))]
+    pub history_size: u32,
+    /// Longest message, in characters.
+    #[serde(default = "defaults::chat_max_message_length")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub max_message_length: u32,
+    /// Messages one user may post per minute.
+    #[serde(default = "defaults::chat_rate_limit_per_minute")]
+    #[schemars(range(min = 1, max = 6000))]
+    pub rate_limit_per_minute: u32,
+    /// Days chat messages are kept (unset keeps them forever).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub retention_days: Option<u32>,
+}
+
+impl Default for ChatSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            replicas: defaults::CHAT_REPLICAS,
+            history_size: defaults::CHAT_HISTORY_SIZE,
+            max_message_length: defaults::CHAT_MAX_MESSAGE_LENGTH,
+            rate_limit_per_minute: defaults::CHAT_RATE_LIMIT_PER_MINUTE,
+            retention_days: None,
+        }
+    }
+}
+
+/// Viewer-facing settings.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PlaybackSpec {
+    /// Public host of the Ingress. Unset uses the operator's default host (Helm value
+    /// `playback.host`); with neither, no Ingress is made and playback stays in-cluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253), regex(pattern = HOSTNAME_PATTERN))]
+    pub host: Option<String>,
+    /// IngressClass; unset uses the operator's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 253))]
+    pub ingress_class_name: Option<String>,
+    /// TLS certificate Secret for `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_ref: Option<SecretRef>,
+    /// Settings for a CDN in front of the Ingress.
+    #[serde(default)]
+    pub cdn: CdnSpec,
+}
+
+/// Caching and origin protection for a CDN.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CdnSpec {
+    /// Secret whose `origin-secret` key the CDN sends in the `X-Origin-Secret` header; the
+    /// origin refuses requests without it (403).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin_secret_ref: Option<SecretRef>,
+    /// `Cache-Control: max-age` of live playlists.
+    #[serde(default = "defaults::playlist_max_age_seconds")]
+    #[schemars(range(max = 60))]
+    pub playlist_max_age_seconds: u32,
+    /// `Cache-Control: max-age` of segments (immutable once written).
+    #[serde(default = "defaults::segment_max_age_seconds")]
+    #[schemars(range(max = 31536000))]
+    pub segment_max_age_seconds: u32,
+}
+
+impl Default for CdnSpec {
+    fn default() -> Self {
+        Self {
+            origin_secret_ref: None,
+            playlist_max_age_seconds: defaults::PLAYLIST_MAX_AGE_SECONDS,
+            segment_max_age_seconds: defaults::SEGMENT_MAX_AGE_SECONDS,
+        }
+    }
+}
+
+/// Per-worker resource requirements.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WorkerResources {
+    /// Media worker (ingest, transcode, origin, recorder).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media: Option<ResourceRequirements>,
+    /// Each chat replica.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ResourceRequirements>,
+}

@@ -1,0 +1,315 @@
+//! Client-side validation with the same rules the API server applies to the CRD: the schema's
+//! bounds (minimum/maximum, lengths, item counts, patterns) and its CEL
+//! `x-kubernetes-validations`, both read from the generated CRD so there is one source of truth.
+//!
+//! The operator runs this before building children (an old CRD in the cluster may not carry
+//! every rule), and `roomcast dev` runs it on rooms read from files, where no API server checks
+//! anything.
+
+use std::fmt;
+
+use kube::CustomResourceExt;
+use serde_json::Value;
+
+use crate::StreamRoom;
+
+/// One broken rule, with the field it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// JSON path of the field, e.g. `spec.transcode.segmentSeconds`.
+    pub field: String,
+    /// What is wrong, for humans.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// A room that breaks one or more rules.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid StreamRoom {name}: {}", .violations.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct InvalidRoom {
+    /// Room name (`namespace/name` when namespaced).
+    pub name: String,
+    /// Every broken rule, schema bounds first.
+    pub violations: Vec<Violation>,
+}
+
+/// Check a room against the CRD's schema bounds and CEL rules.
+pub fn validate_room(room: &StreamRoom) -> Result<(), InvalidRoom> {
+    let name = match &room.metadata.namespace {
+        Some(ns) => format!("{ns}/{}", room.metadata.name.as_deref().unwrap_or_default()),
+        None => room.metadata.name.clone().unwrap_or_default(),
+    };
+    let mut violations = Vec::new();
+    match (serde_json::to_value(room), crd_schema()) {
+        (Ok(object), Some(schema)) => check_bounds(&schema, &object, "", &mut violations),
+        _ => violations.push(Violation {
+            field: String::new(),
+            message: "room or schema does not serialize".to_owned(),
+        }),
+    }
+    if let Err(errors) = room.validate_cel() {
+        violations.extend(errors.into_vec().into_iter().map(|e| Violation {
+            field: e.field_path,
+            message: e.message,
+        }));
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(InvalidRoom { name, violations })
+    }
+}
+
+fn crd_schema() -> Option<Value> {
+    let crd = StreamRoom::crd();
+    let schema = crd
+        .spec
+        .versions
+        .first()?
+        .schema
+        .as_ref()?
+        .open_api_v3_schema
+        .as_ref()?;
+    serde_json::to_value(schema).ok()
+}
+
+/// Walk `value` along `schema`, collecting every broken bound. Only the keywords the roomcast
+/// schema uses are checked; CEL rules are left to kube's evaluator.
+fn check_bounds(schema: &Value, value: &Value, path: &str, out: &mut Vec<Violation>) {
+    let mut fail = |message: String| {
+        out.push(Violation {
+            field: path.trim_start_matches('.').to_owned(),
+            message,
+        })
+    };
+    match value {
+        Value::Number(n) => {
+            let n = n.as_f64().unwrap_or_default();
+            if let Some(min) = schema.get("minimum").and_then(Value::as_f64)
+                && n < min
+            {
+                fail(format!("must be at least {min}, got {n}"));
+            }
+            if let Some(max) = schema.get("maximum").and_then(Value::as_f64)
+                && n > max
+            {
+                fail(format!("must be at most {max}, got {n}"));
+            }
+        }
+        Value::String(s) => {
+            let len = s.chars().count() as u64;
+            if let Some(min) = schema.get("minLength").and_then(Value::as_u64)
+                && len < min
+            {
+                fail(format!("must be at least {min} characters long"));
+            }
+            if let Some(max) = schema.get("maxLength").and_then(Value::as_u64)
+                && len > max
+            {
+                fail(format!("must be at most {max} characters long"));
+            }
+            if let Some(pattern) = schema.get("pattern").and_then(Value::as_str) {
+                match regex::Regex::new(pattern) {
+                    Ok(re) if !re.is_match(s) => fail(format!("{s:?} does not match {pattern}")),
+                    Ok(_) => {}
+                    Err(e) => fail(format!("schema pattern {pattern} is invalid: {e}")),
+                }
+            }
+        }
+        Value::Array(items) => {
+            let len = items.len() as u64;
+            if let Some(min) = schema.get("minItems").and_then(Value::as_u64)
+                && len < min
+            {
+                fail(format!("must have at least {min} items"));
+            }
+            if let Some(max) = schema.get("maxItems").and_then(Value::as_u64)
+                && len > max
+            {
+                fail(format!("must have at most {max} items"));
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, item) in items.iter().enumerate() {
+                    check_bounds(item_schema, item, &format!("{path}[{i}]"), out);
+                }
+            }
+        }
+        Value::Object(fields) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            if let Some(required) = schema.get("required").and_then(Value::as_array) {
+                for key in required.iter().filter_map(Value::as_str) {
+                    if !fields.contains_key(key) {
+                        out.push(Violation {
+                            field: format!("{path}.{key}").trim_start_matches('.').to_owned(),
+                            message: "is required".to_owned(),
+                        });
+                    }
+                }
+            }
+            for (key, field) in fields {
+                let field_schema = properties
+                    .and_then(|p| p.get(key))
+                    .or_else(|| schema.get("additionalProperties").filter(|s| s.is_object()));
+                if let Some(field_schema) = field_schema {
+                    check_bounds(field_schema, field, &format!("{path}.{key}"), out);
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room(yaml: &str) -> StreamRoom {
+        serde_yaml::from_str(yaml).expect("test room parses")
+    }
+
+    fn fields(yaml: &str) -> Vec<String> {
+        match validate_room(&room(yaml)) {
+            Ok(()) => vec![],
+            Err(e) => e
+                .violations
+                .into_iter()
+                .map(|v| format!("{} {}", v.field, v.message))
+                .collect(),
+        }
+    }
+
+    const HEADER: &str = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby, namespace: shows}\n";
+
+    #[test]
+    fn minimal_room_is_valid_with_defaults() {
+        assert_eq!(fields(&format!("{HEADER}spec: {{}}")), Vec::<String>::new());
+    }
+
+    #[test]
+    fn full_design_example_is_valid() {
+        let yaml = include_str!("../../tests/fixtures/rooms/full.yaml");
+        assert_eq!(fields(yaml), Vec::<String>::new());
+    }
+
+    #[test]
+    fn duplicate_rendition_names_are_refused() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode:\n    renditions:\n    - {{name: source}}\n    - {{name: 720p, height: 720, videoKbps: 2800}}\n    - {{name: 720p, height: 720, videoKbps: 2000}}\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("rendition names must be unique")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn segment_seconds_outside_1_to_10_is_refused() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode: {{segmentSeconds: 11, dvrWindowSeconds: 120}}\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.transcode.segmentSeconds must be at most 10")),
+            "{errs:?}"
+        );
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode: {{segmentSeconds: 0}}\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.transcode.segmentSeconds must be at least 1")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn dvr_window_must_hold_three_segments() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode: {{segmentSeconds: 4, dvrWindowSeconds: 11}}\n"
+        ));
+        assert!(
+            errs.iter().any(|e| e.contains("at least 3 segments")),
+            "{errs:?}"
+        );
+        assert_eq!(
+            fields(&format!(
+                "{HEADER}spec:\n  transcode: {{segmentSeconds: 4, dvrWindowSeconds: 12}}\n"
+            )),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn invalid_host_name_is_refused() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  playback: {{host: Live_Example.com}}\n"
+        ));
+        assert!(
+            errs.iter().any(|e| e.starts_with("spec.playback.host")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn bitrate_bounds_are_enforced() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  ingest: {{maxBitrateKbps: 50}}\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.ingest.maxBitrateKbps must be at least 100")),
+            "{errs:?}"
+        );
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode:\n    renditions: [{{name: 4k, height: 2160, videoKbps: 90000}}]\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.transcode.renditions[0].videoKbps must be at most")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn encoded_rendition_needs_height_and_source_must_not_have_one() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode:\n    renditions: [{{name: 720p}}]\n"
+        ));
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("needs height and videoKbps")),
+            "{errs:?}"
+        );
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode:\n    renditions: [{{name: source, height: 720}}]\n"
+        ));
+        assert!(errs.iter().any(|e| e.contains("passthrough")), "{errs:?}");
+    }
+
+    #[test]
+    fn room_name_must_be_a_short_dns_label() {
+        let errs = fields(
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: 9lives}\nspec: {}\n",
+        );
+        assert!(errs.iter().any(|e| e.contains("DNS-1035")), "{errs:?}");
+        let long = "a".repeat(41);
+        let errs = fields(&format!(
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {{name: {long}}}\nspec: {{}}\n"
+        ));
+        assert!(errs.iter().any(|e| e.contains("at most 40")), "{errs:?}");
+    }
+
+    #[test]
+    fn every_violation_is_reported_not_only_the_first() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  ingest: {{maxBitrateKbps: 1}}\n  chat: {{replicas: 0}}\n"
+        ));
+        assert_eq!(errs.len(), 2, "{errs:?}");
+    }
+}
