@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Installs what building and testing roomcast needs on Debian, idempotently: nothing is
+# downloaded when everything is already there. Runs as root (CI) or through sudo.
+set -euo pipefail
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+APT_PACKAGES=(
+  pkg-config
+  # Kept in step with the Dockerfile's runtime stage.
+  libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+  ffmpeg
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "install-deps: apt-get install ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "install-deps: cargo not found; install Rust 1.95 with rustup first" >&2
+  exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "install-deps: cargo install cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+
+# Python tools for the chart tests (the real Helm library and offline Kubernetes schemas).
+PY_REQUIREMENTS="$(dirname "$0")/../tests/chart/requirements.txt"
+if [ -f "$PY_REQUIREMENTS" ] && ! python3 -m pip install -q --disable-pip-version-check --dry-run -r "$PY_REQUIREMENTS" 2>/dev/null | grep -q "Would install"; then
+  :
+elif [ -f "$PY_REQUIREMENTS" ]; then
+  echo "install-deps: pip install -r tests/chart/requirements.txt"
+  python3 -m pip install -q --disable-pip-version-check -r "$PY_REQUIREMENTS"
+fi

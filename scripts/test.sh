@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs what it needs, then format, lints, the
+# generated CRD, Rust tests, chart tests. Exit code is non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-deps.sh
+
+# A persistent target directory outside the clone keeps CI incremental on 2 cores.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roomcast-target}"
+export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo nextest (unit, builder, reconcile and integration tests)"
+cargo nextest run --workspace --locked --no-fail-fast
+
+if [ -d tests/chart ]; then
+  step "Helm chart: lint, render, schema validation"
+  python3 -m pytest -q tests/chart
+fi
