@@ -35,10 +35,8 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # Python tools for the chart tests (the real Helm library and offline Kubernetes schemas).
+# Pinned versions: pip answers from the installed set without asking the registry.
 PY_REQUIREMENTS="$(dirname "$0")/../tests/chart/requirements.txt"
-if [ -f "$PY_REQUIREMENTS" ] && ! python3 -m pip install -q --disable-pip-version-check --dry-run -r "$PY_REQUIREMENTS" 2>/dev/null | grep -q "Would install"; then
-  :
-elif [ -f "$PY_REQUIREMENTS" ]; then
-  echo "install-deps: pip install -r tests/chart/requirements.txt"
-  python3 -m pip install -q --disable-pip-version-check -r "$PY_REQUIREMENTS"
+if [ -f "$PY_REQUIREMENTS" ]; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$PY_REQUIREMENTS"
 fi
