@@ -20,6 +20,8 @@ pub mod apply;
 pub mod build;
 pub mod config;
 pub mod controller;
+#[cfg(feature = "test-support")]
+pub mod fixtures;
 pub mod http;
 pub mod keys;
 pub mod labels;
