@@ -103,24 +103,28 @@ pub fn random_key() -> String {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::ByteString;
+    use k8s_openapi::{ByteString, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 
     use super::*;
 
     fn secret(data: &[(&str, &str)], annotations: &[(&str, &str)]) -> Secret {
-        let mut s = Secret::default();
-        s.data = Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        );
-        s.metadata.annotations = Some(
-            annotations
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-        s
+        Secret {
+            data: Some(
+                data.iter()
+                    .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                    .collect(),
+            ),
+            metadata: ObjectMeta {
+                annotations: Some(
+                    annotations
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect(),
+                ),
+                ..ObjectMeta::default()
+            },
+            ..Secret::default()
+        }
     }
 
     fn counter() -> impl FnMut() -> String {
