@@ -685,6 +685,125 @@ fn single_chat_replica_does_not_use_redis_even_when_configured() {
     assert_eq!(chat.redis_url, None);
 }
 
+#[test]
+fn workers_use_the_operator_images_and_pull_policy() {
+    let config = OperatorConfig {
+        media_image: "registry.example/media:1".to_owned(),
+        chat_image: "registry.example/chat:1".to_owned(),
+        image_pull_policy: Some("IfNotPresent".to_owned()),
+        ..platform_config()
+    };
+    let children = build(&room("{}"), &config);
+    for (name, image, command) in [
+        ("lobby-media", "registry.example/media:1", "roomcast-media"),
+        ("lobby-chat", "registry.example/chat:1", "roomcast-chat"),
+    ] {
+        let c = container(deployment(&children, name));
+        assert_eq!(c.image.as_deref(), Some(image), "{name}");
+        assert_eq!(
+            c.image_pull_policy.as_deref(),
+            Some("IfNotPresent"),
+            "{name}"
+        );
+        assert_eq!(
+            c.command.as_deref(),
+            Some(&[command.to_owned()][..]),
+            "{name}"
+        );
+        assert_eq!(
+            c.args.as_deref(),
+            Some(
+                &[
+                    "--config".to_owned(),
+                    "/etc/roomcast/config/room.yaml".to_owned()
+                ][..]
+            ),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn chat_pods_mount_only_the_config_keys_and_scratch_space() {
+    // The full room has an own stream key, recording credentials and a CDN origin secret:
+    // none of them belongs in a chat pod.
+    let children = build(&room(FULL_SPEC), &platform_config());
+    assert_eq!(
+        volume_names(deployment(&children, "lobby-chat")),
+        ["config", "keys", "tmp"]
+    );
+    assert_eq!(
+        volume_names(deployment(&children, "lobby-media")),
+        [
+            "config",
+            "keys",
+            "tmp",
+            "stream-key",
+            "origin-secret",
+            "s3-credentials",
+            "spool"
+        ]
+    );
+}
+
+#[test]
+fn rtmp_service_is_exposed_as_the_operator_chooses_and_the_http_services_stay_internal() {
+    let config = OperatorConfig {
+        ingest_service_type: roomcast_operator::config::IngestServiceType::NodePort,
+        ..platform_config()
+    };
+    let children = build(&room("{}"), &config);
+    let service_type = |name: &str| {
+        service(&children, name)
+            .spec
+            .as_ref()
+            .and_then(|s| s.type_.clone())
+    };
+    assert_eq!(service_type("lobby-rtmp").as_deref(), Some("NodePort"));
+    assert_eq!(service_type("lobby-hls").as_deref(), Some("ClusterIP"));
+    assert_eq!(service_type("lobby-chat").as_deref(), Some("ClusterIP"));
+
+    let default_type = build(&room("{}"), &platform_config());
+    assert_eq!(
+        service(&default_type, "lobby-rtmp")
+            .spec
+            .as_ref()
+            .and_then(|s| s.type_.as_deref()),
+        Some("LoadBalancer")
+    );
+}
+
+#[test]
+fn service_ports_target_named_container_ports_that_exist() {
+    let children = build(&room("{}"), &platform_config());
+    for (service_name, deployment_name, port, target) in [
+        ("lobby-rtmp", "lobby-media", 1935, "rtmp"),
+        ("lobby-hls", "lobby-media", 80, "http"),
+        ("lobby-chat", "lobby-chat", 80, "http"),
+    ] {
+        let ports = service(&children, service_name)
+            .spec
+            .as_ref()
+            .and_then(|s| s.ports.clone())
+            .unwrap_or_default();
+        assert_eq!(ports.len(), 1, "{service_name}");
+        assert_eq!(ports[0].port, port, "{service_name}");
+        assert_eq!(
+            ports[0].target_port,
+            Some(IntOrString::String(target.to_owned())),
+            "{service_name}"
+        );
+        assert!(
+            container(deployment(&children, deployment_name))
+                .ports
+                .iter()
+                .flatten()
+                .any(|p| p.name.as_deref() == Some(target)),
+            "{deployment_name} has no port named {target}"
+        );
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Ingress
 // ---------------------------------------------------------------------------------------------
@@ -1324,6 +1443,9 @@ fn rotation_annotation_replaces_only_that_key_and_is_recorded_on_the_secret() {
 // RBAC
 // ---------------------------------------------------------------------------------------------
 
+/// `(apiGroups, resources, resourceNames, verbs)` of a PolicyRule.
+type RuleSummary = (Vec<String>, Vec<String>, Option<Vec<String>>, Vec<String>);
+
 #[test]
 fn worker_role_only_reads_and_patches_its_own_room() {
     let children = build(&room("{}"), &platform_config());
@@ -1331,7 +1453,7 @@ fn worker_role_only_reads_and_patches_its_own_room() {
         .rules
         .as_ref()
         .expect("rules");
-    let summary: Vec<(Vec<String>, Vec<String>, Option<Vec<String>>, Vec<String>)> = rules
+    let summary: Vec<RuleSummary> = rules
         .iter()
         .map(|r| {
             (
@@ -1799,6 +1921,43 @@ fn every_container_port_is_allowed_by_the_network_policy() {
             );
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// render
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn render_prints_every_child_with_placeholder_keys() {
+    let output = roomcast_operator::render::render(
+        include_str!("../../tests/fixtures/rooms/minimal.yaml"),
+        &platform_config(),
+    )
+    .expect("renders");
+    let documents: Vec<serde_json::Value> = serde_yaml::Deserializer::from_str(&output)
+        .map(|d| serde::Deserialize::deserialize(d).expect("each document is YAML"))
+        .collect();
+    let kinds: Vec<&str> = documents
+        .iter()
+        .map(|d| d["kind"].as_str().unwrap_or_default())
+        .collect();
+    let expected = build(
+        &parse_room(include_str!("../../tests/fixtures/rooms/minimal.yaml")),
+        &platform_config(),
+    );
+    assert_eq!(kinds, expected.iter().map(Child::kind).collect::<Vec<_>>());
+    // `<generated-in-cluster>`, base64: no real key is ever printed.
+    assert_eq!(
+        documents[0]["data"]["stream-key"].as_str(),
+        Some("PGdlbmVyYXRlZC1pbi1jbHVzdGVyPg==")
+    );
+}
+
+#[test]
+fn render_refuses_a_recording_room_without_a_bucket() {
+    let room = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {recording: {enabled: true}}\n";
+    let error = roomcast_operator::render::render(room, &platform_config()).expect_err("no bucket");
+    assert_eq!(error.metric_label(), "invalid_room");
 }
 
 // ---------------------------------------------------------------------------------------------
