@@ -1207,6 +1207,35 @@ fn recording_without_any_bucket_is_refused() {
 }
 
 #[test]
+fn room_breaking_a_schema_rule_is_refused_before_anything_is_built() {
+    // dvrWindowSeconds must hold at least 3 segments (a CEL rule of the CRD).
+    let error = validate(
+        &room("transcode: {segmentSeconds: 10, dvrWindowSeconds: 20}"),
+        &platform_config(),
+    )
+    .expect_err("CEL rule broken");
+    assert_eq!(error.reason(), "InvalidSpec");
+    let RoomError::Schema(invalid) = error else {
+        panic!("expected a schema error, got {error:?}");
+    };
+    assert!(
+        invalid
+            .violations
+            .iter()
+            .any(|v| v.message.contains("dvrWindowSeconds")),
+        "{invalid}"
+    );
+}
+
+#[test]
+fn room_without_uid_is_refused() {
+    let mut room = room("{}");
+    room.metadata.uid = None;
+    let error = validate(&room, &platform_config()).expect_err("no uid, no owner reference");
+    assert_eq!(error.reason(), "InvalidObject");
+}
+
+#[test]
 fn recording_spool_is_an_empty_dir_limited_to_spool_size_mib() {
     let children = build(
         &room("recording: {enabled: true, spoolSizeMib: 512, s3: {bucket: vods}}"),
