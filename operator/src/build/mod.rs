@@ -28,6 +28,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
+use roomcast_crds::worker_config::WorkerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -159,19 +160,39 @@ pub fn content_hash(value: &serde_json::Value) -> String {
     digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
 }
 
+fn hash_of(what: &'static str, value: &impl Serialize) -> Result<String> {
+    let value = serde_json::to_value(value).map_err(|source| Error::Serialize { what, source })?;
+    Ok(content_hash(&value))
+}
+
+/// The media worker reads all of the configuration: any change restarts it.
+fn media_config_hash(worker: &WorkerConfig) -> Result<String> {
+    hash_of("worker config", worker)
+}
+
+/// Chat reads only its part: a media-only change (a new rendition, a longer DVR window) must
+/// not drop every viewer's chat connection.
+fn chat_config_hash(worker: &WorkerConfig) -> Result<String> {
+    hash_of(
+        "chat config",
+        &(
+            &worker.room,
+            &worker.chat,
+            &worker.playback.path_prefix,
+            &worker.mongodb_uri_file,
+        ),
+    )
+}
+
 /// Every child of a room, in apply order (what others reference comes first).
 pub fn build_children(
     room: &ValidRoom,
     config: &OperatorConfig,
     inputs: &BuildInputs,
 ) -> Result<Vec<Child>> {
-    let config_map = build_config_map(room, config)?;
-    let config_hash = content_hash(&serde_json::to_value(&config_map.data).map_err(|source| {
-        Error::Serialize {
-            what: "ConfigMap",
-            source,
-        }
-    })?);
+    let worker = worker_config(room, config);
+    let config_map = build_config_map(room, &worker)?;
+    let (media_hash, chat_hash) = (media_config_hash(&worker)?, chat_config_hash(&worker)?);
 
     let mut children = vec![Child::Secret(build_keys_secret(room, &inputs.keys))];
     if let (Some(recording), Some(data)) = (&room.recording, &inputs.default_s3_credentials)
@@ -193,12 +214,12 @@ pub fn build_children(
         Child::RoleBinding(build_role_binding(room)),
         Child::Service(build_rtmp_service(room, config)),
         Child::Service(build_hls_service(room)),
-        Child::Deployment(build_media_deployment(room, config, inputs, &config_hash)),
+        Child::Deployment(build_media_deployment(room, config, inputs, &media_hash)),
     ]);
     if room.spec.chat.enabled {
         children.extend([
             Child::Service(build_chat_service(room)),
-            Child::Deployment(build_chat_deployment(room, config, inputs, &config_hash)),
+            Child::Deployment(build_chat_deployment(room, config, inputs, &chat_hash)),
             Child::PodDisruptionBudget(build_chat_pdb(room)),
         ]);
     }
