@@ -16,6 +16,7 @@ pub mod defaults;
 pub mod status;
 pub mod validate;
 pub mod worker_config;
+pub mod yaml;
 
 mod spec;
 

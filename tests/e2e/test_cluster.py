@@ -24,7 +24,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 KUBECONFIG = os.environ.get("ROOMCAST_E2E_KUBECONFIG", "")
-OPERATOR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "roomcast-operator"
+OPERATOR = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "roomcast-target")) / "debug" / "roomcast-operator"
 
 pytestmark = pytest.mark.skipif(
     not KUBECONFIG,

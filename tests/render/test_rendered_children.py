@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-OPERATOR = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target")) / "debug" / "roomcast-operator"
+OPERATOR = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "roomcast-target")) / "debug" / "roomcast-operator"
 ROOMS = sorted((REPO / "tests" / "fixtures" / "rooms").glob("*.yaml"))
 CONFIGS = {
     "defaults": [],
@@ -52,3 +52,17 @@ def test_render_refuses_an_invalid_room_with_the_field_named(tmp_path: Path):
     result = subprocess.run([str(OPERATOR), "render", "-f", str(bad)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert "spec.transcode" in result.stderr and "at least 3 segments" in result.stderr, result.stderr
+
+
+def test_yaml_1_1_boolean_words_survive_kubectl_style_parsing(tmp_path: Path):
+    """PyYAML, like kubectl, reads YAML 1.1: an unquoted `yes` would become True."""
+    room = tmp_path / "room.yaml"
+    room.write_text("apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\n"
+                    "spec:\n  recording:\n    enabled: true\n    s3:\n      bucket: vods\n      region: 'no'\n"
+                    "      serviceAccountAnnotations: {team: 'yes', audit: 'off'}\n")
+    objects = render(room, [])
+    account = next(o for o in objects if o["kind"] == "ServiceAccount")
+    annotations = account["metadata"]["annotations"]
+    assert (annotations["team"], annotations["audit"]) == ("yes", "off")
+    config = next(o for o in objects if o["kind"] == "ConfigMap")
+    assert yaml.safe_load(config["data"]["room.yaml"])["recording"]["region"] == "no"
