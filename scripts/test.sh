@@ -21,6 +21,12 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo nextest (unit, builder, reconcile and integration tests)"
 cargo nextest run --workspace --locked --no-fail-fast
 
+step "chat: Node tests (official socket.io-client) against the real roomcast-chat binary"
+# The tests start their own redis-server and secantusd-py on free loopback ports.
+cargo build -p roomcast-chat --locked
+ROOMCAST_CHAT_BIN="$CARGO_TARGET_DIR/debug/roomcast-chat" \
+  node --test --test-concurrency=1 tests/chat/test/*.test.mjs
+
 if [ -d tests/chart ]; then
   step "Helm chart: lint, render, schema validation"
   python3 -m pytest -q tests/chart

@@ -239,10 +239,7 @@ pub(crate) async fn on_connect<A: Adapter>(
     .await;
 }
 
-async fn on_disconnect(
-    State(room): Room,
-    MaybeExtension(ip): MaybeExtension<ClientIp>,
-) {
+async fn on_disconnect(State(room): Room, MaybeExtension(ip): MaybeExtension<ClientIp>) {
     if let Some(ClientIp(ip)) = ip {
         room.ip_limits.release(ip);
     }
