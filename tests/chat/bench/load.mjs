@@ -24,7 +24,7 @@ const maxSeconds = Number(args["max-seconds"] ?? 60);
 if (!url?.startsWith("ws://127.") || !path) throw new Error("--url ws://127.x... and --path are required (loopback only)");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const TICK = Number(readFileSync("/proc/self/stat", "utf8") && 100); // USER_HZ on Linux
+const TICK = 100; // USER_HZ on Linux
 
 function procCpuSeconds(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
@@ -123,7 +123,7 @@ async function phase(senders, rate, seconds) {
   return {
     rate,
     sent,
-    expected: sent * clients,
+    expected: sent * (clients + senders.length), // senders receive the broadcast too
     delivered,
     deliveriesPerSec: Math.round(delivered / wall),
     p50Ms: +percentile(0.5).toFixed(2),
