@@ -35,6 +35,15 @@ pub use server::{
 };
 pub use store::{ChatStore, DynStore};
 
+/// Log filter directives every binary serving chat must add after `RUST_LOG`'s: below `info`
+/// these libraries log raw socket.io packets, which carry chat tokens.
+pub const SECRET_SAFE_LOG_DIRECTIVES: [&str; 4] = [
+    "socketioxide=info",
+    "engineioxide=info",
+    "tungstenite=info",
+    "tokio_tungstenite=info",
+];
+
 /// Open the configured store (creating MongoDB indexes).
 pub async fn open_store(config: &config::StoreConfig) -> Result<DynStore> {
     Ok(match config {
