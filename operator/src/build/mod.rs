@@ -154,10 +154,45 @@ fn to_value<K: Serialize + k8s_openapi::Resource>(obj: &K) -> Result<serde_json:
     Ok(value)
 }
 
-/// Short SHA-256 of a JSON value (serde_json maps are ordered, so this is stable).
+/// Short SHA-256 of a JSON value, over its canonical form (object keys sorted), so the hash
+/// depends on content only: not on field order, nor on whether a build enables serde_json's
+/// `preserve_order`.
 pub fn content_hash(value: &serde_json::Value) -> String {
-    let digest = Sha256::digest(value.to_string().as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    let mut hasher = Sha256::new();
+    feed_canonical(&mut hasher, value);
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn feed_canonical(hasher: &mut Sha256, value: &serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            hasher.update(b"{");
+            for (key, value) in entries {
+                hasher.update(Value::String(key.clone()).to_string().as_bytes());
+                hasher.update(b":");
+                feed_canonical(hasher, value);
+                hasher.update(b",");
+            }
+            hasher.update(b"}");
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            for item in items {
+                feed_canonical(hasher, item);
+                hasher.update(b",");
+            }
+            hasher.update(b"]");
+        }
+        scalar => hasher.update(scalar.to_string().as_bytes()),
+    }
 }
 
 fn hash_of(what: &'static str, value: &impl Serialize) -> Result<String> {
@@ -231,4 +266,30 @@ pub fn build_children(
     }
     children.push(Child::NetworkPolicy(build_network_policy(room)));
     children.into_iter().map(Child::stamp_hash).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::content_hash;
+
+    #[test]
+    fn content_hash_ignores_key_order_but_not_content() {
+        let mut ab = Map::new();
+        ab.insert("a".into(), json!(1));
+        ab.insert("b".into(), json!({"y": [1, 2], "x": "s"}));
+        let mut ba = Map::new();
+        ba.insert("b".into(), json!({"x": "s", "y": [1, 2]}));
+        ba.insert("a".into(), json!(1));
+        assert_eq!(
+            content_hash(&Value::Object(ab.clone())),
+            content_hash(&Value::Object(ba))
+        );
+        ab.insert("a".into(), json!(2));
+        assert_ne!(
+            content_hash(&Value::Object(ab)),
+            content_hash(&json!({"a": 1, "b": {"x": "s", "y": [1, 2]}}))
+        );
+    }
 }
