@@ -84,7 +84,9 @@ impl RoomConfig {
 
     pub fn validate(&self) -> Result<()> {
         let seg_ok = |s: &str| {
-            !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
         if !seg_ok(&self.namespace) {
             return Err(Error::config("room.namespace", "must be a DNS label"));

@@ -87,7 +87,9 @@ impl RefuseReason {
 impl std::fmt::Display for RefuseReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            RefuseReason::UnknownApp => "unknown RTMP application (use rtmp://HOST:1935/live/STREAM_KEY)",
+            RefuseReason::UnknownApp => {
+                "unknown RTMP application (use rtmp://HOST:1935/live/STREAM_KEY)"
+            }
             RefuseReason::WrongKey => "stream key matches no room",
             RefuseReason::AlreadyLive => "the room already has a live publisher",
             RefuseReason::KeyUnavailable => "the room's stream key file cannot be read",

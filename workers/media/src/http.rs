@@ -118,7 +118,7 @@ impl Req<'_> {
     }
 
     /// Find the room and check the origin secret.
-    fn room(&self, ns: &str, name: &str) -> Result<Arc<Room>, Response> {
+    fn room(&self, ns: &str, name: &str) -> Result<Arc<Room>, Box<Response>> {
         let Some((index, room)) = self
             .server
             .rooms
@@ -126,7 +126,7 @@ impl Req<'_> {
             .enumerate()
             .find(|(_, r)| r.cfg.namespace == ns && r.cfg.name == name)
         else {
-            return Err(plain(StatusCode::NOT_FOUND, "unknown room\n"));
+            return Err(Box::new(plain(StatusCode::NOT_FOUND, "unknown room\n")));
         };
         if let Some(secret) = self.server.origin_secret(index) {
             let presented = self
@@ -135,10 +135,10 @@ impl Req<'_> {
                 .map(HeaderValue::as_bytes)
                 .unwrap_or_default();
             if !secret.matches(presented) {
-                return Err(plain(
+                return Err(Box::new(plain(
                     StatusCode::FORBIDDEN,
                     "origin secret missing or wrong (header X-Origin-Secret)\n",
-                ));
+                )));
             }
         }
         Ok(room.clone())
@@ -174,10 +174,7 @@ fn plain(status: StatusCode, body: &'static str) -> Response {
 }
 
 fn idle(room: &Room) -> Response {
-    let body = format!(
-        "room {} is idle: nobody is publishing\n",
-        room.cfg.id()
-    );
+    let body = format!("room {} is idle: nobody is publishing\n", room.cfg.id());
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [
@@ -263,7 +260,7 @@ async fn master(
         kind: Kind::Master,
     };
     let resp = match req.room(&ns, &name) {
-        Err(r) => r,
+        Err(r) => *r,
         Ok(room) => match room.liveness() {
             Liveness::Idle => idle(&room),
             Liveness::Session(s) => match s.master_playlist() {
@@ -272,7 +269,13 @@ async fn master(
                     req.saw_viewer(&room);
                     let body = Bytes::from(text);
                     let etag = etag_of(&body);
-                    cached(&req, body, etag, PLAYLIST_CONTENT_TYPE, playlist_cache(&room))
+                    cached(
+                        &req,
+                        body,
+                        etag,
+                        PLAYLIST_CONTENT_TYPE,
+                        playlist_cache(&room),
+                    )
                 }
             },
         },
@@ -293,7 +296,7 @@ async fn media(
         kind: Kind::Media,
     };
     let resp = match req.room(&ns, &name) {
-        Err(r) => r,
+        Err(r) => *r,
         Ok(room) => match room.liveness() {
             Liveness::Idle => idle(&room),
             Liveness::Session(s) => match s.media_playlist(&rendition) {
@@ -303,7 +306,13 @@ async fn media(
                     req.saw_viewer(&room);
                     let body = Bytes::from(text);
                     let etag = etag_of(&body);
-                    cached(&req, body, etag, PLAYLIST_CONTENT_TYPE, playlist_cache(&room))
+                    cached(
+                        &req,
+                        body,
+                        etag,
+                        PLAYLIST_CONTENT_TYPE,
+                        playlist_cache(&room),
+                    )
                 }
             },
         },
@@ -323,11 +332,9 @@ async fn segment(
         kind: Kind::Segment,
     };
     let resp = match req.room(&ns, &name) {
-        Err(r) => r,
+        Err(r) => *r,
         Ok(room) => {
-            let seq = file
-                .strip_suffix(".ts")
-                .and_then(|s| s.parse::<u64>().ok());
+            let seq = file.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok());
             match (seq, room.liveness()) {
                 (None, _) => plain(StatusCode::NOT_FOUND, "no such segment\n"),
                 (Some(_), Liveness::Idle) => plain(
@@ -368,7 +375,7 @@ async fn status(
         kind: Kind::Status,
     };
     let resp = match req.room(&ns, &name) {
-        Err(r) => r,
+        Err(r) => *r,
         Ok(room) => {
             let session = match room.liveness() {
                 Liveness::Session(s) => Some(s),
@@ -390,11 +397,7 @@ async fn status(
                 "viewers": room.viewers(),
                 "renditions": session.as_ref().map(|s| s.rendition_names()).unwrap_or_default(),
             });
-            (
-                [(header::CACHE_CONTROL, "no-store")],
-                axum::Json(body),
-            )
-                .into_response()
+            ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
         }
     };
     req.finish(resp)

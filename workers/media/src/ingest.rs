@@ -35,12 +35,15 @@ struct Feeder {
     done: oneshot::Receiver<Result<()>>,
 }
 
+/// Picture size and frame rate from the publisher's metadata.
+type SourceHints = (Option<(u32, u32)>, Option<f64>);
+
 struct Publishing {
     room: Arc<Room>,
     publish: Publish,
     flv: FlvMuxer,
     feeder: Option<Feeder>,
-    metadata: Option<(Option<(u32, u32)>, Option<f64>)>,
+    metadata: Option<SourceHints>,
     /// Keeps later epochs of the session waiting until this one's pipeline drained.
     slot: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -120,9 +123,10 @@ async fn run(
                     if publishing.is_some() {
                         return Err(Error::Rtmp("second publish on one connection".into()));
                     }
-                    match server.authorize(&app, &key).and_then(|room| {
-                        room.begin_publish(conn).map(|p| (room, p))
-                    }) {
+                    match server
+                        .authorize(&app, &key)
+                        .and_then(|room| room.begin_publish(conn).map(|p| (room, p)))
+                    {
                         Ok((room, publish)) => {
                             let span = tracing::info_span!("session", room = %room.id(), session = %publish.session.id, epoch = publish.epoch);
                             let _e = span.enter();
@@ -244,11 +248,11 @@ async fn media(
                 .map_err(|_| Error::Gst("pipeline stopped".into()))
         }
         FlvOutput::Data(bytes) => match &p.feeder {
-            Some(f) => f
-                .tx
-                .send(bytes)
-                .await
-                .map_err(|_| Error::Gst("pipeline stopped".into())),
+            Some(f) => {
+                f.tx.send(bytes)
+                    .await
+                    .map_err(|_| Error::Gst("pipeline stopped".into()))
+            }
             None => Ok(()),
         },
     }

@@ -15,8 +15,12 @@ use roomcast_media::{MediaServer, RoomConfig, ServerOptions};
 struct Cli {
     /// WorkerConfig YAML (the operator's ConfigMap at `CONFIG_DIR/CONFIG_KEY`); repeat or
     /// separate with commas for several rooms.
-    #[arg(long = "config", env = "ROOMCAST_CONFIG", value_delimiter = ',',
-          default_value = "/etc/roomcast/config/room.yaml")]
+    #[arg(
+        long = "config",
+        env = "ROOMCAST_CONFIG",
+        value_delimiter = ',',
+        default_value = "/etc/roomcast/config/room.yaml"
+    )]
     configs: Vec<PathBuf>,
     #[arg(long, env = "ROOMCAST_RTMP_ADDR", default_value = DEFAULT_RTMP_ADDR)]
     rtmp_addr: String,
@@ -42,7 +46,10 @@ async fn main() -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     if cli.log_json {
-        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
@@ -82,13 +89,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -71,26 +71,66 @@ impl Default for Metrics {
             registry: Arc::new(Registry::default()),
         };
         r.register("publishers", "Connected publishers", m.publishers.clone());
-        r.register("sessions", "Live sessions started", m.sessions_started.clone());
-        r.register("sessions_live", "Sessions live now (1 or 0 per room)", m.sessions_live.clone());
-        r.register("reconnects", "Publisher reconnects within the grace period", m.reconnects.clone());
-        r.register("ingest_bytes", "RTMP bytes received from publishers", m.ingest_bytes.clone());
-        r.register("ingest_kbps", "Ingest bitrate over the last seconds", m.ingest_kbps.clone());
+        r.register(
+            "sessions",
+            "Live sessions started",
+            m.sessions_started.clone(),
+        );
+        r.register(
+            "sessions_live",
+            "Sessions live now (1 or 0 per room)",
+            m.sessions_live.clone(),
+        );
+        r.register(
+            "reconnects",
+            "Publisher reconnects within the grace period",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "ingest_bytes",
+            "RTMP bytes received from publishers",
+            m.ingest_bytes.clone(),
+        );
+        r.register(
+            "ingest_kbps",
+            "Ingest bitrate over the last seconds",
+            m.ingest_kbps.clone(),
+        );
         r.register(
             "publishes_refused",
             "Publish attempts refused, by reason",
             m.publishes_refused.clone(),
         );
-        r.register("segments", "Segments closed, by rendition", m.segments.clone());
+        r.register(
+            "segments",
+            "Segments closed, by rendition",
+            m.segments.clone(),
+        );
         r.register(
             "transcode_lag_ms",
             "Wall-clock time minus media time when the latest segment closed",
             m.transcode_lag_ms.clone(),
         );
-        r.register("viewers", "Distinct players that fetched a playlist in the last 30 s", m.viewers.clone());
-        r.register("http_requests", "HTTP requests, by kind and status", m.http_requests.clone());
-        r.register("http_bytes_out", "HTTP body bytes sent", m.http_bytes_out.clone());
-        r.register("pipeline_errors", "Transcode pipelines that failed", m.pipeline_errors.clone());
+        r.register(
+            "viewers",
+            "Distinct players that fetched a playlist in the last 30 s",
+            m.viewers.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests, by kind and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_bytes_out",
+            "HTTP body bytes sent",
+            m.http_bytes_out.clone(),
+        );
+        r.register(
+            "pipeline_errors",
+            "Transcode pipelines that failed",
+            m.pipeline_errors.clone(),
+        );
         Metrics {
             registry: Arc::new(r),
             ..m

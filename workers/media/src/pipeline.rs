@@ -599,7 +599,9 @@ fn watch_bus(
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
         match msg.view() {
             MessageView::Eos(_) => return,
-            MessageView::Application(a) if a.structure().is_some_and(|s| s.name() == "roomcast-stop") => {
+            MessageView::Application(a)
+                if a.structure().is_some_and(|s| s.name() == "roomcast-stop") =>
+            {
                 return;
             }
             MessageView::Error(e) => {

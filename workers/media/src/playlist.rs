@@ -212,7 +212,10 @@ mod tests {
     use chrono::TimeZone;
 
     fn seg(seq: u64, ms: u64, discontinuity: bool) -> Segment {
-        let base = Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).single().expect("date");
+        let base = Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("date");
         Segment {
             seq,
             duration: Duration::from_millis(ms),

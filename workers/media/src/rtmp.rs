@@ -23,8 +23,14 @@ pub enum IngestEvent {
         key: PresentedKey,
     },
     Metadata(Box<StreamMetadata>),
-    Video { timestamp_ms: u32, data: Bytes },
-    Audio { timestamp_ms: u32, data: Bytes },
+    Video {
+        timestamp_ms: u32,
+        data: Bytes,
+    },
+    Audio {
+        timestamp_ms: u32,
+        data: Bytes,
+    },
     /// The publisher said it is done (FCUnpublish / deleteStream).
     PublishFinished,
 }
@@ -132,7 +138,9 @@ impl RtmpCore {
     fn absorb(&mut self, results: Vec<ServerSessionResult>, out: &mut Vec<Output>) -> Result<()> {
         for result in results {
             match result {
-                ServerSessionResult::OutboundResponse(packet) => out.push(Output::Send(packet.bytes)),
+                ServerSessionResult::OutboundResponse(packet) => {
+                    out.push(Output::Send(packet.bytes))
+                }
                 ServerSessionResult::RaisedEvent(event) => self.on_event(event, out)?,
                 ServerSessionResult::UnhandleableMessageReceived(_) => {}
             }
@@ -253,15 +261,15 @@ mod tests {
                 events: Vec::new(),
                 client_events: Vec::new(),
             };
-            pair.to_server(c2);
+            pair.send_to_server(c2);
             if !leftover.is_empty() {
-                pair.to_client(leftover);
+                pair.send_to_client(leftover);
             }
             pair.client_results(results);
             pair
         }
 
-        fn to_server(&mut self, bytes: Vec<u8>) {
+        fn send_to_server(&mut self, bytes: Vec<u8>) {
             let outs = self.server.handle_input(&bytes).expect("server input");
             self.server_outputs(outs);
         }
@@ -269,13 +277,13 @@ mod tests {
         fn server_outputs(&mut self, outs: Vec<Output>) {
             for o in outs {
                 match o {
-                    Output::Send(b) => self.to_client(b),
+                    Output::Send(b) => self.send_to_client(b),
                     Output::Event(e) => self.events.push(e),
                 }
             }
         }
 
-        fn to_client(&mut self, bytes: Vec<u8>) {
+        fn send_to_client(&mut self, bytes: Vec<u8>) {
             let results = self.client.handle_input(&bytes).expect("client input");
             self.client_results(results);
         }
@@ -283,7 +291,7 @@ mod tests {
         fn client_results(&mut self, results: Vec<ClientSessionResult>) {
             for r in results {
                 match r {
-                    ClientSessionResult::OutboundResponse(p) => self.to_server(p.bytes),
+                    ClientSessionResult::OutboundResponse(p) => self.send_to_server(p.bytes),
                     ClientSessionResult::RaisedEvent(e) => self.client_events.push(e),
                     ClientSessionResult::UnhandleableMessageReceived(_) => {}
                 }

@@ -125,7 +125,9 @@ impl MediaServer {
                     found = Some(room.clone());
                 }
                 Ok(_) => {}
-                Err(e) => tracing::error!(room = %room.id(), error = %e, "cannot read the stream key"),
+                Err(e) => {
+                    tracing::error!(room = %room.id(), error = %e, "cannot read the stream key")
+                }
             }
         }
         found

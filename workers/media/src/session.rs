@@ -151,7 +151,8 @@ impl Session {
             return;
         }
         let pdt = epoch_started
-            + chrono::Duration::from_std(fragment.start).unwrap_or_else(|_| chrono::Duration::zero());
+            + chrono::Duration::from_std(fragment.start)
+                .unwrap_or_else(|_| chrono::Duration::zero());
         let (event, name) = {
             let mut st = lock(&self.state);
             let Some(r) = st.renditions.get_mut(fragment.rendition) else {
@@ -217,10 +218,7 @@ impl Session {
             for r in &mut st.renditions {
                 r.playlist.ended = true;
             }
-            (
-                st.renditions.first().map(|r| r.next_seq).unwrap_or(0),
-                now,
-            )
+            (st.renditions.first().map(|r| r.next_seq).unwrap_or(0), now)
         };
         let _ = self.events.send(MediaEvent::SessionEnded {
             session_id: self.id.clone(),
@@ -236,7 +234,10 @@ impl Session {
     /// The media playlist of a rendition, rendered.
     pub fn media_playlist(&self, rendition: &str) -> Option<String> {
         let st = lock(&self.state);
-        let r = st.renditions.iter().find(|r| r.rendition.name == rendition)?;
+        let r = st
+            .renditions
+            .iter()
+            .find(|r| r.rendition.name == rendition)?;
         Some(r.playlist.render())
     }
 
@@ -253,7 +254,10 @@ impl Session {
     /// Segment bytes while the segment is in the window.
     pub fn segment(&self, rendition: &str, seq: u64) -> Option<Bytes> {
         let st = lock(&self.state);
-        let r = st.renditions.iter().find(|r| r.rendition.name == rendition)?;
+        let r = st
+            .renditions
+            .iter()
+            .find(|r| r.rendition.name == rendition)?;
         r.data.get(&seq).cloned()
     }
 
@@ -268,12 +272,11 @@ impl Session {
             .map(|r| {
                 let configured = u64::from(
                     r.rendition.video_kbps.unwrap_or(0)
-                        + r.rendition.audio_kbps.unwrap_or(if r.rendition.is_source() { 0 } else { 128 }),
+                        + r.rendition
+                            .audio_kbps
+                            .unwrap_or(if r.rendition.is_source() { 0 } else { 128 }),
                 ) * 1000;
-                let (peak, avg) = r
-                    .playlist
-                    .bandwidth()
-                    .unwrap_or((configured, configured));
+                let (peak, avg) = r.playlist.bandwidth().unwrap_or((configured, configured));
                 Variant {
                     uri: format!("{}/index.m3u8", r.rendition.name),
                     bandwidth: peak.max(1),
@@ -389,8 +392,14 @@ impl Room {
             active.generation += 1;
             let session = active.session.clone();
             let epoch = session.begin_epoch();
-            self.metrics.reconnects.get_or_create(&metrics::room(&room)).inc();
-            self.metrics.publishers.get_or_create(&metrics::room(&room)).set(1);
+            self.metrics
+                .reconnects
+                .get_or_create(&metrics::room(&room))
+                .inc();
+            self.metrics
+                .publishers
+                .get_or_create(&metrics::room(&room))
+                .set(1);
             tracing::info!(session = %session.id, epoch, "publisher reconnected within the grace period; session continues");
             return Ok(Publish { session, epoch });
         }
@@ -406,9 +415,18 @@ impl Room {
             generation: 0,
         });
         st.last = None;
-        self.metrics.sessions_started.get_or_create(&metrics::room(&room)).inc();
-        self.metrics.sessions_live.get_or_create(&metrics::room(&room)).set(1);
-        self.metrics.publishers.get_or_create(&metrics::room(&room)).set(1);
+        self.metrics
+            .sessions_started
+            .get_or_create(&metrics::room(&room))
+            .inc();
+        self.metrics
+            .sessions_live
+            .get_or_create(&metrics::room(&room))
+            .set(1);
+        self.metrics
+            .publishers
+            .get_or_create(&metrics::room(&room))
+            .set(1);
         tracing::info!(session = %session.id, "session started");
         let _ = self.events.send(MediaEvent::SessionStarted {
             session_id: session.id.clone(),
@@ -435,7 +453,10 @@ impl Room {
             active.generation += 1;
             active.generation
         };
-        self.metrics.publishers.get_or_create(&metrics::room(&room)).set(0);
+        self.metrics
+            .publishers
+            .get_or_create(&metrics::room(&room))
+            .set(0);
         if end_now || self.cfg.reconnect_grace.is_zero() {
             self.end_session_if(generation);
             return;
@@ -465,7 +486,10 @@ impl Room {
         if session.end() {
             tracing::info!(session = %session.id, "session ended");
         }
-        self.metrics.sessions_live.get_or_create(&metrics::room(&self.id())).set(0);
+        self.metrics
+            .sessions_live
+            .get_or_create(&metrics::room(&self.id()))
+            .set(0);
     }
 
     /// End whatever session is active (worker shutdown).
