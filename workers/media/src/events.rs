@@ -2,7 +2,6 @@
 //! `tokio::sync::broadcast` channel from [`crate::MediaServer::subscribe`]; a subscriber that lags
 //! by more than [`EVENT_CAPACITY`] events misses some and is told so by the channel.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,9 +26,7 @@ pub enum MediaEvent {
         duration: Duration,
         discontinuity: bool,
         program_date_time: DateTime<Utc>,
-        /// Where the fragment was written; already removed from the spool when the event is
-        /// sent (the bytes are here).
-        path: PathBuf,
+        /// The MPEG-TS segment (shared, cheap to clone).
         bytes: Bytes,
     },
     SessionEnded {

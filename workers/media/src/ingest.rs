@@ -231,11 +231,6 @@ async fn media(
                 renditions: p.room.cfg.renditions.clone(),
                 segment: Duration::from_secs(u64::from(p.room.cfg.segment_seconds)),
                 has_audio: shape.has_audio,
-                dir: p
-                    .room
-                    .spool
-                    .join(&p.publish.session.id)
-                    .join(p.publish.epoch.to_string()),
                 source_size: size,
                 frame_rate: fps,
                 speed_preset: p.room.speed_preset.clone(),
@@ -274,7 +269,6 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec) -> Result<Feeder> {
     let (tx, mut rx) = mpsc::channel::<Bytes>(FEED_QUEUE);
     let (done_tx, done_rx) = oneshot::channel();
     let span = tracing::Span::current();
-    let dir = spec.dir.clone();
     let room_metrics = (p.room.metrics.clone(), p.room.id());
     std::thread::Builder::new()
         .name("gst-feed".into())
@@ -294,7 +288,6 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec) -> Result<Feeder> {
             }
             drop(rx);
             let finished = pipeline.finish(FINISH_TIMEOUT);
-            let _ = std::fs::remove_dir_all(&dir);
             let _ = done_tx.send(result.and(finished));
         })
         .map_err(Error::Net)?;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
-use roomcast_crds::worker_config::SPOOL_DIR;
 use roomcast_media::config::{DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_RTMP_ADDR};
 use roomcast_media::server::DEFAULT_SPEED_PRESET;
 use roomcast_media::{MediaServer, RoomConfig, ServerOptions};
@@ -29,9 +28,6 @@ struct Cli {
     /// `/metrics`, `/healthz`, `/readyz`; empty to serve them on the HTTP port only.
     #[arg(long, env = "ROOMCAST_METRICS_ADDR", default_value = DEFAULT_METRICS_ADDR)]
     metrics_addr: String,
-    /// Scratch directory for segments being written (an emptyDir in Kubernetes).
-    #[arg(long, env = "ROOMCAST_SPOOL_DIR", default_value = SPOOL_DIR)]
-    spool_dir: PathBuf,
     /// x264 speed preset of the encoded rungs.
     #[arg(long, env = "ROOMCAST_SPEED_PRESET", default_value = DEFAULT_SPEED_PRESET)]
     speed_preset: String,
@@ -61,7 +57,6 @@ async fn main() -> anyhow::Result<()> {
     let server = MediaServer::new(
         rooms,
         ServerOptions {
-            spool_dir: cli.spool_dir,
             speed_preset: cli.speed_preset,
         },
     )?;

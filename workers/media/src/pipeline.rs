@@ -1,26 +1,29 @@
-//! The GStreamer graph of one live ingest: FLV bytes in, keyframe-aligned MPEG-TS fragments of
+//! The GStreamer graph of one live ingest: FLV bytes in, keyframe-aligned MPEG-TS segments of
 //! every rendition out. Built in one function ([`TranscodePipeline::start`]) from element
 //! factories.
 //!
 //! ```text
-//! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] tee ─ queue ! splitmuxsink(source)
-//!                    │                                              └ queue ! avdec_h264 ! tee
-//!                    │        per rung: queue ! videoscale ! capsfilter ! [force-key-unit probe]
-//!                    │                  x264enc ! h264parse ! queue ! splitmuxsink(rung)
-//!                    └─audio─ queue ! aacparse ! tee ─ queue ! splitmuxsink(source)
-//!                                                    └ queue ! avdec_aac ! audioconvert ! audioresample ! tee
-//!                             per rung: queue ! avenc_aac ! queue ! splitmuxsink(rung)
+//! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] tee ─ queue ─────────────┐
+//!                    │                                              └ queue ! avdec_h264 ! tee │
+//!                    │   per rung: queue ! videoscale ! capsfilter ! x264enc ! h264parse ! queue ┤
+//!                    └─audio─ queue ! aacparse ! tee ─ queue ──────────────────────────────────┤
+//!                                                    └ queue ! avdec_aac ! audioconvert ! ... ! tee
+//!                             per rung: queue ! avenc_aac ! queue ─────────────────────────────┤
+//!             per rendition: mpegtsmux ! [cutter probe] fakesink  <───────────────────────────┘
 //! ```
 //!
 //! Segment boundaries are decided once, on the source's keyframes (the first keyframe at least
-//! `segment` after the previous boundary). Each boundary is handed to every splitmuxsink
-//! (`split-at-running-time`) and to every encoder (a force-key-unit event at that running time),
-//! so all renditions split at the same instants and every fragment starts with a keyframe.
+//! `segment` after the previous boundary). There the boundary probe pushes a downstream
+//! force-key-unit event in front of the keyframe. It travels every branch in stream order: the
+//! passthrough branch carries it straight to its muxer; in the decode branches the decoder hands
+//! it on with the frame and each x264enc turns it into a keyframe at that running time and emits
+//! it again in front of that keyframe. `mpegtsmux` answers with PAT/PMT and forwards it, and the
+//! cutter on its output closes the segment right there (hlssink's proven scheme). So every
+//! rendition cuts at the same instants, every segment starts with PAT/PMT and a keyframe, and a
+//! segment is out as soon as the keyframe that ends it arrives: no extra GOP of delay.
 //! Backpressure: `appsrc` blocks when its 2 MiB are full and every queue is bounded, so a fast
 //! publisher or a slow encoder stalls the RTMP socket instead of growing memory.
 
-use std::collections::VecDeque;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -49,9 +52,8 @@ pub const REQUIRED_ELEMENTS: &[&str] = &[
     "aacparse",
     "tee",
     "queue",
-    "splitmuxsink",
     "mpegtsmux",
-    "filesink",
+    "fakesink",
     "avdec_h264",
     "videoscale",
     "capsfilter",
@@ -92,8 +94,6 @@ pub struct PipelineSpec {
     pub renditions: Vec<Rendition>,
     pub segment: Duration,
     pub has_audio: bool,
-    /// Scratch directory for fragments (removed again once read).
-    pub dir: PathBuf,
     /// From the publisher's metadata, when it sent any.
     pub source_size: Option<(u32, u32)>,
     pub frame_rate: Option<f64>,
@@ -111,11 +111,12 @@ pub struct RenditionInfo {
     pub codecs: String,
 }
 
-/// A closed fragment of one rendition.
+/// A closed segment of one rendition.
 #[derive(Clone, Debug)]
 pub struct ClosedFragment {
     pub rendition: usize,
-    pub path: PathBuf,
+    /// MPEG-TS bytes, starting with PAT/PMT and a keyframe.
+    pub bytes: Bytes,
     /// Running time of the fragment's start and end.
     pub start: Duration,
     pub end: Duration,
@@ -124,13 +125,6 @@ pub struct ClosedFragment {
 /// Where fragments go (the session).
 pub trait FragmentSink: Send + Sync + 'static {
     fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>);
-}
-
-struct Branch {
-    sink: gst::Element,
-    /// Element whose src caps describe the rendition's video.
-    video_caps_from: gst::Element,
-    opened_at: Mutex<Option<Duration>>,
 }
 
 /// A running pipeline. [`push`](Self::push) blocks while the pipeline is full.
@@ -175,24 +169,23 @@ fn link_pads(src: &gst::Pad, sink: &gst::Element) -> Result<()> {
         .map_err(|e| Error::Gst(format!("link: {e:?}")))
 }
 
-fn tee_to(pipeline: &gst::Pipeline, tee: &gst::Element, next: &gst::Element) -> Result<()> {
-    let _ = pipeline;
+fn tee_to(tee: &gst::Element, next: &gst::Element) -> Result<()> {
     let pad = tee
         .request_pad_simple("src_%u")
         .ok_or_else(|| Error::Gst("tee pad".into()))?;
     link_pads(&pad, next)
 }
 
-fn splitmux_pad(sink: &gst::Element, template: &str, from: &gst::Element) -> Result<()> {
-    let pad = sink
+fn mux_pad(mux: &gst::Element, template: &str, from: &gst::Element) -> Result<()> {
+    let pad = mux
         .request_pad_simple(template)
-        .ok_or_else(|| Error::Gst(format!("splitmuxsink pad {template}")))?;
+        .ok_or_else(|| Error::Gst(format!("mpegtsmux pad {template}")))?;
     let src = from
         .static_pad("src")
         .ok_or_else(|| Error::Gst("element without src pad".into()))?;
     src.link(&pad)
         .map(|_| ())
-        .map_err(|e| Error::Gst(format!("link to splitmuxsink: {e:?}")))
+        .map_err(|e| Error::Gst(format!("link to mpegtsmux: {e:?}")))
 }
 
 /// Width for `height` keeping the source aspect ratio, rounded to an even number.
@@ -229,7 +222,7 @@ pub fn avc_codec_string(profile: &str, level: &str) -> String {
 }
 
 impl TranscodePipeline {
-    /// Build and start the graph; fragments are reported to `sink`.
+    /// Build and start the graph; segments are reported to `sink`.
     pub fn start(spec: &PipelineSpec, sink: Arc<dyn FragmentSink>) -> Result<Self> {
         init()?;
         let pipeline = gst::Pipeline::new();
@@ -247,8 +240,8 @@ impl TranscodePipeline {
             .map_err(|e| Error::Gst(e.to_string()))?;
         link(&[appsrc.upcast_ref(), &demux])?;
 
-        // Compressed queues after the demuxer hold a little more than a segment so one branch
-        // waiting for a GOP to complete never starves the other.
+        // Compressed queues after the demuxer hold a little more than a segment, so the muxers
+        // waiting for both audio and video never starve one branch.
         let compressed = Some(spec.segment * 2 + Duration::from_secs(2));
         let add = |e: &[&gst::Element]| -> Result<()> {
             pipeline
@@ -290,7 +283,7 @@ impl TranscodePipeline {
             let dec = make("avdec_h264", None)?;
             let dtee = make("tee", None)?;
             add(&[&q, &dec, &dtee])?;
-            tee_to(&pipeline, &vtee, &q)?;
+            tee_to(&vtee, &q)?;
             link(&[&q, &dec, &dtee])?;
             let adec = match &audio {
                 Some((_, atee)) => {
@@ -300,7 +293,7 @@ impl TranscodePipeline {
                     let res = make("audioresample", None)?;
                     let t = make("tee", None)?;
                     add(&[&q, &dec, &conv, &res, &t])?;
-                    tee_to(&pipeline, atee, &q)?;
+                    tee_to(atee, &q)?;
                     link(&[&q, &dec, &conv, &res, &t])?;
                     Some(t)
                 }
@@ -311,32 +304,21 @@ impl TranscodePipeline {
             None
         };
 
+        let clock = Arc::new(MediaClock::default());
         let frame_rate = spec.frame_rate.filter(|f| *f > 0.0).unwrap_or(30.0);
         let key_int = ((spec.segment.as_secs_f64() * frame_rate).round() as u32).max(1);
-        let mut branches = Vec::new();
-        let mut boundary_queues: Vec<Arc<Mutex<VecDeque<gst::ClockTime>>>> = Vec::new();
         for (index, rendition) in spec.renditions.iter().enumerate() {
-            let dir = spec.dir.join(&rendition.name);
-            std::fs::create_dir_all(&dir).map_err(|source| Error::Io {
-                path: dir.clone(),
-                source,
-            })?;
-            let smux = make("splitmuxsink", Some(&format!("rendition-{index}")))?;
-            let mux = make("mpegtsmux", None)?;
-            smux.set_property("muxer", &mux);
-            smux.set_property(
-                "location",
-                dir.join("%06d.ts").to_string_lossy().into_owned(),
-            );
-            smux.set_property("max-size-time", 0u64);
-            smux.set_property("max-size-bytes", 0u64);
-            smux.set_property("send-keyframe-requests", false);
-            add(&[&smux])?;
+            let mux = make("mpegtsmux", Some(&format!("rendition-{index}")))?;
+            let out = make("fakesink", None)?;
+            out.set_property("sync", false);
+            out.set_property("async", false);
+            add(&[&mux, &out])?;
+            link(&[&mux, &out])?;
 
             let video_out = if rendition.is_source() {
                 let q = queue(compressed, 0)?;
                 add(&[&q])?;
-                tee_to(&pipeline, &vtee, &q)?;
+                tee_to(&vtee, &q)?;
                 q
             } else {
                 let Some((dtee, _)) = &decoded else {
@@ -360,26 +342,17 @@ impl TranscodePipeline {
                 let parse = make("h264parse", None)?;
                 let out = queue(compressed, 0)?;
                 add(&[&q, &scale, &caps, &enc, &parse, &out])?;
-                tee_to(&pipeline, dtee, &q)?;
+                tee_to(dtee, &q)?;
                 link(&[&q, &scale, &caps, &enc, &parse, &out])?;
-                let pending = Arc::new(Mutex::new(VecDeque::new()));
-                boundary_queues.push(pending.clone());
-                let enc_sink = enc
-                    .static_pad("sink")
-                    .ok_or_else(|| Error::Gst("x264enc sink".into()))?;
-                enc_sink.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
-                    force_keyframes(pad, info, &pending);
-                    gst::PadProbeReturn::Ok
-                });
                 out
             };
-            splitmux_pad(&smux, "video", &video_out)?;
+            mux_pad(&mux, "sink_%d", &video_out)?;
 
             if let Some((_, atee)) = &audio {
                 let audio_out = if rendition.is_source() {
                     let q = queue(compressed, 0)?;
                     add(&[&q])?;
-                    tee_to(&pipeline, atee, &q)?;
+                    tee_to(atee, &q)?;
                     q
                 } else {
                     let Some((_, Some(adec))) = &decoded else {
@@ -391,53 +364,60 @@ impl TranscodePipeline {
                     enc.set_property("bitrate", i32::try_from(kbps * 1000).unwrap_or(128_000));
                     let out = queue(compressed, 0)?;
                     add(&[&q, &enc, &out])?;
-                    tee_to(&pipeline, adec, &q)?;
+                    tee_to(adec, &q)?;
                     link(&[&q, &enc, &out])?;
                     out
                 };
-                splitmux_pad(&smux, "audio_%u", &audio_out)?;
+                mux_pad(&mux, "sink_%d", &audio_out)?;
             }
-            branches.push(Arc::new(Branch {
-                sink: smux,
+
+            // Cut the muxed stream where the force-key-unit events come out of the muxer.
+            let cutter = Cutter {
+                rendition: index,
                 video_caps_from: video_out,
-                opened_at: Mutex::new(None),
-            }));
+                clock: clock.clone(),
+                sink: sink.clone(),
+                state: Mutex::new(CutState::default()),
+            };
+            let mux_src = mux
+                .static_pad("src")
+                .ok_or_else(|| Error::Gst("mpegtsmux src".into()))?;
+            mux_src.add_probe(
+                gst::PadProbeType::BUFFER
+                    | gst::PadProbeType::BUFFER_LIST
+                    | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    cutter.on_probe(info);
+                    gst::PadProbeReturn::Ok
+                },
+            );
         }
 
-        // Boundary decisions on the source's keyframes.
-        let sinks: Vec<gst::Element> = branches.iter().map(|b| b.sink.clone()).collect();
-        let last_boundary: Mutex<Option<gst::ClockTime>> = Mutex::new(None);
+        // Boundary decisions on the source's keyframes: a force-key-unit event goes down every
+        // branch right before the keyframe that opens a segment.
         let segment = gst::ClockTime::from_nseconds(spec.segment.as_nanos() as u64);
         let vcaps_src = vcaps
             .static_pad("src")
             .ok_or_else(|| Error::Gst("capsfilter src".into()))?;
+        let boundary_clock = clock.clone();
         vcaps_src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
             let Some(buffer) = info.buffer() else {
                 return gst::PadProbeReturn::Ok;
             };
-            if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
-                return gst::PadProbeReturn::Ok;
-            }
             let Some(rt) = running_time(pad, buffer.pts()) else {
                 return gst::PadProbeReturn::Ok;
             };
-            let Ok(mut last) = last_boundary.lock() else {
+            boundary_clock.saw_video(rt, buffer.duration());
+            if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                 return gst::PadProbeReturn::Ok;
-            };
-            match *last {
-                None => *last = Some(rt),
-                Some(prev) if rt + BOUNDARY_TOLERANCE >= prev + segment => {
-                    *last = Some(rt);
-                    for sink in &sinks {
-                        sink.emit_by_name::<()>("split-at-running-time", &[&rt.nseconds()]);
-                    }
-                    for q in &boundary_queues {
-                        if let Ok(mut q) = q.lock() {
-                            q.push_back(rt);
-                        }
-                    }
-                }
-                Some(_) => {}
+            }
+            if boundary_clock.keyframe_opens_segment(rt, segment) {
+                let event = gst_video::DownstreamForceKeyUnitEvent::builder()
+                    .running_time(rt)
+                    .timestamp(buffer.pts())
+                    .all_headers(true)
+                    .build();
+                pad.push_event(event);
             }
             gst::PadProbeReturn::Ok
         });
@@ -471,7 +451,7 @@ impl TranscodePipeline {
                 .name("gst-bus".into())
                 .spawn(move || {
                     let _enter = span.enter();
-                    watch_bus(&bus, &branches, sink.as_ref(), &failed);
+                    watch_bus(&bus, &failed);
                     let (lock, cvar) = &*done;
                     if let Ok(mut d) = lock.lock() {
                         *d = true;
@@ -554,47 +534,130 @@ fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::Cloc
     segment.to_running_time(pts)
 }
 
-/// Before the first frame at or after a pending boundary, ask the encoder for a keyframe there.
-fn force_keyframes(
-    pad: &gst::Pad,
-    info: &gst::PadProbeInfo,
-    pending: &Mutex<VecDeque<gst::ClockTime>>,
-) {
-    let Some(buffer) = info.buffer() else {
-        return;
-    };
-    let Some(rt) = running_time(pad, buffer.pts()) else {
-        return;
-    };
-    let due = {
-        let Ok(mut q) = pending.lock() else {
-            return;
-        };
-        let mut due = None;
-        while let Some(front) = q.front() {
-            if *front <= rt {
-                due = q.pop_front();
-            } else {
-                break;
-            }
+/// Source timeline shared by the boundary probe and the cutters.
+#[derive(Default)]
+struct MediaClock {
+    inner: Mutex<ClockState>,
+}
+
+#[derive(Default)]
+struct ClockState {
+    first: Option<gst::ClockTime>,
+    last_boundary: Option<gst::ClockTime>,
+    video_end: Option<gst::ClockTime>,
+}
+
+impl MediaClock {
+    fn saw_video(&self, rt: gst::ClockTime, duration: Option<gst::ClockTime>) {
+        if let Ok(mut c) = self.inner.lock() {
+            c.first.get_or_insert(rt);
+            let end = rt + duration.unwrap_or(gst::ClockTime::ZERO);
+            c.video_end = Some(c.video_end.map_or(end, |e| e.max(end)));
         }
-        due
-    };
-    if let Some(boundary) = due {
-        let event = gst_video::DownstreamForceKeyUnitEvent::builder()
-            .running_time(boundary)
-            .all_headers(true)
-            .build();
-        pad.send_event(event);
+    }
+
+    /// True when the keyframe at `rt` is at least one segment after the last boundary.
+    fn keyframe_opens_segment(&self, rt: gst::ClockTime, segment: gst::ClockTime) -> bool {
+        let Ok(mut c) = self.inner.lock() else {
+            return false;
+        };
+        match c.last_boundary {
+            None => {
+                c.last_boundary = Some(rt);
+                false
+            }
+            Some(prev) if rt + BOUNDARY_TOLERANCE >= prev + segment => {
+                c.last_boundary = Some(rt);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn first(&self) -> gst::ClockTime {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|c| c.first)
+            .unwrap_or(gst::ClockTime::ZERO)
+    }
+
+    fn video_end(&self) -> Option<gst::ClockTime> {
+        self.inner.lock().ok().and_then(|c| c.video_end)
     }
 }
 
-fn watch_bus(
-    bus: &gst::Bus,
-    branches: &[Arc<Branch>],
-    sink: &dyn FragmentSink,
-    failed: &Mutex<Option<String>>,
-) {
+#[derive(Default)]
+struct CutState {
+    start: Option<gst::ClockTime>,
+    data: Vec<u8>,
+}
+
+/// Splits one rendition's muxed MPEG-TS at the force-key-unit events.
+struct Cutter {
+    rendition: usize,
+    video_caps_from: gst::Element,
+    clock: Arc<MediaClock>,
+    sink: Arc<dyn FragmentSink>,
+    state: Mutex<CutState>,
+}
+
+impl Cutter {
+    fn on_probe(&self, info: &gst::PadProbeInfo) {
+        match &info.data {
+            Some(gst::PadProbeData::Buffer(buffer)) => self.append(buffer),
+            Some(gst::PadProbeData::BufferList(list)) => {
+                for buffer in list.iter() {
+                    self.append(buffer);
+                }
+            }
+            Some(gst::PadProbeData::Event(event)) => {
+                if let Ok(fku) = gst_video::DownstreamForceKeyUnitEvent::parse(event) {
+                    if let Some(rt) = fku.running_time {
+                        self.cut(rt, Some(rt));
+                    }
+                } else if event.type_() == gst::EventType::Eos
+                    && let Some(end) = self.clock.video_end()
+                {
+                    self.cut(end, None);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn append(&self, buffer: &gst::BufferRef) {
+        if let (Ok(map), Ok(mut st)) = (buffer.map_readable(), self.state.lock()) {
+            st.data.extend_from_slice(map.as_slice());
+        }
+    }
+
+    /// Close the open segment at `end`; the next one starts at `next`.
+    fn cut(&self, end: gst::ClockTime, next: Option<gst::ClockTime>) {
+        let (start, data) = {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            let start = st.start.unwrap_or_else(|| self.clock.first());
+            st.start = next;
+            (start, std::mem::take(&mut st.data))
+        };
+        if data.is_empty() || end <= start {
+            return;
+        }
+        self.sink.fragment_closed(
+            ClosedFragment {
+                rendition: self.rendition,
+                bytes: Bytes::from(data),
+                start: Duration::from_nanos(start.nseconds()),
+                end: Duration::from_nanos(end.nseconds()),
+            },
+            rendition_info(&self.video_caps_from),
+        );
+    }
+}
+
+fn watch_bus(bus: &gst::Bus, failed: &Mutex<Option<String>>) {
     use gst::MessageView;
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
         match msg.view() {
@@ -615,51 +678,6 @@ fn watch_bus(
                     *f = Some(text);
                 }
                 return;
-            }
-            MessageView::Element(el) => {
-                let (Some(s), Some(src)) = (el.structure(), msg.src()) else {
-                    continue;
-                };
-                let Some(index) = branches
-                    .iter()
-                    .position(|b| b.sink.upcast_ref::<gst::Object>() == src)
-                else {
-                    continue;
-                };
-                let branch = &branches[index];
-                let rt = s
-                    .get::<u64>("running-time")
-                    .map(Duration::from_nanos)
-                    .unwrap_or_default();
-                match s.name().as_str() {
-                    "splitmuxsink-fragment-opened" => {
-                        if let Ok(mut o) = branch.opened_at.lock() {
-                            *o = Some(rt);
-                        }
-                    }
-                    "splitmuxsink-fragment-closed" => {
-                        let Ok(location) = s.get::<String>("location") else {
-                            continue;
-                        };
-                        let start = branch
-                            .opened_at
-                            .lock()
-                            .ok()
-                            .and_then(|o| *o)
-                            .unwrap_or_default();
-                        let info = rendition_info(&branch.video_caps_from);
-                        sink.fragment_closed(
-                            ClosedFragment {
-                                rendition: index,
-                                path: PathBuf::from(location),
-                                start,
-                                end: rt,
-                            },
-                            info,
-                        );
-                    }
-                    _ => {}
-                }
             }
             _ => {}
         }
@@ -684,15 +702,6 @@ fn rendition_info(element: &gst::Element) -> Option<RenditionInfo> {
         frame_rate,
         codecs: avc_codec_string(profile, level),
     })
-}
-
-/// Remove a fragment file, ignoring a file that is already gone.
-pub fn remove_fragment(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path)
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        tracing::warn!(path = %path.display(), error = %e, "cannot remove fragment");
-    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,6 @@
 //! apart by stream key on the RTMP side and by path prefix on the HTTP side; in Kubernetes the
 //! server has exactly one room.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -24,8 +23,6 @@ pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
 /// Process-wide options.
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
-    /// Scratch directory for fragments; each is removed once read into memory.
-    pub spool_dir: PathBuf,
     pub speed_preset: String,
 }
 
@@ -57,10 +54,6 @@ impl MediaServer {
                 ));
             }
         }
-        std::fs::create_dir_all(&options.spool_dir).map_err(|source| Error::Io {
-            path: options.spool_dir.clone(),
-            source,
-        })?;
         let metrics = Metrics::default();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let mut origin_secrets = Vec::new();
@@ -81,10 +74,8 @@ impl MediaServer {
                     None => None,
                 };
                 origin_secrets.push(secret);
-                let spool = options.spool_dir.join(&cfg.namespace).join(&cfg.name);
                 Ok(Arc::new(Room::new(
                     cfg,
-                    spool,
                     options.speed_preset.clone(),
                     events.clone(),
                     metrics.clone(),

@@ -9,7 +9,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,7 @@ use crate::config::RoomConfig;
 use crate::error::RefuseReason;
 use crate::events::MediaEvent;
 use crate::metrics::{self, Metrics, RenditionLabels};
-use crate::pipeline::{ClosedFragment, FragmentSink, RenditionInfo, remove_fragment};
+use crate::pipeline::{ClosedFragment, FragmentSink, RenditionInfo};
 use crate::playlist::{MediaPlaylist, Segment, SegmentFormat, Variant, render_master};
 
 /// A player counts as a viewer for this long after its last playlist fetch.
@@ -138,14 +137,7 @@ impl Session {
         epoch_started: DateTime<Utc>,
         epoch_clock: Instant,
     ) {
-        let bytes = match std::fs::read(&fragment.path) {
-            Ok(b) => Bytes::from(b),
-            Err(e) => {
-                tracing::error!(path = %fragment.path.display(), error = %e, "cannot read fragment");
-                return;
-            }
-        };
-        remove_fragment(&fragment.path);
+        let bytes = fragment.bytes.clone();
         let duration = fragment.end.saturating_sub(fragment.start);
         if bytes.is_empty() || duration.is_zero() {
             return;
@@ -185,7 +177,6 @@ impl Session {
                     duration,
                     discontinuity,
                     program_date_time: pdt,
-                    path: fragment.path.clone(),
                     bytes,
                 },
                 name,
@@ -335,7 +326,6 @@ pub struct Publish {
 /// One room: its config, its live state and viewer tracking.
 pub struct Room {
     pub cfg: RoomConfig,
-    pub spool: PathBuf,
     /// x264 speed preset of the encoded rungs.
     pub speed_preset: String,
     state: Mutex<RoomState>,
@@ -356,14 +346,12 @@ pub enum Liveness {
 impl Room {
     pub fn new(
         cfg: RoomConfig,
-        spool: PathBuf,
         speed_preset: String,
         events: broadcast::Sender<MediaEvent>,
         metrics: Metrics,
     ) -> Self {
         Room {
             cfg,
-            spool,
             speed_preset,
             state: Mutex::new(RoomState {
                 active: None,

@@ -129,7 +129,6 @@ impl TestServer {
         let server = MediaServer::new(
             configs,
             ServerOptions {
-                spool_dir: dir.path().join("spool"),
                 speed_preset: "ultrafast".into(),
             },
         )
