@@ -611,3 +611,47 @@ async fn graceful_shutdown_closes_the_live_session_with_endlist() {
     assert!(ended, "SessionEnded event");
     drop(p);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gstreamer_rtmp2sink_publishes() {
+    if !media_tools_available() {
+        return;
+    }
+    if std::process::Command::new("gst-inspect-1.0")
+        .arg("rtmp2sink")
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true)
+    {
+        eprintln!(
+            "SKIPPED: gst-inspect-1.0 or rtmp2sink missing (gstreamer1.0-tools, -plugins-bad)"
+        );
+        return;
+    }
+    let mut room = RoomSpec::new("lobby", "gst-key");
+    room.renditions = vec![source()];
+    let srv = TestServer::start(vec![room]).await;
+    let launch = format!(
+        "videotestsrc num-buffers=60 ! video/x-raw,width=320,height=240,framerate=15/1 ! \
+         x264enc key-int-max=15 tune=zerolatency speed-preset=ultrafast ! h264parse ! \
+         flvmux name=m streamable=true ! rtmp2sink location={} \
+         audiotestsrc num-buffers=180 ! audio/x-raw,rate=44100 ! avenc_aac ! aacparse ! m.",
+        srv.url("gst-key")
+    );
+    let status = tokio::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .args(launch.split_whitespace())
+        .stdout(std::process::Stdio::null())
+        .status()
+        .await
+        .expect("gst-launch-1.0");
+    assert!(status.success(), "rtmp2sink publish failed");
+    let text = srv
+        .wait_for("/shows/lobby/hls/source/index.m3u8", LONG, |t| {
+            t.contains("#EXT-X-ENDLIST")
+        })
+        .await
+        .text();
+    assert!(playlist_segments(&text).len() >= 3, "{text}");
+    srv.stop().await;
+}
