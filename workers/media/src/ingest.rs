@@ -46,6 +46,32 @@ struct Publishing {
     metadata: Option<SourceHints>,
     /// Keeps later epochs of the session waiting until this one's pipeline drained.
     slot: Option<tokio::sync::OwnedMutexGuard<()>>,
+    since: Instant,
+    last_over_limit: Option<Instant>,
+}
+
+impl Publishing {
+    /// `maxBitrateKbps` is advisory: going over it is logged and counted, not cut off, since
+    /// keyframe bursts and encoder overshoot would otherwise drop honest streamers.
+    fn check_bitrate(&mut self, kbps: u64) {
+        let max = u64::from(self.room.cfg.max_bitrate_kbps);
+        if max == 0 || kbps <= max || self.since.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        if self
+            .last_over_limit
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return;
+        }
+        self.last_over_limit = Some(Instant::now());
+        tracing::warn!(kbps, max_kbps = max, "ingest bitrate above maxBitrateKbps");
+        self.room
+            .metrics
+            .ingest_over_limit
+            .get_or_create(&metrics::room(&self.room.id()))
+            .inc();
+    }
 }
 
 /// Serve one publisher connection until it closes, errs, or the worker shuts down.
@@ -56,7 +82,13 @@ pub async fn handle_connection(
     shutdown: watch::Receiver<bool>,
 ) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
-    let span = tracing::info_span!("rtmp", conn, %peer);
+    let span = tracing::info_span!(
+        "rtmp",
+        conn,
+        %peer,
+        room = tracing::field::Empty,
+        session = tracing::field::Empty
+    );
     async move {
         let mut publishing = None;
         let result = run(&server, stream, conn, shutdown, &mut publishing).await;
@@ -107,8 +139,9 @@ async fn run(
         if n == 0 {
             return Ok(());
         }
-        if let Some(p) = publishing.as_ref() {
-            p.room.ingest(n);
+        if let Some(p) = publishing.as_mut() {
+            let kbps = p.room.ingest(n);
+            p.check_bitrate(kbps);
         }
         let outputs = core.handle_input(&buf[..n])?;
         let mut queue: std::collections::VecDeque<Output> = outputs.into();
@@ -128,9 +161,12 @@ async fn run(
                         .and_then(|room| room.begin_publish(conn).map(|p| (room, p)))
                     {
                         Ok((room, publish)) => {
-                            let span = tracing::info_span!("session", room = %room.id(), session = %publish.session.id, epoch = publish.epoch);
-                            let _e = span.enter();
-                            tracing::info!("publish accepted");
+                            // Every later line of this connection (and its pipeline threads)
+                            // names the room and the session.
+                            let span = tracing::Span::current();
+                            span.record("room", room.id().as_str());
+                            span.record("session", publish.session.id.as_str());
+                            tracing::info!(epoch = publish.epoch, "publish accepted");
                             *publishing = Some(Publishing {
                                 room,
                                 publish,
@@ -138,6 +174,8 @@ async fn run(
                                 feeder: None,
                                 metadata: None,
                                 slot: None,
+                                since: Instant::now(),
+                                last_over_limit: None,
                             });
                             queue.extend(core.accept_publish(request_id)?);
                         }

@@ -40,6 +40,8 @@ pub struct Metrics {
     pub reconnects: Family<RoomLabels, Counter>,
     pub ingest_bytes: Family<RoomLabels, Counter>,
     pub ingest_kbps: Family<RoomLabels, Gauge>,
+    /// Checks (every 5 s at most) that found the ingest above `maxBitrateKbps`.
+    pub ingest_over_limit: Family<RoomLabels, Counter>,
     pub publishes_refused: Family<RefusedLabels, Counter>,
     pub segments: Family<RenditionLabels, Counter>,
     /// Wall clock minus media time at the close of the latest segment, in ms.
@@ -61,6 +63,7 @@ impl Default for Metrics {
             reconnects: Family::default(),
             ingest_bytes: Family::default(),
             ingest_kbps: Family::default(),
+            ingest_over_limit: Family::default(),
             publishes_refused: Family::default(),
             segments: Family::default(),
             transcode_lag_ms: Family::default(),
@@ -95,6 +98,11 @@ impl Default for Metrics {
             "ingest_kbps",
             "Ingest bitrate over the last seconds",
             m.ingest_kbps.clone(),
+        );
+        r.register(
+            "ingest_over_limit",
+            "Times the ingest bitrate was found above maxBitrateKbps",
+            m.ingest_over_limit.clone(),
         );
         r.register(
             "publishes_refused",

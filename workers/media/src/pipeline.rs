@@ -117,7 +117,7 @@ pub struct ClosedFragment {
     pub rendition: usize,
     /// MPEG-TS bytes, starting with PAT/PMT and a keyframe.
     pub bytes: Bytes,
-    /// Running time of the fragment's start and end.
+    /// Start and end, relative to the ingest's first video frame.
     pub start: Duration,
     pub end: Duration,
 }
@@ -645,6 +645,10 @@ impl Cutter {
         if data.is_empty() || end <= start {
             return;
         }
+        // Times relative to the ingest's first frame: publishers (OBS after a reconnect) do not
+        // always start their timestamps at zero.
+        let first = self.clock.first();
+        let (start, end) = (start.saturating_sub(first), end.saturating_sub(first));
         self.sink.fragment_closed(
             ClosedFragment {
                 rendition: self.rendition,

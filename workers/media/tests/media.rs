@@ -655,3 +655,48 @@ async fn gstreamer_rtmp2sink_publishes() {
     assert!(playlist_segments(&text).len() >= 3, "{text}");
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn video_only_publish_is_served_without_audio_and_overshoot_is_counted() {
+    if !media_tools_available() {
+        return;
+    }
+    let mut room = RoomSpec::new("lobby", "k");
+    room.max_bitrate_kbps = 100;
+    let srv = TestServer::start(vec![room]).await;
+    let p = Publisher {
+        seconds: 7,
+        audio: "none",
+        ..Default::default()
+    }
+    .spawn(&srv.url("k"));
+    assert!(wait_exit(p, LONG).await);
+    srv.wait_for("/shows/lobby/hls/144p/index.m3u8", LONG, |t| {
+        t.contains("#EXT-X-ENDLIST")
+    })
+    .await;
+    let master = srv.get("/shows/lobby/hls/index.m3u8").await.text();
+    assert!(master.contains("CODECS=\"avc1."), "{master}");
+    assert!(!master.contains("mp4a"), "{master}");
+    let tmp = tempfile::tempdir().expect("tmp");
+    for rendition in ["source", "144p"] {
+        let seg = srv.get(&format!("/shows/lobby/hls/{rendition}/0.ts")).await;
+        assert_eq!(seg.status, 200);
+        let path = write_temp(tmp.path(), &format!("{rendition}.ts"), &seg.body);
+        let streams = probe_streams(&path);
+        let kinds: Vec<&str> = streams["streams"]
+            .as_array()
+            .expect("streams")
+            .iter()
+            .filter_map(|s| s["codec_type"].as_str())
+            .collect();
+        assert_eq!(kinds, vec!["video"], "{rendition}");
+    }
+    // ~500 kbit/s against maxBitrateKbps 100: logged and counted, not cut off.
+    let metrics = srv.get("/metrics").await.text();
+    assert!(
+        metric(&metrics, "roomcast_media_ingest_over_limit_total") >= 1.0,
+        "{metrics}"
+    );
+    srv.stop().await;
+}

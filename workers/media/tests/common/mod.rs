@@ -71,6 +71,7 @@ pub struct RoomSpec {
     pub grace_seconds: u32,
     pub renditions: Vec<Rendition>,
     pub origin_secret: Option<&'static str>,
+    pub max_bitrate_kbps: u32,
 }
 
 impl RoomSpec {
@@ -84,6 +85,7 @@ impl RoomSpec {
             grace_seconds: 1,
             renditions: vec![source(), rung("144p", 144, 150)],
             origin_secret: None,
+            max_bitrate_kbps: 8000,
         }
     }
 }
@@ -115,7 +117,7 @@ impl TestServer {
                     name: r.name.into(),
                     path_prefix: format!("/{}/{}", r.namespace, r.name),
                     stream_key_file: key_file,
-                    max_bitrate_kbps: 8000,
+                    max_bitrate_kbps: r.max_bitrate_kbps,
                     reconnect_grace: Duration::from_secs(u64::from(r.grace_seconds)),
                     segment_seconds: r.segment_seconds,
                     dvr_window_seconds: r.dvr_window_seconds,
