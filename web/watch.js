@@ -57,7 +57,11 @@ function fillQualityMenu() {
   const levels = hls ? hls.levels : [];
   select.replaceChildren(new Option("Auto", "-1"));
   levels.forEach((level, index) => {
-    const label = level.name || (level.height ? `${level.height}p` : `level ${index}`);
+    // The rendition's name is the directory of its playlist: ".../hls/<rendition>/index.m3u8".
+    const url = Array.isArray(level.url) ? level.url[0] : level.url || "";
+    const rendition = url.split("/").slice(-2, -1)[0];
+    const height = level.height ? `${level.height}p` : "";
+    const label = rendition && rendition !== height ? `${rendition}${height ? ` (${height})` : ""}` : height || `level ${index}`;
     select.append(new Option(label, String(index)));
   });
   select.value = "-1";
