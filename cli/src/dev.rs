@@ -16,8 +16,10 @@ use roomcast_crds::{
     worker_config::{CHAT_SIGNING_KEY_KEY, RTMP_PORT, STREAM_KEY_KEY, WorkerConfig},
 };
 use roomcast_media::{MediaServer, RoomConfig};
+use roomcast_operator::{
+    build::worker_config, config::OperatorConfig, keys::random_key, validate::validate,
+};
 use roomcast_store::mongo::MongoUri;
-use roomcast_operator::{build::worker_config, config::OperatorConfig, keys::random_key, validate::validate};
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -30,7 +32,8 @@ pub const DEFAULT_RTMP_ADDR: &str = "127.0.0.1:1935";
 pub const DEFAULT_NAMESPACE: &str = "default";
 
 /// The room `roomcast dev` serves when no file is given.
-pub const DEFAULT_ROOM: &str = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {}\n";
+pub const DEFAULT_ROOM: &str =
+    "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {}\n";
 
 /// Settings of a `roomcast dev` run.
 #[derive(Clone, Debug)]
@@ -68,23 +71,27 @@ impl DevRoom {
 pub fn parse_rooms(text: &str, origin: &str) -> Result<Vec<StreamRoom>> {
     let mut rooms: Vec<StreamRoom> = Vec::new();
     for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let mut room: StreamRoom = serde::Deserialize::deserialize(document).map_err(|source| Error::Parse {
-            path: format!("{origin} (document {})", index + 1),
-            source,
-        })?;
-        room.metadata.namespace.get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
+        let mut room: StreamRoom =
+            serde::Deserialize::deserialize(document).map_err(|source| Error::Parse {
+                path: format!("{origin} (document {})", index + 1),
+                source,
+            })?;
+        room.metadata
+            .namespace
+            .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
         // A file has no uid; the operator's validation wants one for owner references.
-        room.metadata.uid.get_or_insert_with(|| format!("dev-{index}"));
+        room.metadata
+            .uid
+            .get_or_insert_with(|| format!("dev-{index}"));
         validate(&room, &dev_operator_config())?;
         let id = format!(
             "{}/{}",
             room.metadata.namespace.as_deref().unwrap_or_default(),
             room.metadata.name.as_deref().unwrap_or_default()
         );
-        if rooms
-            .iter()
-            .any(|r| r.metadata.namespace == room.metadata.namespace && r.metadata.name == room.metadata.name)
-        {
+        if rooms.iter().any(|r| {
+            r.metadata.namespace == room.metadata.namespace && r.metadata.name == room.metadata.name
+        }) {
             return Err(Error::DuplicateRoom(id));
         }
         rooms.push(room);
@@ -142,11 +149,12 @@ pub fn prepare_rooms(rooms: &[StreamRoom], data_dir: &Path) -> Result<Vec<DevRoo
         .iter()
         .map(|room| {
             let valid = validate(room, &config)?;
-            let keys_dir = data_dir.join("keys").join(&valid.room.namespace).join(&valid.room.name);
-            let stream_key = match &valid.spec.ingest.stream_key_secret_ref {
-                // No Secrets here: a room that names its own key Secret gets a local one too.
-                Some(_) | None => persistent_key(&keys_dir, STREAM_KEY_KEY)?,
-            };
+            let keys_dir = data_dir
+                .join("keys")
+                .join(&valid.room.namespace)
+                .join(&valid.room.name);
+            // No Secrets here: a room that names its own key Secret gets a local key too.
+            let stream_key = persistent_key(&keys_dir, STREAM_KEY_KEY)?;
             persistent_key(&keys_dir, CHAT_SIGNING_KEY_KEY)?;
             let mut worker = worker_config(&valid, &config);
             worker.ingest.stream_key_file = keys_dir.join(STREAM_KEY_KEY).display().to_string();
@@ -222,11 +230,12 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
                 path: spec.signing_key_file.clone(),
                 source,
             })?;
-            let signing_key = SigningKey::from_file_contents(&key_text)
-                .map_err(|e| roomcast_chat::Error::Config {
+            let signing_key = SigningKey::from_file_contents(&key_text).map_err(|e| {
+                roomcast_chat::Error::Config {
                     field: "chat.signingKeyFile",
                     message: e.to_string(),
-                })?;
+                }
+            })?;
             chat = chat.room(RoomChat {
                 namespace: room.namespace().to_owned(),
                 name: room.name().to_owned(),
@@ -237,14 +246,18 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     }
     let (chat_router, chat_handle) = chat.build().await?;
 
-    let rtmp = TcpListener::bind(options.rtmp_addr).await.map_err(|source| Error::Listen {
-        addr: options.rtmp_addr,
-        source,
-    })?;
-    let http = TcpListener::bind(options.http_addr).await.map_err(|source| Error::Listen {
-        addr: options.http_addr,
-        source,
-    })?;
+    let rtmp = TcpListener::bind(options.rtmp_addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: options.rtmp_addr,
+            source,
+        })?;
+    let http = TcpListener::bind(options.http_addr)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: options.http_addr,
+            source,
+        })?;
     let rtmp_addr = rtmp.local_addr().map_err(|source| Error::Listen {
         addr: options.rtmp_addr,
         source,
@@ -271,22 +284,29 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     for room in &rooms {
         println!("{}", room_banner(room, rtmp_addr, http_addr));
     }
-    println!("rooms   http://{http_addr}/\nPress Ctrl-C to stop (live sessions are ended cleanly).");
+    println!(
+        "rooms   http://{http_addr}/\nPress Ctrl-C to stop (live sessions are ended cleanly)."
+    );
 
     let live_sync = tokio::spawn(web::sync_live_state(state.clone()));
     let rtmp_task = tokio::spawn(media.clone().serve_rtmp(rtmp));
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
-        axum::serve(http, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                let _ = http_stop_rx.await;
-            })
-            .await
+        axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = http_stop_rx.await;
+        })
+        .await
     });
 
     stop.await;
     info!("stopping: closing live sessions");
-    media.shutdown(roomcast_media::pipeline::FINISH_TIMEOUT).await;
+    media
+        .shutdown(roomcast_media::pipeline::FINISH_TIMEOUT)
+        .await;
     chat_handle.shutdown().await;
     live_sync.abort();
     let _ = http_stop_tx.send(());
@@ -297,4 +317,115 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         warn!(error = %e, "http server");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_room_is_lobby_in_the_default_namespace() {
+        let rooms = parse_rooms(DEFAULT_ROOM, "default").expect("valid");
+        assert_eq!(rooms.len(), 1);
+        assert_eq!(rooms[0].metadata.name.as_deref(), Some("lobby"));
+        assert_eq!(
+            rooms[0].metadata.namespace.as_deref(),
+            Some(DEFAULT_NAMESPACE)
+        );
+    }
+
+    #[test]
+    fn rooms_are_validated_with_the_crd_rules() {
+        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {transcode: {segmentSeconds: 4, dvrWindowSeconds: 8}}\n";
+        let error = parse_rooms(text, "rooms.yaml")
+            .expect_err("invalid")
+            .to_string();
+        assert!(
+            error.contains("spec.transcode") && error.contains("at least 3 segments"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_broken_document_names_the_file_and_document() {
+        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: a}\nspec: {}\n---\nspec: [not a map]\n";
+        let error = parse_rooms(text, "rooms.yaml")
+            .expect_err("invalid")
+            .to_string();
+        assert!(error.starts_with("rooms.yaml (document 2)"), "{error}");
+    }
+
+    #[test]
+    fn two_rooms_with_one_name_are_refused() {
+        let one =
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: a}\nspec: {}\n";
+        let error = parse_rooms(&format!("{one}---\n{one}"), "rooms.yaml").expect_err("duplicate");
+        assert!(
+            matches!(error, Error::DuplicateRoom(ref id) if id == "default/a"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn recording_rooms_need_no_bucket_locally() {
+        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: a}\nspec: {recording: {enabled: true}}\n";
+        assert!(parse_rooms(text, "rooms.yaml").is_ok());
+    }
+
+    #[test]
+    fn keys_are_generated_once_and_kept_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rooms = parse_rooms(DEFAULT_ROOM, "default").expect("valid");
+        let first = prepare_rooms(&rooms, dir.path()).expect("prepared");
+        let again = prepare_rooms(&rooms, dir.path()).expect("prepared");
+        assert_eq!(
+            first[0].stream_key, again[0].stream_key,
+            "the stream key survives restarts"
+        );
+        let key_file = PathBuf::from(&first[0].worker.ingest.stream_key_file);
+        assert!(key_file.starts_with(dir.path()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&key_file)
+                .expect("key file")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        let chat = first[0].worker.chat.as_ref().expect("chat on by default");
+        assert!(PathBuf::from(&chat.signing_key_file).exists());
+    }
+
+    #[test]
+    fn banner_has_the_obs_settings_the_ffmpeg_command_and_the_urls() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rooms = prepare_rooms(
+            &parse_rooms(DEFAULT_ROOM, "default").expect("valid"),
+            dir.path(),
+        )
+        .expect("prepared");
+        let banner = room_banner(
+            &rooms[0],
+            "127.0.0.1:1935".parse().expect("addr"),
+            "127.0.0.1:8080".parse().expect("addr"),
+        );
+        let key = &rooms[0].stream_key;
+        assert!(
+            banner.contains(&format!("server rtmp://127.0.0.1/live   stream key {key}")),
+            "{banner}"
+        );
+        assert!(
+            banner.contains(&format!("-f flv rtmp://127.0.0.1/live/{key}")),
+            "{banner}"
+        );
+        assert!(
+            banner.contains("watch   http://127.0.0.1:8080/default/lobby/"),
+            "{banner}"
+        );
+        assert!(
+            banner.contains("HLS     http://127.0.0.1:8080/default/lobby/hls/index.m3u8"),
+            "{banner}"
+        );
+    }
 }

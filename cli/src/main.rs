@@ -14,6 +14,7 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start")]
 enum Command {
     /// Run rooms on this machine without Kubernetes: RTMP ingest, HLS, chat and the watch page.
     Dev {
@@ -75,8 +76,12 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Render { file, config } => {
-            let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read {}", file.display()))?;
-            print!("{}", roomcast_operator::render::render(&text, &config.normalized()?)?);
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            print!(
+                "{}",
+                roomcast_operator::render::render(&text, &config.normalized()?)?
+            );
             Ok(())
         }
     }

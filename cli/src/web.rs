@@ -62,9 +62,23 @@ impl DevState {
             live: media.is_some_and(|m| m.is_live()),
             viewers: media.map_or(0, |m| m.viewers()),
             hls_url: format!("{base}/hls/index.m3u8"),
-            chat_path: room.worker.chat.as_ref().map(|_| format!("{base}/chat/socket.io")),
-            recordings_url: room.worker.recording.as_ref().map(|_| format!("{base}/recordings")),
-            renditions: room.worker.transcode.renditions.iter().map(|r| r.name.clone()).collect(),
+            chat_path: room
+                .worker
+                .chat
+                .as_ref()
+                .map(|_| format!("{base}/chat/socket.io")),
+            recordings_url: room
+                .worker
+                .recording
+                .as_ref()
+                .map(|_| format!("{base}/recordings")),
+            renditions: room
+                .worker
+                .transcode
+                .renditions
+                .iter()
+                .map(|r| r.name.clone())
+                .collect(),
             segment_seconds: room.worker.transcode.segment_seconds,
             dvr_window_seconds: room.worker.transcode.dvr_window_seconds,
         }
@@ -92,9 +106,12 @@ type AppState = Arc<DevState>;
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(|| async { html(INDEX_HTML) }))
-        .route("/{ns}/{room}", get(|Path((ns, room)): Path<(String, String)>| async move {
-            Redirect::permanent(&format!("/{ns}/{room}/"))
-        }))
+        .route(
+            "/{ns}/{room}",
+            get(|Path((ns, room)): Path<(String, String)>| async move {
+                Redirect::permanent(&format!("/{ns}/{room}/"))
+            }),
+        )
         .route("/{ns}/{room}/", get(watch_page))
         .route("/assets/{*path}", get(asset))
         .route("/api/rooms", get(list_rooms))
@@ -117,7 +134,10 @@ fn html(body: &'static str) -> Response {
         .into_response()
 }
 
-async fn watch_page(State(state): State<AppState>, Path((ns, room)): Path<(String, String)>) -> Response {
+async fn watch_page(
+    State(state): State<AppState>,
+    Path((ns, room)): Path<(String, String)>,
+) -> Response {
     match state.room(&ns, &room) {
         Some(_) => html(WATCH_HTML),
         None => (StatusCode::NOT_FOUND, format!("no room {ns}/{room}\n")).into_response(),
@@ -126,9 +146,18 @@ async fn watch_page(State(state): State<AppState>, Path((ns, room)): Path<(Strin
 
 async fn asset(Path(path): Path<String>) -> Response {
     let (content_type, body): (&str, &'static [u8]) = match path.as_str() {
-        "app.css" => ("text/css; charset=utf-8", include_bytes!("../../web/app.css")),
-        "index.js" => ("text/javascript; charset=utf-8", include_bytes!("../../web/index.js")),
-        "watch.js" => ("text/javascript; charset=utf-8", include_bytes!("../../web/watch.js")),
+        "app.css" => (
+            "text/css; charset=utf-8",
+            include_bytes!("../../web/app.css"),
+        ),
+        "index.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../web/index.js"),
+        ),
+        "watch.js" => (
+            "text/javascript; charset=utf-8",
+            include_bytes!("../../web/watch.js"),
+        ),
         "vendor/hls.min.js" => (
             "text/javascript; charset=utf-8",
             include_bytes!("../../web/vendor/hls.min.js"),
@@ -139,14 +168,24 @@ async fn asset(Path(path): Path<String>) -> Response {
         ),
         _ => return (StatusCode::NOT_FOUND, "no such asset\n").into_response(),
     };
-    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn list_rooms(State(state): State<AppState>) -> Json<Vec<RoomSummary>> {
     Json(state.rooms.iter().map(|r| state.summary(r)).collect())
 }
 
-async fn get_room(State(state): State<AppState>, Path((ns, room)): Path<(String, String)>) -> Response {
+async fn get_room(
+    State(state): State<AppState>,
+    Path((ns, room)): Path<(String, String)>,
+) -> Response {
     match state.room(&ns, &room) {
         Some(r) => Json(state.summary(r)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no room {ns}/{room}")),
@@ -188,14 +227,22 @@ async fn chat_token(
     };
     let name = request.name.trim();
     if name.is_empty() || name.chars().count() > 64 {
-        return error(StatusCode::BAD_REQUEST, "name must be 1 to 64 characters".into());
+        return error(
+            StatusCode::BAD_REQUEST,
+            "name must be 1 to 64 characters".into(),
+        );
     }
     let key = match std::fs::read(&chat.signing_key_file)
         .map_err(|e| e.to_string())
         .and_then(|bytes| SigningKey::from_file_contents(&bytes).map_err(|e| e.to_string()))
     {
         Ok(key) => key,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("signing key: {e}")),
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("signing key: {e}"),
+            );
+        }
     };
     let now = jiff::Timestamp::now().as_second();
     let claims = Claims {
@@ -220,7 +267,10 @@ pub async fn sync_live_state(state: AppState) {
         for (index, room) in state.rooms.iter().enumerate() {
             let live = state.media_room(room).is_some_and(|m| m.is_live());
             if last[index] != Some(live) {
-                state.chat.set_live(room.namespace(), room.name(), live).await;
+                state
+                    .chat
+                    .set_live(room.namespace(), room.name(), live)
+                    .await;
                 last[index] = Some(live);
             }
         }
