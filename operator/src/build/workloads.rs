@@ -1,0 +1,203 @@
+//! The two worker Deployments. The media worker is a singleton (a room has one live ingest,
+//! so `Recreate`: two pods must never both accept the publisher); chat scales out.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::{
+    api::{
+        apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
+        core::v1::{PodSpec, PodTemplateSpec},
+    },
+    apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
+};
+use roomcast_crds::worker_config::{
+    CONFIG_DIR, HTTP_PORT, KEYS_DIR, METRICS_PORT, MONGODB_DIR, ORIGIN_SECRET_DIR,
+    ORIGIN_SECRET_KEY, RTMP_PORT, S3_CREDENTIALS_DIR, SPOOL_DIR, STREAM_KEY_DIR, STREAM_KEY_KEY,
+};
+
+use super::{
+    BuildInputs, KEYS_SECRET, MONGODB_SECRET, S3_SECRET,
+    pod::{self, Mount},
+    rbac::WORKER_SUFFIX,
+};
+use crate::{config::OperatorConfig, labels::Component, validate::ValidRoom};
+
+/// Pod annotation carrying the ConfigMap's hash: a config change rolls the pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "roomcast.dev/config-hash";
+const TMP_SIZE_MIB: u32 = 64;
+
+fn common_mounts(room: &ValidRoom, inputs: &BuildInputs) -> Vec<Mount> {
+    let mut mounts = vec![
+        Mount::config_map("config", room.room.child("config"), CONFIG_DIR),
+        Mount::secret("keys", room.room.child(KEYS_SECRET), None, KEYS_DIR),
+        Mount::empty_dir("tmp", TMP_SIZE_MIB, "/tmp"),
+    ];
+    if inputs.default_mongodb.is_some() {
+        mounts.push(Mount::secret(
+            "mongodb",
+            room.room.child(MONGODB_SECRET),
+            None,
+            MONGODB_DIR,
+        ));
+    }
+    mounts
+}
+
+fn template(
+    room: &ValidRoom,
+    component: Component,
+    config_hash: &str,
+    mut container: k8s_openapi::api::core::v1::Container,
+    mounts: Vec<Mount>,
+) -> PodTemplateSpec {
+    let (volumes, volume_mounts): (Vec<_>, Vec<_>) =
+        mounts.into_iter().map(|m| (m.volume, m.mount)).unzip();
+    container.volume_mounts = Some(volume_mounts);
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(room.room.labels(component)),
+            annotations: Some(BTreeMap::from([(
+                CONFIG_HASH_ANNOTATION.to_owned(),
+                config_hash.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            service_account_name: Some(room.room.child(WORKER_SUFFIX)),
+            security_context: Some(pod::pod_security_context()),
+            containers: vec![container],
+            volumes: Some(volumes),
+            // Give a live session time to finish its segment and close cleanly.
+            termination_grace_period_seconds: Some(30),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+pub fn build_media_deployment(
+    room: &ValidRoom,
+    config: &OperatorConfig,
+    inputs: &BuildInputs,
+    config_hash: &str,
+) -> Deployment {
+    let spec = &room.spec;
+    let mut mounts = common_mounts(room, inputs);
+    if let Some(key_ref) = &spec.ingest.stream_key_secret_ref {
+        mounts.push(Mount::secret(
+            "stream-key",
+            key_ref.name.clone(),
+            Some(vec![(key_ref.key.clone(), STREAM_KEY_KEY.to_owned())]),
+            STREAM_KEY_DIR,
+        ));
+    }
+    if let Some(origin) = &spec.playback.cdn.origin_secret_ref {
+        mounts.push(Mount::secret(
+            "origin-secret",
+            origin.name.clone(),
+            Some(vec![(
+                ORIGIN_SECRET_KEY.to_owned(),
+                ORIGIN_SECRET_KEY.to_owned(),
+            )]),
+            ORIGIN_SECRET_DIR,
+        ));
+    }
+    if let Some(recording) = &room.recording {
+        let credentials = match &recording.s3.credentials_secret_ref {
+            Some(secret) => Some(secret.name.clone()),
+            None if recording.uses_default_credentials => Some(room.room.child(S3_SECRET)),
+            None => None,
+        };
+        if let Some(secret) = credentials {
+            mounts.push(Mount::secret(
+                "s3-credentials",
+                secret,
+                None,
+                S3_CREDENTIALS_DIR,
+            ));
+        }
+        mounts.push(Mount::empty_dir(
+            "spool",
+            spec.recording.spool_size_mib(),
+            SPOOL_DIR,
+        ));
+    }
+
+    let mut container = pod::worker_container(
+        "media",
+        &config.media_image,
+        config.image_pull_policy.as_ref(),
+        "roomcast-media",
+    );
+    container.ports = Some(vec![
+        pod::container_port("rtmp", RTMP_PORT),
+        pod::container_port("http", HTTP_PORT),
+        pod::container_port("metrics", METRICS_PORT),
+    ]);
+    container.resources = Some(pod::resources(
+        spec.resources.as_ref().and_then(|r| r.media.as_ref()),
+        config.media_resources.as_ref(),
+        ("1", "512Mi", "2Gi"),
+    ));
+
+    Deployment {
+        metadata: room.room.meta("media", Component::Media),
+        spec: Some(DeploymentSpec {
+            replicas: Some(1),
+            selector: room.room.selector(Component::Media),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".to_owned()),
+                ..DeploymentStrategy::default()
+            }),
+            template: template(room, Component::Media, config_hash, container, mounts),
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}
+
+pub fn build_chat_deployment(
+    room: &ValidRoom,
+    config: &OperatorConfig,
+    inputs: &BuildInputs,
+    config_hash: &str,
+) -> Deployment {
+    let mut container = pod::worker_container(
+        "chat",
+        &config.chat_image,
+        config.image_pull_policy.as_ref(),
+        "roomcast-chat",
+    );
+    container.ports = Some(vec![
+        pod::container_port("http", HTTP_PORT),
+        pod::container_port("metrics", METRICS_PORT),
+    ]);
+    container.resources = Some(pod::resources(
+        room.spec.resources.as_ref().and_then(|r| r.chat.as_ref()),
+        config.chat_resources.as_ref(),
+        ("100m", "128Mi", "512Mi"),
+    ));
+    Deployment {
+        metadata: room.room.meta("chat", Component::Chat),
+        spec: Some(DeploymentSpec {
+            replicas: Some(room.chat_replicas),
+            selector: room.room.selector(Component::Chat),
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".to_owned()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    // Keep every connected viewer's replica until its replacement is ready.
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: template(
+                room,
+                Component::Chat,
+                config_hash,
+                container,
+                common_mounts(room, inputs),
+            ),
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    }
+}

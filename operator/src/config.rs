@@ -1,0 +1,207 @@
+//! Operator-wide settings: the Helm chart passes them as environment variables, `render`
+//! takes them as flags. Empty values mean unset, so a chart can pass every variable.
+
+use std::net::SocketAddr;
+
+use clap::{Args, ValueEnum};
+use k8s_openapi::api::core::v1::ResourceRequirements;
+
+use crate::{Error, Result};
+
+pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/roomcast/roomcast:", env!("CARGO_PKG_VERSION"));
+pub const DEFAULT_PLAYBACK_SCHEME: &str = "https";
+pub const DEFAULT_OPERATOR_NAMESPACE: &str = "roomcast-system";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_LEASE_NAME: &str = "roomcast-operator";
+/// A good reconcile comes back after this long to heal drift (someone edited a child).
+pub const DEFAULT_RESYNC_SECONDS: u64 = 600;
+
+/// How the RTMP Service is exposed to streamers.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum IngestServiceType {
+    #[default]
+    #[value(name = "LoadBalancer")]
+    LoadBalancer,
+    #[value(name = "NodePort")]
+    NodePort,
+    #[value(name = "ClusterIP")]
+    ClusterIp,
+}
+
+impl IngestServiceType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IngestServiceType::LoadBalancer => "LoadBalancer",
+            IngestServiceType::NodePort => "NodePort",
+            IngestServiceType::ClusterIp => "ClusterIP",
+        }
+    }
+}
+
+/// What rooms get when their spec leaves a setting to the platform.
+#[derive(Args, Clone, Debug, Default)]
+pub struct OperatorConfig {
+    /// Image of the media worker.
+    #[arg(long, env = "ROOMCAST_MEDIA_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub media_image: String,
+    /// Image of the chat worker.
+    #[arg(long, env = "ROOMCAST_CHAT_IMAGE", default_value = DEFAULT_IMAGE)]
+    pub chat_image: String,
+    /// imagePullPolicy of worker containers (Always, IfNotPresent, Never).
+    #[arg(long, env = "ROOMCAST_IMAGE_PULL_POLICY")]
+    pub image_pull_policy: Option<String>,
+    /// IngressClass for rooms that name none.
+    #[arg(long, env = "ROOMCAST_INGRESS_CLASS")]
+    pub ingress_class: Option<String>,
+    /// Public host for rooms that name none; with neither, rooms get no Ingress.
+    #[arg(long, env = "ROOMCAST_PLAYBACK_HOST")]
+    pub playback_host: Option<String>,
+    /// Scheme of the public playback URLs.
+    #[arg(long, env = "ROOMCAST_PLAYBACK_SCHEME", default_value = DEFAULT_PLAYBACK_SCHEME)]
+    pub playback_scheme: String,
+    /// Service type of the RTMP ingest Service.
+    #[arg(
+        long,
+        env = "ROOMCAST_INGEST_SERVICE_TYPE",
+        value_enum,
+        default_value_t
+    )]
+    pub ingest_service_type: IngestServiceType,
+    /// Host streamers publish to (DNS name of the load balancer); unset reads it from the
+    /// Service's load balancer status.
+    #[arg(long, env = "ROOMCAST_INGEST_EXTERNAL_HOST")]
+    pub ingest_external_host: Option<String>,
+    #[command(flatten)]
+    pub s3: DefaultS3,
+    /// Secret in the operator's namespace with key `uri`: MongoDB for catalogs and chat.
+    /// Copied into each room's namespace. Unset: workers use their embedded store.
+    #[arg(long, env = "ROOMCAST_MONGODB_SECRET")]
+    pub mongodb_secret: Option<String>,
+    /// Redis for chat scale-out. Without it rooms run one chat replica.
+    #[arg(long, env = "ROOMCAST_REDIS_URL")]
+    pub redis_url: Option<String>,
+    /// Default resources of media workers (JSON ResourceRequirements).
+    #[arg(long, env = "ROOMCAST_MEDIA_RESOURCES", value_parser = parse_resources)]
+    pub media_resources: Option<ResourceRequirements>,
+    /// Default resources of chat workers (JSON ResourceRequirements).
+    #[arg(long, env = "ROOMCAST_CHAT_RESOURCES", value_parser = parse_resources)]
+    pub chat_resources: Option<ResourceRequirements>,
+    /// Namespace the operator runs in (default Secrets are read from here).
+    #[arg(long, env = "POD_NAMESPACE", default_value = DEFAULT_OPERATOR_NAMESPACE)]
+    pub operator_namespace: String,
+}
+
+/// Default S3 sink for rooms that record without their own `spec.recording.s3`.
+#[derive(Args, Clone, Debug, Default)]
+pub struct DefaultS3 {
+    #[arg(long = "s3-bucket", env = "ROOMCAST_S3_BUCKET")]
+    pub bucket: Option<String>,
+    #[arg(long = "s3-prefix", env = "ROOMCAST_S3_PREFIX")]
+    pub prefix: Option<String>,
+    #[arg(long = "s3-region", env = "ROOMCAST_S3_REGION")]
+    pub region: Option<String>,
+    #[arg(long = "s3-endpoint", env = "ROOMCAST_S3_ENDPOINT")]
+    pub endpoint: Option<String>,
+    #[arg(long = "s3-force-path-style", env = "ROOMCAST_S3_FORCE_PATH_STYLE")]
+    pub force_path_style: Option<bool>,
+    /// Secret in the operator's namespace with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY;
+    /// copied into each recording room's namespace.
+    #[arg(long = "s3-credentials-secret", env = "ROOMCAST_S3_CREDENTIALS_SECRET")]
+    pub credentials_secret: Option<String>,
+}
+
+fn parse_resources(text: &str) -> Result<ResourceRequirements, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a JSON ResourceRequirements: {e}"))
+}
+
+/// Settings of the running controller (not needed by `render`).
+#[derive(Args, Clone, Debug)]
+pub struct RunConfig {
+    /// Watch one namespace; empty watches the whole cluster.
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    pub watch_namespace: Option<String>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "ROOMCAST_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
+    pub http_addr: SocketAddr,
+    /// Take a Lease before reconciling, so several replicas can run (one active).
+    #[arg(long, env = "ROOMCAST_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    /// Name of the Lease in the operator's namespace.
+    #[arg(long, env = "ROOMCAST_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
+    pub lease_name: String,
+    /// Identity in the Lease (the pod name).
+    #[arg(long, env = "POD_NAME", default_value = "roomcast-operator")]
+    pub pod_name: String,
+    /// Seconds after a good reconcile before the room is applied again to heal drift.
+    #[arg(long, env = "ROOMCAST_RESYNC_SECONDS", default_value_t = DEFAULT_RESYNC_SECONDS)]
+    pub resync_seconds: u64,
+}
+
+fn non_empty(value: &mut Option<String>) {
+    if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+        *value = None;
+    }
+}
+
+impl OperatorConfig {
+    /// Treat empty strings as unset and check what clap cannot.
+    pub fn normalized(mut self) -> Result<Self> {
+        for value in [
+            &mut self.image_pull_policy,
+            &mut self.ingress_class,
+            &mut self.playback_host,
+            &mut self.ingest_external_host,
+            &mut self.s3.bucket,
+            &mut self.s3.prefix,
+            &mut self.s3.region,
+            &mut self.s3.endpoint,
+            &mut self.s3.credentials_secret,
+            &mut self.mongodb_secret,
+            &mut self.redis_url,
+        ] {
+            non_empty(value);
+        }
+        if let Some(policy) = &self.image_pull_policy
+            && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
+        {
+            return Err(Error::Config(format!(
+                "ROOMCAST_IMAGE_PULL_POLICY must be Always, IfNotPresent or Never, got {policy:?}"
+            )));
+        }
+        if !["http", "https"].contains(&self.playback_scheme.as_str()) {
+            return Err(Error::Config(format!(
+                "ROOMCAST_PLAYBACK_SCHEME must be http or https, got {:?}",
+                self.playback_scheme
+            )));
+        }
+        if let Some(host) = &self.playback_host
+            && !regex_host(host)
+        {
+            return Err(Error::Config(format!(
+                "ROOMCAST_PLAYBACK_HOST must be a DNS name, got {host:?}"
+            )));
+        }
+        Ok(self)
+    }
+}
+
+fn regex_host(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+impl RunConfig {
+    pub fn normalized(mut self) -> Self {
+        non_empty(&mut self.watch_namespace);
+        self
+    }
+}

@@ -1,0 +1,750 @@
+//! The controller: watches rooms and their children, runs the reconcile pipeline
+//! (validate → build → apply → status) and decides when to come back.
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use k8s_openapi::{
+    ByteString,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        networking::v1::{Ingress, NetworkPolicy},
+        policy::v1::PodDisruptionBudget,
+        rbac::v1::{Role, RoleBinding},
+    },
+    apimachinery::pkg::apis::meta::v1::Time,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    core::PartialObjectMeta,
+    runtime::{
+        Controller, WatchStreamExt,
+        controller::Action,
+        events::{Event, EventType, Recorder, Reporter},
+        reflector::{self, ObjectRef, Store},
+        watcher,
+    },
+};
+use roomcast_crds::{RoomPhase, StreamRoom};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::{
+    Error, FIELD_MANAGER, Result, apply,
+    build::{self, BuildInputs, Child},
+    config::OperatorConfig,
+    keys, labels,
+    metrics::{ErrorLabels, KindLabels, Metrics},
+    status::{self, Observed},
+    validate::{self, ValidRoom},
+};
+
+/// How long an error waits before the room is tried again (doubled per consecutive failure).
+const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(5);
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long the contents of the operator's default Secrets are trusted before re-reading.
+const DEFAULT_SECRETS_TTL: Duration = Duration::from_secs(60);
+
+/// Caches of the children the operator owns, fed by its watches. Empty (no watches) in
+/// tests and benchmarks, which makes every reconcile apply everything.
+#[derive(Clone, Default)]
+pub struct ChildStores {
+    pub secrets: Option<Store<Secret>>,
+    pub deployments: Option<Store<Deployment>>,
+    pub services: Option<Store<Service>>,
+    pub config_maps: Option<Store<PartialObjectMeta<ConfigMap>>>,
+    pub service_accounts: Option<Store<PartialObjectMeta<ServiceAccount>>>,
+    pub roles: Option<Store<PartialObjectMeta<Role>>>,
+    pub role_bindings: Option<Store<PartialObjectMeta<RoleBinding>>>,
+    pub ingresses: Option<Store<PartialObjectMeta<Ingress>>>,
+    pub network_policies: Option<Store<PartialObjectMeta<NetworkPolicy>>>,
+    pub pdbs: Option<Store<PartialObjectMeta<PodDisruptionBudget>>>,
+}
+
+fn lookup<K>(store: &Option<Store<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    store.as_ref()?.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// A child the operator owns in the cluster but no longer wants (e.g. the chat Deployment
+/// after `spec.chat.enabled: false`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+fn leftovers<K>(
+    store: &Option<Store<K>>,
+    kind: &'static str,
+    namespace: &str,
+    owner_uid: &str,
+    wanted: &[(&str, &str)],
+) -> Vec<Leftover>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let Some(store) = store else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+        .filter(|o| {
+            // Only objects this room controls: never touch anything else carrying our labels.
+            o.meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == owner_uid && r.controller == Some(true))
+        })
+        .filter_map(|o| o.meta().name.clone())
+        .filter(|name| !wanted.contains(&(kind, name.as_str())))
+        .map(|name| Leftover { kind, name })
+        .collect()
+}
+
+impl ChildStores {
+    /// Children the room still owns in the cluster that `wanted` no longer contains.
+    pub fn leftovers(&self, namespace: &str, owner_uid: &str, wanted: &[Child]) -> Vec<Leftover> {
+        let wanted: Vec<(&str, &str)> = wanted.iter().map(|c| (c.kind(), c.name())).collect();
+        let mut out = Vec::new();
+        out.extend(leftovers(
+            &self.secrets,
+            "Secret",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.config_maps,
+            "ConfigMap",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.service_accounts,
+            "ServiceAccount",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.roles,
+            "Role",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.role_bindings,
+            "RoleBinding",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.services,
+            "Service",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.deployments,
+            "Deployment",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.ingresses,
+            "Ingress",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.network_policies,
+            "NetworkPolicy",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.pdbs,
+            "PodDisruptionBudget",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out
+    }
+
+    /// The applied-hash annotation of the child as the cluster has it, if it exists.
+    fn applied_hash(&self, child: &Child) -> Option<String> {
+        let ns = child.meta().namespace.as_deref()?;
+        let name = child.name();
+        let annotations = match child {
+            Child::Secret(_) => lookup(&self.secrets, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::Deployment(_) => lookup(&self.deployments, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::Service(_) => lookup(&self.services, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::ConfigMap(_) => lookup(&self.config_maps, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::ServiceAccount(_) => lookup(&self.service_accounts, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::Role(_) => lookup(&self.roles, ns, name)?.metadata.annotations.clone(),
+            Child::RoleBinding(_) => lookup(&self.role_bindings, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::Ingress(_) => lookup(&self.ingresses, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::NetworkPolicy(_) => lookup(&self.network_policies, ns, name)?
+                .metadata
+                .annotations
+                .clone(),
+            Child::PodDisruptionBudget(_) => {
+                lookup(&self.pdbs, ns, name)?.metadata.annotations.clone()
+            }
+        };
+        annotations?.get(labels::APPLIED_HASH).cloned()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct CachedSecret {
+    data: Option<BTreeMap<String, ByteString>>,
+    read_at: Instant,
+}
+
+/// State shared by every reconcile.
+pub struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    pub stores: ChildStores,
+    /// A good reconcile comes back after this long and applies everything (heals drift).
+    pub resync: Duration,
+    last_full_apply: Mutex<BTreeMap<String, Instant>>,
+    failures: Mutex<BTreeMap<String, u32>>,
+    default_secrets: Mutex<BTreeMap<String, CachedSecret>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        metrics: Metrics,
+        stores: ChildStores,
+        resync: Duration,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.to_owned(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            stores,
+            resync,
+            last_full_apply: Mutex::default(),
+            failures: Mutex::default(),
+            default_secrets: Mutex::default(),
+        }
+    }
+
+    /// Read one of the operator's default Secrets (cached for a minute).
+    async fn default_secret(&self, name: &str) -> Result<Option<BTreeMap<String, ByteString>>> {
+        if let Ok(cache) = self.default_secrets.lock()
+            && let Some(cached) = cache.get(name)
+            && cached.read_at.elapsed() < DEFAULT_SECRETS_TTL
+        {
+            return Ok(cached.data.clone());
+        }
+        let api: Api<Secret> =
+            Api::namespaced(self.client.clone(), &self.config.operator_namespace);
+        let data = api.get_opt(name).await?.and_then(|s| s.data);
+        if let Ok(mut cache) = self.default_secrets.lock() {
+            cache.insert(
+                name.to_owned(),
+                CachedSecret {
+                    data: data.clone(),
+                    read_at: Instant::now(),
+                },
+            );
+        }
+        Ok(data)
+    }
+
+    fn full_apply_due(&self, key: &str) -> bool {
+        self.last_full_apply
+            .lock()
+            .map(|m| m.get(key).is_none_or(|at| at.elapsed() >= self.resync))
+            .unwrap_or(true)
+    }
+
+    fn mark_full_apply(&self, key: &str) {
+        if let Ok(mut m) = self.last_full_apply.lock() {
+            m.insert(key.to_owned(), Instant::now());
+        }
+    }
+
+    fn reset_failures(&self, key: &str) {
+        if let Ok(mut f) = self.failures.lock() {
+            f.remove(key);
+        }
+    }
+
+    /// Exponential backoff per room: 5 s, 10 s, 20 s … up to 5 minutes.
+    fn next_backoff(&self, key: &str) -> Duration {
+        let attempts = self
+            .failures
+            .lock()
+            .map(|mut f| {
+                let n = f.entry(key.to_owned()).or_insert(0);
+                *n = n.saturating_add(1);
+                *n
+            })
+            .unwrap_or(1);
+        ERROR_BACKOFF_BASE
+            .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(10)))
+            .min(ERROR_BACKOFF_MAX)
+    }
+
+    async fn publish(
+        &self,
+        room: &StreamRoom,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let event = Event {
+            type_,
+            reason: reason.to_owned(),
+            note: Some(note),
+            action: action.to_owned(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&event, &room.object_ref(&())).await {
+            // Events are best effort: never fail a reconcile because one was not recorded.
+            warn!(error = %e, reason, "cannot publish event");
+        }
+    }
+}
+
+fn room_key(room: &StreamRoom) -> String {
+    format!(
+        "{}/{}",
+        room.namespace().unwrap_or_default(),
+        room.name_any()
+    )
+}
+
+fn now() -> Time {
+    Time(jiff::Timestamp::now())
+}
+
+/// Reconcile one room. Errors go to [`error_policy`].
+pub async fn reconcile(room: Arc<StreamRoom>, ctx: Arc<Context>) -> Result<Action> {
+    let key = room_key(&room);
+    let span = info_span!("reconcile", room = %key, generation = room.metadata.generation);
+    async move {
+        ctx.metrics.reconciles.inc();
+        let started = Instant::now();
+        let result = reconcile_inner(&room, &ctx, &key).await;
+        ctx.metrics
+            .reconcile_duration
+            .observe(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            ctx.reset_failures(&key);
+        }
+        result
+    }
+    .instrument(span)
+    .await
+}
+
+async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<Action> {
+    if room.metadata.deletion_timestamp.is_some() {
+        // Children are owned: the garbage collector removes them.
+        ctx.metrics.set_phase(key, None);
+        return Ok(Action::await_change());
+    }
+
+    // 1. validate
+    let valid = match validate::validate(room, &ctx.config) {
+        Ok(valid) => valid,
+        Err(error) => {
+            warn!(reason = error.reason(), %error, "room cannot run");
+            let status = status::error_status(room, &error, &now());
+            if needs_status_patch(room, &status) {
+                ctx.publish(
+                    room,
+                    EventType::Warning,
+                    error.reason(),
+                    "Validate",
+                    error.to_string(),
+                )
+                .await;
+                write_status(room, ctx, &status).await?;
+            }
+            ctx.metrics.set_phase(key, Some(RoomPhase::Error));
+            // Nothing to retry: the next change of the room brings it back.
+            return Ok(Action::await_change());
+        }
+    };
+
+    // 2. build (with the inputs only the cluster has)
+    let inputs = build_inputs(&valid, ctx).await?;
+    if !inputs.keys.generated.is_empty() {
+        let generated = inputs.keys.generated.join(", ");
+        info!(keys = %generated, "generating room keys");
+        ctx.publish(
+            room,
+            EventType::Normal,
+            "KeysGenerated",
+            "GenerateKeys",
+            format!(
+                "generated {generated} in Secret {}",
+                valid.room.child(build::KEYS_SECRET)
+            ),
+        )
+        .await;
+    }
+    let children = build::build_children(&valid, &ctx.config, &inputs)?;
+
+    // 3. apply what is not already there, then remove what is no longer wanted
+    let full = ctx.full_apply_due(key);
+    let mut applied = Vec::new();
+    for child in &children {
+        if !full && ctx.stores.applied_hash(child).as_deref() == child.applied_hash() {
+            ctx.metrics.children_unchanged.inc();
+            continue;
+        }
+        if let Err(error) = apply::apply_child(&ctx.client, child).await {
+            // Never leave a half-applied room without saying so.
+            let what = format!("{}/{}", child.kind(), child.name());
+            ctx.publish(
+                room,
+                EventType::Warning,
+                "ApplyFailed",
+                "Apply",
+                format!("cannot apply {what}: {error}"),
+            )
+            .await;
+            return Err(error);
+        }
+        ctx.metrics
+            .children_applied
+            .get_or_create(&KindLabels { kind: child.kind() })
+            .inc();
+        applied.push(format!("{}/{}", child.kind(), child.name()));
+    }
+    let owner_uid = valid.room.owner.uid.clone();
+    for leftover in ctx
+        .stores
+        .leftovers(&valid.room.namespace, &owner_uid, &children)
+    {
+        apply::delete_child(
+            &ctx.client,
+            &valid.room.namespace,
+            leftover.kind,
+            &leftover.name,
+        )
+        .await?;
+        applied.push(format!("deleted {}/{}", leftover.kind, leftover.name));
+    }
+    if full {
+        ctx.mark_full_apply(key);
+    }
+    if !applied.is_empty() {
+        debug!(children = ?applied, "applied");
+        if !full {
+            ctx.publish(
+                room,
+                EventType::Normal,
+                "ChildrenApplied",
+                "Apply",
+                format!("applied {}", applied.join(", ")),
+            )
+            .await;
+        }
+    }
+
+    // 4. status
+    let observed = Observed {
+        media: lookup(
+            &ctx.stores.deployments,
+            &valid.room.namespace,
+            &valid.room.child("media"),
+        )
+        .map(|d| (*d).clone()),
+        chat: lookup(
+            &ctx.stores.deployments,
+            &valid.room.namespace,
+            &valid.room.child("chat"),
+        )
+        .map(|d| (*d).clone()),
+        rtmp_service: lookup(
+            &ctx.stores.services,
+            &valid.room.namespace,
+            &valid.room.child("rtmp"),
+        )
+        .map(|s| (*s).clone()),
+    };
+    let status = status::compute_status(room, &valid, &ctx.config, &observed, &now());
+    if needs_status_patch(room, &status) {
+        write_status(room, ctx, &status).await?;
+    }
+    ctx.metrics.set_phase(key, status.phase);
+    Ok(Action::requeue(ctx.resync))
+}
+
+/// Compare the operator's fields, ignoring the timestamps of unchanged conditions (kept by
+/// [`status::carry_transition_times`]) so an unchanged room sends no patch.
+fn needs_status_patch(room: &StreamRoom, next: &roomcast_crds::StreamRoomStatus) -> bool {
+    let current = room
+        .status
+        .as_ref()
+        .map(status::operator_fields)
+        .unwrap_or_default();
+    current != *next
+}
+
+async fn write_status(
+    room: &StreamRoom,
+    ctx: &Context,
+    status: &roomcast_crds::StreamRoomStatus,
+) -> Result<()> {
+    let namespace = room
+        .namespace()
+        .ok_or(Error::MissingField("metadata.namespace"))?;
+    apply::apply_status(&ctx.client, &namespace, &room.name_any(), status).await?;
+    ctx.metrics.status_patches.inc();
+    Ok(())
+}
+
+/// The room's keys (existing ones kept) and the operator's default Secrets it uses.
+async fn build_inputs(valid: &ValidRoom, ctx: &Context) -> Result<BuildInputs> {
+    let wanted = keys::wanted_keys(valid.spec.ingest.stream_key_secret_ref.is_some());
+    let secret_name = valid.room.child(build::KEYS_SECRET);
+    let cached = lookup(&ctx.stores.secrets, &valid.room.namespace, &secret_name);
+    let has_all = |s: &Secret| {
+        wanted.iter().all(|k| {
+            s.data
+                .as_ref()
+                .is_some_and(|d| d.get(*k).is_some_and(|v| !v.0.is_empty()))
+        })
+    };
+    // The cache may lag behind the cluster; before generating anything, ask the API server,
+    // so a key is never replaced because of a stale cache.
+    let existing = match cached {
+        Some(secret) if has_all(&secret) => Some((*secret).clone()),
+        _ => {
+            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &valid.room.namespace);
+            api.get_opt(&secret_name).await?
+        }
+    };
+    let keys = keys::resolve_keys(
+        existing.as_ref(),
+        &wanted,
+        &valid.rotation_requests,
+        keys::random_key,
+    );
+
+    let default_s3_credentials = match (&valid.recording, &ctx.config.s3.credentials_secret) {
+        (Some(r), Some(name)) if r.uses_default_credentials => {
+            Some(ctx.default_secret(name).await?.ok_or_else(|| {
+                Error::Config(format!(
+                    "default S3 credentials Secret {}/{name} does not exist",
+                    ctx.config.operator_namespace
+                ))
+            })?)
+        }
+        _ => None,
+    };
+    let default_mongodb = match &ctx.config.mongodb_secret {
+        Some(name) => Some(ctx.default_secret(name).await?.ok_or_else(|| {
+            Error::Config(format!(
+                "default MongoDB Secret {}/{name} does not exist",
+                ctx.config.operator_namespace
+            ))
+        })?),
+        None => None,
+    };
+    Ok(BuildInputs {
+        keys,
+        default_s3_credentials,
+        default_mongodb,
+    })
+}
+
+/// Transient errors back off per room; the controller tries again after the delay.
+pub fn error_policy(room: Arc<StreamRoom>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = room_key(&room);
+    ctx.metrics
+        .reconcile_errors
+        .get_or_create(&ErrorLabels {
+            error: error.metric_label(),
+        })
+        .inc();
+    let delay = ctx.next_backoff(&key);
+    warn!(room = %key, %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+fn owned_stream<K>(
+    api: Api<K>,
+) -> (
+    Store<K>,
+    impl futures::Stream<Item = std::result::Result<K, watcher::Error>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + serde::de::DeserializeOwned
+        + 'static,
+{
+    // `Api<PartialObjectMeta<_>>` watches metadata only: the operator needs no more than the
+    // applied-hash annotation of most children, and this keeps memory flat with many rooms.
+    let (reader, writer) = reflector::store();
+    let config = watcher::Config::default().labels(labels::MANAGED_SELECTOR);
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .touched_objects();
+    (reader, stream)
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Run the controller until `shutdown` resolves. `ready` flips to true once every cache has
+/// synced.
+pub async fn run(
+    client: Client,
+    config: OperatorConfig,
+    watch_namespace: Option<String>,
+    resync: Duration,
+    metrics: Metrics,
+    ready: tokio::sync::watch::Sender<bool>,
+    shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    let ns = watch_namespace.as_deref();
+    let rooms: Api<StreamRoom> = api(&client, ns);
+
+    let (secrets, secret_stream) = owned_stream::<Secret>(api(&client, ns));
+    let (deployments, deployment_stream) = owned_stream::<Deployment>(api(&client, ns));
+    let (services, service_stream) = owned_stream::<Service>(api(&client, ns));
+    let (config_maps, config_map_stream) =
+        owned_stream::<PartialObjectMeta<ConfigMap>>(api(&client, ns));
+    let (service_accounts, sa_stream) =
+        owned_stream::<PartialObjectMeta<ServiceAccount>>(api(&client, ns));
+    let (roles, role_stream) = owned_stream::<PartialObjectMeta<Role>>(api(&client, ns));
+    let (role_bindings, rb_stream) =
+        owned_stream::<PartialObjectMeta<RoleBinding>>(api(&client, ns));
+    let (ingresses, ingress_stream) = owned_stream::<PartialObjectMeta<Ingress>>(api(&client, ns));
+    let (network_policies, np_stream) =
+        owned_stream::<PartialObjectMeta<NetworkPolicy>>(api(&client, ns));
+    let (pdbs, pdb_stream) =
+        owned_stream::<PartialObjectMeta<PodDisruptionBudget>>(api(&client, ns));
+
+    let stores = ChildStores {
+        secrets: Some(secrets.clone()),
+        deployments: Some(deployments.clone()),
+        services: Some(services.clone()),
+        config_maps: Some(config_maps.clone()),
+        service_accounts: Some(service_accounts.clone()),
+        roles: Some(roles.clone()),
+        role_bindings: Some(role_bindings.clone()),
+        ingresses: Some(ingresses.clone()),
+        network_policies: Some(network_policies.clone()),
+        pdbs: Some(pdbs.clone()),
+    };
+    let ctx = Arc::new(Context::new(client, config, metrics, stores, resync));
+
+    let controller = Controller::new(rooms, watcher::Config::default())
+        .owns_stream(secret_stream)
+        .owns_stream(deployment_stream)
+        .owns_stream(service_stream)
+        .owns_stream(config_map_stream)
+        .owns_stream(sa_stream)
+        .owns_stream(role_stream)
+        .owns_stream(rb_stream)
+        .owns_stream(ingress_stream)
+        .owns_stream(np_stream)
+        .owns_stream(pdb_stream)
+        .graceful_shutdown_on(shutdown);
+
+    let store = controller.store();
+    tokio::spawn(async move {
+        // Ready once the room cache and every child cache have their first full list.
+        let synced = async {
+            store.wait_until_ready().await.is_ok()
+                && secrets.wait_until_ready().await.is_ok()
+                && deployments.wait_until_ready().await.is_ok()
+                && services.wait_until_ready().await.is_ok()
+                && config_maps.wait_until_ready().await.is_ok()
+                && service_accounts.wait_until_ready().await.is_ok()
+                && roles.wait_until_ready().await.is_ok()
+                && role_bindings.wait_until_ready().await.is_ok()
+                && ingresses.wait_until_ready().await.is_ok()
+                && network_policies.wait_until_ready().await.is_ok()
+                && pdbs.wait_until_ready().await.is_ok()
+        };
+        if synced.await {
+            info!("caches synced");
+            let _ = ready.send(true);
+        }
+    });
+
+    controller
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+    info!("controller stopped");
+}

@@ -1,0 +1,63 @@
+//! `roomcast-operator render`: the children the operator would apply for a room file, as a
+//! YAML stream, for review before `kubectl apply` (like `helm template`). Generated keys are
+//! shown as placeholders; the real ones are made in the cluster and never printed.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::ByteString;
+use roomcast_crds::StreamRoom;
+
+use crate::{
+    Result,
+    build::{BuildInputs, build_children},
+    config::OperatorConfig,
+    keys::{resolve_keys, wanted_keys},
+    validate::validate,
+};
+
+/// Placeholder for keys that the operator generates in the cluster.
+pub const GENERATED_PLACEHOLDER: &str = "<generated-in-cluster>";
+
+/// Render every room in `yaml` (one or more documents).
+pub fn render(yaml: &str, config: &OperatorConfig) -> Result<String> {
+    let mut out = String::new();
+    for document in serde_yaml::Deserializer::from_str(yaml) {
+        let mut room: StreamRoom = serde::Deserialize::deserialize(document)?;
+        // A file has no uid; the API server assigns one. Render with a stand-in so owner
+        // references are visible.
+        room.metadata
+            .uid
+            .get_or_insert_with(|| "00000000-0000-0000-0000-000000000000".to_owned());
+        room.metadata
+            .namespace
+            .get_or_insert_with(|| "default".to_owned());
+        let valid = validate(&room, config)?;
+        let keys = resolve_keys(
+            None,
+            &wanted_keys(valid.spec.ingest.stream_key_secret_ref.is_some()),
+            &BTreeMap::new(),
+            || GENERATED_PLACEHOLDER.to_owned(),
+        );
+        let placeholder = |key: &str| {
+            BTreeMap::from([(
+                key.to_owned(),
+                ByteString(GENERATED_PLACEHOLDER.as_bytes().to_vec()),
+            )])
+        };
+        let inputs = BuildInputs {
+            keys,
+            // Copies of the operator's default Secrets, whose values only the cluster knows.
+            default_s3_credentials: config
+                .s3
+                .credentials_secret
+                .as_ref()
+                .map(|_| placeholder("AWS_ACCESS_KEY_ID")),
+            default_mongodb: config.mongodb_secret.as_ref().map(|_| placeholder("uri")),
+        };
+        for child in build_children(&valid, config, &inputs)? {
+            out.push_str("---\n");
+            out.push_str(&serde_yaml::to_string(&child.to_json()?)?);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,534 @@
+//! Step 4 of a reconcile: the status, computed by pure functions from what the operator
+//! observed (child Deployments and Services, worker reports) and the time passed in.
+//! Conditions keep their `lastTransitionTime` while their status does not change, so an
+//! unchanged room computes an identical status and no patch is sent.
+
+use std::time::Duration;
+
+use k8s_openapi::{
+    api::{apps::v1::Deployment, core::v1::Service},
+    apimachinery::pkg::apis::meta::v1::{Condition, Time},
+};
+use roomcast_crds::{
+    MediaReport, RoomPhase, StreamRoom, StreamRoomStatus, worker_config::RTMP_PORT,
+};
+
+use crate::{
+    config::IngestServiceType,
+    config::OperatorConfig,
+    validate::{RoomError, ValidRoom},
+};
+
+pub const READY: &str = "Ready";
+pub const INGEST_READY: &str = "IngestReady";
+pub const CHAT_READY: &str = "ChatReady";
+pub const RECORDING_READY: &str = "RecordingReady";
+
+/// Worker reports older than this are ignored: the worker is gone or cannot reach the API.
+pub const REPORT_MAX_AGE: Duration = Duration::from_secs(120);
+
+/// What the operator saw of the room's children.
+#[derive(Clone, Debug, Default)]
+pub struct Observed {
+    pub media: Option<Deployment>,
+    pub chat: Option<Deployment>,
+    pub rtmp_service: Option<Service>,
+}
+
+fn available(deployment: Option<&Deployment>) -> i32 {
+    deployment
+        .and_then(|d| d.status.as_ref())
+        .and_then(|s| s.available_replicas)
+        .unwrap_or(0)
+}
+
+fn condition(
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: String,
+    generation: Option<i64>,
+    now: &Time,
+) -> Condition {
+    Condition {
+        type_: type_.to_owned(),
+        status: if ok { "True" } else { "False" }.to_owned(),
+        reason: reason.to_owned(),
+        message,
+        observed_generation: generation,
+        last_transition_time: now.clone(),
+    }
+}
+
+/// Keep `lastTransitionTime` of conditions whose status did not change.
+pub fn carry_transition_times(previous: &[Condition], mut next: Vec<Condition>) -> Vec<Condition> {
+    for condition in &mut next {
+        if let Some(old) = previous.iter().find(|c| c.type_ == condition.type_)
+            && old.status == condition.status
+        {
+            condition.last_transition_time = old.last_transition_time.clone();
+        }
+    }
+    next
+}
+
+fn fresh_media_report<'a>(room: &'a StreamRoom, now: &Time) -> Option<&'a MediaReport> {
+    let report = room.status.as_ref()?.media.as_ref()?;
+    let age = now.0.duration_since(report.reported_at.0);
+    (age.as_secs_f64() <= REPORT_MAX_AGE.as_secs_f64()).then_some(report)
+}
+
+/// RTMP URL streamers publish to. The stream key is the stream name after it.
+pub fn ingest_url(
+    valid: &ValidRoom,
+    config: &OperatorConfig,
+    rtmp: Option<&Service>,
+) -> Option<String> {
+    let spec = rtmp.and_then(|s| s.spec.as_ref());
+    let port = match config.ingest_service_type {
+        IngestServiceType::NodePort => spec
+            .and_then(|s| s.ports.as_ref())
+            .and_then(|p| p.first())
+            .and_then(|p| p.node_port)?,
+        _ => i32::from(RTMP_PORT),
+    };
+    let host = match (&config.ingest_external_host, config.ingest_service_type) {
+        (Some(host), _) => host.clone(),
+        (None, IngestServiceType::LoadBalancer) => {
+            let ingress = rtmp
+                .and_then(|s| s.status.as_ref())
+                .and_then(|s| s.load_balancer.as_ref())
+                .and_then(|lb| lb.ingress.as_ref())
+                .and_then(|i| i.first())?;
+            ingress.hostname.clone().or_else(|| ingress.ip.clone())?
+        }
+        (None, IngestServiceType::NodePort) => return None,
+        (None, IngestServiceType::ClusterIp) => {
+            format!("{}.{}.svc", valid.room.child("rtmp"), valid.room.namespace)
+        }
+    };
+    Some(format!("rtmp://{host}:{port}/live"))
+}
+
+/// Base URL of the room's HTTP endpoints: public when it has a host, in-cluster otherwise.
+fn http_base(valid: &ValidRoom, config: &OperatorConfig, service_suffix: &str) -> String {
+    match &valid.host {
+        Some(host) => format!("{}://{host}{}", config.playback_scheme, valid.path_prefix()),
+        None => format!(
+            "http://{}.{}.svc{}",
+            valid.room.child(service_suffix),
+            valid.room.namespace,
+            valid.path_prefix()
+        ),
+    }
+}
+
+/// Status of a room that validated.
+pub fn compute_status(
+    room: &StreamRoom,
+    valid: &ValidRoom,
+    config: &OperatorConfig,
+    observed: &Observed,
+    now: &Time,
+) -> StreamRoomStatus {
+    let generation = valid.generation;
+    let previous = room.status.clone().unwrap_or_default();
+    let report = fresh_media_report(room, now);
+
+    let media_up = available(observed.media.as_ref()) >= 1;
+    let ingest = if media_up {
+        condition(
+            INGEST_READY,
+            true,
+            "MediaWorkerAvailable",
+            "the media worker accepts RTMP".into(),
+            generation,
+            now,
+        )
+    } else {
+        condition(
+            INGEST_READY,
+            false,
+            "MediaWorkerUnavailable",
+            format!(
+                "Deployment {} has no available replica yet",
+                valid.room.child("media")
+            ),
+            generation,
+            now,
+        )
+    };
+
+    let chat = if !valid.spec.chat.enabled {
+        condition(
+            CHAT_READY,
+            true,
+            "Disabled",
+            "chat is disabled".into(),
+            generation,
+            now,
+        )
+    } else {
+        let ready = available(observed.chat.as_ref());
+        match (ready >= 1, valid.chat_scaled_down()) {
+            (true, false) => condition(
+                CHAT_READY,
+                true,
+                "ChatAvailable",
+                format!("{ready}/{} chat replicas available", valid.chat_replicas),
+                generation,
+                now,
+            ),
+            (true, true) => condition(
+                CHAT_READY,
+                true,
+                "SingleReplicaWithoutRedis",
+                format!(
+                    "running 1 of {} chat replicas: several need Redis (Helm value redis.url)",
+                    valid.spec.chat.replicas
+                ),
+                generation,
+                now,
+            ),
+            (false, _) => condition(
+                CHAT_READY,
+                false,
+                "ChatUnavailable",
+                format!(
+                    "Deployment {} has no available replica yet",
+                    valid.room.child("chat")
+                ),
+                generation,
+                now,
+            ),
+        }
+    };
+
+    let recording = match (&valid.recording, report.and_then(|r| r.recording_healthy)) {
+        (None, _) => condition(
+            RECORDING_READY,
+            true,
+            "Disabled",
+            "recording is disabled".into(),
+            generation,
+            now,
+        ),
+        (Some(_), Some(false)) => condition(
+            RECORDING_READY,
+            false,
+            "RecordingDegraded",
+            report
+                .and_then(|r| r.recording_message.clone())
+                .unwrap_or_else(|| "the media worker reports recording degraded".into()),
+            generation,
+            now,
+        ),
+        (Some(target), _) => condition(
+            RECORDING_READY,
+            media_up,
+            if media_up {
+                "RecorderReady"
+            } else {
+                "MediaWorkerUnavailable"
+            },
+            format!(
+                "recording to s3://{}/{}",
+                target.s3.bucket, target.s3.prefix
+            ),
+            generation,
+            now,
+        ),
+    };
+
+    let parts = [&ingest, &chat, &recording];
+    let all_ready = parts.iter().all(|c| c.status == "True");
+    let ready = if all_ready {
+        condition(
+            READY,
+            true,
+            "RoomReady",
+            "all parts of the room are ready".into(),
+            generation,
+            now,
+        )
+    } else {
+        let not_ready: Vec<&str> = parts
+            .iter()
+            .filter(|c| c.status != "True")
+            .map(|c| c.type_.as_str())
+            .collect();
+        condition(
+            READY,
+            false,
+            "PartsNotReady",
+            format!("not ready: {}", not_ready.join(", ")),
+            generation,
+            now,
+        )
+    };
+
+    let live = report.is_some_and(|r| r.live);
+    let phase = if !media_up {
+        RoomPhase::Pending
+    } else if chat.status != "True" || recording.status != "True" {
+        RoomPhase::Degraded
+    } else if live {
+        RoomPhase::Live
+    } else {
+        RoomPhase::Idle
+    };
+    let message = match phase {
+        RoomPhase::Pending => ingest.message.clone(),
+        RoomPhase::Degraded => ready.message.clone(),
+        RoomPhase::Live => "a publisher is live".into(),
+        RoomPhase::Idle => "waiting for a publisher".into(),
+        RoomPhase::Error => String::new(),
+    };
+
+    StreamRoomStatus {
+        phase: Some(phase),
+        message: Some(message),
+        ingest_url: ingest_url(valid, config, observed.rtmp_service.as_ref()),
+        playback_url: Some(format!(
+            "{}/hls/index.m3u8",
+            http_base(valid, config, "hls")
+        )),
+        chat_url: valid
+            .spec
+            .chat
+            .enabled
+            .then(|| format!("{}/chat", http_base(valid, config, "chat"))),
+        observed_generation: generation,
+        conditions: carry_transition_times(
+            &previous.conditions,
+            vec![ready, ingest, chat, recording],
+        ),
+        // Worker-owned fields are not the operator's to write.
+        media: None,
+        chat: None,
+    }
+}
+
+/// Status of a room that cannot run: phase Error, Ready=False with the reason.
+pub fn error_status(room: &StreamRoom, error: &RoomError, now: &Time) -> StreamRoomStatus {
+    let previous = room.status.clone().unwrap_or_default();
+    let generation = room.metadata.generation;
+    let ready = condition(
+        READY,
+        false,
+        error.reason(),
+        error.to_string(),
+        generation,
+        now,
+    );
+    StreamRoomStatus {
+        phase: Some(RoomPhase::Error),
+        message: Some(error.to_string()),
+        observed_generation: generation,
+        conditions: carry_transition_times(&previous.conditions, vec![ready]),
+        ..StreamRoomStatus::default()
+    }
+}
+
+/// The operator-owned part of a status, for comparing what is there with what was computed.
+pub fn operator_fields(status: &StreamRoomStatus) -> StreamRoomStatus {
+    StreamRoomStatus {
+        media: None,
+        chat: None,
+        ..status.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::{
+        apps::v1::DeploymentStatus,
+        core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus},
+    };
+
+    use super::*;
+    use crate::validate::validate;
+
+    fn room(extra_spec: &str, status: Option<serde_json::Value>) -> StreamRoom {
+        let mut room: StreamRoom = serde_yaml::from_str(&format!(
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {{name: lobby, namespace: shows, uid: u-1, generation: 3}}\nspec: {{{extra_spec}}}\n"
+        ))
+        .expect("room parses");
+        room.status = status.map(|s| serde_json::from_value(s).expect("status parses"));
+        room
+    }
+
+    fn config() -> OperatorConfig {
+        OperatorConfig {
+            playback_scheme: "https".into(),
+            redis_url: Some("redis://r".into()),
+            ..OperatorConfig::default()
+        }
+    }
+
+    fn deployment(available: i32) -> Deployment {
+        Deployment {
+            status: Some(DeploymentStatus {
+                available_replicas: Some(available),
+                ..DeploymentStatus::default()
+            }),
+            ..Deployment::default()
+        }
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(jiff::Timestamp::from_second(1_800_000_000 + seconds).expect("timestamp"))
+    }
+
+    fn media_report(
+        live: bool,
+        reported: i64,
+        recording_healthy: Option<bool>,
+    ) -> serde_json::Value {
+        serde_json::json!({"media": {"live": live, "viewers": 5, "reportedAt": at(reported),
+            "recordingHealthy": recording_healthy, "recordingMessage": "spool full (2048 MiB)"}})
+    }
+
+    fn both_up() -> Observed {
+        Observed {
+            media: Some(deployment(1)),
+            chat: Some(deployment(2)),
+            rtmp_service: None,
+        }
+    }
+
+    fn compute(room: &StreamRoom, observed: &Observed, now: &Time) -> StreamRoomStatus {
+        let config = config();
+        let valid = validate(room, &config).expect("valid room");
+        compute_status(room, &valid, &config, observed, now)
+    }
+
+    fn condition<'a>(status: &'a StreamRoomStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn room_without_available_media_worker_is_pending() {
+        let status = compute(&room("", None), &Observed::default(), &at(0));
+        assert_eq!(status.phase, Some(RoomPhase::Pending));
+        assert_eq!(condition(&status, INGEST_READY).status, "False");
+        assert_eq!(condition(&status, READY).status, "False");
+        assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn fresh_live_report_makes_the_room_live() {
+        let status = compute(
+            &room("", Some(media_report(true, 0, None))),
+            &both_up(),
+            &at(30),
+        );
+        assert_eq!(status.phase, Some(RoomPhase::Live));
+        assert_eq!(condition(&status, READY).status, "True");
+    }
+
+    #[test]
+    fn stale_live_report_is_ignored() {
+        let status = compute(
+            &room("", Some(media_report(true, 0, None))),
+            &both_up(),
+            &at(121),
+        );
+        assert_eq!(
+            status.phase,
+            Some(RoomPhase::Idle),
+            "a silent worker must not stay live"
+        );
+    }
+
+    #[test]
+    fn degraded_recording_is_a_false_condition_and_a_degraded_phase() {
+        let spec = "recording: {enabled: true, s3: {bucket: vods}}";
+        let status = compute(
+            &room(spec, Some(media_report(true, 0, Some(false)))),
+            &both_up(),
+            &at(1),
+        );
+        assert_eq!(status.phase, Some(RoomPhase::Degraded));
+        let recording = condition(&status, RECORDING_READY);
+        assert_eq!(
+            (recording.status.as_str(), recording.reason.as_str()),
+            ("False", "RecordingDegraded")
+        );
+        assert_eq!(recording.message, "spool full (2048 MiB)");
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_a_condition_does_not_change() {
+        let first = compute(&room("", None), &both_up(), &at(0));
+        let mut seen = room("", None);
+        seen.status = Some(first.clone());
+        let second = compute(&seen, &both_up(), &at(500));
+        assert_eq!(
+            second, first,
+            "nothing changed: identical status, so no patch"
+        );
+
+        let third = compute(&seen, &Observed::default(), &at(600));
+        assert_eq!(
+            condition(&third, INGEST_READY).last_transition_time,
+            at(600)
+        );
+    }
+
+    #[test]
+    fn ingest_url_follows_the_service_exposure() {
+        let r = room("", None);
+        let mut config = config();
+        let valid = validate(&r, &config).expect("valid");
+        let lb = Service {
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress {
+                        hostname: Some("lb.example.com".into()),
+                        ..LoadBalancerIngress::default()
+                    }]),
+                }),
+                ..ServiceStatus::default()
+            }),
+            ..Service::default()
+        };
+        assert_eq!(ingest_url(&valid, &config, None), None, "no address yet");
+        assert_eq!(
+            ingest_url(&valid, &config, Some(&lb)).as_deref(),
+            Some("rtmp://lb.example.com:1935/live")
+        );
+        config.ingest_external_host = Some("ingest.example.com".into());
+        assert_eq!(
+            ingest_url(&valid, &config, Some(&lb)).as_deref(),
+            Some("rtmp://ingest.example.com:1935/live")
+        );
+        config.ingest_external_host = None;
+        config.ingest_service_type = IngestServiceType::ClusterIp;
+        assert_eq!(
+            ingest_url(&valid, &config, None).as_deref(),
+            Some("rtmp://lobby-rtmp.shows.svc:1935/live")
+        );
+    }
+
+    #[test]
+    fn playback_url_is_public_with_a_host() {
+        let status = compute(
+            &room("playback: {host: live.example.com}", None),
+            &both_up(),
+            &at(0),
+        );
+        assert_eq!(
+            status.playback_url.as_deref(),
+            Some("https://live.example.com/shows/lobby/hls/index.m3u8")
+        );
+        assert_eq!(
+            status.chat_url.as_deref(),
+            Some("https://live.example.com/shows/lobby/chat")
+        );
+    }
+}

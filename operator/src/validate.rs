@@ -1,0 +1,145 @@
+//! Step 1 of a reconcile: decide whether a room can run, and settle every choice the spec
+//! leaves to the platform (default host, bucket, chat scale-out). Pure: the same room and
+//! config always give the same answer.
+
+use roomcast_crds::{
+    S3Spec, StreamRoom, StreamRoomSpec,
+    validate::{InvalidRoom, validate_room},
+};
+
+use crate::{config::OperatorConfig, labels::RoomRef};
+
+/// Why a room cannot run. Each variant becomes a `Ready=False` condition reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    #[error(transparent)]
+    Schema(#[from] InvalidRoom),
+    #[error(
+        "spec.recording.enabled is true but neither spec.recording.s3 nor the operator's default bucket (Helm value recording.s3.bucket) is set"
+    )]
+    RecordingWithoutBucket,
+    #[error("the room has no {0}")]
+    Missing(&'static str),
+}
+
+impl RoomError {
+    /// CamelCase reason for conditions and Events.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RoomError::Schema(_) => "InvalidSpec",
+            RoomError::RecordingWithoutBucket => "RecordingWithoutBucket",
+            RoomError::Missing(_) => "InvalidObject",
+        }
+    }
+}
+
+/// Where a recording room's segments go, after defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordingTarget {
+    pub s3: S3Spec,
+    /// The credentials come from the operator's default Secret, copied as `<room>-s3`.
+    pub uses_default_credentials: bool,
+}
+
+/// A room that passed validation, with the platform's defaults applied.
+#[derive(Clone, Debug)]
+pub struct ValidRoom {
+    pub room: RoomRef,
+    pub spec: StreamRoomSpec,
+    pub generation: Option<i64>,
+    pub recording: Option<RecordingTarget>,
+    /// Public host; `None` means no Ingress (in-cluster playback only).
+    pub host: Option<String>,
+    pub ingress_class: Option<String>,
+    /// Chat replicas actually run: one when several are asked for but no Redis is configured.
+    pub chat_replicas: i32,
+    /// Rotation requests from the room's annotations (`roomcast.dev/rotate-<key>`).
+    pub rotation_requests: std::collections::BTreeMap<String, String>,
+}
+
+/// Annotation prefix on a room that asks for a key to be rotated: changing the value of
+/// `roomcast.dev/rotate-stream-key` (to anything new) rotates the stream key once.
+pub const ROTATE_ANNOTATION_PREFIX: &str = "roomcast.dev/rotate-";
+
+pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom, RoomError> {
+    validate_room(room)?;
+    let room_ref = RoomRef::of(room).map_err(|_| RoomError::Missing("name, namespace or uid"))?;
+    let spec = room.spec.clone();
+
+    let recording = if spec.recording.enabled {
+        let (s3, uses_default_credentials) = match &spec.recording.s3 {
+            Some(s3) => (s3.clone(), false),
+            None => {
+                let bucket = config
+                    .s3
+                    .bucket
+                    .clone()
+                    .ok_or(RoomError::RecordingWithoutBucket)?;
+                let s3 = S3Spec {
+                    bucket,
+                    prefix: config.s3.prefix.clone().unwrap_or_default(),
+                    region: config.s3.region.clone().unwrap_or_default(),
+                    endpoint: config.s3.endpoint.clone().unwrap_or_default(),
+                    force_path_style: config.s3.force_path_style,
+                    credentials_secret_ref: None,
+                    service_account_annotations: Default::default(),
+                };
+                (s3, config.s3.credentials_secret.is_some())
+            }
+        };
+        Some(RecordingTarget {
+            s3,
+            uses_default_credentials,
+        })
+    } else {
+        None
+    };
+
+    let chat_replicas = if config.redis_url.is_some() {
+        spec.chat.replicas
+    } else {
+        1
+    };
+
+    let rotation_requests = room
+        .metadata
+        .annotations
+        .iter()
+        .flatten()
+        .filter_map(|(k, v)| {
+            k.strip_prefix(ROTATE_ANNOTATION_PREFIX)
+                .map(|key| (key.to_owned(), v.clone()))
+        })
+        .collect();
+
+    Ok(ValidRoom {
+        host: spec
+            .playback
+            .host
+            .clone()
+            .or_else(|| config.playback_host.clone()),
+        ingress_class: spec
+            .playback
+            .ingress_class_name
+            .clone()
+            .or_else(|| config.ingress_class.clone()),
+        room: room_ref,
+        generation: room.metadata.generation,
+        recording,
+        chat_replicas,
+        rotation_requests,
+        spec,
+    })
+}
+
+impl ValidRoom {
+    /// Path prefix of this room on the public host: `/<namespace>/<room>`.
+    pub fn path_prefix(&self) -> String {
+        format!("/{}/{}", self.room.namespace, self.room.name)
+    }
+
+    /// Chat replicas were asked for but cannot run without Redis.
+    pub fn chat_scaled_down(&self) -> bool {
+        self.spec.chat.enabled && self.chat_replicas < self.spec.chat.replicas
+    }
+}

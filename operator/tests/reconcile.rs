@@ -1,0 +1,438 @@
+//! Reconcile against a mock API server: the real controller code, a real `kube::Client`,
+//! every HTTP call recorded and checked (method, path, body).
+
+use std::{sync::Arc, time::Duration};
+
+use http::Method;
+use kube::runtime::controller::Action;
+use roomcast_crds::StreamRoom;
+use roomcast_operator::{
+    config::OperatorConfig,
+    controller::{ChildStores, Context, error_policy, reconcile},
+    fixtures::{Behaviour, Call, MockApi},
+    metrics::Metrics,
+};
+use serde_json::{Value, json};
+
+const ROOM: &str = r#"
+apiVersion: roomcast.dev/v1alpha1
+kind: StreamRoom
+metadata: {name: lobby, namespace: shows, uid: 7b1e0c52-0000-4000-8000-000000000001, generation: 1}
+spec:
+  chat: {replicas: 2}
+"#;
+
+const KEYS_PATH: &str = "/api/v1/namespaces/shows/secrets/lobby-keys";
+const STATUS_PATH: &str = "/apis/roomcast.dev/v1alpha1/namespaces/shows/streamrooms/lobby/status";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shows/events";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+fn room(yaml: &str) -> Arc<StreamRoom> {
+    Arc::new(serde_yaml::from_str(yaml).expect("test room parses"))
+}
+
+fn context(behaviour: Behaviour) -> (Arc<Context>, MockApi) {
+    context_with_stores(behaviour, ChildStores::default())
+}
+
+fn context_with_stores(behaviour: Behaviour, stores: ChildStores) -> (Arc<Context>, MockApi) {
+    let (client, mock) = MockApi::start(behaviour, true);
+    let config = OperatorConfig {
+        media_image: "roomcast:test".into(),
+        chat_image: "roomcast:test".into(),
+        playback_scheme: "https".into(),
+        operator_namespace: "roomcast-system".into(),
+        ..OperatorConfig::default()
+    };
+    let ctx = Context::new(
+        client,
+        config,
+        Metrics::default(),
+        stores,
+        Duration::from_secs(600),
+    );
+    (Arc::new(ctx), mock)
+}
+
+fn patches(calls: &[Call]) -> Vec<&Call> {
+    calls.iter().filter(|c| c.method == Method::PATCH).collect()
+}
+
+fn child_patches(calls: &[Call]) -> Vec<String> {
+    patches(calls)
+        .into_iter()
+        .filter(|c| !c.path().ends_with("/status"))
+        .map(|c| c.path().to_owned())
+        .collect()
+}
+
+fn events(calls: &[Call]) -> Vec<&Value> {
+    calls
+        .iter()
+        .filter(|c| c.method == Method::POST && c.path() == EVENTS_PATH)
+        .map(|c| &c.body)
+        .collect()
+}
+
+fn status_patch(calls: &[Call]) -> Option<&Value> {
+    calls
+        .iter()
+        .find(|c| c.path() == STATUS_PATH)
+        .map(|c| &c.body)
+}
+
+#[tokio::test]
+async fn new_room_gets_every_child_applied_and_a_pending_status() {
+    let (ctx, mock) = context(Behaviour::default());
+    let action = reconcile(room(ROOM), ctx)
+        .await
+        .expect("reconcile succeeds");
+    assert_eq!(action, Action::requeue(Duration::from_secs(600)));
+    let calls = mock.calls();
+
+    // The keys Secret is looked up before anything is generated.
+    assert_eq!(calls[0].method, Method::GET);
+    assert_eq!(calls[0].path(), KEYS_PATH);
+
+    let applied = child_patches(&calls);
+    for expected in [
+        KEYS_PATH,
+        "/api/v1/namespaces/shows/configmaps/lobby-config",
+        "/api/v1/namespaces/shows/serviceaccounts/lobby-worker",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shows/roles/lobby-worker",
+        "/apis/rbac.authorization.k8s.io/v1/namespaces/shows/rolebindings/lobby-worker",
+        "/api/v1/namespaces/shows/services/lobby-rtmp",
+        "/api/v1/namespaces/shows/services/lobby-hls",
+        "/api/v1/namespaces/shows/services/lobby-chat",
+        "/apis/apps/v1/namespaces/shows/deployments/lobby-media",
+        "/apis/apps/v1/namespaces/shows/deployments/lobby-chat",
+        "/apis/policy/v1/namespaces/shows/poddisruptionbudgets/lobby-chat",
+        "/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby",
+    ] {
+        assert!(
+            applied.iter().any(|p| p == expected),
+            "{expected} not applied; got {applied:#?}"
+        );
+    }
+    // No host anywhere: no Ingress.
+    assert!(
+        !applied.iter().any(|p| p.contains("ingresses")),
+        "{applied:#?}"
+    );
+
+    // Every apply is server-side apply by the operator's field manager, forced.
+    for call in patches(&calls) {
+        assert!(
+            call.uri.contains("fieldManager=roomcast-operator"),
+            "{}",
+            call.uri
+        );
+        assert!(call.uri.contains("force=true"), "{}", call.uri);
+    }
+
+    // Both keys generated, announced by an Event that names them but not their values.
+    let keys = patches(&calls)
+        .into_iter()
+        .find(|c| c.path() == KEYS_PATH)
+        .expect("keys applied");
+    let data = keys.body["data"].as_object().expect("secret data");
+    assert!(data.contains_key("stream-key") && data.contains_key("chat-signing-key"));
+    let event = events(&calls)
+        .into_iter()
+        .find(|e| e["reason"] == "KeysGenerated")
+        .expect("KeysGenerated event");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("stream-key")
+    );
+
+    // Status: Pending (no worker available yet), generation observed, conditions present.
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    assert_eq!(status["phase"], "Pending");
+    assert_eq!(status["observedGeneration"], 1);
+    let types: Vec<&str> = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["Ready", "IngestReady", "ChatReady", "RecordingReady"]
+    );
+    assert_eq!(
+        status["ingestUrl"],
+        Value::Null,
+        "a LoadBalancer without an address and no external host has no ingest URL yet: {status}"
+    );
+}
+
+#[tokio::test]
+async fn existing_secret_keys_are_kept() {
+    let existing = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lobby-keys", "namespace": "shows"},
+        // base64 of "streamkey-1" and "signing-1"
+        "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
+    });
+    let behaviour = Behaviour {
+        existing: [(KEYS_PATH.to_owned(), existing)].into_iter().collect(),
+        ..Behaviour::default()
+    };
+    let (ctx, mock) = context(behaviour);
+    reconcile(room(ROOM), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let calls = mock.calls();
+    let keys = patches(&calls)
+        .into_iter()
+        .find(|c| c.path() == KEYS_PATH)
+        .expect("keys applied");
+    assert_eq!(keys.body["data"]["stream-key"], "c3RyZWFta2V5LTE=");
+    assert_eq!(keys.body["data"]["chat-signing-key"], "c2lnbmluZy0x");
+    assert!(
+        !events(&calls)
+            .iter()
+            .any(|e| e["reason"] == "KeysGenerated"),
+        "no key may be generated when both exist"
+    );
+}
+
+#[tokio::test]
+async fn spec_change_patches_children_and_observes_the_new_generation() {
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(room(ROOM), ctx.clone())
+        .await
+        .expect("first pass");
+    let first = mock.calls().len();
+
+    let changed = ROOM.replace("generation: 1", "generation: 2").replace(
+        "chat: {replicas: 2}",
+        "chat: {replicas: 2}\n  transcode: {segmentSeconds: 4}",
+    );
+    reconcile(room(&changed), ctx).await.expect("second pass");
+    let calls = mock.calls()[first..].to_vec();
+
+    let config_map = patches(&calls)
+        .into_iter()
+        .find(|c| c.path().ends_with("/configmaps/lobby-config"))
+        .expect("ConfigMap patched");
+    let worker_config = config_map.body["data"]["room.yaml"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        worker_config.contains("segmentSeconds: 4"),
+        "{worker_config}"
+    );
+    assert!(
+        child_patches(&calls)
+            .iter()
+            .any(|p| p.ends_with("/deployments/lobby-media")),
+        "the media Deployment rolls on a config change"
+    );
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    assert_eq!(status["observedGeneration"], 2);
+    assert!(
+        status["conditions"]
+            .as_array()
+            .expect("conditions")
+            .iter()
+            .all(|c| c["observedGeneration"] == 2)
+    );
+}
+
+#[tokio::test]
+async fn invalid_spec_sets_error_condition_and_event_without_children() {
+    let invalid = ROOM.replace("chat: {replicas: 2}", "transcode: {segmentSeconds: 30}");
+    let (ctx, mock) = context(Behaviour::default());
+    let action = reconcile(room(&invalid), ctx)
+        .await
+        .expect("an invalid room is not an error");
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "an invalid spec waits for the next change"
+    );
+    let calls = mock
+        .wait_for_calls(2, TIMEOUT)
+        .await
+        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+
+    assert!(
+        child_patches(&calls).is_empty(),
+        "no children for an invalid room: {calls:#?}"
+    );
+    let event = events(&calls).into_iter().next().expect("warning event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "InvalidSpec");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("segmentSeconds")
+    );
+
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    assert_eq!(status["phase"], "Error");
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["type"], "Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "InvalidSpec");
+}
+
+#[tokio::test]
+async fn recording_without_any_bucket_is_reported_not_applied() {
+    let invalid = ROOM.replace("chat: {replicas: 2}", "recording: {enabled: true}");
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(room(&invalid), ctx)
+        .await
+        .expect("reported, not failed");
+    let calls = mock.calls();
+    assert!(child_patches(&calls).is_empty());
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    assert_eq!(status["conditions"][0]["reason"], "RecordingWithoutBucket");
+}
+
+#[tokio::test]
+async fn apply_error_goes_to_the_error_policy_with_backoff() {
+    let behaviour = Behaviour {
+        fail_patches_containing: Some("/deployments/".into()),
+        ..Behaviour::default()
+    };
+    let (ctx, mock) = context(behaviour);
+    let room = room(ROOM);
+    let error = reconcile(room.clone(), ctx.clone())
+        .await
+        .expect_err("a failing apply fails the reconcile");
+    assert_eq!(error.metric_label(), "kube_api");
+    assert!(
+        status_patch(&mock.calls()).is_none(),
+        "no status from a failed pass"
+    );
+
+    assert_eq!(
+        error_policy(room.clone(), &error, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+    assert_eq!(
+        error_policy(room.clone(), &error, ctx.clone()),
+        Action::requeue(Duration::from_secs(10))
+    );
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains(r#"roomcast_operator_reconcile_errors_total{error="kube_api"} 2"#),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn unchanged_status_is_not_patched_again() {
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(room(ROOM), ctx.clone())
+        .await
+        .expect("first pass");
+    let status = status_patch(&mock.calls()).expect("status patched")["status"].clone();
+
+    let mut seen: StreamRoom = serde_yaml::from_str(ROOM).expect("room parses");
+    seen.status = Some(serde_json::from_value(status).expect("status parses"));
+    let before = mock.calls().len();
+    reconcile(Arc::new(seen), ctx).await.expect("second pass");
+    let calls = mock.calls()[before..].to_vec();
+    assert!(
+        status_patch(&calls).is_none(),
+        "identical status must not be patched: {calls:#?}"
+    );
+}
+
+#[tokio::test]
+async fn deleted_room_is_left_to_the_garbage_collector() {
+    let deleting = ROOM.replace(
+        "generation: 1",
+        "generation: 1, deletionTimestamp: '2026-11-29T00:00:00Z'",
+    );
+    let (ctx, mock) = context(Behaviour::default());
+    let action = reconcile(room(&deleting), ctx).await.expect("no error");
+    assert_eq!(action, Action::await_change());
+    assert!(
+        mock.calls().is_empty(),
+        "owner references clean up; no calls expected"
+    );
+}
+
+#[tokio::test]
+async fn turning_chat_off_deletes_the_chat_children_it_owned() {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+    use kube::runtime::{reflector, watcher};
+
+    let owned = |name: &str, uid: &str| {
+        serde_json::from_value::<Value>(json!({
+            "metadata": {"name": name, "namespace": "shows",
+                "ownerReferences": [{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom",
+                    "name": "lobby", "uid": uid, "controller": true}]}
+        }))
+        .expect("object")
+    };
+    let room_uid = "7b1e0c52-0000-4000-8000-000000000001";
+    let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
+    for (name, uid) in [
+        ("lobby-media", room_uid),
+        ("lobby-chat", room_uid),
+        ("someone-elses", "another-uid"),
+    ] {
+        let deployment: Deployment = serde_json::from_value(owned(name, uid)).expect("deployment");
+        deployment_writer.apply_watcher_event(&watcher::Event::Apply(deployment));
+    }
+    let (services, mut service_writer) = reflector::store::<Service>();
+    let service: Service = serde_json::from_value(owned("lobby-chat", room_uid)).expect("service");
+    service_writer.apply_watcher_event(&watcher::Event::Apply(service));
+    let stores = ChildStores {
+        deployments: Some(deployments),
+        services: Some(services),
+        ..ChildStores::default()
+    };
+
+    let (ctx, mock) = context_with_stores(Behaviour::default(), stores);
+    let chat_off = ROOM.replace("chat: {replicas: 2}", "chat: {enabled: false}");
+    reconcile(room(&chat_off), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let deleted: Vec<String> = mock
+        .calls()
+        .iter()
+        .filter(|c| c.method == Method::DELETE)
+        .map(|c| c.path().to_owned())
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            "/api/v1/namespaces/shows/services/lobby-chat",
+            "/apis/apps/v1/namespaces/shows/deployments/lobby-chat",
+        ],
+        "only the room's own leftovers are deleted"
+    );
+}
+
+#[tokio::test]
+async fn failed_apply_is_announced_with_a_warning_event() {
+    let behaviour = Behaviour {
+        fail_patches_containing: Some("/services/lobby-hls".into()),
+        ..Behaviour::default()
+    };
+    let (ctx, mock) = context(behaviour);
+    reconcile(room(ROOM), ctx).await.expect_err("apply fails");
+    let calls = mock.calls();
+    let event = events(&calls)
+        .into_iter()
+        .find(|e| e["reason"] == "ApplyFailed")
+        .expect("ApplyFailed event");
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Service/lobby-hls"),
+        "{event}"
+    );
+}

@@ -1,0 +1,162 @@
+"""Least-privilege RBAC: exactly the rules the operator needs, no wildcards, cluster-wide or
+one namespace as `watchNamespace` says, and the Lease only in the operator's own namespace."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from conftest import NAMESPACE, SCENARIOS, by_kind, one, render_objects
+
+MANAGE = {"get", "list", "watch", "create", "patch", "update", "delete"}
+
+# (apiGroup, resource) -> verbs, as the operator needs them wherever rooms live.
+ROOM_RULES: dict[tuple[str, str], set[str]] = {
+    ("roomcast.dev", "streamrooms"): {"get", "list", "watch"},
+    # get/patch are also what the per-room worker Role grants; Kubernetes only lets the
+    # operator create that Role because it holds the verbs itself.
+    ("roomcast.dev", "streamrooms/status"): {"get", "patch", "update"},
+    ("", "secrets"): MANAGE,
+    ("", "configmaps"): MANAGE,
+    ("", "services"): MANAGE,
+    ("", "serviceaccounts"): MANAGE,
+    ("apps", "deployments"): MANAGE,
+    ("networking.k8s.io", "ingresses"): MANAGE,
+    ("networking.k8s.io", "networkpolicies"): MANAGE,
+    ("policy", "poddisruptionbudgets"): MANAGE,
+    ("rbac.authorization.k8s.io", "roles"): MANAGE,
+    ("rbac.authorization.k8s.io", "rolebindings"): MANAGE,
+    ("events.k8s.io", "events"): {"create", "patch"},
+    ("", "events"): {"create", "patch"},
+}
+LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
+
+ROLE_KINDS = ("Role", "ClusterRole")
+
+
+def flatten(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
+    """Rules as (apiGroup, resource) -> verbs; fails on duplicate grants."""
+    flat: dict[tuple[str, str], set[str]] = {}
+    for rule in rules:
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                key = (group, resource)
+                assert key not in flat, f"{key} granted twice"
+                flat[key] = set(rule["verbs"])
+    return flat
+
+
+def rules_of(obj: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+    return flatten(obj["rules"])
+
+
+def role_named(objects, kind: str, namespace: str | None) -> list[dict[str, Any]]:
+    return [o for o in by_kind(objects, kind) if o["metadata"].get("namespace") == namespace]
+
+
+@pytest.mark.parametrize("values", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_rbac_has_no_wildcards_and_no_escalation_verbs(chart, values) -> None:
+    objects = render_objects(chart, values)
+    roles = [o for o in objects if o["kind"] in ROLE_KINDS]
+    assert roles
+    for role in roles:
+        for rule in role["rules"]:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: wildcard in {field}"
+            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+            assert "nonResourceURLs" not in rule
+            assert not any(r.startswith("pods") for r in rule["resources"]), "the operator never touches pods"
+
+
+def test_cluster_wide_by_default(chart) -> None:
+    objects = render_objects(chart)
+    cluster_role = one(objects, "ClusterRole")
+    assert rules_of(cluster_role) == ROOM_RULES
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "ClusterRole",
+        "name": cluster_role["metadata"]["name"],
+    }
+    service_account = one(objects, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": service_account["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    # One replica, no leader election: no Lease access, no namespaced Roles at all.
+    assert by_kind(objects, "Role") == []
+    assert by_kind(objects, "RoleBinding") == []
+
+
+def test_watch_namespace_gives_a_role_there_and_nothing_cluster_wide(chart) -> None:
+    objects = render_objects(chart, {"watchNamespace": "shows"})
+    assert by_kind(objects, "ClusterRole") == []
+    assert by_kind(objects, "ClusterRoleBinding") == []
+    (role,) = role_named(objects, "Role", "shows")
+    assert rules_of(role) == ROOM_RULES
+    (binding,) = role_named(objects, "RoleBinding", "shows")
+    assert binding["roleRef"]["kind"] == "Role"
+    assert binding["roleRef"]["name"] == role["metadata"]["name"]
+    service_account = one(objects, "ServiceAccount")
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": service_account["metadata"]["name"], "namespace": NAMESPACE}
+    ]
+    # No default Secrets and no leader election: nothing needed in the release namespace.
+    assert role_named(objects, "Role", NAMESPACE) == []
+
+
+def test_watch_namespace_reads_only_the_named_default_secrets_at_home(chart) -> None:
+    objects = render_objects(
+        chart,
+        {
+            "watchNamespace": "shows",
+            "recording": {"s3": {"bucket": "vods", "credentialsSecret": "s3-creds"}},
+            "mongodb": {"uriSecret": "mongo"},
+        },
+    )
+    (home,) = role_named(objects, "Role", NAMESPACE)
+    (secrets_rule,) = home["rules"]
+    assert secrets_rule == {
+        "apiGroups": [""],
+        "resources": ["secrets"],
+        "resourceNames": ["s3-creds", "mongo"],
+        "verbs": ["get", "list", "watch"],
+    }
+    (binding,) = role_named(objects, "RoleBinding", NAMESPACE)
+    assert binding["roleRef"]["name"] == home["metadata"]["name"]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [{"replicaCount": 2}, {"leaderElection": {"enabled": True}}],
+    ids=["two-replicas", "enabled"],
+)
+def test_leader_election_gets_leases_in_its_own_namespace_only(chart, values) -> None:
+    objects = render_objects(chart, values)
+    (home,) = role_named(objects, "Role", NAMESPACE)
+    assert rules_of(home) == LEASE_RULES
+    (binding,) = role_named(objects, "RoleBinding", NAMESPACE)
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": home["metadata"]["name"],
+    }
+    for cluster_role in by_kind(objects, "ClusterRole"):
+        assert ("coordination.k8s.io", "leases") not in rules_of(cluster_role)
+
+
+def test_full_values_rbac(chart, full_values) -> None:
+    objects = render_objects(chart, full_values)
+    (rooms,) = role_named(objects, "Role", full_values["watchNamespace"])
+    assert rules_of(rooms) == ROOM_RULES
+    (home,) = role_named(objects, "Role", NAMESPACE)
+    assert rules_of(home) == {**LEASE_RULES, ("", "secrets"): {"get", "list", "watch"}}
+    subjects = {s["name"] for b in by_kind(objects, "RoleBinding") for s in b["subjects"]}
+    assert subjects == {full_values["serviceAccount"]["name"]}
+
+
+def test_existing_service_account_is_bound_not_created(chart) -> None:
+    objects = render_objects(chart, {"serviceAccount": {"create": False, "name": "ops"}})
+    assert by_kind(objects, "ServiceAccount") == []
+    assert one(objects, "ClusterRoleBinding")["subjects"][0]["name"] == "ops"
+    assert one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "ops"

@@ -1,0 +1,104 @@
+"""values.schema.json accepts the defaults and the full example, and refuses bad values at
+install time with a message that names the offending key (Helm 4 prints it as a JSON
+pointer, e.g. `at '/ingest/serviceType': value must be one of ...`)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from helm_python.errors import HelmValuesError
+
+from conftest import CHART_DIR, render_objects
+
+
+def test_schema_is_draft_07_and_refuses_unknown_top_level_keys(chart) -> None:
+    schema = chart.schema
+    assert schema == json.loads((CHART_DIR / "values.schema.json").read_text())
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    assert schema["additionalProperties"] is False
+
+
+def test_defaults_and_full_example_pass_the_schema(chart, full_values) -> None:
+    chart.validate_schema(chart.merge_values({}))
+    chart.validate_schema(chart.merge_values(full_values))
+
+
+# (values, text the error must contain: the key's path, and what is wrong where useful)
+BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "ingest.serviceType: Foo": (
+        {"ingest": {"serviceType": "Foo"}},
+        ["/ingest/serviceType", "LoadBalancer", "NodePort", "ClusterIP"],
+    ),
+    "replicaCount: 0": ({"replicaCount": 0}, ["/replicaCount", "minimum"]),
+    "replicaCount: two": ({"replicaCount": "two"}, ["/replicaCount", "want integer"]),
+    "unknown top-level key": ({"replicaCont": 2}, ["additional properties 'replicaCont'"]),
+    "unknown nested key": ({"image": {"tags": "1.0"}}, ["/image", "'tags'"]),
+    "logFormat: xml": ({"logFormat": "xml"}, ["/logFormat", "json", "pretty"]),
+    "image.pullPolicy: Sometimes": ({"image": {"pullPolicy": "Sometimes"}}, ["/image/pullPolicy"]),
+    "image.tag as a number": ({"image": {"tag": 1.0}}, ["/image/tag", "want string"]),
+    "playback.host upper case": ({"playback": {"host": "Live.Example.com"}}, ["/playback/host"]),
+    "playback.host with a scheme": ({"playback": {"host": "https://live.example.com"}}, ["/playback/host"]),
+    "playback.scheme: ftp": ({"playback": {"scheme": "ftp"}}, ["/playback/scheme"]),
+    "ingest.externalHost with a port": ({"ingest": {"externalHost": "ingest:1935"}}, ["/ingest/externalHost"]),
+    "ingress.className with spaces": ({"ingress": {"className": "my class"}}, ["/ingress/className"]),
+    "watchNamespace not a label": ({"watchNamespace": "Shows_1"}, ["/watchNamespace"]),
+    "recording.s3.forcePathStyle: yes": (
+        {"recording": {"s3": {"forcePathStyle": "yes"}}},
+        ["/recording/s3/forcePathStyle", "want boolean"],
+    ),
+    "recording.s3.endpoint without scheme": (
+        {"recording": {"s3": {"endpoint": "s3.example.com"}}},
+        ["/recording/s3/endpoint"],
+    ),
+    "recording.s3.bucket upper case": ({"recording": {"s3": {"bucket": "VODS"}}}, ["/recording/s3/bucket"]),
+    "mongodb.uriSecret not a name": ({"mongodb": {"uriSecret": "Mongo URI"}}, ["/mongodb/uriSecret"]),
+    "redis.url not redis": ({"redis": {"url": "http://redis:6379"}}, ["/redis/url"]),
+    "workers.media.resources bad quantity": (
+        {"workers": {"media": {"resources": {"requests": {"cpu": "lots"}}}}},
+        ["/workers/media/resources/requests/cpu"],
+    ),
+    "workers.chat.resources unknown field": (
+        {"workers": {"chat": {"resources": {"request": {"cpu": "1"}}}}},
+        ["/workers/chat/resources", "'request'"],
+    ),
+    "workers.chat.image with spaces": ({"workers": {"chat": {"image": "a b"}}}, ["/workers/chat/image"]),
+    "leaderElection.enabled: on": ({"leaderElection": {"enabled": "on"}}, ["/leaderElection/enabled"]),
+    "tolerations not a list": ({"tolerations": {"key": "x"}}, ["/tolerations", "want array"]),
+    "podAnnotations values not strings": ({"podAnnotations": {"a": 1}}, ["/podAnnotations/a"]),
+}
+
+
+@pytest.mark.parametrize(("values", "expected"), BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_values_are_refused_naming_the_key(chart, values, expected) -> None:
+    with pytest.raises(HelmValuesError) as schema_error:
+        chart.validate_schema(chart.merge_values(values))
+    for text in expected:
+        assert text in str(schema_error.value)
+
+    # `helm install` / `helm template` refuse them the same way, before any template runs.
+    with pytest.raises(HelmValuesError) as render_error:
+        render_objects(chart, values)
+    assert "values don't meet the specifications of the schema" in str(render_error.value)
+    for text in expected:
+        assert text in str(render_error.value)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"playback": {"host": "live.example.com"}},
+        {"ingest": {"externalHost": "203.0.113.7"}},
+        {"ingest": {"serviceType": "NodePort"}},
+        {"ingest": {"serviceType": "ClusterIP"}},
+        {"recording": {"s3": {"endpoint": "http://minio.storage.svc:9000"}}},
+        {"redis": {"url": "rediss://:secret@redis.example.com:6380/1"}},
+        {"workers": {"media": {"resources": {"requests": {"cpu": 2, "memory": "1.5Gi"}}}}},
+        {"replicaCount": 3},
+        {"logLevel": "warn,roomcast_operator=trace"},
+    ],
+)
+def test_good_values_pass(chart, values) -> None:
+    chart.validate_schema(chart.merge_values(values))
+    assert render_objects(chart, values)
