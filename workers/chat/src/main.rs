@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{Router, http::StatusCode, routing::get};
+use axum::{Router, http::StatusCode, routing::get, serve::ListenerExt};
 use clap::{Args, Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use roomcast_chat::{
@@ -81,6 +81,9 @@ struct ServeArgs {
     /// How often viewer counts are recomputed across replicas.
     #[arg(long, env = "ROOMCAST_PRESENCE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     presence_interval: Duration,
+    /// Runtime worker threads (0: one per core).
+    #[arg(long, env = "ROOMCAST_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
     /// JSON logs (level from RUST_LOG).
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
@@ -113,12 +116,21 @@ fn parse_role(s: &str) -> Result<Role, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::MintToken(args)) => mint(args),
-        Some(Command::Serve) | None => serve(cli.serve).await,
+        Some(Command::Serve) | None => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if cli.serve.worker_threads > 0 {
+                runtime.worker_threads(cli.serve.worker_threads);
+            }
+            runtime
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(cli.serve))
+        }
     }
 }
 
@@ -258,11 +270,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("listening on {}", args.http_addr))?;
+    let local_addr = listener.local_addr()?;
+    // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm and the
+    // peer's delayed ACK hold broadcasts back by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("listening on {}", args.metrics_addr))?;
     tracing::info!(
-        addr = %listener.local_addr()?,
+        addr = %local_addr,
         metrics = %metrics_listener.local_addr()?,
         room = %format!("{namespace}/{name}"),
         "chat listening"
