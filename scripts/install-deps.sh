@@ -13,6 +13,8 @@ APT_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   ffmpeg
+  # chat: Redis for the two-replica scale-out tests (socketioxide-redis needs RESP3, Redis >= 7).
+  redis-server
 )
 
 missing=()
@@ -39,4 +41,23 @@ fi
 PY_REQUIREMENTS="$(dirname "$0")/../tests/chart/requirements.txt"
 if [ -f "$PY_REQUIREMENTS" ]; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$PY_REQUIREMENTS"
+fi
+
+# chat: the MongoDB-compatible test server (secantusd-py) used by the store tests. A
+# pre-release, so pinned exactly (pip never picks a pre-release by itself).
+CHAT_PY_REQUIREMENTS="$(dirname "$0")/../tests/chat/requirements.txt"
+if ! command -v secantusd-py >/dev/null 2>&1 || ! python3 -m pip show -q secantusdb >/dev/null 2>&1; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$CHAT_PY_REQUIREMENTS"
+fi
+
+# chat: Node.js and the official socket.io client (plus socket.io for the benchmark's baseline
+# server), installed from the committed lock file. Skipped when node_modules matches the lock.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "install-deps: apt-get install nodejs npm"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
+fi
+CHAT_NODE_DIR="$(dirname "$0")/../tests/chat"
+if ! cmp -s "$CHAT_NODE_DIR/package-lock.json" "$CHAT_NODE_DIR/node_modules/.roomcast-lock" 2>/dev/null; then
+  (cd "$CHAT_NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.roomcast-lock)
 fi

@@ -21,7 +21,13 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo nextest (unit, builder, reconcile and integration tests)"
 cargo nextest run --workspace --locked --no-fail-fast
 
-if [ -d tests/chart ]; then
-  step "Helm chart: lint, render, schema validation"
-  python3 -m pytest -q tests/chart
-fi
+step "cargo build --bins (for the tests that run the binaries)"
+cargo build --workspace --bins --locked
+
+step "chat: Node tests (official socket.io-client) against the real roomcast-chat binary"
+# The tests start their own redis-server and secantusd-py on free loopback ports.
+ROOMCAST_CHAT_BIN="$CARGO_TARGET_DIR/debug/roomcast-chat" \
+  node --test --test-concurrency=1 tests/chat/test/*.test.mjs
+
+step "Helm chart, rendered children against Kubernetes 1.33 schemas, end-to-end (skips without a cluster)"
+python3 -m pytest -q -rs -p no:cacheprovider tests/chart tests/render tests/e2e

@@ -124,6 +124,6 @@ impl WorkerConfig {
 
     /// Serialize for the ConfigMap.
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
-        serde_yaml::to_string(self)
+        crate::yaml::to_string(self)
     }
 }

@@ -3,7 +3,7 @@
 
 use kube::{
     Api, Client,
-    api::{Patch, PatchParams},
+    api::{DeleteParams, Patch, PatchParams},
 };
 use roomcast_crds::{StreamRoom, StreamRoomStatus};
 use serde_json::json;
@@ -37,6 +37,45 @@ where
 {
     api.patch(name, &params(), &Patch::Apply(object)).await?;
     Ok(())
+}
+
+/// Delete a child the room no longer wants (foreground: its pods go with it).
+pub async fn delete_child(client: &Client, namespace: &str, kind: &str, name: &str) -> Result<()> {
+    use k8s_openapi::api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
+        networking::v1::{Ingress, NetworkPolicy},
+        policy::v1::PodDisruptionBudget,
+        rbac::v1::{Role, RoleBinding},
+    };
+    async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<()>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope, DynamicType = ()>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        let api: Api<K> = Api::namespaced(client.clone(), namespace);
+        match api.delete(name, &DeleteParams::foreground()).await {
+            Ok(_) => Ok(()),
+            // Already gone: what we wanted.
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+    match kind {
+        "Secret" => delete::<Secret>(client, namespace, name).await,
+        "ConfigMap" => delete::<ConfigMap>(client, namespace, name).await,
+        "ServiceAccount" => delete::<ServiceAccount>(client, namespace, name).await,
+        "Role" => delete::<Role>(client, namespace, name).await,
+        "RoleBinding" => delete::<RoleBinding>(client, namespace, name).await,
+        "Service" => delete::<Service>(client, namespace, name).await,
+        "Deployment" => delete::<Deployment>(client, namespace, name).await,
+        "Ingress" => delete::<Ingress>(client, namespace, name).await,
+        "NetworkPolicy" => delete::<NetworkPolicy>(client, namespace, name).await,
+        "PodDisruptionBudget" => delete::<PodDisruptionBudget>(client, namespace, name).await,
+        other => Err(Error::Config(format!("cannot delete unknown kind {other}"))),
+    }
 }
 
 /// Apply the operator's fields of a room's status.

@@ -73,7 +73,124 @@ where
     store.as_ref()?.get(&ObjectRef::new(name).within(namespace))
 }
 
+/// A child the operator owns in the cluster but no longer wants (e.g. the chat Deployment
+/// after `spec.chat.enabled: false`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leftover {
+    pub kind: &'static str,
+    pub name: String,
+}
+
+fn leftovers<K>(
+    store: &Option<Store<K>>,
+    kind: &'static str,
+    namespace: &str,
+    owner_uid: &str,
+    wanted: &[(&str, &str)],
+) -> Vec<Leftover>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let Some(store) = store else {
+        return Vec::new();
+    };
+    store
+        .state()
+        .into_iter()
+        .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
+        .filter(|o| {
+            // Only objects this room controls: never touch anything else carrying our labels.
+            o.meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|r| r.uid == owner_uid && r.controller == Some(true))
+        })
+        .filter_map(|o| o.meta().name.clone())
+        .filter(|name| !wanted.contains(&(kind, name.as_str())))
+        .map(|name| Leftover { kind, name })
+        .collect()
+}
+
 impl ChildStores {
+    /// Children the room still owns in the cluster that `wanted` no longer contains.
+    pub fn leftovers(&self, namespace: &str, owner_uid: &str, wanted: &[Child]) -> Vec<Leftover> {
+        let wanted: Vec<(&str, &str)> = wanted.iter().map(|c| (c.kind(), c.name())).collect();
+        let mut out = Vec::new();
+        out.extend(leftovers(
+            &self.secrets,
+            "Secret",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.config_maps,
+            "ConfigMap",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.service_accounts,
+            "ServiceAccount",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.roles,
+            "Role",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.role_bindings,
+            "RoleBinding",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.services,
+            "Service",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.deployments,
+            "Deployment",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.ingresses,
+            "Ingress",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.network_policies,
+            "NetworkPolicy",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out.extend(leftovers(
+            &self.pdbs,
+            "PodDisruptionBudget",
+            namespace,
+            owner_uid,
+            &wanted,
+        ));
+        out
+    }
+
     /// The applied-hash annotation of the child as the cluster has it, if it exists.
     fn applied_hash(&self, child: &Child) -> Option<String> {
         let ns = child.meta().namespace.as_deref()?;
@@ -326,7 +443,7 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
     }
     let children = build::build_children(&valid, &ctx.config, &inputs)?;
 
-    // 3. apply what is not already there
+    // 3. apply what is not already there, then remove what is no longer wanted
     let full = ctx.full_apply_due(key);
     let mut applied = Vec::new();
     for child in &children {
@@ -334,12 +451,38 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
             ctx.metrics.children_unchanged.inc();
             continue;
         }
-        apply::apply_child(&ctx.client, child).await?;
+        if let Err(error) = apply::apply_child(&ctx.client, child).await {
+            // Never leave a half-applied room without saying so.
+            let what = format!("{}/{}", child.kind(), child.name());
+            ctx.publish(
+                room,
+                EventType::Warning,
+                "ApplyFailed",
+                "Apply",
+                format!("cannot apply {what}: {error}"),
+            )
+            .await;
+            return Err(error);
+        }
         ctx.metrics
             .children_applied
             .get_or_create(&KindLabels { kind: child.kind() })
             .inc();
         applied.push(format!("{}/{}", child.kind(), child.name()));
+    }
+    let owner_uid = valid.room.owner.uid.clone();
+    for leftover in ctx
+        .stores
+        .leftovers(&valid.room.namespace, &owner_uid, &children)
+    {
+        apply::delete_child(
+            &ctx.client,
+            &valid.room.namespace,
+            leftover.kind,
+            &leftover.name,
+        )
+        .await?;
+        applied.push(format!("deleted {}/{}", leftover.kind, leftover.name));
     }
     if full {
         ctx.mark_full_apply(key);

@@ -152,6 +152,10 @@ fn respond(behaviour: &Behaviour, call: &Call) -> (StatusCode, Value) {
             (StatusCode::OK, object)
         }
         Method::POST => (StatusCode::CREATED, call.body.clone()),
+        Method::DELETE => (
+            StatusCode::OK,
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Success", "code": 200}),
+        ),
         _ => (StatusCode::METHOD_NOT_ALLOWED, json!({})),
     }
 }

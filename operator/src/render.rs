@@ -56,7 +56,7 @@ pub fn render(yaml: &str, config: &OperatorConfig) -> Result<String> {
         };
         for child in build_children(&valid, config, &inputs)? {
             out.push_str("---\n");
-            out.push_str(&serde_yaml::to_string(&child.to_json()?)?);
+            out.push_str(&roomcast_crds::yaml::to_string(&child.to_json()?)?);
         }
     }
     Ok(out)

@@ -339,20 +339,196 @@ pub fn operator_fields(status: &StreamRoomStatus) -> StreamRoomStatus {
     }
 }
 
-/// Total chat connections from fresh replica reports.
-pub fn chat_connections(room: &StreamRoom, now: &Time) -> u32 {
-    room.status
-        .as_ref()
-        .and_then(|s| s.chat.as_ref())
-        .map(|chat| {
-            chat.replicas
-                .iter()
-                .filter(|r| {
-                    now.0.duration_since(r.reported_at.0).as_secs_f64()
-                        <= REPORT_MAX_AGE.as_secs_f64()
-                })
-                .map(|r| r.connections)
-                .sum()
-        })
-        .unwrap_or(0)
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::{
+        apps::v1::DeploymentStatus,
+        core::v1::{LoadBalancerIngress, LoadBalancerStatus, ServiceStatus},
+    };
+
+    use super::*;
+    use crate::validate::validate;
+
+    fn room(extra_spec: &str, status: Option<serde_json::Value>) -> StreamRoom {
+        let mut room: StreamRoom = serde_yaml::from_str(&format!(
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {{name: lobby, namespace: shows, uid: u-1, generation: 3}}\nspec: {{{extra_spec}}}\n"
+        ))
+        .expect("room parses");
+        room.status = status.map(|s| serde_json::from_value(s).expect("status parses"));
+        room
+    }
+
+    fn config() -> OperatorConfig {
+        OperatorConfig {
+            playback_scheme: "https".into(),
+            redis_url: Some("redis://r".into()),
+            ..OperatorConfig::default()
+        }
+    }
+
+    fn deployment(available: i32) -> Deployment {
+        Deployment {
+            status: Some(DeploymentStatus {
+                available_replicas: Some(available),
+                ..DeploymentStatus::default()
+            }),
+            ..Deployment::default()
+        }
+    }
+
+    fn at(seconds: i64) -> Time {
+        Time(jiff::Timestamp::from_second(1_800_000_000 + seconds).expect("timestamp"))
+    }
+
+    fn media_report(
+        live: bool,
+        reported: i64,
+        recording_healthy: Option<bool>,
+    ) -> serde_json::Value {
+        serde_json::json!({"media": {"live": live, "viewers": 5, "reportedAt": at(reported),
+            "recordingHealthy": recording_healthy, "recordingMessage": "spool full (2048 MiB)"}})
+    }
+
+    fn both_up() -> Observed {
+        Observed {
+            media: Some(deployment(1)),
+            chat: Some(deployment(2)),
+            rtmp_service: None,
+        }
+    }
+
+    fn compute(room: &StreamRoom, observed: &Observed, now: &Time) -> StreamRoomStatus {
+        let config = config();
+        let valid = validate(room, &config).expect("valid room");
+        compute_status(room, &valid, &config, observed, now)
+    }
+
+    fn condition<'a>(status: &'a StreamRoomStatus, type_: &str) -> &'a Condition {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .expect("condition present")
+    }
+
+    #[test]
+    fn room_without_available_media_worker_is_pending() {
+        let status = compute(&room("", None), &Observed::default(), &at(0));
+        assert_eq!(status.phase, Some(RoomPhase::Pending));
+        assert_eq!(condition(&status, INGEST_READY).status, "False");
+        assert_eq!(condition(&status, READY).status, "False");
+        assert_eq!(status.observed_generation, Some(3));
+    }
+
+    #[test]
+    fn fresh_live_report_makes_the_room_live() {
+        let status = compute(
+            &room("", Some(media_report(true, 0, None))),
+            &both_up(),
+            &at(30),
+        );
+        assert_eq!(status.phase, Some(RoomPhase::Live));
+        assert_eq!(condition(&status, READY).status, "True");
+    }
+
+    #[test]
+    fn stale_live_report_is_ignored() {
+        let status = compute(
+            &room("", Some(media_report(true, 0, None))),
+            &both_up(),
+            &at(121),
+        );
+        assert_eq!(
+            status.phase,
+            Some(RoomPhase::Idle),
+            "a silent worker must not stay live"
+        );
+    }
+
+    #[test]
+    fn degraded_recording_is_a_false_condition_and_a_degraded_phase() {
+        let spec = "recording: {enabled: true, s3: {bucket: vods}}";
+        let status = compute(
+            &room(spec, Some(media_report(true, 0, Some(false)))),
+            &both_up(),
+            &at(1),
+        );
+        assert_eq!(status.phase, Some(RoomPhase::Degraded));
+        let recording = condition(&status, RECORDING_READY);
+        assert_eq!(
+            (recording.status.as_str(), recording.reason.as_str()),
+            ("False", "RecordingDegraded")
+        );
+        assert_eq!(recording.message, "spool full (2048 MiB)");
+    }
+
+    #[test]
+    fn transition_time_is_kept_while_a_condition_does_not_change() {
+        let first = compute(&room("", None), &both_up(), &at(0));
+        let mut seen = room("", None);
+        seen.status = Some(first.clone());
+        let second = compute(&seen, &both_up(), &at(500));
+        assert_eq!(
+            second, first,
+            "nothing changed: identical status, so no patch"
+        );
+
+        let third = compute(&seen, &Observed::default(), &at(600));
+        assert_eq!(
+            condition(&third, INGEST_READY).last_transition_time,
+            at(600)
+        );
+    }
+
+    #[test]
+    fn ingest_url_follows_the_service_exposure() {
+        let r = room("", None);
+        let mut config = config();
+        let valid = validate(&r, &config).expect("valid");
+        let lb = Service {
+            status: Some(ServiceStatus {
+                load_balancer: Some(LoadBalancerStatus {
+                    ingress: Some(vec![LoadBalancerIngress {
+                        hostname: Some("lb.example.com".into()),
+                        ..LoadBalancerIngress::default()
+                    }]),
+                }),
+                ..ServiceStatus::default()
+            }),
+            ..Service::default()
+        };
+        assert_eq!(ingest_url(&valid, &config, None), None, "no address yet");
+        assert_eq!(
+            ingest_url(&valid, &config, Some(&lb)).as_deref(),
+            Some("rtmp://lb.example.com:1935/live")
+        );
+        config.ingest_external_host = Some("ingest.example.com".into());
+        assert_eq!(
+            ingest_url(&valid, &config, Some(&lb)).as_deref(),
+            Some("rtmp://ingest.example.com:1935/live")
+        );
+        config.ingest_external_host = None;
+        config.ingest_service_type = IngestServiceType::ClusterIp;
+        assert_eq!(
+            ingest_url(&valid, &config, None).as_deref(),
+            Some("rtmp://lobby-rtmp.shows.svc:1935/live")
+        );
+    }
+
+    #[test]
+    fn playback_url_is_public_with_a_host() {
+        let status = compute(
+            &room("playback: {host: live.example.com}", None),
+            &both_up(),
+            &at(0),
+        );
+        assert_eq!(
+            status.playback_url.as_deref(),
+            Some("https://live.example.com/shows/lobby/hls/index.m3u8")
+        );
+        assert_eq!(
+            status.chat_url.as_deref(),
+            Some("https://live.example.com/shows/lobby/chat")
+        );
+    }
 }

@@ -32,6 +32,10 @@ fn room(yaml: &str) -> Arc<StreamRoom> {
 }
 
 fn context(behaviour: Behaviour) -> (Arc<Context>, MockApi) {
+    context_with_stores(behaviour, ChildStores::default())
+}
+
+fn context_with_stores(behaviour: Behaviour, stores: ChildStores) -> (Arc<Context>, MockApi) {
     let (client, mock) = MockApi::start(behaviour, true);
     let config = OperatorConfig {
         media_image: "roomcast:test".into(),
@@ -44,7 +48,7 @@ fn context(behaviour: Behaviour) -> (Arc<Context>, MockApi) {
         client,
         config,
         Metrics::default(),
-        ChildStores::default(),
+        stores,
         Duration::from_secs(600),
     );
     (Arc::new(ctx), mock)
@@ -354,5 +358,81 @@ async fn deleted_room_is_left_to_the_garbage_collector() {
     assert!(
         mock.calls().is_empty(),
         "owner references clean up; no calls expected"
+    );
+}
+
+#[tokio::test]
+async fn turning_chat_off_deletes_the_chat_children_it_owned() {
+    use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
+    use kube::runtime::{reflector, watcher};
+
+    let owned = |name: &str, uid: &str| {
+        serde_json::from_value::<Value>(json!({
+            "metadata": {"name": name, "namespace": "shows",
+                "ownerReferences": [{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom",
+                    "name": "lobby", "uid": uid, "controller": true}]}
+        }))
+        .expect("object")
+    };
+    let room_uid = "7b1e0c52-0000-4000-8000-000000000001";
+    let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
+    for (name, uid) in [
+        ("lobby-media", room_uid),
+        ("lobby-chat", room_uid),
+        ("someone-elses", "another-uid"),
+    ] {
+        let deployment: Deployment = serde_json::from_value(owned(name, uid)).expect("deployment");
+        deployment_writer.apply_watcher_event(&watcher::Event::Apply(deployment));
+    }
+    let (services, mut service_writer) = reflector::store::<Service>();
+    let service: Service = serde_json::from_value(owned("lobby-chat", room_uid)).expect("service");
+    service_writer.apply_watcher_event(&watcher::Event::Apply(service));
+    let stores = ChildStores {
+        deployments: Some(deployments),
+        services: Some(services),
+        ..ChildStores::default()
+    };
+
+    let (ctx, mock) = context_with_stores(Behaviour::default(), stores);
+    let chat_off = ROOM.replace("chat: {replicas: 2}", "chat: {enabled: false}");
+    reconcile(room(&chat_off), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let deleted: Vec<String> = mock
+        .calls()
+        .iter()
+        .filter(|c| c.method == Method::DELETE)
+        .map(|c| c.path().to_owned())
+        .collect();
+    assert_eq!(
+        deleted,
+        [
+            "/api/v1/namespaces/shows/services/lobby-chat",
+            "/apis/apps/v1/namespaces/shows/deployments/lobby-chat",
+        ],
+        "only the room's own leftovers are deleted"
+    );
+}
+
+#[tokio::test]
+async fn failed_apply_is_announced_with_a_warning_event() {
+    let behaviour = Behaviour {
+        fail_patches_containing: Some("/services/lobby-hls".into()),
+        ..Behaviour::default()
+    };
+    let (ctx, mock) = context(behaviour);
+    reconcile(room(ROOM), ctx).await.expect_err("apply fails");
+    let calls = mock.calls();
+    let event = events(&calls)
+        .into_iter()
+        .find(|e| e["reason"] == "ApplyFailed")
+        .expect("ApplyFailed event");
+    assert_eq!(event["type"], "Warning");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Service/lobby-hls"),
+        "{event}"
     );
 }

@@ -75,8 +75,8 @@ pub fn worker_config(room: &ValidRoom, config: &OperatorConfig) -> WorkerConfig 
 }
 
 /// `<room>-config`: [`worker_config`] as YAML under `room.yaml`.
-pub fn build_config_map(room: &ValidRoom, config: &OperatorConfig) -> Result<ConfigMap> {
-    let yaml = worker_config(room, config).to_yaml()?;
+pub fn build_config_map(room: &ValidRoom, worker: &WorkerConfig) -> Result<ConfigMap> {
+    let yaml = worker.to_yaml()?;
     Ok(ConfigMap {
         metadata: room.room.meta("config", Component::Room),
         data: Some(BTreeMap::from([(CONFIG_KEY.to_owned(), yaml)])),

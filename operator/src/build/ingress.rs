@@ -71,7 +71,6 @@ pub fn build_media_ingress(room: &ValidRoom) -> Option<Ingress> {
     let host = room.host.as_deref()?;
     let cdn = &room.spec.playback.cdn;
     let annotations = BTreeMap::from([
-        (format!("{NGINX}/proxy-buffering"), "on".to_owned()),
         (format!("{NGINX}/proxy-read-timeout"), "30".to_owned()),
         (
             "roomcast.dev/playlist-max-age-seconds".to_owned(),

@@ -28,6 +28,7 @@ use k8s_openapi::{
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
+use roomcast_crds::worker_config::WorkerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -61,6 +62,10 @@ pub struct BuildInputs {
 
 /// One object the operator owns for a room.
 #[derive(Clone, Debug, PartialEq)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a room has about fifteen children, built once per pass: boxing buys nothing"
+)]
 pub enum Child {
     Secret(Secret),
     ConfigMap(ConfigMap),
@@ -149,10 +154,69 @@ fn to_value<K: Serialize + k8s_openapi::Resource>(obj: &K) -> Result<serde_json:
     Ok(value)
 }
 
-/// Short SHA-256 of a JSON value (serde_json maps are ordered, so this is stable).
+/// Short SHA-256 of a JSON value, over its canonical form (object keys sorted), so the hash
+/// depends on content only: not on field order, nor on whether a build enables serde_json's
+/// `preserve_order`.
 pub fn content_hash(value: &serde_json::Value) -> String {
-    let digest = Sha256::digest(value.to_string().as_bytes());
-    digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
+    let mut hasher = Sha256::new();
+    feed_canonical(&mut hasher, value);
+    hasher
+        .finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn feed_canonical(hasher: &mut Sha256, value: &serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<_> = map.iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(b.0));
+            hasher.update(b"{");
+            for (key, value) in entries {
+                hasher.update(Value::String(key.clone()).to_string().as_bytes());
+                hasher.update(b":");
+                feed_canonical(hasher, value);
+                hasher.update(b",");
+            }
+            hasher.update(b"}");
+        }
+        Value::Array(items) => {
+            hasher.update(b"[");
+            for item in items {
+                feed_canonical(hasher, item);
+                hasher.update(b",");
+            }
+            hasher.update(b"]");
+        }
+        scalar => hasher.update(scalar.to_string().as_bytes()),
+    }
+}
+
+fn hash_of(what: &'static str, value: &impl Serialize) -> Result<String> {
+    let value = serde_json::to_value(value).map_err(|source| Error::Serialize { what, source })?;
+    Ok(content_hash(&value))
+}
+
+/// The media worker reads all of the configuration: any change restarts it.
+fn media_config_hash(worker: &WorkerConfig) -> Result<String> {
+    hash_of("worker config", worker)
+}
+
+/// Chat reads only its part: a media-only change (a new rendition, a longer DVR window) must
+/// not drop every viewer's chat connection.
+fn chat_config_hash(worker: &WorkerConfig) -> Result<String> {
+    hash_of(
+        "chat config",
+        &(
+            &worker.room,
+            &worker.chat,
+            &worker.playback.path_prefix,
+            &worker.mongodb_uri_file,
+        ),
+    )
 }
 
 /// Every child of a room, in apply order (what others reference comes first).
@@ -161,13 +225,9 @@ pub fn build_children(
     config: &OperatorConfig,
     inputs: &BuildInputs,
 ) -> Result<Vec<Child>> {
-    let config_map = build_config_map(room, config)?;
-    let config_hash = content_hash(&serde_json::to_value(&config_map.data).map_err(|source| {
-        Error::Serialize {
-            what: "ConfigMap",
-            source,
-        }
-    })?);
+    let worker = worker_config(room, config);
+    let config_map = build_config_map(room, &worker)?;
+    let (media_hash, chat_hash) = (media_config_hash(&worker)?, chat_config_hash(&worker)?);
 
     let mut children = vec![Child::Secret(build_keys_secret(room, &inputs.keys))];
     if let (Some(recording), Some(data)) = (&room.recording, &inputs.default_s3_credentials)
@@ -189,12 +249,12 @@ pub fn build_children(
         Child::RoleBinding(build_role_binding(room)),
         Child::Service(build_rtmp_service(room, config)),
         Child::Service(build_hls_service(room)),
-        Child::Deployment(build_media_deployment(room, config, inputs, &config_hash)),
+        Child::Deployment(build_media_deployment(room, config, inputs, &media_hash)),
     ]);
     if room.spec.chat.enabled {
         children.extend([
             Child::Service(build_chat_service(room)),
-            Child::Deployment(build_chat_deployment(room, config, inputs, &config_hash)),
+            Child::Deployment(build_chat_deployment(room, config, inputs, &chat_hash)),
             Child::PodDisruptionBudget(build_chat_pdb(room)),
         ]);
     }
@@ -206,4 +266,30 @@ pub fn build_children(
     }
     children.push(Child::NetworkPolicy(build_network_policy(room)));
     children.into_iter().map(Child::stamp_hash).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Map, Value, json};
+
+    use super::content_hash;
+
+    #[test]
+    fn content_hash_ignores_key_order_but_not_content() {
+        let mut ab = Map::new();
+        ab.insert("a".into(), json!(1));
+        ab.insert("b".into(), json!({"y": [1, 2], "x": "s"}));
+        let mut ba = Map::new();
+        ba.insert("b".into(), json!({"x": "s", "y": [1, 2]}));
+        ba.insert("a".into(), json!(1));
+        assert_eq!(
+            content_hash(&Value::Object(ab.clone())),
+            content_hash(&Value::Object(ba))
+        );
+        ab.insert("a".into(), json!(2));
+        assert_ne!(
+            content_hash(&Value::Object(ab)),
+            content_hash(&json!({"a": 1, "b": {"x": "s", "y": [1, 2]}}))
+        );
+    }
 }

@@ -1,0 +1,30 @@
+# Everyday recipes. `make help` lists them.
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/roomcast-target
+
+.PHONY: help demo test generate lint fmt e2e bench-operator render
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+demo: ## render the example room's Kubernetes objects
+	bash scripts/demo.sh
+
+test: ## the whole suite, as CI runs it
+	bash scripts/test.sh
+
+generate: ## regenerate the CRD (crds/ and the chart's copy)
+	cargo run -q -p roomcast-crds --bin crdgen crds/streamroom.yaml charts/roomcast/crds/streamroom.yaml
+
+fmt: ## format the code
+	cargo fmt --all
+
+lint: ## fmt check + clippy -D warnings
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+e2e: ## end-to-end suite against ROOMCAST_E2E_KUBECONFIG
+	cargo build -q -p roomcast-operator --bin roomcast-operator
+	python3 -m pytest -rs tests/e2e
+
+bench-operator: ## reconcile 1,000 rooms against the mock API server
+	cargo bench -p roomcast-operator --bench reconcile_rooms

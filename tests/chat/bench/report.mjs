@@ -1,0 +1,29 @@
+// Prints the benchmark comparison and the goals of issue 6.
+import { readFileSync } from "node:fs";
+
+const [rust, node] = process.argv.slice(2).map((f) => JSON.parse(readFileSync(f, "utf8")));
+const row = (label, r, n, unit = "") => console.log(`${label.padEnd(38)} ${String(r + unit).padStart(14)} ${String(n + unit).padStart(14)}`);
+console.log(`\n${"".padEnd(38)} ${"roomcast-chat".padStart(14)} ${"node socket.io".padStart(14)}`);
+row("clients", rust.clients, node.clients);
+row("memory per idle connection", (rust.memoryPerIdleConnectionBytes / 1024).toFixed(1), (node.memoryPerIdleConnectionBytes / 1024).toFixed(1), " KiB");
+row("server RSS with clients", rust.serverRssMiB, node.serverRssMiB, " MiB");
+console.log(`fixed ${rust.fixed.rate} msg/s:`);
+row("  deliveries/s", rust.fixed.deliveriesPerSec, node.fixed.deliveriesPerSec);
+row("  delivered / expected", `${rust.fixed.delivered}/${rust.fixed.expected}`, `${node.fixed.delivered}/${node.fixed.expected}`);
+row("  server CPU", rust.fixed.serverCpuPct, node.fixed.serverCpuPct, " %");
+row("  generator CPU", rust.fixed.generatorCpuPct, node.fixed.generatorCpuPct, " %");
+row("  latency p50", rust.fixed.p50Ms, node.fixed.p50Ms, " ms");
+row("  latency p99", rust.fixed.p99Ms, node.fixed.p99Ms, " ms");
+for (const [name, r] of [["roomcast-chat", rust], ["node socket.io", node]]) {
+  console.log(`saturation steps, ${name}: rate msg/s -> deliveries/s (server CPU %, generator CPU %, p99 ms)`);
+  for (const s of r.steps) console.log(`  ${String(s.rate).padStart(5)} -> ${String(s.deliveriesPerSec).padStart(7)} (${s.serverCpuPct} %, ${s.generatorCpuPct} %, ${s.p99Ms})`);
+}
+row("max deliveries/s", rust.maxDeliveriesPerSec, node.maxDeliveriesPerSec);
+row("saturated side", rust.saturated, node.saturated);
+const cpuRatio = rust.fixed.serverCpuPct / Math.max(1, node.fixed.serverCpuPct);
+const p99Ratio = rust.fixed.p99Ms / Math.max(0.01, node.fixed.p99Ms);
+const thrRatio = rust.maxDeliveriesPerSec / Math.max(1, node.maxDeliveriesPerSec);
+console.log("\ngoals (issue 6):");
+console.log(`  server CPU at ${rust.fixed.rate} msg/s <= 1/3 of node's: ${cpuRatio.toFixed(2)}x ${cpuRatio <= 1 / 3 ? "MET" : "NOT MET"}`);
+console.log(`  latency p99 <= 0.5x node's:            ${p99Ratio.toFixed(2)}x ${p99Ratio <= 0.5 ? "MET" : "NOT MET"}`);
+console.log(`  deliveries/s >= 3x node's:             ${thrRatio.toFixed(2)}x ${thrRatio >= 3 ? "MET" : "NOT MET"}${rust.saturated === "generator" ? " (the generator saturated first on roomcast-chat: a lower bound)" : ""}`);

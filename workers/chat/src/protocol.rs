@@ -1,0 +1,219 @@
+//! The socket.io protocol: event names and their typed payloads (JSON, camelCase).
+//! `workers/chat/README.md` documents them for client authors.
+
+use serde::{Deserialize, Serialize};
+
+/// Prefix of generated ids for anonymous (token-less) viewers; tokens may not use it.
+pub const ANONYMOUS_PREFIX: &str = "anon:";
+
+/// Client -> server events.
+pub mod client {
+    pub const MESSAGE: &str = "message";
+    pub const DELETE: &str = "delete";
+    pub const BAN: &str = "ban";
+    pub const UNBAN: &str = "unban";
+    pub const SLOW_MODE: &str = "slow_mode";
+}
+
+/// Server -> client events.
+pub mod server {
+    pub const JOINED: &str = "joined";
+    pub const MESSAGE: &str = "message";
+    pub const MESSAGE_DELETED: &str = "message_deleted";
+    pub const VIEWERS: &str = "viewers";
+    pub const LIVE: &str = "live";
+    pub const SLOW_MODE: &str = "slow_mode";
+    pub const USER_BANNED: &str = "user_banned";
+    pub const USER_UNBANNED: &str = "user_unbanned";
+    pub const BANNED: &str = "banned";
+    pub const CHAT_ERROR: &str = "chat_error";
+    pub const SERVER_SHUTDOWN: &str = "server_shutdown";
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Viewer,
+    Moderator,
+    Streamer,
+}
+
+impl Role {
+    pub fn can_moderate(self) -> bool {
+        matches!(self, Role::Moderator | Role::Streamer)
+    }
+}
+
+/// Who is on the other end of a socket.
+#[derive(Serialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub id: String,
+    pub name: String,
+    pub role: Role,
+    /// No token: may read, may not post.
+    pub anonymous: bool,
+}
+
+/// The `auth` object of `io(url, {auth: {token}})`.
+#[derive(Deserialize, Debug, Default)]
+pub struct Auth {
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A chat message as stored and sent. `text` is plain text, never markup.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatMessage {
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    pub role: Role,
+    pub text: String,
+    /// Server time, Unix milliseconds.
+    pub ts: i64,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct RoomInfo<'a> {
+    pub namespace: &'a str,
+    pub name: &'a str,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    pub max_message_length: u32,
+    pub rate_limit_per_minute: u32,
+}
+
+/// Sent once, right after a socket connects.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Joined<'a> {
+    pub room: RoomInfo<'a>,
+    pub user: &'a Identity,
+    /// Oldest first, at most `historySize`.
+    pub history: Vec<ChatMessage>,
+    pub viewers: u32,
+    pub live: bool,
+    pub slow_mode_seconds: u32,
+    pub limits: Limits,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct PostMessage {
+    pub text: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct DeleteMessage {
+    pub id: String,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct BanUser {
+    pub user_id: String,
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UnbanUser {
+    pub user_id: String,
+}
+
+#[derive(Deserialize, Debug)]
+pub struct SetSlowMode {
+    pub seconds: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Viewers {
+    pub count: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct Live {
+    pub live: bool,
+}
+
+#[derive(Serialize, Debug)]
+pub struct SlowMode {
+    pub seconds: u32,
+}
+
+#[derive(Serialize, Debug)]
+pub struct MessageDeleted<'a> {
+    pub id: &'a str,
+    pub by: &'a str,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UserBanned<'a> {
+    pub user_id: &'a str,
+    pub by: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct Banned<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Debug)]
+pub struct ServerShutdown {
+    pub reconnect: bool,
+}
+
+/// Error codes in `chat_error` events and acks.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadRequest,
+    Unauthorized,
+    Forbidden,
+    EmptyMessage,
+    MessageTooLong,
+    RateLimited,
+    SlowMode,
+    NotFound,
+    Unavailable,
+}
+
+/// Sent as the `chat_error` event and as the failed ack of the request that caused it.
+#[derive(Serialize, Clone, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct ChatError {
+    pub code: ErrorCode,
+    pub message: String,
+    /// The client event that failed.
+    pub event: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+/// The ack of every client request: `{ok: true, ...}` or `{ok: false, error}`.
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+pub enum Ack<T: Serialize> {
+    Ok { ok: bool, data: T },
+    Err { ok: bool, error: ChatError },
+}
+
+impl<T: Serialize> Ack<T> {
+    pub fn ok(data: T) -> Self {
+        Ack::Ok { ok: true, data }
+    }
+    pub fn err(error: ChatError) -> Self {
+        Ack::Err { ok: false, error }
+    }
+}

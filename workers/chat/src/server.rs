@@ -1,0 +1,572 @@
+//! Building the chat: one socket.io server per room, each at its own path
+//! (`/<namespace>/<room>/chat/socket.io/`), all mounted on one [`axum::Router`] so one process can
+//! serve one room (the `roomcast-chat` binary) or many (`roomcast dev`).
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::Router;
+use futures::future::BoxFuture;
+use roomcast_crds::ChatSpec;
+use serde::Serialize;
+use socketioxide::{SocketIo, adapter::Adapter, handler::ConnectHandler};
+use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
+use tokio::sync::{Notify, watch};
+use tracing::Instrument;
+
+use crate::{
+    Error, Result, handlers,
+    metrics::{ChatMetrics, RoomLabels},
+    presence::Presence,
+    protocol::{ServerShutdown, Viewers, server},
+    ratelimit::RateLimiter,
+    store::{DynStore, RoomKey},
+    token::SigningKey,
+};
+
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 50;
+pub const DEFAULT_MAX_FRAME_BYTES: u64 = 64 * 1024;
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_PRESENCE_DEBOUNCE: Duration = Duration::from_millis(250);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest slow-mode interval a moderator may set.
+pub const MAX_SLOW_MODE_SECONDS: u32 = 3600;
+
+/// One room to serve.
+#[derive(Clone, Debug)]
+pub struct RoomChat {
+    pub namespace: String,
+    pub name: String,
+    pub spec: ChatSpec,
+    pub signing_key: SigningKey,
+}
+
+impl RoomChat {
+    /// The socket.io `path` clients use: `/<namespace>/<room>/chat/socket.io`.
+    pub fn socket_io_path(&self) -> String {
+        format!("/{}/{}/chat/socket.io", self.namespace, self.name)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        };
+        if !ok(&self.namespace) {
+            return Err(Error::Config {
+                field: "room.namespace",
+                message: format!("{:?} is not a Kubernetes name", self.namespace),
+            });
+        }
+        if !ok(&self.name) {
+            return Err(Error::Config {
+                field: "room.name",
+                message: format!("{:?} is not a Kubernetes name", self.name),
+            });
+        }
+        if self.spec.max_message_length == 0 {
+            return Err(Error::Config {
+                field: "chat.maxMessageLength",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.spec.rate_limit_per_minute == 0 {
+            return Err(Error::Config {
+                field: "chat.rateLimitPerMinute",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A Redis URL; redacted in `Debug` (it may carry a password).
+#[derive(Clone)]
+pub struct RedisUrl(pub String);
+
+impl std::fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RedisUrl(<redacted>)")
+    }
+}
+
+/// How replicas of a room find each other.
+#[derive(Clone, Debug)]
+pub enum AdapterConfig {
+    /// One replica: broadcasts stay in this process.
+    Memory,
+    /// Several replicas share rooms through Redis pub/sub (`socketioxide-redis`, RESP3).
+    Redis(RedisUrl),
+}
+
+/// Limits and timings shared by every room of a server.
+#[derive(Clone, Debug)]
+pub struct ServerOptions {
+    /// Sockets one client IP may hold across all rooms; 0 disables the limit.
+    pub max_connections_per_ip: u32,
+    /// Take the client IP from the last `X-Forwarded-For` entry (behind an Ingress).
+    pub trust_forwarded_for: bool,
+    /// Largest websocket message / polling payload, in bytes.
+    pub max_frame_bytes: u64,
+    /// Heartbeat: a client that does not answer a ping within `ping_timeout` is dropped.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Time a client has to join the namespace after the handshake.
+    pub connect_timeout: Duration,
+    /// How often the cross-replica viewer count is recomputed (also the slow-mode refresh).
+    pub presence_interval: Duration,
+    /// Wait after a local join/leave before recounting, to batch bursts.
+    pub presence_debounce: Duration,
+    /// How long shutdown waits for in-flight writes.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        Self {
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            trust_forwarded_for: false,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            presence_interval: DEFAULT_PRESENCE_INTERVAL,
+            presence_debounce: DEFAULT_PRESENCE_DEBOUNCE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Sockets per client IP, shared by all rooms of a server.
+#[derive(Debug, Default)]
+pub(crate) struct IpLimiter {
+    limit: u32,
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl IpLimiter {
+    pub(crate) fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Count one more socket for `ip`; false (and nothing counted) past the limit.
+    pub(crate) fn try_acquire(&self, ip: IpAddr) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub(crate) fn release(&self, ip: IpAddr) {
+        if self.limit == 0 {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Everything a room's handlers share.
+pub(crate) struct RoomState {
+    pub(crate) room: RoomChat,
+    pub(crate) key: RoomKey,
+    pub(crate) store: DynStore,
+    pub(crate) options: ServerOptions,
+    pub(crate) ip_limits: Arc<IpLimiter>,
+    pub(crate) metrics: ChatMetrics,
+    pub(crate) labels: RoomLabels,
+    pub(crate) limiter: Mutex<RateLimiter>,
+    pub(crate) slow_mode: AtomicU32,
+    pub(crate) live: AtomicBool,
+    pub(crate) local_sockets: AtomicU32,
+    pub(crate) presence: watch::Sender<Presence>,
+    pub(crate) presence_changed: Notify,
+    pub(crate) draining: AtomicBool,
+    pub(crate) inflight: AtomicUsize,
+}
+
+impl RoomState {
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Counts a write in flight until dropped, so shutdown can wait for it.
+    pub(crate) fn inflight(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.clone())
+    }
+
+    pub(crate) fn reason_labels(&self, reason: &str) -> crate::metrics::ReasonLabels {
+        crate::metrics::ReasonLabels {
+            namespace: self.labels.namespace.clone(),
+            room: self.labels.room.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+pub(crate) struct InflightGuard(Arc<RoomState>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What the handle needs from a room's socket.io server, whatever its adapter.
+trait RoomIo: Send + Sync {
+    fn emit_local(&self, event: &'static str, data: serde_json::Value) -> BoxFuture<'_, ()>;
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+impl<A: Adapter> RoomIo for SocketIo<A> {
+    fn emit_local(&self, event: &'static str, data: serde_json::Value) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.local().emit(event, &data).await {
+                tracing::warn!(error = %e, event, "local emit failed");
+            }
+        })
+    }
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(SocketIo::close(self))
+    }
+}
+
+struct RoomHandle {
+    state: Arc<RoomState>,
+    io: Arc<dyn RoomIo>,
+}
+
+/// Controls the rooms of a built server.
+#[derive(Clone)]
+pub struct ChatHandle {
+    rooms: Arc<Vec<RoomHandle>>,
+}
+
+fn json(v: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+impl ChatHandle {
+    fn find(&self, namespace: &str, name: &str) -> Option<&RoomHandle> {
+        self.rooms
+            .iter()
+            .find(|r| r.state.room.namespace == namespace && r.state.room.name == name)
+    }
+
+    /// Viewer counts of a room as they change.
+    pub fn presence(&self, namespace: &str, name: &str) -> Option<watch::Receiver<Presence>> {
+        self.find(namespace, name)
+            .map(|r| r.state.presence.subscribe())
+    }
+
+    /// Set the room's live state (shown on join) and tell this replica's clients. Each replica
+    /// is told by whatever watches the room's media (one call per replica).
+    pub async fn set_live(&self, namespace: &str, name: &str, live: bool) -> bool {
+        let Some(r) = self.find(namespace, name) else {
+            return false;
+        };
+        if r.state.live.swap(live, Ordering::AcqRel) != live {
+            r.io.emit_local(server::LIVE, json(crate::protocol::Live { live }))
+                .await;
+        }
+        true
+    }
+
+    /// False once shutdown has begun.
+    pub fn is_ready(&self) -> bool {
+        self.rooms.iter().all(|r| !r.state.is_draining())
+    }
+
+    /// Graceful shutdown: refuse new sockets, tell clients to reconnect (to another replica),
+    /// wait for in-flight writes, then close every transport (clients reconnect by themselves).
+    pub async fn shutdown(&self) {
+        for r in self.rooms.iter() {
+            r.state.draining.store(true, Ordering::Release);
+        }
+        for r in self.rooms.iter() {
+            r.io.emit_local(
+                server::SERVER_SHUTDOWN,
+                json(ServerShutdown { reconnect: true }),
+            )
+            .await;
+        }
+        let grace = self
+            .rooms
+            .first()
+            .map_or(DEFAULT_SHUTDOWN_GRACE, |r| r.state.options.shutdown_grace);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self
+            .rooms
+            .iter()
+            .any(|r| r.state.inflight.load(Ordering::Acquire) > 0)
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        for r in self.rooms.iter() {
+            r.io.close().await;
+        }
+    }
+}
+
+/// Entry point: `ChatServer::builder(store, adapter).room(..).build().await`.
+pub struct ChatServer;
+
+impl ChatServer {
+    pub fn builder(store: DynStore, adapter: AdapterConfig) -> ChatServerBuilder {
+        ChatServerBuilder {
+            store,
+            adapter,
+            options: ServerOptions::default(),
+            metrics: ChatMetrics::default(),
+            rooms: Vec::new(),
+        }
+    }
+}
+
+pub struct ChatServerBuilder {
+    store: DynStore,
+    adapter: AdapterConfig,
+    options: ServerOptions,
+    metrics: ChatMetrics,
+    rooms: Vec<RoomChat>,
+}
+
+impl ChatServerBuilder {
+    pub fn options(mut self, options: ServerOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// Metrics registered by the caller (see [`ChatMetrics::register`]).
+    pub fn metrics(mut self, metrics: ChatMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    pub fn room(mut self, room: RoomChat) -> Self {
+        self.rooms.push(room);
+        self
+    }
+
+    /// Connect the adapter, create each room's socket.io server and presence task, and return
+    /// a router serving all of them.
+    pub async fn build(self) -> Result<(Router, ChatHandle)> {
+        let redis = match &self.adapter {
+            AdapterConfig::Memory => None,
+            AdapterConfig::Redis(url) => Some(redis::Client::open(resp3(&url.0))?),
+        };
+        let ip_limits = Arc::new(IpLimiter::new(self.options.max_connections_per_ip));
+        let mut router = Router::new();
+        let mut handles = Vec::new();
+        for room in self.rooms {
+            room.validate()?;
+            if handles
+                .iter()
+                .any(|h: &RoomHandle| h.state.room.socket_io_path() == room.socket_io_path())
+            {
+                return Err(Error::Config {
+                    field: "rooms",
+                    message: format!("room {}/{} is listed twice", room.namespace, room.name),
+                });
+            }
+            let key = RoomKey::new(&room.namespace, &room.name);
+            let slow_mode = self.store.slow_mode(&key).await?;
+            let labels = RoomLabels {
+                namespace: room.namespace.clone(),
+                room: room.name.clone(),
+            };
+            let state = Arc::new(RoomState {
+                limiter: Mutex::new(RateLimiter::new(room.spec.rate_limit_per_minute)),
+                room,
+                key,
+                store: self.store.clone(),
+                options: self.options.clone(),
+                ip_limits: ip_limits.clone(),
+                metrics: self.metrics.clone(),
+                labels,
+                slow_mode: AtomicU32::new(slow_mode),
+                live: AtomicBool::new(false),
+                local_sockets: AtomicU32::new(0),
+                presence: watch::Sender::new(Presence::default()),
+                presence_changed: Notify::new(),
+                draining: AtomicBool::new(false),
+                inflight: AtomicUsize::new(0),
+            });
+            let path = state.room.socket_io_path();
+            let builder = SocketIo::builder()
+                .req_path(path.clone())
+                .max_payload(self.options.max_frame_bytes)
+                .ws_max_message_size(
+                    usize::try_from(self.options.max_frame_bytes).unwrap_or(usize::MAX),
+                )
+                .ws_max_frame_size(
+                    usize::try_from(self.options.max_frame_bytes).unwrap_or(usize::MAX),
+                )
+                .ping_interval(self.options.ping_interval)
+                .ping_timeout(self.options.ping_timeout)
+                .connect_timeout(self.options.connect_timeout)
+                .with_state(state.clone());
+            let io: Arc<dyn RoomIo> = match &redis {
+                None => {
+                    let (svc, io) = builder.build_svc();
+                    io.ns("/", handlers::on_connect.with(handlers::authenticate));
+                    router = router
+                        .route_service(&format!("{path}/"), svc.clone())
+                        .route_service(&path, svc);
+                    start_presence(io.clone(), state.clone());
+                    Arc::new(io)
+                }
+                Some(client) => {
+                    let config = RedisAdapterConfig::new().with_prefix(format!(
+                        "roomcast-chat:{}:{}",
+                        state.room.namespace, state.room.name
+                    ));
+                    let ctr = RedisAdapterCtr::new_with_redis_config(client, config).await?;
+                    let (svc, io) = builder.with_adapter::<RedisAdapter<_>>(ctr).build_svc();
+                    io.ns("/", handlers::on_connect.with(handlers::authenticate))
+                        .await
+                        .map_err(|e| Error::Adapter(e.to_string()))?;
+                    router = router
+                        .route_service(&format!("{path}/"), svc.clone())
+                        .route_service(&path, svc);
+                    start_presence(io.clone(), state.clone());
+                    Arc::new(io)
+                }
+            };
+            tracing::info!(room = %state.key.as_str(), %path, "chat room ready");
+            handles.push(RoomHandle { state, io });
+        }
+        Ok((
+            router,
+            ChatHandle {
+                rooms: Arc::new(handles),
+            },
+        ))
+    }
+}
+
+/// The Redis adapter needs RESP3; add `protocol=resp3` unless the URL already says.
+fn resp3(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}
+
+fn start_presence<A: Adapter>(io: SocketIo<A>, state: Arc<RoomState>) {
+    let span = tracing::info_span!("presence", room = %state.key.as_str());
+    tokio::spawn(presence_loop(io, state).instrument(span));
+}
+
+/// Recount on a tick and shortly after local joins/leaves; broadcast the cross-replica count
+/// to this replica's clients when it changes; refresh slow mode set on other replicas.
+async fn presence_loop<A: Adapter>(io: SocketIo<A>, state: Arc<RoomState>) {
+    let mut tick = tokio::time::interval(state.options.presence_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_sent: Option<u32> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = state.presence_changed.notified() => {
+                tokio::time::sleep(state.options.presence_debounce).await;
+            }
+        }
+        if state.is_draining() {
+            return;
+        }
+        let local = state.local_sockets.load(Ordering::Acquire);
+        let total = match io.fetch_sockets().await {
+            Ok(sockets) => u32::try_from(sockets.len()).unwrap_or(u32::MAX),
+            Err(e) => {
+                tracing::warn!(error = %e, "counting sockets across replicas failed");
+                local
+            }
+        };
+        state.presence.send_replace(Presence { local, total });
+        state
+            .metrics
+            .connections
+            .get_or_create(&state.labels)
+            .set(i64::from(local));
+        state
+            .metrics
+            .viewers
+            .get_or_create(&state.labels)
+            .set(i64::from(total));
+        if last_sent != Some(total) {
+            if let Err(e) = io
+                .local()
+                .emit(server::VIEWERS, &Viewers { count: total })
+                .await
+            {
+                tracing::warn!(error = %e, "sending the viewer count failed");
+            }
+            last_sent = Some(total);
+        }
+        match state.store.slow_mode(&state.key).await {
+            // Clients were told by the replica that changed it (a broadcast through the adapter).
+            Ok(seconds) => state.slow_mode.store(seconds, Ordering::Release),
+            Err(e) => tracing::warn!(error = %e, "refreshing slow mode failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_limit_counts_and_releases_per_address() {
+        let limits = IpLimiter::new(2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        assert!(limits.try_acquire(a));
+        assert!(limits.try_acquire(a));
+        assert!(!limits.try_acquire(a));
+        assert!(limits.try_acquire(b));
+        limits.release(a);
+        assert!(limits.try_acquire(a));
+        assert!(IpLimiter::new(0).try_acquire(a), "0 disables the limit");
+    }
+
+    #[test]
+    fn redis_urls_get_resp3() {
+        assert_eq!(resp3("redis://r:6379"), "redis://r:6379?protocol=resp3");
+        assert_eq!(resp3("redis://r/0?x=1"), "redis://r/0?x=1&protocol=resp3");
+        assert_eq!(
+            resp3("redis://r?protocol=resp3"),
+            "redis://r?protocol=resp3"
+        );
+    }
+}

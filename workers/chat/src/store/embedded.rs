@@ -1,0 +1,258 @@
+//! redb implementation. Keys are `<room>\0<id>` so one room's messages form a contiguous,
+//! time-ordered range; values are JSON.
+
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use redb::{ReadableDatabase, TableDefinition};
+use serde::{Deserialize, Serialize};
+
+use super::{Ban, ChatStore, RoomKey};
+use crate::{Error, Result, protocol::ChatMessage};
+
+const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("chat_messages");
+const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("chat_bans");
+const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("chat_rooms");
+
+/// File name under the data directory.
+pub const FILE_NAME: &str = "chat.redb";
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct StoredMessage {
+    #[serde(flatten)]
+    msg: ChatMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expire_at: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RoomSettings {
+    slow_mode_seconds: u32,
+}
+
+#[derive(Clone)]
+pub struct EmbeddedChatStore {
+    db: Arc<redb::Database>,
+}
+
+fn key(room: &RoomKey, id: &str) -> String {
+    format!("{}\0{id}", room.as_str())
+}
+
+/// The key range holding all of a room's records.
+fn room_range(room: &RoomKey) -> (String, String) {
+    (
+        format!("{}\0", room.as_str()),
+        format!("{}\u{1}", room.as_str()),
+    )
+}
+
+impl EmbeddedChatStore {
+    /// Open `<data_dir>/chat.redb` and create the tables.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let db = roomcast_store::embedded::open(data_dir, FILE_NAME)?;
+        let txn = db.begin_write().map_err(Error::embedded)?;
+        for table in [MESSAGES, BANS, ROOMS] {
+            txn.open_table(table).map_err(Error::embedded)?;
+        }
+        txn.commit().map_err(Error::embedded)?;
+        Ok(Self { db })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(Error::embedded)?
+    }
+
+    fn write(
+        db: &redb::Database,
+        table: TableDefinition<'static, &'static str, &'static [u8]>,
+        f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<bool>,
+    ) -> Result<bool> {
+        let txn = db.begin_write().map_err(Error::embedded)?;
+        let changed = {
+            let mut t = txn.open_table(table).map_err(Error::embedded)?;
+            f(&mut t)?
+        };
+        txn.commit().map_err(Error::embedded)?;
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl ChatStore for EmbeddedChatStore {
+    async fn append(
+        &self,
+        room: &RoomKey,
+        msg: &ChatMessage,
+        expire_at: Option<i64>,
+    ) -> Result<()> {
+        let k = key(room, &msg.id);
+        let v = serde_json::to_vec(&StoredMessage {
+            msg: msg.clone(),
+            expire_at,
+        })?;
+        self.blocking(move |db| {
+            Self::write(db, MESSAGES, |t| {
+                t.insert(k.as_str(), v.as_slice())
+                    .map_err(Error::embedded)?;
+                Ok(true)
+            })
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn recent(&self, room: &RoomKey, limit: u32, now: i64) -> Result<Vec<ChatMessage>> {
+        let (from, to) = room_range(room);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(Error::embedded)?;
+            let t = txn.open_table(MESSAGES).map_err(Error::embedded)?;
+            let mut out = Vec::new();
+            for entry in t
+                .range(from.as_str()..to.as_str())
+                .map_err(Error::embedded)?
+                .rev()
+            {
+                if out.len() >= limit as usize {
+                    break;
+                }
+                let (_, v) = entry.map_err(Error::embedded)?;
+                let stored: StoredMessage = serde_json::from_slice(v.value())?;
+                if stored.expire_at.is_some_and(|e| e <= now) {
+                    continue;
+                }
+                out.push(stored.msg);
+            }
+            out.reverse();
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete(&self, room: &RoomKey, id: &str) -> Result<bool> {
+        let k = key(room, id);
+        self.blocking(move |db| {
+            Self::write(db, MESSAGES, |t| {
+                Ok(t.remove(k.as_str()).map_err(Error::embedded)?.is_some())
+            })
+        })
+        .await
+    }
+
+    async fn ban(&self, room: &RoomKey, ban: &Ban) -> Result<()> {
+        let k = key(room, &ban.user_id);
+        let v = serde_json::to_vec(ban)?;
+        self.blocking(move |db| {
+            Self::write(db, BANS, |t| {
+                t.insert(k.as_str(), v.as_slice())
+                    .map_err(Error::embedded)?;
+                Ok(true)
+            })
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn unban(&self, room: &RoomKey, user_id: &str) -> Result<bool> {
+        let k = key(room, user_id);
+        self.blocking(move |db| {
+            Self::write(db, BANS, |t| {
+                Ok(t.remove(k.as_str()).map_err(Error::embedded)?.is_some())
+            })
+        })
+        .await
+    }
+
+    async fn is_banned(&self, room: &RoomKey, user_id: &str) -> Result<bool> {
+        let k = key(room, user_id);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(Error::embedded)?;
+            let t = txn.open_table(BANS).map_err(Error::embedded)?;
+            Ok(t.get(k.as_str()).map_err(Error::embedded)?.is_some())
+        })
+        .await
+    }
+
+    async fn slow_mode(&self, room: &RoomKey) -> Result<u32> {
+        let k = room.as_str().to_owned();
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(Error::embedded)?;
+            let t = txn.open_table(ROOMS).map_err(Error::embedded)?;
+            let settings: RoomSettings = match t.get(k.as_str()).map_err(Error::embedded)? {
+                Some(v) => serde_json::from_slice(v.value())?,
+                None => RoomSettings::default(),
+            };
+            Ok(settings.slow_mode_seconds)
+        })
+        .await
+    }
+
+    async fn set_slow_mode(&self, room: &RoomKey, seconds: u32) -> Result<()> {
+        let k = room.as_str().to_owned();
+        let v = serde_json::to_vec(&RoomSettings {
+            slow_mode_seconds: seconds,
+        })?;
+        self.blocking(move |db| {
+            Self::write(db, ROOMS, |t| {
+                t.insert(k.as_str(), v.as_slice())
+                    .map_err(Error::embedded)?;
+                Ok(true)
+            })
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn purge_expired(&self, now: i64) -> Result<u64> {
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(Error::embedded)?;
+            let mut removed = 0u64;
+            {
+                let mut t = txn.open_table(MESSAGES).map_err(Error::embedded)?;
+                t.retain(|_, v| {
+                    let expired = serde_json::from_slice::<StoredMessage>(v)
+                        .ok()
+                        .and_then(|s| s.expire_at)
+                        .is_some_and(|e| e <= now);
+                    removed += u64::from(expired);
+                    !expired
+                })
+                .map_err(Error::embedded)?;
+            }
+            txn.commit().map_err(Error::embedded)?;
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_store_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = EmbeddedChatStore::open(dir.path()).expect("open");
+        crate::store::suite::run(&store).await;
+    }
+
+    #[tokio::test]
+    async fn embedded_store_keeps_history_and_bans_across_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        crate::store::suite::write_for_restart(&EmbeddedChatStore::open(dir.path()).expect("open"))
+            .await;
+        crate::store::suite::check_after_restart(
+            &EmbeddedChatStore::open(dir.path()).expect("reopen"),
+        )
+        .await;
+    }
+}
