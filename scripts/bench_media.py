@@ -246,7 +246,9 @@ transcode:
                 "-hls_list_size", "0", os.path.join(fdir, "source.m3u8")]
         for n, h, v, a in LADDER:
             args += ["-map", "0:v", "-map", "0:a", "-vf", f"scale=-2:{h}", "-c:v", "libx264",
-                     "-preset", "veryfast", "-tune", "zerolatency", "-b:v", f"{v}k", "-g", str(GOP),
+                     "-preset", "veryfast", "-tune", "zerolatency", "-b:v", f"{v}k",
+                     # x264enc's default rate control: CBR with a 600 ms VBV buffer.
+                     "-maxrate", f"{v}k", "-bufsize", f"{v * 6 // 10}k", "-g", str(GOP),
                      "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0", "-c:a", "aac",
                      "-b:a", f"{a}k", "-f", "hls", "-hls_time", str(SEGMENT), "-hls_list_size", "0",
                      os.path.join(fdir, f"{n}.m3u8")]

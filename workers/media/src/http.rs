@@ -208,13 +208,6 @@ fn starting(room: &Room) -> Response {
         .into_response()
 }
 
-fn etag_of(body: &[u8]) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    body.hash(&mut h);
-    format!("\"{:016x}-{}\"", h.finish(), body.len())
-}
-
 /// A cacheable body with ETag / If-None-Match handling.
 fn cached(
     req: &Req<'_>,
@@ -265,14 +258,12 @@ async fn master(
             Liveness::Idle => idle(&room),
             Liveness::Session(s) => match s.master_playlist() {
                 None => starting(&room),
-                Some(text) => {
+                Some(p) => {
                     req.saw_viewer(&room);
-                    let body = Bytes::from(text);
-                    let etag = etag_of(&body);
                     cached(
                         &req,
-                        body,
-                        etag,
+                        p.body,
+                        p.etag,
                         PLAYLIST_CONTENT_TYPE,
                         playlist_cache(&room),
                     )
@@ -302,14 +293,12 @@ async fn media(
             Liveness::Session(s) => match s.media_playlist(&rendition) {
                 None => plain(StatusCode::NOT_FOUND, "unknown rendition\n"),
                 Some(_) if s.window_len(&rendition) == 0 => starting(&room),
-                Some(text) => {
+                Some(p) => {
                     req.saw_viewer(&room);
-                    let body = Bytes::from(text);
-                    let etag = etag_of(&body);
                     cached(
                         &req,
-                        body,
-                        etag,
+                        p.body,
+                        p.etag,
                         PLAYLIST_CONTENT_TYPE,
                         playlist_cache(&room),
                     )

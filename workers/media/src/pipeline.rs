@@ -176,13 +176,10 @@ fn tee_to(tee: &gst::Element, next: &gst::Element) -> Result<()> {
     link_pads(&pad, next)
 }
 
-fn mux_pad(mux: &gst::Element, template: &str, from: &gst::Element) -> Result<()> {
+fn mux_pad(mux: &gst::Element, template: &str, src: &gst::Pad) -> Result<()> {
     let pad = mux
         .request_pad_simple(template)
         .ok_or_else(|| Error::Gst(format!("mpegtsmux pad {template}")))?;
-    let src = from
-        .static_pad("src")
-        .ok_or_else(|| Error::Gst("element without src pad".into()))?;
     src.link(&pad)
         .map(|_| ())
         .map_err(|e| Error::Gst(format!("link to mpegtsmux: {e:?}")))
@@ -315,11 +312,16 @@ impl TranscodePipeline {
             add(&[&mux, &out])?;
             link(&[&mux, &out])?;
 
-            let video_out = if rendition.is_source() {
-                let q = queue(compressed, 0)?;
-                add(&[&q])?;
-                tee_to(&vtee, &q)?;
-                q
+            // The source branch needs no queue of its own: the trunk queues already decouple
+            // audio from video, and the decode branches have theirs.
+            let (video_out, video_caps) = if rendition.is_source() {
+                let pad = vtee
+                    .request_pad_simple("src_%u")
+                    .ok_or_else(|| Error::Gst("tee pad".into()))?;
+                let caps = vcaps
+                    .static_pad("src")
+                    .ok_or_else(|| Error::Gst("capsfilter src".into()))?;
+                (pad, caps)
             } else {
                 let Some((dtee, _)) = &decoded else {
                     return Err(Error::Gst("decoder missing".into()));
@@ -344,16 +346,17 @@ impl TranscodePipeline {
                 add(&[&q, &scale, &caps, &enc, &parse, &out])?;
                 tee_to(dtee, &q)?;
                 link(&[&q, &scale, &caps, &enc, &parse, &out])?;
-                out
+                let pad = out
+                    .static_pad("src")
+                    .ok_or_else(|| Error::Gst("queue src".into()))?;
+                (pad.clone(), pad)
             };
             mux_pad(&mux, "sink_%d", &video_out)?;
 
             if let Some((_, atee)) = &audio {
                 let audio_out = if rendition.is_source() {
-                    let q = queue(compressed, 0)?;
-                    add(&[&q])?;
-                    tee_to(atee, &q)?;
-                    q
+                    atee.request_pad_simple("src_%u")
+                        .ok_or_else(|| Error::Gst("tee pad".into()))?
                 } else {
                     let Some((_, Some(adec))) = &decoded else {
                         return Err(Error::Gst("audio decoder missing".into()));
@@ -366,7 +369,8 @@ impl TranscodePipeline {
                     add(&[&q, &enc, &out])?;
                     tee_to(adec, &q)?;
                     link(&[&q, &enc, &out])?;
-                    out
+                    out.static_pad("src")
+                        .ok_or_else(|| Error::Gst("queue src".into()))?
                 };
                 mux_pad(&mux, "sink_%d", &audio_out)?;
             }
@@ -374,7 +378,7 @@ impl TranscodePipeline {
             // Cut the muxed stream where the force-key-unit events come out of the muxer.
             let cutter = Cutter {
                 rendition: index,
-                video_caps_from: video_out,
+                video_caps_from: video_caps,
                 clock: clock.clone(),
                 sink: sink.clone(),
                 state: Mutex::new(CutState::default()),
@@ -596,7 +600,7 @@ struct CutState {
 /// Splits one rendition's muxed MPEG-TS at the force-key-unit events.
 struct Cutter {
     rendition: usize,
-    video_caps_from: gst::Element,
+    video_caps_from: gst::Pad,
     clock: Arc<MediaClock>,
     sink: Arc<dyn FragmentSink>,
     state: Mutex<CutState>,
@@ -688,8 +692,8 @@ fn watch_bus(bus: &gst::Bus, failed: &Mutex<Option<String>>) {
     }
 }
 
-fn rendition_info(element: &gst::Element) -> Option<RenditionInfo> {
-    let caps = element.static_pad("src")?.current_caps()?;
+fn rendition_info(pad: &gst::Pad) -> Option<RenditionInfo> {
+    let caps = pad.current_caps()?;
     let s = caps.structure(0)?;
     let width = u32::try_from(s.get::<i32>("width").ok()?).ok()?;
     let height = u32::try_from(s.get::<i32>("height").ok()?).ok()?;

@@ -41,6 +41,28 @@ pub struct RenditionState {
     pub info: Option<RenditionInfo>,
     next_seq: u64,
     pending_discontinuity: bool,
+    /// Rendered playlist and its ETag, until the playlist changes.
+    rendered: Option<Rendered>,
+}
+
+/// A rendered playlist with its ETag.
+#[derive(Clone)]
+pub struct Rendered {
+    pub body: Bytes,
+    pub etag: String,
+}
+
+impl Rendered {
+    fn new(text: String) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        let etag = format!("\"{:016x}-{}\"", h.finish(), text.len());
+        Rendered {
+            body: Bytes::from(text),
+            etag,
+        }
+    }
 }
 
 struct SessionState {
@@ -48,6 +70,7 @@ struct SessionState {
     epochs: u32,
     ended: Option<DateTime<Utc>>,
     has_audio: bool,
+    master: Option<Rendered>,
 }
 
 /// One live session of a room.
@@ -81,6 +104,7 @@ impl Session {
                 info: None,
                 next_seq: 0,
                 pending_discontinuity: false,
+                rendered: None,
             })
             .collect();
         Session {
@@ -92,6 +116,7 @@ impl Session {
                 epochs: 0,
                 ended: None,
                 has_audio: true,
+                master: None,
             }),
             pipeline_slot: Arc::new(tokio::sync::Mutex::new(())),
             events,
@@ -113,7 +138,9 @@ impl Session {
     }
 
     pub fn set_has_audio(&self, has_audio: bool) {
-        lock(&self.state).has_audio = has_audio;
+        let mut st = lock(&self.state);
+        st.has_audio = has_audio;
+        st.master = None;
     }
 
     pub fn is_ended(&self) -> bool {
@@ -164,10 +191,12 @@ impl Session {
                 size: bytes.len(),
             });
             r.data.insert(seq, bytes.clone());
+            r.rendered = None;
             for old in removed {
                 r.data.remove(&old.seq);
             }
             let name = r.rendition.name.clone();
+            st.master = None;
             (
                 MediaEvent::SegmentClosed {
                     session_id: self.id.clone(),
@@ -208,6 +237,7 @@ impl Session {
             st.ended = Some(now);
             for r in &mut st.renditions {
                 r.playlist.ended = true;
+                r.rendered = None;
             }
             (st.renditions.first().map(|r| r.next_seq).unwrap_or(0), now)
         };
@@ -222,14 +252,18 @@ impl Session {
         true
     }
 
-    /// The media playlist of a rendition, rendered.
-    pub fn media_playlist(&self, rendition: &str) -> Option<String> {
-        let st = lock(&self.state);
+    /// The media playlist of a rendition, rendered once per change.
+    pub fn media_playlist(&self, rendition: &str) -> Option<Rendered> {
+        let mut st = lock(&self.state);
         let r = st
             .renditions
-            .iter()
+            .iter_mut()
             .find(|r| r.rendition.name == rendition)?;
-        Some(r.playlist.render())
+        Some(
+            r.rendered
+                .get_or_insert_with(|| Rendered::new(r.playlist.render()))
+                .clone(),
+        )
     }
 
     /// Number of segments a rendition has in its window.
@@ -253,32 +287,12 @@ impl Session {
     }
 
     /// Master playlist over the renditions that have produced a segment; `None` before any has.
-    pub fn master_playlist(&self) -> Option<String> {
-        let st = lock(&self.state);
-        let audio = if st.has_audio { ",mp4a.40.2" } else { "" };
-        let variants: Vec<Variant> = st
-            .renditions
-            .iter()
-            .filter(|r| !r.playlist.segments.is_empty())
-            .map(|r| {
-                let configured = u64::from(
-                    r.rendition.video_kbps.unwrap_or(0)
-                        + r.rendition
-                            .audio_kbps
-                            .unwrap_or(if r.rendition.is_source() { 0 } else { 128 }),
-                ) * 1000;
-                let (peak, avg) = r.playlist.bandwidth().unwrap_or((configured, configured));
-                Variant {
-                    uri: format!("{}/index.m3u8", r.rendition.name),
-                    bandwidth: peak.max(1),
-                    average_bandwidth: Some(avg.max(1)),
-                    resolution: r.info.as_ref().map(|i| (i.width, i.height)),
-                    codecs: r.info.as_ref().map(|i| format!("{}{audio}", i.codecs)),
-                    frame_rate: r.info.as_ref().and_then(|i| i.frame_rate),
-                }
-            })
-            .collect();
-        (!variants.is_empty()).then(|| render_master(&variants))
+    pub fn master_playlist(&self) -> Option<Rendered> {
+        let mut st = lock(&self.state);
+        if st.master.is_none() {
+            st.master = render_session_master(&st).map(Rendered::new);
+        }
+        st.master.clone()
     }
 
     /// Bytes of segments held in memory, all renditions.
@@ -303,6 +317,32 @@ impl FragmentSink for EpochSink {
         self.session
             .add_fragment(fragment, info, self.started, self.clock);
     }
+}
+
+fn render_session_master(st: &SessionState) -> Option<String> {
+    let audio = if st.has_audio { ",mp4a.40.2" } else { "" };
+    let variants: Vec<Variant> = st
+        .renditions
+        .iter()
+        .filter(|r| !r.playlist.segments.is_empty())
+        .map(|r| {
+            let audio_kbps = r
+                .rendition
+                .audio_kbps
+                .unwrap_or(if r.rendition.is_source() { 0 } else { 128 });
+            let configured = u64::from(r.rendition.video_kbps.unwrap_or(0) + audio_kbps) * 1000;
+            let (peak, avg) = r.playlist.bandwidth().unwrap_or((configured, configured));
+            Variant {
+                uri: format!("{}/index.m3u8", r.rendition.name),
+                bandwidth: peak.max(1),
+                average_bandwidth: Some(avg.max(1)),
+                resolution: r.info.as_ref().map(|i| (i.width, i.height)),
+                codecs: r.info.as_ref().map(|i| format!("{}{audio}", i.codecs)),
+                frame_rate: r.info.as_ref().and_then(|i| i.frame_rate),
+            }
+        })
+        .collect();
+    (!variants.is_empty()).then(|| render_master(&variants))
 }
 
 struct Active {

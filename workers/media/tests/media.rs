@@ -602,7 +602,8 @@ async fn graceful_shutdown_closes_the_live_session_with_endlist() {
         roomcast_media::session::Liveness::Idle => panic!("session vanished"),
     };
     assert!(session.is_ended());
-    let text = session.media_playlist("source").expect("playlist");
+    let text = session.media_playlist("source").expect("playlist").body;
+    let text = String::from_utf8_lossy(&text);
     assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
     let mut ended = false;
     while let Ok(ev) = events.try_recv() {
