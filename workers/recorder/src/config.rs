@@ -123,7 +123,7 @@ impl S3Settings {
 }
 
 /// What the recorder itself needs (the store and catalog are passed in already opened).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RecorderConfig {
     /// Key prefix, e.g. `rooms/` (empty or ending in `/`).
     pub prefix: String,
@@ -134,6 +134,21 @@ pub struct RecorderConfig {
     pub upload_concurrency: usize,
     pub retry_min_delay: Duration,
     pub retry_max_delay: Duration,
+    /// Makes `poster.jpg` from the session's first segment; `None`: no poster.
+    pub poster: Option<crate::poster::DynPosterMaker>,
+}
+
+impl std::fmt::Debug for RecorderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecorderConfig")
+            .field("prefix", &self.prefix)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_size_bytes", &self.spool_size_bytes)
+            .field("renditions", &self.renditions)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .field("poster", &self.poster.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RecorderConfig {
@@ -146,6 +161,7 @@ impl RecorderConfig {
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
             retry_min_delay: DEFAULT_RETRY_MIN_DELAY,
             retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
+            poster: None,
         }
     }
 

@@ -39,6 +39,7 @@ pub mod metrics;
 #[cfg(test)]
 mod playback_tests;
 pub mod playlist;
+pub mod poster;
 pub mod recorder;
 pub mod retention;
 pub mod spool;
@@ -90,6 +91,8 @@ pub enum Error {
     Name(String),
     #[error("invalid room {0:?}: expected <namespace>/<name>")]
     Room(String),
+    #[error("poster: {0}")]
+    Poster(String),
 }
 
 impl Error {
@@ -107,6 +110,7 @@ impl Error {
             Error::Json(_) => "json",
             Error::Name(_) => "name",
             Error::Room(_) => "room",
+            Error::Poster(_) => "poster",
         }
     }
 

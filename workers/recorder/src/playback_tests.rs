@@ -11,6 +11,7 @@ use crate::{
     api::{ApiState, router},
     catalog::embedded::EmbeddedCatalog,
     config::RecorderConfig,
+    poster::FfmpegPoster,
     store::local::LocalStore,
 };
 
@@ -100,6 +101,7 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
     let catalog = Arc::new(EmbeddedCatalog::open(&dir.path().join("data")).expect("catalog"));
     let cfg = RecorderConfig {
         prefix: "rooms/".into(),
+        poster: Some(Arc::new(FfmpegPoster::default())),
         ..RecorderConfig::new(dir.path().join("spool"))
     };
     let rec = Recorder::start(cfg, store.clone(), catalog.clone())
@@ -143,6 +145,9 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
     let listed = catalog.list("shows/lobby", 10, None).await.expect("list");
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].status, RecordingStatus::Complete);
+    assert_eq!(listed[0].poster.as_deref(), Some("poster.jpg"));
+    let jpeg = std::fs::read(root.join("rooms/shows/lobby/s1/poster.jpg")).expect("poster");
+    assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
 
     let tolerance = 2.1;
     let session_dir = root.join("rooms/shows/lobby/s1");

@@ -31,6 +31,8 @@ use crate::{
 };
 
 const MIB: u64 = 1024 * 1024;
+/// Ended sessions the writer remembers to refuse late segments.
+const ENDED_REMEMBERED: usize = 64;
 /// Capacity of [`Recorder::subscribe_uploads`].
 pub const UPLOADED_CAPACITY: usize = 1024;
 
@@ -381,6 +383,8 @@ async fn writer(
     jobs: mpsc::UnboundedSender<Job>,
 ) {
     let mut sessions: HashMap<String, Manifest> = HashMap::new();
+    // Recently ended sessions: a late segment must not reopen (and later overwrite) one.
+    let mut ended: std::collections::VecDeque<String> = std::collections::VecDeque::new();
     while let Some(cmd) = rx.recv().await {
         let (event, closed_at) = match cmd {
             Cmd::Flush(tx) => {
@@ -431,6 +435,13 @@ async fn writer(
                 program_date_time,
                 bytes,
             } => {
+                if ended.contains(&session_id) {
+                    span.in_scope(|| {
+                        warn!(rendition, seq, "segment after the session ended; ignored")
+                    });
+                    shared.release(reserved);
+                    continue;
+                }
                 if check_name(&rendition).is_err() {
                     shared.release(reserved);
                     shared.drop_segment(&session_id, &rendition, seq, "invalid rendition name");
@@ -507,6 +518,10 @@ async fn writer(
                     span.in_scope(|| error!(error = %e, "writing the session manifest"));
                 }
                 span.in_scope(|| info!(clean, "session ended; finalising after its uploads"));
+                if ended.len() >= ENDED_REMEMBERED {
+                    ended.pop_front();
+                }
+                ended.push_back(session_id.clone());
                 let _ = jobs.send(Job::Finalize(session_id));
             }
         }
@@ -536,8 +551,15 @@ async fn uploader(shared: Arc<Shared>, mut jobs: mpsc::UnboundedReceiver<Job>) {
                     }.instrument(span));
                 }
                 Some(Job::Catalog(rec)) => {
+                    // The session's finalisation waits for this write, so a slow `live` write
+                    // can never land after the final one.
+                    let (done, wait) = oneshot::channel();
+                    pending.entry(rec.session_id.clone()).or_default().push(wait);
                     let shared = shared.clone();
-                    tasks.spawn(async move { shared.catalog_retrying(&rec).await });
+                    tasks.spawn(async move {
+                        shared.catalog_retrying(&rec).await;
+                        drop(done);
+                    });
                 }
                 Some(Job::Finalize(session_id)) => {
                     let waits = pending.remove(&session_id).unwrap_or_default();
@@ -580,6 +602,7 @@ async fn upload(shared: &Shared, job: UploadJob) {
     };
     if let Err(e) = shared.put_retrying(&job.key, body).await {
         error!(error = %e, "segment not stored");
+        shared.release(job.bytes);
         return;
     }
     if let Err(e) = tokio::fs::remove_file(&job.path).await {
@@ -625,6 +648,40 @@ struct SessionJson {
     bytes: u64,
     segments: u64,
     dropped_segments: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    poster: Option<String>,
+}
+
+/// `poster.jpg` from the first segment of the first rendition, when a poster maker is set.
+/// Failures only cost the poster.
+async fn make_poster(
+    shared: &Shared,
+    prefix: &str,
+    log: &[SegmentEntry],
+    variants: &[(String, u64)],
+) -> Option<String> {
+    let maker = shared.cfg.poster.as_ref()?;
+    let (rendition, _) = variants.first()?;
+    let first = playlist::ordered(log, rendition).into_iter().next()?;
+    let segment_key = format!("{prefix}{rendition}/{}.ts", first.seq);
+    let made = async {
+        let segment = shared
+            .store
+            .get(&segment_key)
+            .await?
+            .ok_or_else(|| Error::Poster(format!("{segment_key} not in the store")))?;
+        let jpeg = maker.poster(segment).await?;
+        shared
+            .put_retrying(&format!("{prefix}{}", crate::poster::POSTER_KEY), jpeg)
+            .await
+    };
+    match made.await {
+        Ok(()) => Some(crate::poster::POSTER_KEY.to_owned()),
+        Err(e) => {
+            warn!(error = %e, "no poster for this session");
+            None
+        }
+    }
 }
 
 /// Playlists, session.json, catalog, then the spool directory goes. Runs after every segment of
@@ -666,6 +723,7 @@ async fn finalize(shared: &Shared, session_id: &str) -> Result<()> {
             name,
         });
     }
+    let poster = make_poster(shared, &prefix, &log, &variants).await;
     if !variants.is_empty() {
         shared
             .put_retrying(
@@ -698,6 +756,7 @@ async fn finalize(shared: &Shared, session_id: &str) -> Result<()> {
         segments,
         dropped_segments: m.dropped_segments,
         renditions,
+        poster: poster.clone(),
     };
     let names: Vec<String> = summary.renditions.iter().map(|r| r.name.clone()).collect();
     shared
@@ -716,7 +775,7 @@ async fn finalize(shared: &Shared, session_id: &str) -> Result<()> {
             status,
             renditions: names,
             prefix,
-            poster: None,
+            poster,
             bytes,
             segments,
             dropped_segments: m.dropped_segments,

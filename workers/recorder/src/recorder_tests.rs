@@ -181,6 +181,24 @@ async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
         "spool emptied"
     );
     assert!(rec.health().borrow().healthy);
+
+    // A late segment does not reopen the finished session.
+    rec.record(segment("s1", "source", 5, body("source", 5)));
+    flush(&rec).await;
+    assert!(
+        !dir.path().join("spool/s1").exists(),
+        "late segment spooled"
+    );
+    assert_eq!(
+        catalog
+            .get(ROOM, "s1")
+            .await
+            .expect("get")
+            .expect("entry")
+            .status,
+        RecordingStatus::Complete
+    );
+    assert_eq!(rec.spool_bytes(), 0);
 }
 
 #[tokio::test]
