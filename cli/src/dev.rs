@@ -13,11 +13,20 @@ use std::{
 use roomcast_chat::{AdapterConfig, ChatServer, RedisUrl, RoomChat, token::SigningKey};
 use roomcast_crds::{
     StreamRoom,
-    worker_config::{CHAT_SIGNING_KEY_KEY, RTMP_PORT, STREAM_KEY_KEY, WorkerConfig},
+    worker_config::{
+        CHAT_SIGNING_KEY_KEY, RTMP_PORT, RecordingConfig, STREAM_KEY_KEY, WorkerConfig,
+    },
 };
 use roomcast_media::{MediaServer, RoomConfig};
 use roomcast_operator::{
     build::worker_config, config::OperatorConfig, keys::random_key, validate::validate,
+};
+use roomcast_recorder::{
+    DynCatalog, DynStore, Recorder, RecorderConfig,
+    api::ApiState,
+    catalog::embedded::EmbeddedCatalog,
+    poster::{DynPosterMaker, FfmpegPoster},
+    store::local::LocalStore,
 };
 use roomcast_store::mongo::MongoUri;
 use tokio::net::TcpListener;
@@ -49,6 +58,8 @@ pub struct DevOptions {
     pub redis_url: Option<String>,
     /// x264 speed preset of encoded rungs.
     pub speed_preset: String,
+    /// Record every room's sessions into the data directory (past broadcasts).
+    pub record: bool,
 }
 
 /// One room as `roomcast dev` runs it.
@@ -99,6 +110,11 @@ pub fn parse_rooms(text: &str, origin: &str) -> Result<Vec<StreamRoom>> {
     Ok(rooms)
 }
 
+/// Stand-in bucket name of local recordings (they live under `<data-dir>/recordings/`).
+const LOCAL_BUCKET: &str = "local";
+/// How long Ctrl-C waits for recordings to be finalised.
+const RECORDING_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The platform settings `roomcast dev` stands in for: recordings go to the local store, so a
 /// room that records needs no bucket.
 fn dev_operator_config() -> OperatorConfig {
@@ -143,7 +159,7 @@ fn persistent_key(dir: &Path, name: &str) -> Result<String> {
 }
 
 /// Worker configuration of each room with local paths, keys created on first use.
-pub fn prepare_rooms(rooms: &[StreamRoom], data_dir: &Path) -> Result<Vec<DevRoom>> {
+pub fn prepare_rooms(rooms: &[StreamRoom], data_dir: &Path, record: bool) -> Result<Vec<DevRoom>> {
     let config = dev_operator_config();
     rooms
         .iter()
@@ -164,6 +180,19 @@ pub fn prepare_rooms(rooms: &[StreamRoom], data_dir: &Path) -> Result<Vec<DevRoo
             }
             // No CDN in front of a laptop.
             worker.playback.origin_secret_file = None;
+            // Recordings go to the data directory, whatever bucket the room names.
+            worker.recording = record.then(|| RecordingConfig {
+                bucket: LOCAL_BUCKET.to_owned(),
+                prefix: String::new(),
+                region: String::new(),
+                endpoint: String::new(),
+                force_path_style: false,
+                credentials_dir: None,
+                renditions: valid.spec.recording.renditions.clone(),
+                retention_days: valid.spec.recording.retention_days,
+                spool_dir: data_dir.join("spool").display().to_string(),
+                spool_size_mib: valid.spec.recording.spool_size_mib(),
+            });
             Ok(DevRoom { worker, stream_key })
         })
         .collect()
@@ -199,7 +228,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         None => ("the default room".to_owned(), DEFAULT_ROOM.to_owned()),
     };
     let rooms = parse_rooms(&text, &origin)?;
-    let rooms = prepare_rooms(&rooms, &options.data_dir)?;
+    let rooms = prepare_rooms(&rooms, &options.data_dir, options.record)?;
 
     // Media: every room on one RTMP listener, told apart by stream key.
     let media_rooms = rooms
@@ -212,6 +241,9 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
             speed_preset: options.speed_preset.clone(),
         },
     )?;
+
+    // Recording: one recorder for every recording room, local store and embedded catalog.
+    let recording = start_recording(&rooms, &options.data_dir, &media).await?;
 
     // Chat: one socket.io server per room, on the same HTTP port.
     let store_config = match &options.mongodb_uri {
@@ -272,9 +304,12 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         media: media.clone(),
         chat: chat_handle.clone(),
     });
-    let app = web::router(state.clone())
+    let mut app = web::router(state.clone())
         .merge(chat_router)
         .merge(roomcast_media::http::router(media.clone()));
+    if let Some(recording) = &recording {
+        app = app.merge(recording.routes.clone());
+    }
 
     println!(
         "roomcast dev: {} room(s), data in {}\n",
@@ -307,6 +342,19 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     media
         .shutdown(roomcast_media::pipeline::FINISH_TIMEOUT)
         .await;
+    if let Some(recording) = recording {
+        // The session-ended events are on their way to the recorder: let it finalise.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if tokio::time::timeout(RECORDING_FLUSH_TIMEOUT, recording.recorder.flush())
+            .await
+            .is_err()
+        {
+            warn!(
+                "recordings not finalised in time; the next start finishes them (as interrupted)"
+            );
+        }
+        recording.forwarder.abort();
+    }
     chat_handle.shutdown().await;
     live_sync.abort();
     let _ = http_stop_tx.send(());
@@ -376,8 +424,8 @@ mod tests {
     fn keys_are_generated_once_and_kept_private() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rooms = parse_rooms(DEFAULT_ROOM, "default").expect("valid");
-        let first = prepare_rooms(&rooms, dir.path()).expect("prepared");
-        let again = prepare_rooms(&rooms, dir.path()).expect("prepared");
+        let first = prepare_rooms(&rooms, dir.path(), true).expect("prepared");
+        let again = prepare_rooms(&rooms, dir.path(), true).expect("prepared");
         assert_eq!(
             first[0].stream_key, again[0].stream_key,
             "the stream key survives restarts"
@@ -403,6 +451,7 @@ mod tests {
         let rooms = prepare_rooms(
             &parse_rooms(DEFAULT_ROOM, "default").expect("valid"),
             dir.path(),
+            true,
         )
         .expect("prepared");
         let banner = room_banner(
@@ -428,4 +477,56 @@ mod tests {
             "{banner}"
         );
     }
+}
+
+/// The recorder of a `roomcast dev` run and the replay API of its rooms.
+struct Recording {
+    recorder: Arc<Recorder>,
+    forwarder: tokio::task::JoinHandle<()>,
+    routes: axum::Router,
+}
+
+async fn start_recording(
+    rooms: &[DevRoom],
+    data_dir: &Path,
+    media: &MediaServer,
+) -> Result<Option<Recording>> {
+    let recording_rooms: Vec<&DevRoom> = rooms
+        .iter()
+        .filter(|r| r.worker.recording.is_some())
+        .collect();
+    let Some(first) = recording_rooms
+        .first()
+        .and_then(|r| r.worker.recording.as_ref())
+    else {
+        return Ok(None);
+    };
+    let store: DynStore = Arc::new(LocalStore::new(data_dir.join("recordings"))?);
+    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(data_dir)?);
+    let config = RecorderConfig {
+        poster: FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker),
+        // Per-room rendition choices are not kept apart in one local recorder: record all.
+        renditions: Vec::new(),
+        ..RecorderConfig::from_config(first)?
+    };
+    let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
+    let ids = recording_rooms
+        .iter()
+        .map(|r| format!("{}/{}", r.namespace(), r.name()))
+        .collect();
+    let forwarder = roomcast_media::recording::forward(media, recorder.clone(), ids);
+    let mut routes = axum::Router::new();
+    for room in &recording_rooms {
+        let api = roomcast_recorder::api::router(ApiState {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            room: format!("{}/{}", room.namespace(), room.name()),
+        });
+        routes = routes.nest(&format!("/{}/{}", room.namespace(), room.name()), api);
+    }
+    Ok(Some(Recording {
+        recorder,
+        forwarder,
+        routes,
+    }))
 }

@@ -52,6 +52,8 @@ pub enum Error {
     Chat(#[from] roomcast_chat::Error),
     #[error(transparent)]
     Operator(#[from] roomcast_operator::Error),
+    #[error(transparent)]
+    Recorder(#[from] roomcast_recorder::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

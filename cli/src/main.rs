@@ -39,6 +39,9 @@ enum Command {
         /// x264 speed preset of encoded renditions (slower: better quality, more CPU).
         #[arg(long, env = "ROOMCAST_SPEED_PRESET", default_value = roomcast_media::server::DEFAULT_SPEED_PRESET)]
         speed_preset: String,
+        /// Do not record sessions (no past broadcasts).
+        #[arg(long, env = "ROOMCAST_NO_RECORDING")]
+        no_recording: bool,
     },
     /// Print the Kubernetes objects the operator would apply for a StreamRoom file.
     Render {
@@ -61,6 +64,7 @@ async fn main() -> anyhow::Result<()> {
             mongodb_uri,
             redis_url,
             speed_preset,
+            no_recording,
         } => {
             init_logs();
             let options = DevOptions {
@@ -71,6 +75,7 @@ async fn main() -> anyhow::Result<()> {
                 mongodb_uri,
                 redis_url,
                 speed_preset,
+                record: !no_recording,
             };
             dev::run(options, shutdown_signal()).await?;
             Ok(())

@@ -25,6 +25,7 @@ const ROOMS = `apiVersion: roomcast.dev/v1alpha1
 kind: StreamRoom
 metadata: {name: lobby, namespace: shows}
 spec:
+  ingest: {reconnectGraceSeconds: 2}
   transcode:
     segmentSeconds: 2
     dvrWindowSeconds: 120
@@ -192,4 +193,35 @@ test("a chat message posted in one page appears in another, as text", async () =
   assert.equal(await bob.locator("#messages b").count(), 0, "markup is shown as text");
   await bob.screenshot({ path: join(artifacts, "06-chat-phone-size.png") });
   await ada.screenshot({ path: join(artifacts, "07-chat-desktop.png") });
+});
+
+test("after the publisher stops, the session is a past broadcast that plays to its end", async () => {
+  const page = await openWatchPage(await browser.newContext());
+  await waitFor("playback", async () => (await currentTime(page)) > 1, 30000);
+  publisher.kill("SIGINT");
+  await new Promise((resolve) => publisher.once("exit", resolve));
+  publisher = null;
+  await waitFor("the room to go idle", async () => (await page.locator("#live-badge").textContent()) === "IDLE", 30000);
+  const entry = page.locator("#past button").first();
+  await waitFor("a past broadcast", async () => (await page.locator("#past button").count()) > 0, 60000, 1000);
+  const label = await entry.textContent();
+  assert.doesNotMatch(label, /interrupted/, "a clean stop is a complete session");
+  await page.screenshot({ path: join(artifacts, "08-past-broadcasts.png") });
+
+  await entry.click();
+  const duration = await waitFor("the VOD to load", () => page.evaluate(() => {
+    const d = document.getElementById("video").duration;
+    return Number.isFinite(d) && d > 0 ? d : 0;
+  }), 30000);
+  // The publisher ran through the earlier tests: well over half a minute.
+  assert.ok(duration > 30, `VOD duration ${duration}`);
+  await page.evaluate(() => {
+    const video = document.getElementById("video");
+    video.currentTime = video.duration - 4;
+    video.play();
+  });
+  await waitFor("the VOD to play to its end", () => page.evaluate(() => document.getElementById("video").ended), 30000);
+  assert.equal(await page.locator("#player-error").isVisible(), false);
+  await page.screenshot({ path: join(artifacts, "09-past-broadcast-ended.png") });
+  assert.deepEqual(page.errors, []);
 });
