@@ -367,6 +367,58 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     Ok(())
 }
 
+/// The recorder of a `roomcast dev` run and the replay API of its rooms.
+struct Recording {
+    recorder: Arc<Recorder>,
+    forwarder: tokio::task::JoinHandle<()>,
+    routes: axum::Router,
+}
+
+async fn start_recording(
+    rooms: &[DevRoom],
+    data_dir: &Path,
+    media: &MediaServer,
+) -> Result<Option<Recording>> {
+    let recording_rooms: Vec<&DevRoom> = rooms
+        .iter()
+        .filter(|r| r.worker.recording.is_some())
+        .collect();
+    let Some(first) = recording_rooms
+        .first()
+        .and_then(|r| r.worker.recording.as_ref())
+    else {
+        return Ok(None);
+    };
+    let store: DynStore = Arc::new(LocalStore::new(data_dir.join("recordings"))?);
+    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(data_dir)?);
+    let config = RecorderConfig {
+        poster: FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker),
+        // Per-room rendition choices are not kept apart in one local recorder: record all.
+        renditions: Vec::new(),
+        ..RecorderConfig::from_config(first)?
+    };
+    let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
+    let ids = recording_rooms
+        .iter()
+        .map(|r| format!("{}/{}", r.namespace(), r.name()))
+        .collect();
+    let forwarder = roomcast_media::recording::forward(media, recorder.clone(), ids);
+    let mut routes = axum::Router::new();
+    for room in &recording_rooms {
+        let api = roomcast_recorder::api::router(ApiState {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            room: format!("{}/{}", room.namespace(), room.name()),
+        });
+        routes = routes.nest(&format!("/{}/{}", room.namespace(), room.name()), api);
+    }
+    Ok(Some(Recording {
+        recorder,
+        forwarder,
+        routes,
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -477,56 +529,4 @@ mod tests {
             "{banner}"
         );
     }
-}
-
-/// The recorder of a `roomcast dev` run and the replay API of its rooms.
-struct Recording {
-    recorder: Arc<Recorder>,
-    forwarder: tokio::task::JoinHandle<()>,
-    routes: axum::Router,
-}
-
-async fn start_recording(
-    rooms: &[DevRoom],
-    data_dir: &Path,
-    media: &MediaServer,
-) -> Result<Option<Recording>> {
-    let recording_rooms: Vec<&DevRoom> = rooms
-        .iter()
-        .filter(|r| r.worker.recording.is_some())
-        .collect();
-    let Some(first) = recording_rooms
-        .first()
-        .and_then(|r| r.worker.recording.as_ref())
-    else {
-        return Ok(None);
-    };
-    let store: DynStore = Arc::new(LocalStore::new(data_dir.join("recordings"))?);
-    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(data_dir)?);
-    let config = RecorderConfig {
-        poster: FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker),
-        // Per-room rendition choices are not kept apart in one local recorder: record all.
-        renditions: Vec::new(),
-        ..RecorderConfig::from_config(first)?
-    };
-    let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
-    let ids = recording_rooms
-        .iter()
-        .map(|r| format!("{}/{}", r.namespace(), r.name()))
-        .collect();
-    let forwarder = roomcast_media::recording::forward(media, recorder.clone(), ids);
-    let mut routes = axum::Router::new();
-    for room in &recording_rooms {
-        let api = roomcast_recorder::api::router(ApiState {
-            catalog: catalog.clone(),
-            store: store.clone(),
-            room: format!("{}/{}", room.namespace(), room.name()),
-        });
-        routes = routes.nest(&format!("/{}/{}", room.namespace(), room.name()), api);
-    }
-    Ok(Some(Recording {
-        recorder,
-        forwarder,
-        routes,
-    }))
 }
