@@ -37,6 +37,7 @@ pub mod recording;
 pub mod rtmp;
 pub mod server;
 pub mod session;
+pub mod status;
 
 pub use config::RoomConfig;
 pub use error::{Error, RefuseReason, Result};
