@@ -449,7 +449,9 @@ async fn writer(
                 }
                 let m = sessions.entry(session_id.clone()).or_insert_with(|| {
                     // The recorder started mid-session: the session starts here.
-                    manifest_of(&room, &session_id, Vec::new(), unix_ms(program_date_time))
+                    let m = manifest_of(&room, &session_id, Vec::new(), unix_ms(program_date_time));
+                    let _ = jobs.send(Job::Catalog(live_recording(&shared, &m)));
+                    m
                 });
                 if !m.renditions.contains(&rendition) {
                     m.renditions.push(rendition.clone());
@@ -500,6 +502,10 @@ async fn writer(
                 clean,
                 ..
             } => {
+                if ended.contains(&session_id) {
+                    span.in_scope(|| warn!("session ended twice; ignored"));
+                    continue;
+                }
                 let mut m = sessions
                     .remove(&session_id)
                     .or_else(|| shared.spool.read_manifest(&session_id).ok())

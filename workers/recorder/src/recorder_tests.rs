@@ -182,9 +182,19 @@ async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
     );
     assert!(rec.health().borrow().healthy);
 
-    // A late segment does not reopen the finished session.
+    // A late segment or a repeated end does not reopen (or rewrite) the finished session.
     rec.record(segment("s1", "source", 5, body("source", 5)));
+    rec.record(ended("s1", 5, true));
     flush(&rec).await;
+    assert_eq!(
+        catalog
+            .get(ROOM, "s1")
+            .await
+            .expect("get")
+            .expect("entry")
+            .segments,
+        10
+    );
     assert!(
         !dir.path().join("spool/s1").exists(),
         "late segment spooled"
