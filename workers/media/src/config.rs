@@ -1,0 +1,195 @@
+//! Room configuration: the operator's [`WorkerConfig`] (or a file written by hand), validated
+//! once at start with errors that name the field.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use roomcast_crds::worker_config::WorkerConfig;
+use roomcast_crds::{Rendition, TranscodeSpec};
+
+use crate::error::{Error, Result};
+
+/// Default listen addresses (the ports the operator's Services point at).
+pub const DEFAULT_RTMP_ADDR: &str = "0.0.0.0:1935";
+pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
+pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
+/// Audio bitrate of an encoded rung that names none.
+pub const DEFAULT_AUDIO_KBPS: u32 = 128;
+/// The RTMP application publishers must use: `rtmp://HOST:1935/live/STREAM_KEY`.
+pub const RTMP_APP: &str = "live";
+
+/// One room as the media worker runs it.
+#[derive(Clone, Debug)]
+pub struct RoomConfig {
+    pub namespace: String,
+    pub name: String,
+    /// `/<namespace>/<room>`: where the room's HTTP paths start.
+    pub path_prefix: String,
+    pub stream_key_file: PathBuf,
+    pub max_bitrate_kbps: u32,
+    pub reconnect_grace: Duration,
+    pub segment_seconds: u32,
+    pub dvr_window_seconds: u32,
+    pub renditions: Vec<Rendition>,
+    pub playlist_max_age_seconds: u32,
+    pub segment_max_age_seconds: u32,
+    pub origin_secret_file: Option<PathBuf>,
+}
+
+impl RoomConfig {
+    /// `namespace/name`, the `room` label of every metric.
+    pub fn id(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Build and validate from the operator's worker configuration.
+    pub fn from_worker_config(cfg: &WorkerConfig) -> Result<Self> {
+        let room = RoomConfig {
+            namespace: cfg.room.namespace.clone(),
+            name: cfg.room.name.clone(),
+            path_prefix: cfg.playback.path_prefix.trim_end_matches('/').to_owned(),
+            stream_key_file: PathBuf::from(&cfg.ingest.stream_key_file),
+            max_bitrate_kbps: cfg.ingest.max_bitrate_kbps,
+            reconnect_grace: Duration::from_secs(u64::from(cfg.ingest.reconnect_grace_seconds)),
+            segment_seconds: cfg.transcode.segment_seconds,
+            dvr_window_seconds: cfg.transcode.dvr_window_seconds,
+            renditions: cfg.transcode.renditions.clone(),
+            playlist_max_age_seconds: cfg.playback.playlist_max_age_seconds,
+            segment_max_age_seconds: cfg.playback.segment_max_age_seconds,
+            origin_secret_file: cfg.playback.origin_secret_file.as_ref().map(PathBuf::from),
+        };
+        room.validate()?;
+        Ok(room)
+    }
+
+    /// Read a `WorkerConfig` YAML file (the ConfigMap's `room.yaml`).
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        let cfg = WorkerConfig::from_yaml(&text)
+            .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
+        Self::from_worker_config(&cfg)
+    }
+
+    /// The transcode part, as the CRD spells it.
+    pub fn transcode(&self) -> TranscodeSpec {
+        TranscodeSpec {
+            segment_seconds: self.segment_seconds,
+            dvr_window_seconds: self.dvr_window_seconds,
+            renditions: self.renditions.clone(),
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let seg_ok = |s: &str| {
+            !s.is_empty()
+                && s.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        };
+        if !seg_ok(&self.namespace) {
+            return Err(Error::config("room.namespace", "must be a DNS label"));
+        }
+        if !seg_ok(&self.name) {
+            return Err(Error::config("room.name", "must be a DNS label"));
+        }
+        let expected = format!("/{}/{}", self.namespace, self.name);
+        if self.path_prefix != expected {
+            return Err(Error::config(
+                "playback.pathPrefix",
+                format!("must be {expected:?}, got {:?}", self.path_prefix),
+            ));
+        }
+        if !(1..=10).contains(&self.segment_seconds) {
+            return Err(Error::config(
+                "transcode.segmentSeconds",
+                "must be between 1 and 10",
+            ));
+        }
+        if self.dvr_window_seconds < self.segment_seconds * 3 {
+            return Err(Error::config(
+                "transcode.dvrWindowSeconds",
+                "must hold at least three segments (3 x segmentSeconds)",
+            ));
+        }
+        if self.renditions.is_empty() {
+            return Err(Error::config(
+                "transcode.renditions",
+                "needs at least one rendition",
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for (i, r) in self.renditions.iter().enumerate() {
+            let field = format!("transcode.renditions[{i}]");
+            if !seen.insert(r.name.as_str()) {
+                return Err(Error::config(field, format!("duplicate name {:?}", r.name)));
+            }
+            if !seg_ok(&r.name) || r.name == "index.m3u8" {
+                return Err(Error::config(field, "name must be [A-Za-z0-9_-]+"));
+            }
+            if r.is_source() {
+                if r.height.is_some() || r.video_kbps.is_some() {
+                    return Err(Error::config(
+                        field,
+                        "the source rendition is a passthrough: no height or videoKbps",
+                    ));
+                }
+            } else {
+                match (r.height, r.video_kbps) {
+                    (Some(h), Some(_)) if h % 2 == 0 && h >= 72 => {}
+                    (Some(_), Some(_)) => {
+                        return Err(Error::config(field, "height must be even and >= 72"));
+                    }
+                    _ => return Err(Error::config(field, "needs height and videoKbps")),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOM: &str = r#"
+room: {namespace: shows, name: lobby}
+ingest: {streamKeyFile: /etc/roomcast/keys/stream-key, maxBitrateKbps: 8000, reconnectGraceSeconds: 10}
+transcode:
+  segmentSeconds: 2
+  dvrWindowSeconds: 120
+  renditions:
+    - {name: source}
+    - {name: 360p, height: 360, videoKbps: 800, audioKbps: 96}
+playback: {pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400}
+"#;
+
+    fn parse(text: &str) -> Result<RoomConfig> {
+        let cfg = WorkerConfig::from_yaml(text).expect("yaml");
+        RoomConfig::from_worker_config(&cfg)
+    }
+
+    #[test]
+    fn operator_config_is_accepted() {
+        let room = parse(ROOM).expect("valid");
+        assert_eq!(room.id(), "shows/lobby");
+        assert_eq!(room.renditions.len(), 2);
+        assert_eq!(room.reconnect_grace, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let bad = ROOM.replace("dvrWindowSeconds: 120", "dvrWindowSeconds: 4");
+        let err = parse(&bad).expect_err("invalid").to_string();
+        assert!(err.contains("transcode.dvrWindowSeconds"), "{err}");
+
+        let bad = ROOM.replace("height: 360, ", "");
+        let err = parse(&bad).expect_err("invalid").to_string();
+        assert!(err.contains("transcode.renditions[1]"), "{err}");
+
+        let bad = ROOM.replace("pathPrefix: /shows/lobby", "pathPrefix: /other/lobby");
+        let err = parse(&bad).expect_err("invalid").to_string();
+        assert!(err.contains("playback.pathPrefix"), "{err}");
+    }
+}

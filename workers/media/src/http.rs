@@ -1,0 +1,393 @@
+//! The HLS origin: playlists and segments of every room, with CDN-friendly headers.
+//!
+//! ```text
+//! GET|HEAD /<ns>/<room>/hls/index.m3u8                master playlist
+//! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8    media playlist (DVR window)
+//! GET|HEAD /<ns>/<room>/hls/<rendition>/<seq>.ts      segment (immutable)
+//! GET      /<ns>/<room>/status                        JSON live state
+//! GET      /healthz /readyz /metrics
+//! ```
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::metrics::HttpLabels;
+use crate::server::MediaServer;
+use crate::session::{Liveness, Room};
+
+/// Header a CDN must send with the room's origin secret when one is configured.
+pub const ORIGIN_SECRET_HEADER: &str = "x-origin-secret";
+pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
+
+type AppState = Arc<MediaServer>;
+
+/// Routes of the HTTP port.
+pub fn router(server: AppState) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers(Any)
+        .expose_headers([header::ETAG, header::CONTENT_LENGTH, header::AGE]);
+    Router::new()
+        .route("/{ns}/{room}/hls/index.m3u8", get(master))
+        .route("/{ns}/{room}/hls/{rendition}/index.m3u8", get(media))
+        .route("/{ns}/{room}/hls/{rendition}/{segment}", get(segment))
+        .route("/{ns}/{room}/status", get(status))
+        .layer(cors)
+        .with_state(server.clone())
+        .merge(ops_router(server))
+}
+
+/// Routes of the metrics port (also served on the HTTP port).
+pub fn ops_router(server: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(server)
+}
+
+async fn readyz(State(server): State<AppState>) -> Response {
+    if server.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        "ready\n".into_response()
+    }
+}
+
+async fn metrics(State(server): State<AppState>) -> Response {
+    for room in &server.rooms {
+        room.viewers();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        server.metrics.encode(),
+    )
+        .into_response()
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Master,
+    Media,
+    Segment,
+    Status,
+}
+
+impl Kind {
+    fn label(self) -> &'static str {
+        match self {
+            Kind::Master => "master",
+            Kind::Media => "media",
+            Kind::Segment => "segment",
+            Kind::Status => "status",
+        }
+    }
+}
+
+struct Req<'a> {
+    server: &'a MediaServer,
+    headers: &'a HeaderMap,
+    peer: Option<SocketAddr>,
+    kind: Kind,
+}
+
+impl Req<'_> {
+    fn finish(&self, resp: Response) -> Response {
+        self.server
+            .metrics
+            .http_requests
+            .get_or_create(&HttpLabels {
+                kind: self.kind.label(),
+                status: resp.status().as_u16(),
+            })
+            .inc();
+        resp
+    }
+
+    /// Find the room and check the origin secret.
+    fn room(&self, ns: &str, name: &str) -> Result<Arc<Room>, Box<Response>> {
+        let Some((index, room)) = self
+            .server
+            .rooms
+            .iter()
+            .enumerate()
+            .find(|(_, r)| r.cfg.namespace == ns && r.cfg.name == name)
+        else {
+            return Err(Box::new(plain(StatusCode::NOT_FOUND, "unknown room\n")));
+        };
+        if let Some(secret) = self.server.origin_secret(index) {
+            let presented = self
+                .headers
+                .get(ORIGIN_SECRET_HEADER)
+                .map(HeaderValue::as_bytes)
+                .unwrap_or_default();
+            if !secret.matches(presented) {
+                return Err(Box::new(plain(
+                    StatusCode::FORBIDDEN,
+                    "origin secret missing or wrong (header X-Origin-Secret)\n",
+                )));
+            }
+        }
+        Ok(room.clone())
+    }
+
+    fn saw_viewer(&self, room: &Room) {
+        let forwarded = self
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let ip = forwarded.or(self.peer.map(|p| p.ip()));
+        let ua = self
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        room.saw_viewer(ip, ua);
+    }
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn idle(room: &Room) -> Response {
+    let body = format!("room {} is idle: nobody is publishing\n", room.cfg.id());
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::RETRY_AFTER, room.cfg.segment_seconds.to_string()),
+            (
+                header::HeaderName::from_static("x-roomcast-room-state"),
+                "idle".to_owned(),
+            ),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+fn starting(room: &Room) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::RETRY_AFTER, "1".to_owned()),
+            (
+                header::HeaderName::from_static("x-roomcast-room-state"),
+                "starting".to_owned(),
+            ),
+        ],
+        format!("room {} is starting: no segment yet\n", room.cfg.id()),
+    )
+        .into_response()
+}
+
+/// A cacheable body with ETag / If-None-Match handling.
+fn cached(
+    req: &Req<'_>,
+    body: Bytes,
+    etag: String,
+    content_type: &'static str,
+    cache_control: String,
+) -> Response {
+    let not_modified = req
+        .headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let mut builder = Response::builder()
+        .header(header::ETAG, &etag)
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::CONTENT_TYPE, content_type);
+    if not_modified {
+        builder = builder.status(StatusCode::NOT_MODIFIED);
+        return builder.body(Body::empty()).unwrap_or_default();
+    }
+    req.server.metrics.http_bytes_out.inc_by(body.len() as u64);
+    builder
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .unwrap_or_default()
+}
+
+fn playlist_cache(room: &Room) -> String {
+    format!("public, max-age={}", room.cfg.playlist_max_age_seconds)
+}
+
+async fn master(
+    State(server): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let req = Req {
+        server: &server,
+        headers: &headers,
+        peer: Some(peer),
+        kind: Kind::Master,
+    };
+    let resp = match req.room(&ns, &name) {
+        Err(r) => *r,
+        Ok(room) => match room.liveness() {
+            Liveness::Idle => idle(&room),
+            Liveness::Session(s) => match s.master_playlist() {
+                None => starting(&room),
+                Some(p) => {
+                    req.saw_viewer(&room);
+                    cached(
+                        &req,
+                        p.body,
+                        p.etag,
+                        PLAYLIST_CONTENT_TYPE,
+                        playlist_cache(&room),
+                    )
+                }
+            },
+        },
+    };
+    req.finish(resp)
+}
+
+async fn media(
+    State(server): State<AppState>,
+    Path((ns, name, rendition)): Path<(String, String, String)>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let req = Req {
+        server: &server,
+        headers: &headers,
+        peer: Some(peer),
+        kind: Kind::Media,
+    };
+    let resp = match req.room(&ns, &name) {
+        Err(r) => *r,
+        Ok(room) => match room.liveness() {
+            Liveness::Idle => idle(&room),
+            Liveness::Session(s) => match s.media_playlist(&rendition) {
+                None => plain(StatusCode::NOT_FOUND, "unknown rendition\n"),
+                Some(_) if s.window_len(&rendition) == 0 => starting(&room),
+                Some(p) => {
+                    req.saw_viewer(&room);
+                    cached(
+                        &req,
+                        p.body,
+                        p.etag,
+                        PLAYLIST_CONTENT_TYPE,
+                        playlist_cache(&room),
+                    )
+                }
+            },
+        },
+    };
+    req.finish(resp)
+}
+
+async fn segment(
+    State(server): State<AppState>,
+    Path((ns, name, rendition, file)): Path<(String, String, String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let req = Req {
+        server: &server,
+        headers: &headers,
+        peer: None,
+        kind: Kind::Segment,
+    };
+    let resp = match req.room(&ns, &name) {
+        Err(r) => *r,
+        Ok(room) => {
+            let seq = file.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok());
+            match (seq, room.liveness()) {
+                (None, _) => plain(StatusCode::NOT_FOUND, "no such segment\n"),
+                (Some(_), Liveness::Idle) => plain(
+                    StatusCode::NOT_FOUND,
+                    "segment not available: the room is idle\n",
+                ),
+                (Some(seq), Liveness::Session(s)) => match s.segment(&rendition, seq) {
+                    None => plain(
+                        StatusCode::NOT_FOUND,
+                        "segment not in the DVR window (expired or not yet written)\n",
+                    ),
+                    Some(body) => cached(
+                        &req,
+                        body,
+                        format!("\"{}-{rendition}-{seq}\"", s.id),
+                        "video/mp2t",
+                        format!(
+                            "public, max-age={}, immutable",
+                            room.cfg.segment_max_age_seconds
+                        ),
+                    ),
+                },
+            }
+        }
+    };
+    req.finish(resp)
+}
+
+async fn status(
+    State(server): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    let req = Req {
+        server: &server,
+        headers: &headers,
+        peer: None,
+        kind: Kind::Status,
+    };
+    let resp = match req.room(&ns, &name) {
+        Err(r) => *r,
+        Ok(room) => {
+            let session = match room.liveness() {
+                Liveness::Session(s) => Some(s),
+                Liveness::Idle => None,
+            };
+            let live = room.is_live();
+            let phase = match (&session, live) {
+                (_, true) => "Live",
+                (Some(s), false) if !s.is_ended() => "Reconnecting",
+                _ => "Idle",
+            };
+            let body = serde_json::json!({
+                "room": room.id(),
+                "phase": phase,
+                "live": live,
+                "sessionId": session.as_ref().map(|s| s.id.clone()),
+                "sessionStartedAt": session.as_ref().map(|s| s.started_at.to_rfc3339()),
+                "ingestKbps": room.ingest(0),
+                "viewers": room.viewers(),
+                "renditions": session.as_ref().map(|s| s.rendition_names()).unwrap_or_default(),
+            });
+            ([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+        }
+    };
+    req.finish(resp)
+}

@@ -1,0 +1,384 @@
+//! The thin tokio loop around [`RtmpCore`]: one task per publisher connection. It moves bytes
+//! between the socket and the core, asks the server which room a key belongs to, and feeds the
+//! room's pipeline through a bounded channel drained by a blocking thread, so a slow
+//! transcoder stalls the socket instead of growing memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use chrono::Utc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::error::{Error, RefuseReason, Result};
+use crate::flv::{FlvMuxer, FlvOutput, TagKind};
+use crate::metrics::{self, RefusedLabels};
+use crate::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
+use crate::rtmp::{IngestEvent, Output, RtmpCore};
+use crate::server::MediaServer;
+use crate::session::{EpochSink, Publish, Room};
+
+/// FLV chunks queued between the socket task and the pipeline thread.
+const FEED_QUEUE: usize = 64;
+/// FLV data is handed to the pipeline in batches of at most this age or [`BATCH_BYTES`]: every
+/// hand-off wakes several GStreamer threads, so batching a few RTMP messages cuts the per-room
+/// CPU of a real-time publisher several times over, for a few tens of ms of latency.
+const BATCH_AGE: Duration = Duration::from_millis(40);
+const BATCH_BYTES: usize = 64 * 1024;
+/// A publisher that sends nothing for this long is dropped.
+const READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
+
+struct Feeder {
+    tx: mpsc::Sender<Bytes>,
+    done: oneshot::Receiver<Result<()>>,
+}
+
+/// Picture size and frame rate from the publisher's metadata.
+type SourceHints = (Option<(u32, u32)>, Option<f64>);
+
+struct Publishing {
+    room: Arc<Room>,
+    publish: Publish,
+    flv: FlvMuxer,
+    feeder: Option<Feeder>,
+    metadata: Option<SourceHints>,
+    /// Keeps later epochs of the session waiting until this one's pipeline drained.
+    slot: Option<tokio::sync::OwnedMutexGuard<()>>,
+    since: Instant,
+    last_over_limit: Option<Instant>,
+    /// FLV bytes not yet handed to the pipeline, and when the oldest arrived.
+    batch: BytesMut,
+    batch_since: Option<tokio::time::Instant>,
+}
+
+impl Publishing {
+    /// Hand the batch to the pipeline (waits while the pipeline is full).
+    async fn flush(&mut self) -> Result<()> {
+        self.batch_since = None;
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let bytes = self.batch.split().freeze();
+        match &self.feeder {
+            Some(f) => {
+                f.tx.send(bytes)
+                    .await
+                    .map_err(|_| Error::Gst("pipeline stopped".into()))
+            }
+            None => Ok(()),
+        }
+    }
+
+    fn flush_deadline(&self) -> Option<tokio::time::Instant> {
+        self.batch_since.map(|t| t + BATCH_AGE)
+    }
+
+    /// `maxBitrateKbps` is advisory: going over it is logged and counted, not cut off, since
+    /// keyframe bursts and encoder overshoot would otherwise drop honest streamers.
+    fn check_bitrate(&mut self, kbps: u64) {
+        let max = u64::from(self.room.cfg.max_bitrate_kbps);
+        if max == 0 || kbps <= max || self.since.elapsed() < Duration::from_secs(5) {
+            return;
+        }
+        if self
+            .last_over_limit
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        {
+            return;
+        }
+        self.last_over_limit = Some(Instant::now());
+        tracing::warn!(kbps, max_kbps = max, "ingest bitrate above maxBitrateKbps");
+        self.room
+            .metrics
+            .ingest_over_limit
+            .get_or_create(&metrics::room(&self.room.id()))
+            .inc();
+    }
+}
+
+/// Serve one publisher connection until it closes, errs, or the worker shuts down.
+pub async fn handle_connection(
+    server: Arc<MediaServer>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) {
+    let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!(
+        "rtmp",
+        conn,
+        %peer,
+        room = tracing::field::Empty,
+        session = tracing::field::Empty
+    );
+    async move {
+        let mut publishing = None;
+        let result = run(&server, stream, conn, shutdown, &mut publishing).await;
+        let shutting_down = server.is_shutting_down();
+        if let Some(p) = publishing {
+            finish(p, conn, shutting_down).await;
+        }
+        match result {
+            Ok(()) => tracing::info!("connection closed"),
+            Err(e) => tracing::warn!(error = %e, "connection ended with an error"),
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
+    if let Err(e) = p.flush().await {
+        tracing::warn!(error = %e, "last batch not delivered");
+    }
+    if let Some(feeder) = p.feeder.take() {
+        drop(feeder.tx);
+        match feeder.done.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "pipeline did not finish cleanly"),
+            Err(_) => tracing::warn!("pipeline thread vanished"),
+        }
+    }
+    drop(p.slot.take());
+    p.room.end_publish(conn, end_now);
+}
+
+async fn run(
+    server: &Arc<MediaServer>,
+    mut stream: TcpStream,
+    conn: u64,
+    mut shutdown: watch::Receiver<bool>,
+    publishing: &mut Option<Publishing>,
+) -> Result<()> {
+    let _ = stream.set_nodelay(true);
+    let mut core = RtmpCore::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let deadline = publishing.as_ref().and_then(Publishing::flush_deadline);
+        let n = tokio::select! {
+            r = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf)) => match r {
+                Ok(r) => r?,
+                Err(_) => return Err(Error::Rtmp("publisher sent nothing for 30 s".into())),
+            },
+            _ = sleep_until_some(deadline) => {
+                if let Some(p) = publishing.as_mut() {
+                    p.flush().await?;
+                }
+                continue;
+            }
+            _ = shutdown.changed() => return Ok(()),
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if let Some(p) = publishing.as_mut() {
+            let kbps = p.room.ingest(n);
+            p.check_bitrate(kbps);
+        }
+        let outputs = core.handle_input(&buf[..n])?;
+        let mut queue: std::collections::VecDeque<Output> = outputs.into();
+        while let Some(out) = queue.pop_front() {
+            match out {
+                Output::Send(bytes) => stream.write_all(&bytes).await?,
+                Output::Event(IngestEvent::PublishRequested {
+                    request_id,
+                    app,
+                    key,
+                }) => {
+                    if publishing.is_some() {
+                        return Err(Error::Rtmp("second publish on one connection".into()));
+                    }
+                    match server
+                        .authorize(&app, &key)
+                        .and_then(|room| room.begin_publish(conn).map(|p| (room, p)))
+                    {
+                        Ok((room, publish)) => {
+                            // Every later line of this connection (and its pipeline threads)
+                            // names the room and the session.
+                            let span = tracing::Span::current();
+                            span.record("room", room.id().as_str());
+                            span.record("session", publish.session.id.as_str());
+                            tracing::info!(epoch = publish.epoch, "publish accepted");
+                            *publishing = Some(Publishing {
+                                room,
+                                publish,
+                                flv: FlvMuxer::new(),
+                                feeder: None,
+                                metadata: None,
+                                slot: None,
+                                since: Instant::now(),
+                                last_over_limit: None,
+                                batch: BytesMut::new(),
+                                batch_since: None,
+                            });
+                            queue.extend(core.accept_publish(request_id)?);
+                        }
+                        Err(reason) => {
+                            let room = match reason {
+                                RefuseReason::AlreadyLive => server
+                                    .room_for_key(&key)
+                                    .map(|r| r.id())
+                                    .unwrap_or_default(),
+                                _ => String::new(),
+                            };
+                            tracing::warn!(%reason, key = %key, room = %room, "publish refused");
+                            server
+                                .metrics
+                                .publishes_refused
+                                .get_or_create(&RefusedLabels {
+                                    room,
+                                    reason: reason.label(),
+                                })
+                                .inc();
+                            for o in core.reject_publish(request_id, &reason.to_string())? {
+                                if let Output::Send(b) = o {
+                                    stream.write_all(&b).await?;
+                                }
+                            }
+                            let _ = stream.shutdown().await;
+                            return Err(Error::Refused(reason));
+                        }
+                    }
+                }
+                Output::Event(IngestEvent::Metadata(md)) => {
+                    if let Some(p) = publishing.as_mut() {
+                        if md.audio_codec_id.is_none() && md.video_codec_id.is_some() {
+                            p.flv.metadata_without_audio();
+                        }
+                        let size = md.video_width.zip(md.video_height);
+                        let fps = md.video_frame_rate.map(f64::from);
+                        p.metadata = Some((size, fps));
+                    }
+                }
+                Output::Event(IngestEvent::Video { timestamp_ms, data }) => {
+                    media(publishing, TagKind::Video, timestamp_ms, data).await?
+                }
+                Output::Event(IngestEvent::Audio { timestamp_ms, data }) => {
+                    media(publishing, TagKind::Audio, timestamp_ms, data).await?
+                }
+                Output::Event(IngestEvent::PublishFinished) => {
+                    tracing::info!("publisher finished");
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn media(
+    publishing: &mut Option<Publishing>,
+    kind: TagKind,
+    timestamp_ms: u32,
+    data: Bytes,
+) -> Result<()> {
+    let Some(p) = publishing.as_mut() else {
+        return Ok(());
+    };
+    let out = match p.flv.push(kind, timestamp_ms, data) {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "unsupported stream; closing the connection");
+            p.room
+                .metrics
+                .publishes_refused
+                .get_or_create(&RefusedLabels {
+                    room: p.room.id(),
+                    reason: e.label(),
+                })
+                .inc();
+            return Err(e);
+        }
+    };
+    match out {
+        FlvOutput::Held | FlvOutput::Dropped => Ok(()),
+        FlvOutput::Start(shape, bytes) => {
+            if !shape.has_audio {
+                tracing::warn!("stream has no audio track; renditions are video-only");
+            }
+            p.publish.session.set_has_audio(shape.has_audio);
+            // Wait until the previous epoch's pipeline has drained.
+            p.slot = Some(p.publish.session.pipeline_slot.clone().lock_owned().await);
+            let (size, fps) = p.metadata.unwrap_or((None, None));
+            let spec = PipelineSpec {
+                renditions: p.room.cfg.renditions.clone(),
+                segment: Duration::from_secs(u64::from(p.room.cfg.segment_seconds)),
+                has_audio: shape.has_audio,
+                source_size: size,
+                frame_rate: fps,
+                speed_preset: p.room.speed_preset.clone(),
+            };
+            let feeder = spawn_feeder(p, spec)?;
+            let tx = feeder.tx.clone();
+            p.feeder = Some(feeder);
+            tx.send(bytes)
+                .await
+                .map_err(|_| Error::Gst("pipeline stopped".into()))
+        }
+        FlvOutput::Data(bytes) => {
+            if p.feeder.is_none() {
+                return Ok(());
+            }
+            p.batch.extend_from_slice(&bytes);
+            p.batch_since.get_or_insert_with(tokio::time::Instant::now);
+            if p.batch.len() >= BATCH_BYTES {
+                p.flush().await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn spawn_feeder(p: &Publishing, spec: PipelineSpec) -> Result<Feeder> {
+    let sink = Arc::new(EpochSink {
+        session: p.publish.session.clone(),
+        started: Utc::now(),
+        clock: Instant::now(),
+    });
+    let pipeline = TranscodePipeline::start(&spec, sink).inspect_err(|_| {
+        p.room
+            .metrics
+            .pipeline_errors
+            .get_or_create(&metrics::room(&p.room.id()))
+            .inc();
+    })?;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(FEED_QUEUE);
+    let (done_tx, done_rx) = oneshot::channel();
+    let span = tracing::Span::current();
+    let room_metrics = (p.room.metrics.clone(), p.room.id());
+    std::thread::Builder::new()
+        .name("gst-feed".into())
+        .spawn(move || {
+            let _e = span.enter();
+            let mut result = Ok(());
+            while let Some(bytes) = rx.blocking_recv() {
+                if let Err(e) = pipeline.push(bytes) {
+                    room_metrics
+                        .0
+                        .pipeline_errors
+                        .get_or_create(&metrics::room(&room_metrics.1))
+                        .inc();
+                    result = Err(e);
+                    break;
+                }
+            }
+            drop(rx);
+            let finished = pipeline.finish(FINISH_TIMEOUT);
+            let _ = done_tx.send(result.and(finished));
+        })
+        .map_err(Error::Net)?;
+    Ok(Feeder { tx, done: done_rx })
+}

@@ -1,0 +1,43 @@
+//! roomcast-media: the worker a streamer publishes to and viewers play from.
+//!
+//! ```text
+//!  OBS / ffmpeg / GStreamer
+//!        │ RTMP rtmp://HOST:1935/live/<stream key>
+//!        ▼
+//!  ingest (tokio loop) ── rtmp::RtmpCore (sans-I/O, rml_rtmp) ── key check (constant time)
+//!        │ FLV tags (flv::FlvMuxer: codec checks, FLV header)
+//!        ▼ bounded channel -> blocking feeder thread
+//!  pipeline::TranscodePipeline (GStreamer: flvdemux -> source passthrough + x264 rungs
+//!        │                      -> splitmuxsink/mpegtsmux per rendition, shared boundaries)
+//!        ▼ fragment closed (bus thread)
+//!  session::Session: playlist::MediaPlaylist per rendition (DVR window) + segment bytes in memory
+//!        │                                   └──> events::MediaEvent (recorder seam, broadcast)
+//!        ▼
+//!  http (axum): /<ns>/<room>/hls/index.m3u8, /<rendition>/index.m3u8, /<rendition>/<seq>.ts
+//!        │ Cache-Control, ETag, CORS, X-Origin-Secret
+//!        ▼
+//!  CDN / players
+//! ```
+//!
+//! One [`MediaServer`] serves any number of rooms over one RTMP and one HTTP listener; rooms are
+//! told apart by stream key (RTMP) and path prefix (HTTP). In Kubernetes it serves one room, from
+//! the `WorkerConfig` the operator writes.
+
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod flv;
+pub mod http;
+pub mod ingest;
+pub mod key;
+pub mod metrics;
+pub mod pipeline;
+pub mod playlist;
+pub mod rtmp;
+pub mod server;
+pub mod session;
+
+pub use config::RoomConfig;
+pub use error::{Error, RefuseReason, Result};
+pub use events::MediaEvent;
+pub use server::{MediaServer, ServerOptions};

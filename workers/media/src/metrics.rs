@@ -1,0 +1,162 @@
+//! Prometheus metrics, prefix `roomcast_media`.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoomLabels {
+    pub room: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    pub room: String,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RenditionLabels {
+    pub room: String,
+    pub rendition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HttpLabels {
+    pub kind: &'static str,
+    pub status: u16,
+}
+
+/// Every metric the media worker exports.
+#[derive(Clone)]
+pub struct Metrics {
+    pub publishers: Family<RoomLabels, Gauge>,
+    pub sessions_started: Family<RoomLabels, Counter>,
+    pub sessions_live: Family<RoomLabels, Gauge>,
+    pub reconnects: Family<RoomLabels, Counter>,
+    pub ingest_bytes: Family<RoomLabels, Counter>,
+    pub ingest_kbps: Family<RoomLabels, Gauge>,
+    /// Checks (every 5 s at most) that found the ingest above `maxBitrateKbps`.
+    pub ingest_over_limit: Family<RoomLabels, Counter>,
+    pub publishes_refused: Family<RefusedLabels, Counter>,
+    pub segments: Family<RenditionLabels, Counter>,
+    /// Wall clock minus media time at the close of the latest segment, in ms.
+    pub transcode_lag_ms: Family<RoomLabels, Gauge>,
+    pub viewers: Family<RoomLabels, Gauge>,
+    pub http_requests: Family<HttpLabels, Counter>,
+    pub http_bytes_out: Counter,
+    pub pipeline_errors: Family<RoomLabels, Counter>,
+    registry: Arc<Registry>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut r = Registry::with_prefix("roomcast_media");
+        let m = Metrics {
+            publishers: Family::default(),
+            sessions_started: Family::default(),
+            sessions_live: Family::default(),
+            reconnects: Family::default(),
+            ingest_bytes: Family::default(),
+            ingest_kbps: Family::default(),
+            ingest_over_limit: Family::default(),
+            publishes_refused: Family::default(),
+            segments: Family::default(),
+            transcode_lag_ms: Family::default(),
+            viewers: Family::default(),
+            http_requests: Family::default(),
+            http_bytes_out: Counter::default(),
+            pipeline_errors: Family::default(),
+            registry: Arc::new(Registry::default()),
+        };
+        r.register("publishers", "Connected publishers", m.publishers.clone());
+        r.register(
+            "sessions",
+            "Live sessions started",
+            m.sessions_started.clone(),
+        );
+        r.register(
+            "sessions_live",
+            "Sessions live now (1 or 0 per room)",
+            m.sessions_live.clone(),
+        );
+        r.register(
+            "reconnects",
+            "Publisher reconnects within the grace period",
+            m.reconnects.clone(),
+        );
+        r.register(
+            "ingest_bytes",
+            "RTMP bytes received from publishers",
+            m.ingest_bytes.clone(),
+        );
+        r.register(
+            "ingest_kbps",
+            "Ingest bitrate over the last seconds",
+            m.ingest_kbps.clone(),
+        );
+        r.register(
+            "ingest_over_limit",
+            "Times the ingest bitrate was found above maxBitrateKbps",
+            m.ingest_over_limit.clone(),
+        );
+        r.register(
+            "publishes_refused",
+            "Publish attempts refused, by reason",
+            m.publishes_refused.clone(),
+        );
+        r.register(
+            "segments",
+            "Segments closed, by rendition",
+            m.segments.clone(),
+        );
+        r.register(
+            "transcode_lag_ms",
+            "Wall-clock time minus media time when the latest segment closed",
+            m.transcode_lag_ms.clone(),
+        );
+        r.register(
+            "viewers",
+            "Distinct players that fetched a playlist in the last 30 s",
+            m.viewers.clone(),
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests, by kind and status",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_bytes_out",
+            "HTTP body bytes sent",
+            m.http_bytes_out.clone(),
+        );
+        r.register(
+            "pipeline_errors",
+            "Transcode pipelines that failed",
+            m.pipeline_errors.clone(),
+        );
+        Metrics {
+            registry: Arc::new(r),
+            ..m
+        }
+    }
+}
+
+impl Metrics {
+    /// Text exposition for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+pub(crate) fn room(room: &str) -> RoomLabels {
+    RoomLabels {
+        room: room.to_owned(),
+    }
+}

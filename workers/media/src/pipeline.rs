@@ -1,0 +1,733 @@
+//! The GStreamer graph of one live ingest: FLV bytes in, keyframe-aligned MPEG-TS segments of
+//! every rendition out. Built in one function ([`TranscodePipeline::start`]) from element
+//! factories.
+//!
+//! ```text
+//! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] tee ─ queue ─────────────┐
+//!                    │                                              └ queue ! avdec_h264 ! tee │
+//!                    │   per rung: queue ! videoscale ! capsfilter ! x264enc ! h264parse ! queue ┤
+//!                    └─audio─ queue ! aacparse ! tee ─ queue ──────────────────────────────────┤
+//!                                                    └ queue ! avdec_aac ! audioconvert ! ... ! tee
+//!                             per rung: queue ! avenc_aac ! queue ─────────────────────────────┤
+//!             per rendition: mpegtsmux ! [cutter probe] fakesink  <───────────────────────────┘
+//! ```
+//!
+//! Segment boundaries are decided once, on the source's keyframes (the first keyframe at least
+//! `segment` after the previous boundary). There the boundary probe pushes a downstream
+//! force-key-unit event in front of the keyframe. It travels every branch in stream order: the
+//! passthrough branch carries it straight to its muxer; in the decode branches the decoder hands
+//! it on with the frame and each x264enc turns it into a keyframe at that running time and emits
+//! it again in front of that keyframe. `mpegtsmux` answers with PAT/PMT and forwards it, and the
+//! cutter on its output closes the segment right there (hlssink's proven scheme). So every
+//! rendition cuts at the same instants, every segment starts with PAT/PMT and a keyframe, and a
+//! segment is out as soon as the keyframe that ends it arrives: no extra GOP of delay.
+//! Backpressure: `appsrc` blocks when its 2 MiB are full and every queue is bounded, so a fast
+//! publisher or a slow encoder stalls the RTMP socket instead of growing memory.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+use gstreamer_video as gst_video;
+use roomcast_crds::Rendition;
+
+use crate::config::DEFAULT_AUDIO_KBPS;
+use crate::error::{Error, Result};
+
+/// Bytes `appsrc` holds before `push` blocks.
+const APPSRC_MAX_BYTES: u64 = 2 * 1024 * 1024;
+/// A source keyframe this close to a full segment still closes it (timestamps are in ms).
+const BOUNDARY_TOLERANCE: gst::ClockTime = gst::ClockTime::from_mseconds(100);
+/// Longest wait for the last fragment to close at the end of an ingest.
+pub const FINISH_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Elements the pipeline needs; tests skip with this list when one is missing.
+pub const REQUIRED_ELEMENTS: &[&str] = &[
+    "appsrc",
+    "flvdemux",
+    "h264parse",
+    "aacparse",
+    "tee",
+    "queue",
+    "mpegtsmux",
+    "fakesink",
+    "avdec_h264",
+    "videoscale",
+    "capsfilter",
+    "x264enc",
+    "avdec_aac",
+    "audioconvert",
+    "audioresample",
+    "avenc_aac",
+];
+
+/// Initialise GStreamer once and report missing elements.
+pub fn init() -> Result<()> {
+    static INIT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
+    INIT.get_or_init(|| gst::init().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(Error::Gst)?;
+    match missing_elements().first() {
+        Some(name) => Err(Error::MissingElement((*name).to_owned())),
+        None => Ok(()),
+    }
+}
+
+/// Elements of [`REQUIRED_ELEMENTS`] that are not installed.
+pub fn missing_elements() -> Vec<&'static str> {
+    if gst::init().is_err() {
+        return REQUIRED_ELEMENTS.to_vec();
+    }
+    REQUIRED_ELEMENTS
+        .iter()
+        .copied()
+        .filter(|name| gst::ElementFactory::find(name).is_none())
+        .collect()
+}
+
+/// What one ingest produces.
+#[derive(Clone, Debug)]
+pub struct PipelineSpec {
+    pub renditions: Vec<Rendition>,
+    pub segment: Duration,
+    pub has_audio: bool,
+    /// From the publisher's metadata, when it sent any.
+    pub source_size: Option<(u32, u32)>,
+    pub frame_rate: Option<f64>,
+    /// x264 speed preset.
+    pub speed_preset: String,
+}
+
+/// What a rendition looks like, read from the negotiated caps.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RenditionInfo {
+    pub width: u32,
+    pub height: u32,
+    pub frame_rate: Option<f64>,
+    /// RFC 6381 codecs string, e.g. `avc1.64001f,mp4a.40.2`.
+    pub codecs: String,
+}
+
+/// A closed segment of one rendition.
+#[derive(Clone, Debug)]
+pub struct ClosedFragment {
+    pub rendition: usize,
+    /// MPEG-TS bytes, starting with PAT/PMT and a keyframe.
+    pub bytes: Bytes,
+    /// Start and end, relative to the ingest's first video frame.
+    pub start: Duration,
+    pub end: Duration,
+}
+
+/// Where fragments go (the session).
+pub trait FragmentSink: Send + Sync + 'static {
+    fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>);
+}
+
+/// A running pipeline. [`push`](Self::push) blocks while the pipeline is full.
+pub struct TranscodePipeline {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+    failed: Arc<Mutex<Option<String>>>,
+    done: Arc<(Mutex<bool>, std::sync::Condvar)>,
+    bus_thread: Option<std::thread::JoinHandle<()>>,
+}
+
+fn make(factory: &str, name: Option<&str>) -> Result<gst::Element> {
+    let mut b = gst::ElementFactory::make(factory);
+    if let Some(name) = name {
+        b = b.name(name);
+    }
+    b.build()
+        .map_err(|_| Error::MissingElement(factory.to_owned()))
+}
+
+fn queue(max_time: Option<Duration>, max_buffers: u32) -> Result<gst::Element> {
+    let q = make("queue", None)?;
+    q.set_property("max-size-bytes", 0u32);
+    q.set_property("max-size-buffers", max_buffers);
+    q.set_property(
+        "max-size-time",
+        max_time.map(|d| d.as_nanos() as u64).unwrap_or(0),
+    );
+    Ok(q)
+}
+
+fn link(elements: &[&gst::Element]) -> Result<()> {
+    gst::Element::link_many(elements.iter().copied()).map_err(|e| Error::Gst(e.to_string()))
+}
+
+fn link_pads(src: &gst::Pad, sink: &gst::Element) -> Result<()> {
+    let sink_pad = sink
+        .static_pad("sink")
+        .ok_or_else(|| Error::Gst("element without sink pad".into()))?;
+    src.link(&sink_pad)
+        .map(|_| ())
+        .map_err(|e| Error::Gst(format!("link: {e:?}")))
+}
+
+fn tee_to(tee: &gst::Element, next: &gst::Element) -> Result<()> {
+    let pad = tee
+        .request_pad_simple("src_%u")
+        .ok_or_else(|| Error::Gst("tee pad".into()))?;
+    link_pads(&pad, next)
+}
+
+fn mux_pad(mux: &gst::Element, template: &str, src: &gst::Pad) -> Result<()> {
+    let pad = mux
+        .request_pad_simple(template)
+        .ok_or_else(|| Error::Gst(format!("mpegtsmux pad {template}")))?;
+    src.link(&pad)
+        .map(|_| ())
+        .map_err(|e| Error::Gst(format!("link to mpegtsmux: {e:?}")))
+}
+
+/// Width for `height` keeping the source aspect ratio, rounded to an even number.
+pub fn scaled_width(source: (u32, u32), height: u32) -> u32 {
+    let (w, h) = source;
+    if h == 0 {
+        return height * 16 / 9 / 2 * 2;
+    }
+    let exact = f64::from(w) * f64::from(height) / f64::from(h);
+    (((exact / 2.0).round() as u32) * 2).max(2)
+}
+
+/// RFC 6381 codec string of H.264 caps from h264parse (`profile`, `level` fields).
+pub fn avc_codec_string(profile: &str, level: &str) -> String {
+    let (idc, constraints) = match profile {
+        "constrained-baseline" => (0x42, 0xe0),
+        "baseline" => (0x42, 0x00),
+        "main" => (0x4d, 0x40),
+        "extended" => (0x58, 0x00),
+        "high" | "constrained-high" | "progressive-high" => (0x64, 0x00),
+        "high-10" | "high-10-intra" => (0x6e, 0x00),
+        "high-4:2:2" | "high-4:2:2-intra" => (0x7a, 0x00),
+        "high-4:4:4" | "high-4:4:4-intra" => (0xf4, 0x00),
+        _ => (0x64, 0x00),
+    };
+    let level = match level {
+        "1b" => 9,
+        other => {
+            let l: f64 = other.parse().unwrap_or(3.1);
+            (l * 10.0).round() as u32
+        }
+    };
+    format!("avc1.{idc:02x}{constraints:02x}{level:02x}")
+}
+
+impl TranscodePipeline {
+    /// Build and start the graph; segments are reported to `sink`.
+    pub fn start(spec: &PipelineSpec, sink: Arc<dyn FragmentSink>) -> Result<Self> {
+        init()?;
+        let pipeline = gst::Pipeline::new();
+        let appsrc = gst_app::AppSrc::builder()
+            .caps(&gst::Caps::builder("video/x-flv").build())
+            .format(gst::Format::Bytes)
+            .is_live(false)
+            .block(true)
+            .max_bytes(APPSRC_MAX_BYTES)
+            .stream_type(gst_app::AppStreamType::Stream)
+            .build();
+        let demux = make("flvdemux", None)?;
+        pipeline
+            .add_many([appsrc.upcast_ref(), &demux])
+            .map_err(|e| Error::Gst(e.to_string()))?;
+        link(&[appsrc.upcast_ref(), &demux])?;
+
+        // Compressed queues after the demuxer hold a little more than a segment, so the muxers
+        // waiting for both audio and video never starve one branch.
+        let compressed = Some(spec.segment * 2 + Duration::from_secs(2));
+        let add = |e: &[&gst::Element]| -> Result<()> {
+            pipeline
+                .add_many(e.iter().copied())
+                .map_err(|e| Error::Gst(e.to_string()))
+        };
+
+        // Video trunk.
+        let vq = queue(compressed, 0)?;
+        let vparse = make("h264parse", None)?;
+        vparse.set_property("config-interval", -1i32);
+        let vcaps = make("capsfilter", None)?;
+        vcaps.set_property(
+            "caps",
+            gst::Caps::builder("video/x-h264")
+                .field("stream-format", "byte-stream")
+                .field("alignment", "au")
+                .build(),
+        );
+        let vtee = make("tee", None)?;
+        add(&[&vq, &vparse, &vcaps, &vtee])?;
+        link(&[&vq, &vparse, &vcaps, &vtee])?;
+
+        // Audio trunk.
+        let audio = if spec.has_audio {
+            let aq = queue(compressed, 0)?;
+            let aparse = make("aacparse", None)?;
+            let atee = make("tee", None)?;
+            add(&[&aq, &aparse, &atee])?;
+            link(&[&aq, &aparse, &atee])?;
+            Some((aq, atee))
+        } else {
+            None
+        };
+
+        let needs_decode = spec.renditions.iter().any(|r| !r.is_source());
+        let decoded = if needs_decode {
+            let q = queue(compressed, 0)?;
+            let dec = make("avdec_h264", None)?;
+            let dtee = make("tee", None)?;
+            add(&[&q, &dec, &dtee])?;
+            tee_to(&vtee, &q)?;
+            link(&[&q, &dec, &dtee])?;
+            let adec = match &audio {
+                Some((_, atee)) => {
+                    let q = queue(compressed, 0)?;
+                    let dec = make("avdec_aac", None)?;
+                    let conv = make("audioconvert", None)?;
+                    let res = make("audioresample", None)?;
+                    let t = make("tee", None)?;
+                    add(&[&q, &dec, &conv, &res, &t])?;
+                    tee_to(atee, &q)?;
+                    link(&[&q, &dec, &conv, &res, &t])?;
+                    Some(t)
+                }
+                None => None,
+            };
+            Some((dtee, adec))
+        } else {
+            None
+        };
+
+        let clock = Arc::new(MediaClock::default());
+        let frame_rate = spec.frame_rate.filter(|f| *f > 0.0).unwrap_or(30.0);
+        let key_int = ((spec.segment.as_secs_f64() * frame_rate).round() as u32).max(1);
+        for (index, rendition) in spec.renditions.iter().enumerate() {
+            let mux = make("mpegtsmux", Some(&format!("rendition-{index}")))?;
+            let out = make("fakesink", None)?;
+            out.set_property("sync", false);
+            out.set_property("async", false);
+            add(&[&mux, &out])?;
+            link(&[&mux, &out])?;
+
+            // The source branch needs no queue of its own: the trunk queues already decouple
+            // audio from video, and the decode branches have theirs.
+            let (video_out, video_caps) = if rendition.is_source() {
+                let pad = vtee
+                    .request_pad_simple("src_%u")
+                    .ok_or_else(|| Error::Gst("tee pad".into()))?;
+                let caps = vcaps
+                    .static_pad("src")
+                    .ok_or_else(|| Error::Gst("capsfilter src".into()))?;
+                (pad, caps)
+            } else {
+                let Some((dtee, _)) = &decoded else {
+                    return Err(Error::Gst("decoder missing".into()));
+                };
+                let height = rendition.height.unwrap_or(360);
+                let q = queue(None, 3)?;
+                let scale = make("videoscale", None)?;
+                let caps = make("capsfilter", None)?;
+                let mut c = gst::Caps::builder("video/x-raw").field("height", height as i32);
+                if let Some(src) = spec.source_size {
+                    c = c.field("width", scaled_width(src, height) as i32);
+                }
+                caps.set_property("caps", c.build());
+                let enc = make("x264enc", None)?;
+                enc.set_property_from_str("tune", "zerolatency");
+                enc.set_property_from_str("speed-preset", &spec.speed_preset);
+                enc.set_property("bitrate", rendition.video_kbps.unwrap_or(800));
+                enc.set_property("key-int-max", key_int);
+                enc.set_property("bframes", 0u32);
+                let parse = make("h264parse", None)?;
+                let out = queue(compressed, 0)?;
+                add(&[&q, &scale, &caps, &enc, &parse, &out])?;
+                tee_to(dtee, &q)?;
+                link(&[&q, &scale, &caps, &enc, &parse, &out])?;
+                let pad = out
+                    .static_pad("src")
+                    .ok_or_else(|| Error::Gst("queue src".into()))?;
+                (pad.clone(), pad)
+            };
+            mux_pad(&mux, "sink_%d", &video_out)?;
+
+            if let Some((_, atee)) = &audio {
+                let audio_out = if rendition.is_source() {
+                    atee.request_pad_simple("src_%u")
+                        .ok_or_else(|| Error::Gst("tee pad".into()))?
+                } else {
+                    let Some((_, Some(adec))) = &decoded else {
+                        return Err(Error::Gst("audio decoder missing".into()));
+                    };
+                    let q = queue(None, 8)?;
+                    let enc = make("avenc_aac", None)?;
+                    let kbps = rendition.audio_kbps.unwrap_or(DEFAULT_AUDIO_KBPS);
+                    enc.set_property("bitrate", i32::try_from(kbps * 1000).unwrap_or(128_000));
+                    let out = queue(compressed, 0)?;
+                    add(&[&q, &enc, &out])?;
+                    tee_to(adec, &q)?;
+                    link(&[&q, &enc, &out])?;
+                    out.static_pad("src")
+                        .ok_or_else(|| Error::Gst("queue src".into()))?
+                };
+                mux_pad(&mux, "sink_%d", &audio_out)?;
+            }
+
+            // Cut the muxed stream where the force-key-unit events come out of the muxer.
+            let cutter = Cutter {
+                rendition: index,
+                video_caps_from: video_caps,
+                clock: clock.clone(),
+                sink: sink.clone(),
+                state: Mutex::new(CutState::default()),
+            };
+            let mux_src = mux
+                .static_pad("src")
+                .ok_or_else(|| Error::Gst("mpegtsmux src".into()))?;
+            mux_src.add_probe(
+                gst::PadProbeType::BUFFER
+                    | gst::PadProbeType::BUFFER_LIST
+                    | gst::PadProbeType::EVENT_DOWNSTREAM,
+                move |_, info| {
+                    cutter.on_probe(info);
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
+
+        // Boundary decisions on the source's keyframes: a force-key-unit event goes down every
+        // branch right before the keyframe that opens a segment.
+        let segment = gst::ClockTime::from_nseconds(spec.segment.as_nanos() as u64);
+        let vcaps_src = vcaps
+            .static_pad("src")
+            .ok_or_else(|| Error::Gst("capsfilter src".into()))?;
+        let boundary_clock = clock.clone();
+        vcaps_src.add_probe(gst::PadProbeType::BUFFER, move |pad, info| {
+            let Some(buffer) = info.buffer() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let Some(rt) = running_time(pad, buffer.pts()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            boundary_clock.saw_video(rt, buffer.duration());
+            if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
+                return gst::PadProbeReturn::Ok;
+            }
+            if boundary_clock.keyframe_opens_segment(rt, segment) {
+                let event = gst_video::DownstreamForceKeyUnitEvent::builder()
+                    .running_time(rt)
+                    .timestamp(buffer.pts())
+                    .all_headers(true)
+                    .build();
+                pad.push_event(event);
+            }
+            gst::PadProbeReturn::Ok
+        });
+
+        // Demuxer pads appear once it has read the stream.
+        let video_sink = vq.clone();
+        let audio_sink = audio.as_ref().map(|(aq, _)| aq.clone());
+        demux.connect_pad_added(move |_, pad| {
+            let target = match pad.name().as_str() {
+                "video" => Some(&video_sink),
+                "audio" => audio_sink.as_ref(),
+                _ => None,
+            };
+            if let Some(target) = target
+                && let Err(e) = link_pads(pad, target)
+            {
+                tracing::error!(error = %e, "linking demuxer pad failed");
+            }
+        });
+
+        let failed = Arc::new(Mutex::new(None));
+        let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let bus = pipeline
+            .bus()
+            .ok_or_else(|| Error::Gst("pipeline without bus".into()))?;
+        let bus_thread = {
+            let failed = failed.clone();
+            let done = done.clone();
+            let span = tracing::Span::current();
+            std::thread::Builder::new()
+                .name("gst-bus".into())
+                .spawn(move || {
+                    let _enter = span.enter();
+                    watch_bus(&bus, &failed);
+                    let (lock, cvar) = &*done;
+                    if let Ok(mut d) = lock.lock() {
+                        *d = true;
+                        cvar.notify_all();
+                    }
+                })
+                .map_err(Error::Net)?
+        };
+
+        pipeline
+            .set_state(gst::State::Playing)
+            .map_err(|e| Error::Gst(format!("cannot start pipeline: {e}")))?;
+        Ok(TranscodePipeline {
+            pipeline,
+            appsrc,
+            failed,
+            done,
+            bus_thread: Some(bus_thread),
+        })
+    }
+
+    /// Feed FLV bytes; blocks while the pipeline is full.
+    pub fn push(&self, data: Bytes) -> Result<()> {
+        if let Some(e) = self.failure() {
+            return Err(Error::Gst(e));
+        }
+        self.appsrc
+            .push_buffer(gst::Buffer::from_slice(data))
+            .map(|_| ())
+            .map_err(|e| Error::Gst(format!("pipeline refused data: {e:?}")))
+    }
+
+    pub fn failure(&self) -> Option<String> {
+        self.failed.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// End of stream: close the last fragments and stop. Blocks up to `timeout`.
+    pub fn finish(mut self, timeout: Duration) -> Result<()> {
+        let _ = self.appsrc.end_of_stream();
+        let (lock, cvar) = &*self.done;
+        let finished = match lock.lock() {
+            Ok(guard) => cvar
+                .wait_timeout_while(guard, timeout, |d| !*d)
+                .map(|(g, _)| *g)
+                .unwrap_or(false),
+            Err(_) => false,
+        };
+        self.stop();
+        if finished {
+            Ok(())
+        } else {
+            Err(Error::Stalled("pipeline did not drain in time".into()))
+        }
+    }
+
+    fn stop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+        if let Some(bus) = self.pipeline.bus() {
+            // Wakes the bus thread if it is still waiting.
+            let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
+                "roomcast-stop",
+            )));
+        }
+        if let Some(t) = self.bus_thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for TranscodePipeline {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
+    let pts = pts?;
+    let ev = pad.sticky_event::<gst::event::Segment>(0)?;
+    let segment = ev.segment().downcast_ref::<gst::ClockTime>()?;
+    segment.to_running_time(pts)
+}
+
+/// Source timeline shared by the boundary probe and the cutters.
+#[derive(Default)]
+struct MediaClock {
+    inner: Mutex<ClockState>,
+}
+
+#[derive(Default)]
+struct ClockState {
+    first: Option<gst::ClockTime>,
+    last_boundary: Option<gst::ClockTime>,
+    video_end: Option<gst::ClockTime>,
+}
+
+impl MediaClock {
+    fn saw_video(&self, rt: gst::ClockTime, duration: Option<gst::ClockTime>) {
+        if let Ok(mut c) = self.inner.lock() {
+            c.first.get_or_insert(rt);
+            let end = rt + duration.unwrap_or(gst::ClockTime::ZERO);
+            c.video_end = Some(c.video_end.map_or(end, |e| e.max(end)));
+        }
+    }
+
+    /// True when the keyframe at `rt` is at least one segment after the last boundary.
+    fn keyframe_opens_segment(&self, rt: gst::ClockTime, segment: gst::ClockTime) -> bool {
+        let Ok(mut c) = self.inner.lock() else {
+            return false;
+        };
+        match c.last_boundary {
+            None => {
+                c.last_boundary = Some(rt);
+                false
+            }
+            Some(prev) if rt + BOUNDARY_TOLERANCE >= prev + segment => {
+                c.last_boundary = Some(rt);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+
+    fn first(&self) -> gst::ClockTime {
+        self.inner
+            .lock()
+            .ok()
+            .and_then(|c| c.first)
+            .unwrap_or(gst::ClockTime::ZERO)
+    }
+
+    fn video_end(&self) -> Option<gst::ClockTime> {
+        self.inner.lock().ok().and_then(|c| c.video_end)
+    }
+}
+
+#[derive(Default)]
+struct CutState {
+    start: Option<gst::ClockTime>,
+    data: Vec<u8>,
+}
+
+/// Splits one rendition's muxed MPEG-TS at the force-key-unit events.
+struct Cutter {
+    rendition: usize,
+    video_caps_from: gst::Pad,
+    clock: Arc<MediaClock>,
+    sink: Arc<dyn FragmentSink>,
+    state: Mutex<CutState>,
+}
+
+impl Cutter {
+    fn on_probe(&self, info: &gst::PadProbeInfo) {
+        match &info.data {
+            Some(gst::PadProbeData::Buffer(buffer)) => self.append(buffer),
+            Some(gst::PadProbeData::BufferList(list)) => {
+                for buffer in list.iter() {
+                    self.append(buffer);
+                }
+            }
+            Some(gst::PadProbeData::Event(event)) => {
+                if let Ok(fku) = gst_video::DownstreamForceKeyUnitEvent::parse(event) {
+                    if let Some(rt) = fku.running_time {
+                        self.cut(rt, Some(rt));
+                    }
+                } else if event.type_() == gst::EventType::Eos
+                    && let Some(end) = self.clock.video_end()
+                {
+                    self.cut(end, None);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn append(&self, buffer: &gst::BufferRef) {
+        if let (Ok(map), Ok(mut st)) = (buffer.map_readable(), self.state.lock()) {
+            st.data.extend_from_slice(map.as_slice());
+        }
+    }
+
+    /// Close the open segment at `end`; the next one starts at `next`.
+    fn cut(&self, end: gst::ClockTime, next: Option<gst::ClockTime>) {
+        let (start, data) = {
+            let Ok(mut st) = self.state.lock() else {
+                return;
+            };
+            let start = st.start.unwrap_or_else(|| self.clock.first());
+            st.start = next;
+            (start, std::mem::take(&mut st.data))
+        };
+        if data.is_empty() || end <= start {
+            return;
+        }
+        // Times relative to the ingest's first frame: publishers (OBS after a reconnect) do not
+        // always start their timestamps at zero.
+        let first = self.clock.first();
+        let (start, end) = (start.saturating_sub(first), end.saturating_sub(first));
+        self.sink.fragment_closed(
+            ClosedFragment {
+                rendition: self.rendition,
+                bytes: Bytes::from(data),
+                start: Duration::from_nanos(start.nseconds()),
+                end: Duration::from_nanos(end.nseconds()),
+            },
+            rendition_info(&self.video_caps_from),
+        );
+    }
+}
+
+fn watch_bus(bus: &gst::Bus, failed: &Mutex<Option<String>>) {
+    use gst::MessageView;
+    for msg in bus.iter_timed(gst::ClockTime::NONE) {
+        match msg.view() {
+            MessageView::Eos(_) => return,
+            MessageView::Application(a)
+                if a.structure().is_some_and(|s| s.name() == "roomcast-stop") =>
+            {
+                return;
+            }
+            MessageView::Error(e) => {
+                let text = format!(
+                    "{} ({})",
+                    e.error(),
+                    e.debug().map(|d| d.to_string()).unwrap_or_default()
+                );
+                tracing::error!(error = %text, "transcode pipeline failed");
+                if let Ok(mut f) = failed.lock() {
+                    *f = Some(text);
+                }
+                return;
+            }
+            _ => {}
+        }
+    }
+}
+
+fn rendition_info(pad: &gst::Pad) -> Option<RenditionInfo> {
+    let caps = pad.current_caps()?;
+    let s = caps.structure(0)?;
+    let width = u32::try_from(s.get::<i32>("width").ok()?).ok()?;
+    let height = u32::try_from(s.get::<i32>("height").ok()?).ok()?;
+    let frame_rate = s
+        .get::<gst::Fraction>("framerate")
+        .ok()
+        .filter(|f| f.numer() > 0 && f.denom() > 0)
+        .map(|f| f64::from(f.numer()) / f64::from(f.denom()));
+    let profile = s.get::<&str>("profile").unwrap_or("high");
+    let level = s.get::<&str>("level").unwrap_or("3.1");
+    Some(RenditionInfo {
+        width,
+        height,
+        frame_rate,
+        codecs: avc_codec_string(profile, level),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_width_keeps_aspect_and_is_even() {
+        assert_eq!(scaled_width((1920, 1080), 720), 1280);
+        assert_eq!(scaled_width((1280, 720), 360), 640);
+        assert_eq!(scaled_width((320, 240), 144), 192);
+        assert_eq!(scaled_width((854, 480), 240), 428);
+    }
+
+    #[test]
+    fn codec_strings_follow_rfc6381() {
+        assert_eq!(avc_codec_string("high", "3.1"), "avc1.64001f");
+        assert_eq!(avc_codec_string("constrained-baseline", "3"), "avc1.42e01e");
+        assert_eq!(avc_codec_string("main", "4"), "avc1.4d4028");
+    }
+}

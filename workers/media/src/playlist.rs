@@ -1,0 +1,353 @@
+//! HLS playlists as plain data with pure renderers (the shape of gst-plugins-rs
+//! `hlssink3/src/playlist.rs`, rendered through `m3u8-rs`).
+//!
+//! [`MediaPlaylist`] is a sliding DVR window: [`MediaPlaylist::push`] appends a closed segment and
+//! drops the oldest ones while the rest still cover the window. It knows the segment format so an
+//! fMP4/CMAF variant only adds an `EXT-X-MAP`; LL-HLS partial segments would hang off [`Segment`]
+//! the same way.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+/// Container of the media segments.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SegmentFormat {
+    /// MPEG-TS segments (`<seq>.ts`), what is served today.
+    MpegTs,
+    /// fMP4/CMAF segments with an init section (`EXT-X-MAP`).
+    Fmp4 { init_uri: String },
+}
+
+impl SegmentFormat {
+    pub fn extension(&self) -> &'static str {
+        match self {
+            SegmentFormat::MpegTs => "ts",
+            SegmentFormat::Fmp4 { .. } => "m4s",
+        }
+    }
+
+    pub fn content_type(&self) -> &'static str {
+        match self {
+            SegmentFormat::MpegTs => "video/mp2t",
+            SegmentFormat::Fmp4 { .. } => "video/iso.segment",
+        }
+    }
+}
+
+/// One closed media segment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Segment {
+    /// Media sequence number; the same number in every rendition covers the same media time.
+    pub seq: u64,
+    pub duration: Duration,
+    /// First segment after a publisher reconnect.
+    pub discontinuity: bool,
+    /// Wall-clock time of the segment's first sample.
+    pub program_date_time: DateTime<Utc>,
+    /// Size in bytes (for bandwidth figures).
+    pub size: usize,
+}
+
+/// A live media playlist with a sliding window.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MediaPlaylist {
+    pub format: SegmentFormat,
+    /// Seconds; never lowered during a session (RFC 8216 4.3.3.1).
+    pub target_duration: u64,
+    pub window: Duration,
+    pub discontinuity_sequence: u64,
+    pub segments: VecDeque<Segment>,
+    pub ended: bool,
+}
+
+impl MediaPlaylist {
+    pub fn new(format: SegmentFormat, segment_seconds: u32, window: Duration) -> Self {
+        MediaPlaylist {
+            format,
+            target_duration: u64::from(segment_seconds.max(1)),
+            window,
+            discontinuity_sequence: 0,
+            segments: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// Sequence number of the first segment in the window.
+    pub fn media_sequence(&self) -> u64 {
+        self.segments.front().map(|s| s.seq).unwrap_or(0)
+    }
+
+    /// Total media time in the window.
+    pub fn duration(&self) -> Duration {
+        self.segments.iter().map(|s| s.duration).sum()
+    }
+
+    /// Append a closed segment; returns the segments that left the window (oldest first).
+    pub fn push(&mut self, segment: Segment) -> Vec<Segment> {
+        // EXTINF rounded to the nearest integer must not exceed the target duration.
+        let rounded = (segment.duration.as_secs_f64()).round() as u64;
+        self.target_duration = self.target_duration.max(rounded);
+        self.segments.push_back(segment);
+        let mut removed = Vec::new();
+        while let Some(front) = self.segments.front() {
+            if self.duration().saturating_sub(front.duration) < self.window {
+                break;
+            }
+            if let Some(front) = self.segments.pop_front() {
+                if front.discontinuity {
+                    self.discontinuity_sequence += 1;
+                }
+                removed.push(front);
+            }
+        }
+        removed
+    }
+
+    pub fn contains(&self, seq: u64) -> bool {
+        self.segments.iter().any(|s| s.seq == seq)
+    }
+
+    /// Peak and average bits per second over the window.
+    pub fn bandwidth(&self) -> Option<(u64, u64)> {
+        let mut peak = 0u64;
+        let (mut bytes, mut secs) = (0u64, 0f64);
+        for s in &self.segments {
+            let d = s.duration.as_secs_f64();
+            if d < 0.1 {
+                continue;
+            }
+            peak = peak.max((s.size as f64 * 8.0 / d) as u64);
+            bytes += s.size as u64;
+            secs += d;
+        }
+        (secs > 0.0).then(|| (peak, (bytes as f64 * 8.0 / secs) as u64))
+    }
+
+    /// Render as `index.m3u8`. Segment URIs are relative: `<seq>.<ext>`.
+    pub fn render(&self) -> String {
+        let map = match &self.format {
+            SegmentFormat::MpegTs => None,
+            SegmentFormat::Fmp4 { init_uri } => Some(m3u8_rs::Map {
+                uri: init_uri.clone(),
+                ..Default::default()
+            }),
+        };
+        let ext = self.format.extension();
+        let segments = self
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| m3u8_rs::MediaSegment {
+                uri: format!("{}.{ext}", s.seq),
+                duration: (s.duration.as_millis() as f32) / 1000.0,
+                discontinuity: s.discontinuity,
+                map: if i == 0 { map.clone() } else { None },
+                program_date_time: Some(s.program_date_time.fixed_offset()),
+                ..Default::default()
+            })
+            .collect();
+        let playlist = m3u8_rs::MediaPlaylist {
+            version: Some(if map.is_some() { 7 } else { 3 }),
+            target_duration: self.target_duration,
+            media_sequence: self.media_sequence(),
+            discontinuity_sequence: self.discontinuity_sequence,
+            segments,
+            end_list: self.ended,
+            independent_segments: true,
+            ..Default::default()
+        };
+        write_string(|w| playlist.write_to(w))
+    }
+}
+
+/// One entry of the master playlist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    /// Relative URI of the media playlist, `<rendition>/index.m3u8`.
+    pub uri: String,
+    pub bandwidth: u64,
+    pub average_bandwidth: Option<u64>,
+    pub resolution: Option<(u32, u32)>,
+    pub codecs: Option<String>,
+    pub frame_rate: Option<f64>,
+}
+
+/// Render the master playlist.
+pub fn render_master(variants: &[Variant]) -> String {
+    let playlist = m3u8_rs::MasterPlaylist {
+        version: Some(3),
+        independent_segments: true,
+        variants: variants
+            .iter()
+            .map(|v| m3u8_rs::VariantStream {
+                uri: v.uri.clone(),
+                bandwidth: v.bandwidth,
+                average_bandwidth: v.average_bandwidth,
+                codecs: v.codecs.clone(),
+                resolution: v.resolution.map(|(w, h)| m3u8_rs::Resolution {
+                    width: u64::from(w),
+                    height: u64::from(h),
+                }),
+                frame_rate: v.frame_rate.map(|f| (f * 1000.0).round() / 1000.0),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    write_string(|w| playlist.write_to(w))
+}
+
+fn write_string(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail.
+    let _ = f(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn seg(seq: u64, ms: u64, discontinuity: bool) -> Segment {
+        let base = Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("date");
+        Segment {
+            seq,
+            duration: Duration::from_millis(ms),
+            discontinuity,
+            program_date_time: base + chrono::Duration::seconds(seq as i64 * 2),
+            size: 250_000,
+        }
+    }
+
+    #[test]
+    fn window_keeps_at_least_dvr_window_seconds() {
+        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(10));
+        for i in 0..20 {
+            p.push(seg(i, 2000, false));
+        }
+        assert_eq!(p.duration(), Duration::from_secs(10));
+        assert_eq!(p.media_sequence(), 15);
+        assert!(p.contains(19) && !p.contains(14));
+    }
+
+    #[test]
+    fn removed_segments_are_returned_oldest_first() {
+        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(4));
+        assert!(p.push(seg(0, 2000, false)).is_empty());
+        assert!(p.push(seg(1, 2000, false)).is_empty());
+        let removed = p.push(seg(2, 2000, false));
+        assert_eq!(removed.iter().map(|s| s.seq).collect::<Vec<_>>(), vec![0]);
+    }
+
+    #[test]
+    fn dropping_a_discontinuity_bumps_the_discontinuity_sequence() {
+        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(4));
+        p.push(seg(0, 2000, false));
+        p.push(seg(1, 2000, true));
+        p.push(seg(2, 2000, false));
+        assert_eq!(p.discontinuity_sequence, 0);
+        p.push(seg(3, 2000, false));
+        assert_eq!(p.discontinuity_sequence, 1);
+        assert!(p.render().contains("#EXT-X-DISCONTINUITY-SEQUENCE:1"));
+    }
+
+    #[test]
+    fn render_has_the_live_tags() {
+        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(60));
+        p.push(seg(7, 2000, false));
+        p.push(seg(8, 2500, true));
+        let text = p.render();
+        assert!(text.starts_with("#EXTM3U\n"), "{text}");
+        assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "{text}");
+        assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
+        assert!(
+            text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:19.000Z\n#EXTINF:2,\n7.ts\n"),
+            "{text}"
+        );
+        assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
+        assert!(text.contains("#EXTINF:2.5,\n8.ts\n"), "{text}");
+        assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
+        p.ended = true;
+        assert!(p.render().ends_with("#EXT-X-ENDLIST\n"));
+    }
+
+    #[test]
+    fn rendered_playlist_parses_back() {
+        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(60));
+        for i in 0..3 {
+            p.push(seg(i, 2002, i == 2));
+        }
+        p.ended = true;
+        let parsed = m3u8_rs::parse_media_playlist_res(p.render().as_bytes()).expect("parses");
+        assert_eq!(parsed.segments.len(), 3);
+        assert!(parsed.end_list);
+        assert!(parsed.segments[2].discontinuity);
+    }
+
+    #[test]
+    fn fmp4_playlists_carry_the_init_section() {
+        let mut p = MediaPlaylist::new(
+            SegmentFormat::Fmp4 {
+                init_uri: "init.mp4".into(),
+            },
+            2,
+            Duration::from_secs(60),
+        );
+        p.push(seg(0, 2000, false));
+        let text = p.render();
+        assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{text}");
+        assert!(text.contains("0.m4s"), "{text}");
+    }
+
+    #[test]
+    fn master_lists_every_variant_with_attributes() {
+        let text = render_master(&[
+            Variant {
+                uri: "source/index.m3u8".into(),
+                bandwidth: 2_000_000,
+                average_bandwidth: Some(1_500_000),
+                resolution: Some((1280, 720)),
+                codecs: Some("avc1.64001f,mp4a.40.2".into()),
+                frame_rate: Some(30.0),
+            },
+            Variant {
+                uri: "360p/index.m3u8".into(),
+                bandwidth: 900_000,
+                average_bandwidth: Some(800_000),
+                resolution: Some((640, 360)),
+                codecs: Some("avc1.42c01e,mp4a.40.2".into()),
+                frame_rate: Some(29.97),
+            },
+        ]);
+        for needle in [
+            "BANDWIDTH=2000000",
+            "AVERAGE-BANDWIDTH=1500000",
+            "RESOLUTION=1280x720",
+            "CODECS=\"avc1.64001f,mp4a.40.2\"",
+            "FRAME-RATE=30",
+            "source/index.m3u8",
+            "RESOLUTION=640x360",
+            "360p/index.m3u8",
+        ] {
+            assert!(text.contains(needle), "{needle} missing in\n{text}");
+        }
+    }
+
+    #[test]
+    fn bandwidth_is_peak_and_average() {
+        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(60));
+        let mut a = seg(0, 2000, false);
+        a.size = 250_000;
+        let mut b = seg(1, 2000, false);
+        b.size = 500_000;
+        p.push(a);
+        p.push(b);
+        assert_eq!(p.bandwidth(), Some((2_000_000, 1_500_000)));
+    }
+}
