@@ -554,3 +554,70 @@ async fn s3_credentials_never_reach_the_logs() {
     assert!(!logs.contains(secret), "secret in the logs");
     assert!(!message.contains(secret), "secret in the health message");
 }
+
+#[tokio::test]
+async fn a_live_session_whose_spool_was_lost_is_finalised_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    // A worker on another node recorded 4 segments of "lost", then died with its spool.
+    let prefix = "rooms/shows/lobby/lost/";
+    for seq in 0..4 {
+        store
+            .put(
+                &format!("{prefix}source/{seq}.ts"),
+                body("source", seq),
+                "video/mp2t",
+            )
+            .await
+            .expect("put");
+    }
+    let mut live = crate::catalog::suite::recording(ROOM, "lost", 1_000_000, RecordingStatus::Live);
+    live.prefix = prefix.into();
+    live.renditions = vec!["source".into()];
+    catalog.upsert(&live).await.expect("upsert");
+    let mut done =
+        crate::catalog::suite::recording(ROOM, "done", 500_000, RecordingStatus::Complete);
+    done.prefix = "rooms/shows/lobby/done/".into();
+    catalog.upsert(&done).await.expect("upsert");
+
+    let rec = Recorder::start(
+        fast_config(&dir.path().join("spool")),
+        store.clone(),
+        catalog.clone(),
+    )
+    .await
+    .expect("start");
+    let n = rec
+        .finalise_orphans(ROOM, Duration::from_secs(2))
+        .await
+        .expect("orphans");
+    assert_eq!(n, 1);
+    let got = catalog
+        .get(ROOM, "lost")
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(got.status, RecordingStatus::Interrupted);
+    assert_eq!(got.ended_at, Some(1_008_000));
+    assert_eq!(got.segments, 4);
+    assert_eq!(
+        playlist_seqs(&*store, &format!("{prefix}source/index.m3u8")).await,
+        vec![0, 1, 2, 3]
+    );
+    assert!(
+        store
+            .get(&format!("{prefix}index.m3u8"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert_eq!(catalog.get(ROOM, "done").await.expect("get"), Some(done));
+    // Nothing left to do the second time.
+    assert_eq!(
+        rec.finalise_orphans(ROOM, Duration::from_secs(2))
+            .await
+            .expect("orphans"),
+        0
+    );
+}
