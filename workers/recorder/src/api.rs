@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     DynCatalog, DynStore, Error, Recording, RecordingStatus,
-    catalog::DEFAULT_PAGE,
+    catalog::{DEFAULT_PAGE, clamp_limit},
     store::{check_key, content_type},
 };
 
@@ -110,9 +110,9 @@ async fn list(
     State(s): State<ApiState>,
     Query(q): Query<ListQuery>,
 ) -> Result<Json<Page>, ApiError> {
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    let limit = clamp_limit(q.limit.unwrap_or(DEFAULT_PAGE));
     let recs = s.catalog.list(&s.room, limit, q.before).await?;
-    let next = (recs.len() as u32 >= limit.max(1))
+    let next = (recs.len() as u32 >= limit)
         .then(|| recs.last().map(|r| r.started_at))
         .flatten();
     Ok(Json(Page {

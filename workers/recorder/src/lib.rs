@@ -18,7 +18,8 @@
 //!                                   v
 //!                              finaliser (after every segment of the session is stored)
 //!                                   │  <rendition>/index.m3u8 (VOD), index.m3u8 (master),
-//!                                   │  session.json, then the catalog entry, then the spool dir
+//!                                   │  poster.jpg (optional), session.json, then the catalog
+//!                                   │  entry, then the spool dir
 //!                                   v
 //!          ObjectStore (S3 | local directory)      Catalog (MongoDB | redb)
 //!                   ^                                   ^

@@ -22,7 +22,7 @@ fn have(tool: &str) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
-/// 6 s of 160x120 test video with audio, cut into ~2 s HLS segments: (duration, bytes).
+/// 30 s of 160x120 test video with audio, cut into ~2 s HLS segments: (duration, bytes).
 fn make_segments(dir: &std::path::Path) -> Vec<(f64, Bytes)> {
     let status = Command::new("ffmpeg")
         .args([
@@ -36,7 +36,7 @@ fn make_segments(dir: &std::path::Path) -> Vec<(f64, Bytes)> {
         ])
         .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"])
         .args([
-            "-t", "6", "-c:v", "libx264", "-g", "20", "-pix_fmt", "yuv420p", "-c:a", "aac",
+            "-t", "30", "-c:v", "libx264", "-g", "20", "-pix_fmt", "yuv420p", "-c:a", "aac",
         ])
         .args(["-f", "hls", "-hls_time", "2", "-hls_playlist_type", "vod"])
         .arg("-hls_segment_filename")

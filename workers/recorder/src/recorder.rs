@@ -190,6 +190,71 @@ impl Recorder {
         &self.shared.metrics
     }
 
+    /// Finalise sessions of `room` that the catalog lists as `live` but that the spool does not
+    /// hold: their worker died and its spool was lost with it (the pod moved to another node).
+    /// Each becomes `interrupted` with VOD playlists of the segments found in the store; the
+    /// exact durations went with the spool, so each segment is taken to last `nominal` (the
+    /// room's segment length). Call once after [`Recorder::start`], before the room's first
+    /// event. Returns how many sessions it finalised.
+    pub async fn finalise_orphans(&self, room: &str, nominal: Duration) -> Result<u64> {
+        let shared = &self.shared;
+        let spooled = shared.spool.sessions()?;
+        let mut finalised = 0;
+        for rec in shared
+            .catalog
+            .list(room, crate::catalog::MAX_PAGE, None)
+            .await?
+        {
+            if rec.status != RecordingStatus::Live || spooled.contains(&rec.session_id) {
+                continue;
+            }
+            let mut log = Vec::new();
+            for key in shared.store.list(&rec.prefix).await? {
+                let rest = key.strip_prefix(&rec.prefix).unwrap_or_default();
+                let Some((rendition, file)) = rest.split_once('/') else {
+                    continue;
+                };
+                let Some(seq) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
+                    continue;
+                };
+                log.push(SegmentEntry {
+                    rendition: rendition.to_owned(),
+                    seq,
+                    duration: nominal.as_secs_f64(),
+                    discontinuity: false,
+                    program_date_time: 0,
+                    bytes: 0,
+                });
+            }
+            // Time from the first sequence number of each rendition.
+            let mut first: HashMap<String, u64> = HashMap::new();
+            for e in &log {
+                let f = first.entry(e.rendition.clone()).or_insert(e.seq);
+                *f = (*f).min(e.seq);
+            }
+            let nominal_ms = i64::try_from(nominal.as_millis()).unwrap_or(i64::MAX);
+            for e in &mut log {
+                let index = e.seq - first.get(&e.rendition).copied().unwrap_or(e.seq);
+                e.program_date_time = rec.started_at + index as i64 * nominal_ms;
+            }
+            let m = Manifest {
+                room: rec.room.clone(),
+                session_id: rec.session_id.clone(),
+                renditions: rec.renditions.clone(),
+                started_at: rec.started_at,
+                ended_at: None,
+                clean: Some(false),
+                dropped_segments: 0,
+            };
+            let span = info_span!("orphan", room = %rec.room, session = %rec.session_id);
+            warn!(parent: &span, segments = log.len(), "live session without a spool; finalising as interrupted");
+            write_session(shared, &m, &log).instrument(span).await?;
+            shared.metrics.sessions_recovered.inc();
+            finalised += 1;
+        }
+        Ok(finalised)
+    }
+
     /// Bytes held by the spool (queued or on disk).
     pub fn spool_bytes(&self) -> u64 {
         self.shared.used.load(Ordering::Relaxed)
@@ -449,7 +514,9 @@ async fn writer(
                 }
                 let m = sessions.entry(session_id.clone()).or_insert_with(|| {
                     // The recorder started mid-session: the session starts here.
-                    manifest_of(&room, &session_id, Vec::new(), unix_ms(program_date_time))
+                    let m = manifest_of(&room, &session_id, Vec::new(), unix_ms(program_date_time));
+                    let _ = jobs.send(Job::Catalog(live_recording(&shared, &m)));
+                    m
                 });
                 if !m.renditions.contains(&rendition) {
                     m.renditions.push(rendition.clone());
@@ -500,6 +567,10 @@ async fn writer(
                 clean,
                 ..
             } => {
+                if ended.contains(&session_id) {
+                    span.in_scope(|| warn!("session ended twice; ignored"));
+                    continue;
+                }
                 let mut m = sessions
                     .remove(&session_id)
                     .or_else(|| shared.spool.read_manifest(&session_id).ok())
@@ -689,6 +760,17 @@ async fn make_poster(
 async fn finalize(shared: &Shared, session_id: &str) -> Result<()> {
     let m = shared.spool.read_manifest(session_id)?;
     let log = shared.spool.read_log(session_id)?;
+    write_session(shared, &m, &log).await?;
+    shared.spool.remove_session(session_id).await?;
+    shared.metrics.sessions_finalized.inc();
+    Ok(())
+}
+
+/// Playlists, poster, session.json and the catalog entry of a session whose segments are all
+/// stored.
+async fn write_session(shared: &Shared, m: &Manifest, log: &[SegmentEntry]) -> Result<()> {
+    let session_id = m.session_id.as_str();
+    let log = log.to_vec();
     let status = if m.clean == Some(true) {
         RecordingStatus::Complete
     } else {
@@ -781,8 +863,6 @@ async fn finalize(shared: &Shared, session_id: &str) -> Result<()> {
             dropped_segments: m.dropped_segments,
         })
         .await;
-    shared.spool.remove_session(session_id).await?;
-    shared.metrics.sessions_finalized.inc();
     info!(
         status = status.as_str(),
         segments, bytes, duration_seconds, "session finalised"

@@ -182,9 +182,19 @@ async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
     );
     assert!(rec.health().borrow().healthy);
 
-    // A late segment does not reopen the finished session.
+    // A late segment or a repeated end does not reopen (or rewrite) the finished session.
     rec.record(segment("s1", "source", 5, body("source", 5)));
+    rec.record(ended("s1", 5, true));
     flush(&rec).await;
+    assert_eq!(
+        catalog
+            .get(ROOM, "s1")
+            .await
+            .expect("get")
+            .expect("entry")
+            .segments,
+        10
+    );
     assert!(
         !dir.path().join("spool/s1").exists(),
         "late segment spooled"
@@ -371,7 +381,7 @@ async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_unti
     }
     let took = began.elapsed();
     assert!(
-        took < Duration::from_millis(100),
+        took < Duration::from_millis(250),
         "record() blocked: {took:?}"
     );
     assert_eq!(rec.metrics().segments_dropped.get(), 46);
@@ -437,5 +447,177 @@ async fn renditions_not_configured_for_recording_are_not_stored() {
             .expect("entry")
             .renditions,
         ["720p"]
+    );
+}
+
+#[tokio::test]
+async fn a_session_run_against_mongodb_is_listed_complete() {
+    let (uri, _server) = roomcast_store::test_support::mongo_for_tests()
+        .await
+        .expect("a MongoDB-compatible test server (secantusd-py) or ROOMCAST_TEST_MONGODB_URI");
+    let db = roomcast_store::mongo::connect(&uri, "roomcast-recorder-test")
+        .await
+        .expect("connect");
+    let catalog = Arc::new(
+        crate::catalog::mongo::MongoCatalog::open(&db)
+            .await
+            .expect("catalog"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let rec = Recorder::start(
+        fast_config(&dir.path().join("spool")),
+        store,
+        catalog.clone(),
+    )
+    .await
+    .expect("start");
+    // Unique per run: the suite may share a real MongoDB.
+    let session = format!("mongo-{}", crate::unix_ms(SystemTime::now()));
+    rec.record(started(&session, &["source"]));
+    flush(&rec).await;
+    let live = catalog
+        .get(ROOM, &session)
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(live.status, RecordingStatus::Live);
+    for seq in 0..3 {
+        rec.record(segment(&session, "source", seq, body("source", seq)));
+    }
+    rec.record(ended(&session, 3, true));
+    flush(&rec).await;
+    let got = catalog
+        .get(ROOM, &session)
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(got.status, RecordingStatus::Complete);
+    assert_eq!(got.segments, 3);
+    assert_eq!(got.duration_seconds, Some(6.0));
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn s3_credentials_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s3 = S3TestServer::start().await;
+    let mut settings = s3.settings();
+    let secret = "wrong-secret-that-must-not-be-logged";
+    if let Some(c) = settings.credentials.as_mut() {
+        c.secret_access_key = crate::Secret::new(secret);
+    }
+    tracing::info!(?settings, "connecting");
+    let store: DynStore = Arc::new(
+        crate::store::s3::S3Store::connect(&settings)
+            .await
+            .expect("client"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let rec = Recorder::start(fast_config(&dir.path().join("spool")), store, catalog)
+        .await
+        .expect("start");
+    let mut health = rec.health();
+    rec.record(started("s1", &["source"]));
+    rec.record(segment("s1", "source", 0, body("source", 0)));
+    tokio::time::timeout(Duration::from_secs(30), health.wait_for(|h| !h.healthy))
+        .await
+        .expect("signature errors reported")
+        .expect("health");
+    let message = health.borrow().message.clone();
+    drop(rec);
+    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    assert!(logs.contains("store write failed"), "{logs}");
+    assert!(!logs.contains(secret), "secret in the logs");
+    assert!(!message.contains(secret), "secret in the health message");
+}
+
+#[tokio::test]
+async fn a_live_session_whose_spool_was_lost_is_finalised_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    // A worker on another node recorded 4 segments of "lost", then died with its spool.
+    let prefix = "rooms/shows/lobby/lost/";
+    for seq in 0..4 {
+        store
+            .put(
+                &format!("{prefix}source/{seq}.ts"),
+                body("source", seq),
+                "video/mp2t",
+            )
+            .await
+            .expect("put");
+    }
+    let mut live = crate::catalog::suite::recording(ROOM, "lost", 1_000_000, RecordingStatus::Live);
+    live.prefix = prefix.into();
+    live.renditions = vec!["source".into()];
+    catalog.upsert(&live).await.expect("upsert");
+    let mut done =
+        crate::catalog::suite::recording(ROOM, "done", 500_000, RecordingStatus::Complete);
+    done.prefix = "rooms/shows/lobby/done/".into();
+    catalog.upsert(&done).await.expect("upsert");
+
+    let rec = Recorder::start(
+        fast_config(&dir.path().join("spool")),
+        store.clone(),
+        catalog.clone(),
+    )
+    .await
+    .expect("start");
+    let n = rec
+        .finalise_orphans(ROOM, Duration::from_secs(2))
+        .await
+        .expect("orphans");
+    assert_eq!(n, 1);
+    let got = catalog
+        .get(ROOM, "lost")
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(got.status, RecordingStatus::Interrupted);
+    assert_eq!(got.ended_at, Some(1_008_000));
+    assert_eq!(got.segments, 4);
+    assert_eq!(
+        playlist_seqs(&*store, &format!("{prefix}source/index.m3u8")).await,
+        vec![0, 1, 2, 3]
+    );
+    assert!(
+        store
+            .get(&format!("{prefix}index.m3u8"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert_eq!(catalog.get(ROOM, "done").await.expect("get"), Some(done));
+    // Nothing left to do the second time.
+    assert_eq!(
+        rec.finalise_orphans(ROOM, Duration::from_secs(2))
+            .await
+            .expect("orphans"),
+        0
     );
 }

@@ -188,6 +188,9 @@ mod tests {
         let server = S3TestServer::start().await;
         let store = server.store().await;
         super::super::suite::run(&store).await;
+        // The client's configuration, printed, never shows the secret key.
+        let printed = format!("{store:?}");
+        assert!(!printed.contains("roomcast-test-secret-key"), "{printed}");
     }
 
     #[tokio::test]
