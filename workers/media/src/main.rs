@@ -90,6 +90,14 @@ async fn start_recording(
         ..RecorderConfig::from_config(rec)?
     };
     let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
+    // Sessions whose spool was lost with a previous pod (rescheduled to another node) are
+    // finalised from what reached the store.
+    recorder
+        .finalise_orphans(
+            &room_id,
+            Duration::from_secs(u64::from(worker.transcode.segment_seconds)),
+        )
+        .await?;
     let forwarder = roomcast_media::recording::forward(
         server,
         recorder.clone(),

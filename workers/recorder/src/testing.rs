@@ -18,8 +18,8 @@ use crate::{
 };
 
 pub const BUCKET: &str = "vods";
-const ACCESS_KEY: &str = "roomcast-test";
-const SECRET_KEY: &str = "roomcast-test-secret-key";
+pub const ACCESS_KEY: &str = "roomcast-test";
+pub const SECRET_KEY: &str = "roomcast-test-secret-key";
 
 pub struct S3TestServer {
     pub addr: SocketAddr,
