@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
                     prefix: s3_prefix,
                 }),
             };
-            dev::run(options, shutdown_signal()).await?;
+            dev::run(options, roomcast_runtime::shutdown_signal()).await?;
             Ok(())
         }
         Command::Render { file, config } => {
@@ -141,21 +141,4 @@ fn init_logs() {
         .with(filter)
         .with(fmt::layer().compact().with_writer(std::io::stderr))
         .init();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

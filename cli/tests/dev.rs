@@ -2,7 +2,7 @@
 //! session ends it cleanly and its recording is finalised in the bucket before the process
 //! exits.
 
-use std::{path::Path, process::Stdio, time::Duration};
+use std::{process::Stdio, time::Duration};
 
 use roomcast_recorder::testing::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
 use tokio::{
@@ -21,22 +21,6 @@ fn tools_available() -> bool {
         eprintln!("SKIPPED: ffmpeg is missing (run scripts/install-deps.sh)");
     }
     ok
-}
-
-fn find(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.file_name().is_some_and(|n| n == name) {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -136,18 +120,24 @@ async fn ctrl_c_during_a_live_session_finalises_its_recording_in_s3() {
     let _ = publisher.kill().await;
 
     // The bucket holds the finalised session: session.json says complete.
-    let sessions = find(&s3.dir.path().join(BUCKET), "session.json");
-    assert_eq!(sessions.len(), 1, "one session recorded");
-    let session: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&sessions[0]).expect("read")).expect("json");
-    assert_eq!(session["status"], "complete", "{session}");
-    assert!(
-        sessions[0]
-            .to_string_lossy()
-            .contains("/rooms/shows/lobby/"),
-        "{:?}",
-        sessions[0]
+    let sessions: Vec<String> = s3
+        .objects()
+        .into_iter()
+        .filter(|k| k.ends_with("/session.json"))
+        .collect();
+    assert_eq!(
+        sessions.len(),
+        1,
+        "one session recorded: {:?}",
+        s3.objects()
     );
+    assert!(
+        sessions[0].starts_with("rooms/shows/lobby/"),
+        "{sessions:?}"
+    );
+    let session: serde_json::Value =
+        serde_json::from_slice(&s3.read(&sessions[0]).expect("read")).expect("json");
+    assert_eq!(session["status"], "complete", "{session}");
     let duration = session["durationSeconds"].as_f64().unwrap_or_default();
     assert!(duration >= 5.0, "about 8 s recorded, got {duration}");
 }

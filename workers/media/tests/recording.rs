@@ -4,12 +4,7 @@
 
 mod common;
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    process::Stdio,
-    time::Duration,
-};
+use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
 use common::{Publisher, http_request, media_tools_available, wait_exit};
 use roomcast_recorder::testing::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
@@ -20,23 +15,6 @@ const KEY: &str = "test-stream-key-0123456789";
 fn free_addr() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     listener.local_addr().expect("addr")
-}
-
-fn files_under(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if let Ok(rel) = path.strip_prefix(dir) {
-                out.push(rel.display().to_string());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// A room directory (config, key, S3 credentials, spool, data) and the worker serving it.
@@ -175,20 +153,16 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
 
 fn session_objects(s3: &S3TestServer, session: &str) -> Vec<String> {
     let prefix = format!("rooms/shows/lobby/{session}/");
-    files_under(&s3.dir.path().join(BUCKET))
+    s3.objects()
         .into_iter()
         .filter_map(|o| o.strip_prefix(&prefix).map(str::to_owned))
         .collect()
 }
 
 fn playlist_segments(s3: &S3TestServer, session: &str) -> Vec<String> {
-    let path = s3
-        .dir
-        .path()
-        .join(BUCKET)
-        .join(format!("rooms/shows/lobby/{session}/source/index.m3u8"));
-    std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    let key = format!("rooms/shows/lobby/{session}/source/index.m3u8");
+    let playlist = s3.read(&key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    String::from_utf8_lossy(&playlist)
         .lines()
         .filter(|l| l.ends_with(".ts"))
         .map(str::to_owned)
