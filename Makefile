@@ -1,13 +1,20 @@
 # Everyday recipes. `make help` lists them.
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/roomcast-target
 
-.PHONY: help demo test generate lint fmt e2e bench-operator bench-recorder render test-chat bench-chat token
+.PHONY: help demo test test-browser generate lint fmt e2e bench-operator bench-recorder render test-chat bench-chat token
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
-demo: ## render the example room's Kubernetes objects
+demo: ## roomcast dev: the room lobby ready to publish to, watch page at http://127.0.0.1:8080/
 	bash scripts/demo.sh
+
+render: ## the Kubernetes objects the operator would apply for the example room
+	cargo run -q -p roomcast -- render -f charts/roomcast/examples/room.yaml --playback-host live.example.com
+
+test-browser: ## watch page in Chromium against roomcast dev (ffmpeg publishing)
+	cargo build -q -p roomcast
+	ROOMCAST_BIN=$(CARGO_TARGET_DIR)/debug/roomcast node --test --test-concurrency=1 tests/browser/
 
 test: ## the whole suite, as CI runs it
 	bash scripts/test.sh
