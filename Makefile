@@ -4,7 +4,7 @@ export CARGO_TARGET_DIR ?= $(HOME)/.cache/roomcast-target
 .PHONY: help demo test test-browser generate lint fmt e2e bench-operator bench-recorder render test-chat bench-chat token
 
 help: ## this list
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 demo: ## roomcast dev: the room lobby ready to publish to, watch page at http://127.0.0.1:8080/
 	bash scripts/demo.sh
