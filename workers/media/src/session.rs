@@ -371,6 +371,9 @@ pub struct Room {
     state: Mutex<RoomState>,
     viewers: Mutex<HashMap<u64, Instant>>,
     ingest_window: Mutex<VecDeque<(Instant, usize)>>,
+    /// Handles of the per-read metrics, so the hot path allocates no labels.
+    ingest_bytes: prometheus_client::metrics::counter::Counter,
+    ingest_kbps: prometheus_client::metrics::gauge::Gauge,
     events: broadcast::Sender<MediaEvent>,
     pub metrics: Metrics,
 }
@@ -390,6 +393,9 @@ impl Room {
         events: broadcast::Sender<MediaEvent>,
         metrics: Metrics,
     ) -> Self {
+        let labels = metrics::room(&cfg.id());
+        let ingest_bytes = metrics.ingest_bytes.get_or_create(&labels).clone();
+        let ingest_kbps = metrics.ingest_kbps.get_or_create(&labels).clone();
         Room {
             cfg,
             speed_preset,
@@ -399,6 +405,8 @@ impl Room {
             }),
             viewers: Mutex::new(HashMap::new()),
             ingest_window: Mutex::new(VecDeque::new()),
+            ingest_bytes,
+            ingest_kbps,
             events,
             metrics,
         }
@@ -593,10 +601,7 @@ impl Room {
     /// Count ingest bytes; returns kbit/s over the last 5 s.
     pub fn ingest(&self, bytes: usize) -> u64 {
         let now = Instant::now();
-        self.metrics
-            .ingest_bytes
-            .get_or_create(&metrics::room(&self.id()))
-            .inc_by(bytes as u64);
+        self.ingest_bytes.inc_by(bytes as u64);
         let mut w = lock(&self.ingest_window);
         w.push_back((now, bytes));
         while w
@@ -607,10 +612,7 @@ impl Room {
         }
         let total: usize = w.iter().map(|(_, b)| b).sum();
         let kbps = (total as u64 * 8) / 5 / 1000;
-        self.metrics
-            .ingest_kbps
-            .get_or_create(&metrics::room(&self.id()))
-            .set(kbps as i64);
+        self.ingest_kbps.set(kbps as i64);
         kbps
     }
 }
