@@ -106,6 +106,9 @@ pub async fn handle_connection(
 }
 
 async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
+    // Free the room for a reconnect at once; the slot keeps the next epoch (and the end of the
+    // session) waiting until this pipeline has drained.
+    let generation = p.room.publisher_left(conn, end_now);
     if let Some(feeder) = p.feeder.take() {
         drop(feeder.tx);
         match feeder.done.await {
@@ -115,7 +118,10 @@ async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
         }
     }
     drop(p.slot.take());
-    p.room.end_publish(conn, end_now);
+    if end_now && let Some(g) = generation {
+        p.room.end_session_if(g).await;
+    }
+    p.room.ingests.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn run(
@@ -167,6 +173,7 @@ async fn run(
                             span.record("room", room.id().as_str());
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
+                            room.ingests.fetch_add(1, Ordering::SeqCst);
                             *publishing = Some(Publishing {
                                 room,
                                 publish,

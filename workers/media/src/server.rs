@@ -277,10 +277,11 @@ impl MediaServer {
         let _ = self.shutdown_tx.send(true);
         let deadline = tokio::time::Instant::now() + timeout;
         for room in &self.rooms {
-            while room.is_live() && tokio::time::Instant::now() < deadline {
+            while room.ingests.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
+            {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            room.end_all();
+            let _ = tokio::time::timeout_at(deadline, room.end_all()).await;
         }
     }
 
