@@ -33,6 +33,7 @@ pub mod key;
 pub mod metrics;
 pub mod pipeline;
 pub mod playlist;
+pub mod report;
 pub mod rtmp;
 pub mod server;
 pub mod session;
