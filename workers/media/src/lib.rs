@@ -33,7 +33,6 @@ pub mod key;
 pub mod metrics;
 pub mod pipeline;
 pub mod playlist;
-pub mod report;
 pub mod rtmp;
 pub mod server;
 pub mod session;

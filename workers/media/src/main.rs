@@ -31,20 +31,9 @@ struct Cli {
     /// x264 speed preset of the encoded rungs.
     #[arg(long, env = "ROOMCAST_SPEED_PRESET", default_value = DEFAULT_SPEED_PRESET)]
     speed_preset: String,
-    /// Report live state into the StreamRoom's status: `auto` does it inside Kubernetes
-    /// (KUBERNETES_SERVICE_HOST set), `on` always, `off` never.
-    #[arg(long, env = "ROOMCAST_REPORT_STATUS", value_enum, default_value_t = ReportStatus::Auto)]
-    report_status: ReportStatus,
     /// JSON logs.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-enum ReportStatus {
-    Auto,
-    On,
-    Off,
 }
 
 #[tokio::main]
@@ -86,32 +75,6 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {}", cli.metrics_addr))?,
         )
     };
-    let report = match cli.report_status {
-        ReportStatus::On => true,
-        ReportStatus::Off => false,
-        ReportStatus::Auto => std::env::var_os("KUBERNETES_SERVICE_HOST").is_some(),
-    };
-    if report {
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot build a Kubernetes client for status reports")?;
-        let reporters = server
-            .rooms
-            .iter()
-            .map(|r| {
-                roomcast_room_status::StatusReporter::media(
-                    client.clone(),
-                    &r.cfg.namespace,
-                    &r.cfg.name,
-                )
-            })
-            .collect();
-        tokio::spawn(roomcast_media::report::run(
-            server.clone(),
-            reporters,
-            server.shutdown_signal(),
-        ));
-    }
     tracing::info!(rtmp = %cli.rtmp_addr, http = %cli.http_addr, rooms = server.rooms.len(), "roomcast-media listening");
     server.run(rtmp, http, metrics, shutdown_signal()).await?;
     Ok(())

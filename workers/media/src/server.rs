@@ -139,11 +139,6 @@ impl MediaServer {
         self.events.subscribe()
     }
 
-    /// Flips to true when the worker shuts down.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown_tx.subscribe()
-    }
-
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Relaxed)
     }

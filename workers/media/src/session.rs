@@ -380,16 +380,6 @@ pub struct Room {
     pub ingests: std::sync::atomic::AtomicUsize,
 }
 
-/// A room's live state as its status reports it (`status.media`), minus the timestamp.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LiveState {
-    pub live: bool,
-    pub session_id: Option<String>,
-    pub session_started_at: Option<DateTime<Utc>>,
-    pub ingest_kbps: Option<u32>,
-    pub viewers: u32,
-}
-
 /// What the HTTP origin and status see.
 pub enum Liveness {
     /// No session now or recently.
@@ -555,22 +545,6 @@ impl Room {
         };
         if let Some(g) = generation {
             self.end_session_if(g).await;
-        }
-    }
-
-    /// The room's live state for its status report.
-    pub fn live_state(&self) -> LiveState {
-        let live = self.is_live();
-        let session = match self.liveness() {
-            Liveness::Session(s) => Some(s),
-            Liveness::Idle => None,
-        };
-        LiveState {
-            live,
-            session_id: session.as_ref().map(|s| s.id.clone()),
-            session_started_at: session.as_ref().map(|s| s.started_at),
-            ingest_kbps: live.then(|| u32::try_from(self.ingest(0)).unwrap_or(u32::MAX)),
-            viewers: u32::try_from(self.viewers()).unwrap_or(u32::MAX),
         }
     }
 
