@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Installs what building and testing roomcast needs on Debian, idempotently: nothing is
 # downloaded when everything is already there. Runs as root (CI) or through sudo.
+#
+#   install-deps.sh          everything the test suite needs
+#   install-deps.sh demo     only what `roomcast dev` needs (build, GStreamer, ffmpeg)
 set -euo pipefail
+MODE="${1:-test}"
 
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
@@ -13,9 +17,15 @@ APT_PACKAGES=(
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   ffmpeg
+)
+TEST_APT_PACKAGES=(
   # chat: Redis for the two-replica scale-out tests (socketioxide-redis needs RESP3, Redis >= 7).
   redis-server
+  # watch page: the browser tests drive Debian's Chromium (no browser download from npm).
+  chromium fonts-dejavu-core
 )
+
+if [ "$MODE" = "test" ]; then APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -31,6 +41,8 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found; install Rust 1.95 with rustup first" >&2
   exit 1
 fi
+if [ "$MODE" = "demo" ]; then exit 0; fi
+
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "install-deps: cargo install cargo-nextest"
   cargo install --locked cargo-nextest
@@ -57,7 +69,14 @@ if ! command -v npm >/dev/null 2>&1; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm
 fi
-CHAT_NODE_DIR="$(dirname "$0")/../tests/chat"
-if ! cmp -s "$CHAT_NODE_DIR/package-lock.json" "$CHAT_NODE_DIR/node_modules/.roomcast-lock" 2>/dev/null; then
-  (cd "$CHAT_NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.roomcast-lock)
-fi
+# Install a folder's npm packages from its committed lock file; skipped when node_modules
+# already matches the lock.
+npm_ci() {
+  local dir="$1"
+  if ! cmp -s "$dir/package-lock.json" "$dir/node_modules/.roomcast-lock" 2>/dev/null; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error && cp package-lock.json node_modules/.roomcast-lock)
+  fi
+}
+npm_ci "$(dirname "$0")/../tests/chat"
+# watch page: playwright-core (the driver only; the browser is Debian's chromium).
+npm_ci "$(dirname "$0")/../tests/browser"

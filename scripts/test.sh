@@ -29,5 +29,9 @@ step "chat: Node tests (official socket.io-client) against the real roomcast-cha
 ROOMCAST_CHAT_BIN="$CARGO_TARGET_DIR/debug/roomcast-chat" \
   node --test --test-concurrency=1 tests/chat/test/*.test.mjs
 
+step "watch page: Chromium + playwright-core against roomcast dev with ffmpeg publishing"
+ROOMCAST_BIN="$CARGO_TARGET_DIR/debug/roomcast" \
+  node --test --test-concurrency=1 tests/browser/
+
 step "Helm chart, rendered children against Kubernetes 1.33 schemas, end-to-end (skips without a cluster)"
 python3 -m pytest -q -rs -p no:cacheprovider tests/chart tests/render tests/e2e

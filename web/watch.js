@@ -57,7 +57,11 @@ function fillQualityMenu() {
   const levels = hls ? hls.levels : [];
   select.replaceChildren(new Option("Auto", "-1"));
   levels.forEach((level, index) => {
-    const label = level.name || (level.height ? `${level.height}p` : `level ${index}`);
+    // The rendition's name is the directory of its playlist: ".../hls/<rendition>/index.m3u8".
+    const url = Array.isArray(level.url) ? level.url[0] : level.url || "";
+    const rendition = url.split("/").slice(-2, -1)[0];
+    const height = level.height ? `${level.height}p` : "";
+    const label = rendition && rendition !== height ? `${rendition}${height ? ` (${height})` : ""}` : height || `level ${index}`;
     select.append(new Option(label, String(index)));
   });
   select.value = "-1";
@@ -139,27 +143,32 @@ async function refreshPast() {
   if (!room || !room.recordingsUrl) return;
   let sessions = [];
   try {
-    const response = await fetch(room.recordingsUrl, { cache: "no-store" });
+    const response = await fetch(`${room.recordingsUrl}?limit=20`, { cache: "no-store" });
     if (!response.ok) return;
-    const body = await response.json();
-    sessions = Array.isArray(body) ? body : body.items || body.recordings || [];
+    sessions = (await response.json()).recordings || [];
   } catch (e) {
     return;
   }
-  const finished = sessions.filter((s) => s.status !== "live");
+  // Newest first; the live session is the player above, not a past broadcast.
+  const finished = sessions.filter((s) => s.status !== "live" && s.playlist);
   $("past-empty").hidden = finished.length > 0;
-  $("past").replaceChildren(...finished.map((session) => {
+  const list = $("past");
+  const shown = [...list.querySelectorAll("button")].map((b) => b.dataset.sessionId).join();
+  if (shown === finished.map((s) => s.sessionId).join()) return; // keep focus and state
+  list.replaceChildren(...finished.map((session) => {
     const item = document.createElement("li");
     const button = document.createElement("button");
     button.type = "button";
-    const started = new Date(session.startedAt || session.started_at);
-    const seconds = Math.round(session.durationSeconds ?? session.duration_seconds ?? 0);
-    button.textContent = `${started.toLocaleString()} · ${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")} · ${session.status}`;
-    button.dataset.sessionId = session.sessionId || session.session_id;
-    button.setAttribute("aria-label", `Play past broadcast of ${started.toLocaleString()}`);
+    const started = new Date(session.startedAt);
+    const seconds = Math.round(session.durationSeconds || 0);
+    const length = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
+    button.textContent = `${started.toLocaleString()} · ${length}${session.status === "interrupted" ? " · interrupted" : ""}`;
+    button.dataset.sessionId = session.sessionId;
+    button.setAttribute("aria-label", `Play the broadcast of ${started.toLocaleString()} (${length})`);
     button.addEventListener("click", () => {
-      playing = button.dataset.sessionId;
-      load(session.playbackUrl || session.playback_url);
+      playing = session.sessionId;
+      $("player-idle").hidden = true;
+      load(`${room.recordingsUrl}/${session.playlist}`);
       updatePosition();
     });
     item.append(button);

@@ -182,9 +182,9 @@ pub fn compute_status(
             (true, true) => condition(
                 CHAT_READY,
                 true,
-                "SingleReplicaWithoutRedis",
+                "SingleReplicaWithoutSharedStore",
                 format!(
-                    "running 1 of {} chat replicas: several need Redis (Helm value redis.url)",
+                    "running 1 of {} chat replicas: several need Redis (Helm value redis.url) and MongoDB (mongodb.uriSecret)",
                     valid.spec.chat.replicas
                 ),
                 generation,
@@ -362,6 +362,7 @@ mod tests {
         OperatorConfig {
             playback_scheme: "https".into(),
             redis_url: Some("redis://r".into()),
+            mongodb_secret: Some("mongo".into()),
             ..OperatorConfig::default()
         }
     }

@@ -51,7 +51,8 @@ pub struct ValidRoom {
     /// Public host; `None` means no Ingress (in-cluster playback only).
     pub host: Option<String>,
     pub ingress_class: Option<String>,
-    /// Chat replicas actually run: one when several are asked for but no Redis is configured.
+    /// Chat replicas actually run: one when several are asked for but Redis or MongoDB is
+    /// not configured.
     pub chat_replicas: i32,
     /// Rotation requests from the room's annotations (`roomcast.dev/rotate-<key>`).
     pub rotation_requests: std::collections::BTreeMap<String, String>,
@@ -95,7 +96,9 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
         None
     };
 
-    let chat_replicas = if config.redis_url.is_some() {
+    // Several replicas share one room only through Redis (broadcasts) and MongoDB (history,
+    // bans): the embedded store belongs to one process.
+    let chat_replicas = if config.redis_url.is_some() && config.mongodb_secret.is_some() {
         spec.chat.replicas
     } else {
         1
@@ -138,7 +141,7 @@ impl ValidRoom {
         format!("/{}/{}", self.room.namespace, self.room.name)
     }
 
-    /// Chat replicas were asked for but cannot run without Redis.
+    /// Chat replicas were asked for but cannot run without Redis and MongoDB.
     pub fn chat_scaled_down(&self) -> bool {
         self.spec.chat.enabled && self.chat_replicas < self.spec.chat.replicas
     }

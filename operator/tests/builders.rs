@@ -641,10 +641,25 @@ fn media_deployment_is_a_single_replica_recreated_on_update() {
 }
 
 #[test]
-fn chat_replicas_follow_the_spec_when_redis_is_configured() {
-    let config = platform_config();
+fn chat_replicas_follow_the_spec_when_redis_and_mongodb_are_configured() {
+    let config = OperatorConfig {
+        mongodb_secret: Some("roomcast-mongodb".to_owned()),
+        ..platform_config()
+    };
     let room = room("chat: {replicas: 3}");
-    let children = build(&room, &config);
+    let valid = valid(&room, &config);
+    let inputs = BuildInputs {
+        default_mongodb: Some(
+            [(
+                "uri".to_owned(),
+                ByteString(b"mongodb://mongo:27017/roomcast".to_vec()),
+            )]
+            .into_iter()
+            .collect(),
+        ),
+        ..inputs_for(&valid)
+    };
+    let children = build_children(&valid, &config, &inputs).expect("children build");
     let spec = deployment(&children, "lobby-chat")
         .spec
         .as_ref()
@@ -658,7 +673,22 @@ fn chat_replicas_follow_the_spec_when_redis_is_configured() {
     let chat = worker_config_of(&children).chat.expect("chat config");
     assert_eq!(chat.spec.replicas, 3);
     assert_eq!(chat.redis_url, config.redis_url);
-    assert!(!valid(&room, &config).chat_scaled_down());
+    assert!(!valid.chat_scaled_down());
+}
+
+#[test]
+fn chat_runs_one_replica_without_mongodb_even_with_redis() {
+    let config = platform_config();
+    let room = room("chat: {replicas: 3}");
+    let children = build(&room, &config);
+    assert_eq!(
+        deployment(&children, "lobby-chat")
+            .spec
+            .as_ref()
+            .and_then(|s| s.replicas),
+        Some(1)
+    );
+    assert!(valid(&room, &config).chat_scaled_down());
 }
 
 #[test]
@@ -730,7 +760,7 @@ fn chat_pods_mount_only_the_config_keys_and_scratch_space() {
     let children = build(&room(FULL_SPEC), &platform_config());
     assert_eq!(
         volume_names(deployment(&children, "lobby-chat")),
-        ["config", "keys", "tmp"]
+        ["config", "keys", "tmp", "data"]
     );
     assert_eq!(
         volume_names(deployment(&children, "lobby-media")),
@@ -738,6 +768,7 @@ fn chat_pods_mount_only_the_config_keys_and_scratch_space() {
             "config",
             "keys",
             "tmp",
+            "data",
             "stream-key",
             "origin-secret",
             "s3-credentials",

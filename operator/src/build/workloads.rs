@@ -25,12 +25,18 @@ use crate::{config::OperatorConfig, labels::Component, validate::ValidRoom};
 /// Pod annotation carrying the ConfigMap's hash: a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "roomcast.dev/config-hash";
 const TMP_SIZE_MIB: u32 = 64;
+/// Writable state of a worker (`ROOMCAST_DATA_DIR`): the embedded store when no MongoDB is
+/// configured. An emptyDir: it lives as long as the pod, which is why several chat replicas
+/// need MongoDB.
+pub const DATA_DIR: &str = "/var/lib/roomcast";
+const DATA_SIZE_MIB: u32 = 1024;
 
 fn common_mounts(room: &ValidRoom, inputs: &BuildInputs) -> Vec<Mount> {
     let mut mounts = vec![
         Mount::config_map("config", room.room.child("config"), CONFIG_DIR),
         Mount::secret("keys", room.room.child(KEYS_SECRET), None, KEYS_DIR),
         Mount::empty_dir("tmp", TMP_SIZE_MIB, "/tmp"),
+        Mount::empty_dir("data", DATA_SIZE_MIB, DATA_DIR),
     ];
     if inputs.default_mongodb.is_some() {
         mounts.push(Mount::secret(

@@ -26,10 +26,10 @@ if (!url?.startsWith("ws://127.") || !path) throw new Error("--url ws://127.x...
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const TICK = 100; // USER_HZ on Linux
 
-function procCpuSeconds(pid) {
+function procCpu(pid) {
   const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
   const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICK;
+  return { user: Number(fields[11]) / TICK, sys: Number(fields[12]) / TICK };
 }
 function procRssBytes(pid) {
   const m = readFileSync(`/proc/${pid}/status`, "utf8").match(/VmRSS:\s+(\d+) kB/);
@@ -114,7 +114,7 @@ async function drive(senders, rate, seconds) {
 
 async function phase(senders, rate, seconds) {
   resetStats();
-  const cpu0 = procCpuSeconds(serverPid);
+  const cpu0 = procCpu(serverPid);
   const gen0 = selfCpuSeconds();
   const t0 = performance.now();
   const sent = await drive(senders, rate, seconds);
@@ -128,7 +128,12 @@ async function phase(senders, rate, seconds) {
     deliveriesPerSec: Math.round(delivered / wall),
     p50Ms: +percentile(0.5).toFixed(2),
     p99Ms: +percentile(0.99).toFixed(2),
-    serverCpuPct: Math.round(((procCpuSeconds(serverPid) - cpu0) / wall) * 100),
+    ...(() => {
+      const cpu1 = procCpu(serverPid);
+      const user = (cpu1.user - cpu0.user) / wall;
+      const sys = (cpu1.sys - cpu0.sys) / wall;
+      return { serverCpuPct: Math.round((user + sys) * 100), serverUserPct: Math.round(user * 100), serverSysPct: Math.round(sys * 100) };
+    })(),
     generatorCpuPct: Math.round(((selfCpuSeconds() - gen0) / wall) * 100),
   };
 }

@@ -11,6 +11,7 @@ console.log(`fixed ${rust.fixed.rate} msg/s:`);
 row("  deliveries/s", rust.fixed.deliveriesPerSec, node.fixed.deliveriesPerSec);
 row("  delivered / expected", `${rust.fixed.delivered}/${rust.fixed.expected}`, `${node.fixed.delivered}/${node.fixed.expected}`);
 row("  server CPU", rust.fixed.serverCpuPct, node.fixed.serverCpuPct, " %");
+row("    of which kernel (syscalls, loopback)", rust.fixed.serverSysPct, node.fixed.serverSysPct, " %");
 row("  generator CPU", rust.fixed.generatorCpuPct, node.fixed.generatorCpuPct, " %");
 row("  latency p50", rust.fixed.p50Ms, node.fixed.p50Ms, " ms");
 row("  latency p99", rust.fixed.p99Ms, node.fixed.p99Ms, " ms");
@@ -20,6 +21,7 @@ for (const [name, r] of [["roomcast-chat", rust], ["node socket.io", node]]) {
 }
 row("max deliveries/s", rust.maxDeliveriesPerSec, node.maxDeliveriesPerSec);
 row("saturated side", rust.saturated, node.saturated);
+console.log(`\nload average at the end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")} (2 cores; other work on the machine skews both servers)`);
 const cpuRatio = rust.fixed.serverCpuPct / Math.max(1, node.fixed.serverCpuPct);
 const p99Ratio = rust.fixed.p99Ms / Math.max(0.01, node.fixed.p99Ms);
 const thrRatio = rust.maxDeliveriesPerSec / Math.max(1, node.maxDeliveriesPerSec);

@@ -200,3 +200,18 @@ export async function closeAll(...sockets) {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** The latest viewer count a connection has seen (joined, then `viewers` events). */
+export function latestViewers(conn) {
+  const last = conn.events.filter((e) => e.event === "viewers").at(-1);
+  return last ? last.args[0].count : conn.joined.viewers;
+}
+
+/** Wait until a connection's latest viewer count is `n`. */
+export async function waitForViewers(conn, n, timeoutMs = 8000) {
+  const deadline = Date.now() + timeoutMs;
+  while (latestViewers(conn) !== n) {
+    if (Date.now() > deadline) throw new Error(`viewer count is ${latestViewers(conn)}, expected ${n}`);
+    await sleep(50);
+  }
+}

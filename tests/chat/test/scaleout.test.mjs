@@ -1,7 +1,7 @@
 // Two replicas of one room sharing real Redis (socketioxide-redis adapter) and one MongoDB.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { startChat, startMongo, startRedis, connect, mintToken, request, nextEvent } from "./helpers.mjs";
+import { startChat, startMongo, startRedis, connect, mintToken, request, nextEvent, waitForViewers } from "./helpers.mjs";
 
 describe("two replicas through Redis", () => {
   let redis, mongo, a, b;
@@ -39,8 +39,9 @@ describe("two replicas through Redis", () => {
     const onB1 = await connect(b);
     const onB2 = await connect(b);
     try {
-      await nextEvent(onA.socket, "viewers", 8000, (v) => v.count === 3);
-      await nextEvent(onB1.socket, "viewers", 8000, (v) => v.count === 3);
+      await waitForViewers(onA, 3);
+      await waitForViewers(onB1, 3);
+      await waitForViewers(onB2, 3);
       const metrics = await (await fetch(a.metricsUrl)).text();
       assert.match(metrics, /roomcast_chat_viewers\{[^}]*\} 3/);
       assert.match(metrics, /roomcast_chat_connections\{[^}]*\} 1/);

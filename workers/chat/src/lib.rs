@@ -17,6 +17,7 @@
 mod error;
 mod handlers;
 
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod presence;

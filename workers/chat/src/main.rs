@@ -3,19 +3,27 @@
 use std::{net::SocketAddr, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
-use axum::{Router, http::StatusCode, routing::get};
+use axum::{Router, http::StatusCode, routing::get, serve::ListenerExt};
 use clap::{Args, Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use roomcast_chat::{
     ChatMetrics, ChatServer, ServerOptions,
+    cluster::{self, StatusSink},
     config::{self, parse_duration},
+    presence,
     protocol::Role,
     server,
     token::{self, Claims, SigningKey},
 };
 use roomcast_crds::worker_config::{CONFIG_DIR, CONFIG_KEY, HTTP_PORT, METRICS_PORT};
+use roomcast_room_status::StatusReporter;
 
 const DEFAULT_DATA_DIR: &str = "/var/lib/roomcast";
+/// How often the connection count is offered to the status reporter (it sends changes and a
+/// heartbeat).
+const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the room's live state is read from its status.
+const LIVE_STATE_INTERVAL: Duration = Duration::from_secs(5);
 
 #[derive(Parser)]
 #[command(
@@ -55,8 +63,9 @@ struct ServeArgs {
     /// Sockets one client address may hold (0: unlimited).
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = server::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: u32,
-    /// Count connections by the last X-Forwarded-For address (set behind an Ingress).
-    #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR")]
+    /// Count connections by the last X-Forwarded-For address: on by default, the binary runs
+    /// behind the room's Ingress; set false when clients connect directly.
+    #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", default_value_t = true, action = clap::ArgAction::Set)]
     trust_forwarded_for: bool,
     /// Largest websocket message or polling payload, bytes.
     #[arg(long, env = "ROOMCAST_MAX_FRAME_BYTES", default_value_t = server::DEFAULT_MAX_FRAME_BYTES)]
@@ -72,6 +81,9 @@ struct ServeArgs {
     /// How often viewer counts are recomputed across replicas.
     #[arg(long, env = "ROOMCAST_PRESENCE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     presence_interval: Duration,
+    /// Runtime worker threads (0: one per core).
+    #[arg(long, env = "ROOMCAST_WORKER_THREADS", default_value_t = 0)]
+    worker_threads: usize,
     /// JSON logs (level from RUST_LOG).
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
@@ -104,12 +116,21 @@ fn parse_role(s: &str) -> Result<Role, String> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::MintToken(args)) => mint(args),
-        Some(Command::Serve) | None => serve(cli.serve).await,
+        Some(Command::Serve) | None => {
+            let mut runtime = tokio::runtime::Builder::new_multi_thread();
+            if cli.serve.worker_threads > 0 {
+                runtime.worker_threads(cli.serve.worker_threads);
+            }
+            runtime
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?
+                .block_on(serve(cli.serve))
+        }
     }
 }
 
@@ -175,12 +196,36 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .build()
         .await?;
 
-    if let Ok(pod) = std::env::var("POD_NAME") {
-        // The room-status reporter (workers/room-status) plugs in here through
-        // `roomcast_chat::presence::report_periodically`; until it lands the count is only
-        // exported as the `roomcast_chat_connections` metric.
-        tracing::warn!(%pod, "room status reporting is not wired yet; presence goes to metrics only");
-    }
+    // In a cluster: connection count into the room status, live state out of it.
+    let status_sink = match std::env::var("POD_NAME") {
+        Ok(pod) if !pod.is_empty() => {
+            let client = kube::Client::try_default()
+                .await
+                .context("Kubernetes client for room status reports")?;
+            let sink = Arc::new(StatusSink::new(StatusReporter::chat_replica(
+                client.clone(),
+                &namespace,
+                &name,
+                &pod,
+            )));
+            if let Some(presence) = handle.presence(&namespace, &name) {
+                tokio::spawn(presence::report_periodically(
+                    presence,
+                    sink.clone(),
+                    STATUS_REPORT_INTERVAL,
+                ));
+            }
+            tokio::spawn(cluster::follow_live_state(
+                client,
+                handle.clone(),
+                namespace.clone(),
+                name.clone(),
+                LIVE_STATE_INTERVAL,
+            ));
+            Some(sink)
+        }
+        _ => None,
+    };
 
     let ready = handle.clone();
     let app = chat.route("/healthz", get(|| async { "ok" })).route(
@@ -225,11 +270,19 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(args.http_addr)
         .await
         .with_context(|| format!("listening on {}", args.http_addr))?;
+    let local_addr = listener.local_addr()?;
+    // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm and the
+    // peer's delayed ACK hold broadcasts back by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_addr)
         .await
         .with_context(|| format!("listening on {}", args.metrics_addr))?;
     tracing::info!(
-        addr = %listener.local_addr()?,
+        addr = %local_addr,
         metrics = %metrics_listener.local_addr()?,
         room = %format!("{namespace}/{name}"),
         "chat listening"
@@ -245,6 +298,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         wait_for_signal().await;
         tracing::info!("shutting down: telling clients to reconnect");
         shutdown_handle.shutdown().await;
+        if let Some(sink) = status_sink
+            && let Err(e) = sink.withdraw().await
+        {
+            tracing::warn!(error = %e, "withdrawing the status report failed");
+        }
     };
     let server = axum::serve(
         listener,

@@ -24,6 +24,13 @@ pub trait PresenceSink: Send + Sync + 'static {
     async fn report(&self, local_connections: u32) -> Result<(), String>;
 }
 
+#[async_trait]
+impl<T: PresenceSink> PresenceSink for std::sync::Arc<T> {
+    async fn report(&self, local_connections: u32) -> Result<(), String> {
+        (**self).report(local_connections).await
+    }
+}
+
 /// Report the local count every `every` (a heartbeat the status side can age out), until the
 /// channel closes. Failures are logged and retried on the next tick.
 pub async fn report_periodically(

@@ -433,6 +433,8 @@ impl ChatServerBuilder {
                 .ping_interval(self.options.ping_interval)
                 .ping_timeout(self.options.ping_timeout)
                 .connect_timeout(self.options.connect_timeout)
+                // Client frames are small; 1 KiB instead of 4 KiB saves 3 KiB per idle connection.
+                .ws_read_buffer_size(1024)
                 .with_state(state.clone());
             let io: Arc<dyn RoomIo> = match &redis {
                 None => {

@@ -44,6 +44,7 @@ pub fn router(server: AppState) -> Router {
         .route("/{ns}/{room}/status", get(status))
         .layer(cors)
         .with_state(server.clone())
+        .merge(server.extra_routes())
         .merge(ops_router(server))
 }
 

@@ -33,9 +33,11 @@ pub mod key;
 pub mod metrics;
 pub mod pipeline;
 pub mod playlist;
+pub mod recording;
 pub mod rtmp;
 pub mod server;
 pub mod session;
+pub mod status;
 
 pub use config::RoomConfig;
 pub use error::{Error, RefuseReason, Result};

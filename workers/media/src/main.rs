@@ -1,12 +1,24 @@
 //! `roomcast-media`: the media worker binary. Everything lives in the library.
 
-use std::path::PathBuf;
+use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
+use roomcast_crds::worker_config::{RecordingConfig, WorkerConfig};
 use roomcast_media::config::{DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_RTMP_ADDR};
 use roomcast_media::server::DEFAULT_SPEED_PRESET;
-use roomcast_media::{MediaServer, RoomConfig, ServerOptions};
+use roomcast_media::{MediaServer, RoomConfig, ServerOptions, status};
+use roomcast_recorder::{
+    DynCatalog, DynStore, Recorder, RecorderConfig,
+    api::ApiState,
+    catalog::{embedded::EmbeddedCatalog, mongo::MongoCatalog},
+    config::S3Settings,
+    poster::{DynPosterMaker, FfmpegPoster},
+    retention,
+    store::s3::S3Store,
+};
+use roomcast_room_status::StatusReporter;
+use roomcast_store::mongo::MongoUri;
 
 /// RTMP ingest -> GStreamer ABR transcode -> HLS origin for one or more rooms.
 #[derive(Parser, Debug)]
@@ -34,6 +46,79 @@ struct Cli {
     /// JSON logs.
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
+    /// Writable state: the recordings catalog when no MongoDB is configured.
+    #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    data_dir: PathBuf,
+}
+
+/// The operator mounts an emptyDir here.
+const DEFAULT_DATA_DIR: &str = "/var/lib/roomcast";
+/// How long shutdown waits for the recorder to store and finalise the last session.
+const RECORDING_FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A recording room's recorder and the tasks that feed it.
+struct Recording {
+    recorder: Arc<Recorder>,
+    forwarder: tokio::task::JoinHandle<()>,
+    retention: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// Open the room's object store and catalog, start its recorder, and serve its replay API
+/// under the room's prefix.
+async fn start_recording(
+    server: &MediaServer,
+    worker: &WorkerConfig,
+    rec: &RecordingConfig,
+    data_dir: &std::path::Path,
+) -> anyhow::Result<(Recording, axum::Router)> {
+    let room_id = format!("{}/{}", worker.room.namespace, worker.room.name);
+    let store: DynStore = Arc::new(
+        S3Store::connect(&S3Settings::from_config(rec)?)
+            .await
+            .context("cannot reach the recording bucket")?,
+    );
+    let catalog: DynCatalog = match &worker.mongodb_uri_file {
+        Some(file) => {
+            let uri = MongoUri::from_file(file)?;
+            let db = roomcast_store::mongo::connect(&uri, "roomcast-media").await?;
+            Arc::new(MongoCatalog::open(&db).await?)
+        }
+        None => Arc::new(EmbeddedCatalog::open(data_dir)?),
+    };
+    let config = RecorderConfig {
+        poster: FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker),
+        ..RecorderConfig::from_config(rec)?
+    };
+    let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
+    let forwarder = roomcast_media::recording::forward(
+        server,
+        recorder.clone(),
+        BTreeSet::from([room_id.clone()]),
+    );
+    let retention = rec.retention_days.map(|days| {
+        retention::spawn(
+            store.clone(),
+            catalog.clone(),
+            room_id.clone(),
+            days,
+            roomcast_recorder::config::DEFAULT_RETENTION_INTERVAL,
+            recorder.metrics().clone(),
+        )
+    });
+    let api = roomcast_recorder::api::router(ApiState {
+        catalog,
+        store,
+        room: room_id,
+    });
+    let routes = axum::Router::new().nest(&worker.playback.path_prefix, api);
+    Ok((
+        Recording {
+            recorder,
+            forwarder,
+            retention,
+        },
+        routes,
+    ))
 }
 
 #[tokio::main]
@@ -49,17 +134,57 @@ async fn main() -> anyhow::Result<()> {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
-    let rooms = cli
+    let workers = cli
         .configs
         .iter()
-        .map(|p| RoomConfig::from_file(p).with_context(|| format!("config {}", p.display())))
+        .map(|p| {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            WorkerConfig::from_yaml(&text).with_context(|| format!("config {}", p.display()))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
+    let rooms = workers
+        .iter()
+        .map(RoomConfig::from_worker_config)
+        .collect::<Result<Vec<_>, _>>()?;
     let server = MediaServer::new(
         rooms,
         ServerOptions {
             speed_preset: cli.speed_preset,
         },
     )?;
+
+    // Recording: one recorder per recording room, its replay API on the HTTP port.
+    let mut recordings = Vec::new();
+    let mut health = vec![None; workers.len()];
+    let mut routes = axum::Router::new();
+    for (index, worker) in workers.iter().enumerate() {
+        if let Some(rec) = &worker.recording {
+            let (recording, api) = start_recording(&server, worker, rec, &cli.data_dir).await?;
+            health[index] = Some(recording.recorder.health());
+            routes = routes.merge(api);
+            recordings.push(recording);
+        }
+    }
+    server.add_routes(routes);
+
+    // In a cluster (POD_NAME from the downward API), report live state into the room status.
+    if std::env::var_os("POD_NAME").is_some() {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot build a Kubernetes client for status reports")?;
+        for (index, worker) in workers.iter().enumerate() {
+            let reporter =
+                StatusReporter::media(client.clone(), &worker.room.namespace, &worker.room.name);
+            tokio::spawn(status::report_loop(
+                server.clone(),
+                index,
+                reporter,
+                health[index].take(),
+                status::DEFAULT_REPORT_INTERVAL,
+            ));
+        }
+    }
     let rtmp = tokio::net::TcpListener::bind(&cli.rtmp_addr)
         .await
         .with_context(|| format!("cannot listen on {}", cli.rtmp_addr))?;
@@ -77,6 +202,22 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(rtmp = %cli.rtmp_addr, http = %cli.http_addr, rooms = server.rooms.len(), "roomcast-media listening");
     server.run(rtmp, http, metrics, shutdown_signal()).await?;
+    for recording in recordings {
+        // The last session's end is on its way to the recorder: let it store and finalise.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if tokio::time::timeout(RECORDING_FLUSH_TIMEOUT, recording.recorder.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "recording not finalised in time; the next start finishes it as interrupted"
+            );
+        }
+        recording.forwarder.abort();
+        if let Some(retention) = recording.retention {
+            retention.abort();
+        }
+    }
     Ok(())
 }
 

@@ -75,6 +75,8 @@ pub struct MediaServer {
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
     origin_secrets: Vec<Option<Secret>>,
+    /// Served on the HTTP port next to HLS (the recordings API); set before serving.
+    extra_routes: std::sync::OnceLock<axum::Router>,
 }
 
 impl MediaServer {
@@ -131,7 +133,18 @@ impl MediaServer {
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
             origin_secrets,
+            extra_routes: std::sync::OnceLock::new(),
         }))
+    }
+
+    /// Add routes to the HTTP port (the recordings API under each room's prefix). Call once,
+    /// before serving; false when routes were already added.
+    pub fn add_routes(&self, routes: axum::Router) -> bool {
+        self.extra_routes.set(routes).is_ok()
+    }
+
+    pub(crate) fn extra_routes(&self) -> axum::Router {
+        self.extra_routes.get().cloned().unwrap_or_default()
     }
 
     /// Session and segment events (the recorder's seam).

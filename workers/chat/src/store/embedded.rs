@@ -1,7 +1,11 @@
 //! redb implementation. Keys are `<room>\0<id>` so one room's messages form a contiguous,
 //! time-ordered range; values are JSON.
 
-use std::{path::Path, sync::Arc};
+use std::{
+    path::Path,
+    sync::{Arc, mpsc},
+    thread::JoinHandle,
+};
 
 use async_trait::async_trait;
 use redb::{ReadableDatabase, TableDefinition};
@@ -32,9 +36,59 @@ struct RoomSettings {
     slow_mode_seconds: u32,
 }
 
-#[derive(Clone)]
+/// Most messages committed in one transaction.
+const MAX_BATCH: usize = 512;
+
+/// A message waiting for the writer thread.
+struct Append {
+    key: String,
+    value: Vec<u8>,
+    done: tokio::sync::oneshot::Sender<Result<()>>,
+}
+
+/// Messages are appended by one writer thread with group commit: every message waiting when
+/// a transaction starts goes into it, so one fsync covers a burst instead of one each.
 pub struct EmbeddedChatStore {
     db: Arc<redb::Database>,
+    appends: Option<mpsc::Sender<Append>>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Drop for EmbeddedChatStore {
+    /// Stop the writer after it has committed what it holds, so the file can be reopened.
+    fn drop(&mut self) {
+        self.appends.take();
+        if let Some(writer) = self.writer.take() {
+            let _ = writer.join();
+        }
+    }
+}
+
+fn writer_loop(db: Arc<redb::Database>, appends: mpsc::Receiver<Append>) {
+    while let Ok(first) = appends.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match appends.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let result = (|| -> Result<()> {
+            let txn = db.begin_write().map_err(Error::embedded)?;
+            {
+                let mut t = txn.open_table(MESSAGES).map_err(Error::embedded)?;
+                for a in &batch {
+                    t.insert(a.key.as_str(), a.value.as_slice())
+                        .map_err(Error::embedded)?;
+                }
+            }
+            txn.commit().map_err(Error::embedded)
+        })();
+        let result = result.map_err(|e| e.to_string());
+        for a in batch {
+            let _ = a.done.send(result.clone().map_err(Error::Embedded));
+        }
+    }
 }
 
 fn key(room: &RoomKey, id: &str) -> String {
@@ -58,7 +112,17 @@ impl EmbeddedChatStore {
             txn.open_table(table).map_err(Error::embedded)?;
         }
         txn.commit().map_err(Error::embedded)?;
-        Ok(Self { db })
+        let (tx, rx) = mpsc::channel();
+        let writer_db = db.clone();
+        let writer = std::thread::Builder::new()
+            .name("chat-store-writer".into())
+            .spawn(move || writer_loop(writer_db, rx))
+            .map_err(Error::embedded)?;
+        Ok(Self {
+            db,
+            appends: Some(tx),
+            writer: Some(writer),
+        })
     }
 
     async fn blocking<T: Send + 'static>(
@@ -243,6 +307,36 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = EmbeddedChatStore::open(dir.path()).expect("open");
         crate::store::suite::run(&store).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_appends_are_all_committed_in_order_of_their_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(EmbeddedChatStore::open(dir.path()).expect("open"));
+        let room = RoomKey::new("ns", "burst");
+        let tasks: Vec<_> = (0..200i64)
+            .map(|i| {
+                let store = store.clone();
+                let room = room.clone();
+                tokio::spawn(async move {
+                    let msg = ChatMessage {
+                        id: format!("{i:06}"),
+                        user_id: "u".into(),
+                        name: "n".into(),
+                        role: crate::protocol::Role::Viewer,
+                        text: format!("m{i}"),
+                        ts: i,
+                    };
+                    store.append(&room, &msg, None).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.expect("task").expect("append");
+        }
+        let got = store.recent(&room, 500, 0).await.expect("recent");
+        assert_eq!(got.len(), 200);
+        assert!(got.windows(2).all(|w| w[0].id < w[1].id));
     }
 
     #[tokio::test]

@@ -1,0 +1,227 @@
+// The watch page in a real browser: Debian's Chromium driven by playwright-core, against the
+// real `roomcast dev` binary with ffmpeg publishing a test pattern over RTMP.
+//
+//   ROOMCAST_BIN=…/roomcast node --test tests/browser/
+//
+// Screenshots of each step go to tests/artifacts/browser/ (kept by CI as artifacts).
+
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const artifacts = join(here, "..", "artifacts", "browser");
+mkdirSync(artifacts, { recursive: true });
+const bin = process.env.ROOMCAST_BIN;
+const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
+
+// Small renditions keep two cores free enough for the browser.
+const ROOMS = `apiVersion: roomcast.dev/v1alpha1
+kind: StreamRoom
+metadata: {name: lobby, namespace: shows}
+spec:
+  ingest: {reconnectGraceSeconds: 2}
+  transcode:
+    segmentSeconds: 2
+    dvrWindowSeconds: 120
+    renditions:
+      - {name: source}
+      - {name: 240p, height: 240, videoKbps: 400, audioKbps: 64}
+      - {name: 144p, height: 144, videoKbps: 150, audioKbps: 64}
+`;
+
+let dev;
+let publisher;
+let browser;
+let base;
+let rtmpUrl;
+let devLog = "";
+
+function sleep(ms) {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+async function waitFor(what, probe, timeoutMs = 30000, intervalMs = 250) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await probe();
+    if (last) return last;
+    await sleep(intervalMs);
+  }
+  throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})\n${devLog.slice(-3000)}`);
+}
+
+before(async () => {
+  assert.ok(bin, "set ROOMCAST_BIN to the roomcast binary");
+  const dir = mkdtempSync(join(tmpdir(), "roomcast-browser-"));
+  writeFileSync(join(dir, "rooms.yaml"), ROOMS);
+  dev = spawn(bin, ["dev", "-f", join(dir, "rooms.yaml"), "--data-dir", join(dir, "data"),
+    "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+  let banner = "";
+  dev.stdout.on("data", (chunk) => { banner += chunk; devLog += chunk; });
+  dev.stderr.on("data", (chunk) => { devLog += chunk; });
+  await waitFor("the dev banner", () => /rooms\s+http:\/\/\S+/.test(banner));
+  base = banner.match(/rooms\s+(http:\/\/\S+?)\/?\s/)[1];
+  const [, server, key] = banner.match(/OBS\s+server (\S+)\s+stream key (\S+)/);
+  rtmpUrl = `${server}/${key}`;
+  publisher = spawn("ffmpeg", ["-loglevel", "error", "-re",
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
+    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
+    "-c:a", "aac", "-b:a", "64k", "-f", "flv", rtmpUrl], { stdio: ["ignore", "ignore", "pipe"] });
+  publisher.stderr.on("data", (chunk) => { devLog += `[ffmpeg] ${chunk}`; });
+  browser = await chromium.launch({
+    executablePath: chromiumPath,
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync",
+      "--autoplay-policy=no-user-gesture-required"],
+  });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+  if (publisher) publisher.kill("SIGINT");
+  if (dev) {
+    dev.kill("SIGINT");
+    await new Promise((resolve) => dev.once("exit", resolve));
+  }
+});
+
+async function openWatchPage(context) {
+  const page = await context.newPage();
+  const errors = [];
+  page.on("pageerror", (error) => errors.push(String(error)));
+  await page.goto(`${base}/shows/lobby/`);
+  page.errors = errors;
+  return page;
+}
+
+async function currentTime(page) {
+  return page.evaluate(() => document.getElementById("video").currentTime);
+}
+
+test("room index lists the room and shows it live", async () => {
+  const page = await browser.newPage();
+  await page.goto(`${base}/`);
+  await waitFor("the live badge on the index", async () =>
+    (await page.locator("#rooms li").first().textContent() || "").includes("LIVE"), 40000, 500);
+  assert.match(await page.locator("#rooms li a").first().getAttribute("href"), /\/shows\/lobby\/$/);
+  await page.screenshot({ path: join(artifacts, "01-index.png") });
+  await page.close();
+});
+
+test("the page plays, switches quality, rewinds within the DVR window and returns to live", async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await openWatchPage(context);
+  const segments = [];
+  page.on("request", (request) => {
+    const match = request.url().match(/\/hls\/([^/]+)\/[^/]+\.ts$/);
+    if (match) segments.push(match[1]);
+  });
+
+  // Plays: video time advances, no error overlay.
+  const t0 = await waitFor("playback to start", async () => {
+    const t = await currentTime(page);
+    return t > 1 ? t : 0;
+  }, 40000);
+  await sleep(3000);
+  assert.ok(await currentTime(page) > t0 + 1.5, "video time advances");
+  assert.equal(await page.locator("#player-error").isVisible(), false, "no error overlay");
+  assert.equal(await page.locator("#live-badge").textContent(), "LIVE");
+  await page.screenshot({ path: join(artifacts, "02-playing.png") });
+
+  // Quality: the menu lists every rendition; choosing 144p fetches 144p segments.
+  const options = await page.locator("#quality option").allTextContents();
+  assert.deepEqual(options.slice(0, 1), ["Auto"]);
+  assert.equal(options.length, 4, `Auto + 3 renditions, got ${options}`);
+  assert.ok(options.some((o) => o.startsWith("source")), `source is offered: ${options}`);
+  const value = await page.locator("#quality option", { hasText: "144p" }).getAttribute("value");
+  segments.length = 0;
+  await page.selectOption("#quality", value);
+  await waitFor("a 144p segment request", () => segments.includes("144p"), 20000);
+  await page.screenshot({ path: join(artifacts, "03-quality-144p.png") });
+
+  // Rewind: needs 30 s of DVR behind the live edge.
+  await waitFor("35 s in the DVR window", () => page.evaluate(() => {
+    const r = document.getElementById("video").seekable;
+    return r.length > 0 && r.end(r.length - 1) - r.start(0) > 35;
+  }), 60000, 1000);
+  await page.click("#go-live");
+  await sleep(1500);
+  await page.click("#rewind-30");
+  const behind = await waitFor("playback 30 s behind live", async () => {
+    const b = Number(await page.locator("#position").getAttribute("data-behind"));
+    return b > 20 ? b : 0;
+  }, 15000);
+  assert.ok(behind > 20 && behind < 45, `~30 s behind live, got ${behind}`);
+  assert.ok(await currentTime(page) > 0);
+  await page.screenshot({ path: join(artifacts, "04-rewound-30s.png") });
+  await page.click("#go-live");
+  await waitFor("back at the live edge", async () =>
+    Number(await page.locator("#position").getAttribute("data-behind")) < 12, 15000);
+  await page.screenshot({ path: join(artifacts, "05-back-to-live.png") });
+  assert.deepEqual(page.errors, []);
+  await context.close();
+});
+
+test("a chat message posted in one page appears in another, as text", async () => {
+  const ada = await openWatchPage(await browser.newContext());
+  const bob = await openWatchPage(await browser.newContext({ viewport: { width: 390, height: 844 } }));
+  for (const [page, name] of [[ada, "Ada"], [bob, "Bob"]]) {
+    await waitFor(`${name}'s anonymous chat`, async () =>
+      (await page.locator("#chat-state").textContent()).includes("anonymously"), 20000);
+    assert.equal(await page.locator("#send").isVisible(), false, "anonymous viewers cannot post");
+    await page.fill("#join-name", name);
+    await page.click("#join button[type=submit]");
+    await waitFor(`${name} joined`, async () => page.locator("#send").isVisible(), 20000);
+    assert.equal(await page.locator("#join").isVisible(), false, "the join form goes away");
+  }
+  const text = `<b>hello</b> from Ada ${Date.now()}`;
+  await ada.fill("#text", text);
+  await ada.click("#send button[type=submit]");
+  const seen = await waitFor("Ada's message on Bob's page", async () => {
+    const texts = await bob.locator("#messages .text").allTextContents();
+    return texts.includes(text) ? texts : null;
+  }, 15000);
+  assert.ok(seen.includes(text));
+  assert.equal(await bob.locator("#messages b").count(), 0, "markup is shown as text");
+  await bob.screenshot({ path: join(artifacts, "06-chat-phone-size.png") });
+  await ada.screenshot({ path: join(artifacts, "07-chat-desktop.png") });
+});
+
+test("after the publisher stops, the session is a past broadcast that plays to its end", async () => {
+  const page = await openWatchPage(await browser.newContext());
+  await waitFor("playback", async () => (await currentTime(page)) > 1, 30000);
+  publisher.kill("SIGINT");
+  await new Promise((resolve) => publisher.once("exit", resolve));
+  publisher = null;
+  await waitFor("the room to go idle", async () => (await page.locator("#live-badge").textContent()) === "IDLE", 30000);
+  const entry = page.locator("#past button").first();
+  await waitFor("a past broadcast", async () => (await page.locator("#past button").count()) > 0, 60000, 1000);
+  const label = await entry.textContent();
+  assert.doesNotMatch(label, /interrupted/, "a clean stop is a complete session");
+  await page.screenshot({ path: join(artifacts, "08-past-broadcasts.png") });
+
+  await entry.click();
+  const duration = await waitFor("the VOD to load", () => page.evaluate(() => {
+    const d = document.getElementById("video").duration;
+    return Number.isFinite(d) && d > 0 ? d : 0;
+  }), 30000);
+  // The publisher ran through the earlier tests: well over half a minute.
+  assert.ok(duration > 30, `VOD duration ${duration}`);
+  await page.evaluate(() => {
+    const video = document.getElementById("video");
+    video.currentTime = video.duration - 4;
+    video.play();
+  });
+  await waitFor("the VOD to play to its end", () => page.evaluate(() => document.getElementById("video").ended), 30000);
+  assert.equal(await page.locator("#player-error").isVisible(), false);
+  await page.screenshot({ path: join(artifacts, "09-past-broadcast-ended.png") });
+  assert.deepEqual(page.errors, []);
+});

@@ -1,0 +1,289 @@
+//! The recordings HTTP API, merged by the media origin under `/<namespace>/<room>/`:
+//!
+//! - `GET recordings?limit=&before=`: the room's sessions newest first; `next` is the `before`
+//!   of the following page (absent on the last page).
+//! - `GET recordings/{session}`: one session.
+//! - `GET recordings/{session}/{path}`: VOD playback (`index.m3u8`, `<rendition>/index.m3u8`,
+//!   `<rendition>/<seq>.ts`, `session.json`) proxied from the object store.
+//!
+//! Proxy rather than presigned redirects: a player needs no S3 credentials nor a reachable
+//! bucket, the CDN in front of the origin caches segments for a year (they never change:
+//! `immutable`), so S3 sees each object about once per CDN edge, and the relative URIs in the
+//! playlists keep working whichever host serves them. Presigned URLs would expire (breaking
+//! long pauses and CDN caching) and expose the bucket's host. For serverless VOD the bucket can
+//! still sit behind a CDN directly (see the README).
+
+use axum::{
+    Json, Router,
+    extract::{Path, Query, State},
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    DynCatalog, DynStore, Error, Recording, RecordingStatus,
+    catalog::{DEFAULT_PAGE, clamp_limit},
+    store::{check_key, content_type},
+};
+
+/// Segments never change once stored.
+pub const SEGMENT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
+/// Playlists and session.json of finished sessions change only if retention deletes them.
+pub const FINISHED_CACHE_CONTROL: &str = "public, max-age=3600";
+/// Anything of a session still being recorded.
+pub const LIVE_CACHE_CONTROL: &str = "no-cache";
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub catalog: DynCatalog,
+    pub store: DynStore,
+    /// `namespace/name`.
+    pub room: String,
+}
+
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/recordings", get(list))
+        .route("/recordings/{session}", get(get_one))
+        .route("/recordings/{session}/{*path}", get(object))
+        .with_state(state)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+/// A catalog entry plus where to play it, relative to `recordings/`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RecordingView {
+    #[serde(flatten)]
+    rec: Recording,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    playlist: Option<String>,
+}
+
+impl From<Recording> for RecordingView {
+    fn from(rec: Recording) -> Self {
+        let playlist =
+            (rec.status != RecordingStatus::Live).then(|| format!("{}/index.m3u8", rec.session_id));
+        Self { rec, playlist }
+    }
+}
+
+#[derive(Serialize)]
+struct Page {
+    recordings: Vec<RecordingView>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next: Option<i64>,
+}
+
+struct ApiError(StatusCode, String);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        let status = match e {
+            Error::S3 { .. } | Error::Local { .. } => StatusCode::BAD_GATEWAY,
+            Error::Key(_) | Error::Name(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        tracing::warn!(error = %e, label = e.label(), "recordings API");
+        ApiError(status, e.label().to_owned())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(serde_json::json!({"error": self.1}))).into_response()
+    }
+}
+
+fn not_found() -> ApiError {
+    ApiError(StatusCode::NOT_FOUND, "not found".into())
+}
+
+async fn list(
+    State(s): State<ApiState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Page>, ApiError> {
+    let limit = clamp_limit(q.limit.unwrap_or(DEFAULT_PAGE));
+    let recs = s.catalog.list(&s.room, limit, q.before).await?;
+    let next = (recs.len() as u32 >= limit)
+        .then(|| recs.last().map(|r| r.started_at))
+        .flatten();
+    Ok(Json(Page {
+        recordings: recs.into_iter().map(RecordingView::from).collect(),
+        next,
+    }))
+}
+
+async fn get_one(
+    State(s): State<ApiState>,
+    Path(session): Path<String>,
+) -> Result<Json<RecordingView>, ApiError> {
+    match s.catalog.get(&s.room, &session).await? {
+        Some(rec) => Ok(Json(rec.into())),
+        None => Err(not_found()),
+    }
+}
+
+async fn object(
+    State(s): State<ApiState>,
+    Path((session, path)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    check_key(&path).map_err(|_| not_found())?;
+    let Some(rec) = s.catalog.get(&s.room, &session).await? else {
+        return Err(not_found());
+    };
+    let key = format!("{}{path}", rec.prefix);
+    let Some(body) = s.store.get(&key).await? else {
+        return Err(not_found());
+    };
+    let cache = if path.ends_with(".ts") {
+        SEGMENT_CACHE_CONTROL
+    } else if rec.status == RecordingStatus::Live {
+        LIVE_CACHE_CONTROL
+    } else {
+        FINISHED_CACHE_CONTROL
+    };
+    let mut resp = body.into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type(&key)),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use bytes::Bytes;
+    use http::Request;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::{
+        Catalog, ObjectStore, catalog::embedded::EmbeddedCatalog, store::local::LocalStore,
+    };
+
+    async fn call(app: &Router, uri: &str) -> (StatusCode, http::HeaderMap, Bytes) {
+        let resp = app
+            .clone()
+            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        (status, headers, body)
+    }
+
+    #[tokio::test]
+    async fn api_lists_newest_first_pages_and_proxies_vod_with_cache_headers() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+        let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+        for i in 0..3 {
+            let mut rec = crate::catalog::suite::recording(
+                "shows/lobby",
+                &format!("s{i}"),
+                1_000 * (i + 1),
+                RecordingStatus::Complete,
+            );
+            rec.prefix = format!("rooms/shows/lobby/s{i}/");
+            catalog.upsert(&rec).await.expect("upsert");
+        }
+        catalog
+            .upsert(&crate::catalog::suite::recording(
+                "shows/other",
+                "x",
+                9_000,
+                RecordingStatus::Complete,
+            ))
+            .await
+            .expect("upsert");
+        store
+            .put(
+                "rooms/shows/lobby/s1/index.m3u8",
+                Bytes::from_static(b"#EXTM3U\n"),
+                "x",
+            )
+            .await
+            .expect("put");
+        store
+            .put(
+                "rooms/shows/lobby/s1/source/0.ts",
+                Bytes::from_static(b"TS"),
+                "x",
+            )
+            .await
+            .expect("put");
+        let app = router(ApiState {
+            catalog,
+            store,
+            room: "shows/lobby".into(),
+        });
+
+        let (status, _, body) = call(&app, "/recordings?limit=2").await;
+        assert_eq!(status, StatusCode::OK);
+        let page: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let ids: Vec<_> = page["recordings"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .map(|r| r["sessionId"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(ids, ["s2", "s1"]);
+        assert_eq!(page["recordings"][0]["playlist"], "s2/index.m3u8");
+        assert_eq!(page["recordings"][0]["status"], "complete");
+        let next = page["next"].as_i64().expect("next");
+        let (_, _, body) = call(&app, &format!("/recordings?limit=2&before={next}")).await;
+        let page: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(page["recordings"][0]["sessionId"], "s0");
+        assert!(page.get("next").is_none(), "{page}");
+
+        let (status, _, body) = call(&app, "/recordings/s1").await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(String::from_utf8_lossy(&body).contains("\"sessionId\":\"s1\""));
+        assert_eq!(call(&app, "/recordings/x").await.0, StatusCode::NOT_FOUND);
+
+        let (status, headers, body) = call(&app, "/recordings/s1/source/0.ts").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"TS");
+        assert_eq!(headers[header::CACHE_CONTROL], SEGMENT_CACHE_CONTROL);
+        assert_eq!(headers[header::CONTENT_TYPE], "video/mp2t");
+        let (status, headers, _) = call(&app, "/recordings/s1/index.m3u8").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(
+            headers[header::CONTENT_TYPE],
+            "application/vnd.apple.mpegurl"
+        );
+        assert_eq!(headers[header::CACHE_CONTROL], FINISHED_CACHE_CONTROL);
+        assert_eq!(
+            call(&app, "/recordings/s1/source/9.ts").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&app, "/recordings/s1/../s2/index.m3u8").await.0,
+            StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            call(&app, "/recordings/x/index.m3u8").await.0,
+            StatusCode::NOT_FOUND
+        );
+    }
+}

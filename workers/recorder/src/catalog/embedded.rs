@@ -1,0 +1,164 @@
+//! redb implementation: table `recordings`, key `<room>\0<session-id>`, JSON values. Listing
+//! reads one room's range and sorts in memory (a room has thousands of sessions at most).
+
+use std::{path::Path, sync::Arc};
+
+use async_trait::async_trait;
+use redb::{ReadableDatabase, TableDefinition};
+
+use super::{Catalog, Recording, RecordingStatus, clamp_limit};
+use crate::{Error, Result};
+
+const RECORDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("recordings");
+/// File name under the data directory.
+pub const FILE_NAME: &str = "recordings.redb";
+
+#[derive(Clone)]
+pub struct EmbeddedCatalog {
+    db: Arc<redb::Database>,
+}
+
+fn key(room: &str, session_id: &str) -> String {
+    format!("{room}\0{session_id}")
+}
+
+impl EmbeddedCatalog {
+    /// Open `<data_dir>/recordings.redb` and create the table.
+    pub fn open(data_dir: &Path) -> Result<Self> {
+        let db = roomcast_store::embedded::open(data_dir, FILE_NAME)?;
+        let txn = db.begin_write().map_err(Error::embedded)?;
+        txn.open_table(RECORDINGS).map_err(Error::embedded)?;
+        txn.commit().map_err(Error::embedded)?;
+        Ok(Self { db })
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&redb::Database) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || f(&db))
+            .await
+            .map_err(Error::embedded)?
+    }
+
+    /// Every entry of a room.
+    async fn room(&self, room: &str) -> Result<Vec<Recording>> {
+        let from = format!("{room}\0");
+        let to = format!("{room}\u{1}");
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(Error::embedded)?;
+            let t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
+            let mut out = Vec::new();
+            for entry in t
+                .range(from.as_str()..to.as_str())
+                .map_err(Error::embedded)?
+            {
+                let (_, v) = entry.map_err(Error::embedded)?;
+                out.push(serde_json::from_slice(v.value())?);
+            }
+            Ok(out)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Catalog for EmbeddedCatalog {
+    async fn upsert(&self, rec: &Recording) -> Result<()> {
+        let k = key(&rec.room, &rec.session_id);
+        let v = serde_json::to_vec(rec)?;
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(Error::embedded)?;
+            {
+                let mut t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
+                t.insert(k.as_str(), v.as_slice())
+                    .map_err(Error::embedded)?;
+            }
+            txn.commit().map_err(Error::embedded)
+        })
+        .await
+    }
+
+    async fn get(&self, room: &str, session_id: &str) -> Result<Option<Recording>> {
+        let k = key(room, session_id);
+        self.blocking(move |db| {
+            let txn = db.begin_read().map_err(Error::embedded)?;
+            let t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
+            match t.get(k.as_str()).map_err(Error::embedded)? {
+                Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn list(&self, room: &str, limit: u32, before: Option<i64>) -> Result<Vec<Recording>> {
+        let mut all: Vec<Recording> = self
+            .room(room)
+            .await?
+            .into_iter()
+            .filter(|r| before.is_none_or(|b| r.started_at < b))
+            .collect();
+        all.sort_by(|a, b| {
+            b.started_at
+                .cmp(&a.started_at)
+                .then_with(|| b.session_id.cmp(&a.session_id))
+        });
+        all.truncate(clamp_limit(limit) as usize);
+        Ok(all)
+    }
+
+    async fn ended_before(&self, room: &str, cutoff: i64) -> Result<Vec<Recording>> {
+        Ok(self
+            .room(room)
+            .await?
+            .into_iter()
+            .filter(|r| r.status != RecordingStatus::Live && r.ended_at.is_some_and(|e| e < cutoff))
+            .collect())
+    }
+
+    async fn delete(&self, room: &str, session_id: &str) -> Result<bool> {
+        let k = key(room, session_id);
+        self.blocking(move |db| {
+            let txn = db.begin_write().map_err(Error::embedded)?;
+            let removed = {
+                let mut t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
+                t.remove(k.as_str()).map_err(Error::embedded)?.is_some()
+            };
+            txn.commit().map_err(Error::embedded)?;
+            Ok(removed)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn embedded_catalog_passes_the_shared_suite() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let catalog = EmbeddedCatalog::open(dir.path()).expect("open");
+        super::super::suite::run(&catalog).await;
+    }
+
+    #[tokio::test]
+    async fn embedded_catalog_keeps_entries_across_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rec =
+            super::super::suite::recording("shows/keep", "s1", 1_000, RecordingStatus::Complete);
+        EmbeddedCatalog::open(dir.path())
+            .expect("open")
+            .upsert(&rec)
+            .await
+            .expect("upsert");
+        let got = EmbeddedCatalog::open(dir.path())
+            .expect("reopen")
+            .get("shows/keep", "s1")
+            .await
+            .expect("get");
+        assert_eq!(got, Some(rec));
+    }
+}

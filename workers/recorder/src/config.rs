@@ -1,0 +1,267 @@
+//! Recorder settings, from the worker config's `recording` section (or built by hand for
+//! `roomcast dev` and tests), validated at start with errors that name the field.
+
+use std::{
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use roomcast_crds::worker_config::RecordingConfig;
+
+use crate::{Error, Result};
+
+/// Spool budget when the config gives none.
+pub const DEFAULT_SPOOL_SIZE_MIB: u32 = 1024;
+/// Concurrent segment uploads.
+pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
+/// First retry delay of an upload; doubles up to [`DEFAULT_RETRY_MAX_DELAY`], with jitter.
+pub const DEFAULT_RETRY_MIN_DELAY: Duration = Duration::from_millis(200);
+pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(5);
+/// How often the retention sweep runs.
+pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// A secret string (S3 keys): never printed by `Debug` or `Display`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Static S3 credentials (from the room's Secret, mounted as files).
+#[derive(Clone, Debug)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: Secret,
+    pub session_token: Option<Secret>,
+}
+
+impl StaticCredentials {
+    /// Read `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, if present, `AWS_SESSION_TOKEN`
+    /// from `dir` (one value a file, surrounding whitespace ignored).
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let read = |name: &str| -> Result<Option<String>> {
+            match std::fs::read_to_string(dir.join(name)) {
+                Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(Error::Config {
+                    field: "recording.credentialsDir",
+                    message: format!("reading {}: {e}", dir.join(name).display()),
+                }),
+            }
+        };
+        let missing = |name: &str| Error::Config {
+            field: "recording.credentialsDir",
+            message: format!("{} has no non-empty {name}", dir.display()),
+        };
+        Ok(Self {
+            access_key_id: read("AWS_ACCESS_KEY_ID")?
+                .ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
+            secret_access_key: Secret::new(
+                read("AWS_SECRET_ACCESS_KEY")?.ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
+            ),
+            session_token: read("AWS_SESSION_TOKEN")?.map(Secret::new),
+        })
+    }
+}
+
+/// Where and how to reach the bucket.
+#[derive(Clone, Debug)]
+pub struct S3Settings {
+    pub bucket: String,
+    /// Empty: from the ambient chain (`AWS_REGION`, profile), else `us-east-1`.
+    pub region: String,
+    /// Empty: AWS. Else an S3-compatible endpoint URL.
+    pub endpoint: String,
+    pub force_path_style: bool,
+    /// None: the ambient AWS credential chain (environment, web identity / pod identity, IMDS).
+    pub credentials: Option<StaticCredentials>,
+    pub connect_timeout: Duration,
+    pub attempt_timeout: Duration,
+}
+
+impl S3Settings {
+    pub fn from_config(cfg: &RecordingConfig) -> Result<Self> {
+        if cfg.bucket.trim().is_empty() {
+            return Err(Error::Config {
+                field: "recording.bucket",
+                message: "must not be empty".into(),
+            });
+        }
+        let credentials = match &cfg.credentials_dir {
+            Some(dir) if !dir.is_empty() => Some(StaticCredentials::from_dir(Path::new(dir))?),
+            _ => None,
+        };
+        Ok(Self {
+            bucket: cfg.bucket.clone(),
+            region: cfg.region.clone(),
+            endpoint: cfg.endpoint.clone(),
+            force_path_style: cfg.force_path_style,
+            credentials,
+            connect_timeout: Duration::from_secs(3),
+            attempt_timeout: Duration::from_secs(30),
+        })
+    }
+}
+
+/// What the recorder itself needs (the store and catalog are passed in already opened).
+#[derive(Clone)]
+pub struct RecorderConfig {
+    /// Key prefix, e.g. `rooms/` (empty or ending in `/`).
+    pub prefix: String,
+    pub spool_dir: PathBuf,
+    pub spool_size_bytes: u64,
+    /// Renditions to record; empty records all.
+    pub renditions: Vec<String>,
+    pub upload_concurrency: usize,
+    pub retry_min_delay: Duration,
+    pub retry_max_delay: Duration,
+    /// Makes `poster.jpg` from the session's first segment; `None`: no poster.
+    pub poster: Option<crate::poster::DynPosterMaker>,
+}
+
+impl std::fmt::Debug for RecorderConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecorderConfig")
+            .field("prefix", &self.prefix)
+            .field("spool_dir", &self.spool_dir)
+            .field("spool_size_bytes", &self.spool_size_bytes)
+            .field("renditions", &self.renditions)
+            .field("upload_concurrency", &self.upload_concurrency)
+            .field("poster", &self.poster.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecorderConfig {
+    pub fn new(spool_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            prefix: String::new(),
+            spool_dir: spool_dir.into(),
+            spool_size_bytes: u64::from(DEFAULT_SPOOL_SIZE_MIB) * 1024 * 1024,
+            renditions: Vec::new(),
+            upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
+            retry_min_delay: DEFAULT_RETRY_MIN_DELAY,
+            retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
+            poster: None,
+        }
+    }
+
+    pub fn from_config(cfg: &RecordingConfig) -> Result<Self> {
+        if !cfg.prefix.is_empty() && !cfg.prefix.ends_with('/') {
+            return Err(Error::Config {
+                field: "recording.prefix",
+                message: format!("{:?} must be empty or end with '/'", cfg.prefix),
+            });
+        }
+        if cfg.spool_dir.is_empty() {
+            return Err(Error::Config {
+                field: "recording.spoolDir",
+                message: "must not be empty".into(),
+            });
+        }
+        let mib = if cfg.spool_size_mib == 0 {
+            DEFAULT_SPOOL_SIZE_MIB
+        } else {
+            cfg.spool_size_mib
+        };
+        Ok(Self {
+            prefix: cfg.prefix.clone(),
+            spool_size_bytes: u64::from(mib) * 1024 * 1024,
+            renditions: cfg.renditions.clone(),
+            ..Self::new(&cfg.spool_dir)
+        })
+    }
+
+    pub fn records(&self, rendition: &str) -> bool {
+        self.renditions.is_empty() || self.renditions.iter().any(|r| r == rendition)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recording(dir: Option<String>) -> RecordingConfig {
+        RecordingConfig {
+            bucket: "vods".into(),
+            prefix: "rooms/".into(),
+            region: "us-east-1".into(),
+            endpoint: String::new(),
+            force_path_style: false,
+            credentials_dir: dir,
+            renditions: vec![],
+            retention_days: Some(30),
+            spool_dir: "/var/spool/roomcast".into(),
+            spool_size_mib: 0,
+        }
+    }
+
+    #[test]
+    fn s3_secrets_never_reach_debug_output() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("AWS_ACCESS_KEY_ID"), "AKIDEXAMPLE\n").expect("write");
+        std::fs::write(
+            dir.path().join("AWS_SECRET_ACCESS_KEY"),
+            "wJalrXUtnFEMI-secret",
+        )
+        .expect("write");
+        std::fs::write(dir.path().join("AWS_SESSION_TOKEN"), "token-secret").expect("write");
+        let s = S3Settings::from_config(&recording(Some(dir.path().display().to_string())))
+            .expect("settings");
+        let creds = s.credentials.as_ref().expect("static credentials");
+        assert_eq!(creds.access_key_id, "AKIDEXAMPLE");
+        assert_eq!(creds.secret_access_key.expose(), "wJalrXUtnFEMI-secret");
+        let printed = format!("{s:?} {}", creds.secret_access_key);
+        assert!(!printed.contains("wJalrXUtnFEMI-secret"), "{printed}");
+        assert!(!printed.contains("token-secret"), "{printed}");
+    }
+
+    #[test]
+    fn missing_secret_key_is_an_error_naming_the_field() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("AWS_ACCESS_KEY_ID"), "AKID").expect("write");
+        let err = S3Settings::from_config(&recording(Some(dir.path().display().to_string())))
+            .expect_err("no secret");
+        assert!(
+            err.to_string().contains("recording.credentialsDir"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("AWS_SECRET_ACCESS_KEY"), "{err}");
+    }
+
+    #[test]
+    fn no_credentials_dir_means_the_ambient_chain_and_defaults_apply() {
+        let s = S3Settings::from_config(&recording(None)).expect("settings");
+        assert!(s.credentials.is_none());
+        let r = RecorderConfig::from_config(&recording(None)).expect("config");
+        assert_eq!(r.spool_size_bytes, 1024 * 1024 * 1024);
+        assert!(r.records("720p"));
+        let mut bad = recording(None);
+        bad.prefix = "rooms".into();
+        assert!(
+            RecorderConfig::from_config(&bad)
+                .expect_err("prefix")
+                .to_string()
+                .contains("recording.prefix")
+        );
+    }
+}

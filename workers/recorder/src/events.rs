@@ -1,0 +1,56 @@
+//! The recorder's input: the media worker's session events, field for field, so its adapter is
+//! a 1:1 mapping (`chrono::DateTime<Utc>` converts into [`SystemTime`] with `.into()`).
+
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+
+#[derive(Clone, Debug)]
+pub enum RecordEvent {
+    SessionStarted {
+        session_id: String,
+        /// `namespace/name`.
+        room: String,
+        renditions: Vec<String>,
+        started_at: SystemTime,
+    },
+    SegmentClosed {
+        session_id: String,
+        room: String,
+        rendition: String,
+        seq: u64,
+        duration: Duration,
+        discontinuity: bool,
+        program_date_time: SystemTime,
+        /// The MPEG-TS segment.
+        bytes: Bytes,
+    },
+    SessionEnded {
+        session_id: String,
+        room: String,
+        started_at: SystemTime,
+        ended_at: SystemTime,
+        /// Segments per rendition over the whole session (informational).
+        segments: u64,
+        /// False finalises the session as `interrupted`.
+        clean: bool,
+    },
+}
+
+impl RecordEvent {
+    pub fn session_id(&self) -> &str {
+        match self {
+            RecordEvent::SessionStarted { session_id, .. }
+            | RecordEvent::SegmentClosed { session_id, .. }
+            | RecordEvent::SessionEnded { session_id, .. } => session_id,
+        }
+    }
+
+    pub fn room(&self) -> &str {
+        match self {
+            RecordEvent::SessionStarted { room, .. }
+            | RecordEvent::SegmentClosed { room, .. }
+            | RecordEvent::SessionEnded { room, .. } => room,
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! The recorder: every live session of a StreamRoom kept for replay ("past broadcasts").
+//!
+//! The media worker maps its session events 1:1 onto [`RecordEvent`] and hands them to
+//! [`Recorder::record`], which never blocks and never fails: a segment is either accepted into a
+//! bounded on-disk spool or dropped from the recording (counted, logged, and reported through
+//! [`Recorder::health`]). Background tasks upload, finalise and catalogue:
+//!
+//! ```text
+//!  media worker ──RecordEvent──> Recorder::record (sync, O(1))
+//!                                   │ unbounded queue, bytes bounded by the spool budget
+//!                                   v
+//!                              spool writer ──> <spool>/<session>/{manifest.json, segments.log,
+//!                                   │                               <rendition>/<seq>.ts}
+//!                                   v
+//!                              uploader (N concurrent, backon retries with jitter)
+//!                                   │  PUT <prefix><ns>/<room>/<session>/<rendition>/<seq>.ts
+//!                                   │  then deletes the spooled file
+//!                                   v
+//!                              finaliser (after every segment of the session is stored)
+//!                                   │  <rendition>/index.m3u8 (VOD), index.m3u8 (master),
+//!                                   │  poster.jpg (optional), session.json, then the catalog
+//!                                   │  entry, then the spool dir
+//!                                   v
+//!          ObjectStore (S3 | local directory)      Catalog (MongoDB | redb)
+//!                   ^                                   ^
+//!                   └──── api::router: list / get / VOD proxy (under /<ns>/<room>/) ───┘
+//! ```
+//!
+//! On start, [`Recorder::start`] finds sessions a previous process left in the spool (crash,
+//! SIGKILL), uploads what remains and finalises them as `interrupted`. [`retention`] deletes
+//! sessions older than `retentionDays`.
+
+pub mod api;
+#[cfg(test)]
+mod bench_tests;
+pub mod catalog;
+pub mod config;
+pub mod events;
+pub mod metrics;
+#[cfg(test)]
+mod playback_tests;
+pub mod playlist;
+pub mod poster;
+pub mod recorder;
+pub mod retention;
+pub mod spool;
+pub mod store;
+#[cfg(test)]
+mod testing;
+
+pub use catalog::{Catalog, DynCatalog, Recording, RecordingStatus};
+pub use config::{RecorderConfig, Secret};
+pub use events::RecordEvent;
+pub use recorder::{Health, Recorder, Uploaded};
+pub use store::{DynStore, ObjectStore};
+
+/// Everything that can go wrong in the recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config field {field}: {message}")]
+    Config {
+        field: &'static str,
+        message: String,
+    },
+    #[error("S3 {op} {key}: {message}")]
+    S3 {
+        op: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("local store {path}: {source}")]
+    Local {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("invalid object key {0:?}")]
+    Key(String),
+    #[error("spool {path}: {source}")]
+    Spool {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("catalog (MongoDB): {0}")]
+    Mongo(#[from] mongodb::error::Error),
+    #[error("catalog (embedded): {0}")]
+    Embedded(String),
+    #[error("store: {0}")]
+    Store(#[from] roomcast_store::Error),
+    #[error("JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid name {0:?}: expected letters, digits, '.', '_' or '-'")]
+    Name(String),
+    #[error("invalid room {0:?}: expected <namespace>/<name>")]
+    Room(String),
+    #[error("poster: {0}")]
+    Poster(String),
+}
+
+impl Error {
+    /// A short stable label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Error::Config { .. } => "config",
+            Error::S3 { .. } => "s3",
+            Error::Local { .. } => "local_store",
+            Error::Key(_) => "key",
+            Error::Spool { .. } => "spool",
+            Error::Mongo(_) => "mongodb",
+            Error::Embedded(_) => "embedded",
+            Error::Store(_) => "store",
+            Error::Json(_) => "json",
+            Error::Name(_) => "name",
+            Error::Room(_) => "room",
+            Error::Poster(_) => "poster",
+        }
+    }
+
+    pub(crate) fn embedded(e: impl std::fmt::Display) -> Self {
+        Error::Embedded(e.to_string())
+    }
+
+    pub(crate) fn spool(path: &std::path::Path, source: std::io::Error) -> Self {
+        Error::Spool {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A name used as one path component (session id, rendition): letters, digits, `.`, `_`, `-`,
+/// not starting with a dot.
+pub fn check_name(name: &str) -> Result<&str> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(name)
+    } else {
+        Err(Error::Name(name.to_owned()))
+    }
+}
+
+/// Split `namespace/name`.
+pub fn split_room(room: &str) -> Result<(&str, &str)> {
+    match room.split_once('/') {
+        Some((ns, name)) if check_name(ns).is_ok() && check_name(name).is_ok() => Ok((ns, name)),
+        _ => Err(Error::Room(room.to_owned())),
+    }
+}
+
+/// The key prefix of one session: `<prefix><namespace>/<room>/<session-id>/`.
+pub fn session_prefix(prefix: &str, room: &str, session_id: &str) -> String {
+    format!("{prefix}{room}/{session_id}/")
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
+    }
+}
+
+/// RFC 3339 for Unix milliseconds.
+pub fn rfc3339(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_a_directory_are_refused() {
+        for bad in ["", "..", ".hidden", "a/b", "a b", "x\0"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        for good in ["720p", "source", "01J9-abc_def.1"] {
+            assert!(check_name(good).is_ok(), "{good:?}");
+        }
+        assert_eq!(split_room("shows/lobby").expect("room"), ("shows", "lobby"));
+        assert!(split_room("shows").is_err());
+        assert!(split_room("shows/../x").is_err());
+    }
+
+    #[test]
+    fn session_keys_follow_the_design_layout() {
+        assert_eq!(
+            session_prefix("rooms/", "shows/lobby", "s1"),
+            "rooms/shows/lobby/s1/"
+        );
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+    }
+}

@@ -1,0 +1,623 @@
+//! The recorder end to end at the library level, against a real S3 protocol server (s3s) and the
+//! local directory store, with fault injection: S3 outage, a killed recorder, a full spool.
+
+use std::{
+    path::Path,
+    sync::Arc,
+    time::{Duration, SystemTime},
+};
+
+use bytes::Bytes;
+
+use super::*;
+use crate::{
+    Catalog, ObjectStore, catalog::embedded::EmbeddedCatalog, store::local::LocalStore,
+    testing::S3TestServer,
+};
+
+const ROOM: &str = "shows/lobby";
+const T0: u64 = 1_800_000_000;
+
+fn at(secs_after: f64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_secs_f64(secs_after)
+}
+
+fn started(session: &str, renditions: &[&str]) -> RecordEvent {
+    RecordEvent::SessionStarted {
+        session_id: session.into(),
+        room: ROOM.into(),
+        renditions: renditions.iter().map(|r| (*r).to_owned()).collect(),
+        started_at: at(0.0),
+    }
+}
+
+fn segment(session: &str, rendition: &str, seq: u64, body: Bytes) -> RecordEvent {
+    RecordEvent::SegmentClosed {
+        session_id: session.into(),
+        room: ROOM.into(),
+        rendition: rendition.into(),
+        seq,
+        duration: Duration::from_secs(2),
+        discontinuity: false,
+        program_date_time: at(seq as f64 * 2.0),
+        bytes: body,
+    }
+}
+
+fn ended(session: &str, segments: u64, clean: bool) -> RecordEvent {
+    RecordEvent::SessionEnded {
+        session_id: session.into(),
+        room: ROOM.into(),
+        started_at: at(0.0),
+        ended_at: at(segments as f64 * 2.0),
+        segments,
+        clean,
+    }
+}
+
+fn body(rendition: &str, seq: u64) -> Bytes {
+    Bytes::from(format!("{rendition}-{seq}-").repeat(50))
+}
+
+fn fast_config(spool: &Path) -> RecorderConfig {
+    RecorderConfig {
+        prefix: "rooms/".into(),
+        retry_min_delay: Duration::from_millis(20),
+        retry_max_delay: Duration::from_millis(200),
+        ..RecorderConfig::new(spool)
+    }
+}
+
+async fn flush(rec: &Recorder) {
+    tokio::time::timeout(Duration::from_secs(60), rec.flush())
+        .await
+        .expect("flush within 60 s");
+}
+
+/// The sequence numbers a stored media playlist lists, in order.
+async fn playlist_seqs(store: &dyn ObjectStore, key: &str) -> Vec<u64> {
+    let text = store
+        .get(key)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("{key} stored"));
+    let text = String::from_utf8_lossy(&text).into_owned();
+    assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{text}");
+    assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{text}");
+    let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("valid media playlist");
+    parsed
+        .segments
+        .iter()
+        .map(|s| s.uri.trim_end_matches(".ts").parse().expect("<seq>.ts"))
+        .collect()
+}
+
+async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
+    let s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(&dir.path().join("data")).expect("catalog"));
+    let rec = Recorder::start(
+        fast_config(&dir.path().join("spool")),
+        store.clone(),
+        catalog.clone(),
+    )
+    .await
+    .expect("start");
+
+    rec.record(started("s1", &["source", "360p"]));
+    flush(&rec).await;
+    let live = catalog
+        .get(ROOM, "s1")
+        .await
+        .expect("get")
+        .expect("listed while live");
+    assert_eq!(live.status, RecordingStatus::Live);
+
+    for seq in 0..5 {
+        for r in ["source", "360p"] {
+            rec.record(segment("s1", r, seq, body(r, seq)));
+        }
+    }
+    rec.record(ended("s1", 5, true));
+    flush(&rec).await;
+
+    let prefix = "rooms/shows/lobby/s1/";
+    let keys = store.list(prefix).await.expect("list");
+    for r in ["source", "360p"] {
+        for seq in 0..5 {
+            let key = format!("{prefix}{r}/{seq}.ts");
+            assert!(keys.contains(&key), "{key} in {keys:?}");
+            assert_eq!(store.get(&key).await.expect("get"), Some(body(r, seq)));
+        }
+        assert_eq!(
+            playlist_seqs(&*store, &format!("{prefix}{r}/index.m3u8")).await,
+            vec![0, 1, 2, 3, 4]
+        );
+    }
+    let master = store
+        .get(&format!("{prefix}index.m3u8"))
+        .await
+        .expect("get")
+        .expect("master");
+    let master = m3u8_rs::parse_master_playlist_res(&master).expect("master playlist");
+    let uris: Vec<_> = master.variants.iter().map(|v| v.uri.as_str()).collect();
+    assert_eq!(uris, ["source/index.m3u8", "360p/index.m3u8"]);
+    let summary: serde_json::Value = serde_json::from_slice(
+        &store
+            .get(&format!("{prefix}session.json"))
+            .await
+            .expect("get")
+            .expect("session.json"),
+    )
+    .expect("json");
+    assert_eq!(summary["status"], "complete");
+    assert_eq!(summary["room"], ROOM);
+    assert_eq!(summary["durationSeconds"], 10.0);
+    assert_eq!(summary["segments"], 10);
+    assert_eq!(summary["startedAt"], "2027-01-15T08:00:00Z");
+
+    let listed = catalog.list(ROOM, 10, None).await.expect("list");
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].status, RecordingStatus::Complete);
+    assert_eq!(listed[0].segments, 10);
+    assert_eq!(listed[0].prefix, prefix);
+    assert_eq!(rec.metrics().segments_uploaded.get(), 10);
+    assert_eq!(rec.spool_bytes(), 0);
+    assert!(
+        std::fs::read_dir(dir.path().join("spool"))
+            .expect("spool")
+            .next()
+            .is_none(),
+        "spool emptied"
+    );
+    assert!(rec.health().borrow().healthy);
+
+    // A late segment or a repeated end does not reopen (or rewrite) the finished session.
+    rec.record(segment("s1", "source", 5, body("source", 5)));
+    rec.record(ended("s1", 5, true));
+    flush(&rec).await;
+    assert_eq!(
+        catalog
+            .get(ROOM, "s1")
+            .await
+            .expect("get")
+            .expect("entry")
+            .segments,
+        10
+    );
+    assert!(
+        !dir.path().join("spool/s1").exists(),
+        "late segment spooled"
+    );
+    assert_eq!(
+        catalog
+            .get(ROOM, "s1")
+            .await
+            .expect("get")
+            .expect("entry")
+            .status,
+        RecordingStatus::Complete
+    );
+    assert_eq!(rec.spool_bytes(), 0);
+}
+
+#[tokio::test]
+async fn s3_outage_mid_session_loses_and_duplicates_no_segment() {
+    let mut s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let rec = Recorder::start(
+        fast_config(&dir.path().join("spool")),
+        store.clone(),
+        catalog.clone(),
+    )
+    .await
+    .expect("start");
+    let mut health = rec.health();
+
+    rec.record(started("s1", &["source"]));
+    for seq in 0..5 {
+        rec.record(segment("s1", "source", seq, body("source", seq)));
+    }
+    flush(&rec).await;
+
+    s3.stop().await;
+    for seq in 5..15 {
+        rec.record(segment("s1", "source", seq, body("source", seq)));
+    }
+    tokio::time::timeout(Duration::from_secs(30), health.wait_for(|h| !h.healthy))
+        .await
+        .expect("unhealthy in time")
+        .expect("health");
+    assert!(
+        health.borrow().message.contains("failing"),
+        "{:?}",
+        *health.borrow()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(rec.spool_bytes() > 0, "segments wait in the spool");
+    s3.restart().await;
+
+    for seq in 15..20 {
+        rec.record(segment("s1", "source", seq, body("source", seq)));
+    }
+    rec.record(ended("s1", 20, true));
+    flush(&rec).await;
+
+    let prefix = "rooms/shows/lobby/s1/source/";
+    let segs: Vec<String> = store
+        .list(prefix)
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|k| k.ends_with(".ts"))
+        .collect();
+    assert_eq!(segs.len(), 20, "{segs:?}");
+    for seq in 0..20 {
+        assert_eq!(
+            store.get(&format!("{prefix}{seq}.ts")).await.expect("get"),
+            Some(body("source", seq))
+        );
+    }
+    assert_eq!(
+        playlist_seqs(&*store, &format!("{prefix}index.m3u8")).await,
+        (0..20).collect::<Vec<_>>()
+    );
+    assert!(rec.metrics().upload_retries.get() > 0);
+    assert_eq!(rec.metrics().segments_dropped.get(), 0);
+    assert!(health.borrow().healthy, "{:?}", *health.borrow());
+    let got = catalog.get(ROOM, "s1").await.expect("get").expect("entry");
+    assert_eq!(got.status, RecordingStatus::Complete);
+}
+
+#[tokio::test]
+async fn a_killed_recorder_leaves_a_session_the_next_one_finalises_as_interrupted() {
+    let mut s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = dir.path().join("spool");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+
+    let first = Recorder::start(fast_config(&spool), store.clone(), catalog.clone())
+        .await
+        .expect("start");
+    first.record(started("s1", &["source", "360p"]));
+    for seq in 0..3 {
+        for r in ["source", "360p"] {
+            first.record(segment("s1", r, seq, body(r, seq)));
+        }
+    }
+    flush(&first).await;
+    // S3 goes away, three more segments land in the spool only, then the process "dies".
+    s3.stop().await;
+    for seq in 3..6 {
+        for r in ["source", "360p"] {
+            first.record(segment("s1", r, seq, body(r, seq)));
+        }
+    }
+    wait_until("6 more segments spooled", || {
+        first.metrics().segments_spooled.get() == 12
+    })
+    .await;
+    drop(first);
+    assert_eq!(
+        catalog
+            .get(ROOM, "s1")
+            .await
+            .expect("get")
+            .expect("entry")
+            .status,
+        RecordingStatus::Live
+    );
+
+    s3.restart().await;
+    let second = Recorder::start(fast_config(&spool), store.clone(), catalog.clone())
+        .await
+        .expect("restart");
+    flush(&second).await;
+
+    let got = catalog.get(ROOM, "s1").await.expect("get").expect("entry");
+    assert_eq!(got.status, RecordingStatus::Interrupted);
+    assert_eq!(got.ended_at, Some(crate::unix_ms(at(12.0))));
+    assert_eq!(got.duration_seconds, Some(12.0));
+    for r in ["source", "360p"] {
+        let key = format!("rooms/shows/lobby/s1/{r}/index.m3u8");
+        assert_eq!(playlist_seqs(&*store, &key).await, vec![0, 1, 2, 3, 4, 5]);
+        for seq in 0..6 {
+            let seg = format!("rooms/shows/lobby/s1/{r}/{seq}.ts");
+            assert_eq!(
+                store.get(&seg).await.expect("get"),
+                Some(body(r, seq)),
+                "{seg}"
+            );
+        }
+    }
+    let summary = store
+        .get("rooms/shows/lobby/s1/session.json")
+        .await
+        .expect("get")
+        .expect("json");
+    assert!(String::from_utf8_lossy(&summary).contains("\"status\": \"interrupted\""));
+    assert_eq!(second.metrics().sessions_recovered.get(), 1);
+    assert!(!spool.join("s1").exists(), "spool emptied");
+}
+
+#[tokio::test]
+async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_until_it_drains() {
+    let mut s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    s3.stop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let cfg = RecorderConfig {
+        spool_size_bytes: 4 * 4096,
+        ..fast_config(&dir.path().join("spool"))
+    };
+    let rec = Recorder::start(cfg, store.clone(), catalog.clone())
+        .await
+        .expect("start");
+    let mut health = rec.health();
+
+    rec.record(started("s1", &["source"]));
+    let began = Instant::now();
+    for seq in 0..50 {
+        rec.record(segment(
+            "s1",
+            "source",
+            seq,
+            Bytes::from(vec![seq as u8; 4096]),
+        ));
+    }
+    let took = began.elapsed();
+    assert!(
+        took < Duration::from_millis(250),
+        "record() blocked: {took:?}"
+    );
+    assert_eq!(rec.metrics().segments_dropped.get(), 46);
+    assert!(!health.borrow().healthy);
+    assert!(
+        health.borrow().message.contains("spool full"),
+        "{:?}",
+        *health.borrow()
+    );
+
+    s3.restart().await;
+    tokio::time::timeout(Duration::from_secs(30), health.wait_for(|h| h.healthy))
+        .await
+        .expect("healthy again once the spool drains")
+        .expect("health");
+    // Recording resumes after the gap.
+    rec.record(segment("s1", "source", 60, Bytes::from(vec![60u8; 4096])));
+    rec.record(ended("s1", 61, true));
+    flush(&rec).await;
+    let seqs = playlist_seqs(&*store, "rooms/shows/lobby/s1/source/index.m3u8").await;
+    assert_eq!(seqs, vec![0, 1, 2, 3, 60]);
+    let text = store
+        .get("rooms/shows/lobby/s1/source/index.m3u8")
+        .await
+        .expect("get")
+        .expect("playlist");
+    assert_eq!(
+        String::from_utf8_lossy(&text)
+            .matches("#EXT-X-DISCONTINUITY\n")
+            .count(),
+        1
+    );
+    let got = catalog.get(ROOM, "s1").await.expect("get").expect("entry");
+    assert_eq!(got.dropped_segments, 46);
+}
+
+#[tokio::test]
+async fn renditions_not_configured_for_recording_are_not_stored() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let cfg = RecorderConfig {
+        renditions: vec!["720p".into()],
+        ..fast_config(&dir.path().join("spool"))
+    };
+    let rec = Recorder::start(cfg, store.clone(), catalog.clone())
+        .await
+        .expect("start");
+    rec.record(started("s1", &["source", "720p"]));
+    for seq in 0..2 {
+        rec.record(segment("s1", "source", seq, body("source", seq)));
+        rec.record(segment("s1", "720p", seq, body("720p", seq)));
+    }
+    rec.record(ended("s1", 2, true));
+    flush(&rec).await;
+    let keys = store.list("rooms/").await.expect("list");
+    assert!(keys.iter().all(|k| !k.contains("/source/")), "{keys:?}");
+    assert_eq!(
+        catalog
+            .get(ROOM, "s1")
+            .await
+            .expect("get")
+            .expect("entry")
+            .renditions,
+        ["720p"]
+    );
+}
+
+#[tokio::test]
+async fn a_session_run_against_mongodb_is_listed_complete() {
+    let (uri, _server) = roomcast_store::test_support::mongo_for_tests()
+        .await
+        .expect("a MongoDB-compatible test server (secantusd-py) or ROOMCAST_TEST_MONGODB_URI");
+    let db = roomcast_store::mongo::connect(&uri, "roomcast-recorder-test")
+        .await
+        .expect("connect");
+    let catalog = Arc::new(
+        crate::catalog::mongo::MongoCatalog::open(&db)
+            .await
+            .expect("catalog"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let rec = Recorder::start(
+        fast_config(&dir.path().join("spool")),
+        store,
+        catalog.clone(),
+    )
+    .await
+    .expect("start");
+    // Unique per run: the suite may share a real MongoDB.
+    let session = format!("mongo-{}", crate::unix_ms(SystemTime::now()));
+    rec.record(started(&session, &["source"]));
+    flush(&rec).await;
+    let live = catalog
+        .get(ROOM, &session)
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(live.status, RecordingStatus::Live);
+    for seq in 0..3 {
+        rec.record(segment(&session, "source", seq, body("source", seq)));
+    }
+    rec.record(ended(&session, 3, true));
+    flush(&rec).await;
+    let got = catalog
+        .get(ROOM, &session)
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(got.status, RecordingStatus::Complete);
+    assert_eq!(got.segments, 3);
+    assert_eq!(got.duration_seconds, Some(6.0));
+}
+
+/// A `tracing` writer into a shared buffer.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut v) = self.0.lock() {
+            v.extend_from_slice(buf);
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn s3_credentials_never_reach_the_logs() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let s3 = S3TestServer::start().await;
+    let mut settings = s3.settings();
+    let secret = "wrong-secret-that-must-not-be-logged";
+    if let Some(c) = settings.credentials.as_mut() {
+        c.secret_access_key = crate::Secret::new(secret);
+    }
+    tracing::info!(?settings, "connecting");
+    let store: DynStore = Arc::new(
+        crate::store::s3::S3Store::connect(&settings)
+            .await
+            .expect("client"),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let rec = Recorder::start(fast_config(&dir.path().join("spool")), store, catalog)
+        .await
+        .expect("start");
+    let mut health = rec.health();
+    rec.record(started("s1", &["source"]));
+    rec.record(segment("s1", "source", 0, body("source", 0)));
+    tokio::time::timeout(Duration::from_secs(30), health.wait_for(|h| !h.healthy))
+        .await
+        .expect("signature errors reported")
+        .expect("health");
+    let message = health.borrow().message.clone();
+    drop(rec);
+    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    assert!(logs.contains("store write failed"), "{logs}");
+    assert!(!logs.contains(secret), "secret in the logs");
+    assert!(!message.contains(secret), "secret in the health message");
+}
+
+#[tokio::test]
+async fn a_live_session_whose_spool_was_lost_is_finalised_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    // A worker on another node recorded 4 segments of "lost", then died with its spool.
+    let prefix = "rooms/shows/lobby/lost/";
+    for seq in 0..4 {
+        store
+            .put(
+                &format!("{prefix}source/{seq}.ts"),
+                body("source", seq),
+                "video/mp2t",
+            )
+            .await
+            .expect("put");
+    }
+    let mut live = crate::catalog::suite::recording(ROOM, "lost", 1_000_000, RecordingStatus::Live);
+    live.prefix = prefix.into();
+    live.renditions = vec!["source".into()];
+    catalog.upsert(&live).await.expect("upsert");
+    let mut done =
+        crate::catalog::suite::recording(ROOM, "done", 500_000, RecordingStatus::Complete);
+    done.prefix = "rooms/shows/lobby/done/".into();
+    catalog.upsert(&done).await.expect("upsert");
+
+    let rec = Recorder::start(
+        fast_config(&dir.path().join("spool")),
+        store.clone(),
+        catalog.clone(),
+    )
+    .await
+    .expect("start");
+    let n = rec
+        .finalise_orphans(ROOM, Duration::from_secs(2))
+        .await
+        .expect("orphans");
+    assert_eq!(n, 1);
+    let got = catalog
+        .get(ROOM, "lost")
+        .await
+        .expect("get")
+        .expect("entry");
+    assert_eq!(got.status, RecordingStatus::Interrupted);
+    assert_eq!(got.ended_at, Some(1_008_000));
+    assert_eq!(got.segments, 4);
+    assert_eq!(
+        playlist_seqs(&*store, &format!("{prefix}source/index.m3u8")).await,
+        vec![0, 1, 2, 3]
+    );
+    assert!(
+        store
+            .get(&format!("{prefix}index.m3u8"))
+            .await
+            .expect("get")
+            .is_some()
+    );
+    assert_eq!(catalog.get(ROOM, "done").await.expect("get"), Some(done));
+    // Nothing left to do the second time.
+    assert_eq!(
+        rec.finalise_orphans(ROOM, Duration::from_secs(2))
+            .await
+            .expect("orphans"),
+        0
+    );
+}
