@@ -24,9 +24,10 @@ use roomcast_operator::{
 use roomcast_recorder::{
     DynCatalog, DynStore, Recorder, RecorderConfig,
     api::ApiState,
-    catalog::embedded::EmbeddedCatalog,
+    catalog::{embedded::EmbeddedCatalog, mongo::MongoCatalog},
+    config::S3Settings,
     poster::{DynPosterMaker, FfmpegPoster},
-    store::local::LocalStore,
+    store::{local::LocalStore, s3::S3Store},
 };
 use roomcast_store::mongo::MongoUri;
 use tokio::net::TcpListener;
@@ -58,8 +59,23 @@ pub struct DevOptions {
     pub redis_url: Option<String>,
     /// x264 speed preset of encoded rungs.
     pub speed_preset: String,
-    /// Record every room's sessions into the data directory (past broadcasts).
+    /// Record every room's sessions (past broadcasts): into the data directory, or into
+    /// `s3` when given.
     pub record: bool,
+    /// A real S3 or S3-compatible bucket for recordings instead of the data directory.
+    /// Credentials come from the ambient AWS chain (`AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY`, profile).
+    pub s3: Option<DevS3>,
+}
+
+/// Where `roomcast dev` records when not to the data directory.
+#[derive(Clone, Debug, Default)]
+pub struct DevS3 {
+    pub bucket: String,
+    /// Empty: AWS. Otherwise an S3-compatible endpoint (path-style addressing is used).
+    pub endpoint: String,
+    pub region: String,
+    pub prefix: String,
 }
 
 /// One room as `roomcast dev` runs it.
@@ -159,7 +175,12 @@ fn persistent_key(dir: &Path, name: &str) -> Result<String> {
 }
 
 /// Worker configuration of each room with local paths, keys created on first use.
-pub fn prepare_rooms(rooms: &[StreamRoom], data_dir: &Path, record: bool) -> Result<Vec<DevRoom>> {
+pub fn prepare_rooms(
+    rooms: &[StreamRoom],
+    data_dir: &Path,
+    record: bool,
+    s3: Option<&DevS3>,
+) -> Result<Vec<DevRoom>> {
     let config = dev_operator_config();
     rooms
         .iter()
@@ -181,12 +202,17 @@ pub fn prepare_rooms(rooms: &[StreamRoom], data_dir: &Path, record: bool) -> Res
             // No CDN in front of a laptop.
             worker.playback.origin_secret_file = None;
             // Recordings go to the data directory, whatever bucket the room names.
-            worker.recording = record.then(|| RecordingConfig {
+            let local = DevS3 {
                 bucket: LOCAL_BUCKET.to_owned(),
-                prefix: String::new(),
-                region: String::new(),
-                endpoint: String::new(),
-                force_path_style: false,
+                ..DevS3::default()
+            };
+            let sink = s3.unwrap_or(&local);
+            worker.recording = record.then(|| RecordingConfig {
+                bucket: sink.bucket.clone(),
+                prefix: sink.prefix.clone(),
+                region: sink.region.clone(),
+                endpoint: sink.endpoint.clone(),
+                force_path_style: !sink.endpoint.is_empty(),
                 credentials_dir: None,
                 renditions: valid.spec.recording.renditions.clone(),
                 retention_days: valid.spec.recording.retention_days,
@@ -228,7 +254,12 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         None => ("the default room".to_owned(), DEFAULT_ROOM.to_owned()),
     };
     let rooms = parse_rooms(&text, &origin)?;
-    let rooms = prepare_rooms(&rooms, &options.data_dir, options.record)?;
+    let rooms = prepare_rooms(
+        &rooms,
+        &options.data_dir,
+        options.record,
+        options.s3.as_ref(),
+    )?;
 
     // Media: every room on one RTMP listener, told apart by stream key.
     let media_rooms = rooms
@@ -243,7 +274,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     )?;
 
     // Recording: one recorder for every recording room, local store and embedded catalog.
-    let recording = start_recording(&rooms, &options.data_dir, &media).await?;
+    let recording = start_recording(&rooms, &options, &media).await?;
 
     // Chat: one socket.io server per room, on the same HTTP port.
     let store_config = match &options.mongodb_uri {
@@ -376,7 +407,7 @@ struct Recording {
 
 async fn start_recording(
     rooms: &[DevRoom],
-    data_dir: &Path,
+    options: &DevOptions,
     media: &MediaServer,
 ) -> Result<Option<Recording>> {
     let recording_rooms: Vec<&DevRoom> = rooms
@@ -389,8 +420,19 @@ async fn start_recording(
     else {
         return Ok(None);
     };
-    let store: DynStore = Arc::new(LocalStore::new(data_dir.join("recordings"))?);
-    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(data_dir)?);
+    let store: DynStore = if options.s3.is_some() {
+        Arc::new(S3Store::connect(&S3Settings::from_config(first)?).await?)
+    } else {
+        Arc::new(LocalStore::new(options.data_dir.join("recordings"))?)
+    };
+    let catalog: DynCatalog = match &options.mongodb_uri {
+        Some(uri) => {
+            let db =
+                roomcast_store::mongo::connect(&MongoUri::new(uri.clone()), "roomcast-dev").await?;
+            Arc::new(MongoCatalog::open(&db).await?)
+        }
+        None => Arc::new(EmbeddedCatalog::open(&options.data_dir)?),
+    };
     let config = RecorderConfig {
         poster: FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker),
         // Per-room rendition choices are not kept apart in one local recorder: record all.
@@ -476,8 +518,8 @@ mod tests {
     fn keys_are_generated_once_and_kept_private() {
         let dir = tempfile::tempdir().expect("tempdir");
         let rooms = parse_rooms(DEFAULT_ROOM, "default").expect("valid");
-        let first = prepare_rooms(&rooms, dir.path(), true).expect("prepared");
-        let again = prepare_rooms(&rooms, dir.path(), true).expect("prepared");
+        let first = prepare_rooms(&rooms, dir.path(), true, None).expect("prepared");
+        let again = prepare_rooms(&rooms, dir.path(), true, None).expect("prepared");
         assert_eq!(
             first[0].stream_key, again[0].stream_key,
             "the stream key survives restarts"
@@ -504,6 +546,7 @@ mod tests {
             &parse_rooms(DEFAULT_ROOM, "default").expect("valid"),
             dir.path(),
             true,
+            None,
         )
         .expect("prepared");
         let banner = room_banner(

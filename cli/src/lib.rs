@@ -54,6 +54,8 @@ pub enum Error {
     Operator(#[from] roomcast_operator::Error),
     #[error(transparent)]
     Recorder(#[from] roomcast_recorder::Error),
+    #[error(transparent)]
+    Store(#[from] roomcast_store::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -42,6 +42,33 @@ enum Command {
         /// Do not record sessions (no past broadcasts).
         #[arg(long, env = "ROOMCAST_NO_RECORDING")]
         no_recording: bool,
+        /// Record into this S3 bucket instead of the data directory (credentials from the
+        /// usual AWS environment variables or profile).
+        #[arg(long, env = "ROOMCAST_S3_BUCKET")]
+        s3_bucket: Option<String>,
+        /// S3-compatible endpoint (MinIO, Ceph, R2…); empty for AWS.
+        #[arg(
+            long,
+            env = "ROOMCAST_S3_ENDPOINT",
+            default_value = "",
+            requires = "s3_bucket"
+        )]
+        s3_endpoint: String,
+        #[arg(
+            long,
+            env = "ROOMCAST_S3_REGION",
+            default_value = "",
+            requires = "s3_bucket"
+        )]
+        s3_region: String,
+        /// Key prefix (empty or ending in `/`).
+        #[arg(
+            long,
+            env = "ROOMCAST_S3_PREFIX",
+            default_value = "",
+            requires = "s3_bucket"
+        )]
+        s3_prefix: String,
     },
     /// Print the Kubernetes objects the operator would apply for a StreamRoom file.
     Render {
@@ -65,6 +92,10 @@ async fn main() -> anyhow::Result<()> {
             redis_url,
             speed_preset,
             no_recording,
+            s3_bucket,
+            s3_endpoint,
+            s3_region,
+            s3_prefix,
         } => {
             init_logs();
             let options = DevOptions {
@@ -76,8 +107,14 @@ async fn main() -> anyhow::Result<()> {
                 redis_url,
                 speed_preset,
                 record: !no_recording,
+                s3: s3_bucket.map(|bucket| dev::DevS3 {
+                    bucket,
+                    endpoint: s3_endpoint,
+                    region: s3_region,
+                    prefix: s3_prefix,
+                }),
             };
-            dev::run(options, shutdown_signal()).await?;
+            dev::run(options, roomcast_runtime::shutdown_signal()).await?;
             Ok(())
         }
         Command::Render { file, config } => {
@@ -104,21 +141,4 @@ fn init_logs() {
         .with(filter)
         .with(fmt::layer().compact().with_writer(std::io::stderr))
         .init();
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

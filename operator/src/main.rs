@@ -95,7 +95,7 @@ async fn run_controller(run: RunConfig, config: OperatorConfig) -> anyhow::Resul
     });
 
     tokio::spawn(async move {
-        shutdown_signal().await;
+        roomcast_runtime::shutdown_signal().await;
         info!("shutting down");
         let _ = shutdown_tx.send(true);
     });
@@ -158,21 +158,4 @@ async fn run_controller(run: RunConfig, config: OperatorConfig) -> anyhow::Resul
         .context("http server task")?
         .context("http server")?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term => {}
-    }
 }

@@ -295,7 +295,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 
     let shutdown_handle = handle.clone();
     let shutdown = async move {
-        wait_for_signal().await;
+        roomcast_runtime::shutdown_signal().await;
         tracing::info!("shutting down: telling clients to reconnect");
         shutdown_handle.shutdown().await;
         if let Some(sink) = status_sink
@@ -313,33 +313,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::select! {
         res = server => res.context("serving")?,
         () = async {
-            wait_for_signal().await;
+            roomcast_runtime::shutdown_signal().await;
             tokio::time::sleep(server::DEFAULT_SHUTDOWN_GRACE * 2).await;
         } => tracing::warn!("shutdown grace elapsed; exiting"),
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -90,6 +90,14 @@ async fn start_recording(
         ..RecorderConfig::from_config(rec)?
     };
     let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
+    // Sessions whose spool was lost with a previous pod (rescheduled to another node) are
+    // finalised from what reached the store.
+    recorder
+        .finalise_orphans(
+            &room_id,
+            Duration::from_secs(u64::from(worker.transcode.segment_seconds)),
+        )
+        .await?;
     let forwarder = roomcast_media::recording::forward(
         server,
         recorder.clone(),
@@ -201,7 +209,9 @@ async fn main() -> anyhow::Result<()> {
         )
     };
     tracing::info!(rtmp = %cli.rtmp_addr, http = %cli.http_addr, rooms = server.rooms.len(), "roomcast-media listening");
-    server.run(rtmp, http, metrics, shutdown_signal()).await?;
+    server
+        .run(rtmp, http, metrics, roomcast_runtime::shutdown_signal())
+        .await?;
     for recording in recordings {
         // The last session's end is on its way to the recorder: let it store and finalise.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -219,25 +229,4 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

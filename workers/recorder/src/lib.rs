@@ -45,8 +45,9 @@ pub mod recorder;
 pub mod retention;
 pub mod spool;
 pub mod store;
-#[cfg(test)]
-mod testing;
+/// A real S3 server for tests (s3s + s3s-fs), for this crate and the media worker's tests.
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 
 pub use catalog::{Catalog, DynCatalog, Recording, RecordingStatus};
 pub use config::{RecorderConfig, Secret};

@@ -18,8 +18,8 @@ use crate::{
 };
 
 pub const BUCKET: &str = "vods";
-const ACCESS_KEY: &str = "roomcast-test";
-const SECRET_KEY: &str = "roomcast-test-secret-key";
+pub const ACCESS_KEY: &str = "roomcast-test";
+pub const SECRET_KEY: &str = "roomcast-test-secret-key";
 
 pub struct S3TestServer {
     pub addr: SocketAddr,
@@ -85,6 +85,30 @@ impl S3TestServer {
             .await
             .expect("rebind the same port");
         self.serve(listener);
+    }
+
+    /// Every object key in the test bucket, sorted (read from the server's directory).
+    pub fn objects(&self) -> Vec<String> {
+        let root = self.dir.path().join(BUCKET);
+        let mut out = Vec::new();
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if let Ok(key) = path.strip_prefix(&root) {
+                    out.push(key.display().to_string());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Content of one object of the test bucket.
+    pub fn read(&self, key: &str) -> std::io::Result<Vec<u8>> {
+        std::fs::read(self.dir.path().join(BUCKET).join(key))
     }
 
     pub fn endpoint(&self) -> String {

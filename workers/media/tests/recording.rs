@@ -1,0 +1,292 @@
+//! The `roomcast-media` binary records to a real S3 server (s3s, signatures checked) from the
+//! operator's WorkerConfig, and serves recordings back as past broadcasts. Faults are real:
+//! the S3 server goes away for 20 s, the worker process is killed with SIGKILL.
+
+mod common;
+
+use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
+
+use common::{Publisher, http_request, media_tools_available, wait_exit};
+use roomcast_recorder::testing::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
+use tokio::process::{Child, Command};
+
+const KEY: &str = "test-stream-key-0123456789";
+
+fn free_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr")
+}
+
+/// A room directory (config, key, S3 credentials, spool, data) and the worker serving it.
+struct Worker {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    rtmp: SocketAddr,
+    http: SocketAddr,
+    process: Option<Child>,
+}
+
+impl Worker {
+    fn new(s3: &S3TestServer) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("stream-key"), KEY).expect("key");
+        let creds = dir.path().join("s3");
+        std::fs::create_dir_all(&creds).expect("creds dir");
+        std::fs::write(creds.join("AWS_ACCESS_KEY_ID"), ACCESS_KEY).expect("id");
+        std::fs::write(creds.join("AWS_SECRET_ACCESS_KEY"), SECRET_KEY).expect("secret");
+        let config = format!(
+            r#"room: {{namespace: shows, name: lobby}}
+ingest: {{streamKeyFile: {dir}/stream-key, maxBitrateKbps: 8000, reconnectGraceSeconds: 1}}
+transcode:
+  segmentSeconds: 2
+  dvrWindowSeconds: 60
+  renditions: [{{name: source}}]
+recording:
+  bucket: {BUCKET}
+  prefix: rooms/
+  region: us-east-1
+  endpoint: {endpoint}
+  forcePathStyle: true
+  credentialsDir: {creds}
+  spoolDir: {dir}/spool
+  spoolSizeMib: 256
+playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400}}
+"#,
+            dir = dir.path().display(),
+            endpoint = s3.endpoint(),
+            creds = creds.display(),
+        );
+        let config_file = dir.path().join("room.yaml");
+        std::fs::write(&config_file, config).expect("config");
+        Worker {
+            dir,
+            config: config_file,
+            rtmp: free_addr(),
+            http: free_addr(),
+            process: None,
+        }
+    }
+
+    async fn start(&mut self) {
+        let process = Command::new(env!("CARGO_BIN_EXE_roomcast-media"))
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--rtmp-addr", &self.rtmp.to_string()])
+            .args(["--http-addr", &self.http.to_string(), "--metrics-addr", ""])
+            .arg("--data-dir")
+            .arg(self.dir.path().join("data"))
+            .env_remove("POD_NAME")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start roomcast-media");
+        self.process = Some(process);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(self.http).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "worker did not listen"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, the spool is left as it is.
+    async fn kill(&mut self) {
+        if let Some(mut process) = self.process.take() {
+            process.kill().await.expect("SIGKILL");
+        }
+    }
+
+    fn publish(&self, seconds: u32) -> Child {
+        Publisher {
+            seconds,
+            ..Publisher::default()
+        }
+        .spawn(&format!("rtmp://{}/live/{KEY}", self.rtmp))
+    }
+
+    /// Wait until the catalog lists a session with `status`; returns the listing's entry.
+    async fn wait_for_session(&self, status: &str, timeout: Duration) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut listing = String::new();
+        while tokio::time::Instant::now() < deadline {
+            listing = http_request(self.http, "GET", "/shows/lobby/recordings", &[])
+                .await
+                .text();
+            if let Ok(page) = serde_json::from_str::<serde_json::Value>(&listing)
+                && let Some(entry) = page["recordings"]
+                    .as_array()
+                    .and_then(|r| r.iter().find(|r| r["status"] == status))
+            {
+                return entry.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        panic!("no {status} session listed within {timeout:?}: {listing}");
+    }
+
+    /// Duration of a recorded session, played through the origin by ffprobe.
+    fn vod_duration(&self, session: &str) -> f64 {
+        let probe = std::process::Command::new("ffprobe")
+            .args([
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+            ])
+            .arg(format!(
+                "http://{}/shows/lobby/recordings/{session}/index.m3u8",
+                self.http
+            ))
+            .output()
+            .expect("ffprobe");
+        String::from_utf8_lossy(&probe.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0.0)
+    }
+}
+
+fn session_objects(s3: &S3TestServer, session: &str) -> Vec<String> {
+    let prefix = format!("rooms/shows/lobby/{session}/");
+    s3.objects()
+        .into_iter()
+        .filter_map(|o| o.strip_prefix(&prefix).map(str::to_owned))
+        .collect()
+}
+
+fn playlist_segments(s3: &S3TestServer, session: &str) -> Vec<String> {
+    let key = format!("rooms/shows/lobby/{session}/source/index.m3u8");
+    let playlist = s3.read(&key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    String::from_utf8_lossy(&playlist)
+        .lines()
+        .filter(|l| l.ends_with(".ts"))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_records_a_session_to_s3_and_serves_it_as_a_past_broadcast() {
+    if !media_tools_available() {
+        return;
+    }
+    let s3 = S3TestServer::start().await;
+    let mut worker = Worker::new(&s3);
+    worker.start().await;
+    assert!(
+        wait_exit(worker.publish(8), Duration::from_secs(60)).await,
+        "ffmpeg published"
+    );
+
+    // The session ends after the 1 s grace; then the recorder finalises it.
+    let entry = worker
+        .wait_for_session("complete", Duration::from_secs(30))
+        .await;
+    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+
+    let objects = session_objects(&s3, &session);
+    for expected in ["index.m3u8", "source/index.m3u8", "session.json"] {
+        assert!(
+            objects.contains(&expected.to_owned()),
+            "{expected} missing: {objects:?}"
+        );
+    }
+    assert!(playlist_segments(&s3, &session).len() >= 3, "{objects:?}");
+
+    let duration = worker.vod_duration(&session);
+    assert!(
+        (duration - 8.0).abs() <= 2.5,
+        "VOD duration {duration} s for 8 s published"
+    );
+    worker.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_gone_for_20_seconds_loses_and_duplicates_nothing() {
+    if !media_tools_available() {
+        return;
+    }
+    let mut s3 = S3TestServer::start().await;
+    let mut worker = Worker::new(&s3);
+    worker.start().await;
+    let publisher = worker.publish(30);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    s3.stop().await;
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    s3.restart().await;
+    assert!(
+        wait_exit(publisher, Duration::from_secs(60)).await,
+        "ffmpeg published"
+    );
+
+    let entry = worker
+        .wait_for_session("complete", Duration::from_secs(90))
+        .await;
+    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let listed = playlist_segments(&s3, &session);
+    let stored: Vec<String> = session_objects(&s3, &session)
+        .into_iter()
+        .filter_map(|o| o.strip_prefix("source/").map(str::to_owned))
+        .filter(|o| o.ends_with(".ts"))
+        .collect();
+    let mut unique = listed.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        unique.len(),
+        listed.len(),
+        "no segment listed twice: {listed:?}"
+    );
+    let mut stored_sorted = stored.clone();
+    stored_sorted.sort();
+    assert_eq!(
+        stored_sorted, unique,
+        "every listed segment stored, nothing extra"
+    );
+    assert!(
+        listed.len() >= 12,
+        "about 15 segments of 2 s for 30 s: {listed:?}"
+    );
+    let duration = worker.vod_duration(&session);
+    assert!(
+        (duration - 30.0).abs() <= 3.0,
+        "VOD duration {duration} s for 30 s published"
+    );
+    worker.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_killed_mid_session_finalises_it_as_interrupted_on_restart() {
+    if !media_tools_available() {
+        return;
+    }
+    let s3 = S3TestServer::start().await;
+    let mut worker = Worker::new(&s3);
+    worker.start().await;
+    let publisher = worker.publish(30);
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    worker.kill().await;
+    // ffmpeg fails when the server goes away.
+    let _ = wait_exit(publisher, Duration::from_secs(30)).await;
+
+    worker.start().await;
+    let entry = worker
+        .wait_for_session("interrupted", Duration::from_secs(60))
+        .await;
+    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let segments = playlist_segments(&s3, &session);
+    assert!(
+        segments.len() >= 2,
+        "what was recorded before the kill is listed: {segments:?}"
+    );
+    let duration = worker.vod_duration(&session);
+    assert!(
+        duration >= 3.0,
+        "the interrupted session plays ({duration} s)"
+    );
+    worker.kill().await;
+}
