@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use chrono::Utc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -25,11 +25,6 @@ use crate::session::{EpochSink, Publish, Room};
 
 /// FLV chunks queued between the socket task and the pipeline thread.
 const FEED_QUEUE: usize = 64;
-/// FLV data is handed to the pipeline in batches of at most this age or [`BATCH_BYTES`]: every
-/// hand-off wakes several GStreamer threads, so batching a few RTMP messages cuts the per-room
-/// CPU of a real-time publisher several times over, for a few tens of ms of latency.
-const BATCH_AGE: Duration = Duration::from_millis(40);
-const BATCH_BYTES: usize = 64 * 1024;
 /// A publisher that sends nothing for this long is dropped.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -53,33 +48,9 @@ struct Publishing {
     slot: Option<tokio::sync::OwnedMutexGuard<()>>,
     since: Instant,
     last_over_limit: Option<Instant>,
-    /// FLV bytes not yet handed to the pipeline, and when the oldest arrived.
-    batch: BytesMut,
-    batch_since: Option<tokio::time::Instant>,
 }
 
 impl Publishing {
-    /// Hand the batch to the pipeline (waits while the pipeline is full).
-    async fn flush(&mut self) -> Result<()> {
-        self.batch_since = None;
-        if self.batch.is_empty() {
-            return Ok(());
-        }
-        let bytes = self.batch.split().freeze();
-        match &self.feeder {
-            Some(f) => {
-                f.tx.send(bytes)
-                    .await
-                    .map_err(|_| Error::Gst("pipeline stopped".into()))
-            }
-            None => Ok(()),
-        }
-    }
-
-    fn flush_deadline(&self) -> Option<tokio::time::Instant> {
-        self.batch_since.map(|t| t + BATCH_AGE)
-    }
-
     /// `maxBitrateKbps` is advisory: going over it is logged and counted, not cut off, since
     /// keyframe bursts and encoder overshoot would otherwise drop honest streamers.
     fn check_bitrate(&mut self, kbps: u64) {
@@ -135,9 +106,9 @@ pub async fn handle_connection(
 }
 
 async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
-    if let Err(e) = p.flush().await {
-        tracing::warn!(error = %e, "last batch not delivered");
-    }
+    // Free the room for a reconnect at once; the slot keeps the next epoch (and the end of the
+    // session) waiting until this pipeline has drained.
+    let generation = p.room.publisher_left(conn, end_now);
     if let Some(feeder) = p.feeder.take() {
         drop(feeder.tx);
         match feeder.done.await {
@@ -147,7 +118,10 @@ async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
         }
     }
     drop(p.slot.take());
-    p.room.end_publish(conn, end_now);
+    if end_now && let Some(g) = generation {
+        p.room.end_session_if(g).await;
+    }
+    p.room.ingests.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn run(
@@ -161,18 +135,11 @@ async fn run(
     let mut core = RtmpCore::new();
     let mut buf = vec![0u8; 64 * 1024];
     loop {
-        let deadline = publishing.as_ref().and_then(Publishing::flush_deadline);
         let n = tokio::select! {
             r = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf)) => match r {
                 Ok(r) => r?,
                 Err(_) => return Err(Error::Rtmp("publisher sent nothing for 30 s".into())),
             },
-            _ = sleep_until_some(deadline) => {
-                if let Some(p) = publishing.as_mut() {
-                    p.flush().await?;
-                }
-                continue;
-            }
             _ = shutdown.changed() => return Ok(()),
         };
         if n == 0 {
@@ -206,6 +173,7 @@ async fn run(
                             span.record("room", room.id().as_str());
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
+                            room.ingests.fetch_add(1, Ordering::SeqCst);
                             *publishing = Some(Publishing {
                                 room,
                                 publish,
@@ -215,8 +183,6 @@ async fn run(
                                 slot: None,
                                 since: Instant::now(),
                                 last_over_limit: None,
-                                batch: BytesMut::new(),
-                                batch_since: None,
                             });
                             queue.extend(core.accept_publish(request_id)?);
                         }
@@ -321,24 +287,14 @@ async fn media(
                 .await
                 .map_err(|_| Error::Gst("pipeline stopped".into()))
         }
-        FlvOutput::Data(bytes) => {
-            if p.feeder.is_none() {
-                return Ok(());
+        FlvOutput::Data(bytes) => match &p.feeder {
+            Some(f) => {
+                f.tx.send(bytes)
+                    .await
+                    .map_err(|_| Error::Gst("pipeline stopped".into()))
             }
-            p.batch.extend_from_slice(&bytes);
-            p.batch_since.get_or_insert_with(tokio::time::Instant::now);
-            if p.batch.len() >= BATCH_BYTES {
-                p.flush().await?;
-            }
-            Ok(())
-        }
-    }
-}
-
-async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
+            None => Ok(()),
+        },
     }
 }
 

@@ -371,8 +371,13 @@ pub struct Room {
     state: Mutex<RoomState>,
     viewers: Mutex<HashMap<u64, Instant>>,
     ingest_window: Mutex<VecDeque<(Instant, usize)>>,
+    /// Handles of the per-read metrics, so the hot path allocates no labels.
+    ingest_bytes: prometheus_client::metrics::counter::Counter,
+    ingest_kbps: prometheus_client::metrics::gauge::Gauge,
     events: broadcast::Sender<MediaEvent>,
     pub metrics: Metrics,
+    /// Publisher connections that accepted a publish and have not finished draining.
+    pub ingests: std::sync::atomic::AtomicUsize,
 }
 
 /// What the HTTP origin and status see.
@@ -390,6 +395,9 @@ impl Room {
         events: broadcast::Sender<MediaEvent>,
         metrics: Metrics,
     ) -> Self {
+        let labels = metrics::room(&cfg.id());
+        let ingest_bytes = metrics.ingest_bytes.get_or_create(&labels).clone();
+        let ingest_kbps = metrics.ingest_kbps.get_or_create(&labels).clone();
         Room {
             cfg,
             speed_preset,
@@ -399,8 +407,11 @@ impl Room {
             }),
             viewers: Mutex::new(HashMap::new()),
             ingest_window: Mutex::new(VecDeque::new()),
+            ingest_bytes,
+            ingest_kbps,
             events,
             metrics,
+            ingests: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -465,17 +476,17 @@ impl Room {
         Ok(Publish { session, epoch })
     }
 
-    /// The publisher `conn` is gone (its pipeline has drained). With `end_now` (shutdown) the
-    /// session ends at once; otherwise it ends after the grace period unless someone republishes.
-    pub fn end_publish(self: &Arc<Self>, conn: u64, end_now: bool) {
+    /// The publisher `conn` disconnected; its pipeline may still be draining (a reconnect is
+    /// accepted right away and its epoch waits for the drain). Unless `end_now` (shutdown: the
+    /// caller ends the session with [`Room::end_session_if`] after the drain), the session ends
+    /// after the grace period unless someone republishes. Returns the generation to end.
+    pub fn publisher_left(self: &Arc<Self>, conn: u64, end_now: bool) -> Option<u64> {
         let room = self.id();
         let generation = {
             let mut st = lock(&self.state);
-            let Some(active) = &mut st.active else {
-                return;
-            };
+            let active = st.active.as_mut()?;
             if active.publisher != Some(conn) {
-                return;
+                return None;
             }
             active.publisher = None;
             active.generation += 1;
@@ -485,20 +496,22 @@ impl Room {
             .publishers
             .get_or_create(&metrics::room(&room))
             .set(0);
-        if end_now || self.cfg.reconnect_grace.is_zero() {
-            self.end_session_if(generation);
-            return;
+        if end_now {
+            return Some(generation);
         }
         tracing::info!(grace = ?self.cfg.reconnect_grace, "publisher left; waiting for a reconnect");
         let me = self.clone();
         let grace = self.cfg.reconnect_grace;
         tokio::spawn(async move {
             tokio::time::sleep(grace).await;
-            me.end_session_if(generation);
+            me.end_session_if(generation).await;
         });
+        Some(generation)
     }
 
-    fn end_session_if(&self, generation: u64) {
+    /// End the session if nobody republished since `generation`; waits until the last pipeline
+    /// of the session has drained, so ENDLIST comes after the last segment.
+    pub async fn end_session_if(&self, generation: u64) {
         let session = {
             let mut st = lock(&self.state);
             match &st.active {
@@ -511,6 +524,7 @@ impl Room {
             st.last = Some((active.session.clone(), Instant::now()));
             active.session
         };
+        let _drained = session.pipeline_slot.clone().lock_owned().await;
         if session.end() {
             tracing::info!(session = %session.id, "session ended");
         }
@@ -520,8 +534,8 @@ impl Room {
             .set(0);
     }
 
-    /// End whatever session is active (worker shutdown).
-    pub fn end_all(&self) {
+    /// End the session waiting for its publisher (worker shutdown).
+    pub async fn end_all(&self) {
         let generation = {
             let st = lock(&self.state);
             match &st.active {
@@ -530,7 +544,7 @@ impl Room {
             }
         };
         if let Some(g) = generation {
-            self.end_session_if(g);
+            self.end_session_if(g).await;
         }
     }
 
@@ -593,10 +607,7 @@ impl Room {
     /// Count ingest bytes; returns kbit/s over the last 5 s.
     pub fn ingest(&self, bytes: usize) -> u64 {
         let now = Instant::now();
-        self.metrics
-            .ingest_bytes
-            .get_or_create(&metrics::room(&self.id()))
-            .inc_by(bytes as u64);
+        self.ingest_bytes.inc_by(bytes as u64);
         let mut w = lock(&self.ingest_window);
         w.push_back((now, bytes));
         while w
@@ -607,10 +618,7 @@ impl Room {
         }
         let total: usize = w.iter().map(|(_, b)| b).sum();
         let kbps = (total as u64 * 8) / 5 / 1000;
-        self.metrics
-            .ingest_kbps
-            .get_or_create(&metrics::room(&self.id()))
-            .set(kbps as i64);
+        self.ingest_kbps.set(kbps as i64);
         kbps
     }
 }
