@@ -118,67 +118,29 @@ fn names_of(children: &[Child], kind: &str) -> Vec<String> {
         .collect()
 }
 
-fn deployment<'a>(children: &'a [Child], name: &str) -> &'a Deployment {
-    match find(children, "Deployment", name) {
-        Some(Child::Deployment(d)) => d,
-        _ => panic!("no Deployment {name}"),
-    }
+/// `fn name(children, child_name) -> &Kind`: the child of that kind and name, or a panic
+/// naming what is missing.
+macro_rules! child_accessor {
+    ($($name:ident => $variant:ident: $ty:ty),* $(,)?) => {$(
+        fn $name<'a>(children: &'a [Child], name: &str) -> &'a $ty {
+            match find(children, stringify!($variant), name) {
+                Some(Child::$variant(object)) => object,
+                _ => panic!("no {} {name}", stringify!($variant)),
+            }
+        }
+    )*};
 }
 
-fn service<'a>(children: &'a [Child], name: &str) -> &'a Service {
-    match find(children, "Service", name) {
-        Some(Child::Service(s)) => s,
-        _ => panic!("no Service {name}"),
-    }
-}
-
-fn secret<'a>(children: &'a [Child], name: &str) -> &'a Secret {
-    match find(children, "Secret", name) {
-        Some(Child::Secret(s)) => s,
-        _ => panic!("no Secret {name}"),
-    }
-}
-
-fn config_map<'a>(children: &'a [Child], name: &str) -> &'a ConfigMap {
-    match find(children, "ConfigMap", name) {
-        Some(Child::ConfigMap(c)) => c,
-        _ => panic!("no ConfigMap {name}"),
-    }
-}
-
-fn ingress<'a>(children: &'a [Child], name: &str) -> &'a Ingress {
-    match find(children, "Ingress", name) {
-        Some(Child::Ingress(i)) => i,
-        _ => panic!("no Ingress {name}"),
-    }
-}
-
-fn role<'a>(children: &'a [Child], name: &str) -> &'a Role {
-    match find(children, "Role", name) {
-        Some(Child::Role(r)) => r,
-        _ => panic!("no Role {name}"),
-    }
-}
-
-fn role_binding<'a>(children: &'a [Child], name: &str) -> &'a RoleBinding {
-    match find(children, "RoleBinding", name) {
-        Some(Child::RoleBinding(r)) => r,
-        _ => panic!("no RoleBinding {name}"),
-    }
-}
-
-fn pdb<'a>(children: &'a [Child], name: &str) -> &'a PodDisruptionBudget {
-    match find(children, "PodDisruptionBudget", name) {
-        Some(Child::PodDisruptionBudget(p)) => p,
-        _ => panic!("no PodDisruptionBudget {name}"),
-    }
-}
-
-fn network_policy<'a>(children: &'a [Child], name: &str) -> &'a NetworkPolicy {
-    match find(children, "NetworkPolicy", name) {
-        Some(Child::NetworkPolicy(n)) => n,
-        _ => panic!("no NetworkPolicy {name}"),
-    }
+child_accessor! {
+    deployment => Deployment: Deployment,
+    service => Service: Service,
+    secret => Secret: Secret,
+    config_map => ConfigMap: ConfigMap,
+    ingress => Ingress: Ingress,
+    role => Role: Role,
+    role_binding => RoleBinding: RoleBinding,
+    pdb => PodDisruptionBudget: PodDisruptionBudget,
+    network_policy => NetworkPolicy: NetworkPolicy,
 }
 
 fn service_account_annotations(children: &[Child]) -> Option<BTreeMap<String, String>> {
