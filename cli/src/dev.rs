@@ -17,16 +17,17 @@ use roomcast_crds::{
         CHAT_SIGNING_KEY_KEY, RTMP_PORT, RecordingConfig, STREAM_KEY_KEY, WorkerConfig,
     },
 };
-use roomcast_media::{MediaServer, RoomConfig};
+use roomcast_media::{
+    MediaServer, RoomConfig,
+    recording::{RecordedRoom, Recording},
+};
 use roomcast_operator::{
     build::worker_config, config::OperatorConfig, keys::random_key, validate::validate,
 };
 use roomcast_recorder::{
-    DynCatalog, DynStore, Recorder, RecorderConfig,
-    api::ApiState,
+    DynCatalog, DynStore, RecorderConfig,
     catalog::{embedded::EmbeddedCatalog, mongo::MongoCatalog},
     config::S3Settings,
-    poster::{DynPosterMaker, FfmpegPoster},
     store::{local::LocalStore, s3::S3Store},
 };
 use roomcast_store::mongo::MongoUri;
@@ -374,17 +375,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         .shutdown(roomcast_media::pipeline::FINISH_TIMEOUT)
         .await;
     if let Some(recording) = recording {
-        // The session-ended events are on their way to the recorder: let it finalise.
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        if tokio::time::timeout(RECORDING_FLUSH_TIMEOUT, recording.recorder.flush())
-            .await
-            .is_err()
-        {
-            warn!(
-                "recordings not finalised in time; the next start finishes them (as interrupted)"
-            );
-        }
-        recording.forwarder.abort();
+        recording.finish(RECORDING_FLUSH_TIMEOUT).await;
     }
     chat_handle.shutdown().await;
     live_sync.abort();
@@ -398,26 +389,18 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     Ok(())
 }
 
-/// The recorder of a `roomcast dev` run and the replay API of its rooms.
-struct Recording {
-    recorder: Arc<Recorder>,
-    forwarder: tokio::task::JoinHandle<()>,
-    routes: axum::Router,
-}
-
+/// Record every recording room: into the data directory or the `--s3-*` bucket, the catalog
+/// embedded or in `--mongodb-uri`.
 async fn start_recording(
     rooms: &[DevRoom],
     options: &DevOptions,
     media: &MediaServer,
 ) -> Result<Option<Recording>> {
-    let recording_rooms: Vec<&DevRoom> = rooms
+    let recorded: Vec<&DevRoom> = rooms
         .iter()
         .filter(|r| r.worker.recording.is_some())
         .collect();
-    let Some(first) = recording_rooms
-        .first()
-        .and_then(|r| r.worker.recording.as_ref())
-    else {
+    let Some(first) = recorded.first().and_then(|r| r.worker.recording.as_ref()) else {
         return Ok(None);
     };
     let store: DynStore = if options.s3.is_some() {
@@ -434,31 +417,17 @@ async fn start_recording(
         None => Arc::new(EmbeddedCatalog::open(&options.data_dir)?),
     };
     let config = RecorderConfig {
-        poster: FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker),
-        // Per-room rendition choices are not kept apart in one local recorder: record all.
+        // One recorder serves every room here: it records all renditions of each.
         renditions: Vec::new(),
         ..RecorderConfig::from_config(first)?
     };
-    let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
-    let ids = recording_rooms
+    let recorded: Vec<RecordedRoom> = recorded
         .iter()
-        .map(|r| format!("{}/{}", r.namespace(), r.name()))
+        .map(|r| RecordedRoom::of(&r.worker))
         .collect();
-    let forwarder = roomcast_media::recording::forward(media, recorder.clone(), ids);
-    let mut routes = axum::Router::new();
-    for room in &recording_rooms {
-        let api = roomcast_recorder::api::router(ApiState {
-            catalog: catalog.clone(),
-            store: store.clone(),
-            room: format!("{}/{}", room.namespace(), room.name()),
-        });
-        routes = routes.nest(&format!("/{}/{}", room.namespace(), room.name()), api);
-    }
-    Ok(Some(Recording {
-        recorder,
-        forwarder,
-        routes,
-    }))
+    Ok(Some(
+        Recording::start(media, &recorded, config, store, catalog).await?,
+    ))
 }
 
 #[cfg(test)]

@@ -1,20 +1,21 @@
 //! `roomcast-media`: the media worker binary. Everything lives in the library.
 
-use std::{collections::BTreeSet, path::PathBuf, sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
 use roomcast_crds::worker_config::{RecordingConfig, WorkerConfig};
 use roomcast_media::config::{DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_RTMP_ADDR};
 use roomcast_media::server::DEFAULT_SPEED_PRESET;
-use roomcast_media::{MediaServer, RoomConfig, ServerOptions, status};
+use roomcast_media::{
+    MediaServer, RoomConfig, ServerOptions,
+    recording::{RecordedRoom, Recording},
+    status,
+};
 use roomcast_recorder::{
-    DynCatalog, DynStore, Recorder, RecorderConfig,
-    api::ApiState,
+    DynCatalog, DynStore, RecorderConfig,
     catalog::{embedded::EmbeddedCatalog, mongo::MongoCatalog},
     config::S3Settings,
-    poster::{DynPosterMaker, FfmpegPoster},
-    retention,
     store::s3::S3Store,
 };
 use roomcast_room_status::StatusReporter;
@@ -56,22 +57,14 @@ const DEFAULT_DATA_DIR: &str = "/var/lib/roomcast";
 /// How long shutdown waits for the recorder to store and finalise the last session.
 const RECORDING_FLUSH_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// A recording room's recorder and the tasks that feed it.
-struct Recording {
-    recorder: Arc<Recorder>,
-    forwarder: tokio::task::JoinHandle<()>,
-    retention: Option<tokio::task::JoinHandle<()>>,
-}
-
-/// Open the room's object store and catalog, start its recorder, and serve its replay API
-/// under the room's prefix.
+/// Record one room: its bucket (from the ConfigMap), its catalog (MongoDB, or the embedded
+/// store in the data emptyDir), its replay API on the HTTP port.
 async fn start_recording(
     server: &MediaServer,
     worker: &WorkerConfig,
     rec: &RecordingConfig,
     data_dir: &std::path::Path,
-) -> anyhow::Result<(Recording, axum::Router)> {
-    let room_id = format!("{}/{}", worker.room.namespace, worker.room.name);
+) -> anyhow::Result<Recording> {
     let store: DynStore = Arc::new(
         S3Store::connect(&S3Settings::from_config(rec)?)
             .await
@@ -85,48 +78,15 @@ async fn start_recording(
         }
         None => Arc::new(EmbeddedCatalog::open(data_dir)?),
     };
-    let config = RecorderConfig {
-        poster: FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker),
-        ..RecorderConfig::from_config(rec)?
-    };
-    let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
-    // Sessions whose spool was lost with a previous pod (rescheduled to another node) are
-    // finalised from what reached the store.
-    recorder
-        .finalise_orphans(
-            &room_id,
-            Duration::from_secs(u64::from(worker.transcode.segment_seconds)),
-        )
-        .await?;
-    let forwarder = roomcast_media::recording::forward(
+    let rooms = [RecordedRoom::of(worker)];
+    Ok(Recording::start(
         server,
-        recorder.clone(),
-        BTreeSet::from([room_id.clone()]),
-    );
-    let retention = rec.retention_days.map(|days| {
-        retention::spawn(
-            store.clone(),
-            catalog.clone(),
-            room_id.clone(),
-            days,
-            roomcast_recorder::config::DEFAULT_RETENTION_INTERVAL,
-            recorder.metrics().clone(),
-        )
-    });
-    let api = roomcast_recorder::api::router(ApiState {
-        catalog,
+        &rooms,
+        RecorderConfig::from_config(rec)?,
         store,
-        room: room_id,
-    });
-    let routes = axum::Router::new().nest(&worker.playback.path_prefix, api);
-    Ok((
-        Recording {
-            recorder,
-            forwarder,
-            retention,
-        },
-        routes,
-    ))
+        catalog,
+    )
+    .await?)
 }
 
 #[tokio::main]
@@ -168,9 +128,9 @@ async fn main() -> anyhow::Result<()> {
     let mut routes = axum::Router::new();
     for (index, worker) in workers.iter().enumerate() {
         if let Some(rec) = &worker.recording {
-            let (recording, api) = start_recording(&server, worker, rec, &cli.data_dir).await?;
+            let recording = start_recording(&server, worker, rec, &cli.data_dir).await?;
             health[index] = Some(recording.recorder.health());
-            routes = routes.merge(api);
+            routes = routes.merge(recording.routes.clone());
             recordings.push(recording);
         }
     }
@@ -213,20 +173,7 @@ async fn main() -> anyhow::Result<()> {
         .run(rtmp, http, metrics, roomcast_runtime::shutdown_signal())
         .await?;
     for recording in recordings {
-        // The last session's end is on its way to the recorder: let it store and finalise.
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        if tokio::time::timeout(RECORDING_FLUSH_TIMEOUT, recording.recorder.flush())
-            .await
-            .is_err()
-        {
-            tracing::warn!(
-                "recording not finalised in time; the next start finishes it as interrupted"
-            );
-        }
-        recording.forwarder.abort();
-        if let Some(retention) = recording.retention {
-            retention.abort();
-        }
+        recording.finish(RECORDING_FLUSH_TIMEOUT).await;
     }
     Ok(())
 }

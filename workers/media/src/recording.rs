@@ -3,9 +3,14 @@
 //! queues, and a forwarder that falls behind the broadcast channel loses events from the
 //! recording (counted by the recorder as missing segments), never from the live stream.
 
-use std::{collections::BTreeSet, sync::Arc};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use roomcast_recorder::{RecordEvent, Recorder};
+use roomcast_recorder::{
+    DynCatalog, DynStore, RecordEvent, Recorder, RecorderConfig,
+    api::ApiState,
+    poster::{DynPosterMaker, FfmpegPoster},
+    retention,
+};
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
 
 use crate::{MediaEvent, MediaServer};
@@ -88,6 +93,113 @@ pub fn forward(
             }
         }
     })
+}
+
+/// A room whose sessions a [`Recording`] keeps.
+#[derive(Clone, Debug)]
+pub struct RecordedRoom {
+    /// `namespace/name`.
+    pub id: String,
+    /// Where the room's HTTP paths start (`/<namespace>/<room>`): the replay API goes under it.
+    pub path_prefix: String,
+    pub segment_seconds: u32,
+    pub retention_days: Option<u32>,
+}
+
+impl RecordedRoom {
+    pub fn of(worker: &roomcast_crds::worker_config::WorkerConfig) -> Self {
+        Self {
+            id: format!("{}/{}", worker.room.namespace, worker.room.name),
+            path_prefix: worker.playback.path_prefix.clone(),
+            segment_seconds: worker.transcode.segment_seconds,
+            retention_days: worker.recording.as_ref().and_then(|r| r.retention_days),
+        }
+    }
+}
+
+/// Recording of a media server's rooms: the recorder fed by the server's events, retention
+/// sweeps, and the replay API routes (`<prefix>/recordings…`) to serve next to HLS. Both the
+/// in-cluster worker and `roomcast dev` run it; they only choose the store and catalog.
+pub struct Recording {
+    pub recorder: Arc<Recorder>,
+    /// The replay API of every recorded room.
+    pub routes: axum::Router,
+    forwarder: JoinHandle<()>,
+    retention: Vec<JoinHandle<()>>,
+}
+
+impl Recording {
+    /// Start recording `rooms` of `server`. Sessions a previous process left unfinished are
+    /// finalised first (from the spool, or from the store when the spool was lost). A poster
+    /// maker is added when the config has none and ffmpeg is installed.
+    pub async fn start(
+        server: &MediaServer,
+        rooms: &[RecordedRoom],
+        mut config: RecorderConfig,
+        store: DynStore,
+        catalog: DynCatalog,
+    ) -> Result<Self, roomcast_recorder::Error> {
+        if config.poster.is_none() {
+            config.poster = FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker);
+        }
+        let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
+        let mut routes = axum::Router::new();
+        let mut retention = Vec::new();
+        for room in rooms {
+            recorder
+                .finalise_orphans(
+                    &room.id,
+                    Duration::from_secs(u64::from(room.segment_seconds)),
+                )
+                .await?;
+            if let Some(days) = room.retention_days {
+                retention.push(retention::spawn(
+                    store.clone(),
+                    catalog.clone(),
+                    room.id.clone(),
+                    days,
+                    roomcast_recorder::config::DEFAULT_RETENTION_INTERVAL,
+                    recorder.metrics().clone(),
+                ));
+            }
+            let api = roomcast_recorder::api::router(ApiState {
+                catalog: catalog.clone(),
+                store: store.clone(),
+                room: room.id.clone(),
+            });
+            routes = routes.nest(&room.path_prefix, api);
+        }
+        let forwarder = forward(
+            server,
+            recorder.clone(),
+            rooms.iter().map(|r| r.id.clone()).collect(),
+        );
+        Ok(Self {
+            recorder,
+            routes,
+            forwarder,
+            retention,
+        })
+    }
+
+    /// After the server has shut down: let the last sessions' end events arrive, then wait (at
+    /// most `timeout`) for everything to be stored and finalised. What does not make it stays
+    /// in the spool and is finalised as interrupted by the next start.
+    pub async fn finish(self, timeout: Duration) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if tokio::time::timeout(timeout, self.recorder.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "recordings not finalised in time; the next start finishes them as interrupted"
+            );
+        }
+        self.forwarder.abort();
+        for task in self.retention {
+            task.abort();
+        }
+    }
 }
 
 #[cfg(test)]
