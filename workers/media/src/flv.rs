@@ -1,9 +1,10 @@
-//! RTMP media messages -> an FLV byte stream for GStreamer's `flvdemux`, with the codec checks
-//! that turn unsupported input into a clear error instead of a hang.
+//! RTMP media messages as FLV tags, with the codec checks that turn unsupported input into a
+//! clear error instead of a hang, and the FLV byte stream GStreamer's `flvdemux` reads.
 //!
 //! [`FlvMuxer`] holds tags back until it knows the stream's shape (an AVC sequence header, and
-//! an AAC one or one second of video without audio), then emits the FLV header and the held
-//! tags; after that every tag passes straight through. Pure: bytes in, bytes out.
+//! an AAC one or one second of video without audio), then releases the held tags; after that
+//! every tag passes straight through. [`stream_header`] and [`Tag::to_flv`] make the bytes for
+//! the transcoder. Pure: tags in, tags out.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -24,16 +25,30 @@ pub struct StreamShape {
     pub has_audio: bool,
 }
 
+/// One RTMP audio or video message: an FLV tag body with its timestamp.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tag {
+    pub kind: TagKind,
+    pub timestamp_ms: u32,
+    pub data: Bytes,
+}
+
+impl Tag {
+    /// The tag in FLV framing, with its trailing PreviousTagSize.
+    pub fn to_flv(&self) -> Bytes {
+        tag(self.kind, self.timestamp_ms, &self.data)
+    }
+}
+
 /// Output of [`FlvMuxer::push`].
 #[derive(Debug, PartialEq)]
 pub enum FlvOutput {
     /// Still waiting for the stream's shape.
     Held,
-    /// The shape just became known: start the transcoder, then feed it these bytes
-    /// (FLV header + held tags).
-    Start(StreamShape, Bytes),
-    /// Bytes for a running transcoder.
-    Data(Bytes),
+    /// The shape just became known: start the outputs, then give them these held tags.
+    Start(StreamShape, Vec<Tag>),
+    /// A tag of a started stream.
+    Tag(Tag),
     /// A tag that is dropped (audio after the stream was found to be video-only).
     Dropped,
 }
@@ -48,7 +63,7 @@ pub enum TagKind {
 #[derive(Default)]
 pub struct FlvMuxer {
     shape: Option<StreamShape>,
-    held: Vec<(TagKind, u32, Bytes)>,
+    held: Vec<Tag>,
     held_bytes: usize,
     avc_header: bool,
     aac_header: bool,
@@ -83,7 +98,11 @@ impl FlvMuxer {
             if kind == TagKind::Audio && !shape.has_audio {
                 return Ok(FlvOutput::Dropped);
             }
-            return Ok(FlvOutput::Data(tag(kind, timestamp_ms, &data)));
+            return Ok(FlvOutput::Tag(Tag {
+                kind,
+                timestamp_ms,
+                data,
+            }));
         }
         match kind {
             TagKind::Video => {
@@ -101,7 +120,11 @@ impl FlvMuxer {
             }
         }
         self.held_bytes += data.len();
-        self.held.push((kind, timestamp_ms, data));
+        self.held.push(Tag {
+            kind,
+            timestamp_ms,
+            data,
+        });
         if self.held_bytes > MAX_HELD_BYTES {
             return Err(Error::Unsupported(
                 "no H.264 sequence header in the first 8 MiB of the stream".into(),
@@ -119,17 +142,22 @@ impl FlvMuxer {
             return Ok(FlvOutput::Held);
         };
         self.shape = Some(shape);
-        let mut out = BytesMut::with_capacity(self.held_bytes + 64 * (self.held.len() + 1));
-        out.put_slice(&header(shape.has_audio));
-        for (kind, ts, data) in std::mem::take(&mut self.held) {
-            if kind == TagKind::Audio && !shape.has_audio {
-                continue;
-            }
-            out.put_slice(&tag(kind, ts, &data));
-        }
+        let mut held = std::mem::take(&mut self.held);
+        held.retain(|t| t.kind == TagKind::Video || shape.has_audio);
         self.held_bytes = 0;
-        Ok(FlvOutput::Start(shape, out.freeze()))
+        Ok(FlvOutput::Start(shape, held))
     }
+}
+
+/// The FLV header and the given tags: the start of the byte stream for `flvdemux`.
+pub fn stream_header(shape: StreamShape, tags: &[Tag]) -> Bytes {
+    let size: usize = tags.iter().map(|t| t.data.len() + 15).sum();
+    let mut out = BytesMut::with_capacity(13 + size);
+    out.put_slice(&header(shape.has_audio));
+    for t in tags {
+        out.put_slice(&t.to_flv());
+    }
+    out.freeze()
 }
 
 /// The 9-byte FLV header plus PreviousTagSize0.
@@ -206,8 +234,10 @@ mod tests {
             FlvOutput::Held
         );
         match m.push(TagKind::Audio, 0, aac_header()).expect("ok") {
-            FlvOutput::Start(shape, bytes) => {
+            FlvOutput::Start(shape, tags) => {
                 assert!(shape.has_audio);
+                assert_eq!(tags.len(), 2);
+                let bytes = stream_header(shape, &tags);
                 assert_eq!(&bytes[..3], b"FLV");
                 assert_eq!(bytes[4], 0x05);
                 // header + two tags
@@ -217,7 +247,7 @@ mod tests {
         }
         assert!(matches!(
             m.push(TagKind::Video, 40, avc_frame(false)).expect("ok"),
-            FlvOutput::Data(_)
+            FlvOutput::Tag(_)
         ));
     }
 
@@ -233,9 +263,10 @@ mod tests {
             FlvOutput::Held
         );
         match m.push(TagKind::Video, 1000, avc_frame(false)).expect("ok") {
-            FlvOutput::Start(shape, bytes) => {
+            FlvOutput::Start(shape, tags) => {
                 assert!(!shape.has_audio);
-                assert_eq!(bytes[4], 0x01);
+                assert_eq!(tags.len(), 3);
+                assert_eq!(stream_header(shape, &tags)[4], 0x01);
             }
             other => panic!("expected start, got {other:?}"),
         }

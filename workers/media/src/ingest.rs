@@ -1,7 +1,8 @@
 //! The thin tokio loop around [`RtmpCore`]: one task per publisher connection. It moves bytes
-//! between the socket and the core, asks the server which room a key belongs to, and feeds the
-//! room's pipeline through a bounded channel drained by a blocking thread, so a slow
-//! transcoder stalls the socket instead of growing memory.
+//! between the socket and the core, asks the server which room a key belongs to, muxes the
+//! source rendition inline ([`SourceSegmenter`]), and feeds the encoded rungs' pipeline through
+//! a bounded channel drained by a blocking thread, so a slow transcoder stalls the socket instead
+//! of growing memory.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +17,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::error::{Error, RefuseReason, Result};
-use crate::flv::{FlvMuxer, FlvOutput, TagKind};
+use crate::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
 use crate::metrics::{self, RefusedLabels};
-use crate::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
+use crate::passthrough::{SourceHints, SourceSegmenter};
+use crate::pipeline::{FINISH_TIMEOUT, FragmentSink, PipelineSpec, TranscodePipeline};
 use crate::rtmp::{IngestEvent, Output, RtmpCore};
 use crate::server::MediaServer;
 use crate::session::{EpochSink, Publish, Room};
@@ -35,13 +37,13 @@ struct Feeder {
     done: oneshot::Receiver<Result<()>>,
 }
 
-/// Picture size and frame rate from the publisher's metadata.
-type SourceHints = (Option<(u32, u32)>, Option<f64>);
-
 struct Publishing {
     room: Arc<Room>,
     publish: Publish,
     flv: FlvMuxer,
+    /// The source rendition, muxed on this task.
+    source: Option<SourceSegmenter>,
+    /// The encoded rungs' pipeline, when the room has any.
     feeder: Option<Feeder>,
     metadata: Option<SourceHints>,
     /// Keeps later epochs of the session waiting until this one's pipeline drained.
@@ -109,6 +111,9 @@ async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
     // Free the room for a reconnect at once; the slot keeps the next epoch (and the end of the
     // session) waiting until this pipeline has drained.
     let generation = p.room.publisher_left(conn, end_now);
+    if let Some(source) = p.source.take() {
+        source.finish();
+    }
     if let Some(feeder) = p.feeder.take() {
         drop(feeder.tx);
         match feeder.done.await {
@@ -178,6 +183,7 @@ async fn run(
                                 room,
                                 publish,
                                 flv: FlvMuxer::new(),
+                                source: None,
                                 feeder: None,
                                 metadata: None,
                                 slot: None,
@@ -218,9 +224,10 @@ async fn run(
                         if md.audio_codec_id.is_none() && md.video_codec_id.is_some() {
                             p.flv.metadata_without_audio();
                         }
-                        let size = md.video_width.zip(md.video_height);
-                        let fps = md.video_frame_rate.map(f64::from);
-                        p.metadata = Some((size, fps));
+                        p.metadata = Some(SourceHints {
+                            size: md.video_width.zip(md.video_height),
+                            frame_rate: md.video_frame_rate.map(f64::from),
+                        });
                     }
                 }
                 Output::Event(IngestEvent::Video { timestamp_ms, data }) => {
@@ -264,46 +271,84 @@ async fn media(
     };
     match out {
         FlvOutput::Held | FlvOutput::Dropped => Ok(()),
-        FlvOutput::Start(shape, bytes) => {
+        FlvOutput::Start(shape, tags) => {
             if !shape.has_audio {
                 tracing::warn!("stream has no audio track; renditions are video-only");
             }
             p.publish.session.set_has_audio(shape.has_audio);
-            // Wait until the previous epoch's pipeline has drained.
+            // Wait until the previous epoch's outputs have drained.
             p.slot = Some(p.publish.session.pipeline_slot.clone().lock_owned().await);
-            let (size, fps) = p.metadata.unwrap_or((None, None));
-            let spec = PipelineSpec {
-                renditions: p.room.cfg.renditions.clone(),
-                segment: Duration::from_secs(u64::from(p.room.cfg.segment_seconds)),
-                has_audio: shape.has_audio,
-                source_size: size,
-                frame_rate: fps,
-                speed_preset: p.room.speed_preset.clone(),
-            };
-            let feeder = spawn_feeder(p, spec)?;
-            let tx = feeder.tx.clone();
-            p.feeder = Some(feeder);
-            tx.send(bytes)
-                .await
-                .map_err(|_| Error::Gst("pipeline stopped".into()))
-        }
-        FlvOutput::Data(bytes) => match &p.feeder {
-            Some(f) => {
-                f.tx.send(bytes)
-                    .await
-                    .map_err(|_| Error::Gst("pipeline stopped".into()))
+            let hints = p.metadata.unwrap_or_default();
+            let sink: Arc<dyn FragmentSink> = Arc::new(EpochSink {
+                session: p.publish.session.clone(),
+                started: Utc::now(),
+                clock: Instant::now(),
+            });
+            let renditions = &p.room.cfg.renditions;
+            let segment = Duration::from_secs(u64::from(p.room.cfg.segment_seconds));
+            let sources: Vec<usize> = (0..renditions.len())
+                .filter(|&i| renditions[i].is_source())
+                .collect();
+            if !sources.is_empty() {
+                p.source = Some(SourceSegmenter::new(sources, segment, hints, sink.clone()));
             }
-            None => Ok(()),
-        },
+            if renditions.iter().any(|r| !r.is_source()) {
+                let spec = PipelineSpec {
+                    renditions: renditions.clone(),
+                    segment,
+                    has_audio: shape.has_audio,
+                    source_size: hints.size,
+                    frame_rate: hints.frame_rate,
+                    speed_preset: p.room.speed_preset.clone(),
+                };
+                p.feeder = Some(spawn_feeder(p, spec, sink)?);
+            }
+            if let Some(feeder) = &p.feeder {
+                feeder
+                    .tx
+                    .send(flv::stream_header(shape, &tags))
+                    .await
+                    .map_err(|_| Error::Gst("pipeline stopped".into()))?;
+            }
+            for tag in &tags {
+                to_source(p, tag)?;
+            }
+            Ok(())
+        }
+        FlvOutput::Tag(tag) => {
+            to_source(p, &tag)?;
+            match &p.feeder {
+                Some(f) => {
+                    f.tx.send(tag.to_flv())
+                        .await
+                        .map_err(|_| Error::Gst("pipeline stopped".into()))
+                }
+                None => Ok(()),
+            }
+        }
     }
 }
 
-fn spawn_feeder(p: &Publishing, spec: PipelineSpec) -> Result<Feeder> {
-    let sink = Arc::new(EpochSink {
-        session: p.publish.session.clone(),
-        started: Utc::now(),
-        clock: Instant::now(),
-    });
+/// Mux a tag into the source rendition; input it cannot mux ends the publish, like a codec the
+/// worker does not take.
+fn to_source(p: &mut Publishing, tag: &Tag) -> Result<()> {
+    let Some(source) = p.source.as_mut() else {
+        return Ok(());
+    };
+    source.push(tag).inspect_err(|e| {
+        tracing::warn!(error = %e, "undecodable stream; closing the connection");
+        p.room
+            .metrics
+            .publishes_refused
+            .get_or_create(&RefusedLabels {
+                room: p.room.id(),
+                reason: e.label(),
+            })
+            .inc();
+    })
+}
+
+fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>) -> Result<Feeder> {
     let pipeline = TranscodePipeline::start(&spec, sink).inspect_err(|_| {
         p.room
             .metrics

@@ -23,6 +23,8 @@
 //! told apart by stream key (RTMP) and path prefix (HTTP). In Kubernetes it serves one room, from
 //! the `WorkerConfig` the operator writes.
 
+pub mod boundary;
+pub mod codec;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -31,6 +33,7 @@ pub mod http;
 pub mod ingest;
 pub mod key;
 pub mod metrics;
+pub mod passthrough;
 pub mod pipeline;
 pub mod playlist;
 pub mod recording;
@@ -38,6 +41,7 @@ pub mod rtmp;
 pub mod server;
 pub mod session;
 pub mod status;
+pub mod ts;
 
 pub use config::RoomConfig;
 pub use error::{Error, RefuseReason, Result};

@@ -1,26 +1,28 @@
-//! The GStreamer graph of one live ingest: FLV bytes in, keyframe-aligned MPEG-TS segments of
-//! every rendition out. Built in one function ([`TranscodePipeline::start`]) from element
-//! factories.
+//! The GStreamer graph of the encoded rungs of one live ingest: FLV bytes in, keyframe-aligned
+//! MPEG-TS segments of every encoded rendition out. The source rendition does not pass through
+//! here: [`crate::passthrough`] muxes it without decoding. Built in one function
+//! ([`TranscodePipeline::start`]) from element factories.
 //!
 //! ```text
-//! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] tee ─ queue ─────────────┐
-//!                    │                                              └ queue ! avdec_h264 ! tee │
-//!                    │   per rung: queue ! videoscale ! capsfilter ! x264enc ! h264parse ! queue ┤
-//!                    └─audio─ queue ! aacparse ! tee ─ queue ──────────────────────────────────┤
-//!                                                    └ queue ! avdec_aac ! audioconvert ! ... ! tee
+//! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] ! queue ! avdec_h264 ! tee
+//!                    │   per rung: queue ! videoscale ! capsfilter ! x264enc ! h264parse ! queue ┐
+//!                    └─audio─ queue ! aacparse ! queue ! avdec_aac ! audioconvert ! ... ! tee   │
 //!                             per rung: queue ! avenc_aac ! queue ─────────────────────────────┤
 //!             per rendition: mpegtsmux ! [cutter probe] fakesink  <───────────────────────────┘
 //! ```
 //!
-//! Segment boundaries are decided once, on the source's keyframes (the first keyframe at least
-//! `segment` after the previous boundary). There the boundary probe pushes a downstream
-//! force-key-unit event in front of the keyframe. It travels every branch in stream order: the
-//! passthrough branch carries it straight to its muxer; in the decode branches the decoder hands
-//! it on with the frame and each x264enc turns it into a keyframe at that running time and emits
-//! it again in front of that keyframe. `mpegtsmux` answers with PAT/PMT and forwards it, and the
-//! cutter on its output closes the segment right there (hlssink's proven scheme). So every
-//! rendition cuts at the same instants, every segment starts with PAT/PMT and a keyframe, and a
-//! segment is out as soon as the keyframe that ends it arrives: no extra GOP of delay.
+//! Segment boundaries are decided on the source's keyframes by [`Boundaries`], the rule the
+//! passthrough muxer applies to the same keyframes. At a boundary the probe pushes a downstream
+//! force-key-unit event in front of the keyframe. The decoder hands it on with the frame and each
+//! x264enc turns it into a keyframe at that running time and emits it again in front of that
+//! keyframe. `mpegtsmux` answers with PAT/PMT and forwards it, and the cutter on its output
+//! closes the segment right there (hlssink's proven scheme). So every rendition cuts at the same
+//! instants, every segment starts with PAT/PMT and a keyframe, and a segment is out as soon as
+//! the keyframe that ends it arrives: no extra GOP of delay.
+//!
+//! Timelines: `flvdemux` starts its segment at the first buffer's timestamp; a probe resets it
+//! to zero, so running time is the publisher's timestamp and `mpegtsmux`'s output (running time
+//! plus one hour) matches [`crate::ts`]'s for the source, frame for frame.
 //! Backpressure: `appsrc` blocks when its 2 MiB are full and every queue is bounded, so a fast
 //! publisher or a slow encoder stalls the RTMP socket instead of growing memory.
 
@@ -34,13 +36,12 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use roomcast_crds::Rendition;
 
+use crate::boundary::Boundaries;
 use crate::config::DEFAULT_AUDIO_KBPS;
 use crate::error::{Error, Result};
 
 /// Bytes `appsrc` holds before `push` blocks.
 const APPSRC_MAX_BYTES: u64 = 2 * 1024 * 1024;
-/// A source keyframe this close to a full segment still closes it (timestamps are in ms).
-const BOUNDARY_TOLERANCE: gst::ClockTime = gst::ClockTime::from_mseconds(100);
 /// Longest wait for the last fragment to close at the end of an ingest.
 pub const FINISH_TIMEOUT: Duration = Duration::from_secs(15);
 
@@ -305,6 +306,9 @@ impl TranscodePipeline {
         let frame_rate = spec.frame_rate.filter(|f| *f > 0.0).unwrap_or(30.0);
         let key_int = ((spec.segment.as_secs_f64() * frame_rate).round() as u32).max(1);
         for (index, rendition) in spec.renditions.iter().enumerate() {
+            if rendition.is_source() {
+                continue; // muxed by crate::passthrough
+            }
             let mux = make("mpegtsmux", Some(&format!("rendition-{index}")))?;
             let out = make("fakesink", None)?;
             out.set_property("sync", false);
@@ -399,7 +403,7 @@ impl TranscodePipeline {
 
         // Boundary decisions on the source's keyframes: a force-key-unit event goes down every
         // branch right before the keyframe that opens a segment.
-        let segment = gst::ClockTime::from_nseconds(spec.segment.as_nanos() as u64);
+        let boundaries = Mutex::new(Boundaries::new(spec.segment));
         let vcaps_src = vcaps
             .static_pad("src")
             .ok_or_else(|| Error::Gst("capsfilter src".into()))?;
@@ -415,7 +419,10 @@ impl TranscodePipeline {
             if buffer.flags().contains(gst::BufferFlags::DELTA_UNIT) {
                 return gst::PadProbeReturn::Ok;
             }
-            if boundary_clock.keyframe_opens_segment(rt, segment) {
+            let opens = boundaries
+                .lock()
+                .is_ok_and(|mut b| b.keyframe_opens_segment(Duration::from_nanos(rt.nseconds())));
+            if opens {
                 let event = gst_video::DownstreamForceKeyUnitEvent::builder()
                     .running_time(rt)
                     .timestamp(buffer.pts())
@@ -435,6 +442,9 @@ impl TranscodePipeline {
                 "audio" => audio_sink.as_ref(),
                 _ => None,
             };
+            if target.is_some() {
+                pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, zero_based_segment);
+            }
             if let Some(target) = target
                 && let Err(e) = link_pads(pad, target)
             {
@@ -531,6 +541,30 @@ impl Drop for TranscodePipeline {
     }
 }
 
+/// `flvdemux` starts its time segment at the first buffer's timestamp; start it at zero instead,
+/// so running time is the publisher's timestamp, the timeline [`crate::passthrough`] uses.
+fn zero_based_segment(_: &gst::Pad, info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
+    let Some(gst::PadProbeData::Event(event)) = &info.data else {
+        return gst::PadProbeReturn::Ok;
+    };
+    let gst::EventView::Segment(seg) = event.view() else {
+        return gst::PadProbeReturn::Ok;
+    };
+    if let Some(time) = seg.segment().downcast_ref::<gst::ClockTime>()
+        && time.start().is_some_and(|s| s > gst::ClockTime::ZERO)
+    {
+        let mut zero = time.clone();
+        zero.set_start(gst::ClockTime::ZERO);
+        zero.set_time(gst::ClockTime::ZERO);
+        zero.set_position(gst::ClockTime::ZERO);
+        let seqnum = event.seqnum();
+        info.data = Some(gst::PadProbeData::Event(
+            gst::event::Segment::builder(&zero).seqnum(seqnum).build(),
+        ));
+    }
+    gst::PadProbeReturn::Ok
+}
+
 fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
     let pts = pts?;
     let ev = pad.sticky_event::<gst::event::Segment>(0)?;
@@ -547,7 +581,6 @@ struct MediaClock {
 #[derive(Default)]
 struct ClockState {
     first: Option<gst::ClockTime>,
-    last_boundary: Option<gst::ClockTime>,
     video_end: Option<gst::ClockTime>,
 }
 
@@ -557,24 +590,6 @@ impl MediaClock {
             c.first.get_or_insert(rt);
             let end = rt + duration.unwrap_or(gst::ClockTime::ZERO);
             c.video_end = Some(c.video_end.map_or(end, |e| e.max(end)));
-        }
-    }
-
-    /// True when the keyframe at `rt` is at least one segment after the last boundary.
-    fn keyframe_opens_segment(&self, rt: gst::ClockTime, segment: gst::ClockTime) -> bool {
-        let Ok(mut c) = self.inner.lock() else {
-            return false;
-        };
-        match c.last_boundary {
-            None => {
-                c.last_boundary = Some(rt);
-                false
-            }
-            Some(prev) if rt + BOUNDARY_TOLERANCE >= prev + segment => {
-                c.last_boundary = Some(rt);
-                true
-            }
-            Some(_) => false,
         }
     }
 

@@ -26,9 +26,12 @@ async fn ladder_segments_decode_at_their_resolution_and_start_on_aligned_keyfram
     let mut events = srv.server.subscribe();
     // A GOP of 20 frames (1.33 s) is no multiple of the encoders' key-int (15 frames): the
     // encoded rungs only line up because keyframes are forced at the source's boundaries.
+    // B-frames make the first PTS differ from the first DTS, so the source (muxed natively) and
+    // the rungs (GStreamer) only share a timeline if both map publisher time the same way.
     let publisher = Publisher {
         seconds: 6,
         gop: 20,
+        bframes: 2,
         ..Default::default()
     }
     .spawn(&srv.url("lobby-key"));

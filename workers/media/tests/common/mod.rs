@@ -218,6 +218,7 @@ pub struct Publisher {
     pub fps: u32,
     /// GOP in frames (keyframe every `gop` frames).
     pub gop: u32,
+    pub bframes: u32,
     pub audio: &'static str,
     pub video_source: &'static str,
 }
@@ -230,6 +231,7 @@ impl Default for Publisher {
             size: "320x240",
             fps: 15,
             gop: 15,
+            bframes: 0,
             audio: "aac",
             video_source: "testsrc2",
         }
@@ -268,7 +270,7 @@ impl Publisher {
             "-sc_threshold",
             "0",
             "-bf",
-            "0",
+            &self.bframes.to_string(),
         ]);
         match self.audio {
             "none" => {

@@ -1,0 +1,323 @@
+//! The source rendition without GStreamer: FLV tags from the publisher straight into MPEG-TS
+//! segments ([`crate::ts::TsMuxer`]), cut on the source's keyframes by the same rule
+//! ([`Boundaries`]) the GStreamer graph of the encoded rungs uses. Runs inline on the
+//! connection's task: a tag costs a few copies and no thread hand-off, which is what a
+//! source-only room should cost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::boundary::Boundaries;
+use crate::codec::{AacConfig, AvcConfig};
+use crate::error::Result;
+use crate::flv::{Tag, TagKind};
+use crate::pipeline::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::ts::TsMuxer;
+
+const AVC_SEQUENCE_HEADER: u8 = 0;
+const AVC_NALU: u8 = 1;
+const AAC_SEQUENCE_HEADER: u8 = 0;
+const AAC_RAW: u8 = 1;
+const FRAME_TYPE_KEY: u8 = 1;
+
+/// What the publisher's metadata said, used when the SPS does not say it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SourceHints {
+    pub size: Option<(u32, u32)>,
+    pub frame_rate: Option<f64>,
+}
+
+/// Segments the source rendition(s) of one epoch.
+pub struct SourceSegmenter {
+    /// Indexes of the source renditions in the room's list (normally exactly one).
+    renditions: Vec<usize>,
+    hints: SourceHints,
+    sink: Arc<dyn FragmentSink>,
+    boundaries: Boundaries,
+    aac: Option<AacConfig>,
+    mux: Option<TsMuxer>,
+    info: Option<RenditionInfo>,
+    /// Presentation time of the first video frame: fragment times are relative to it.
+    first_ms: Option<i64>,
+    /// Start of the open segment, once a keyframe opened one.
+    open_since_ms: Option<i64>,
+    /// Latest presentation time, and the decode time and duration of the last frame.
+    last_video_ms: Option<i64>,
+    last_dts_ms: Option<i64>,
+    frame_ms: i64,
+    data: Vec<u8>,
+}
+
+fn si24(b: &[u8]) -> i32 {
+    (i32::from(b[0]) << 24 | i32::from(b[1]) << 16 | i32::from(b[2]) << 8) >> 8
+}
+
+impl SourceSegmenter {
+    pub fn new(
+        renditions: Vec<usize>,
+        segment: Duration,
+        hints: SourceHints,
+        sink: Arc<dyn FragmentSink>,
+    ) -> Self {
+        SourceSegmenter {
+            renditions,
+            hints,
+            sink,
+            boundaries: Boundaries::new(segment),
+            aac: None,
+            mux: None,
+            info: None,
+            first_ms: None,
+            open_since_ms: None,
+            last_video_ms: None,
+            last_dts_ms: None,
+            frame_ms: 0,
+            data: Vec::with_capacity(1 << 20),
+        }
+    }
+
+    /// One FLV tag, in stream order. Errors only on input no player could decode.
+    pub fn push(&mut self, tag: &Tag) -> Result<()> {
+        let body: &Bytes = &tag.data;
+        let ts = i64::from(tag.timestamp_ms);
+        match tag.kind {
+            TagKind::Video if body.len() >= 5 => match body[1] {
+                AVC_SEQUENCE_HEADER => {
+                    let avc = AvcConfig::parse(&body[5..])?;
+                    self.info = Some(self.rendition_info(&avc));
+                    match &mut self.mux {
+                        Some(mux) => mux.set_avc(avc),
+                        None => self.mux = Some(TsMuxer::new(avc, self.aac)),
+                    }
+                    Ok(())
+                }
+                AVC_NALU => {
+                    let keyframe = body[0] >> 4 == FRAME_TYPE_KEY;
+                    let cts = si24(&body[2..5]);
+                    self.video(ts, cts, keyframe, &body[5..])
+                }
+                _ => Ok(()), // end of sequence
+            },
+            TagKind::Audio if body.len() >= 2 => match body[1] {
+                AAC_SEQUENCE_HEADER => {
+                    let aac = AacConfig::parse(&body[2..])?;
+                    self.aac = Some(aac);
+                    if let Some(mux) = &mut self.mux {
+                        mux.set_aac(aac);
+                    }
+                    Ok(())
+                }
+                AAC_RAW => match (&mut self.mux, self.open_since_ms) {
+                    (Some(mux), Some(_)) => mux.write_audio(&mut self.data, ts, &body[2..]),
+                    // Audio before the first keyframe has no segment to go to.
+                    _ => Ok(()),
+                },
+                _ => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+
+    fn video(&mut self, dts: i64, cts: i32, keyframe: bool, avcc: &[u8]) -> Result<()> {
+        if self.mux.is_none() {
+            return Ok(()); // no decoder configuration yet: nothing could decode this
+        }
+        let pts = dts + i64::from(cts);
+        if keyframe {
+            let first = *self.first_ms.get_or_insert(pts);
+            let at = Duration::from_millis(pts.saturating_sub(first).max(0) as u64);
+            if self.boundaries.keyframe_opens_segment(at) {
+                self.close(pts);
+            }
+        }
+        let Some(mux) = &mut self.mux else {
+            return Ok(());
+        };
+        if keyframe && self.open_since_ms.is_none() {
+            self.open_since_ms = Some(pts);
+            mux.write_tables(&mut self.data);
+        }
+        if self.open_since_ms.is_none() {
+            return Ok(()); // frames before the first keyframe cannot start a segment
+        }
+        // Decode times advance one frame at a time (presentation times jump around B-frames).
+        if let Some(last) = self.last_dts_ms
+            && dts > last
+        {
+            self.frame_ms = dts - last;
+        }
+        self.last_dts_ms = Some(dts);
+        self.last_video_ms = Some(self.last_video_ms.map_or(pts, |l| l.max(pts)));
+        mux.write_video(&mut self.data, dts, cts, keyframe, avcc)
+    }
+
+    /// Close the open segment at `end_ms`; the next keyframe opens the next one.
+    fn close(&mut self, end_ms: i64) {
+        let (Some(start), Some(first)) = (self.open_since_ms.take(), self.first_ms) else {
+            return;
+        };
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20));
+        if data.is_empty() || end_ms <= start {
+            return;
+        }
+        let bytes = Bytes::from(data);
+        let rel = |ms: i64| Duration::from_millis(ms.saturating_sub(first).max(0) as u64);
+        for &rendition in &self.renditions {
+            self.sink.fragment_closed(
+                ClosedFragment {
+                    rendition,
+                    bytes: bytes.clone(),
+                    start: rel(start),
+                    end: rel(end_ms),
+                },
+                self.info.clone(),
+            );
+        }
+    }
+
+    /// End of the epoch: close the last segment after its last frame.
+    pub fn finish(mut self) {
+        if let Some(last) = self.last_video_ms {
+            self.close(last + self.frame_ms);
+        }
+    }
+
+    fn rendition_info(&self, avc: &AvcConfig) -> RenditionInfo {
+        let (width, height) = if avc.width > 0 && avc.height > 0 {
+            (avc.width, avc.height)
+        } else {
+            self.hints.size.unwrap_or((0, 0))
+        };
+        RenditionInfo {
+            width,
+            height,
+            frame_rate: avc
+                .frame_rate
+                .or(self.hints.frame_rate)
+                .filter(|f| *f > 0.0),
+            codecs: avc.codecs.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::ts::PACKET;
+
+    #[derive(Default)]
+    struct Collect(Mutex<Vec<(ClosedFragment, Option<RenditionInfo>)>>);
+
+    impl FragmentSink for Collect {
+        fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>) {
+            self.0.lock().expect("lock").push((fragment, info));
+        }
+    }
+
+    const SPS: &[u8] = &[
+        0x67, 0x64, 0x00, 0x1f, 0xac, 0xd9, 0x40, 0xd8, 0x3d, 0xe6, 0xf0, 0x11, 0x00, 0x00, 0x03,
+        0x00, 0x01, 0x00, 0x00, 0x03, 0x00, 0x3c, 0x0f, 0x18, 0x31, 0x96,
+    ];
+
+    fn tag(kind: TagKind, timestamp_ms: u32, data: Vec<u8>) -> Tag {
+        Tag {
+            kind,
+            timestamp_ms,
+            data: Bytes::from(data),
+        }
+    }
+
+    fn avc_header() -> Tag {
+        let mut body = vec![0x17, 0, 0, 0, 0, 1, 0x64, 0x00, 0x1f, 0xff, 0xe1];
+        body.extend_from_slice(&(SPS.len() as u16).to_be_bytes());
+        body.extend_from_slice(SPS);
+        body.extend_from_slice(&[1, 0, 4, 0x68, 0xef, 0x8f, 0xcb]);
+        tag(TagKind::Video, 0, body)
+    }
+
+    fn frame(ts: u32, key: bool) -> Tag {
+        let nal = if key { 0x65 } else { 0x41 };
+        let mut body = vec![if key { 0x17 } else { 0x27 }, 1, 0, 0, 0, 0, 0, 0, 200, nal];
+        body.resize(body.len() + 199, 0x5a);
+        tag(TagKind::Video, ts, body)
+    }
+
+    fn audio(ts: u32) -> Tag {
+        tag(TagKind::Audio, ts, vec![0xaf, 1, 0x21, 0x10, 0x04])
+    }
+
+    #[test]
+    fn segments_are_cut_on_keyframes_and_start_with_tables() {
+        let sink = Arc::new(Collect::default());
+        let hints = SourceHints::default();
+        let mut s = SourceSegmenter::new(vec![0, 2], Duration::from_secs(2), hints, sink.clone());
+        s.push(&avc_header()).expect("config");
+        s.push(&tag(TagKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
+            .expect("asc");
+        // A frame and audio before the first keyframe have no segment to go to.
+        s.push(&frame(0, false)).expect("frame");
+        s.push(&audio(10)).expect("audio");
+        for ts in (100..=5500).step_by(100) {
+            s.push(&frame(ts, (ts - 100) % 1000 == 0)).expect("frame");
+            s.push(&audio(ts + 20)).expect("audio");
+        }
+        assert_eq!(
+            sink.0.lock().expect("lock").len(),
+            4,
+            "two cuts, two renditions"
+        );
+        s.finish();
+        let got = sink.0.lock().expect("lock");
+        let spans: Vec<(usize, u64, u64)> = got
+            .iter()
+            .map(|(f, _)| {
+                (
+                    f.rendition,
+                    f.start.as_millis() as u64,
+                    f.end.as_millis() as u64,
+                )
+            })
+            .collect();
+        assert_eq!(
+            spans,
+            vec![
+                (0, 0, 2000),
+                (2, 0, 2000),
+                (0, 2000, 4000),
+                (2, 2000, 4000),
+                (0, 4000, 5500),
+                (2, 4000, 5500),
+            ]
+        );
+        for (f, info) in got.iter() {
+            assert_eq!(f.bytes.len() % PACKET, 0);
+            assert_eq!(
+                &f.bytes[..4],
+                &[0x47, 0x40, 0x00, 0x10 | (f.bytes[3] & 0x0f)]
+            );
+            let info = info.as_ref().expect("info");
+            assert_eq!((info.width, info.height), (854, 480));
+            assert_eq!(info.codecs, "avc1.64001f");
+            assert_eq!(info.frame_rate, Some(30.0));
+        }
+    }
+
+    #[test]
+    fn malformed_configuration_is_an_error_not_a_hang() {
+        let sink = Arc::new(Collect::default());
+        let mut s = SourceSegmenter::new(
+            vec![0],
+            Duration::from_secs(2),
+            SourceHints::default(),
+            sink,
+        );
+        let err = s
+            .push(&tag(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1, 0x64]))
+            .expect_err("short avcC");
+        assert!(err.to_string().contains("malformed"), "{err}");
+    }
+}
