@@ -139,17 +139,31 @@ async fn run(
     let _ = stream.set_nodelay(true);
     let mut core = RtmpCore::new();
     let mut buf = vec![0u8; 64 * 1024];
+    // One timer for the whole connection, pushed back only when it fires: arming a timer per
+    // read would cost more than the read itself at 75 messages a second.
+    let mut last_read = tokio::time::Instant::now();
+    let idle = tokio::time::sleep(READ_TIMEOUT);
+    tokio::pin!(idle);
+    // Likewise one shutdown waiter, not one per read.
+    let stop = shutdown.changed();
+    tokio::pin!(stop);
     loop {
         let n = tokio::select! {
-            r = tokio::time::timeout(READ_TIMEOUT, stream.read(&mut buf)) => match r {
-                Ok(r) => r?,
-                Err(_) => return Err(Error::Rtmp("publisher sent nothing for 30 s".into())),
-            },
-            _ = shutdown.changed() => return Ok(()),
+            r = stream.read(&mut buf) => r?,
+            _ = idle.as_mut() => {
+                let deadline = last_read + READ_TIMEOUT;
+                if deadline <= tokio::time::Instant::now() {
+                    return Err(Error::Rtmp("publisher sent nothing for 30 s".into()));
+                }
+                idle.as_mut().reset(deadline);
+                continue;
+            }
+            _ = stop.as_mut() => return Ok(()),
         };
         if n == 0 {
             return Ok(());
         }
+        last_read = tokio::time::Instant::now();
         if let Some(p) = publishing.as_mut() {
             let kbps = p.room.ingest(n);
             p.check_bitrate(kbps);

@@ -5,11 +5,12 @@
 //!        │ RTMP rtmp://HOST:1935/live/<stream key>
 //!        ▼
 //!  ingest (tokio loop) ── rtmp::RtmpCore (sans-I/O, rml_rtmp) ── key check (constant time)
-//!        │ FLV tags (flv::FlvMuxer: codec checks, FLV header)
+//!        │ FLV tags (flv::FlvMuxer: codec checks, held until the stream's shape is known)
+//!        ├──> passthrough::SourceSegmenter (inline): source rendition, FLV -> ts::TsMuxer
 //!        ▼ bounded channel -> blocking feeder thread
-//!  pipeline::TranscodePipeline (GStreamer: flvdemux -> source passthrough + x264 rungs
-//!        │                      -> splitmuxsink/mpegtsmux per rendition, shared boundaries)
-//!        ▼ fragment closed (bus thread)
+//!  pipeline::TranscodePipeline (GStreamer: flvdemux -> decode once -> x264 rungs -> mpegtsmux)
+//!        │   both cut on the source's keyframes by boundary::Boundaries: same instants everywhere
+//!        ▼ fragment closed
 //!  session::Session: playlist::MediaPlaylist per rendition (DVR window) + segment bytes in memory
 //!        │                                   └──> events::MediaEvent (recorder seam, broadcast)
 //!        ▼

@@ -158,7 +158,10 @@ impl SourceSegmenter {
         let (Some(start), Some(first)) = (self.open_since_ms.take(), self.first_ms) else {
             return;
         };
-        let data = std::mem::replace(&mut self.data, Vec::with_capacity(1 << 20));
+        // The next segment is about as large as this one: reserve that, not a fixed size the
+        // DVR window would hold on to for every segment.
+        let next = self.data.len() + self.data.len() / 4;
+        let data = std::mem::replace(&mut self.data, Vec::with_capacity(next.max(64 * 1024)));
         if data.is_empty() || end_ms <= start {
             return;
         }

@@ -21,9 +21,67 @@ use crate::session::Room;
 /// Upper bound of HTTP worker threads.
 const MAX_HTTP_THREADS: usize = 8;
 
+/// An accepted connection, handed from the acceptor to a worker thread.
+type Handoff = (std::net::TcpStream, SocketAddr);
+
+/// A thread running a single-threaded tokio runtime that serves the connections sent to it
+/// with `serve`. Connections never move between threads afterwards (the nginx worker model):
+/// a read wakes exactly one thread, with no work-stealing notifications to the others.
+fn connection_thread<F, Fut>(
+    name: String,
+    serve: F,
+) -> Result<(
+    tokio::sync::mpsc::UnboundedSender<Handoff>,
+    std::thread::JoinHandle<()>,
+)>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedReceiver<Handoff>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Handoff>();
+    let span = tracing::Span::current();
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let _e = span.enter();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(serve(rx)),
+                Err(e) => tracing::error!(error = %e, "cannot start a connection worker"),
+            }
+        })
+        .map_err(Error::Net)?;
+    Ok((tx, thread))
+}
+
+/// Serve the publishers handed to this thread; each one is a task on this runtime.
+async fn rtmp_worker(
+    server: Arc<MediaServer>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Some((std_stream, peer)) = rx.recv().await {
+        let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+            continue;
+        };
+        let stop = server.shutdown_tx.subscribe();
+        connections.spawn(crate::ingest::handle_connection(
+            server.clone(),
+            stream,
+            peer,
+            stop,
+        ));
+        while connections.try_join_next().is_some() {}
+    }
+    // The acceptor stopped (shutdown): let the publishers finish their last segments.
+    while connections.join_next().await.is_some() {}
+}
+
 /// Serve the connections handed to this worker until the acceptor stops.
 async fn http_worker(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     router: axum::Router,
     stop: watch::Receiver<bool>,
 ) {
@@ -189,18 +247,30 @@ impl MediaServer {
         self.room_for_key(key).ok_or(RefuseReason::WrongKey)
     }
 
-    /// Accept publishers until shutdown.
+    /// Accept publishers until shutdown. Every publisher is served on one ingest thread: a
+    /// publisher costs a few microseconds per message (the source is muxed inline, encoding
+    /// runs in GStreamer's threads), so one thread carries many rooms, and a message wakes
+    /// that thread alone.
     pub async fn serve_rtmp(self: Arc<Self>, listener: TcpListener) -> Result<()> {
         let mut shutdown = self.shutdown_tx.subscribe();
-        loop {
+        let server = self.clone();
+        let (handoff, thread) =
+            connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(server, rx))?;
+        let result = loop {
             let (stream, peer) = tokio::select! {
-                r = listener.accept() => r?,
-                _ = shutdown.changed() => return Ok(()),
+                r = listener.accept() => match r {
+                    Ok(a) => a,
+                    Err(e) => break Err(Error::Net(e)),
+                },
+                _ = shutdown.changed() => break Ok(()),
             };
-            let server = self.clone();
-            let rx = self.shutdown_tx.subscribe();
-            tokio::spawn(crate::ingest::handle_connection(server, stream, peer, rx));
-        }
+            if let Ok(std_stream) = stream.into_std() {
+                let _ = handoff.send((std_stream, peer));
+            }
+        };
+        drop(handoff);
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        result
     }
 
     /// Serve HLS, `/healthz`, `/readyz` and `/metrics` until shutdown.
@@ -219,24 +289,10 @@ impl MediaServer {
         let mut senders = Vec::with_capacity(workers);
         let mut threads = Vec::with_capacity(workers);
         for i in 0..workers {
-            let (tx, rx) =
-                tokio::sync::mpsc::unbounded_channel::<(std::net::TcpStream, SocketAddr)>();
             let router = router.clone();
             let stop = self.shutdown_tx.subscribe();
-            let span = tracing::Span::current();
-            let thread = std::thread::Builder::new()
-                .name(format!("http-{i}"))
-                .spawn(move || {
-                    let _e = span.enter();
-                    match tokio::runtime::Builder::new_current_thread()
-                        .enable_all()
-                        .build()
-                    {
-                        Ok(rt) => rt.block_on(http_worker(rx, router, stop)),
-                        Err(e) => tracing::error!(error = %e, "cannot start an HTTP worker"),
-                    }
-                })
-                .map_err(Error::Net)?;
+            let (tx, thread) =
+                connection_thread(format!("http-{i}"), move |rx| http_worker(rx, router, stop))?;
             senders.push(tx);
             threads.push(thread);
         }

@@ -370,7 +370,8 @@ pub struct Room {
     pub speed_preset: String,
     state: Mutex<RoomState>,
     viewers: Mutex<HashMap<u64, Instant>>,
-    ingest_window: Mutex<VecDeque<(Instant, usize)>>,
+    /// Bytes read in the last five seconds, and their sum (kept, not recomputed per read).
+    ingest_window: Mutex<(VecDeque<(Instant, usize)>, usize)>,
     /// Handles of the per-read metrics, so the hot path allocates no labels.
     ingest_bytes: prometheus_client::metrics::counter::Counter,
     ingest_kbps: prometheus_client::metrics::gauge::Gauge,
@@ -406,7 +407,7 @@ impl Room {
                 last: None,
             }),
             viewers: Mutex::new(HashMap::new()),
-            ingest_window: Mutex::new(VecDeque::new()),
+            ingest_window: Mutex::new((VecDeque::new(), 0)),
             ingest_bytes,
             ingest_kbps,
             events,
@@ -608,15 +609,18 @@ impl Room {
     pub fn ingest(&self, bytes: usize) -> u64 {
         let now = Instant::now();
         self.ingest_bytes.inc_by(bytes as u64);
-        let mut w = lock(&self.ingest_window);
-        w.push_back((now, bytes));
-        while w
-            .front()
-            .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(5))
-        {
-            w.pop_front();
+        let mut guard = lock(&self.ingest_window);
+        let (window, total) = &mut *guard;
+        window.push_back((now, bytes));
+        *total += bytes;
+        while let Some(&(t, b)) = window.front() {
+            if now.duration_since(t) <= Duration::from_secs(5) {
+                break;
+            }
+            window.pop_front();
+            *total -= b;
         }
-        let total: usize = w.iter().map(|(_, b)| b).sum();
+        let total = *total;
         let kbps = (total as u64 * 8) / 5 / 1000;
         self.ingest_kbps.set(kbps as i64);
         kbps
