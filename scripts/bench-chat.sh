@@ -7,6 +7,10 @@
 #   phase 2: the rate grows x1.5 every 5 s until deliveries fall short or p99 > 1 s
 #   memory per idle connection: server RSS growth from 0 to 1,000 idle clients
 #
+# Every phase reports the server's user and system CPU (utime/stime of /proc/<pid>/stat), the
+# generator's own CPU and how busy the whole machine was, so the last saturation step says which
+# side ran out first (the generator, the server, or every core of the machine).
+#
 # Loopback only; every phase is bounded in messages and seconds. Knobs: BENCH_CLIENTS,
 # BENCH_FIXED_RATE, BENCH_FIXED_SECONDS, BENCH_STEP_SECONDS, BENCH_MAX_SECONDS.
 set -euo pipefail
