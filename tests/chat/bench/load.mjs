@@ -21,7 +21,7 @@ const tokens = (args.tokens ?? "").split(",").filter(Boolean);
 const fixedRate = Number(args["fixed-rate"] ?? 20);
 const fixedSeconds = Number(args["fixed-seconds"] ?? 10);
 const stepSeconds = Number(args["step-seconds"] ?? 5);
-const maxSeconds = Number(args["max-seconds"] ?? 60);
+const maxSeconds = Number(args["max-seconds"] ?? 150);
 if (!url?.startsWith("ws://127.") || !path) throw new Error("--url ws://127.x... and --path are required (loopback only)");
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
