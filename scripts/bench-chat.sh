@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Chat benchmark, one command: roomcast-chat (release build) and a minimal Node socket.io 4.8
 # server doing the same broadcast, one after the other in the same run, each with 1,000 connected
-# clients from one load generator (tests/chat/bench/load.mjs, raw socket.io protocol over `ws`).
+# clients from one load generator (tests/chat/bench/load.mjs: the socket.io protocol over a minimal
+# websocket client on Node `net` sockets). Server flags pass through the environment, e.g.
+# ROOMCAST_RUNTIME=current-thread.
 #
 #   phase 1: a fixed 20 messages/s (20,000 deliveries/s) for 10 s: server CPU, latency p50/p99
 #   phase 2: the rate grows x1.5 every 5 s until deliveries fall short or p99 > 1 s (at most
