@@ -24,12 +24,14 @@ for (const [name, r] of [["roomcast-chat", rust], ["node socket.io", node]]) {
     console.log(`  ${String(s.rate).padStart(5)} -> ${String(s.deliveriesPerSec).padStart(7)} (${s.serverCpuPct} % = ${s.serverUserPct}+${s.serverSysPct}, ${s.generatorCpuPct} %, ${s.machineBusyPct} %, ${s.p99Ms})`);
   }
 }
-row("max deliveries/s", rust.maxDeliveriesPerSec, node.maxDeliveriesPerSec);
+row("max deliveries/s (any step)", rust.maxDeliveriesPerSec, node.maxDeliveriesPerSec);
+row("max sustained (p99 <= 1 s, >= 95 %)", rust.maxSustainedDeliveriesPerSec, node.maxSustainedDeliveriesPerSec);
 row("saturated side", rust.saturated, node.saturated);
 console.log(`\nload average at the end: ${readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).join(" ")} (2 cores; other work on the machine skews both servers)`);
 const cpuRatio = rust.fixed.serverCpuPct / Math.max(1, node.fixed.serverCpuPct);
 const p99Ratio = rust.fixed.p99Ms / Math.max(0.01, node.fixed.p99Ms);
 const thrRatio = rust.maxDeliveriesPerSec / Math.max(1, node.maxDeliveriesPerSec);
+const sustainedRatio = rust.maxSustainedDeliveriesPerSec / Math.max(1, node.maxSustainedDeliveriesPerSec);
 console.log("\ngoals (issue 6):");
 console.log(`  server CPU at ${rust.fixed.rate} msg/s <= 1/3 of node's: ${cpuRatio.toFixed(2)}x ${cpuRatio <= 1 / 3 ? "MET" : "NOT MET"}`);
 // One TCP write per delivery costs kernel time that no user-space change removes; on loopback the
@@ -45,3 +47,4 @@ if (rust.fixed.serverSysPct > budget) {
 console.log(`  latency p99 <= 0.5x node's:            ${p99Ratio.toFixed(2)}x ${p99Ratio <= 0.5 ? "MET" : "NOT MET"}`);
 const note = { generator: " (the generator saturated first on roomcast-chat: a lower bound)", cores: " (every core was busy when roomcast-chat saturated: a lower bound on this machine)" };
 console.log(`  deliveries/s >= 3x node's:             ${thrRatio.toFixed(2)}x ${thrRatio >= 3 ? "MET" : "NOT MET"}${note[rust.saturated] ?? ""}`);
+console.log(`    sustained (p99 <= 1 s, 95 % delivered): ${sustainedRatio.toFixed(2)}x ${sustainedRatio >= 3 ? "MET" : "NOT MET"}`);
