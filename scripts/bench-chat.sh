@@ -1,11 +1,19 @@
 #!/usr/bin/env bash
 # Chat benchmark, one command: roomcast-chat (release build) and a minimal Node socket.io 4.8
 # server doing the same broadcast, one after the other in the same run, each with 1,000 connected
-# clients from one load generator (tests/chat/bench/load.mjs, raw socket.io protocol over `ws`).
+# clients from one load generator (tests/chat/bench/load.mjs: the socket.io protocol over a minimal
+# websocket client on Node `net` sockets). Server flags pass through the environment, e.g.
+# ROOMCAST_RUNTIME=current-thread.
 #
 #   phase 1: a fixed 20 messages/s (20,000 deliveries/s) for 10 s: server CPU, latency p50/p99
-#   phase 2: the rate grows x1.5 every 5 s until deliveries fall short or p99 > 1 s
+#   phase 2: the rate grows x1.5 every 5 s until deliveries fall short or p99 > 1 s (at most
+#            BENCH_MAX_SECONDS from the start, enough for the ramp to pass 1,000,000 deliveries/s;
+#            a ramp cut by the limit reports "none (time limit)" as the saturated side)
 #   memory per idle connection: server RSS growth from 0 to 1,000 idle clients
+#
+# Every phase reports the server's user and system CPU (utime/stime of /proc/<pid>/stat), the
+# generator's own CPU and how busy the whole machine was, so the last saturation step says which
+# side ran out first (the generator, the server, or every core of the machine).
 #
 # Loopback only; every phase is bounded in messages and seconds. Knobs: BENCH_CLIENTS,
 # BENCH_FIXED_RATE, BENCH_FIXED_SECONDS, BENCH_STEP_SECONDS, BENCH_MAX_SECONDS.
@@ -16,7 +24,7 @@ CLIENTS="${BENCH_CLIENTS:-1000}"
 FIXED_RATE="${BENCH_FIXED_RATE:-20}"
 FIXED_SECONDS="${BENCH_FIXED_SECONDS:-10}"
 STEP_SECONDS="${BENCH_STEP_SECONDS:-5}"
-MAX_SECONDS="${BENCH_MAX_SECONDS:-60}"
+MAX_SECONDS="${BENCH_MAX_SECONDS:-150}"
 NAMESPACE=bench
 ROOM=room
 SIO_PATH="/$NAMESPACE/$ROOM/chat/socket.io"

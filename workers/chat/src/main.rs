@@ -81,12 +81,21 @@ struct ServeArgs {
     /// How often viewer counts are recomputed across replicas.
     #[arg(long, env = "ROOMCAST_PRESENCE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
     presence_interval: Duration,
-    /// Runtime worker threads (0: one per core).
+    /// Async runtime: `multi-thread` (work-stealing workers) or `current-thread` (one thread).
+    #[arg(long, env = "ROOMCAST_RUNTIME", value_enum, default_value_t = RuntimeFlavor::MultiThread)]
+    runtime: RuntimeFlavor,
+    /// Runtime worker threads of the multi-thread runtime (0: one per core).
     #[arg(long, env = "ROOMCAST_WORKER_THREADS", default_value_t = 0)]
     worker_threads: usize,
     /// JSON logs (level from RUST_LOG).
     #[arg(long, env = "ROOMCAST_LOG_JSON")]
     log_json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum RuntimeFlavor {
+    MultiThread,
+    CurrentThread,
 }
 
 #[derive(Args)]
@@ -121,8 +130,11 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Some(Command::MintToken(args)) => mint(args),
         Some(Command::Serve) | None => {
-            let mut runtime = tokio::runtime::Builder::new_multi_thread();
-            if cli.serve.worker_threads > 0 {
+            let mut runtime = match cli.serve.runtime {
+                RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+                RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+            };
+            if cli.serve.runtime == RuntimeFlavor::MultiThread && cli.serve.worker_threads > 0 {
                 runtime.worker_threads(cli.serve.worker_threads);
             }
             runtime
