@@ -13,14 +13,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::metrics::HttpLabels;
 use crate::server::MediaServer;
 use crate::session::{Liveness, Room};
 
@@ -109,12 +108,7 @@ impl Req<'_> {
     fn finish(&self, resp: Response) -> Response {
         self.server
             .metrics
-            .http_requests
-            .get_or_create(&HttpLabels {
-                kind: self.kind.label(),
-                status: resp.status().as_u16(),
-            })
-            .inc();
+            .http_request(self.kind.label(), resp.status().as_u16());
         resp
     }
 
@@ -209,47 +203,51 @@ fn starting(room: &Room) -> Response {
         .into_response()
 }
 
-/// A cacheable body with ETag / If-None-Match handling.
+/// A cacheable body with ETag / If-None-Match handling. Header values come ready-made: this is
+/// the path every playlist and segment request takes.
 fn cached(
     req: &Req<'_>,
     body: Bytes,
-    etag: String,
+    etag: HeaderValue,
     content_type: &'static str,
-    cache_control: String,
+    cache_control: HeaderValue,
 ) -> Response {
     let not_modified = req
         .headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
-    let mut builder = Response::builder()
-        .header(header::ETAG, &etag)
-        .header(header::CACHE_CONTROL, cache_control)
-        .header(header::CONTENT_TYPE, content_type);
-    if not_modified {
-        builder = builder.status(StatusCode::NOT_MODIFIED);
-        return builder.body(Body::empty()).unwrap_or_default();
+        .is_some_and(|v| {
+            v.split(',')
+                .any(|t| t.trim().as_bytes() == etag.as_bytes() || t.trim() == "*")
+        });
+    let len = body.len();
+    let mut resp = if not_modified {
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NOT_MODIFIED;
+        r
+    } else {
+        req.server.metrics.http_bytes_out.inc_by(len as u64);
+        Response::new(Body::from(body))
+    };
+    let headers = resp.headers_mut();
+    headers.insert(header::ETAG, etag);
+    headers.insert(header::CACHE_CONTROL, cache_control);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    if !not_modified {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     }
-    req.server.metrics.http_bytes_out.inc_by(body.len() as u64);
-    builder
-        .header(header::CONTENT_LENGTH, body.len())
-        .body(Body::from(body))
-        .unwrap_or_default()
-}
-
-fn playlist_cache(room: &Room) -> String {
-    format!("public, max-age={}", room.cfg.playlist_max_age_seconds)
+    resp
 }
 
 async fn master(
     State(server): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
-    headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
 ) -> Response {
     let req = Req {
         server: &server,
-        headers: &headers,
+        headers: request.headers(),
         peer: Some(peer),
         kind: Kind::Master,
     };
@@ -266,7 +264,7 @@ async fn master(
                         p.body,
                         p.etag,
                         PLAYLIST_CONTENT_TYPE,
-                        playlist_cache(&room),
+                        room.playlist_cache_control.clone(),
                     )
                 }
             },
@@ -278,12 +276,12 @@ async fn master(
 async fn media(
     State(server): State<AppState>,
     Path((ns, name, rendition)): Path<(String, String, String)>,
-    headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
 ) -> Response {
     let req = Req {
         server: &server,
-        headers: &headers,
+        headers: request.headers(),
         peer: Some(peer),
         kind: Kind::Media,
     };
@@ -293,7 +291,7 @@ async fn media(
             Liveness::Idle => idle(&room),
             Liveness::Session(s) => match s.media_playlist(&rendition) {
                 None => plain(StatusCode::NOT_FOUND, "unknown rendition\n"),
-                Some(_) if s.window_len(&rendition) == 0 => starting(&room),
+                Some(p) if p.segments == 0 => starting(&room),
                 Some(p) => {
                     req.saw_viewer(&room);
                     cached(
@@ -301,7 +299,7 @@ async fn media(
                         p.body,
                         p.etag,
                         PLAYLIST_CONTENT_TYPE,
-                        playlist_cache(&room),
+                        room.playlist_cache_control.clone(),
                     )
                 }
             },
@@ -313,11 +311,11 @@ async fn media(
 async fn segment(
     State(server): State<AppState>,
     Path((ns, name, rendition, file)): Path<(String, String, String, String)>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
     let req = Req {
         server: &server,
-        headers: &headers,
+        headers: request.headers(),
         peer: None,
         kind: Kind::Segment,
     };
@@ -336,16 +334,18 @@ async fn segment(
                         StatusCode::NOT_FOUND,
                         "segment not in the DVR window (expired or not yet written)\n",
                     ),
-                    Some(body) => cached(
-                        &req,
-                        body,
-                        format!("\"{}-{rendition}-{seq}\"", s.id),
-                        "video/mp2t",
-                        format!(
-                            "public, max-age={}, immutable",
-                            room.cfg.segment_max_age_seconds
-                        ),
-                    ),
+                    Some(body) => {
+                        match HeaderValue::from_str(&format!("\"{}-{rendition}-{seq}\"", s.id)) {
+                            Ok(etag) => cached(
+                                &req,
+                                body,
+                                etag,
+                                "video/mp2t",
+                                room.segment_cache_control.clone(),
+                            ),
+                            Err(_) => plain(StatusCode::NOT_FOUND, "no such segment\n"),
+                        }
+                    }
                 },
             }
         }
@@ -356,11 +356,11 @@ async fn segment(
 async fn status(
     State(server): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
-    headers: HeaderMap,
+    request: Request,
 ) -> Response {
     let req = Req {
         server: &server,
-        headers: &headers,
+        headers: request.headers(),
         peer: None,
         kind: Kind::Status,
     };

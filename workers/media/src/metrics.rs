@@ -50,8 +50,14 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_bytes_out: Counter,
     pub pipeline_errors: Family<RoomLabels, Counter>,
+    /// Handles of the request counters every playlist and segment hit lands on, so the hot
+    /// path takes no lock on the family.
+    http_hot: Arc<Vec<(HttpLabels, Counter)>>,
     registry: Arc<Registry>,
 }
+
+/// Request kinds of the HTTP origin, the `kind` label of `http_requests_total`.
+pub const HTTP_KINDS: [&str; 4] = ["master", "media", "segment", "status"];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -71,6 +77,7 @@ impl Default for Metrics {
             http_requests: Family::default(),
             http_bytes_out: Counter::default(),
             pipeline_errors: Family::default(),
+            http_hot: Arc::default(),
             registry: Arc::new(Registry::default()),
         };
         r.register("publishers", "Connected publishers", m.publishers.clone());
@@ -139,7 +146,16 @@ impl Default for Metrics {
             "Transcode pipelines that failed",
             m.pipeline_errors.clone(),
         );
+        let http_hot = HTTP_KINDS
+            .iter()
+            .flat_map(|kind| [200, 304].map(|status| HttpLabels { kind, status }))
+            .map(|labels| {
+                let counter = m.http_requests.get_or_create(&labels).clone();
+                (labels, counter)
+            })
+            .collect();
         Metrics {
+            http_hot: Arc::new(http_hot),
             registry: Arc::new(r),
             ..m
         }
@@ -147,6 +163,21 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count one HTTP request.
+    pub fn http_request(&self, kind: &'static str, status: u16) {
+        match self
+            .http_hot
+            .iter()
+            .find(|(l, _)| l.status == status && l.kind == kind)
+        {
+            Some((_, counter)) => counter.inc(),
+            None => self
+                .http_requests
+                .get_or_create(&HttpLabels { kind, status })
+                .inc(),
+        };
+    }
+
     /// Text exposition for `/metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -29,6 +29,11 @@ pub const VIEWER_WINDOW: Duration = Duration::from_secs(30);
 /// At most this many distinct players are tracked per room.
 const MAX_TRACKED_VIEWERS: usize = 100_000;
 
+/// A header value from text this crate formats (digits and ASCII), never invalid.
+fn header_value(text: String) -> http::HeaderValue {
+    http::HeaderValue::try_from(text).unwrap_or(http::HeaderValue::from_static(""))
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -45,22 +50,25 @@ pub struct RenditionState {
     rendered: Option<Rendered>,
 }
 
-/// A rendered playlist with its ETag.
+/// A rendered playlist with its ETag, both ready to send as they are.
 #[derive(Clone)]
 pub struct Rendered {
     pub body: Bytes,
-    pub etag: String,
+    pub etag: http::HeaderValue,
+    /// Segments listed (0: nothing playable yet).
+    pub segments: usize,
 }
 
 impl Rendered {
-    fn new(text: String) -> Self {
+    fn new(text: String, segments: usize) -> Self {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         text.hash(&mut h);
         let etag = format!("\"{:016x}-{}\"", h.finish(), text.len());
         Rendered {
             body: Bytes::from(text),
-            etag,
+            etag: header_value(etag),
+            segments,
         }
     }
 }
@@ -261,19 +269,11 @@ impl Session {
             .find(|r| r.rendition.name == rendition)?;
         Some(
             r.rendered
-                .get_or_insert_with(|| Rendered::new(r.playlist.render()))
+                .get_or_insert_with(|| {
+                    Rendered::new(r.playlist.render(), r.playlist.segments.len())
+                })
                 .clone(),
         )
-    }
-
-    /// Number of segments a rendition has in its window.
-    pub fn window_len(&self, rendition: &str) -> usize {
-        let st = lock(&self.state);
-        st.renditions
-            .iter()
-            .find(|r| r.rendition.name == rendition)
-            .map(|r| r.playlist.segments.len())
-            .unwrap_or(0)
     }
 
     /// Segment bytes while the segment is in the window.
@@ -290,7 +290,7 @@ impl Session {
     pub fn master_playlist(&self) -> Option<Rendered> {
         let mut st = lock(&self.state);
         if st.master.is_none() {
-            st.master = render_session_master(&st).map(Rendered::new);
+            st.master = render_session_master(&st).map(|text| Rendered::new(text, 1));
         }
         st.master.clone()
     }
@@ -368,6 +368,9 @@ pub struct Room {
     pub cfg: RoomConfig,
     /// x264 speed preset of the encoded rungs.
     pub speed_preset: String,
+    /// `Cache-Control` of playlists and of segments, made once.
+    pub playlist_cache_control: http::HeaderValue,
+    pub segment_cache_control: http::HeaderValue,
     state: Mutex<RoomState>,
     viewers: Mutex<HashMap<u64, Instant>>,
     /// Bytes read in the last five seconds, and their sum (kept, not recomputed per read).
@@ -400,6 +403,14 @@ impl Room {
         let ingest_bytes = metrics.ingest_bytes.get_or_create(&labels).clone();
         let ingest_kbps = metrics.ingest_kbps.get_or_create(&labels).clone();
         Room {
+            playlist_cache_control: header_value(format!(
+                "public, max-age={}",
+                cfg.playlist_max_age_seconds
+            )),
+            segment_cache_control: header_value(format!(
+                "public, max-age={}, immutable",
+                cfg.segment_max_age_seconds
+            )),
             cfg,
             speed_preset,
             state: Mutex::new(RoomState {
