@@ -249,6 +249,28 @@ describe("one replica, embedded store", () => {
   });
 });
 
+describe("single-threaded runtime (ROOMCAST_RUNTIME=current-thread)", () => {
+  test("the server runs on the runtime asked for and broadcasts as usual", async () => {
+    const chat = await startChat({ env: { ROOMCAST_RUNTIME: "current-thread" } });
+    try {
+      assert.match(chat.log(), /runtime=CurrentThread/);
+      const viewer = await connect(chat);
+      const ada = await connect(chat, { token: mintToken(chat.keyFile, { user: "ada", name: "Ada" }) });
+      try {
+        const seen = nextEvent(viewer.socket, "message");
+        const ack = await request(ada.socket, "message", { text: "one thread" });
+        assert.equal(ack.ok, true);
+        assert.equal((await seen).text, "one thread");
+      } finally {
+        viewer.socket.close();
+        ada.socket.close();
+      }
+    } finally {
+      await chat.stop();
+    }
+  });
+});
+
 describe("rate limit", () => {
   test("a user past rateLimitPerMinute is refused with retryAfterMs; others are not slowed", async () => {
     const chat = await startChat({ chat: { rateLimitPerMinute: 5 } });

@@ -297,6 +297,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         addr = %local_addr,
         metrics = %metrics_listener.local_addr()?,
         room = %format!("{namespace}/{name}"),
+        runtime = ?tokio::runtime::Handle::current().runtime_flavor(),
         "chat listening"
     );
     tokio::spawn(async move {
