@@ -7,6 +7,11 @@ Phases (each publisher is ffmpeg -re -c copy of one pre-encoded FLV file):
   3. roomcast-media, source + 3 encoded rungs: CPU
   4. ffmpeg CLI, same ladder (copy + 3 x264/AAC rungs to HLS): CPU
   5. wrk GET throughput on one segment and one media playlist: roomcast vs nginx (same bytes)
+
+Knobs for iterating on one figure (the full run is the default and the one to report):
+  BENCH_ONLY=ladder     phases 3 and 4 only (nginx starts but stays idle; no wrk)
+  LADDER_SOURCE=0       the ladder without the source rendition, on both sides (shows what the
+                        passthrough branch costs; not the comparison of issue #4)
 """
 import os
 import re
@@ -25,6 +30,8 @@ GOP = SEGMENT * FPS
 SIZE = os.environ.get("BENCH_SIZE", "854x480")
 LADDER = [("360p", 360, 800, 96), ("240p", 240, 400, 64), ("144p", 144, 200, 64)]
 WRK_SECONDS = int(os.environ.get("WRK_SECONDS", "6"))
+ONLY_LADDER = os.environ.get("BENCH_ONLY", "") == "ladder"
+LADDER_SOURCE = os.environ.get("LADDER_SOURCE", "1") != "0"
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -167,6 +174,36 @@ def wait_port(port, timeout=20):
     raise SystemExit(f"nothing listens on {port}")
 
 
+def ladder(r_rtmp, r_http, rc, media, work):
+    """Phases 3 and 4: CPU of roomcast's ladder room and of ffmpeg's CLI doing the same job."""
+    names = ["source"] * LADDER_SOURCE + [n for n, *_ in LADDER]
+    print(f"\nladder ({', '.join(names)})")
+    _, _, _, r_ladder = measure_live(
+        "roomcast-media", f"rtmp://127.0.0.1:{r_rtmp}/live/ladder-key",
+        f"http://127.0.0.1:{r_http}/bench/ladder/hls/{names[0]}/index.m3u8", media, lambda: [rc.pid])
+    fdir = os.path.join(work, "ffmpeg")
+    os.makedirs(fdir)
+    args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", media]
+    if LADDER_SOURCE:
+        args += ["-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "hls", "-hls_time", str(SEGMENT),
+                 "-hls_list_size", "0", os.path.join(fdir, "source.m3u8")]
+    for n, h, v, a in LADDER:
+        args += ["-map", "0:v", "-map", "0:a", "-vf", f"scale=-2:{h}", "-c:v", "libx264",
+                 "-preset", "veryfast", "-tune", "zerolatency", "-b:v", f"{v}k",
+                 # x264enc's default rate control: CBR with a 600 ms VBV buffer.
+                 "-maxrate", f"{v}k", "-bufsize", f"{v * 6 // 10}k", "-g", str(GOP),
+                 "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0", "-c:a", "aac",
+                 "-b:a", f"{a}k", "-f", "hls", "-hls_time", str(SEGMENT), "-hls_list_size", "0",
+                 os.path.join(fdir, f"{n}.m3u8")]
+    children_cpu()  # baseline: publishers and the input encode so far
+    t0 = time.monotonic()
+    ff = subprocess.run(args)
+    ff_cpu = children_cpu()
+    print(f"  {'ffmpeg CLI':<16} CPU {ff_cpu:.2f} s for {SECONDS} s of media "
+          f"(wall {time.monotonic() - t0:.1f} s, exit {ff.returncode})")
+    return r_ladder, ff_cpu
+
+
 def main():
     binary = sys.argv[1]
     work = tempfile.mkdtemp(prefix="roomcast-bench-")
@@ -233,7 +270,8 @@ http {{
         for room, key, rungs in [("pass", "pass-key", []), ("ladder", "ladder-key", LADDER)]:
             with open(os.path.join(rdir, f"{room}.key"), "w") as f:
                 f.write(key)
-            rend = "    - {name: source}\n" + "".join(
+            source = room == "pass" or LADDER_SOURCE
+            rend = ("    - {name: source}\n" if source else "") + "".join(
                 f"    - {{name: {n}, height: {h}, videoKbps: {v}, audioKbps: {a}}}\n" for n, h, v, a in rungs)
             path = os.path.join(rdir, f"{room}.yaml")
             with open(path, "w") as f:
@@ -255,6 +293,10 @@ transcode:
         procs.append(rc)
         wait_port(r_http)
 
+        if ONLY_LADDER:
+            r_ladder, ff_cpu = ladder(r_rtmp, r_http, rc, media, work)
+            print(f"\n  ladder CPU vs ffmpeg CLI      {r_ladder / max(ff_cpu, 0.01):.2f}x (<= 1.0x)")
+            return
         print("\npassthrough (publish -> HLS, source only)")
         n_first, n_lag, n_worst, n_cpu = measure_live(
             "nginx-rtmp", f"rtmp://127.0.0.1:{n_rtmp}/live/bench",
@@ -263,29 +305,7 @@ transcode:
             "roomcast-media", f"rtmp://127.0.0.1:{r_rtmp}/live/pass-key",
             f"http://127.0.0.1:{r_http}/bench/pass/hls/source/index.m3u8", media, lambda: [rc.pid])
 
-        print(f"\nladder (source + {', '.join(n for n, *_ in LADDER)})")
-        _, _, _, r_ladder = measure_live(
-            "roomcast-media", f"rtmp://127.0.0.1:{r_rtmp}/live/ladder-key",
-            f"http://127.0.0.1:{r_http}/bench/ladder/hls/source/index.m3u8", media, lambda: [rc.pid])
-        fdir = os.path.join(work, "ffmpeg")
-        os.makedirs(fdir)
-        args = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re", "-i", media,
-                "-map", "0:v", "-map", "0:a", "-c", "copy", "-f", "hls", "-hls_time", str(SEGMENT),
-                "-hls_list_size", "0", os.path.join(fdir, "source.m3u8")]
-        for n, h, v, a in LADDER:
-            args += ["-map", "0:v", "-map", "0:a", "-vf", f"scale=-2:{h}", "-c:v", "libx264",
-                     "-preset", "veryfast", "-tune", "zerolatency", "-b:v", f"{v}k",
-                     # x264enc's default rate control: CBR with a 600 ms VBV buffer.
-                     "-maxrate", f"{v}k", "-bufsize", f"{v * 6 // 10}k", "-g", str(GOP),
-                     "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0", "-c:a", "aac",
-                     "-b:a", f"{a}k", "-f", "hls", "-hls_time", str(SEGMENT), "-hls_list_size", "0",
-                     os.path.join(fdir, f"{n}.m3u8")]
-        children_cpu()  # baseline: publishers and the input encode so far
-        t0 = time.monotonic()
-        ff = subprocess.run(args)
-        ff_cpu = children_cpu()
-        print(f"  {'ffmpeg CLI':<16} CPU {ff_cpu:.2f} s for {SECONDS} s of media "
-              f"(wall {time.monotonic() - t0:.1f} s, exit {ff.returncode})")
+        r_ladder, ff_cpu = ladder(r_rtmp, r_http, rc, media, work)
 
         print("\nHLS GET throughput (wrk -t2 -c32, same bytes)")
         seg_status, seg = get(f"http://127.0.0.1:{r_http}/bench/pass/hls/source/2.ts")
