@@ -7,7 +7,7 @@
 //! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] ! queue ! avdec_h264 ! tee
 //!                    │   per rung: queue ! videoscale ! capsfilter ! x264enc ! h264parse ! queue ┐
 //!                    └─audio─ queue ! aacparse ! queue ! avdec_aac ! audioconvert ! ... ! tee   │
-//!                             per rung: queue ! avenc_aac ! queue ─────────────────────────────┤
+//!            per audio bitrate: queue ! avenc_aac ! tee ─ per rung: queue ─────────────────────┤
 //!             per rendition: mpegtsmux ! [cutter probe] fakesink  <───────────────────────────┘
 //! ```
 //!
@@ -26,6 +26,7 @@
 //! Backpressure: `appsrc` blocks when its 2 MiB are full and every queue is bounded, so a fast
 //! publisher or a slow encoder stalls the RTMP socket instead of growing memory.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -305,6 +306,7 @@ impl TranscodePipeline {
         let clock = Arc::new(MediaClock::default());
         let frame_rate = spec.frame_rate.filter(|f| *f > 0.0).unwrap_or(30.0);
         let key_int = ((spec.segment.as_secs_f64() * frame_rate).round() as u32).max(1);
+        let mut audio_encoders: BTreeMap<u32, gst::Element> = BTreeMap::new();
         for (index, rendition) in spec.renditions.iter().enumerate() {
             if rendition.is_source() {
                 continue; // muxed by crate::passthrough
@@ -365,14 +367,27 @@ impl TranscodePipeline {
                     let Some((_, Some(adec))) = &decoded else {
                         return Err(Error::Gst("audio decoder missing".into()));
                     };
-                    let q = queue(None, 8)?;
-                    let enc = make("avenc_aac", None)?;
+                    // Rungs asking for the same audio bitrate share one encoder: same input and
+                    // settings give the same bytes, for the CPU of one.
                     let kbps = rendition.audio_kbps.unwrap_or(DEFAULT_AUDIO_KBPS);
-                    enc.set_property("bitrate", i32::try_from(kbps * 1000).unwrap_or(128_000));
+                    let encoded = match audio_encoders.get(&kbps) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let q = queue(None, 8)?;
+                            let enc = make("avenc_aac", None)?;
+                            let bitrate = i32::try_from(kbps * 1000).unwrap_or(128_000);
+                            enc.set_property("bitrate", bitrate);
+                            let t = make("tee", None)?;
+                            add(&[&q, &enc, &t])?;
+                            tee_to(adec, &q)?;
+                            link(&[&q, &enc, &t])?;
+                            audio_encoders.insert(kbps, t.clone());
+                            t
+                        }
+                    };
                     let out = queue(compressed, 0)?;
-                    add(&[&q, &enc, &out])?;
-                    tee_to(adec, &q)?;
-                    link(&[&q, &enc, &out])?;
+                    add(&[&out])?;
+                    tee_to(&encoded, &out)?;
                     out.static_pad("src")
                         .ok_or_else(|| Error::Gst("queue src".into()))?
                 };
@@ -737,6 +752,57 @@ mod tests {
         assert_eq!(scaled_width((1280, 720), 360), 640);
         assert_eq!(scaled_width((320, 240), 144), 192);
         assert_eq!(scaled_width((854, 480), 240), 428);
+    }
+
+    struct Discard;
+    impl FragmentSink for Discard {
+        fn fragment_closed(&self, _: ClosedFragment, _: Option<RenditionInfo>) {}
+    }
+
+    fn rung(name: &str, height: u32, audio_kbps: u32) -> Rendition {
+        Rendition {
+            name: name.into(),
+            height: Some(height),
+            video_kbps: Some(400),
+            audio_kbps: Some(audio_kbps),
+        }
+    }
+
+    fn count(pipeline: &gst::Pipeline, factory: &str) -> usize {
+        pipeline
+            .iterate_recurse()
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.factory().is_some_and(|f| f.name() == factory))
+            .count()
+    }
+
+    #[test]
+    fn rungs_with_the_same_audio_bitrate_share_one_encoder() {
+        if init().is_err() {
+            eprintln!(
+                "SKIPPED: missing GStreamer elements {:?}",
+                missing_elements()
+            );
+            return;
+        }
+        let spec = PipelineSpec {
+            renditions: vec![
+                rung("360p", 360, 96),
+                rung("240p", 240, 64),
+                rung("144p", 144, 64),
+            ],
+            segment: Duration::from_secs(2),
+            has_audio: true,
+            source_size: Some((854, 480)),
+            frame_rate: Some(30.0),
+            speed_preset: "veryfast".into(),
+        };
+        let p = TranscodePipeline::start(&spec, Arc::new(Discard)).expect("pipeline");
+        assert_eq!(count(&p.pipeline, "avenc_aac"), 2);
+        assert_eq!(count(&p.pipeline, "mpegtsmux"), 3);
+        // End of stream before any data: flvdemux fails, which ends the bus thread.
+        let _ = p.finish(Duration::from_secs(5));
     }
 
     #[test]
