@@ -280,6 +280,9 @@ impl TranscodePipeline {
         let decoded = if needs_decode {
             let q = queue(compressed, 0)?;
             let dec = make("avdec_h264", None)?;
+            // Decode in the queue's thread: libav's frame threads add a frame of delay per thread
+            // and two hand-offs per frame, for a decode that is a fraction of the rungs' encodes.
+            dec.set_property("max-threads", 1i32);
             let dtee = make("tee", None)?;
             add(&[&q, &dec, &dtee])?;
             tee_to(&vtee, &q)?;
