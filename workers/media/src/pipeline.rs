@@ -4,11 +4,11 @@
 //! ([`TranscodePipeline::start`]) from element factories.
 //!
 //! ```text
-//! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] ! queue ! avdec_h264 ! tee
-//!                    │   per rung: queue ! videoscale ! capsfilter ! x264enc ! h264parse ! queue ┐
-//!                    └─audio─ queue ! aacparse ! queue ! avdec_aac ! audioconvert ! ... ! tee   │
-//!            per audio bitrate: queue ! avenc_aac ! tee ─ per rung: queue ─────────────────────┤
-//!             per rendition: mpegtsmux ! [cutter probe] fakesink  <───────────────────────────┘
+//! appsrc(FLV) ! flvdemux ─video─ queue ! h264parse ! [boundary probe] avdec_h264 ! tee
+//!                    │   per rung: queue ! videoscale ! capsfilter ! tee ! x264enc ! h264parse ! queue ┐
+//!                    └─audio─ queue ! aacparse ! avdec_aac ! audioconvert ! audioresample ! tee   │
+//!            per audio bitrate: queue ! avenc_aac ! tee ─ per rung: queue ───────────────────────┤
+//!             per rendition: mpegtsmux ! [cutter probe] fakesink  <─────────────────────────────┘
 //! ```
 //!
 //! A rung's `capsfilter` feeds a tee: its encoder, and the next smaller rung's scaler (each rung
@@ -26,6 +26,10 @@
 //! Timelines: `flvdemux` starts its segment at the first buffer's timestamp; a probe resets it
 //! to zero, so running time is the publisher's timestamp and `mpegtsmux`'s output (running time
 //! plus one hour) matches [`crate::ts`]'s for the source, frame for frame.
+//!
+//! Threads: one per queue. The decoders run in their trunk queue's thread, each rung's
+//! encoder in its own (see [`encoder_threads`]); the rungs are the parallelism.
+//!
 //! Backpressure: `appsrc` blocks when its 2 MiB are full and every queue is bounded, so a fast
 //! publisher or a slow encoder stalls the RTMP socket instead of growing memory.
 
@@ -200,6 +204,24 @@ pub fn scaled_width(source: (u32, u32), height: u32) -> u32 {
     (((exact / 2.0).round() as u32) * 2).max(2)
 }
 
+/// Rungs up to this many pixels a second (720p30) get one encoder thread.
+const SINGLE_THREAD_PIXEL_RATE: f64 = 1280.0 * 720.0 * 30.0;
+
+/// x264 threads of a rung. One per encoder up to 720p30: the rungs already encode in parallel,
+/// each in its own streaming thread, and zerolatency's sliced threads cost a hand-off per frame
+/// (about 0.2 s less CPU for 20 s of the bench ladder); one slice per frame also compresses no
+/// worse. Larger rungs (1080p, 60 fps) get x264's automatic count (0), since one core may not
+/// encode them in real time.
+pub fn encoder_threads(source: Option<(u32, u32)>, height: u32, frame_rate: f64) -> u32 {
+    let width = source.map_or(height * 16 / 9, |s| scaled_width(s, height));
+    let rate = f64::from(width) * f64::from(height) * frame_rate;
+    if rate <= SINGLE_THREAD_PIXEL_RATE {
+        1
+    } else {
+        0
+    }
+}
+
 /// RFC 6381 codec string of H.264 caps from h264parse (`profile`, `level` fields).
 pub fn avc_codec_string(profile: &str, level: &str) -> String {
     let (idc, constraints) = match profile {
@@ -251,7 +273,9 @@ impl TranscodePipeline {
                 .map_err(|e| Error::Gst(e.to_string()))
         };
 
-        // Video trunk.
+        // Video trunk, decoded once. The decoder runs in the queue's thread: libav's frame
+        // threads add a frame of delay per thread and two hand-offs per frame, for a decode that
+        // is a fraction of the rungs' encodes.
         let vq = queue(compressed, 0)?;
         let vparse = make("h264parse", None)?;
         vparse.set_property("config-interval", -1i32);
@@ -263,48 +287,23 @@ impl TranscodePipeline {
                 .field("alignment", "au")
                 .build(),
         );
-        let vtee = make("tee", None)?;
-        add(&[&vq, &vparse, &vcaps, &vtee])?;
-        link(&[&vq, &vparse, &vcaps, &vtee])?;
+        let vdec = make("avdec_h264", None)?;
+        vdec.set_property("max-threads", 1i32);
+        let dtee = make("tee", None)?;
+        add(&[&vq, &vparse, &vcaps, &vdec, &dtee])?;
+        link(&[&vq, &vparse, &vcaps, &vdec, &dtee])?;
 
-        // Audio trunk.
+        // Audio trunk, decoded once.
         let audio = if spec.has_audio {
             let aq = queue(compressed, 0)?;
             let aparse = make("aacparse", None)?;
+            let adec = make("avdec_aac", None)?;
+            let conv = make("audioconvert", None)?;
+            let res = make("audioresample", None)?;
             let atee = make("tee", None)?;
-            add(&[&aq, &aparse, &atee])?;
-            link(&[&aq, &aparse, &atee])?;
+            add(&[&aq, &aparse, &adec, &conv, &res, &atee])?;
+            link(&[&aq, &aparse, &adec, &conv, &res, &atee])?;
             Some((aq, atee))
-        } else {
-            None
-        };
-
-        let needs_decode = spec.renditions.iter().any(|r| !r.is_source());
-        let decoded = if needs_decode {
-            let q = queue(compressed, 0)?;
-            let dec = make("avdec_h264", None)?;
-            // Decode in the queue's thread: libav's frame threads add a frame of delay per thread
-            // and two hand-offs per frame, for a decode that is a fraction of the rungs' encodes.
-            dec.set_property("max-threads", 1i32);
-            let dtee = make("tee", None)?;
-            add(&[&q, &dec, &dtee])?;
-            tee_to(&vtee, &q)?;
-            link(&[&q, &dec, &dtee])?;
-            let adec = match &audio {
-                Some((_, atee)) => {
-                    let q = queue(compressed, 0)?;
-                    let dec = make("avdec_aac", None)?;
-                    let conv = make("audioconvert", None)?;
-                    let res = make("audioresample", None)?;
-                    let t = make("tee", None)?;
-                    add(&[&q, &dec, &conv, &res, &t])?;
-                    tee_to(atee, &q)?;
-                    link(&[&q, &dec, &conv, &res, &t])?;
-                    Some(t)
-                }
-                None => None,
-            };
-            Some((dtee, adec))
         } else {
             None
         };
@@ -314,10 +313,13 @@ impl TranscodePipeline {
         let key_int = ((spec.segment.as_secs_f64() * frame_rate).round() as u32).max(1);
         let mut audio_encoders: BTreeMap<u32, gst::Element> = BTreeMap::new();
         let mut scaled: Vec<(u32, gst::Element)> = Vec::new();
-        for (index, rendition) in spec.renditions.iter().enumerate() {
-            if rendition.is_source() {
-                continue; // muxed by crate::passthrough
-            }
+        // The source rendition is muxed by crate::passthrough, not here.
+        let encoded = spec
+            .renditions
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !r.is_source());
+        for (index, rendition) in encoded {
             let mux = make("mpegtsmux", Some(&format!("rendition-{index}")))?;
             let out = make("fakesink", None)?;
             out.set_property("sync", false);
@@ -325,20 +327,7 @@ impl TranscodePipeline {
             add(&[&mux, &out])?;
             link(&[&mux, &out])?;
 
-            // The source branch needs no queue of its own: the trunk queues already decouple
-            // audio from video, and the decode branches have theirs.
-            let (video_out, video_caps) = if rendition.is_source() {
-                let pad = vtee
-                    .request_pad_simple("src_%u")
-                    .ok_or_else(|| Error::Gst("tee pad".into()))?;
-                let caps = vcaps
-                    .static_pad("src")
-                    .ok_or_else(|| Error::Gst("capsfilter src".into()))?;
-                (pad, caps)
-            } else {
-                let Some((dtee, _)) = &decoded else {
-                    return Err(Error::Gst("decoder missing".into()));
-                };
+            let (video_out, video_caps) = {
                 let height = rendition.height.unwrap_or(360);
                 let q = queue(None, 3)?;
                 let scale = make("videoscale", None)?;
@@ -354,11 +343,10 @@ impl TranscodePipeline {
                 enc.set_property("bitrate", rendition.video_kbps.unwrap_or(800));
                 enc.set_property("key-int-max", key_int);
                 enc.set_property("bframes", 0u32);
-                // One thread per encoder: the rungs already encode in parallel, each in its own
-                // streaming thread, and zerolatency's sliced threads cost a hand-off per frame
-                // (measured with avdec_h264's max-threads=1: about 0.2 s less CPU for 20 s of the
-                // bench ladder). One slice per frame also compresses no worse than several.
-                enc.set_property("threads", 1u32);
+                enc.set_property(
+                    "threads",
+                    encoder_threads(spec.source_size, height, frame_rate),
+                );
                 let parse = make("h264parse", None)?;
                 let out = queue(compressed, 0)?;
                 // Scale from the smallest rung already scaled that is still taller than this
@@ -387,13 +375,7 @@ impl TranscodePipeline {
             mux_pad(&mux, "sink_%d", &video_out)?;
 
             if let Some((_, atee)) = &audio {
-                let audio_out = if rendition.is_source() {
-                    atee.request_pad_simple("src_%u")
-                        .ok_or_else(|| Error::Gst("tee pad".into()))?
-                } else {
-                    let Some((_, Some(adec))) = &decoded else {
-                        return Err(Error::Gst("audio decoder missing".into()));
-                    };
+                let audio_out = {
                     // Rungs asking for the same audio bitrate share one encoder: same input and
                     // settings give the same bytes, for the CPU of one.
                     let kbps = rendition.audio_kbps.unwrap_or(DEFAULT_AUDIO_KBPS);
@@ -406,7 +388,7 @@ impl TranscodePipeline {
                             enc.set_property("bitrate", bitrate);
                             let t = make("tee", None)?;
                             add(&[&q, &enc, &t])?;
-                            tee_to(adec, &q)?;
+                            tee_to(atee, &q)?;
                             link(&[&q, &enc, &t])?;
                             audio_encoders.insert(kbps, t.clone());
                             t
@@ -566,7 +548,9 @@ impl TranscodePipeline {
     fn stop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
         if let Some(bus) = self.pipeline.bus() {
-            // Wakes the bus thread if it is still waiting.
+            // Wake the bus thread if it is still waiting. A pipeline in NULL sets its bus
+            // flushing, which would drop this message and leave the thread waiting forever.
+            bus.set_flushing(false);
             let _ = bus.post(gst::message::Application::new(gst::Structure::new_empty(
                 "roomcast-stop",
             )));
@@ -830,6 +814,44 @@ mod tests {
         assert_eq!(count(&p.pipeline, "mpegtsmux"), 3);
         // End of stream before any data: flvdemux fails, which ends the bus thread.
         let _ = p.finish(Duration::from_secs(5));
+    }
+
+    #[test]
+    fn dropping_a_pipeline_that_never_saw_data_returns() {
+        if init().is_err() {
+            eprintln!(
+                "SKIPPED: missing GStreamer elements {:?}",
+                missing_elements()
+            );
+            return;
+        }
+        let spec = PipelineSpec {
+            renditions: vec![rung("144p", 144, 64)],
+            segment: Duration::from_secs(2),
+            has_audio: true,
+            source_size: None,
+            frame_rate: None,
+            speed_preset: "ultrafast".into(),
+        };
+        let p = TranscodePipeline::start(&spec, Arc::new(Discard)).expect("pipeline");
+        // Dropped without finish(), as when a publisher vanishes before its first tag.
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            drop(p);
+            let _ = tx.send(());
+        });
+        assert!(
+            rx.recv_timeout(Duration::from_secs(10)).is_ok(),
+            "dropping the pipeline hung in its bus thread"
+        );
+    }
+
+    #[test]
+    fn small_rungs_encode_on_one_thread_large_ones_on_many() {
+        assert_eq!(encoder_threads(Some((854, 480)), 360, 30.0), 1);
+        assert_eq!(encoder_threads(Some((1920, 1080)), 720, 30.0), 1);
+        assert_eq!(encoder_threads(Some((1920, 1080)), 720, 60.0), 0);
+        assert_eq!(encoder_threads(None, 1080, 30.0), 0);
     }
 
     #[test]
