@@ -268,21 +268,10 @@ async fn media(
     let Some(p) = publishing.as_mut() else {
         return Ok(());
     };
-    let out = match p.flv.push(kind, timestamp_ms, data) {
-        Ok(o) => o,
-        Err(e) => {
-            tracing::warn!(error = %e, "unsupported stream; closing the connection");
-            p.room
-                .metrics
-                .publishes_refused
-                .get_or_create(&RefusedLabels {
-                    room: p.room.id(),
-                    reason: e.label(),
-                })
-                .inc();
-            return Err(e);
-        }
-    };
+    let out = p
+        .flv
+        .push(kind, timestamp_ms, data)
+        .inspect_err(|e| refuse_stream(p, e))?;
     match out {
         FlvOutput::Held | FlvOutput::Dropped => Ok(()),
         FlvOutput::Start(shape, tags) => {
@@ -349,17 +338,20 @@ fn to_source(p: &mut Publishing, tag: &Tag) -> Result<()> {
     let Some(source) = p.source.as_mut() else {
         return Ok(());
     };
-    source.push(tag).inspect_err(|e| {
-        tracing::warn!(error = %e, "undecodable stream; closing the connection");
-        p.room
-            .metrics
-            .publishes_refused
-            .get_or_create(&RefusedLabels {
-                room: p.room.id(),
-                reason: e.label(),
-            })
-            .inc();
-    })
+    source.push(tag).inspect_err(|e| refuse_stream(p, e))
+}
+
+/// Log and count a stream the worker cannot take; the caller then closes the connection.
+fn refuse_stream(p: &Publishing, e: &Error) {
+    tracing::warn!(error = %e, "unsupported stream; closing the connection");
+    p.room
+        .metrics
+        .publishes_refused
+        .get_or_create(&RefusedLabels {
+            room: p.room.id(),
+            reason: e.label(),
+        })
+        .inc();
 }
 
 fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>) -> Result<Feeder> {

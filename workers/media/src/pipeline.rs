@@ -788,27 +788,38 @@ mod tests {
             .count()
     }
 
-    #[test]
-    fn rungs_with_the_same_audio_bitrate_share_one_encoder() {
-        if init().is_err() {
+    fn gstreamer_ready() -> bool {
+        let ready = init().is_ok();
+        if !ready {
             eprintln!(
                 "SKIPPED: missing GStreamer elements {:?}",
                 missing_elements()
             );
-            return;
         }
-        let spec = PipelineSpec {
-            renditions: vec![
-                rung("360p", 360, 96),
-                rung("240p", 240, 64),
-                rung("144p", 144, 64),
-            ],
+        ready
+    }
+
+    fn spec(renditions: Vec<Rendition>) -> PipelineSpec {
+        PipelineSpec {
+            renditions,
             segment: Duration::from_secs(2),
             has_audio: true,
             source_size: Some((854, 480)),
             frame_rate: Some(30.0),
             speed_preset: "veryfast".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn rungs_with_the_same_audio_bitrate_share_one_encoder() {
+        if !gstreamer_ready() {
+            return;
+        }
+        let spec = spec(vec![
+            rung("360p", 360, 96),
+            rung("240p", 240, 64),
+            rung("144p", 144, 64),
+        ]);
         let p = TranscodePipeline::start(&spec, Arc::new(Discard)).expect("pipeline");
         assert_eq!(count(&p.pipeline, "avenc_aac"), 2);
         assert_eq!(count(&p.pipeline, "mpegtsmux"), 3);
@@ -818,21 +829,10 @@ mod tests {
 
     #[test]
     fn dropping_a_pipeline_that_never_saw_data_returns() {
-        if init().is_err() {
-            eprintln!(
-                "SKIPPED: missing GStreamer elements {:?}",
-                missing_elements()
-            );
+        if !gstreamer_ready() {
             return;
         }
-        let spec = PipelineSpec {
-            renditions: vec![rung("144p", 144, 64)],
-            segment: Duration::from_secs(2),
-            has_audio: true,
-            source_size: None,
-            frame_rate: None,
-            speed_preset: "ultrafast".into(),
-        };
+        let spec = spec(vec![rung("144p", 144, 64)]);
         let p = TranscodePipeline::start(&spec, Arc::new(Discard)).expect("pipeline");
         // Dropped without finish(), as when a publisher vanishes before its first tag.
         let (tx, rx) = std::sync::mpsc::channel();
