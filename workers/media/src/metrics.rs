@@ -53,7 +53,10 @@ pub struct Metrics {
     /// Handles of the request counters every playlist and segment hit lands on, so the hot
     /// path takes no lock on the family.
     http_hot: Arc<Vec<(HttpLabels, Counter)>>,
-    registry: Arc<Registry>,
+    /// Behind a lock so that parts started after the server (the recorder) can add theirs.
+    registry: Arc<std::sync::Mutex<Registry>>,
+    /// Names of the sub-registries added with [`Metrics::register_part`].
+    parts: Arc<std::sync::Mutex<Vec<&'static str>>>,
 }
 
 /// Request kinds of the HTTP origin, the `kind` label of `http_requests_total`.
@@ -78,7 +81,8 @@ impl Default for Metrics {
             http_bytes_out: Counter::default(),
             pipeline_errors: Family::default(),
             http_hot: Arc::default(),
-            registry: Arc::new(Registry::default()),
+            registry: Arc::default(),
+            parts: Arc::default(),
         };
         r.register("publishers", "Connected publishers", m.publishers.clone());
         r.register(
@@ -156,7 +160,7 @@ impl Default for Metrics {
             .collect();
         Metrics {
             http_hot: Arc::new(http_hot),
-            registry: Arc::new(r),
+            registry: Arc::new(std::sync::Mutex::new(r)),
             ..m
         }
     }
@@ -178,10 +182,29 @@ impl Metrics {
         };
     }
 
+    /// Add the metrics of another part of the worker under `<prefix>_`, once per prefix: a
+    /// second part with the same prefix would export the same names twice, which scrapers
+    /// refuse. Returns whether `register` ran.
+    pub fn register_part(
+        &self,
+        prefix: &'static str,
+        register: impl FnOnce(&mut Registry),
+    ) -> bool {
+        let mut parts = self.parts.lock().unwrap_or_else(|p| p.into_inner());
+        if parts.contains(&prefix) {
+            return false;
+        }
+        parts.push(prefix);
+        let mut registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        register(registry.sub_registry_with_prefix(prefix));
+        true
+    }
+
     /// Text exposition for `/metrics`.
     pub fn encode(&self) -> String {
         let mut out = String::new();
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
 }

@@ -143,6 +143,17 @@ impl Recording {
             config.poster = FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker);
         }
         let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
+        // On the worker's /metrics as roomcast_media_recorder_*. The recorder's metrics carry no
+        // room label, so with several recordings in one process only the first one's show.
+        let metrics = recorder.metrics().clone();
+        if !server
+            .metrics
+            .register_part("recorder", |r| metrics.register(r))
+        {
+            tracing::warn!(
+                "recorder metrics of this recording are not exported: another recording in this process already exports recorder_*"
+            );
+        }
         let mut routes = axum::Router::new();
         let mut retention = Vec::new();
         for room in rooms {

@@ -6,7 +6,7 @@ mod common;
 
 use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
-use common::{Publisher, http_request, media_tools_available, wait_exit};
+use common::{Publisher, http_request, media_tools_available, metric, wait_exit};
 use roomcast_recorder::testing::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
 use tokio::process::{Child, Command};
 
@@ -202,6 +202,13 @@ async fn binary_records_a_session_to_s3_and_serves_it_as_a_past_broadcast() {
         (duration - 8.0).abs() <= 2.5,
         "VOD duration {duration} s for 8 s published"
     );
+
+    // The recorder's figures are on the worker's /metrics.
+    let metrics = http_request(worker.http, "GET", "/metrics", &[])
+        .await
+        .text();
+    let uploaded = metric(&metrics, "roomcast_media_recorder_segments_uploaded_total");
+    assert!(uploaded >= 3.0, "segments uploaded {uploaded}:\n{metrics}");
     worker.kill().await;
 }
 
