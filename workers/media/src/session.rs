@@ -213,7 +213,7 @@ impl Session {
                     seq,
                     duration,
                     discontinuity,
-                    program_date_time: pdt,
+                    program_date_time: pdt.into(),
                     bytes,
                 },
                 name,
@@ -252,8 +252,8 @@ impl Session {
         let _ = self.events.send(MediaEvent::SessionEnded {
             session_id: self.id.clone(),
             room: self.room_id.clone(),
-            started_at: self.started_at,
-            ended_at,
+            started_at: self.started_at.into(),
+            ended_at: ended_at.into(),
             segments,
             clean: true,
         });
@@ -483,7 +483,7 @@ impl Room {
             session_id: session.id.clone(),
             room,
             renditions: session.rendition_names(),
-            started_at: session.started_at,
+            started_at: session.started_at.into(),
         });
         Ok(Publish { session, epoch })
     }

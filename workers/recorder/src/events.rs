@@ -1,5 +1,6 @@
-//! The recorder's input: the media worker's session events, field for field, so its adapter is
-//! a 1:1 mapping (`chrono::DateTime<Utc>` converts into [`SystemTime`] with `.into()`).
+//! The recorder's input, which is also the media worker's session event type
+//! (`roomcast_media::MediaEvent` re-exports it): the worker's events reach the recorder as they
+//! are.
 
 use std::time::{Duration, SystemTime};
 
