@@ -7,9 +7,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 
 /// NAL unit types this crate looks at.
-pub const NAL_IDR: u8 = 5;
 pub const NAL_SPS: u8 = 7;
-pub const NAL_PPS: u8 = 8;
 pub const NAL_AUD: u8 = 9;
 
 fn malformed(what: &str) -> Error {

@@ -19,6 +19,7 @@ use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use crate::metrics::HTTP_KINDS;
 use crate::server::MediaServer;
 use crate::session::{Liveness, Room};
 
@@ -114,13 +115,9 @@ enum Kind {
 }
 
 impl Kind {
+    /// The `kind` label; the metrics pre-create the counters of these same labels.
     fn label(self) -> &'static str {
-        match self {
-            Kind::Master => "master",
-            Kind::Media => "media",
-            Kind::Segment => "segment",
-            Kind::Status => "status",
-        }
+        HTTP_KINDS[self as usize]
     }
 }
 

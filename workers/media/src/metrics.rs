@@ -59,7 +59,8 @@ pub struct Metrics {
     parts: Arc<std::sync::Mutex<Vec<&'static str>>>,
 }
 
-/// Request kinds of the HTTP origin, the `kind` label of `http_requests_total`.
+/// Request kinds of the HTTP origin, the `kind` label of `http_requests_total`, in the order of
+/// `http::Kind`'s variants.
 pub const HTTP_KINDS: [&str; 4] = ["master", "media", "segment", "status"];
 
 impl Default for Metrics {

@@ -53,10 +53,6 @@ impl TsMuxer {
         }
     }
 
-    pub fn avc(&self) -> &AvcConfig {
-        &self.avc
-    }
-
     /// A new decoder configuration from the publisher (a resolution change, say).
     pub fn set_avc(&mut self, avc: AvcConfig) {
         self.avc = avc;
