@@ -319,7 +319,21 @@ impl FragmentSink for EpochSink {
     }
 }
 
+/// A rendition this many segments ahead of one that has none means the other is broken; the
+/// master then lists the renditions that play.
+const MASTER_WAIT_SEGMENTS: usize = 3;
+
+/// Players read a live master playlist once, so it waits until every rendition has a segment:
+/// the passthrough source is out a moment before the encoded rungs, and a player that came in
+/// that moment would never see the ladder.
+fn master_ready(segments: impl Iterator<Item = usize> + Clone) -> bool {
+    segments.clone().all(|n| n > 0) || segments.into_iter().any(|n| n >= MASTER_WAIT_SEGMENTS)
+}
+
 fn render_session_master(st: &SessionState) -> Option<String> {
+    if !master_ready(st.renditions.iter().map(|r| r.playlist.segments.len())) {
+        return None;
+    }
     let audio = if st.has_audio { ",mp4a.40.2" } else { "" };
     let variants: Vec<Variant> = st
         .renditions
@@ -635,5 +649,22 @@ impl Room {
         let kbps = (total as u64 * 8) / 5 / 1000;
         self.ingest_kbps.set(kbps as i64);
         kbps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn master_waits_for_every_rendition_unless_one_is_far_behind() {
+        assert!(!master_ready([1, 0, 0].into_iter()));
+        assert!(!master_ready([2, 1, 0].into_iter()));
+        assert!(master_ready([1, 1, 1].into_iter()));
+        assert!(
+            master_ready([3, 2, 0].into_iter()),
+            "a stuck rung does not hide the others"
+        );
+        assert!(!master_ready([0].into_iter()));
     }
 }
