@@ -13,6 +13,7 @@
 //! [`validate::validate_room`] here is a room the cluster accepts and the workers can run.
 
 pub mod defaults;
+pub mod identity;
 pub mod status;
 pub mod validate;
 pub mod worker_config;
@@ -20,6 +21,7 @@ pub mod yaml;
 
 mod spec;
 
+pub use identity::RoomIdentity;
 pub use spec::*;
 pub use status::{ChatReplicaReport, Condition, MediaReport, RoomPhase, StreamRoomStatus};
 

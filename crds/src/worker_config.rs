@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::identity::RoomIdentity;
 use crate::{ChatSpec, TranscodeSpec};
 
 /// Key of the worker configuration inside the room's ConfigMap.
@@ -50,14 +51,6 @@ pub struct WorkerConfig {
     pub playback: PlaybackConfig,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mongodb_uri_file: Option<String>,
-}
-
-/// Which room this is; also the target of the worker's status reports.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct RoomIdentity {
-    pub namespace: String,
-    pub name: String,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

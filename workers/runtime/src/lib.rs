@@ -1,4 +1,24 @@
-//! Process plumbing every roomcast binary shares.
+//! roomcast-runtime: the plumbing every roomcast binary shares, so that each concept has one
+//! home and every binary behaves the same way at its edges.
+//!
+//! ```text
+//!  main.rs ──► telemetry::LogArgs (--log-format, RUST_LOG) ──► telemetry::init
+//!          ──► ops::router(state) ──► /metrics /healthz /readyz (one shape for every worker)
+//!          ──► Secret::from_file (mounted Secret files, trimmed, redacted in logs)
+//!          ──► shutdown_signal (Ctrl-C or SIGTERM)
+//!  tests   ──► skip::missing (a missing real component: a notice here, a failure in CI)
+//! ```
+//!
+//! [`RoomIdentity`] (the `namespace/name` of a room) is plain data and lives in
+//! `roomcast-crds`, next to the `WorkerConfig` that carries it; it is re-exported here.
+
+pub mod ops;
+pub mod secret;
+pub mod skip;
+pub mod telemetry;
+
+pub use roomcast_crds::RoomIdentity;
+pub use secret::{Secret, SecretError};
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod), whichever
 /// comes first. Where SIGTERM cannot be watched, Ctrl-C alone.
