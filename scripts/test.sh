@@ -21,6 +21,11 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo nextest (unit, builder, reconcile and integration tests)"
 cargo nextest run --workspace --locked --no-fail-fast
 
+step "patched RTMP libraries (third_party/): upstream's tests and our regression tests"
+for crate in rml_amf0 rml_rtmp; do
+  (cd "third_party/$crate" && cargo test --locked --quiet)
+done
+
 step "cargo build --bins (for the tests that run the binaries)"
 cargo build --workspace --bins --locked
 
