@@ -26,6 +26,9 @@ for crate in rml_amf0 rml_rtmp; do
   (cd "third_party/$crate" && cargo test --locked --quiet)
 done
 
+step "fuzz: every target replays its committed corpus, then explores for 20 s (scripts/fuzz.sh)"
+bash scripts/fuzz.sh 20
+
 step "cargo build --bins (for the tests that run the binaries)"
 cargo build --workspace --bins --locked
 
