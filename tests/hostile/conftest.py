@@ -1,0 +1,194 @@
+"""Fixtures for the adversarial suite: the real `roomcast dev` binary with two rooms, an honest
+ffmpeg publisher in one of them, and a watcher that follows that room's live playlist so every
+case can assert the honest room never stalled or broke while it was attacked."""
+
+import os
+import pathlib
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOMS = """\
+apiVersion: roomcast.dev/v1alpha1
+kind: StreamRoom
+metadata: {name: lobby, namespace: shows}
+spec:
+  transcode: {segmentSeconds: 1, renditions: [{name: source}]}
+---
+apiVersion: roomcast.dev/v1alpha1
+kind: StreamRoom
+metadata: {name: target, namespace: shows}
+spec:
+  transcode: {segmentSeconds: 1, renditions: [{name: source}]}
+"""
+
+
+def in_ci():
+    value = os.environ.get("CI", "").strip().lower()
+    return value not in ("", "false", "0")
+
+
+def require(ok, component, why):
+    """Skip politely on a developer's machine; fail in CI, where every component is installed."""
+    if ok:
+        return
+    if in_ci():
+        pytest.fail(f"{component} is missing in CI, where every test must run: {why}")
+    pytest.skip(f"{component} is missing: {why}")
+
+
+def roomcast_bin():
+    explicit = os.environ.get("ROOMCAST_BIN")
+    if explicit:
+        return pathlib.Path(explicit)
+    target = os.environ.get("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/roomcast-target"))
+    return pathlib.Path(target) / "debug" / "roomcast"
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Dev:
+    """A running `roomcast dev`: its process, ports and the two rooms' keys."""
+
+    def __init__(self, proc, rtmp_port, http_port, keys):
+        self.proc = proc
+        self.rtmp_port = rtmp_port
+        self.http_port = http_port
+        self.keys = keys
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def rss_mib(self):
+        return rss_kib(self.proc.pid) / 1024
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.http_port}{path}"
+
+
+@pytest.fixture(scope="module")
+def dev():
+    binary = roomcast_bin()
+    require(binary.exists(), "the roomcast binary", f"{binary} (cargo build --bins)")
+    require(shutil.which("ffmpeg") is not None, "ffmpeg", "the honest publisher")
+    data = tempfile.mkdtemp(prefix="roomcast-hostile-")
+    rooms = pathlib.Path(data) / "rooms.yaml"
+    rooms.write_text(ROOMS)
+    proc = subprocess.Popen(
+        [str(binary), "dev", "-f", str(rooms), "--data-dir", f"{data}/data",
+         "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--no-recording"],
+        stdout=subprocess.PIPE, stderr=open(f"{data}/stderr.log", "w"), text=True,
+        env={**os.environ, "RUST_LOG": "warn"},
+    )
+    keys, rtmp_port, http_port, room = {}, None, None, None
+    deadline = time.time() + 60
+    while time.time() < deadline and (len(keys) < 2 or http_port is None):
+        line = proc.stdout.readline()
+        if not line:
+            break
+        if m := re.match(r"room (\S+)", line):
+            room = m.group(1)
+        if m := re.search(r"server rtmp://127\.0\.0\.1:(\d+)/live\s+stream key (\S+)", line):
+            rtmp_port, keys[room] = int(m.group(1)), m.group(2)
+        if m := re.search(r"HLS\s+http://127\.0\.0\.1:(\d+)/", line):
+            http_port = int(m.group(1))
+    assert rtmp_port and http_port and len(keys) == 2, f"no banner; see {data}/stderr.log"
+    threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
+    server = Dev(proc, rtmp_port, http_port, keys)
+    yield server
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    shutil.rmtree(data, ignore_errors=True)
+
+
+class PlaylistWatch:
+    """Follows a live media playlist: the highest segment sequence seen, when it last grew, and
+    any sign that the session broke (a sequence that went back, a discontinuity, ENDLIST)."""
+
+    def __init__(self, url):
+        self.url = url
+        self.highest = -1
+        self.grew_at = []
+        self.broken = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                text = urllib.request.urlopen(self.url, timeout=5).read().decode()
+            except Exception:  # noqa: BLE001 - not live yet, or a transient error
+                time.sleep(0.25)
+                continue
+            m = re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", text)
+            first = int(m.group(1)) if m else 0
+            count = text.count("#EXTINF")
+            if "#EXT-X-ENDLIST" in text:
+                self.broken.append("ENDLIST: the honest session ended")
+            if "#EXT-X-DISCONTINUITY" in text:
+                self.broken.append("DISCONTINUITY in the honest session")
+            if count:
+                last = first + count - 1
+                if last < self.highest:
+                    self.broken.append(f"sequence went back from {self.highest} to {last}")
+                if last > self.highest:
+                    self.highest = last
+                    self.grew_at.append(time.monotonic())
+            time.sleep(0.25)
+
+    def wait_for_segments(self, n, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.highest + 1 < n:
+            time.sleep(0.2)
+        assert self.highest + 1 >= n, f"the honest room made {self.highest + 1} of {n} segments"
+
+    def longest_stall_since(self, since):
+        """Longest time without a new segment between `since` and now."""
+        marks = [since] + [t for t in self.grew_at if t >= since] + [time.monotonic()]
+        return max(b - a for a, b in zip(marks, marks[1:]))
+
+
+@pytest.fixture(scope="module")
+def honest(dev):
+    """ffmpeg publishing to shows/lobby for the whole module, and a watch on its playlist."""
+    key = dev.keys["shows/lobby"]
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+         "-t", "600", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
+         f"rtmp://127.0.0.1:{dev.rtmp_port}/live/{key}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    watch = PlaylistWatch(dev.url("/shows/lobby/hls/source/index.m3u8")).start()
+    watch.wait_for_segments(3)
+    yield watch
+    watch.stop()
+    publisher.terminate()
+    publisher.wait(timeout=10)
