@@ -1,42 +1,58 @@
-//! `/metrics`, `/healthz` and `/readyz` on one port.
+//! What the operator's `/metrics`, `/healthz` and `/readyz` say; the routes themselves are
+//! the shared [`roomcast_runtime::ops::router`].
 
-use axum::{Router, extract::State, http::StatusCode, response::IntoResponse, routing::get};
+use std::borrow::Cow;
+
+use roomcast_runtime::ops::OpsState;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
 
+/// The state behind the ops routes.
 #[derive(Clone)]
-struct HttpState {
-    metrics: Metrics,
-    ready: watch::Receiver<bool>,
+pub struct Ops {
+    pub metrics: Metrics,
+    /// True once the room cache and every child cache have their first full list.
+    pub synced: watch::Receiver<bool>,
+    /// True while this replica holds the Lease (always, without leader election).
+    pub leading: watch::Receiver<bool>,
 }
 
-pub fn router(metrics: Metrics, ready: watch::Receiver<bool>) -> Router {
-    Router::new()
-        .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .with_state(HttpState { metrics, ready })
+impl OpsState for Ops {
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+
+    /// Ready once the caches have synced and, with leader election, this replica leads.
+    fn readiness(&self) -> Result<(), Cow<'static, str>> {
+        if !*self.leading.borrow() {
+            Err("waiting for leadership".into())
+        } else if !*self.synced.borrow() {
+            Err("caches syncing".into())
+        } else {
+            Ok(())
+        }
+    }
 }
 
-async fn metrics_handler(State(state): State<HttpState>) -> impl IntoResponse {
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-/// Ready once the caches have synced and, with leader election, this replica leads.
-async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
-    if *state.ready.borrow() {
-        (StatusCode::OK, "ready")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "not ready: caches syncing or waiting for leadership",
-        )
+    #[test]
+    fn readiness_says_what_it_waits_for() {
+        let (synced_tx, synced) = watch::channel(false);
+        let (leading_tx, leading) = watch::channel(false);
+        let ops = Ops {
+            metrics: Metrics::default(),
+            synced,
+            leading,
+        };
+        assert_eq!(ops.readiness(), Err("waiting for leadership".into()));
+        leading_tx.send_replace(true);
+        assert_eq!(ops.readiness(), Err("caches syncing".into()));
+        synced_tx.send_replace(true);
+        assert_eq!(ops.readiness(), Ok(()));
+        assert!(ops.metrics().contains("roomcast_operator_reconciles_total"));
     }
 }
