@@ -62,6 +62,9 @@ macro_rules! define_child {
         }
 
         impl ChildKind {
+            /// Every kind, in the order of the list.
+            pub const ALL: &[ChildKind] = &[$(ChildKind::$kind,)*];
+
             /// The Kubernetes `kind`.
             pub fn as_str(self) -> &'static str {
                 match self {

@@ -1,14 +1,15 @@
 //! The whole child list of a room: what is built, in which order, owned and labelled how;
 //! which rooms are refused before anything is built; determinism and what a change rolls.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use roomcast_crds::worker_config::CONFIG_KEY;
-use roomcast_operator::build::Child;
-use roomcast_operator::build::content_hash;
-use roomcast_operator::labels;
-use roomcast_operator::validate::RoomError;
-use roomcast_operator::validate::validate;
-use std::collections::BTreeMap;
+use roomcast_operator::{
+    build::{Child, content_hash},
+    labels,
+    validate::{RoomError, validate},
+};
 
 use crate::fixtures::*;
 

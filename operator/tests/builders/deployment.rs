@@ -1,11 +1,12 @@
 //! The two worker Deployments: pod security, probes, replicas, images, resources, mounts.
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::ResourceRequirements;
-use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use roomcast_operator::build::BuildInputs;
-use roomcast_operator::build::build_children;
-use roomcast_operator::config::OperatorConfig;
+use k8s_openapi::{
+    api::core::v1::ResourceRequirements, apimachinery::pkg::util::intstr::IntOrString,
+};
+use roomcast_operator::{
+    build::{BuildInputs, Child},
+    config::OperatorConfig,
+};
 
 use crate::fixtures::*;
 
@@ -137,19 +138,10 @@ fn chat_replicas_follow_the_spec_when_redis_and_mongodb_are_configured() {
         ..platform_config()
     };
     let room = room("chat: {replicas: 3}");
-    let valid = valid(&room, &config);
-    let inputs = BuildInputs {
-        default_mongodb: Some(
-            [(
-                "uri".to_owned(),
-                ByteString(b"mongodb://mongo:27017/roomcast".to_vec()),
-            )]
-            .into_iter()
-            .collect(),
-        ),
-        ..inputs_for(&valid)
-    };
-    let children = build_children(&valid, &config, &inputs).expect("children build");
+    let children = build_with(&room, &config, |inputs| BuildInputs {
+        default_mongodb: Some(secret_bytes(&[("uri", "mongodb://mongo:27017/roomcast")])),
+        ..inputs
+    });
     let spec = deployment(&children, "lobby-chat")
         .spec
         .as_ref()
@@ -163,7 +155,7 @@ fn chat_replicas_follow_the_spec_when_redis_and_mongodb_are_configured() {
     let chat = worker_config_of(&children).chat.expect("chat config");
     assert_eq!(chat.spec.replicas, 3);
     assert_eq!(chat.redis_url, config.redis_url);
-    assert!(!valid.chat_scaled_down());
+    assert!(!valid(&room, &config).chat_scaled_down());
 }
 
 #[test]
@@ -282,6 +274,12 @@ fn config_with_default_resources() -> OperatorConfig {
     }
 }
 
+fn resources_of(children: &[Child], deployment_name: &str) -> Option<ResourceRequirements> {
+    container(deployment(children, deployment_name))
+        .resources
+        .clone()
+}
+
 #[test]
 fn room_resources_beat_the_operator_defaults() {
     let children = build(
@@ -295,7 +293,7 @@ resources:
         &config_with_default_resources(),
     );
     assert_eq!(
-        container(deployment(&children, "lobby-media")).resources,
+        resources_of(&children, "lobby-media"),
         Some(ResourceRequirements {
             requests: Some(quantities(&[("cpu", "3"), ("memory", "3Gi")])),
             limits: Some(quantities(&[("memory", "4Gi")])),
@@ -303,7 +301,7 @@ resources:
         })
     );
     assert_eq!(
-        container(deployment(&children, "lobby-chat")).resources,
+        resources_of(&children, "lobby-chat"),
         Some(requirements("50m", "64Mi"))
     );
 }
@@ -312,11 +310,11 @@ resources:
 fn operator_default_resources_beat_the_builtin_fallback() {
     let children = build(&room("{}"), &config_with_default_resources());
     assert_eq!(
-        container(deployment(&children, "lobby-media")).resources,
+        resources_of(&children, "lobby-media"),
         Some(requirements("1500m", "768Mi"))
     );
     assert_eq!(
-        container(deployment(&children, "lobby-chat")).resources,
+        resources_of(&children, "lobby-chat"),
         Some(requirements("200m", "256Mi"))
     );
 }
@@ -328,11 +326,11 @@ fn room_resources_for_one_worker_leave_the_other_on_its_default() {
         &config_with_default_resources(),
     );
     assert_eq!(
-        container(deployment(&children, "lobby-media")).resources,
+        resources_of(&children, "lobby-media"),
         Some(requirements("3", "3Gi"))
     );
     assert_eq!(
-        container(deployment(&children, "lobby-chat")).resources,
+        resources_of(&children, "lobby-chat"),
         Some(requirements("200m", "256Mi"))
     );
 }
@@ -341,7 +339,7 @@ fn room_resources_for_one_worker_leave_the_other_on_its_default() {
 fn builtin_fallback_resources_apply_when_nobody_sets_any() {
     let children = build(&room("{}"), &platform_config());
     assert_eq!(
-        container(deployment(&children, "lobby-media")).resources,
+        resources_of(&children, "lobby-media"),
         Some(ResourceRequirements {
             requests: Some(quantities(&[("cpu", "1"), ("memory", "512Mi")])),
             limits: Some(quantities(&[("memory", "2Gi")])),
@@ -349,7 +347,7 @@ fn builtin_fallback_resources_apply_when_nobody_sets_any() {
         })
     );
     assert_eq!(
-        container(deployment(&children, "lobby-chat")).resources,
+        resources_of(&children, "lobby-chat"),
         Some(ResourceRequirements {
             requests: Some(quantities(&[("cpu", "100m"), ("memory", "128Mi")])),
             limits: Some(quantities(&[("memory", "512Mi")])),
@@ -365,20 +363,12 @@ fn origin_secret_is_mounted_in_the_media_pod() {
         &platform_config(),
     );
     let media = deployment(&children, "lobby-media");
-    let source = volume(media, "origin-secret")
-        .and_then(|v| v.secret.as_ref())
-        .expect("origin-secret volume");
+    let source = secret_volume(media, "origin-secret");
     assert_eq!(source.secret_name.as_deref(), Some("cdn-origin"));
-    let items: Vec<(&str, &str)> = source
-        .items
-        .iter()
-        .flatten()
-        .map(|i| (i.key.as_str(), i.path.as_str()))
-        .collect();
-    assert_eq!(items, [("origin-secret", "origin-secret")]);
+    assert_eq!(items_of(source), [("origin-secret", "origin-secret")]);
     assert_eq!(
         mount(media, "origin-secret"),
-        Some(("/etc/roomcast/origin".to_owned(), true))
+        read_only_at("/etc/roomcast/origin")
     );
 }
 

@@ -1,35 +1,30 @@
 //! Shared by the builder tests: rooms from inline YAML, the operator configurations, fixed keys,
 //! and accessors that find a child or a part of a pod.
 
-use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::ConfigMap;
-use k8s_openapi::api::core::v1::Container;
-use k8s_openapi::api::core::v1::PodSpec;
-use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::core::v1::Volume;
-use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
-use k8s_openapi::api::rbac::v1::Role;
-use k8s_openapi::api::rbac::v1::RoleBinding;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use roomcast_crds::StreamRoom;
-use roomcast_crds::StreamRoomSpec;
-use roomcast_crds::worker_config::CONFIG_KEY;
-use roomcast_crds::worker_config::WorkerConfig;
-use roomcast_operator::build::BuildInputs;
-use roomcast_operator::build::Child;
-use roomcast_operator::build::build_children;
-use roomcast_operator::config::OperatorConfig;
-use roomcast_operator::keys::RoomKeys;
-use roomcast_operator::keys::resolve_keys;
-use roomcast_operator::keys::wanted_keys;
-use roomcast_operator::labels;
-use roomcast_operator::validate::ValidRoom;
-use roomcast_operator::validate::validate;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::{
+    ByteString,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{ConfigMap, Container, PodSpec, Secret, SecretVolumeSource, Service, Volume},
+        networking::v1::{Ingress, NetworkPolicy},
+        policy::v1::PodDisruptionBudget,
+        rbac::v1::{Role, RoleBinding},
+    },
+    apimachinery::pkg::api::resource::Quantity,
+};
+use roomcast_crds::{
+    StreamRoom, StreamRoomSpec,
+    worker_config::{CONFIG_KEY, RecordingConfig, WorkerConfig},
+};
+use roomcast_operator::{
+    build::{BuildInputs, Child, ChildKind, build_children},
+    config::OperatorConfig,
+    keys::{RoomKeys, resolve_keys, wanted_keys},
+    labels,
+    validate::{ValidRoom, validate},
+};
 
 pub const UID: &str = "6d1c4a52-0a3e-4c5e-9d55-3f0c2a7b9e10";
 pub const NAMESPACE: &str = "shows";
@@ -98,8 +93,26 @@ pub fn inputs_for(valid: &ValidRoom) -> BuildInputs {
 
 /// Children of `room` under `config`, with freshly generated (fixed) keys.
 pub fn build(room: &StreamRoom, config: &OperatorConfig) -> Vec<Child> {
+    build_with(room, config, |inputs| inputs)
+}
+
+/// Children of `room` under `config`, with fixed keys and what `inputs` adds to them (the
+/// copies of the operator's default Secrets the controller would pass along).
+pub fn build_with(
+    room: &StreamRoom,
+    config: &OperatorConfig,
+    inputs: impl FnOnce(BuildInputs) -> BuildInputs,
+) -> Vec<Child> {
     let valid = valid(room, config);
-    build_children(&valid, config, &inputs_for(&valid)).expect("children build")
+    build_children(&valid, config, &inputs(inputs_for(&valid))).expect("children build")
+}
+
+/// Secret data from UTF-8 pairs.
+pub fn secret_bytes(pairs: &[(&str, &str)]) -> BTreeMap<String, ByteString> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), ByteString(v.as_bytes().to_vec())))
+        .collect()
 }
 
 pub fn find<'a>(children: &'a [Child], kind: &str, name: &str) -> Option<&'a Child> {
@@ -200,6 +213,37 @@ pub fn volume<'a>(deployment: &'a Deployment, name: &str) -> Option<&'a Volume> 
         .find(|v| v.name == name)
 }
 
+/// The Secret behind the volume `name`, or a panic naming it.
+pub fn secret_volume<'a>(deployment: &'a Deployment, name: &str) -> &'a SecretVolumeSource {
+    volume(deployment, name)
+        .and_then(|v| v.secret.as_ref())
+        .unwrap_or_else(|| panic!("no Secret volume {name}"))
+}
+
+/// `(key, path)` of the items a Secret volume projects.
+pub fn items_of(source: &SecretVolumeSource) -> Vec<(&str, &str)> {
+    source
+        .items
+        .iter()
+        .flatten()
+        .map(|i| (i.key.as_str(), i.path.as_str()))
+        .collect()
+}
+
+/// Size limit of the emptyDir volume `name`, or a panic if it is not one.
+pub fn empty_dir_limit(deployment: &Deployment, name: &str) -> Option<Quantity> {
+    volume(deployment, name)
+        .and_then(|v| v.empty_dir.as_ref())
+        .unwrap_or_else(|| panic!("{name} is not an emptyDir"))
+        .size_limit
+        .clone()
+}
+
+/// What [`mount`] says of a read-only mount at `path`.
+pub fn read_only_at(path: &str) -> Option<(String, bool)> {
+    Some((path.to_owned(), true))
+}
+
 /// `(mount path, read-only)` of the volume `name` in the worker container.
 pub fn mount(deployment: &Deployment, name: &str) -> Option<(String, bool)> {
     container(deployment)
@@ -226,6 +270,13 @@ pub fn worker_config_of(children: &[Child]) -> WorkerConfig {
         .and_then(|d| d.get(CONFIG_KEY))
         .expect("ConfigMap holds the worker config");
     WorkerConfig::from_yaml(text).expect("worker config parses back")
+}
+
+/// The recording part of the worker config, or a panic.
+pub fn recording_of(children: &[Child]) -> RecordingConfig {
+    worker_config_of(children)
+        .recording
+        .expect("recording config")
 }
 
 pub fn secret_data(secret: &Secret) -> BTreeMap<String, String> {
@@ -300,21 +351,17 @@ pub fn children_of_every_kind() -> Vec<Child> {
         ..platform_config()
     };
     let room = room("recording: {enabled: true}\nplayback: {tlsSecretRef: {name: tls}}");
-    let valid = valid(&room, &config);
-    let inputs = BuildInputs {
-        default_s3_credentials: Some(BTreeMap::from([(
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            ByteString(b"AKIA".to_vec()),
-        )])),
-        default_mongodb: Some(BTreeMap::from([(
-            "uri".to_owned(),
-            ByteString(b"mongodb://db".to_vec()),
-        )])),
-        ..inputs_for(&valid)
-    };
-    let children = build_children(&valid, &config, &inputs).expect("children build");
-    let kinds: std::collections::BTreeSet<&str> = children.iter().map(Child::kind).collect();
-    assert_eq!(kinds.len(), 10, "every child kind is present: {kinds:?}");
+    let children = build_with(&room, &config, |inputs| BuildInputs {
+        default_s3_credentials: Some(secret_bytes(&[("AWS_ACCESS_KEY_ID", "AKIA")])),
+        default_mongodb: Some(secret_bytes(&[("uri", "mongodb://db")])),
+        ..inputs
+    });
+    let kinds: BTreeSet<ChildKind> = children.iter().map(Child::child_kind).collect();
+    assert_eq!(
+        kinds,
+        ChildKind::ALL.iter().copied().collect(),
+        "every child kind is present"
+    );
     assert!(find(&children, "Secret", "lobby-s3").is_some());
     assert!(find(&children, "Secret", "lobby-mongodb").is_some());
     children

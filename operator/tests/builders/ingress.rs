@@ -5,8 +5,8 @@ use roomcast_operator::config::OperatorConfig;
 
 use crate::fixtures::*;
 
-/// `(host, path, pathType, service, service port name)` of the only rule of an Ingress.
-fn only_route(ingress: &Ingress) -> (String, String, String, String, String) {
+/// `[host, path, pathType, service, service port name]` of the only rule of an Ingress.
+fn only_route(ingress: &Ingress) -> [String; 5] {
     let rules = ingress
         .spec
         .as_ref()
@@ -16,7 +16,7 @@ fn only_route(ingress: &Ingress) -> (String, String, String, String, String) {
     let paths = &rules[0].http.as_ref().expect("http rule").paths;
     assert_eq!(paths.len(), 1);
     let backend = paths[0].backend.service.as_ref().expect("service backend");
-    (
+    [
         rules[0].host.clone().unwrap_or_default(),
         paths[0].path.clone().unwrap_or_default(),
         paths[0].path_type.clone(),
@@ -26,7 +26,7 @@ fn only_route(ingress: &Ingress) -> (String, String, String, String, String) {
             .as_ref()
             .and_then(|p| p.name.clone())
             .unwrap_or_default(),
-    )
+    ]
 }
 
 fn ingress_annotation<'a>(ingress: &'a Ingress, key: &str) -> Option<&'a str> {
@@ -61,13 +61,13 @@ fn media_ingress_routes_the_room_prefix_to_the_hls_service() {
     let media = ingress(&children, "lobby");
     assert_eq!(
         only_route(media),
-        (
-            "tv.example.org".to_owned(),
-            "/shows/lobby".to_owned(),
-            "Prefix".to_owned(),
-            "lobby-hls".to_owned(),
-            "http".to_owned(),
-        )
+        [
+            "tv.example.org",
+            "/shows/lobby",
+            "Prefix",
+            "lobby-hls",
+            "http"
+        ]
     );
     assert_eq!(class_of(media), Some("nginx"));
     assert_eq!(
@@ -93,13 +93,13 @@ fn chat_ingress_routes_the_chat_path_to_the_chat_service() {
     let chat = ingress(&children, "lobby-chat");
     assert_eq!(
         only_route(chat),
-        (
-            "tv.example.org".to_owned(),
-            "/shows/lobby/chat".to_owned(),
-            "Prefix".to_owned(),
-            "lobby-chat".to_owned(),
-            "http".to_owned(),
-        )
+        [
+            "tv.example.org",
+            "/shows/lobby/chat",
+            "Prefix",
+            "lobby-chat",
+            "http"
+        ]
     );
     assert_eq!(class_of(chat), Some("nginx"));
     assert_eq!(
@@ -200,7 +200,7 @@ fn operator_default_host_and_class_apply_when_the_room_sets_none() {
     assert_eq!(names_of(&children, "Ingress"), ["lobby", "lobby-chat"]);
     for name in ["lobby", "lobby-chat"] {
         let i = ingress(&children, name);
-        assert_eq!(only_route(i).0, "streams.example.net", "{name}");
+        assert_eq!(only_route(i)[0], "streams.example.net", "{name}");
         assert_eq!(class_of(i), Some("public"), "{name}");
         assert_eq!(tls_of(i), None, "{name}: no tlsSecretRef, no TLS");
     }
@@ -219,7 +219,7 @@ fn room_host_and_class_beat_the_operator_defaults() {
     );
     for name in ["lobby", "lobby-chat"] {
         let i = ingress(&children, name);
-        assert_eq!(only_route(i).0, "tv.example.org", "{name}");
+        assert_eq!(only_route(i)[0], "tv.example.org", "{name}");
         assert_eq!(class_of(i), Some("nginx"), "{name}");
     }
 }

@@ -1,12 +1,10 @@
 //! Recording across its children: the media pod's spool and S3 mounts, the worker config's
 //! sink, and the copy of the operator's default S3 credentials.
 
-use k8s_openapi::ByteString;
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
-use roomcast_operator::build::BuildInputs;
-use roomcast_operator::build::build_children;
-use roomcast_operator::config::OperatorConfig;
 use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use roomcast_operator::{build::BuildInputs, config::OperatorConfig};
 
 use crate::fixtures::*;
 
@@ -21,6 +19,15 @@ fn default_s3_config() -> OperatorConfig {
             credentials_secret: Some("roomcast-s3".to_owned()),
         },
         ..platform_config()
+    }
+}
+
+/// The controller passes the default credentials along (empty here: the content is not
+/// what these tests look at).
+fn with_empty_default_s3(inputs: BuildInputs) -> BuildInputs {
+    BuildInputs {
+        default_s3_credentials: Some(BTreeMap::new()),
+        ..inputs
     }
 }
 
@@ -43,22 +50,18 @@ fn room_without_recording_has_no_spool_or_s3_mount() {
 fn recording_with_room_s3_mounts_its_credentials_secret_read_only() {
     let children = build(&room(FULL_SPEC), &platform_config());
     let media = deployment(&children, "lobby-media");
-    let secret = volume(media, "s3-credentials")
-        .and_then(|v| v.secret.as_ref())
-        .expect("s3-credentials is a Secret volume");
+    let secret = secret_volume(media, "s3-credentials");
     assert_eq!(secret.secret_name.as_deref(), Some("s3-creds"));
     assert_eq!(
         mount(media, "s3-credentials"),
-        Some(("/etc/roomcast/s3".to_owned(), true))
+        read_only_at("/etc/roomcast/s3")
     );
     // Only the media worker records.
     assert!(volume(deployment(&children, "lobby-chat"), "s3-credentials").is_none());
     // The room's own Secret is used as is: nothing copied.
     assert!(find(&children, "Secret", "lobby-s3").is_none());
 
-    let recording = worker_config_of(&children)
-        .recording
-        .expect("recording config");
+    let recording = recording_of(&children);
     assert_eq!(recording.bucket, "vods");
     assert_eq!(recording.prefix, "rooms/");
     assert_eq!(recording.region, "eu-west-1");
@@ -72,23 +75,16 @@ fn recording_with_room_s3_mounts_its_credentials_secret_read_only() {
 #[test]
 fn recording_without_room_s3_uses_the_operator_default_bucket_and_credentials() {
     let config = default_s3_config();
-    let room = room("recording: {enabled: true}");
-    let valid = valid(&room, &config);
-    let default_credentials = BTreeMap::from([
-        (
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            ByteString(b"AKIAEXAMPLE".to_vec()),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_owned(),
-            ByteString(b"wJalrXUtnFEMI".to_vec()),
-        ),
+    let default_credentials = secret_bytes(&[
+        ("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE"),
+        ("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI"),
     ]);
-    let inputs = BuildInputs {
-        default_s3_credentials: Some(default_credentials.clone()),
-        ..inputs_for(&valid)
-    };
-    let children = build_children(&valid, &config, &inputs).expect("children build");
+    let children = build_with(&room("recording: {enabled: true}"), &config, |inputs| {
+        BuildInputs {
+            default_s3_credentials: Some(default_credentials.clone()),
+            ..inputs
+        }
+    });
 
     let copy = secret(&children, "lobby-s3");
     assert_eq!(copy.data.as_ref(), Some(&default_credentials));
@@ -101,12 +97,10 @@ fn recording_without_room_s3_uses_the_operator_default_bucket_and_credentials() 
     assert_eq!(mounted, Some("lobby-s3"));
     assert_eq!(
         mount(media, "s3-credentials"),
-        Some(("/etc/roomcast/s3".to_owned(), true))
+        read_only_at("/etc/roomcast/s3")
     );
 
-    let recording = worker_config_of(&children)
-        .recording
-        .expect("recording config");
+    let recording = recording_of(&children);
     assert_eq!(recording.bucket, "platform-vods");
     assert_eq!(recording.prefix, "live/");
     assert_eq!(recording.region, "us-east-2");
@@ -121,13 +115,11 @@ fn recording_without_room_s3_uses_the_operator_default_bucket_and_credentials() 
 #[test]
 fn the_default_credentials_secret_is_copied_before_the_media_deployment_mounts_it() {
     let config = default_s3_config();
-    let room = room("recording: {enabled: true}");
-    let valid = valid(&room, &config);
-    let inputs = BuildInputs {
-        default_s3_credentials: Some(BTreeMap::new()),
-        ..inputs_for(&valid)
-    };
-    let children = build_children(&valid, &config, &inputs).expect("children build");
+    let children = build_with(
+        &room("recording: {enabled: true}"),
+        &config,
+        with_empty_default_s3,
+    );
     let position = |kind: &str, name: &str| {
         children
             .iter()
@@ -141,17 +133,10 @@ fn the_default_credentials_secret_is_copied_before_the_media_deployment_mounts_i
 fn recording_with_room_s3_does_not_copy_the_default_credentials() {
     let config = default_s3_config();
     let room = room("recording: {enabled: true, s3: {bucket: own-bucket}}");
-    let valid = valid(&room, &config);
     // Even if the controller had passed the default Secret along, it is not used.
-    let inputs = BuildInputs {
-        default_s3_credentials: Some(BTreeMap::new()),
-        ..inputs_for(&valid)
-    };
-    let children = build_children(&valid, &config, &inputs).expect("children build");
+    let children = build_with(&room, &config, with_empty_default_s3);
     assert!(find(&children, "Secret", "lobby-s3").is_none());
-    let recording = worker_config_of(&children)
-        .recording
-        .expect("recording config");
+    let recording = recording_of(&children);
     assert_eq!(recording.bucket, "own-bucket");
     assert_eq!(recording.prefix, "", "operator defaults do not leak in");
 }
@@ -165,9 +150,7 @@ fn recording_room_s3_without_credentials_uses_the_pod_identity() {
     let media = deployment(&children, "lobby-media");
     assert!(volume(media, "s3-credentials").is_none());
     assert!(volume(media, "spool").is_some());
-    let recording = worker_config_of(&children)
-        .recording
-        .expect("recording config");
+    let recording = recording_of(&children);
     assert_eq!(recording.credentials_dir, None);
 }
 
@@ -178,18 +161,16 @@ fn recording_spool_is_an_empty_dir_limited_to_spool_size_mib() {
         &platform_config(),
     );
     let media = deployment(&children, "lobby-media");
-    let spool = volume(media, "spool")
-        .and_then(|v| v.empty_dir.as_ref())
-        .expect("spool is an emptyDir");
-    assert_eq!(spool.size_limit, Some(Quantity("512Mi".to_owned())));
+    assert_eq!(
+        empty_dir_limit(media, "spool"),
+        Some(Quantity("512Mi".to_owned()))
+    );
     assert_eq!(
         mount(media, "spool"),
         Some(("/var/spool/roomcast".to_owned(), false)),
         "the spool is writable"
     );
-    let recording = worker_config_of(&children)
-        .recording
-        .expect("recording config");
+    let recording = recording_of(&children);
     assert_eq!(recording.spool_dir, "/var/spool/roomcast");
     assert_eq!(recording.spool_size_mib, 512);
 }
@@ -200,8 +181,8 @@ fn recording_spool_defaults_to_two_gibibytes() {
         &room("recording: {enabled: true, s3: {bucket: vods}}"),
         &platform_config(),
     );
-    let spool = volume(deployment(&children, "lobby-media"), "spool")
-        .and_then(|v| v.empty_dir.as_ref())
-        .expect("spool is an emptyDir");
-    assert_eq!(spool.size_limit, Some(Quantity("2048Mi".to_owned())));
+    assert_eq!(
+        empty_dir_limit(deployment(&children, "lobby-media"), "spool"),
+        Some(Quantity("2048Mi".to_owned()))
+    );
 }

@@ -1,9 +1,9 @@
 //! The keys Secret (generated, kept, rotated) and the copies of the operator's default Secrets.
 
-use roomcast_operator::build::BuildInputs;
-use roomcast_operator::build::build_children;
-use roomcast_operator::keys::resolve_keys;
-use roomcast_operator::keys::wanted_keys;
+use roomcast_operator::{
+    build::{BuildInputs, build_children},
+    keys::{resolve_keys, wanted_keys},
+};
 
 use crate::fixtures::*;
 
@@ -31,13 +31,11 @@ fn keys_secret_is_mounted_read_only_in_both_workers() {
     let children = build(&room("{}"), &platform_config());
     for name in ["lobby-media", "lobby-chat"] {
         let d = deployment(&children, name);
-        let secret = volume(d, "keys")
-            .and_then(|v| v.secret.as_ref())
-            .expect("keys Secret volume");
+        let secret = secret_volume(d, "keys");
         assert_eq!(secret.secret_name.as_deref(), Some("lobby-keys"), "{name}");
         assert_eq!(
             mount(d, "keys"),
-            Some(("/etc/roomcast/keys".to_owned(), true)),
+            read_only_at("/etc/roomcast/keys"),
             "{name}"
         );
     }
@@ -57,20 +55,12 @@ fn own_stream_key_secret_is_mounted_as_stream_key_and_none_is_generated() {
     assert_eq!(keys.keys().collect::<Vec<_>>(), ["chat-signing-key"]);
 
     let media = deployment(&children, "lobby-media");
-    let source = volume(media, "stream-key")
-        .and_then(|v| v.secret.as_ref())
-        .expect("stream-key Secret volume");
+    let source = secret_volume(media, "stream-key");
     assert_eq!(source.secret_name.as_deref(), Some("my-key"));
-    let items: Vec<(&str, &str)> = source
-        .items
-        .iter()
-        .flatten()
-        .map(|i| (i.key.as_str(), i.path.as_str()))
-        .collect();
-    assert_eq!(items, [("primary", "stream-key")]);
+    assert_eq!(items_of(source), [("primary", "stream-key")]);
     assert_eq!(
         mount(media, "stream-key"),
-        Some(("/etc/roomcast/stream-key".to_owned(), true))
+        read_only_at("/etc/roomcast/stream-key")
     );
     assert_eq!(
         worker_config_of(&children).ingest.stream_key_file,
@@ -84,16 +74,8 @@ fn own_stream_key_defaults_to_the_stream_key_field() {
         &room("ingest: {streamKeySecretRef: {name: my-key}}"),
         &platform_config(),
     );
-    let source = volume(deployment(&children, "lobby-media"), "stream-key")
-        .and_then(|v| v.secret.as_ref())
-        .expect("stream-key Secret volume");
-    let items: Vec<(&str, &str)> = source
-        .items
-        .iter()
-        .flatten()
-        .map(|i| (i.key.as_str(), i.path.as_str()))
-        .collect();
-    assert_eq!(items, [("stream-key", "stream-key")]);
+    let source = secret_volume(deployment(&children, "lobby-media"), "stream-key");
+    assert_eq!(items_of(source), [("stream-key", "stream-key")]);
 }
 
 #[test]
@@ -198,7 +180,7 @@ fn mongodb_secret_is_copied_and_mounted_when_the_operator_has_one() {
         );
         assert_eq!(
             mount(d, "mongodb"),
-            Some(("/etc/roomcast/mongodb".to_owned(), true)),
+            read_only_at("/etc/roomcast/mongodb"),
             "{name}"
         );
     }
