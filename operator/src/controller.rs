@@ -20,7 +20,7 @@ use kube::{
         watcher,
     },
 };
-use roomcast_crds::{RoomPhase, StreamRoom};
+use roomcast_crds::{RoomIdentity, RoomPhase, StreamRoom};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
@@ -302,12 +302,9 @@ impl Context {
     }
 }
 
+/// `namespace/name`: the room in logs, metric bookkeeping and the per-room maps.
 fn room_key(room: &StreamRoom) -> String {
-    format!(
-        "{}/{}",
-        room.namespace().unwrap_or_default(),
-        room.name_any()
-    )
+    RoomIdentity::new(room.namespace().unwrap_or_default(), room.name_any()).to_string()
 }
 
 fn now() -> Time {
