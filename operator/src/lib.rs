@@ -26,10 +26,10 @@ pub mod config;
 pub mod controller;
 #[cfg(feature = "test-support")]
 pub mod fixtures;
-pub mod http;
 pub mod keys;
 pub mod labels;
 pub mod metrics;
+pub mod ops;
 pub mod render;
 pub mod run;
 pub mod status;

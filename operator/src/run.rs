@@ -12,8 +12,9 @@ use tracing::{error, info, warn};
 use crate::{
     Error, Result,
     config::{OperatorConfig, RunConfig},
-    controller, http,
+    controller,
     metrics::Metrics,
+    ops,
 };
 
 /// How long a Lease holds without renewal; a new leader takes over at most this long after
@@ -44,7 +45,7 @@ pub async fn run(run: RunConfig, config: OperatorConfig) -> Result<()> {
             source,
         })?;
     info!(addr = %run.http_addr, "serving /metrics /healthz /readyz");
-    let router = roomcast_runtime::ops::router(http::Ops {
+    let router = roomcast_runtime::ops::router(ops::Ops {
         metrics: metrics.clone(),
         synced,
         leading,
