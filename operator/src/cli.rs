@@ -71,3 +71,32 @@ fn read_rooms(file: &PathBuf) -> Result<String> {
         source,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_format_is_global_and_json_unless_asked() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("roomcast-operator").chain(args.iter().copied()))
+                .expect("parses")
+        };
+        let cli = parse(&["render", "-f", "room.yaml"]);
+        assert!(matches!(cli.command, Command::Render { .. }));
+        if std::env::var_os("ROOMCAST_LOG_FORMAT").is_none() {
+            assert_eq!(cli.log.format(LogFormat::Json), LogFormat::Json);
+        }
+        let cli = parse(&["run", "--log-format", "pretty"]);
+        assert_eq!(cli.log.format(LogFormat::Json), LogFormat::Pretty);
+        let cli = parse(&["--log-format", "pretty", "render", "-f", "-"]);
+        assert_eq!(cli.log.format(LogFormat::Json), LogFormat::Pretty);
+    }
+}
