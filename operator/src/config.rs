@@ -13,6 +13,8 @@ pub const DEFAULT_PLAYBACK_SCHEME: &str = "https";
 pub const DEFAULT_OPERATOR_NAMESPACE: &str = "roomcast-system";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_LEASE_NAME: &str = "roomcast-operator";
+/// Identity in the Lease and in Events when `POD_NAME` is unset (outside a cluster).
+pub const DEFAULT_POD_NAME: &str = "roomcast-operator";
 /// A good reconcile comes back after this long to heal drift (someone edited a child).
 pub const DEFAULT_RESYNC_SECONDS: u64 = 600;
 
@@ -130,7 +132,7 @@ pub struct RunConfig {
     #[arg(long, env = "ROOMCAST_LEASE_NAME", default_value = DEFAULT_LEASE_NAME)]
     pub lease_name: String,
     /// Identity in the Lease (the pod name).
-    #[arg(long, env = "POD_NAME", default_value = "roomcast-operator")]
+    #[arg(long, env = "POD_NAME", default_value = DEFAULT_POD_NAME)]
     pub pod_name: String,
     /// Seconds after a good reconcile before the room is applied again to heal drift.
     #[arg(long, env = "ROOMCAST_RESYNC_SECONDS", default_value_t = DEFAULT_RESYNC_SECONDS)]

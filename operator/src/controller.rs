@@ -8,17 +8,7 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::{
-    ByteString,
-    api::{
-        apps::v1::Deployment,
-        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
-        networking::v1::{Ingress, NetworkPolicy},
-        policy::v1::PodDisruptionBudget,
-        rbac::v1::{Role, RoleBinding},
-    },
-    apimachinery::pkg::apis::meta::v1::Time,
-};
+use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::PartialObjectMeta,
@@ -30,12 +20,12 @@ use kube::{
         watcher,
     },
 };
-use roomcast_crds::{RoomPhase, StreamRoom};
+use roomcast_crds::{RoomIdentity, RoomPhase, StreamRoom};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
     Error, FIELD_MANAGER, Result, apply,
-    build::{self, BuildInputs, Child},
+    build::{self, BuildInputs, Child, ChildKind, child_kinds},
     config::OperatorConfig,
     keys, labels,
     metrics::{ErrorLabels, KindLabels, Metrics},
@@ -49,21 +39,82 @@ const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// How long the contents of the operator's default Secrets are trusted before re-reading.
 const DEFAULT_SECRETS_TTL: Duration = Duration::from_secs(60);
 
-/// Caches of the children the operator owns, fed by its watches. Empty (no watches) in
-/// tests and benchmarks, which makes every reconcile apply everything.
-#[derive(Clone, Default)]
-pub struct ChildStores {
-    pub secrets: Option<Store<Secret>>,
-    pub deployments: Option<Store<Deployment>>,
-    pub services: Option<Store<Service>>,
-    pub config_maps: Option<Store<PartialObjectMeta<ConfigMap>>>,
-    pub service_accounts: Option<Store<PartialObjectMeta<ServiceAccount>>>,
-    pub roles: Option<Store<PartialObjectMeta<Role>>>,
-    pub role_bindings: Option<Store<PartialObjectMeta<RoleBinding>>>,
-    pub ingresses: Option<Store<PartialObjectMeta<Ingress>>>,
-    pub network_policies: Option<Store<PartialObjectMeta<NetworkPolicy>>>,
-    pub pdbs: Option<Store<PartialObjectMeta<PodDisruptionBudget>>>,
+/// What the controller caches of a child kind (the last column of
+/// [`child_kinds!`](crate::build::child_kinds)).
+macro_rules! cached {
+    (object $ty:ty) => { $ty };
+    // `Api<PartialObjectMeta<_>>` watches metadata only.
+    (metadata $ty:ty) => { PartialObjectMeta<$ty> };
 }
+
+macro_rules! define_stores {
+    ($($kind:ident: $ty:ty => $field:ident ($cached:ident),)*) => {
+        /// Caches of the children the operator owns, fed by its watches. Empty (no watches)
+        /// in tests and benchmarks, which makes every reconcile apply everything.
+        #[derive(Clone, Default)]
+        pub struct ChildStores {
+            $(pub $field: Option<Store<cached!($cached $ty)>>,)*
+        }
+
+        impl ChildStores {
+            /// Children the room still owns in the cluster that `wanted` no longer contains.
+            pub fn leftovers(
+                &self,
+                namespace: &str,
+                owner_uid: &str,
+                wanted: &[Child],
+            ) -> Vec<Leftover> {
+                let wanted: Vec<(ChildKind, &str)> =
+                    wanted.iter().map(|c| (c.child_kind(), c.name())).collect();
+                let mut out = Vec::new();
+                $(out.extend(leftovers(
+                    &self.$field,
+                    ChildKind::$kind,
+                    namespace,
+                    owner_uid,
+                    &wanted,
+                ));)*
+                out
+            }
+
+            /// The applied-hash annotation of the child as the cluster has it, if it exists.
+            fn applied_hash(&self, child: &Child) -> Option<String> {
+                let ns = child.meta().namespace.as_deref()?;
+                let name = child.name();
+                match child {
+                    $(Child::$kind(_) => applied_hash(&self.$field, ns, name),)*
+                }
+            }
+
+            /// True once every cache has its first full list (false if a watch ended first).
+            async fn synced(&self) -> bool {
+                $(if let Some(store) = &self.$field
+                    && store.wait_until_ready().await.is_err()
+                {
+                    return false;
+                })*
+                true
+            }
+        }
+
+        /// Watch every child kind: the controller gets one trigger stream per kind (a change
+        /// to a child reconciles its room), the stores the caches those streams feed.
+        fn watch_children(
+            client: &Client,
+            namespace: Option<&str>,
+            controller: Controller<StreamRoom>,
+        ) -> (Controller<StreamRoom>, ChildStores) {
+            let mut stores = ChildStores::default();
+            $(
+                let (store, stream) = owned_stream::<cached!($cached $ty)>(api(client, namespace));
+                stores.$field = Some(store);
+                let controller = controller.owns_stream(stream);
+            )*
+            (controller, stores)
+        }
+    };
+}
+child_kinds!(define_stores);
 
 fn lookup<K>(store: &Option<Store<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
 where
@@ -73,20 +124,33 @@ where
     store.as_ref()?.get(&ObjectRef::new(name).within(namespace))
 }
 
+fn applied_hash<K>(store: &Option<Store<K>>, namespace: &str, name: &str) -> Option<String>
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    lookup(store, namespace, name)?
+        .meta()
+        .annotations
+        .as_ref()?
+        .get(labels::APPLIED_HASH)
+        .cloned()
+}
+
 /// A child the operator owns in the cluster but no longer wants (e.g. the chat Deployment
 /// after `spec.chat.enabled: false`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Leftover {
-    pub kind: &'static str,
+    pub kind: ChildKind,
     pub name: String,
 }
 
 fn leftovers<K>(
     store: &Option<Store<K>>,
-    kind: &'static str,
+    kind: ChildKind,
     namespace: &str,
     owner_uid: &str,
-    wanted: &[(&str, &str)],
+    wanted: &[(ChildKind, &str)],
 ) -> Vec<Leftover>
 where
     K: Resource + Clone + 'static,
@@ -111,130 +175,6 @@ where
         .filter(|name| !wanted.contains(&(kind, name.as_str())))
         .map(|name| Leftover { kind, name })
         .collect()
-}
-
-impl ChildStores {
-    /// Children the room still owns in the cluster that `wanted` no longer contains.
-    pub fn leftovers(&self, namespace: &str, owner_uid: &str, wanted: &[Child]) -> Vec<Leftover> {
-        let wanted: Vec<(&str, &str)> = wanted.iter().map(|c| (c.kind(), c.name())).collect();
-        let mut out = Vec::new();
-        out.extend(leftovers(
-            &self.secrets,
-            "Secret",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.config_maps,
-            "ConfigMap",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.service_accounts,
-            "ServiceAccount",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.roles,
-            "Role",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.role_bindings,
-            "RoleBinding",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.services,
-            "Service",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.deployments,
-            "Deployment",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.ingresses,
-            "Ingress",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.network_policies,
-            "NetworkPolicy",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out.extend(leftovers(
-            &self.pdbs,
-            "PodDisruptionBudget",
-            namespace,
-            owner_uid,
-            &wanted,
-        ));
-        out
-    }
-
-    /// The applied-hash annotation of the child as the cluster has it, if it exists.
-    fn applied_hash(&self, child: &Child) -> Option<String> {
-        let ns = child.meta().namespace.as_deref()?;
-        let name = child.name();
-        let annotations = match child {
-            Child::Secret(_) => lookup(&self.secrets, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::Deployment(_) => lookup(&self.deployments, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::Service(_) => lookup(&self.services, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::ConfigMap(_) => lookup(&self.config_maps, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::ServiceAccount(_) => lookup(&self.service_accounts, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::Role(_) => lookup(&self.roles, ns, name)?.metadata.annotations.clone(),
-            Child::RoleBinding(_) => lookup(&self.role_bindings, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::Ingress(_) => lookup(&self.ingresses, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::NetworkPolicy(_) => lookup(&self.network_policies, ns, name)?
-                .metadata
-                .annotations
-                .clone(),
-            Child::PodDisruptionBudget(_) => {
-                lookup(&self.pdbs, ns, name)?.metadata.annotations.clone()
-            }
-        };
-        annotations?.get(labels::APPLIED_HASH).cloned()
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -362,12 +302,9 @@ impl Context {
     }
 }
 
+/// `namespace/name`: the room in logs, metric bookkeeping and the per-room maps.
 fn room_key(room: &StreamRoom) -> String {
-    format!(
-        "{}/{}",
-        room.namespace().unwrap_or_default(),
-        room.name_any()
-    )
+    RoomIdentity::new(room.namespace().unwrap_or_default(), room.name_any()).to_string()
 }
 
 fn now() -> Time {
@@ -673,70 +610,22 @@ pub async fn run(
     let ns = watch_namespace.as_deref();
     let rooms: Api<StreamRoom> = api(&client, ns);
 
-    let (secrets, secret_stream) = owned_stream::<Secret>(api(&client, ns));
-    let (deployments, deployment_stream) = owned_stream::<Deployment>(api(&client, ns));
-    let (services, service_stream) = owned_stream::<Service>(api(&client, ns));
-    let (config_maps, config_map_stream) =
-        owned_stream::<PartialObjectMeta<ConfigMap>>(api(&client, ns));
-    let (service_accounts, sa_stream) =
-        owned_stream::<PartialObjectMeta<ServiceAccount>>(api(&client, ns));
-    let (roles, role_stream) = owned_stream::<PartialObjectMeta<Role>>(api(&client, ns));
-    let (role_bindings, rb_stream) =
-        owned_stream::<PartialObjectMeta<RoleBinding>>(api(&client, ns));
-    let (ingresses, ingress_stream) = owned_stream::<PartialObjectMeta<Ingress>>(api(&client, ns));
-    let (network_policies, np_stream) =
-        owned_stream::<PartialObjectMeta<NetworkPolicy>>(api(&client, ns));
-    let (pdbs, pdb_stream) =
-        owned_stream::<PartialObjectMeta<PodDisruptionBudget>>(api(&client, ns));
-
-    let stores = ChildStores {
-        secrets: Some(secrets.clone()),
-        deployments: Some(deployments.clone()),
-        services: Some(services.clone()),
-        config_maps: Some(config_maps.clone()),
-        service_accounts: Some(service_accounts.clone()),
-        roles: Some(roles.clone()),
-        role_bindings: Some(role_bindings.clone()),
-        ingresses: Some(ingresses.clone()),
-        network_policies: Some(network_policies.clone()),
-        pdbs: Some(pdbs.clone()),
-    };
-    let ctx = Arc::new(Context::new(client, config, metrics, stores, resync));
-
-    let controller = Controller::new(rooms, watcher::Config::default())
-        .owns_stream(secret_stream)
-        .owns_stream(deployment_stream)
-        .owns_stream(service_stream)
-        .owns_stream(config_map_stream)
-        .owns_stream(sa_stream)
-        .owns_stream(role_stream)
-        .owns_stream(rb_stream)
-        .owns_stream(ingress_stream)
-        .owns_stream(np_stream)
-        .owns_stream(pdb_stream)
-        .graceful_shutdown_on(shutdown);
-
-    let store = controller.store();
+    let (controller, stores) = watch_children(
+        &client,
+        ns,
+        Controller::new(rooms, watcher::Config::default()),
+    );
+    let controller = controller.graceful_shutdown_on(shutdown);
+    let rooms = controller.store();
+    let children = stores.clone();
     tokio::spawn(async move {
         // Ready once the room cache and every child cache have their first full list.
-        let synced = async {
-            store.wait_until_ready().await.is_ok()
-                && secrets.wait_until_ready().await.is_ok()
-                && deployments.wait_until_ready().await.is_ok()
-                && services.wait_until_ready().await.is_ok()
-                && config_maps.wait_until_ready().await.is_ok()
-                && service_accounts.wait_until_ready().await.is_ok()
-                && roles.wait_until_ready().await.is_ok()
-                && role_bindings.wait_until_ready().await.is_ok()
-                && ingresses.wait_until_ready().await.is_ok()
-                && network_policies.wait_until_ready().await.is_ok()
-                && pdbs.wait_until_ready().await.is_ok()
-        };
-        if synced.await {
+        if rooms.wait_until_ready().await.is_ok() && children.synced().await {
             info!("caches synced");
             let _ = ready.send(true);
         }
     });
+    let ctx = Arc::new(Context::new(client, config, metrics, stores, resync));
 
     controller
         .run(reconcile, error_policy, ctx)

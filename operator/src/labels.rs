@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use kube::Resource;
-use roomcast_crds::StreamRoom;
+use roomcast_crds::{RoomIdentity, StreamRoom};
 
 use crate::{Error, FIELD_MANAGER, Result};
 
@@ -66,6 +66,11 @@ impl RoomRef {
             namespace,
             owner,
         })
+    }
+
+    /// The room as `namespace/name`.
+    pub fn identity(&self) -> RoomIdentity {
+        RoomIdentity::new(&self.namespace, &self.name)
     }
 
     /// Name of a child: `<room>-<suffix>`.

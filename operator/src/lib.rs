@@ -15,20 +15,24 @@
 //! objects; they never touch the network, a clock or randomness, so the same room always
 //! builds the same children (no reconcile loops), and `roomcast-operator render` prints
 //! exactly what the controller would apply.
+//!
+//! The binary is [`cli`]: `run` starts [`run::run`] (ops routes from `roomcast-runtime`,
+//! leader election, the [`controller`]), `render` prints [`render::render`].
 
 pub mod apply;
 pub mod build;
+pub mod cli;
 pub mod config;
 pub mod controller;
 #[cfg(feature = "test-support")]
 pub mod fixtures;
-pub mod http;
 pub mod keys;
 pub mod labels;
 pub mod metrics;
+pub mod ops;
 pub mod render;
+pub mod run;
 pub mod status;
-pub mod telemetry;
 pub mod validate;
 
 /// Field manager of every server-side apply the operator makes.
@@ -53,6 +57,17 @@ pub enum Error {
     Config(String),
     #[error("room object is missing {0}")]
     MissingField(&'static str),
+    // Startup errors below: `main` prints them with their causes, so the message stops here.
+    #[error("cannot build a Kubernetes client (no kubeconfig and not in a cluster?)")]
+    NoClient(#[source] kube::Error),
+    #[error("cannot set up leader election")]
+    LeaderElection(#[from] kube_lease_manager::LeaseManagerError),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<kube::Error> for Error {
@@ -71,6 +86,9 @@ impl Error {
             Error::Yaml(_) => "yaml",
             Error::Config(_) => "config",
             Error::MissingField(_) => "missing_field",
+            Error::NoClient(_) => "no_client",
+            Error::LeaderElection(_) => "leader_election",
+            Error::Io { .. } => "io",
         }
     }
 }

@@ -119,12 +119,8 @@ impl Metrics {
         }
     }
 
-    /// Text exposition format.
+    /// OpenMetrics text.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
-            out.clear();
-        }
-        out
+        roomcast_runtime::ops::encode(&self.registry)
     }
 }

@@ -138,7 +138,7 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
 impl ValidRoom {
     /// Path prefix of this room on the public host: `/<namespace>/<room>`.
     pub fn path_prefix(&self) -> String {
-        format!("/{}/{}", self.room.namespace, self.room.name)
+        self.room.identity().path_prefix()
     }
 
     /// Chat replicas were asked for but cannot run without Redis and MongoDB.

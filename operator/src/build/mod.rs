@@ -5,6 +5,7 @@
 //! `roomcast.dev/applied-hash` annotation, which lets the controller skip applying what is
 //! already there.
 
+mod child;
 mod config_map;
 mod ingress;
 mod network_policy;
@@ -17,22 +18,14 @@ mod workloads;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::{
-    ByteString,
-    api::{
-        apps::v1::Deployment,
-        core::v1::{ConfigMap, Secret, Service, ServiceAccount},
-        networking::v1::{Ingress, NetworkPolicy},
-        policy::v1::PodDisruptionBudget,
-        rbac::v1::{Role, RoleBinding},
-    },
-    apimachinery::pkg::apis::meta::v1::ObjectMeta,
-};
+use k8s_openapi::ByteString;
 use roomcast_crds::worker_config::WorkerConfig;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+pub(crate) use self::child::child_kinds;
 pub use self::{
+    child::{Child, ChildKind},
     config_map::{build_config_map, worker_config},
     ingress::{build_chat_ingress, build_media_ingress},
     network_policy::build_network_policy,
@@ -42,7 +35,7 @@ pub use self::{
     service::{build_chat_service, build_hls_service, build_rtmp_service},
     workloads::{build_chat_deployment, build_media_deployment},
 };
-use crate::{Error, Result, config::OperatorConfig, keys::RoomKeys, labels, validate::ValidRoom};
+use crate::{Error, Result, config::OperatorConfig, keys::RoomKeys, validate::ValidRoom};
 
 /// Secret suffixes of the children.
 pub const KEYS_SECRET: &str = "keys";
@@ -58,100 +51,6 @@ pub struct BuildInputs {
     pub default_s3_credentials: Option<BTreeMap<String, ByteString>>,
     /// Data of the operator's default MongoDB Secret.
     pub default_mongodb: Option<BTreeMap<String, ByteString>>,
-}
-
-/// One object the operator owns for a room.
-#[derive(Clone, Debug, PartialEq)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a room has about fifteen children, built once per pass: boxing buys nothing"
-)]
-pub enum Child {
-    Secret(Secret),
-    ConfigMap(ConfigMap),
-    ServiceAccount(ServiceAccount),
-    Role(Role),
-    RoleBinding(RoleBinding),
-    Service(Service),
-    Deployment(Deployment),
-    Ingress(Ingress),
-    NetworkPolicy(NetworkPolicy),
-    PodDisruptionBudget(PodDisruptionBudget),
-}
-
-macro_rules! each_child {
-    ($child:expr, $obj:ident => $body:expr) => {
-        match $child {
-            Child::Secret($obj) => $body,
-            Child::ConfigMap($obj) => $body,
-            Child::ServiceAccount($obj) => $body,
-            Child::Role($obj) => $body,
-            Child::RoleBinding($obj) => $body,
-            Child::Service($obj) => $body,
-            Child::Deployment($obj) => $body,
-            Child::Ingress($obj) => $body,
-            Child::NetworkPolicy($obj) => $body,
-            Child::PodDisruptionBudget($obj) => $body,
-        }
-    };
-}
-pub(crate) use each_child;
-
-impl Child {
-    pub fn kind(&self) -> &'static str {
-        use k8s_openapi::Resource;
-        fn kind_of<K: Resource>(_: &K) -> &'static str {
-            K::KIND
-        }
-        each_child!(self, o => kind_of(o))
-    }
-
-    pub fn meta(&self) -> &ObjectMeta {
-        each_child!(self, o => &o.metadata)
-    }
-
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        each_child!(self, o => &mut o.metadata)
-    }
-
-    pub fn name(&self) -> &str {
-        self.meta().name.as_deref().unwrap_or_default()
-    }
-
-    /// The object as JSON, with `apiVersion` and `kind`.
-    pub fn to_json(&self) -> Result<serde_json::Value> {
-        each_child!(self, o => to_value(o))
-    }
-
-    /// Content hash recorded on the object.
-    pub fn applied_hash(&self) -> Option<&str> {
-        self.meta()
-            .annotations
-            .as_ref()?
-            .get(labels::APPLIED_HASH)
-            .map(String::as_str)
-    }
-
-    fn stamp_hash(mut self) -> Result<Self> {
-        let hash = content_hash(&self.to_json()?);
-        self.meta_mut()
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(labels::APPLIED_HASH.to_owned(), hash);
-        Ok(self)
-    }
-}
-
-fn to_value<K: Serialize + k8s_openapi::Resource>(obj: &K) -> Result<serde_json::Value> {
-    let mut value = serde_json::to_value(obj).map_err(|source| Error::Serialize {
-        what: K::KIND,
-        source,
-    })?;
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), K::API_VERSION.into());
-        map.insert("kind".into(), K::KIND.into());
-    }
-    Ok(value)
 }
 
 /// Short SHA-256 of a JSON value, over its canonical form (object keys sorted), so the hash
