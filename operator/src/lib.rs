@@ -53,6 +53,8 @@ pub enum Error {
     },
     #[error("cannot render YAML: {0}")]
     Yaml(#[from] serde_yaml::Error),
+    #[error("room file: {0}")]
+    RoomFile(#[from] roomcast_crds::room_file::RoomFileError),
     #[error("configuration: {0}")]
     Config(String),
     #[error("room object is missing {0}")]
@@ -84,6 +86,7 @@ impl Error {
             Error::Kube(_) => "kube_api",
             Error::Serialize { .. } => "serialize",
             Error::Yaml(_) => "yaml",
+            Error::RoomFile(_) => "room_file",
             Error::Config(_) => "config",
             Error::MissingField(_) => "missing_field",
             Error::NoClient(_) => "no_client",

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use roomcast_crds::StreamRoom;
 
 use crate::{
     Result,
@@ -21,8 +20,8 @@ pub const GENERATED_PLACEHOLDER: &str = "<generated-in-cluster>";
 /// Render every room in `yaml` (one or more documents).
 pub fn render(yaml: &str, config: &OperatorConfig) -> Result<String> {
     let mut out = String::new();
-    for document in serde_yaml::Deserializer::from_str(yaml) {
-        let mut room: StreamRoom = serde::Deserialize::deserialize(document)?;
+    // Strict field validation, as `kubectl apply` does: a typo is an error, not a dropped field.
+    for mut room in roomcast_crds::room_file::rooms_from_yaml(yaml)? {
         // A file has no uid; the API server assigns one. Render with a stand-in so owner
         // references are visible.
         room.metadata

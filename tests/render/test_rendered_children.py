@@ -66,3 +66,20 @@ def test_yaml_1_1_boolean_words_survive_kubectl_style_parsing(tmp_path: Path):
     assert (annotations["team"], annotations["audit"]) == ("yes", "off")
     config = next(o for o in objects if o["kind"] == "ConfigMap")
     assert yaml.safe_load(config["data"]["room.yaml"])["recording"]["region"] == "no"
+
+
+@pytest.mark.parametrize(
+    "spec, field",
+    [
+        ("transcod: {segmentSeconds: 2}", "spec.transcod\"; did you mean \"transcode\"?"),
+        ("playback: {latency: low}", "spec.playback.latency"),
+        ("transcode: {renditions: [{name: source, bitrat: 5}]}", "spec.transcode.renditions[0].bitrat"),
+    ],
+)
+def test_render_refuses_unknown_fields_as_kubectl_strict_validation_does(tmp_path: Path, spec: str, field: str):
+    """A typo must not be dropped silently: the room would run with defaults and say nothing."""
+    bad = tmp_path / "typo.yaml"
+    bad.write_text(f"apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {{name: lobby}}\nspec:\n  {spec}\n")
+    result = subprocess.run([str(OPERATOR), "render", "-f", str(bad)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert f"unknown field \"{field}" in result.stderr, result.stderr
