@@ -8,7 +8,8 @@ use roomcast_store::mongo::MongoUri;
 
 use crate::{
     Error, Result,
-    server::{AdapterConfig, RedisUrl, RoomChat},
+    room::RoomChat,
+    server::{AdapterConfig, RedisUrl},
     token::SigningKey,
 };
 

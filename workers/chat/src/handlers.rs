@@ -22,7 +22,7 @@ use crate::{
         SlowMode, UnbanUser, UserBanned, client, server,
     },
     ratelimit::Refusal,
-    server::{MAX_SLOW_MODE_SECONDS, RoomState},
+    room::{MAX_SLOW_MODE_SECONDS, RoomState},
     store::{Ban, new_message_id},
     token::{self, Token},
 };

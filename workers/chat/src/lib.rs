@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
+pub mod room;
 pub mod server;
 pub mod store;
 pub mod token;
@@ -31,9 +32,8 @@ pub use error::{Error, Result};
 pub use handlers::ConnectRefused;
 pub use metrics::ChatMetrics;
 pub use presence::{Presence, PresenceSink};
-pub use server::{
-    AdapterConfig, ChatHandle, ChatServer, ChatServerBuilder, RedisUrl, RoomChat, ServerOptions,
-};
+pub use room::{RoomChat, ServerOptions};
+pub use server::{AdapterConfig, ChatHandle, ChatServer, ChatServerBuilder, RedisUrl};
 pub use store::{ChatStore, DynStore};
 
 /// Log filter directives every binary serving chat must add after `RUST_LOG`'s: below `info`

@@ -12,7 +12,7 @@ use roomcast_chat::{
     config::{self, parse_duration},
     presence,
     protocol::Role,
-    server,
+    room,
     token::{self, Claims, SigningKey},
 };
 use roomcast_crds::worker_config::{CONFIG_DIR, CONFIG_KEY, HTTP_PORT, METRICS_PORT};
@@ -61,14 +61,14 @@ struct ServeArgs {
     #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     data_dir: PathBuf,
     /// Sockets one client address may hold (0: unlimited).
-    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = server::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = room::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     max_connections_per_ip: u32,
     /// Count connections by the last X-Forwarded-For address: on by default, the binary runs
     /// behind the room's Ingress; set false when clients connect directly.
     #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", default_value_t = true, action = clap::ArgAction::Set)]
     trust_forwarded_for: bool,
     /// Largest websocket message or polling payload, bytes.
-    #[arg(long, env = "ROOMCAST_MAX_FRAME_BYTES", default_value_t = server::DEFAULT_MAX_FRAME_BYTES)]
+    #[arg(long, env = "ROOMCAST_MAX_FRAME_BYTES", default_value_t = room::DEFAULT_MAX_FRAME_BYTES)]
     max_frame_bytes: u64,
     /// Heartbeat interval; a client silent for interval + timeout is dropped (idle timeout).
     #[arg(long, env = "ROOMCAST_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
@@ -327,7 +327,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         res = server => res.context("serving")?,
         () = async {
             roomcast_runtime::shutdown_signal().await;
-            tokio::time::sleep(server::DEFAULT_SHUTDOWN_GRACE * 2).await;
+            tokio::time::sleep(room::DEFAULT_SHUTDOWN_GRACE * 2).await;
         } => tracing::warn!("shutdown grace elapsed; exiting"),
     }
     tracing::info!("stopped");
