@@ -147,6 +147,19 @@ pub struct SlowMode {
     pub seconds: u32,
 }
 
+/// The ack data of `delete`.
+#[derive(Serialize, Debug)]
+pub struct Deleted {
+    pub id: String,
+}
+
+/// The ack data of `ban` and `unban`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRef {
+    pub user_id: String,
+}
+
 #[derive(Serialize, Debug)]
 pub struct MessageDeleted<'a> {
     pub id: &'a str,
@@ -160,6 +173,13 @@ pub struct UserBanned<'a> {
     pub by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUnbanned<'a> {
+    pub user_id: &'a str,
+    pub by: &'a str,
 }
 
 #[derive(Serialize, Debug)]
