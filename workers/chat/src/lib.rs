@@ -11,12 +11,13 @@
 //!
 //! The library builds any number of rooms onto one [`axum::Router`]
 //! ([`ChatServer::builder`]); the `roomcast-chat` binary serves the one room of its
-//! `WorkerConfig`. Data comes from the room's ConfigMap (limits), its Secret (the token signing
+//! `WorkerConfig` ([`app::serve`]). Data comes from the room's ConfigMap (limits), its Secret (the token signing
 //! key) and clients; it goes to clients, the store, Prometheus and the room status.
 
 mod error;
 mod handlers;
 
+pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod metrics;
@@ -35,15 +36,6 @@ pub use presence::{Presence, PresenceSink};
 pub use room::{RoomChat, ServerOptions};
 pub use server::{AdapterConfig, ChatHandle, ChatServer, ChatServerBuilder, RedisUrl};
 pub use store::{ChatStore, DynStore};
-
-/// Log filter directives every binary serving chat must add after `RUST_LOG`'s: below `info`
-/// these libraries log raw socket.io packets, which carry chat tokens.
-pub const SECRET_SAFE_LOG_DIRECTIVES: [&str; 4] = [
-    "socketioxide=info",
-    "engineioxide=info",
-    "tungstenite=info",
-    "tokio_tungstenite=info",
-];
 
 /// Open the configured store (creating MongoDB indexes).
 pub async fn open_store(config: &config::StoreConfig) -> Result<DynStore> {

@@ -44,6 +44,19 @@ impl Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "moderator" => Ok(Role::Moderator),
+            "streamer" => Ok(Role::Streamer),
+            _ => Err(format!("{s:?}: role must be viewer, moderator or streamer")),
+        }
+    }
+}
+
 /// Who is on the other end of a socket.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
