@@ -289,3 +289,51 @@ fn listen_error(addr: SocketAddr, source: std::io::Error) -> Error {
         source,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use roomcast_crds::ChatSpec;
+
+    use super::*;
+    use crate::{AdapterConfig, RoomChat, store::embedded::EmbeddedChatStore};
+
+    #[tokio::test]
+    async fn ops_say_ready_until_shutdown_and_serve_the_chat_metrics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(EmbeddedChatStore::open(dir.path()).expect("store"));
+        let mut registry = Registry::with_prefix("roomcast_chat");
+        let metrics = ChatMetrics::register(&mut registry);
+        let room = RoomChat {
+            namespace: "shows".into(),
+            name: "lobby".into(),
+            spec: ChatSpec::default(),
+            signing_key: SigningKey::from_file_contents(b"0123456789abcdef0123").expect("key"),
+        };
+        let (_router, chat) = ChatServer::builder(store, AdapterConfig::Memory)
+            .metrics(metrics.clone())
+            .room(room)
+            .build()
+            .await
+            .expect("build");
+        let ops = ChatOps {
+            chat: chat.clone(),
+            registry: Arc::new(registry),
+        };
+        metrics
+            .messages
+            .get_or_create(&crate::metrics::RoomLabels {
+                namespace: "shows".into(),
+                room: "lobby".into(),
+            })
+            .inc();
+        assert!(
+            ops.metrics()
+                .contains(r#"roomcast_chat_messages_total{namespace="shows",room="lobby"} 1"#),
+            "{}",
+            ops.metrics()
+        );
+        assert_eq!(ops.readiness(), Ok(()));
+        chat.shutdown().await;
+        assert!(ops.readiness().is_err(), "not ready once shutdown began");
+    }
+}
