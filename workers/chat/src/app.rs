@@ -105,11 +105,7 @@ pub struct MintArgs {
 
 /// A token signed with the key in `args.key_file`, valid for `args.ttl` from now.
 pub fn mint(args: &MintArgs) -> Result<Token> {
-    let key = std::fs::read(&args.key_file).map_err(|source| Error::ReadFile {
-        path: args.key_file.display().to_string(),
-        source,
-    })?;
-    let key = SigningKey::from_file_contents(&key)?;
+    let key = SigningKey::from_file(&args.key_file)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -307,7 +303,8 @@ mod tests {
             namespace: "shows".into(),
             name: "lobby".into(),
             spec: ChatSpec::default(),
-            signing_key: SigningKey::from_file_contents(b"0123456789abcdef0123").expect("key"),
+            signing_key: SigningKey::new(roomcast_runtime::Secret::new("0123456789abcdef0123"))
+                .expect("key"),
         };
         let (_router, chat) = ChatServer::builder(store, AdapterConfig::Memory)
             .metrics(metrics.clone())

@@ -84,11 +84,7 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
             message: "must be at least 1 (omit it to keep messages forever)".into(),
         });
     }
-    let key = read(&chat.signing_key_file).map_err(|e| Error::Config {
-        field: "chat.signingKeyFile",
-        message: e.to_string(),
-    })?;
-    let signing_key = SigningKey::from_file_contents(&key).map_err(|e| Error::Config {
+    let signing_key = SigningKey::from_file(&chat.signing_key_file).map_err(|e| Error::Config {
         field: "chat.signingKeyFile",
         message: e.to_string(),
     })?;
@@ -107,7 +103,7 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
                     message: "must start with redis:// or rediss://".into(),
                 });
             }
-            AdapterConfig::Redis(RedisUrl(url.to_owned()))
+            AdapterConfig::Redis(RedisUrl::new(url))
         }
         _ => AdapterConfig::Memory,
     };
@@ -200,7 +196,12 @@ mod tests {
         assert!(
             matches!(s.store, StoreConfig::Mongo(ref u) if u.expose() == "mongodb://db:27017/chat")
         );
-        assert!(matches!(s.adapter, AdapterConfig::Redis(_)));
+        assert!(matches!(s.adapter, AdapterConfig::Redis(ref u) if u.expose() == "redis://r:6379"));
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("redis://") && !printed.contains("mongodb://"),
+            "{printed}"
+        );
     }
 
     #[test]

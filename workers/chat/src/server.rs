@@ -12,6 +12,7 @@ use std::{
 
 use axum::Router;
 use futures::future::BoxFuture;
+use roomcast_runtime::Secret;
 use serde::Serialize;
 use socketioxide::{SocketIo, adapter::Adapter, handler::ConnectHandler};
 use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
@@ -28,13 +29,18 @@ use crate::{
     store::{DynStore, RoomKey},
 };
 
-/// A Redis URL; redacted in `Debug` (it may carry a password).
-#[derive(Clone)]
-pub struct RedisUrl(pub String);
+/// A Redis URL; never printed (it may carry a password).
+#[derive(Clone, Debug)]
+pub struct RedisUrl(Secret);
 
-impl std::fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedisUrl(<redacted>)")
+impl RedisUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Secret::new(url))
+    }
+
+    /// The URL, for the Redis client.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
     }
 }
 
@@ -189,7 +195,7 @@ impl ChatServerBuilder {
     pub async fn build(self) -> Result<(Router, ChatHandle)> {
         let redis = match &self.adapter {
             AdapterConfig::Memory => None,
-            AdapterConfig::Redis(url) => Some(redis::Client::open(resp3(&url.0))?),
+            AdapterConfig::Redis(url) => Some(redis::Client::open(resp3(url.expose()))?),
         };
         let ip_limits = Arc::new(IpLimiter::new(self.options.max_connections_per_ip));
         let mut router = Router::new();
