@@ -12,12 +12,15 @@ use std::{
 
 use axum::serve::ListenerExt;
 use prometheus_client::registry::Registry;
-use roomcast_crds::worker_config::{CONFIG_DIR, CONFIG_KEY, HTTP_PORT, METRICS_PORT};
+use roomcast_crds::{
+    RoomIdentity,
+    worker_config::{CONFIG_DIR, CONFIG_KEY, HTTP_PORT, METRICS_PORT},
+};
 use roomcast_room_status::StatusReporter;
 use roomcast_runtime::ops::{self, OpsState};
 
 use crate::{
-    ChatHandle, ChatMetrics, ChatServer, Error, Result, ServerOptions,
+    ChatHandle, ChatMetrics, ChatOptions, ChatServer, Error, Result,
     cluster::{self, StatusSink},
     config::{self, parse_duration},
     presence,
@@ -159,7 +162,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let store = crate::open_store(&settings.store).await?;
     let mut registry = Registry::with_prefix("roomcast_chat");
     let metrics = ChatMetrics::register(&mut registry);
-    let options = ServerOptions {
+    let options = ChatOptions {
         max_connections_per_ip: args.max_connections_per_ip,
         trust_forwarded_for: args.trust_forwarded_for,
         max_frame_bytes: args.max_frame_bytes,
@@ -167,16 +170,16 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         ping_timeout: args.ping_timeout,
         connect_timeout: args.connect_timeout,
         presence_interval: args.presence_interval,
-        ..ServerOptions::default()
+        ..ChatOptions::default()
     };
-    let (namespace, name) = (settings.room.namespace.clone(), settings.room.name.clone());
+    let id = settings.room.id.clone();
     let (chat, handle) = ChatServer::builder(store, settings.adapter)
         .options(options)
         .metrics(metrics)
         .room(settings.room)
         .build()
         .await?;
-    let status_sink = report_status(&handle, &namespace, &name).await?;
+    let status_sink = report_status(&handle, &id).await?;
 
     let ops = ops::router(ChatOps {
         chat: handle.clone(),
@@ -200,7 +203,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         metrics = %metrics_listener
             .local_addr()
             .map_err(|source| listen_error(args.metrics_addr, source))?,
-        room = %format!("{namespace}/{name}"),
+        room = %id,
         runtime = ?tokio::runtime::Handle::current().runtime_flavor(),
         "chat listening"
     );
@@ -240,11 +243,7 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
 
 /// In a cluster (`POD_NAME` set): this replica's connection count goes into the room status,
 /// the room's live state comes out of it. The sink is withdrawn on shutdown.
-async fn report_status(
-    handle: &ChatHandle,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<Arc<StatusSink>>> {
+async fn report_status(handle: &ChatHandle, id: &RoomIdentity) -> Result<Option<Arc<StatusSink>>> {
     let pod = match std::env::var("POD_NAME") {
         Ok(pod) if !pod.is_empty() => pod,
         _ => return Ok(None),
@@ -252,11 +251,11 @@ async fn report_status(
     let client = kube::Client::try_default().await?;
     let sink = Arc::new(StatusSink::new(StatusReporter::chat_replica(
         client.clone(),
-        namespace,
-        name,
+        &id.namespace,
+        &id.name,
         &pod,
     )));
-    if let Some(presence) = handle.presence(namespace, name) {
+    if let Some(presence) = handle.presence(&id.namespace, &id.name) {
         tokio::spawn(presence::report_periodically(
             presence,
             sink.clone(),
@@ -266,8 +265,7 @@ async fn report_status(
     tokio::spawn(cluster::follow_live_state(
         client,
         handle.clone(),
-        namespace.to_owned(),
-        name.to_owned(),
+        id.clone(),
         LIVE_STATE_INTERVAL,
     ));
     Ok(Some(sink))
@@ -300,8 +298,7 @@ mod tests {
         let mut registry = Registry::with_prefix("roomcast_chat");
         let metrics = ChatMetrics::register(&mut registry);
         let room = RoomChat {
-            namespace: "shows".into(),
-            name: "lobby".into(),
+            id: RoomIdentity::new("shows", "lobby"),
             spec: ChatSpec::default(),
             signing_key: SigningKey::new(roomcast_runtime::Secret::new("0123456789abcdef0123"))
                 .expect("key"),

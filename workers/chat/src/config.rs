@@ -109,8 +109,7 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
     };
     Ok(ChatSettings {
         room: RoomChat {
-            namespace: config.room.namespace.clone(),
-            name: config.room.name.clone(),
+            id: config.room.clone(),
             spec: chat.spec.clone(),
             signing_key,
         },

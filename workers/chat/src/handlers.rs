@@ -106,7 +106,7 @@ pub(crate) async fn authenticate<A: Adapter>(
             .connects_refused
             .get_or_create(&room.reason_labels(refused.code))
             .inc();
-        tracing::info!(sid = %s.id, room = %room.key.as_str(), code = refused.code, "connection refused");
+        tracing::info!(sid = %s.id, room = %room.config.id, code = refused.code, "connection refused");
     }
     result
 }
@@ -122,25 +122,24 @@ async fn admit<A: Adapter>(
             message: "this replica is shutting down; reconnect".into(),
         });
     }
-    let identity = match auth.and_then(|a| a.token) {
-        None => anonymous(&s.id.to_string()),
-        Some(raw) => {
-            let now = now_ms() / 1000;
-            let claims =
-                token::verify(&room.room.signing_key, &Token::new(raw), now).map_err(|e| {
-                    ConnectRefused {
+    let identity =
+        match auth.and_then(|a| a.token) {
+            None => anonymous(&s.id.to_string()),
+            Some(raw) => {
+                let now = now_ms() / 1000;
+                let claims = token::verify(&room.config.signing_key, &Token::new(raw), now)
+                    .map_err(|e| ConnectRefused {
                         code: e.code(),
                         message: e.to_string(),
-                    }
-                })?;
-            Identity {
-                id: claims.sub,
-                name: claims.name.trim().to_owned(),
-                role: claims.role,
-                anonymous: false,
+                    })?;
+                Identity {
+                    id: claims.sub,
+                    name: claims.name.trim().to_owned(),
+                    role: claims.role,
+                    anonymous: false,
+                }
             }
-        }
-    };
+        };
     if !identity.anonymous {
         match room.store.is_banned(&room.key, &identity.id).await {
             Ok(false) => {}
@@ -175,7 +174,7 @@ async fn admit<A: Adapter>(
     }
     let span = tracing::info_span!(
         "chat",
-        room = %room.key.as_str(),
+        room = %room.config.id,
         sid = %s.id,
         user = %identity.id,
     );
@@ -206,7 +205,7 @@ pub(crate) async fn on_connect<A: Adapter>(
         tracing::debug!(role = ?identity.role, anonymous = identity.anonymous, "connected");
         let history = match room
             .store
-            .recent(&room.key, room.room.spec.history_size, now_ms())
+            .recent(&room.key, room.config.spec.history_size, now_ms())
             .await
         {
             Ok(h) => h,
@@ -224,8 +223,8 @@ pub(crate) async fn on_connect<A: Adapter>(
         let viewers = (presence.total.saturating_sub(presence.local)).saturating_add(local);
         let joined = Joined {
             room: RoomInfo {
-                namespace: &room.room.namespace,
-                name: &room.room.name,
+                namespace: &room.config.id.namespace,
+                name: &room.config.id.name,
             },
             user: &identity,
             history,
@@ -233,8 +232,8 @@ pub(crate) async fn on_connect<A: Adapter>(
             live: room.live.load(Ordering::Acquire),
             slow_mode_seconds: room.slow_mode.load(Ordering::Acquire),
             limits: Limits {
-                max_message_length: room.room.spec.max_message_length,
-                rate_limit_per_minute: room.room.spec.rate_limit_per_minute,
+                max_message_length: room.config.spec.max_message_length,
+                rate_limit_per_minute: room.config.spec.rate_limit_per_minute,
             },
         };
         if let Err(e) = s.emit(server::JOINED, &joined) {
@@ -416,7 +415,7 @@ impl Request for PostMessage {
                 "the message is empty",
             ));
         }
-        let max = room.room.spec.max_message_length as usize;
+        let max = room.config.spec.max_message_length as usize;
         let len = text.chars().count();
         if len > max {
             return Err(error(
@@ -442,7 +441,7 @@ impl Request for PostMessage {
                     retry_after,
                     format!(
                         "too many messages: at most {} per minute",
-                        room.room.spec.rate_limit_per_minute
+                        room.config.spec.rate_limit_per_minute
                     ),
                 ),
                 Refusal::SlowMode { retry_after } => (
@@ -465,7 +464,7 @@ impl Request for PostMessage {
             ts: now,
         };
         let expire_at = room
-            .room
+            .config
             .spec
             .retention_days
             .map(|days| now.saturating_add(i64::from(days) * 86_400_000));

@@ -33,7 +33,7 @@ pub use error::{Error, Result};
 pub use handlers::ConnectRefused;
 pub use metrics::ChatMetrics;
 pub use presence::{Presence, PresenceSink};
-pub use room::{RoomChat, ServerOptions};
+pub use room::{ChatOptions, RoomChat};
 pub use server::{AdapterConfig, ChatHandle, ChatServer, ChatServerBuilder, RedisUrl};
 pub use store::{ChatStore, DynStore};
 

@@ -13,7 +13,7 @@ use std::{
     time::Duration,
 };
 
-use roomcast_crds::ChatSpec;
+use roomcast_crds::{ChatSpec, RoomIdentity};
 use tokio::sync::{Notify, watch};
 
 use crate::{
@@ -39,8 +39,7 @@ pub const MAX_SLOW_MODE_SECONDS: u32 = 3600;
 /// One room to serve.
 #[derive(Clone, Debug)]
 pub struct RoomChat {
-    pub namespace: String,
-    pub name: String,
+    pub id: RoomIdentity,
     pub spec: ChatSpec,
     pub signing_key: SigningKey,
 }
@@ -48,9 +47,12 @@ pub struct RoomChat {
 impl RoomChat {
     /// The socket.io `path` clients use: `/<namespace>/<room>/chat/socket.io`.
     pub fn socket_io_path(&self) -> String {
-        format!("/{}/{}/chat/socket.io", self.namespace, self.name)
+        format!("{}/chat/socket.io", self.id.path_prefix())
     }
 
+    /// Names that fit in a URL path and a store key, and limits that let anyone post. (Looser
+    /// than `RoomIdentity`'s `FromStr`, which takes DNS-1123 labels only: Kubernetes object
+    /// names may also hold dots.)
     pub(crate) fn validate(&self) -> Result<()> {
         let ok = |s: &str| {
             !s.is_empty()
@@ -58,16 +60,16 @@ impl RoomChat {
                 && s.chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
         };
-        if !ok(&self.namespace) {
+        if !ok(&self.id.namespace) {
             return Err(Error::Config {
                 field: "room.namespace",
-                message: format!("{:?} is not a Kubernetes name", self.namespace),
+                message: format!("{:?} is not a Kubernetes name", self.id.namespace),
             });
         }
-        if !ok(&self.name) {
+        if !ok(&self.id.name) {
             return Err(Error::Config {
                 field: "room.name",
-                message: format!("{:?} is not a Kubernetes name", self.name),
+                message: format!("{:?} is not a Kubernetes name", self.id.name),
             });
         }
         if self.spec.max_message_length == 0 {
@@ -88,7 +90,7 @@ impl RoomChat {
 
 /// Limits and timings shared by every room of a server.
 #[derive(Clone, Debug)]
-pub struct ServerOptions {
+pub struct ChatOptions {
     /// Sockets one client IP may hold across all rooms; 0 disables the limit.
     pub max_connections_per_ip: u32,
     /// Take the client IP from the last `X-Forwarded-For` entry (behind an Ingress).
@@ -108,7 +110,7 @@ pub struct ServerOptions {
     pub shutdown_grace: Duration,
 }
 
-impl Default for ServerOptions {
+impl Default for ChatOptions {
     fn default() -> Self {
         Self {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
@@ -169,10 +171,10 @@ impl IpLimiter {
 
 /// Everything a room's handlers share.
 pub(crate) struct RoomState {
-    pub(crate) room: RoomChat,
+    pub(crate) config: RoomChat,
     pub(crate) key: RoomKey,
     pub(crate) store: DynStore,
-    pub(crate) options: ServerOptions,
+    pub(crate) options: ChatOptions,
     pub(crate) ip_limits: Arc<IpLimiter>,
     pub(crate) metrics: ChatMetrics,
     pub(crate) labels: RoomLabels,

@@ -25,7 +25,7 @@ use crate::{
     presence::Presence,
     protocol::{ServerShutdown, Viewers, server},
     ratelimit::RateLimiter,
-    room::{DEFAULT_SHUTDOWN_GRACE, IpLimiter, RoomChat, RoomState, ServerOptions},
+    room::{ChatOptions, DEFAULT_SHUTDOWN_GRACE, IpLimiter, RoomChat, RoomState},
     store::{DynStore, RoomKey},
 };
 
@@ -91,7 +91,7 @@ impl ChatHandle {
     fn find(&self, namespace: &str, name: &str) -> Option<&RoomHandle> {
         self.rooms
             .iter()
-            .find(|r| r.state.room.namespace == namespace && r.state.room.name == name)
+            .find(|r| r.state.config.id.namespace == namespace && r.state.config.id.name == name)
     }
 
     /// Viewer counts of a room as they change.
@@ -158,7 +158,7 @@ impl ChatServer {
         ChatServerBuilder {
             store,
             adapter,
-            options: ServerOptions::default(),
+            options: ChatOptions::default(),
             metrics: ChatMetrics::default(),
             rooms: Vec::new(),
         }
@@ -168,13 +168,13 @@ impl ChatServer {
 pub struct ChatServerBuilder {
     store: DynStore,
     adapter: AdapterConfig,
-    options: ServerOptions,
+    options: ChatOptions,
     metrics: ChatMetrics,
     rooms: Vec<RoomChat>,
 }
 
 impl ChatServerBuilder {
-    pub fn options(mut self, options: ServerOptions) -> Self {
+    pub fn options(mut self, options: ChatOptions) -> Self {
         self.options = options;
         self
     }
@@ -204,22 +204,22 @@ impl ChatServerBuilder {
             room.validate()?;
             if handles
                 .iter()
-                .any(|h: &RoomHandle| h.state.room.socket_io_path() == room.socket_io_path())
+                .any(|h: &RoomHandle| h.state.config.socket_io_path() == room.socket_io_path())
             {
                 return Err(Error::Config {
                     field: "rooms",
-                    message: format!("room {}/{} is listed twice", room.namespace, room.name),
+                    message: format!("room {} is listed twice", room.id),
                 });
             }
-            let key = RoomKey::new(&room.namespace, &room.name);
+            let key = RoomKey::new(&room.id.namespace, &room.id.name);
             let slow_mode = self.store.slow_mode(&key).await?;
             let labels = RoomLabels {
-                namespace: room.namespace.clone(),
-                room: room.name.clone(),
+                namespace: room.id.namespace.clone(),
+                room: room.id.name.clone(),
             };
             let state = Arc::new(RoomState {
                 limiter: Mutex::new(RateLimiter::new(room.spec.rate_limit_per_minute)),
-                room,
+                config: room,
                 key,
                 store: self.store.clone(),
                 options: self.options.clone(),
@@ -234,7 +234,7 @@ impl ChatServerBuilder {
                 draining: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
             });
-            let path = state.room.socket_io_path();
+            let path = state.config.socket_io_path();
             let builder = SocketIo::builder()
                 .req_path(path.clone())
                 .max_payload(self.options.max_frame_bytes)
@@ -263,7 +263,7 @@ impl ChatServerBuilder {
                 Some(client) => {
                     let config = RedisAdapterConfig::new().with_prefix(format!(
                         "roomcast-chat:{}:{}",
-                        state.room.namespace, state.room.name
+                        state.config.id.namespace, state.config.id.name
                     ));
                     let ctr = RedisAdapterCtr::new_with_redis_config(client, config).await?;
                     let (svc, io) = builder.with_adapter::<RedisAdapter<_>>(ctr).build_svc();
@@ -277,7 +277,7 @@ impl ChatServerBuilder {
                     Arc::new(io)
                 }
             };
-            tracing::info!(room = %state.key.as_str(), %path, "chat room ready");
+            tracing::info!(room = %state.config.id, %path, "chat room ready");
             handles.push(RoomHandle { state, io });
         }
         Ok((
@@ -301,7 +301,7 @@ fn resp3(url: &str) -> String {
 }
 
 fn start_presence<A: Adapter>(io: SocketIo<A>, state: Arc<RoomState>) {
-    let span = tracing::info_span!("presence", room = %state.key.as_str());
+    let span = tracing::info_span!("presence", room = %state.config.id);
     tokio::spawn(presence_loop(io, state).instrument(span));
 }
 
