@@ -297,8 +297,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
                 }
             })?;
             chat = chat.room(RoomChat {
-                namespace: room.namespace().to_owned(),
-                name: room.name().to_owned(),
+                id: room.worker.room.clone(),
                 spec: spec.spec.clone(),
                 signing_key,
             });
