@@ -20,12 +20,14 @@ use roomcast_room_status::StatusReporter;
 use roomcast_runtime::ops::{self, OpsState};
 
 use crate::{
-    ChatHandle, ChatMetrics, ChatOptions, ChatServer, Error, Result,
     cluster::{self, StatusSink},
     config::{self, parse_duration},
+    error::{Error, Result},
+    metrics::ChatMetrics,
     presence,
     protocol::Role,
-    room,
+    room::{self, ChatOptions},
+    server::{ChatHandle, ChatServer},
     token::{self, Claims, SigningKey, Token},
 };
 
@@ -159,7 +161,7 @@ impl OpsState for ChatOps {
 /// down gracefully (clients are told to reconnect to another replica).
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let settings = config::load(&args.config, args.data_dir.clone())?;
-    let store = crate::open_store(&settings.store).await?;
+    let store = config::open_store(&settings.store).await?;
     let mut registry = Registry::with_prefix("roomcast_chat");
     let metrics = ChatMetrics::register(&mut registry);
     let options = ChatOptions {
@@ -289,7 +291,7 @@ mod tests {
     use roomcast_crds::ChatSpec;
 
     use super::*;
-    use crate::{AdapterConfig, RoomChat, store::embedded::EmbeddedChatStore};
+    use crate::{room::RoomChat, server::AdapterConfig, store::embedded::EmbeddedChatStore};
 
     #[tokio::test]
     async fn ops_say_ready_until_shutdown_and_serve_the_chat_metrics() {

@@ -12,7 +12,7 @@ use kube::{Api, Client};
 use roomcast_crds::{RoomIdentity, StreamRoom};
 use roomcast_room_status::{DEFAULT_HEARTBEAT, StatusReporter, Throttle};
 
-use crate::{ChatHandle, PresenceSink};
+use crate::{presence::PresenceSink, server::ChatHandle};
 
 /// Media reports older than this are not trusted to say the room is live.
 pub const MEDIA_REPORT_MAX_AGE: Duration = Duration::from_secs(120);

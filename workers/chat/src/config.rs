@@ -7,9 +7,10 @@ use roomcast_crds::worker_config::WorkerConfig;
 use roomcast_store::mongo::MongoUri;
 
 use crate::{
-    Error, Result,
+    error::{Error, Result},
     room::RoomChat,
     server::{AdapterConfig, RedisUrl},
+    store::DynStore,
     token::SigningKey,
 };
 
@@ -115,6 +116,19 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
         },
         store,
         adapter,
+    })
+}
+
+/// Open the configured store (creating MongoDB indexes).
+pub async fn open_store(config: &StoreConfig) -> Result<DynStore> {
+    Ok(match config {
+        StoreConfig::Mongo(uri) => {
+            let db = roomcast_store::mongo::connect(uri, "roomcast-chat").await?;
+            std::sync::Arc::new(crate::store::mongo::MongoChatStore::open(&db).await?)
+        }
+        StoreConfig::Embedded(dir) => {
+            std::sync::Arc::new(crate::store::embedded::EmbeddedChatStore::open(dir)?)
+        }
     })
 }
 

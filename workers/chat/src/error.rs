@@ -17,8 +17,6 @@ pub enum Error {
     #[error(transparent)]
     Token(#[from] TokenError),
     #[error(transparent)]
-    Secret(#[from] roomcast_runtime::SecretError),
-    #[error(transparent)]
     Store(#[from] roomcast_store::Error),
     #[error("MongoDB: {0}")]
     Mongo(#[from] mongodb::error::Error),
@@ -50,7 +48,6 @@ impl Error {
             Error::Config { .. } => "config",
             Error::ReadFile { .. } => "read_file",
             Error::Token(_) => "token",
-            Error::Secret(_) => "secret",
             Error::Store(_) => "store",
             Error::Mongo(_) => "mongodb",
             Error::Embedded(_) => "embedded",

@@ -297,7 +297,7 @@ pub(crate) struct Ctx<A: Adapter> {
 
 impl<A: Adapter> Ctx<A> {
     /// Log a failed store call, count it, and tell the client to retry.
-    fn store_failed(&self, event: &'static str, e: &crate::Error) -> ChatError {
+    fn store_failed(&self, event: &'static str, e: &crate::error::Error) -> ChatError {
         tracing::error!(error = %e, event, "store operation failed");
         self.room
             .metrics

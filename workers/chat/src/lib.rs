@@ -11,8 +11,15 @@
 //!
 //! The library builds any number of rooms onto one [`axum::Router`]
 //! ([`ChatServer::builder`]); the `roomcast-chat` binary serves the one room of its
-//! `WorkerConfig` ([`app::serve`]). Data comes from the room's ConfigMap (limits), its Secret (the token signing
-//! key) and clients; it goes to clients, the store, Prometheus and the room status.
+//! `WorkerConfig` ([`app::serve`]). Data comes from the room's ConfigMap (limits), its Secret
+//! (the token signing key) and clients; it goes to clients, the store, Prometheus and the room
+//! status.
+//!
+//! Modules import only modules further down this list (no cycles): `app` (the binary's work)
+//! -> `cluster` (status reports, live state) -> `config` (worker config, store choice) ->
+//! `server` (builds the socket.io servers, [`ChatHandle`]) -> `handlers` (connect middleware,
+//! one envelope for the client requests) -> `room` (a room's shared state, [`ChatOptions`]) ->
+//! `store`, `ratelimit`, `presence`, `metrics` -> `error` -> `token` -> `protocol`.
 
 mod error;
 mod handlers;
@@ -29,6 +36,7 @@ pub mod server;
 pub mod store;
 pub mod token;
 
+pub use config::open_store;
 pub use error::{Error, Result};
 pub use handlers::ConnectRefused;
 pub use metrics::ChatMetrics;
@@ -36,16 +44,3 @@ pub use presence::{Presence, PresenceSink};
 pub use room::{ChatOptions, RoomChat};
 pub use server::{AdapterConfig, ChatHandle, ChatServer, ChatServerBuilder, RedisUrl};
 pub use store::{ChatStore, DynStore};
-
-/// Open the configured store (creating MongoDB indexes).
-pub async fn open_store(config: &config::StoreConfig) -> Result<DynStore> {
-    Ok(match config {
-        config::StoreConfig::Mongo(uri) => {
-            let db = roomcast_store::mongo::connect(uri, "roomcast-chat").await?;
-            std::sync::Arc::new(store::mongo::MongoChatStore::open(&db).await?)
-        }
-        config::StoreConfig::Embedded(dir) => {
-            std::sync::Arc::new(store::embedded::EmbeddedChatStore::open(dir)?)
-        }
-    })
-}

@@ -17,7 +17,7 @@ use roomcast_crds::{ChatSpec, RoomIdentity};
 use tokio::sync::{Notify, watch};
 
 use crate::{
-    Error, Result,
+    error::{Error, Result},
     metrics::{ChatMetrics, ReasonLabels, RoomLabels},
     presence::Presence,
     ratelimit::RateLimiter,

@@ -20,7 +20,8 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use crate::{
-    Error, Result, handlers,
+    error::{Error, Result},
+    handlers,
     metrics::{ChatMetrics, RoomLabels},
     presence::Presence,
     protocol::{ServerShutdown, Viewers, server},

@@ -41,8 +41,9 @@ impl SigningKey {
 
     /// The key as stored in the Secret file; surrounding whitespace (a trailing newline) is
     /// not part of it.
-    pub fn from_file(path: impl AsRef<Path>) -> crate::Result<Self> {
-        Ok(Self::new(Secret::from_file(path)?)?)
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenError> {
+        let secret = Secret::from_file(path).map_err(|e| TokenError::KeyFile(e.to_string()))?;
+        Self::new(secret)
     }
 
     fn mac(&self) -> HmacSha256 {
@@ -81,6 +82,9 @@ pub struct Claims {
 pub enum TokenError {
     #[error("the chat signing key must be at least {MIN_KEY_BYTES} bytes")]
     KeyTooShort,
+    /// The key file is missing, unreadable or empty (the message names the file).
+    #[error("{0}")]
+    KeyFile(String),
     #[error("the token is not a JWT (header.claims.signature)")]
     Malformed,
     #[error("the token must be signed with HS256")]
@@ -294,14 +298,14 @@ mod tests {
             "the newline is not part of the key"
         );
         std::fs::write(&file, "short\n").expect("write");
-        assert!(matches!(
-            SigningKey::from_file(&file),
-            Err(crate::Error::Token(TokenError::KeyTooShort))
-        ));
+        assert_eq!(
+            SigningKey::from_file(&file).err(),
+            Some(TokenError::KeyTooShort)
+        );
         std::fs::write(&file, "\n").expect("write");
         assert!(matches!(
             SigningKey::from_file(&file),
-            Err(crate::Error::Secret(_))
+            Err(TokenError::KeyFile(m)) if m.contains("chat-signing-key")
         ));
     }
 }
