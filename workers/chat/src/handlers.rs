@@ -29,7 +29,7 @@ use crate::{
     },
     ratelimit::Refusal,
     room::{MAX_SLOW_MODE_SECONDS, RoomState},
-    store::{Ban, new_message_id},
+    store::{Ban, ChatStore, RoomKey, new_message_id},
     token::{self, Token},
 };
 
@@ -288,27 +288,38 @@ pub(crate) enum Needs {
     Moderator,
 }
 
-/// What a request works with: the room, the caller, and the server to broadcast through.
+/// What a request works with: the room, the caller, the server to broadcast through, and the
+/// event being answered.
 pub(crate) struct Ctx<A: Adapter> {
     io: SocketIo<A>,
     room: Arc<RoomState>,
     identity: Identity,
+    event: &'static str,
 }
 
 impl<A: Adapter> Ctx<A> {
-    /// Log a failed store call, count it, and tell the client to retry.
-    fn store_failed(&self, event: &'static str, e: &crate::error::Error) -> ChatError {
-        tracing::error!(error = %e, event, "store operation failed");
-        self.room
-            .metrics
-            .store_errors
-            .get_or_create(&self.room.labels)
-            .inc();
-        error(
-            ErrorCode::Unavailable,
-            event,
-            "the chat store is unavailable; try again",
-        )
+    /// Run `call` on the room's store; a failure is logged, counted, and refused as
+    /// `unavailable` so the client retries.
+    async fn stored<'a, T, F>(
+        &'a self,
+        call: impl FnOnce(&'a dyn ChatStore, &'a RoomKey) -> F,
+    ) -> Result<T, ChatError>
+    where
+        F: Future<Output = crate::error::Result<T>>,
+    {
+        call(&*self.room.store, &self.room.key).await.map_err(|e| {
+            tracing::error!(error = %e, event = self.event, "store operation failed");
+            self.room
+                .metrics
+                .store_errors
+                .get_or_create(&self.room.labels)
+                .inc();
+            error(
+                ErrorCode::Unavailable,
+                self.event,
+                "the chat store is unavailable; try again",
+            )
+        })
     }
 }
 
@@ -342,7 +353,12 @@ async fn on_request<A: Adapter, R: Request>(
     TryData(data): TryData<R>,
     ack: AckSender<A>,
 ) {
-    let ctx = Ctx { io, room, identity };
+    let ctx = Ctx {
+        io,
+        room,
+        identity,
+        event: R::EVENT,
+    };
     async {
         let result = async {
             admit_request::<R>(ctx.room.is_draining(), &ctx.identity)?;
@@ -469,10 +485,8 @@ impl Request for PostMessage {
             .retention_days
             .map(|days| now.saturating_add(i64::from(days) * 86_400_000));
         let _inflight = room.inflight();
-        room.store
-            .append(&room.key, &msg, expire_at)
-            .await
-            .map_err(|e| ctx.store_failed(Self::EVENT, &e))?;
+        ctx.stored(|store, key| store.append(key, &msg, expire_at))
+            .await?;
         room.metrics.messages.get_or_create(&room.labels).inc();
         if let Err(e) = ctx.io.emit(server::MESSAGE, &msg).await {
             tracing::warn!(error = %e, "broadcasting a message failed (it is stored)");
@@ -488,12 +502,7 @@ impl Request for DeleteMessage {
     type Reply = Deleted;
 
     async fn handle<A: Adapter>(self, ctx: &Ctx<A>) -> Result<Deleted, ChatError> {
-        let found = ctx
-            .room
-            .store
-            .delete(&ctx.room.key, &self.id)
-            .await
-            .map_err(|e| ctx.store_failed(Self::EVENT, &e))?;
+        let found = ctx.stored(|store, key| store.delete(key, &self.id)).await?;
         if !found {
             return Err(error(
                 ErrorCode::NotFound,
@@ -543,11 +552,7 @@ impl Request for BanUser {
             reason: reason.clone(),
             at: now_ms(),
         };
-        ctx.room
-            .store
-            .ban(&ctx.room.key, &ban)
-            .await
-            .map_err(|e| ctx.store_failed(Self::EVENT, &e))?;
+        ctx.stored(|store, key| store.ban(key, &ban)).await?;
         tracing::info!(banned = %user_id, "user banned");
         let _ = ctx
             .io
@@ -582,12 +587,7 @@ impl Request for UnbanUser {
 
     async fn handle<A: Adapter>(self, ctx: &Ctx<A>) -> Result<UserRef, ChatError> {
         let user_id = self.user_id.trim();
-        let found = ctx
-            .room
-            .store
-            .unban(&ctx.room.key, user_id)
-            .await
-            .map_err(|e| ctx.store_failed(Self::EVENT, &e))?;
+        let found = ctx.stored(|store, key| store.unban(key, user_id)).await?;
         if !found {
             return Err(error(
                 ErrorCode::NotFound,
@@ -621,11 +621,8 @@ impl Request for SetSlowMode {
                 &format!("seconds between 0 (off) and {MAX_SLOW_MODE_SECONDS}"),
             ));
         }
-        ctx.room
-            .store
-            .set_slow_mode(&ctx.room.key, self.seconds)
-            .await
-            .map_err(|e| ctx.store_failed(Self::EVENT, &e))?;
+        ctx.stored(|store, key| store.set_slow_mode(key, self.seconds))
+            .await?;
         ctx.room.slow_mode.store(self.seconds, Ordering::Release);
         tracing::info!(seconds = self.seconds, "slow mode set");
         let reply = SlowMode {
