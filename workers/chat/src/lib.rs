@@ -4,7 +4,7 @@
 //! ```text
 //!  viewer ──socket.io──> Ingress /<ns>/<room>/chat ──> [connect middleware: token, ban, IP limit]
 //!                                                        │
-//!   history, bans, slow mode <── ChatStore ──────────── handlers ──> broadcast ──> adapter
+//!   history, bans, slow mode <── ChatStore ──────────── requests ──> broadcast ──> adapter
 //!   (MongoDB | redb)                                     │                       (memory | Redis:
 //!                                                        └─> presence ──> status   other replicas)
 //! ```
@@ -17,12 +17,13 @@
 //!
 //! Modules import only modules further down this list (no cycles): `app` (the binary's work)
 //! -> `cluster` (status reports, live state) -> `config` (worker config, store choice) ->
-//! `server` (builds the socket.io servers, [`ChatHandle`]) -> `handlers` (connect middleware,
-//! one envelope for the client requests) -> `room` (a room's shared state, [`ChatOptions`]) ->
+//! `server` (builds the socket.io servers, [`ChatHandle`]) -> `connect` (connect middleware,
+//! greeting) -> `requests` (one envelope for the client requests) -> `room` (a room's shared state, [`ChatOptions`]) ->
 //! `store`, `ratelimit`, `presence`, `metrics` -> `error` -> `token` -> `protocol`.
 
+mod connect;
 mod error;
-mod handlers;
+mod requests;
 
 pub mod app;
 pub mod cluster;
@@ -37,8 +38,8 @@ pub mod store;
 pub mod token;
 
 pub use config::open_store;
+pub use connect::ConnectRefused;
 pub use error::{Error, Result};
-pub use handlers::ConnectRefused;
 pub use metrics::ChatMetrics;
 pub use presence::{Presence, PresenceSink};
 pub use room::{ChatOptions, RoomChat};

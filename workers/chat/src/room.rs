@@ -1,7 +1,7 @@
 //! A room and what its handlers share: the room to serve ([`RoomChat`]), the limits and
 //! timings of a server ([`ChatOptions`]), and the live state of one served room (`RoomState`:
 //! its store key, rate limiter, slow mode, presence, drain flag). The builder in `server`
-//! creates it; the socket.io handlers in `handlers` read and update it.
+//! creates it; the socket.io handlers in `connect` and `requests` read and update it.
 
 use std::{
     collections::HashMap,

@@ -20,8 +20,8 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use crate::{
+    connect,
     error::{Error, Result},
-    handlers,
     metrics::{ChatMetrics, RoomLabels},
     presence::Presence,
     protocol::{ServerShutdown, Viewers, server},
@@ -254,7 +254,7 @@ impl ChatServerBuilder {
             let io: Arc<dyn RoomIo> = match &redis {
                 None => {
                     let (svc, io) = builder.build_svc();
-                    io.ns("/", handlers::on_connect.with(handlers::authenticate));
+                    io.ns("/", connect::on_connect.with(connect::authenticate));
                     router = router
                         .route_service(&format!("{path}/"), svc.clone())
                         .route_service(&path, svc);
@@ -268,7 +268,7 @@ impl ChatServerBuilder {
                     ));
                     let ctr = RedisAdapterCtr::new_with_redis_config(client, config).await?;
                     let (svc, io) = builder.with_adapter::<RedisAdapter<_>>(ctr).build_svc();
-                    io.ns("/", handlers::on_connect.with(handlers::authenticate))
+                    io.ns("/", connect::on_connect.with(connect::authenticate))
                         .await
                         .map_err(|e| Error::Adapter(e.to_string()))?;
                     router = router
