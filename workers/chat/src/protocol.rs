@@ -250,3 +250,19 @@ impl<T: Serialize> Ack<T> {
         Ack::Err { ok: false, error }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_from_their_lowercase_names_only() {
+        assert_eq!("viewer".parse(), Ok(Role::Viewer));
+        assert_eq!("moderator".parse(), Ok(Role::Moderator));
+        assert_eq!("streamer".parse(), Ok(Role::Streamer));
+        for bad in ["", "Moderator", "admin", " viewer", "streamer\0"] {
+            let err = bad.parse::<Role>().expect_err(bad);
+            assert!(err.contains("viewer, moderator or streamer"), "{err}");
+        }
+    }
+}
