@@ -284,25 +284,20 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     };
     let store = roomcast_chat::open_store(&store_config).await?;
     let adapter = match &options.redis_url {
-        Some(url) => AdapterConfig::Redis(RedisUrl(url.clone())),
+        Some(url) => AdapterConfig::Redis(RedisUrl::new(url.clone())),
         None => AdapterConfig::Memory,
     };
     let mut chat = ChatServer::builder(store, adapter);
     for room in &rooms {
         if let Some(spec) = &room.worker.chat {
-            let key_text = std::fs::read(&spec.signing_key_file).map_err(|source| Error::Read {
-                path: spec.signing_key_file.clone(),
-                source,
-            })?;
-            let signing_key = SigningKey::from_file_contents(&key_text).map_err(|e| {
+            let signing_key = SigningKey::from_file(&spec.signing_key_file).map_err(|e| {
                 roomcast_chat::Error::Config {
                     field: "chat.signingKeyFile",
                     message: e.to_string(),
                 }
             })?;
             chat = chat.room(RoomChat {
-                namespace: room.namespace().to_owned(),
-                name: room.name().to_owned(),
+                id: room.worker.room.clone(),
                 spec: spec.spec.clone(),
                 signing_key,
             });

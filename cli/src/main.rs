@@ -132,7 +132,7 @@ async fn main() -> anyhow::Result<()> {
 fn init_logs() {
     let mut filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // socket.io packet logs below info carry chat tokens.
-    for directive in roomcast_chat::SECRET_SAFE_LOG_DIRECTIVES {
+    for directive in roomcast_runtime::telemetry::SECRET_SAFE_LOG_DIRECTIVES {
         if let Ok(d) = directive.parse() {
             filter = filter.add_directive(d);
         }

@@ -232,10 +232,7 @@ async fn chat_token(
             "name must be 1 to 64 characters".into(),
         );
     }
-    let key = match std::fs::read(&chat.signing_key_file)
-        .map_err(|e| e.to_string())
-        .and_then(|bytes| SigningKey::from_file_contents(&bytes).map_err(|e| e.to_string()))
-    {
+    let key = match SigningKey::from_file(&chat.signing_key_file) {
         Ok(key) => key,
         Err(e) => {
             return error(

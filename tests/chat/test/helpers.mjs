@@ -2,7 +2,7 @@
 // free loopback ports, and wraps the official socket.io client.
 import { spawn, execFileSync } from "node:child_process";
 import { createHmac } from "node:crypto";
-import { mkdtempSync, writeFileSync, existsSync } from "node:fs";
+import { mkdtempSync, writeFileSync, existsSync, statSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -24,6 +24,37 @@ export function chatBin() {
 }
 
 export const KEY = "test-signing-key-0123456789abcdef";
+
+/** True when `CI` says this is a CI run (set, and not `false` or `0`), as in roomcast_runtime::skip. */
+export function inCi() {
+  const v = (process.env.CI ?? "").trim();
+  return v !== "" && v.toLowerCase() !== "false" && v !== "0";
+}
+
+function onPath(command) {
+  return (process.env.PATH ?? "").split(path.delimiter).some((dir) => {
+    try {
+      return dir !== "" && statSync(path.join(dir, command)).isFile();
+    } catch {
+      return false;
+    }
+  });
+}
+
+/**
+ * For `describe(name, { skip: needs("redis-server") }, ...)`: false when every command is on
+ * PATH. Otherwise, on a developer's machine, a skip reason (printed as a notice); under CI,
+ * where scripts/install-deps.sh installs everything, an error, so a green run never hides a
+ * test that did not run.
+ */
+export function needs(...commands) {
+  const missing = commands.filter((c) => !onPath(c));
+  if (missing.length === 0) return false;
+  const why = `${missing.join(" and ")} not found on PATH (run scripts/install-deps.sh)`;
+  if (inCi()) throw new Error(`${why}: CI must run every test`);
+  console.warn(`SKIP: ${why}; these tests did not run`);
+  return why;
+}
 
 export function tempDir(label = "chat") {
   return mkdtempSync(path.join(tmpdir(), `roomcast-${label}-`));

@@ -1,9 +1,11 @@
 // Two replicas of one room sharing real Redis (socketioxide-redis adapter) and one MongoDB.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { startChat, startMongo, startRedis, connect, mintToken, request, nextEvent, waitForViewers } from "./helpers.mjs";
+import { startChat, startMongo, startRedis, connect, mintToken, request, nextEvent, waitForViewers, needs } from "./helpers.mjs";
 
-describe("two replicas through Redis", () => {
+const skip = needs("redis-server", ...(process.env.ROOMCAST_TEST_MONGODB_URI ? [] : ["secantusd-py"]));
+
+describe("two replicas through Redis", { skip }, () => {
   let redis, mongo, a, b;
   before(async () => {
     redis = await startRedis();

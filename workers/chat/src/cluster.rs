@@ -9,10 +9,10 @@ use std::{
 
 use async_trait::async_trait;
 use kube::{Api, Client};
-use roomcast_crds::StreamRoom;
+use roomcast_crds::{RoomIdentity, StreamRoom};
 use roomcast_room_status::{DEFAULT_HEARTBEAT, StatusReporter, Throttle};
 
-use crate::{ChatHandle, PresenceSink};
+use crate::{presence::PresenceSink, server::ChatHandle};
 
 /// Media reports older than this are not trusted to say the room is live.
 pub const MEDIA_REPORT_MAX_AGE: Duration = Duration::from_secs(120);
@@ -76,17 +76,15 @@ pub fn is_live(room: &StreamRoom, now: jiff::Timestamp) -> bool {
 pub async fn follow_live_state(
     client: Client,
     handle: ChatHandle,
-    namespace: String,
-    name: String,
+    room: RoomIdentity,
     every: Duration,
 ) {
-    let api: Api<StreamRoom> = Api::namespaced(client, &namespace);
+    let api: Api<StreamRoom> = Api::namespaced(client, &room.namespace);
     loop {
-        match api.get_status(&name).await {
-            Ok(room) => {
-                handle
-                    .set_live(&namespace, &name, is_live(&room, jiff::Timestamp::now()))
-                    .await;
+        match api.get_status(&room.name).await {
+            Ok(status) => {
+                let live = is_live(&status, jiff::Timestamp::now());
+                handle.set_live(&room.namespace, &room.name, live).await;
             }
             Err(e) => tracing::warn!(error = %e, "reading the room's live state failed"),
         }

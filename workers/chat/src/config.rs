@@ -7,8 +7,10 @@ use roomcast_crds::worker_config::WorkerConfig;
 use roomcast_store::mongo::MongoUri;
 
 use crate::{
-    Error, Result,
-    server::{AdapterConfig, RedisUrl, RoomChat},
+    error::{Error, Result},
+    room::RoomChat,
+    server::{AdapterConfig, RedisUrl},
+    store::DynStore,
     token::SigningKey,
 };
 
@@ -83,11 +85,7 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
             message: "must be at least 1 (omit it to keep messages forever)".into(),
         });
     }
-    let key = read(&chat.signing_key_file).map_err(|e| Error::Config {
-        field: "chat.signingKeyFile",
-        message: e.to_string(),
-    })?;
-    let signing_key = SigningKey::from_file_contents(&key).map_err(|e| Error::Config {
+    let signing_key = SigningKey::from_file(&chat.signing_key_file).map_err(|e| Error::Config {
         field: "chat.signingKeyFile",
         message: e.to_string(),
     })?;
@@ -106,19 +104,31 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
                     message: "must start with redis:// or rediss://".into(),
                 });
             }
-            AdapterConfig::Redis(RedisUrl(url.to_owned()))
+            AdapterConfig::Redis(RedisUrl::new(url))
         }
         _ => AdapterConfig::Memory,
     };
     Ok(ChatSettings {
         room: RoomChat {
-            namespace: config.room.namespace.clone(),
-            name: config.room.name.clone(),
+            id: config.room.clone(),
             spec: chat.spec.clone(),
             signing_key,
         },
         store,
         adapter,
+    })
+}
+
+/// Open the configured store (creating MongoDB indexes).
+pub async fn open_store(config: &StoreConfig) -> Result<DynStore> {
+    Ok(match config {
+        StoreConfig::Mongo(uri) => {
+            let db = roomcast_store::mongo::connect(uri, "roomcast-chat").await?;
+            std::sync::Arc::new(crate::store::mongo::MongoChatStore::open(&db).await?)
+        }
+        StoreConfig::Embedded(dir) => {
+            std::sync::Arc::new(crate::store::embedded::EmbeddedChatStore::open(dir)?)
+        }
     })
 }
 
@@ -199,7 +209,12 @@ mod tests {
         assert!(
             matches!(s.store, StoreConfig::Mongo(ref u) if u.expose() == "mongodb://db:27017/chat")
         );
-        assert!(matches!(s.adapter, AdapterConfig::Redis(_)));
+        assert!(matches!(s.adapter, AdapterConfig::Redis(ref u) if u.expose() == "redis://r:6379"));
+        let printed = format!("{s:?}");
+        assert!(
+            !printed.contains("redis://") && !printed.contains("mongodb://"),
+            "{printed}"
+        );
     }
 
     #[test]

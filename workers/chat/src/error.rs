@@ -33,6 +33,12 @@ pub enum Error {
         addr: String,
         source: std::io::Error,
     },
+    #[error("starting the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("serving: {0}")]
+    Serve(#[source] std::io::Error),
+    #[error("Kubernetes client for room status reports: {0}")]
+    Kube(#[from] kube::Error),
 }
 
 impl Error {
@@ -49,6 +55,9 @@ impl Error {
             Error::Redis(_) => "redis",
             Error::Adapter(_) => "adapter",
             Error::Listen { .. } => "listen",
+            Error::Runtime(_) => "runtime",
+            Error::Serve(_) => "serve",
+            Error::Kube(_) => "kube",
         }
     }
 

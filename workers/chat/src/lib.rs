@@ -4,56 +4,44 @@
 //! ```text
 //!  viewer ──socket.io──> Ingress /<ns>/<room>/chat ──> [connect middleware: token, ban, IP limit]
 //!                                                        │
-//!   history, bans, slow mode <── ChatStore ──────────── handlers ──> broadcast ──> adapter
+//!   history, bans, slow mode <── ChatStore ──────────── requests ──> broadcast ──> adapter
 //!   (MongoDB | redb)                                     │                       (memory | Redis:
 //!                                                        └─> presence ──> status   other replicas)
 //! ```
 //!
 //! The library builds any number of rooms onto one [`axum::Router`]
 //! ([`ChatServer::builder`]); the `roomcast-chat` binary serves the one room of its
-//! `WorkerConfig`. Data comes from the room's ConfigMap (limits), its Secret (the token signing
-//! key) and clients; it goes to clients, the store, Prometheus and the room status.
+//! `WorkerConfig` ([`app::serve`]). Data comes from the room's ConfigMap (limits), its Secret
+//! (the token signing key) and clients; it goes to clients, the store, Prometheus and the room
+//! status.
+//!
+//! Modules import only modules further down this list (no cycles): `app` (the binary's work)
+//! -> `cluster` (status reports, live state) -> `config` (worker config, store choice) ->
+//! `server` (builds the socket.io servers, [`ChatHandle`]) -> `connect` (connect middleware,
+//! greeting) -> `requests` (one envelope for the client requests) -> `room` (a room's shared state, [`ChatOptions`]) ->
+//! `store`, `ratelimit`, `presence`, `metrics` -> `error` -> `token` -> `protocol`.
 
+mod connect;
 mod error;
-mod handlers;
+mod requests;
 
+pub mod app;
 pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
+pub mod room;
 pub mod server;
 pub mod store;
 pub mod token;
 
+pub use config::open_store;
+pub use connect::ConnectRefused;
 pub use error::{Error, Result};
-pub use handlers::ConnectRefused;
 pub use metrics::ChatMetrics;
 pub use presence::{Presence, PresenceSink};
-pub use server::{
-    AdapterConfig, ChatHandle, ChatServer, ChatServerBuilder, RedisUrl, RoomChat, ServerOptions,
-};
+pub use room::{ChatOptions, RoomChat};
+pub use server::{AdapterConfig, ChatHandle, ChatServer, ChatServerBuilder, RedisUrl};
 pub use store::{ChatStore, DynStore};
-
-/// Log filter directives every binary serving chat must add after `RUST_LOG`'s: below `info`
-/// these libraries log raw socket.io packets, which carry chat tokens.
-pub const SECRET_SAFE_LOG_DIRECTIVES: [&str; 4] = [
-    "socketioxide=info",
-    "engineioxide=info",
-    "tungstenite=info",
-    "tokio_tungstenite=info",
-];
-
-/// Open the configured store (creating MongoDB indexes).
-pub async fn open_store(config: &config::StoreConfig) -> Result<DynStore> {
-    Ok(match config {
-        config::StoreConfig::Mongo(uri) => {
-            let db = roomcast_store::mongo::connect(uri, "roomcast-chat").await?;
-            std::sync::Arc::new(store::mongo::MongoChatStore::open(&db).await?)
-        }
-        config::StoreConfig::Embedded(dir) => {
-            std::sync::Arc::new(store::embedded::EmbeddedChatStore::open(dir)?)
-        }
-    })
-}

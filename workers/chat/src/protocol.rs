@@ -44,6 +44,19 @@ impl Role {
     }
 }
 
+impl std::str::FromStr for Role {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "viewer" => Ok(Role::Viewer),
+            "moderator" => Ok(Role::Moderator),
+            "streamer" => Ok(Role::Streamer),
+            _ => Err(format!("{s:?}: role must be viewer, moderator or streamer")),
+        }
+    }
+}
+
 /// Who is on the other end of a socket.
 #[derive(Serialize, Clone, Debug, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
@@ -147,6 +160,19 @@ pub struct SlowMode {
     pub seconds: u32,
 }
 
+/// The ack data of `delete`.
+#[derive(Serialize, Debug)]
+pub struct Deleted {
+    pub id: String,
+}
+
+/// The ack data of `ban` and `unban`.
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UserRef {
+    pub user_id: String,
+}
+
 #[derive(Serialize, Debug)]
 pub struct MessageDeleted<'a> {
     pub id: &'a str,
@@ -160,6 +186,13 @@ pub struct UserBanned<'a> {
     pub by: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'a str>,
+}
+
+#[derive(Serialize, Debug)]
+#[serde(rename_all = "camelCase")]
+pub struct UserUnbanned<'a> {
+    pub user_id: &'a str,
+    pub by: &'a str,
 }
 
 #[derive(Serialize, Debug)]
@@ -215,5 +248,21 @@ impl<T: Serialize> Ack<T> {
     }
     pub fn err(error: ChatError) -> Self {
         Ack::Err { ok: false, error }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_from_their_lowercase_names_only() {
+        assert_eq!("viewer".parse(), Ok(Role::Viewer));
+        assert_eq!("moderator".parse(), Ok(Role::Moderator));
+        assert_eq!("streamer".parse(), Ok(Role::Streamer));
+        for bad in ["", "Moderator", "admin", " viewer", "streamer\0"] {
+            let err = bad.parse::<Role>().expect_err(bad);
+            assert!(err.contains("viewer, moderator or streamer"), "{err}");
+        }
     }
 }

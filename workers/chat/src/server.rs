@@ -3,8 +3,6 @@
 //! serve one room (the `roomcast-chat` binary) or many (`roomcast dev`).
 
 use std::{
-    collections::HashMap,
-    net::IpAddr,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
@@ -14,7 +12,7 @@ use std::{
 
 use axum::Router;
 use futures::future::BoxFuture;
-use roomcast_crds::ChatSpec;
+use roomcast_runtime::Secret;
 use serde::Serialize;
 use socketioxide::{SocketIo, adapter::Adapter, handler::ConnectHandler};
 use socketioxide_redis::{RedisAdapter, RedisAdapterConfig, RedisAdapterCtr};
@@ -22,83 +20,28 @@ use tokio::sync::{Notify, watch};
 use tracing::Instrument;
 
 use crate::{
-    Error, Result, handlers,
+    connect,
+    error::{Error, Result},
     metrics::{ChatMetrics, RoomLabels},
     presence::Presence,
     protocol::{ServerShutdown, Viewers, server},
     ratelimit::RateLimiter,
+    room::{ChatOptions, DEFAULT_SHUTDOWN_GRACE, IpLimiter, RoomChat, RoomState},
     store::{DynStore, RoomKey},
-    token::SigningKey,
 };
 
-pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 50;
-pub const DEFAULT_MAX_FRAME_BYTES: u64 = 64 * 1024;
-pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
-pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_secs(2);
-pub const DEFAULT_PRESENCE_DEBOUNCE: Duration = Duration::from_millis(250);
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// Longest slow-mode interval a moderator may set.
-pub const MAX_SLOW_MODE_SECONDS: u32 = 3600;
-
-/// One room to serve.
+/// A Redis URL; never printed (it may carry a password).
 #[derive(Clone, Debug)]
-pub struct RoomChat {
-    pub namespace: String,
-    pub name: String,
-    pub spec: ChatSpec,
-    pub signing_key: SigningKey,
-}
+pub struct RedisUrl(Secret);
 
-impl RoomChat {
-    /// The socket.io `path` clients use: `/<namespace>/<room>/chat/socket.io`.
-    pub fn socket_io_path(&self) -> String {
-        format!("/{}/{}/chat/socket.io", self.namespace, self.name)
+impl RedisUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Secret::new(url))
     }
 
-    fn validate(&self) -> Result<()> {
-        let ok = |s: &str| {
-            !s.is_empty()
-                && s.len() <= 253
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        };
-        if !ok(&self.namespace) {
-            return Err(Error::Config {
-                field: "room.namespace",
-                message: format!("{:?} is not a Kubernetes name", self.namespace),
-            });
-        }
-        if !ok(&self.name) {
-            return Err(Error::Config {
-                field: "room.name",
-                message: format!("{:?} is not a Kubernetes name", self.name),
-            });
-        }
-        if self.spec.max_message_length == 0 {
-            return Err(Error::Config {
-                field: "chat.maxMessageLength",
-                message: "must be at least 1".into(),
-            });
-        }
-        if self.spec.rate_limit_per_minute == 0 {
-            return Err(Error::Config {
-                field: "chat.rateLimitPerMinute",
-                message: "must be at least 1".into(),
-            });
-        }
-        Ok(())
-    }
-}
-
-/// A Redis URL; redacted in `Debug` (it may carry a password).
-#[derive(Clone)]
-pub struct RedisUrl(pub String);
-
-impl std::fmt::Debug for RedisUrl {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("RedisUrl(<redacted>)")
+    /// The URL, for the Redis client.
+    pub fn expose(&self) -> &str {
+        self.0.expose()
     }
 }
 
@@ -109,134 +52,6 @@ pub enum AdapterConfig {
     Memory,
     /// Several replicas share rooms through Redis pub/sub (`socketioxide-redis`, RESP3).
     Redis(RedisUrl),
-}
-
-/// Limits and timings shared by every room of a server.
-#[derive(Clone, Debug)]
-pub struct ServerOptions {
-    /// Sockets one client IP may hold across all rooms; 0 disables the limit.
-    pub max_connections_per_ip: u32,
-    /// Take the client IP from the last `X-Forwarded-For` entry (behind an Ingress).
-    pub trust_forwarded_for: bool,
-    /// Largest websocket message / polling payload, in bytes.
-    pub max_frame_bytes: u64,
-    /// Heartbeat: a client that does not answer a ping within `ping_timeout` is dropped.
-    pub ping_interval: Duration,
-    pub ping_timeout: Duration,
-    /// Time a client has to join the namespace after the handshake.
-    pub connect_timeout: Duration,
-    /// How often the cross-replica viewer count is recomputed (also the slow-mode refresh).
-    pub presence_interval: Duration,
-    /// Wait after a local join/leave before recounting, to batch bursts.
-    pub presence_debounce: Duration,
-    /// How long shutdown waits for in-flight writes.
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerOptions {
-    fn default() -> Self {
-        Self {
-            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
-            trust_forwarded_for: false,
-            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
-            ping_interval: DEFAULT_PING_INTERVAL,
-            ping_timeout: DEFAULT_PING_TIMEOUT,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            presence_interval: DEFAULT_PRESENCE_INTERVAL,
-            presence_debounce: DEFAULT_PRESENCE_DEBOUNCE,
-            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
-        }
-    }
-}
-
-/// Sockets per client IP, shared by all rooms of a server.
-#[derive(Debug, Default)]
-pub(crate) struct IpLimiter {
-    limit: u32,
-    counts: Mutex<HashMap<IpAddr, u32>>,
-}
-
-impl IpLimiter {
-    pub(crate) fn new(limit: u32) -> Self {
-        Self {
-            limit,
-            counts: Mutex::default(),
-        }
-    }
-
-    /// Count one more socket for `ip`; false (and nothing counted) past the limit.
-    pub(crate) fn try_acquire(&self, ip: IpAddr) -> bool {
-        if self.limit == 0 {
-            return true;
-        }
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= self.limit {
-            return false;
-        }
-        *n += 1;
-        true
-    }
-
-    pub(crate) fn release(&self, ip: IpAddr) {
-        if self.limit == 0 {
-            return;
-        }
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&ip);
-            }
-        }
-    }
-}
-
-/// Everything a room's handlers share.
-pub(crate) struct RoomState {
-    pub(crate) room: RoomChat,
-    pub(crate) key: RoomKey,
-    pub(crate) store: DynStore,
-    pub(crate) options: ServerOptions,
-    pub(crate) ip_limits: Arc<IpLimiter>,
-    pub(crate) metrics: ChatMetrics,
-    pub(crate) labels: RoomLabels,
-    pub(crate) limiter: Mutex<RateLimiter>,
-    pub(crate) slow_mode: AtomicU32,
-    pub(crate) live: AtomicBool,
-    pub(crate) local_sockets: AtomicU32,
-    pub(crate) presence: watch::Sender<Presence>,
-    pub(crate) presence_changed: Notify,
-    pub(crate) draining: AtomicBool,
-    pub(crate) inflight: AtomicUsize,
-}
-
-impl RoomState {
-    pub(crate) fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-
-    /// Counts a write in flight until dropped, so shutdown can wait for it.
-    pub(crate) fn inflight(self: &Arc<Self>) -> InflightGuard {
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        InflightGuard(self.clone())
-    }
-
-    pub(crate) fn reason_labels(&self, reason: &str) -> crate::metrics::ReasonLabels {
-        crate::metrics::ReasonLabels {
-            namespace: self.labels.namespace.clone(),
-            room: self.labels.room.clone(),
-            reason: reason.to_owned(),
-        }
-    }
-}
-
-pub(crate) struct InflightGuard(Arc<RoomState>);
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 /// What the handle needs from a room's socket.io server, whatever its adapter.
@@ -277,7 +92,7 @@ impl ChatHandle {
     fn find(&self, namespace: &str, name: &str) -> Option<&RoomHandle> {
         self.rooms
             .iter()
-            .find(|r| r.state.room.namespace == namespace && r.state.room.name == name)
+            .find(|r| r.state.config.id.namespace == namespace && r.state.config.id.name == name)
     }
 
     /// Viewer counts of a room as they change.
@@ -344,7 +159,7 @@ impl ChatServer {
         ChatServerBuilder {
             store,
             adapter,
-            options: ServerOptions::default(),
+            options: ChatOptions::default(),
             metrics: ChatMetrics::default(),
             rooms: Vec::new(),
         }
@@ -354,13 +169,13 @@ impl ChatServer {
 pub struct ChatServerBuilder {
     store: DynStore,
     adapter: AdapterConfig,
-    options: ServerOptions,
+    options: ChatOptions,
     metrics: ChatMetrics,
     rooms: Vec<RoomChat>,
 }
 
 impl ChatServerBuilder {
-    pub fn options(mut self, options: ServerOptions) -> Self {
+    pub fn options(mut self, options: ChatOptions) -> Self {
         self.options = options;
         self
     }
@@ -381,7 +196,7 @@ impl ChatServerBuilder {
     pub async fn build(self) -> Result<(Router, ChatHandle)> {
         let redis = match &self.adapter {
             AdapterConfig::Memory => None,
-            AdapterConfig::Redis(url) => Some(redis::Client::open(resp3(&url.0))?),
+            AdapterConfig::Redis(url) => Some(redis::Client::open(resp3(url.expose()))?),
         };
         let ip_limits = Arc::new(IpLimiter::new(self.options.max_connections_per_ip));
         let mut router = Router::new();
@@ -390,22 +205,22 @@ impl ChatServerBuilder {
             room.validate()?;
             if handles
                 .iter()
-                .any(|h: &RoomHandle| h.state.room.socket_io_path() == room.socket_io_path())
+                .any(|h: &RoomHandle| h.state.config.socket_io_path() == room.socket_io_path())
             {
                 return Err(Error::Config {
                     field: "rooms",
-                    message: format!("room {}/{} is listed twice", room.namespace, room.name),
+                    message: format!("room {} is listed twice", room.id),
                 });
             }
-            let key = RoomKey::new(&room.namespace, &room.name);
+            let key = RoomKey::new(&room.id.namespace, &room.id.name);
             let slow_mode = self.store.slow_mode(&key).await?;
             let labels = RoomLabels {
-                namespace: room.namespace.clone(),
-                room: room.name.clone(),
+                namespace: room.id.namespace.clone(),
+                room: room.id.name.clone(),
             };
             let state = Arc::new(RoomState {
                 limiter: Mutex::new(RateLimiter::new(room.spec.rate_limit_per_minute)),
-                room,
+                config: room,
                 key,
                 store: self.store.clone(),
                 options: self.options.clone(),
@@ -420,7 +235,7 @@ impl ChatServerBuilder {
                 draining: AtomicBool::new(false),
                 inflight: AtomicUsize::new(0),
             });
-            let path = state.room.socket_io_path();
+            let path = state.config.socket_io_path();
             let builder = SocketIo::builder()
                 .req_path(path.clone())
                 .max_payload(self.options.max_frame_bytes)
@@ -439,7 +254,7 @@ impl ChatServerBuilder {
             let io: Arc<dyn RoomIo> = match &redis {
                 None => {
                     let (svc, io) = builder.build_svc();
-                    io.ns("/", handlers::on_connect.with(handlers::authenticate));
+                    io.ns("/", connect::on_connect.with(connect::authenticate));
                     router = router
                         .route_service(&format!("{path}/"), svc.clone())
                         .route_service(&path, svc);
@@ -449,11 +264,11 @@ impl ChatServerBuilder {
                 Some(client) => {
                     let config = RedisAdapterConfig::new().with_prefix(format!(
                         "roomcast-chat:{}:{}",
-                        state.room.namespace, state.room.name
+                        state.config.id.namespace, state.config.id.name
                     ));
                     let ctr = RedisAdapterCtr::new_with_redis_config(client, config).await?;
                     let (svc, io) = builder.with_adapter::<RedisAdapter<_>>(ctr).build_svc();
-                    io.ns("/", handlers::on_connect.with(handlers::authenticate))
+                    io.ns("/", connect::on_connect.with(connect::authenticate))
                         .await
                         .map_err(|e| Error::Adapter(e.to_string()))?;
                     router = router
@@ -463,7 +278,7 @@ impl ChatServerBuilder {
                     Arc::new(io)
                 }
             };
-            tracing::info!(room = %state.key.as_str(), %path, "chat room ready");
+            tracing::info!(room = %state.config.id, %path, "chat room ready");
             handles.push(RoomHandle { state, io });
         }
         Ok((
@@ -487,7 +302,7 @@ fn resp3(url: &str) -> String {
 }
 
 fn start_presence<A: Adapter>(io: SocketIo<A>, state: Arc<RoomState>) {
-    let span = tracing::info_span!("presence", room = %state.key.as_str());
+    let span = tracing::info_span!("presence", room = %state.config.id);
     tokio::spawn(presence_loop(io, state).instrument(span));
 }
 
@@ -547,20 +362,6 @@ async fn presence_loop<A: Adapter>(io: SocketIo<A>, state: Arc<RoomState>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ip_limit_counts_and_releases_per_address() {
-        let limits = IpLimiter::new(2);
-        let a: IpAddr = [10, 0, 0, 1].into();
-        let b: IpAddr = [10, 0, 0, 2].into();
-        assert!(limits.try_acquire(a));
-        assert!(limits.try_acquire(a));
-        assert!(!limits.try_acquire(a));
-        assert!(limits.try_acquire(b));
-        limits.release(a);
-        assert!(limits.try_acquire(a));
-        assert!(IpLimiter::new(0).try_acquire(a), "0 disables the limit");
-    }
 
     #[test]
     fn redis_urls_get_resp3() {

@@ -4,8 +4,11 @@
 //!
 //! Verification is pure: the current time is passed in.
 
+use std::path::Path;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use hmac::{Hmac, Mac};
+use roomcast_runtime::Secret;
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 
@@ -23,52 +26,45 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// Longest token accepted, in bytes (anything longer is refused before parsing).
 pub const MAX_TOKEN_BYTES: usize = 4096;
 
-/// The room's chat signing key. Never printed.
-#[derive(Clone)]
-pub struct SigningKey(Vec<u8>);
+/// The room's chat signing key. Never printed (it wraps the redacting [`Secret`]).
+#[derive(Clone, Debug)]
+pub struct SigningKey(Secret);
 
 impl SigningKey {
-    /// The key as stored in the Secret file; surrounding whitespace (a trailing newline) is
-    /// not part of it.
-    pub fn from_file_contents(bytes: &[u8]) -> Result<Self, TokenError> {
-        let key = bytes.trim_ascii();
-        if key.len() < MIN_KEY_BYTES {
+    /// A key of at least [`MIN_KEY_BYTES`] bytes.
+    pub fn new(secret: Secret) -> Result<Self, TokenError> {
+        if secret.expose().len() < MIN_KEY_BYTES {
             return Err(TokenError::KeyTooShort);
         }
-        Ok(Self(key.to_vec()))
+        Ok(Self(secret))
+    }
+
+    /// The key as stored in the Secret file; surrounding whitespace (a trailing newline) is
+    /// not part of it.
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Self, TokenError> {
+        let secret = Secret::from_file(path).map_err(|e| TokenError::KeyFile(e.to_string()))?;
+        Self::new(secret)
     }
 
     fn mac(&self) -> HmacSha256 {
         // HMAC accepts keys of any length, so this never fails.
-        match HmacSha256::new_from_slice(&self.0) {
+        match HmacSha256::new_from_slice(self.0.expose().as_bytes()) {
             Ok(mac) => mac,
             Err(_) => unreachable!("HMAC takes keys of any length"),
         }
     }
 }
 
-impl std::fmt::Debug for SigningKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SigningKey(<redacted>)")
-    }
-}
-
 /// A chat token as received from a client or minted here. Never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Token(String);
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Token(Secret);
 
 impl Token {
     pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
+        Self(Secret::new(s))
     }
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Token {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Token(<redacted>)")
+        self.0.expose()
     }
 }
 
@@ -86,6 +82,9 @@ pub struct Claims {
 pub enum TokenError {
     #[error("the chat signing key must be at least {MIN_KEY_BYTES} bytes")]
     KeyTooShort,
+    /// The key file is missing, unreadable or empty (the message names the file).
+    #[error("{0}")]
+    KeyFile(String),
     #[error("the token is not a JWT (header.claims.signature)")]
     Malformed,
     #[error("the token must be signed with HS256")]
@@ -120,7 +119,7 @@ pub fn mint(key: &SigningKey, claims: &Claims) -> Result<Token, TokenError> {
     let mut mac = key.mac();
     mac.update(signing_input.as_bytes());
     let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-    Ok(Token(format!("{signing_input}.{sig}")))
+    Ok(Token::new(format!("{signing_input}.{sig}")))
 }
 
 /// Check the signature (constant time), the algorithm, the claims and the expiry at `now`
@@ -193,7 +192,7 @@ mod tests {
     use super::*;
 
     fn key() -> SigningKey {
-        SigningKey::from_file_contents(b"0123456789abcdef0123456789abcdef\n").expect("key")
+        SigningKey::new(Secret::new("0123456789abcdef0123456789abcdef")).expect("key")
     }
 
     fn claims(exp: i64) -> Claims {
@@ -220,7 +219,7 @@ mod tests {
 
     #[test]
     fn token_signed_with_another_key_is_refused() {
-        let other = SigningKey::from_file_contents(b"another-key-of-enough-length").expect("key");
+        let other = SigningKey::new(Secret::new("another-key-of-enough-length")).expect("key");
         let token = mint(&other, &claims(1_000)).expect("mint");
         assert_eq!(verify(&key(), &token, 0), Err(TokenError::Signature));
     }
@@ -279,11 +278,34 @@ mod tests {
     #[test]
     fn short_keys_are_refused_and_keys_and_tokens_are_redacted() {
         assert_eq!(
-            SigningKey::from_file_contents(b"short\n").err(),
+            SigningKey::new(Secret::new("short")).err(),
             Some(TokenError::KeyTooShort)
         );
         let token = mint(&key(), &claims(1_000)).expect("mint");
-        assert_eq!(format!("{token:?}"), "Token(<redacted>)");
-        assert!(!format!("{:?}", key()).contains("0123"));
+        assert_eq!(format!("{token:?}"), "Token(Secret([redacted]))");
+        assert_eq!(format!("{:?}", key()), "SigningKey(Secret([redacted]))");
+    }
+
+    #[test]
+    fn key_files_are_trimmed_and_empty_or_short_ones_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("chat-signing-key");
+        std::fs::write(&file, "0123456789abcdef0123456789abcdef\n").expect("write");
+        let token =
+            mint(&SigningKey::from_file(&file).expect("key"), &claims(1_000)).expect("mint");
+        assert!(
+            verify(&key(), &token, 0).is_ok(),
+            "the newline is not part of the key"
+        );
+        std::fs::write(&file, "short\n").expect("write");
+        assert_eq!(
+            SigningKey::from_file(&file).err(),
+            Some(TokenError::KeyTooShort)
+        );
+        std::fs::write(&file, "\n").expect("write");
+        assert!(matches!(
+            SigningKey::from_file(&file),
+            Err(TokenError::KeyFile(m)) if m.contains("chat-signing-key")
+        ));
     }
 }

@@ -1,0 +1,335 @@
+//! The `roomcast-chat` binary as library functions: [`serve`] runs the one room of a
+//! `WorkerConfig` (socket.io on the HTTP port, the ops routes on both ports, status reports in
+//! a cluster) until SIGTERM; [`mint`] signs a test token. `main.rs` only parses flags.
+
+use std::{
+    borrow::Cow,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::Arc,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use axum::serve::ListenerExt;
+use prometheus_client::registry::Registry;
+use roomcast_crds::{
+    RoomIdentity,
+    worker_config::{CONFIG_DIR, CONFIG_KEY, HTTP_PORT, METRICS_PORT},
+};
+use roomcast_room_status::StatusReporter;
+use roomcast_runtime::ops::{self, OpsState};
+
+use crate::{
+    cluster::{self, StatusSink},
+    config::{self, parse_duration},
+    error::{Error, Result},
+    metrics::ChatMetrics,
+    presence,
+    protocol::Role,
+    room::{self, ChatOptions},
+    server::{ChatHandle, ChatServer},
+    token::{self, Claims, SigningKey, Token},
+};
+
+pub const DEFAULT_DATA_DIR: &str = "/var/lib/roomcast";
+/// How often the connection count is offered to the status reporter (it sends changes and a
+/// heartbeat).
+const STATUS_REPORT_INTERVAL: Duration = Duration::from_secs(5);
+/// How often the room's live state is read from its status.
+const LIVE_STATE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Flags of `roomcast-chat serve` (the default command).
+#[derive(clap::Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// Worker config (YAML) written by the operator.
+    #[arg(long, env = "ROOMCAST_CONFIG", default_value_t = format!("{CONFIG_DIR}/{CONFIG_KEY}"))]
+    pub config: String,
+    /// socket.io, /healthz, /readyz and /metrics.
+    #[arg(long, env = "ROOMCAST_HTTP_ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], HTTP_PORT)))]
+    pub http_addr: SocketAddr,
+    /// Prometheus /metrics (and /healthz, /readyz).
+    #[arg(long, env = "ROOMCAST_METRICS_ADDR", default_value_t = SocketAddr::from(([0, 0, 0, 0], METRICS_PORT)))]
+    pub metrics_addr: SocketAddr,
+    /// Embedded store directory, used when the config names no MongoDB.
+    #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Sockets one client address may hold (0: unlimited).
+    #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = room::DEFAULT_MAX_CONNECTIONS_PER_IP)]
+    pub max_connections_per_ip: u32,
+    /// Count connections by the last X-Forwarded-For address: on by default, the binary runs
+    /// behind the room's Ingress; set false when clients connect directly.
+    #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: bool,
+    /// Largest websocket message or polling payload, bytes.
+    #[arg(long, env = "ROOMCAST_MAX_FRAME_BYTES", default_value_t = room::DEFAULT_MAX_FRAME_BYTES)]
+    pub max_frame_bytes: u64,
+    /// Heartbeat interval; a client silent for interval + timeout is dropped (idle timeout).
+    #[arg(long, env = "ROOMCAST_PING_INTERVAL", default_value = "25s", value_parser = parse_duration)]
+    pub ping_interval: Duration,
+    #[arg(long, env = "ROOMCAST_PING_TIMEOUT", default_value = "20s", value_parser = parse_duration)]
+    pub ping_timeout: Duration,
+    /// Time a client has to join after the transport handshake.
+    #[arg(long, env = "ROOMCAST_CONNECT_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// How often viewer counts are recomputed across replicas.
+    #[arg(long, env = "ROOMCAST_PRESENCE_INTERVAL", default_value = "2s", value_parser = parse_duration)]
+    pub presence_interval: Duration,
+    /// Async runtime: `multi-thread` (work-stealing workers) or `current-thread` (one thread).
+    #[arg(long, env = "ROOMCAST_RUNTIME", value_enum, default_value_t = RuntimeFlavor::MultiThread)]
+    pub runtime: RuntimeFlavor,
+    /// Runtime worker threads of the multi-thread runtime (0: one per core).
+    #[arg(long, env = "ROOMCAST_WORKER_THREADS", default_value_t = 0)]
+    pub worker_threads: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RuntimeFlavor {
+    MultiThread,
+    CurrentThread,
+}
+
+/// Flags of `roomcast-chat mint-token`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct MintArgs {
+    /// File holding the room's chat signing key.
+    #[arg(long)]
+    pub key_file: PathBuf,
+    /// User id (`sub`).
+    #[arg(long)]
+    pub user: String,
+    /// Display name.
+    #[arg(long)]
+    pub name: String,
+    /// viewer, moderator or streamer.
+    #[arg(long, default_value = "viewer")]
+    pub role: Role,
+    /// Lifetime, e.g. 90s, 15m, 1h, 7d.
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub ttl: Duration,
+}
+
+/// A token signed with the key in `args.key_file`, valid for `args.ttl` from now.
+pub fn mint(args: &MintArgs) -> Result<Token> {
+    let key = SigningKey::from_file(&args.key_file)?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let exp = i64::try_from(now.saturating_add(args.ttl).as_secs()).unwrap_or(i64::MAX);
+    let claims = Claims {
+        sub: args.user.clone(),
+        name: args.name.clone(),
+        role: args.role,
+        exp,
+    };
+    Ok(token::mint(&key, &claims)?)
+}
+
+/// The runtime `args` ask for.
+pub fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Runtime> {
+    let mut builder = match args.runtime {
+        RuntimeFlavor::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        RuntimeFlavor::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    };
+    if args.runtime == RuntimeFlavor::MultiThread && args.worker_threads > 0 {
+        builder.worker_threads(args.worker_threads);
+    }
+    builder.enable_all().build().map_err(Error::Runtime)
+}
+
+/// What the ops routes report: ready until shutdown begins, metrics from the registry.
+#[derive(Clone)]
+pub struct ChatOps {
+    pub chat: ChatHandle,
+    pub registry: Arc<Registry>,
+}
+
+impl OpsState for ChatOps {
+    fn metrics(&self) -> String {
+        ops::encode(&self.registry)
+    }
+
+    fn readiness(&self) -> Result<(), Cow<'static, str>> {
+        if self.chat.is_ready() {
+            Ok(())
+        } else {
+            Err("shutting down".into())
+        }
+    }
+}
+
+/// Serve the room of the worker config at `args.config` until SIGTERM or Ctrl-C, then shut
+/// down gracefully (clients are told to reconnect to another replica).
+pub async fn serve(args: ServeArgs) -> Result<()> {
+    let settings = config::load(&args.config, args.data_dir.clone())?;
+    let store = config::open_store(&settings.store).await?;
+    let mut registry = Registry::with_prefix("roomcast_chat");
+    let metrics = ChatMetrics::register(&mut registry);
+    let options = ChatOptions {
+        max_connections_per_ip: args.max_connections_per_ip,
+        trust_forwarded_for: args.trust_forwarded_for,
+        max_frame_bytes: args.max_frame_bytes,
+        ping_interval: args.ping_interval,
+        ping_timeout: args.ping_timeout,
+        connect_timeout: args.connect_timeout,
+        presence_interval: args.presence_interval,
+        ..ChatOptions::default()
+    };
+    let id = settings.room.id.clone();
+    let (chat, handle) = ChatServer::builder(store, settings.adapter)
+        .options(options)
+        .metrics(metrics)
+        .room(settings.room)
+        .build()
+        .await?;
+    let status_sink = report_status(&handle, &id).await?;
+
+    let ops = ops::router(ChatOps {
+        chat: handle.clone(),
+        registry: Arc::new(registry),
+    });
+    let app = chat.merge(ops.clone());
+    let listener = bind(args.http_addr).await?;
+    let local_addr = listener
+        .local_addr()
+        .map_err(|source| listen_error(args.http_addr, source))?;
+    // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm and the
+    // peer's delayed ACK hold broadcasts back by up to 40 ms.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
+    let metrics_listener = bind(args.metrics_addr).await?;
+    tracing::info!(
+        addr = %local_addr,
+        metrics = %metrics_listener
+            .local_addr()
+            .map_err(|source| listen_error(args.metrics_addr, source))?,
+        room = %id,
+        runtime = ?tokio::runtime::Handle::current().runtime_flavor(),
+        "chat listening"
+    );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(metrics_listener, ops).await {
+            tracing::error!(error = %e, "metrics server failed");
+        }
+    });
+
+    let shutdown_handle = handle.clone();
+    let shutdown = async move {
+        roomcast_runtime::shutdown_signal().await;
+        tracing::info!("shutting down: telling clients to reconnect");
+        shutdown_handle.shutdown().await;
+        if let Some(sink) = status_sink
+            && let Err(e) = sink.withdraw().await
+        {
+            tracing::warn!(error = %e, "withdrawing the status report failed");
+        }
+    };
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown);
+    // Connections that linger after every socket was closed do not hold the process.
+    tokio::select! {
+        res = server => res.map_err(Error::Serve)?,
+        () = async {
+            roomcast_runtime::shutdown_signal().await;
+            tokio::time::sleep(room::DEFAULT_SHUTDOWN_GRACE * 2).await;
+        } => tracing::warn!("shutdown grace elapsed; exiting"),
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// In a cluster (`POD_NAME` set): this replica's connection count goes into the room status,
+/// the room's live state comes out of it. The sink is withdrawn on shutdown.
+async fn report_status(handle: &ChatHandle, id: &RoomIdentity) -> Result<Option<Arc<StatusSink>>> {
+    let pod = match std::env::var("POD_NAME") {
+        Ok(pod) if !pod.is_empty() => pod,
+        _ => return Ok(None),
+    };
+    let client = kube::Client::try_default().await?;
+    let sink = Arc::new(StatusSink::new(StatusReporter::chat_replica(
+        client.clone(),
+        &id.namespace,
+        &id.name,
+        &pod,
+    )));
+    if let Some(presence) = handle.presence(&id.namespace, &id.name) {
+        tokio::spawn(presence::report_periodically(
+            presence,
+            sink.clone(),
+            STATUS_REPORT_INTERVAL,
+        ));
+    }
+    tokio::spawn(cluster::follow_live_state(
+        client,
+        handle.clone(),
+        id.clone(),
+        LIVE_STATE_INTERVAL,
+    ));
+    Ok(Some(sink))
+}
+
+async fn bind(addr: SocketAddr) -> Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| listen_error(addr, source))
+}
+
+fn listen_error(addr: SocketAddr, source: std::io::Error) -> Error {
+    Error::Listen {
+        addr: addr.to_string(),
+        source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use roomcast_crds::ChatSpec;
+
+    use super::*;
+    use crate::{room::RoomChat, server::AdapterConfig, store::embedded::EmbeddedChatStore};
+
+    #[tokio::test]
+    async fn ops_say_ready_until_shutdown_and_serve_the_chat_metrics() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(EmbeddedChatStore::open(dir.path()).expect("store"));
+        let mut registry = Registry::with_prefix("roomcast_chat");
+        let metrics = ChatMetrics::register(&mut registry);
+        let room = RoomChat {
+            id: RoomIdentity::new("shows", "lobby"),
+            spec: ChatSpec::default(),
+            signing_key: SigningKey::new(roomcast_runtime::Secret::new("0123456789abcdef0123"))
+                .expect("key"),
+        };
+        let (_router, chat) = ChatServer::builder(store, AdapterConfig::Memory)
+            .metrics(metrics.clone())
+            .room(room)
+            .build()
+            .await
+            .expect("build");
+        let ops = ChatOps {
+            chat: chat.clone(),
+            registry: Arc::new(registry),
+        };
+        metrics
+            .messages
+            .get_or_create(&crate::metrics::RoomLabels {
+                namespace: "shows".into(),
+                room: "lobby".into(),
+            })
+            .inc();
+        assert!(
+            ops.metrics()
+                .contains(r#"roomcast_chat_messages_total{namespace="shows",room="lobby"} 1"#),
+            "{}",
+            ops.metrics()
+        );
+        assert_eq!(ops.readiness(), Ok(()));
+        chat.shutdown().await;
+        assert!(ops.readiness().is_err(), "not ready once shutdown began");
+    }
+}

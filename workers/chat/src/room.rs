@@ -1,0 +1,236 @@
+//! A room and what its handlers share: the room to serve ([`RoomChat`]), the limits and
+//! timings of a server ([`ChatOptions`]), and the live state of one served room (`RoomState`:
+//! its store key, rate limiter, slow mode, presence, drain flag). The builder in `server`
+//! creates it; the socket.io handlers in `connect` and `requests` read and update it.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use roomcast_crds::{ChatSpec, RoomIdentity};
+use tokio::sync::{Notify, watch};
+
+use crate::{
+    error::{Error, Result},
+    metrics::{ChatMetrics, ReasonLabels, RoomLabels},
+    presence::Presence,
+    ratelimit::RateLimiter,
+    store::{DynStore, RoomKey},
+    token::SigningKey,
+};
+
+pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 50;
+pub const DEFAULT_MAX_FRAME_BYTES: u64 = 64 * 1024;
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_PRESENCE_INTERVAL: Duration = Duration::from_secs(2);
+pub const DEFAULT_PRESENCE_DEBOUNCE: Duration = Duration::from_millis(250);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Longest slow-mode interval a moderator may set.
+pub const MAX_SLOW_MODE_SECONDS: u32 = 3600;
+
+/// One room to serve.
+#[derive(Clone, Debug)]
+pub struct RoomChat {
+    pub id: RoomIdentity,
+    pub spec: ChatSpec,
+    pub signing_key: SigningKey,
+}
+
+impl RoomChat {
+    /// The socket.io `path` clients use: `/<namespace>/<room>/chat/socket.io`.
+    pub fn socket_io_path(&self) -> String {
+        format!("{}/chat/socket.io", self.id.path_prefix())
+    }
+
+    /// Names that fit in a URL path and a store key, and limits that let anyone post. (Looser
+    /// than `RoomIdentity`'s `FromStr`, which takes DNS-1123 labels only: Kubernetes object
+    /// names may also hold dots.)
+    pub(crate) fn validate(&self) -> Result<()> {
+        let ok = |s: &str| {
+            !s.is_empty()
+                && s.len() <= 253
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        };
+        if !ok(&self.id.namespace) {
+            return Err(Error::Config {
+                field: "room.namespace",
+                message: format!("{:?} is not a Kubernetes name", self.id.namespace),
+            });
+        }
+        if !ok(&self.id.name) {
+            return Err(Error::Config {
+                field: "room.name",
+                message: format!("{:?} is not a Kubernetes name", self.id.name),
+            });
+        }
+        if self.spec.max_message_length == 0 {
+            return Err(Error::Config {
+                field: "chat.maxMessageLength",
+                message: "must be at least 1".into(),
+            });
+        }
+        if self.spec.rate_limit_per_minute == 0 {
+            return Err(Error::Config {
+                field: "chat.rateLimitPerMinute",
+                message: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Limits and timings shared by every room of a server.
+#[derive(Clone, Debug)]
+pub struct ChatOptions {
+    /// Sockets one client IP may hold across all rooms; 0 disables the limit.
+    pub max_connections_per_ip: u32,
+    /// Take the client IP from the last `X-Forwarded-For` entry (behind an Ingress).
+    pub trust_forwarded_for: bool,
+    /// Largest websocket message / polling payload, in bytes.
+    pub max_frame_bytes: u64,
+    /// Heartbeat: a client that does not answer a ping within `ping_timeout` is dropped.
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+    /// Time a client has to join the namespace after the handshake.
+    pub connect_timeout: Duration,
+    /// How often the cross-replica viewer count is recomputed (also the slow-mode refresh).
+    pub presence_interval: Duration,
+    /// Wait after a local join/leave before recounting, to batch bursts.
+    pub presence_debounce: Duration,
+    /// How long shutdown waits for in-flight writes.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ChatOptions {
+    fn default() -> Self {
+        Self {
+            max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
+            trust_forwarded_for: false,
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            ping_interval: DEFAULT_PING_INTERVAL,
+            ping_timeout: DEFAULT_PING_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            presence_interval: DEFAULT_PRESENCE_INTERVAL,
+            presence_debounce: DEFAULT_PRESENCE_DEBOUNCE,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+/// Sockets per client IP, shared by all rooms of a server.
+#[derive(Debug, Default)]
+pub(crate) struct IpLimiter {
+    limit: u32,
+    counts: Mutex<HashMap<IpAddr, u32>>,
+}
+
+impl IpLimiter {
+    pub(crate) fn new(limit: u32) -> Self {
+        Self {
+            limit,
+            counts: Mutex::default(),
+        }
+    }
+
+    /// Count one more socket for `ip`; false (and nothing counted) past the limit.
+    pub(crate) fn try_acquire(&self, ip: IpAddr) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let n = counts.entry(ip).or_insert(0);
+        if *n >= self.limit {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    pub(crate) fn release(&self, ip: IpAddr) {
+        if self.limit == 0 {
+            return;
+        }
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.get_mut(&ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(&ip);
+            }
+        }
+    }
+}
+
+/// Everything a room's handlers share.
+pub(crate) struct RoomState {
+    pub(crate) config: RoomChat,
+    pub(crate) key: RoomKey,
+    pub(crate) store: DynStore,
+    pub(crate) options: ChatOptions,
+    pub(crate) ip_limits: Arc<IpLimiter>,
+    pub(crate) metrics: ChatMetrics,
+    pub(crate) labels: RoomLabels,
+    pub(crate) limiter: Mutex<RateLimiter>,
+    pub(crate) slow_mode: AtomicU32,
+    pub(crate) live: AtomicBool,
+    pub(crate) local_sockets: AtomicU32,
+    pub(crate) presence: watch::Sender<Presence>,
+    pub(crate) presence_changed: Notify,
+    pub(crate) draining: AtomicBool,
+    pub(crate) inflight: AtomicUsize,
+}
+
+impl RoomState {
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Counts a write in flight until dropped, so shutdown can wait for it.
+    pub(crate) fn inflight(self: &Arc<Self>) -> InflightGuard {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self.clone())
+    }
+
+    pub(crate) fn reason_labels(&self, reason: &str) -> ReasonLabels {
+        ReasonLabels {
+            namespace: self.labels.namespace.clone(),
+            room: self.labels.room.clone(),
+            reason: reason.to_owned(),
+        }
+    }
+}
+
+pub(crate) struct InflightGuard(Arc<RoomState>);
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_limit_counts_and_releases_per_address() {
+        let limits = IpLimiter::new(2);
+        let a: IpAddr = [10, 0, 0, 1].into();
+        let b: IpAddr = [10, 0, 0, 2].into();
+        assert!(limits.try_acquire(a));
+        assert!(limits.try_acquire(a));
+        assert!(!limits.try_acquire(a));
+        assert!(limits.try_acquire(b));
+        limits.release(a);
+        assert!(limits.try_acquire(a));
+        assert!(IpLimiter::new(0).try_acquire(a), "0 disables the limit");
+    }
+}
