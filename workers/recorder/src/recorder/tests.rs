@@ -11,8 +11,8 @@ use bytes::Bytes;
 
 use super::*;
 use crate::{
-    Catalog, ObjectStore, catalog::embedded::EmbeddedCatalog, store::local::LocalStore,
-    testing::S3TestServer,
+    Catalog, ObjectStore, RecordingStatus, catalog::embedded::EmbeddedCatalog,
+    store::local::LocalStore, testing::S3TestServer,
 };
 
 const ROOM: &str = "shows/lobby";
