@@ -130,6 +130,12 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl roomcast_store::embedded::EmbeddedError for Error {
+    fn from_redb(e: impl std::fmt::Display) -> Self {
+        Error::embedded(e)
+    }
+}
+
 /// A name used as one path component (session id, rendition): letters, digits, `.`, `_`, `-`,
 /// not starting with a dot.
 pub fn check_name(name: &str) -> Result<&str> {
