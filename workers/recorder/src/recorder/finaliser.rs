@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::state::Shared;
 use crate::{
-    Error, Recording, RecordingStatus, Result, playlist, session_prefix,
+    Error, Recording, RecordingStatus, Result, parse_room, playlist, session_prefix,
     spool::{Manifest, SegmentEntry},
 };
 
@@ -99,7 +99,8 @@ pub(super) async fn write_session(
     } else {
         RecordingStatus::Interrupted
     };
-    let prefix = session_prefix(&shared.cfg.prefix, &m.room, session_id);
+    let room = parse_room(&m.room)?;
+    let prefix = session_prefix(&shared.cfg.prefix, &room, session_id);
     let mut names = m.renditions.clone();
     for e in &log {
         if !names.contains(&e.rendition) {

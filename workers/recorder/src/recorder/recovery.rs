@@ -20,7 +20,7 @@ use super::{
 use crate::{
     RecordingStatus, Result,
     catalog::MAX_PAGE,
-    session_prefix, split_room,
+    parse_room, session_prefix,
     spool::{Manifest, SegmentEntry},
 };
 
@@ -36,10 +36,13 @@ pub(super) async fn recover(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>) 
                 continue;
             }
         };
-        if split_room(&m.room).is_err() {
-            error!(room = %m.room, "invalid room in the session manifest; session left in the spool");
-            continue;
-        }
+        let room = match parse_room(&m.room) {
+            Ok(room) => room,
+            Err(e) => {
+                error!(error = %e, "invalid room in the session manifest; session left in the spool");
+                continue;
+            }
+        };
         let log = shared.spool.read_log(&session_id)?;
         for p in shared.spool.remove_unlogged(&session_id, &log) {
             debug!(path = %p.display(), "removed a segment that was never logged");
@@ -61,7 +64,7 @@ pub(super) async fn recover(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>) 
                 session_id: session_id.clone(),
                 key: format!(
                     "{}{}/{}.ts",
-                    session_prefix(&shared.cfg.prefix, &m.room, &session_id),
+                    session_prefix(&shared.cfg.prefix, &room, &session_id),
                     e.rendition,
                     e.seq
                 ),

@@ -16,9 +16,9 @@ use super::{
     uploader::{Job, UploadJob},
 };
 use crate::{
-    Recording, RecordingStatus, check_name,
+    Recording, RecordingStatus, RoomIdentity, check_name,
     events::RecordEvent,
-    session_prefix, split_room,
+    parse_room, session_prefix,
     spool::{Manifest, SegmentEntry},
     unix_ms,
 };
@@ -44,7 +44,7 @@ fn manifest_of(room: &str, session_id: &str, renditions: Vec<String>, started_at
     }
 }
 
-fn live_recording(shared: &Shared, m: &Manifest) -> Recording {
+fn live_recording(shared: &Shared, room: &RoomIdentity, m: &Manifest) -> Recording {
     Recording {
         room: m.room.clone(),
         session_id: m.session_id.clone(),
@@ -53,7 +53,7 @@ fn live_recording(shared: &Shared, m: &Manifest) -> Recording {
         duration_seconds: None,
         status: RecordingStatus::Live,
         renditions: m.renditions.clone(),
-        prefix: session_prefix(&shared.cfg.prefix, &m.room, &m.session_id),
+        prefix: session_prefix(&shared.cfg.prefix, room, &m.session_id),
         poster: None,
         bytes: 0,
         segments: 0,
@@ -83,14 +83,16 @@ pub(super) async fn run(
             RecordEvent::SegmentClosed { bytes, .. } => bytes.len() as u64,
             _ => 0,
         };
-        let valid = split_room(event.room())
-            .and_then(|_| check_name(event.session_id()))
-            .map(drop);
-        if let Err(e) = valid {
-            span.in_scope(|| error!(error = %e, "event ignored"));
-            shared.release(reserved);
-            continue;
-        }
+        let valid =
+            parse_room(event.room()).and_then(|room| check_name(event.session_id()).map(|_| room));
+        let room_id = match valid {
+            Ok(room) => room,
+            Err(e) => {
+                span.in_scope(|| error!(error = %e, "event ignored"));
+                shared.release(reserved);
+                continue;
+            }
+        };
         match event {
             RecordEvent::SessionStarted {
                 session_id,
@@ -107,7 +109,7 @@ pub(super) async fn run(
                     span.in_scope(|| error!(error = %e, "writing the session manifest"));
                 }
                 span.in_scope(|| info!(renditions = ?m.renditions, "session recording"));
-                let _ = jobs.send(Job::Catalog(live_recording(&shared, &m)));
+                let _ = jobs.send(Job::Catalog(live_recording(&shared, &room_id, &m)));
                 sessions.insert(session_id, m);
             }
             RecordEvent::SegmentClosed {
@@ -135,7 +137,7 @@ pub(super) async fn run(
                 let m = sessions.entry(session_id.clone()).or_insert_with(|| {
                     // The recorder started mid-session: the session starts here.
                     let m = manifest_of(&room, &session_id, Vec::new(), unix_ms(program_date_time));
-                    let _ = jobs.send(Job::Catalog(live_recording(&shared, &m)));
+                    let _ = jobs.send(Job::Catalog(live_recording(&shared, &room_id, &m)));
                     m
                 });
                 if !m.renditions.contains(&rendition) {
@@ -161,7 +163,7 @@ pub(super) async fn run(
                         shared.metrics.segments_spooled.inc();
                         let key = format!(
                             "{}{rendition}/{seq}.ts",
-                            session_prefix(&shared.cfg.prefix, &room, &session_id)
+                            session_prefix(&shared.cfg.prefix, &room_id, &session_id)
                         );
                         let _ = jobs.send(Job::Upload(UploadJob {
                             room,
