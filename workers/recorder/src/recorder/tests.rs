@@ -11,8 +11,10 @@ use bytes::Bytes;
 
 use super::*;
 use crate::{
-    Catalog, ObjectStore, RecordingStatus, catalog::embedded::EmbeddedCatalog,
-    store::local::LocalStore, testing::S3TestServer,
+    Catalog, ObjectStore, RecordingStatus,
+    catalog::embedded::EmbeddedCatalog,
+    store::local::LocalStore,
+    testing::{LogCapture, S3TestServer},
 };
 
 const ROOM: &str = "shows/lobby";
@@ -497,25 +499,9 @@ async fn a_session_run_against_mongodb_is_listed_complete() {
     assert_eq!(got.duration_seconds, Some(6.0));
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn s3_credentials_never_reach_the_logs() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -549,7 +535,7 @@ async fn s3_credentials_never_reach_the_logs() {
         .expect("health");
     let message = health.borrow().message.clone();
     drop(rec);
-    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    let logs = captured.text();
     assert!(logs.contains("store write failed"), "{logs}");
     assert!(!logs.contains(secret), "secret in the logs");
     assert!(!message.contains(secret), "secret in the health message");
