@@ -1,6 +1,7 @@
 //! Real MPEG-TS segments (made once by ffmpeg) recorded, finalised and played back by ffprobe
 //! end to end: from the local store's directory and through the HTTP API's VOD proxy.
-//! Skips, saying so, when ffmpeg/ffprobe are missing (CI installs them).
+//! Skips, saying so, when ffmpeg/ffprobe are missing; fails instead under `CI`, which installs
+//! them.
 
 use std::{process::Command, sync::Arc, time::Duration};
 
@@ -61,7 +62,10 @@ fn make_segments(dir: &std::path::Path) -> Vec<(f64, Bytes)> {
 #[tokio::test]
 async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api() {
     if !have("ffmpeg") || !have("ffprobe") {
-        eprintln!("SKIPPED: ffmpeg/ffprobe not installed (scripts/install-deps.sh installs them)");
+        roomcast_runtime::skip::missing(
+            "ffmpeg/ffprobe",
+            "not on PATH; scripts/install-deps.sh installs them",
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
