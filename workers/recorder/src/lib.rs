@@ -26,6 +26,9 @@
 //!                   └──── api::router: list / get / VOD proxy (under /<ns>/<room>/) ───┘
 //! ```
 //!
+//! Each stage of the picture is one module of [`recorder`] (`writer`, `uploader`, `finaliser`,
+//! `recovery`), wired together by [`Recorder`].
+//!
 //! On start, [`Recorder::start`] finds sessions a previous process left in the spool (crash,
 //! SIGKILL), uploads what remains and finalises them as `interrupted`. [`retention`] deletes
 //! sessions older than `retentionDays`.
