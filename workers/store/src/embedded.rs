@@ -42,6 +42,18 @@ pub fn open(data_dir: &Path, file_name: &str, tables: &[JsonTable]) -> Result<Ar
     Ok(Arc::new(db))
 }
 
+/// The key of one of a room's records: `<room>\0<id>`. NUL sorts before every character a
+/// room or an id may hold, so a room's records form one contiguous range ([`room_range`]),
+/// ordered by id.
+pub fn room_key(room: &str, id: &str) -> String {
+    format!("{room}\0{id}")
+}
+
+/// The key range (`from..to`) holding every record of `room`, and nothing of another room.
+pub fn room_range(room: &str) -> (String, String) {
+    (format!("{room}\0"), format!("{room}\u{1}"))
+}
+
 /// Run `f` with the database on tokio's blocking pool.
 pub async fn blocking<T, E>(
     db: &Arc<Database>,
@@ -106,6 +118,17 @@ mod tests {
     impl EmbeddedError for Failed {
         fn from_redb(e: impl fmt::Display) -> Self {
             Failed(e.to_string())
+        }
+    }
+
+    #[test]
+    fn a_rooms_range_holds_its_keys_and_no_other_rooms() {
+        let (from, to) = room_range("ns/a");
+        let inside = |k: &str| from.as_str() <= k && k < to.as_str();
+        assert!(inside(&room_key("ns/a", "")));
+        assert!(inside(&room_key("ns/a", "zzz")));
+        for other in ["ns/a-b", "ns/ab", "ns/", "ns/a/b"] {
+            assert!(!inside(&room_key(other, "x")), "{other}");
         }
     }
 

@@ -9,7 +9,9 @@ use std::{
 
 use async_trait::async_trait;
 use redb::TableDefinition;
-use roomcast_store::embedded::{EmbeddedError, JsonTable, blocking, read, write};
+use roomcast_store::embedded::{
+    EmbeddedError, JsonTable, blocking, read, room_key, room_range, write,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Ban, ChatStore, RoomKey};
@@ -95,15 +97,7 @@ impl EmbeddedError for Error {
 }
 
 fn key(room: &RoomKey, id: &str) -> String {
-    format!("{}\0{id}", room.as_str())
-}
-
-/// The key range holding all of a room's records.
-fn room_range(room: &RoomKey) -> (String, String) {
-    (
-        format!("{}\0", room.as_str()),
-        format!("{}\u{1}", room.as_str()),
-    )
+    room_key(room.as_str(), id)
 }
 
 impl EmbeddedChatStore {
@@ -148,7 +142,7 @@ impl ChatStore for EmbeddedChatStore {
     }
 
     async fn recent(&self, room: &RoomKey, limit: u32, now: i64) -> Result<Vec<ChatMessage>> {
-        let (from, to) = room_range(room);
+        let (from, to) = room_range(room.as_str());
         blocking(&self.db, move |db| {
             read(db, MESSAGES, |t| {
                 let mut out = Vec::new();

@@ -5,7 +5,7 @@ use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use redb::TableDefinition;
-use roomcast_store::embedded::{JsonTable, blocking, read, write};
+use roomcast_store::embedded::{JsonTable, blocking, read, room_key, room_range, write};
 
 use super::{Catalog, Recording, RecordingStatus, clamp_limit};
 use crate::{Error, Result};
@@ -19,10 +19,6 @@ pub struct EmbeddedCatalog {
     db: Arc<redb::Database>,
 }
 
-fn key(room: &str, session_id: &str) -> String {
-    format!("{room}\0{session_id}")
-}
-
 impl EmbeddedCatalog {
     /// Open `<data_dir>/recordings.redb` and create the table.
     pub fn open(data_dir: &Path) -> Result<Self> {
@@ -32,8 +28,7 @@ impl EmbeddedCatalog {
 
     /// Every entry of a room.
     async fn room(&self, room: &str) -> Result<Vec<Recording>> {
-        let from = format!("{room}\0");
-        let to = format!("{room}\u{1}");
+        let (from, to) = room_range(room);
         blocking(&self.db, move |db| {
             read(db, RECORDINGS, |t| {
                 let mut out = Vec::new();
@@ -54,7 +49,7 @@ impl EmbeddedCatalog {
 #[async_trait]
 impl Catalog for EmbeddedCatalog {
     async fn upsert(&self, rec: &Recording) -> Result<()> {
-        let k = key(&rec.room, &rec.session_id);
+        let k = room_key(&rec.room, &rec.session_id);
         let v = serde_json::to_vec(rec)?;
         blocking(&self.db, move |db| {
             write(db, RECORDINGS, |t| {
@@ -67,7 +62,7 @@ impl Catalog for EmbeddedCatalog {
     }
 
     async fn get(&self, room: &str, session_id: &str) -> Result<Option<Recording>> {
-        let k = key(room, session_id);
+        let k = room_key(room, session_id);
         blocking(&self.db, move |db| {
             read(db, RECORDINGS, |t| {
                 match t.get(k.as_str()).map_err(Error::embedded)? {
@@ -105,7 +100,7 @@ impl Catalog for EmbeddedCatalog {
     }
 
     async fn delete(&self, room: &str, session_id: &str) -> Result<bool> {
-        let k = key(room, session_id);
+        let k = room_key(room, session_id);
         blocking(&self.db, move |db| {
             write(db, RECORDINGS, |t| {
                 Ok(t.remove(k.as_str()).map_err(Error::embedded)?.is_some())
