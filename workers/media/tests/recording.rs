@@ -7,7 +7,7 @@ mod common;
 use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
 use common::{Publisher, http_request, media_tools_available, metric, wait_exit};
-use roomcast_recorder::testing::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY};
+use roomcast_recorder::testing::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY, ffprobe_duration};
 use tokio::process::{Child, Command};
 
 const KEY: &str = "test-stream-key-0123456789";
@@ -129,25 +129,11 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
 
     /// Duration of a recorded session, played through the origin by ffprobe.
     fn vod_duration(&self, session: &str) -> f64 {
-        let probe = std::process::Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-show_entries",
-                "format=duration",
-                "-of",
-                "csv=p=0",
-            ])
-            .arg(format!(
-                "http://{}/shows/lobby/recordings/{session}/index.m3u8",
-                self.http
-            ))
-            .output()
-            .expect("ffprobe");
-        String::from_utf8_lossy(&probe.stdout)
-            .trim()
-            .parse()
-            .unwrap_or(0.0)
+        ffprobe_duration(&format!(
+            "http://{}/shows/lobby/recordings/{session}/index.m3u8",
+            self.http
+        ))
+        .unwrap_or(0.0)
     }
 }
 

@@ -2,33 +2,17 @@
 
 mod common;
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::*;
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use roomcast_recorder::testing::LogCapture;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stream_keys_never_reach_the_logs() {
     if !media_tools_available() {
         return;
     }
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     tracing_subscriber::fmt()
         .with_env_filter("debug")
@@ -49,7 +33,7 @@ async fn stream_keys_never_reach_the_logs() {
     assert!(wait_exit(right, Duration::from_secs(60)).await);
     srv.stop().await;
 
-    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    let logs = captured.text();
     assert!(logs.contains("publish refused"), "{logs}");
     assert!(logs.contains("publish accepted"), "{logs}");
     for secret in ["right-key-4f9d2", "wrong-key-8c1e7"] {

@@ -20,30 +20,8 @@ pub const DEFAULT_RETRY_MAX_DELAY: Duration = Duration::from_secs(5);
 /// How often the retention sweep runs.
 pub const DEFAULT_RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// A secret string (S3 keys): never printed by `Debug` or `Display`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Self(value.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(<redacted>)")
-    }
-}
-
-impl std::fmt::Display for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
+/// The S3 keys' redacting type: the one every roomcast secret uses.
+pub use roomcast_runtime::Secret;
 
 /// Static S3 credentials (from the room's Secret, mounted as files).
 #[derive(Clone, Debug)]
@@ -57,28 +35,22 @@ impl StaticCredentials {
     /// Read `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and, if present, `AWS_SESSION_TOKEN`
     /// from `dir` (one value a file, surrounding whitespace ignored).
     pub fn from_dir(dir: &Path) -> Result<Self> {
-        let read = |name: &str| -> Result<Option<String>> {
-            match std::fs::read_to_string(dir.join(name)) {
-                Ok(s) if !s.trim().is_empty() => Ok(Some(s.trim().to_owned())),
-                Ok(_) => Ok(None),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(Error::Config {
-                    field: "recording.credentialsDir",
-                    message: format!("reading {}: {e}", dir.join(name).display()),
-                }),
-            }
+        let read = |name: &str| {
+            Secret::from_optional_file(dir.join(name)).map_err(|e| Error::Config {
+                field: "recording.credentialsDir",
+                message: e.to_string(),
+            })
         };
-        let missing = |name: &str| Error::Config {
-            field: "recording.credentialsDir",
-            message: format!("{} has no non-empty {name}", dir.display()),
+        let required = |name: &str| {
+            read(name)?.ok_or_else(|| Error::Config {
+                field: "recording.credentialsDir",
+                message: format!("{} has no non-empty {name}", dir.display()),
+            })
         };
         Ok(Self {
-            access_key_id: read("AWS_ACCESS_KEY_ID")?
-                .ok_or_else(|| missing("AWS_ACCESS_KEY_ID"))?,
-            secret_access_key: Secret::new(
-                read("AWS_SECRET_ACCESS_KEY")?.ok_or_else(|| missing("AWS_SECRET_ACCESS_KEY"))?,
-            ),
-            session_token: read("AWS_SESSION_TOKEN")?.map(Secret::new),
+            access_key_id: required("AWS_ACCESS_KEY_ID")?.expose().to_owned(),
+            secret_access_key: required("AWS_SECRET_ACCESS_KEY")?,
+            session_token: read("AWS_SESSION_TOKEN")?,
         })
     }
 }

@@ -26,6 +26,9 @@
 //!                   └──── api::router: list / get / VOD proxy (under /<ns>/<room>/) ───┘
 //! ```
 //!
+//! Each stage of the picture is one module of [`recorder`] (`writer`, `uploader`, `finaliser`,
+//! `recovery`), wired together by [`Recorder`].
+//!
 //! On start, [`Recorder::start`] finds sessions a previous process left in the spool (crash,
 //! SIGKILL), uploads what remains and finalises them as `interrupted`. [`retention`] deletes
 //! sessions older than `retentionDays`.
@@ -53,6 +56,7 @@ pub use catalog::{Catalog, DynCatalog, Recording, RecordingStatus};
 pub use config::{RecorderConfig, Secret};
 pub use events::RecordEvent;
 pub use recorder::{Health, Recorder, Uploaded};
+pub use roomcast_crds::RoomIdentity;
 pub use store::{DynStore, ObjectStore};
 
 /// Everything that can go wrong in the recorder.
@@ -91,8 +95,8 @@ pub enum Error {
     Json(#[from] serde_json::Error),
     #[error("invalid name {0:?}: expected letters, digits, '.', '_' or '-'")]
     Name(String),
-    #[error("invalid room {0:?}: expected <namespace>/<name>")]
-    Room(String),
+    #[error("invalid room: {0}")]
+    Room(#[from] roomcast_crds::identity::ParseRoomError),
     #[error("poster: {0}")]
     Poster(String),
 }
@@ -130,6 +134,12 @@ impl Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl roomcast_store::embedded::EmbeddedError for Error {
+    fn from_redb(e: impl std::fmt::Display) -> Self {
+        Error::embedded(e)
+    }
+}
+
 /// A name used as one path component (session id, rendition): letters, digits, `.`, `_`, `-`,
 /// not starting with a dot.
 pub fn check_name(name: &str) -> Result<&str> {
@@ -146,16 +156,14 @@ pub fn check_name(name: &str) -> Result<&str> {
     }
 }
 
-/// Split `namespace/name`.
-pub fn split_room(room: &str) -> Result<(&str, &str)> {
-    match room.split_once('/') {
-        Some((ns, name)) if check_name(ns).is_ok() && check_name(name).is_ok() => Ok((ns, name)),
-        _ => Err(Error::Room(room.to_owned())),
-    }
+/// A room as the recorder's events and the catalog write it (`namespace/name`), checked: both
+/// parts are DNS-1123 labels, so a room can never climb out of a key prefix or the spool.
+pub fn parse_room(room: &str) -> Result<RoomIdentity> {
+    Ok(room.parse()?)
 }
 
 /// The key prefix of one session: `<prefix><namespace>/<room>/<session-id>/`.
-pub fn session_prefix(prefix: &str, room: &str, session_id: &str) -> String {
+pub fn session_prefix(prefix: &str, room: &RoomIdentity, session_id: &str) -> String {
     format!("{prefix}{room}/{session_id}/")
 }
 
@@ -186,15 +194,38 @@ mod tests {
         for good in ["720p", "source", "01J9-abc_def.1"] {
             assert!(check_name(good).is_ok(), "{good:?}");
         }
-        assert_eq!(split_room("shows/lobby").expect("room"), ("shows", "lobby"));
-        assert!(split_room("shows").is_err());
-        assert!(split_room("shows/../x").is_err());
+    }
+
+    #[test]
+    fn rooms_that_could_escape_a_key_prefix_or_the_spool_are_refused() {
+        assert_eq!(
+            parse_room("shows/lobby").expect("room"),
+            RoomIdentity::new("shows", "lobby")
+        );
+        for bad in [
+            "",
+            "shows",
+            "shows/",
+            "/lobby",
+            "shows/..",
+            "shows/../x",
+            "../../etc/passwd",
+            "shows/lobby/../../x",
+            "shows/.hidden",
+            "shows/lo\0by",
+            "shows/lo\\by",
+            "shows/Lobby",
+            "shows/lobby%2F..",
+        ] {
+            let err = parse_room(bad).expect_err(bad);
+            assert_eq!(err.label(), "room", "{bad:?}");
+        }
     }
 
     #[test]
     fn session_keys_follow_the_design_layout() {
         assert_eq!(
-            session_prefix("rooms/", "shows/lobby", "s1"),
+            session_prefix("rooms/", &RoomIdentity::new("shows", "lobby"), "s1"),
             "rooms/shows/lobby/s1/"
         );
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");

@@ -1,6 +1,7 @@
 //! Real MPEG-TS segments (made once by ffmpeg) recorded, finalised and played back by ffprobe
 //! end to end: from the local store's directory and through the HTTP API's VOD proxy.
-//! Skips, saying so, when ffmpeg/ffprobe are missing (CI installs them).
+//! Skips, saying so, when ffmpeg/ffprobe are missing; fails instead under `CI`, which installs
+//! them.
 
 use std::{process::Command, sync::Arc, time::Duration};
 
@@ -13,6 +14,7 @@ use crate::{
     config::RecorderConfig,
     poster::FfmpegPoster,
     store::local::LocalStore,
+    testing::ffprobe_duration,
 };
 
 fn have(tool: &str) -> bool {
@@ -57,35 +59,13 @@ fn make_segments(dir: &std::path::Path) -> Vec<(f64, Bytes)> {
         .collect()
 }
 
-fn ffprobe_duration(input: &str) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "default=nw=1:nk=1",
-        ])
-        .args(["-protocol_whitelist", "file,http,tcp"])
-        .arg(input)
-        .output()
-        .expect("run ffprobe");
-    assert!(
-        out.status.success(),
-        "ffprobe {input}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .expect("a duration")
-}
-
 #[tokio::test]
 async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api() {
     if !have("ffmpeg") || !have("ffprobe") {
-        eprintln!("SKIPPED: ffmpeg/ffprobe not installed (scripts/install-deps.sh installs them)");
+        roomcast_runtime::skip::missing(
+            "ffmpeg/ffprobe",
+            "not on PATH; scripts/install-deps.sh installs them",
+        );
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
@@ -152,7 +132,8 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
     let tolerance = 2.1;
     let session_dir = root.join("rooms/shows/lobby/s1");
     for playlist in ["index.m3u8", "source/index.m3u8", "copy/index.m3u8"] {
-        let got = ffprobe_duration(&session_dir.join(playlist).display().to_string());
+        let got =
+            ffprobe_duration(&session_dir.join(playlist).display().to_string()).expect("ffprobe");
         assert!(
             (got - total).abs() <= tolerance,
             "{playlist}: {got} s vs {total} s"
@@ -175,6 +156,7 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
     let url = format!("http://{addr}/recordings/s1/index.m3u8");
     let got = tokio::task::spawn_blocking(move || ffprobe_duration(&url))
         .await
+        .expect("ffprobe task")
         .expect("ffprobe");
     assert!(
         (got - total).abs() <= tolerance,

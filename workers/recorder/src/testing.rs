@@ -1,8 +1,17 @@
-//! Test servers: a real S3 protocol server (`s3s` + `s3s-fs`) in-process on a free loopback
-//! port over a temporary directory, SigV4 checked; stoppable and restartable on the same port
-//! for outage tests.
+//! What the recorder's tests and the media worker's share:
+//!
+//! - [`S3TestServer`]: a real S3 protocol server (`s3s` + `s3s-fs`) in-process on a free
+//!   loopback port over a temporary directory, SigV4 checked; stoppable and restartable on the
+//!   same port for outage tests.
+//! - [`LogCapture`]: a `tracing` writer into memory, for tests proving secrets never reach the
+//!   logs.
+//! - [`ffprobe_duration`]: how long a player finds a recording (a playlist file or URL).
 
-use std::net::SocketAddr;
+use std::{
+    net::SocketAddr,
+    process::Command,
+    sync::{Arc, Mutex},
+};
 
 use hyper_util::{
     rt::{TokioExecutor, TokioIo},
@@ -142,4 +151,62 @@ impl Drop for S3TestServer {
             task.abort();
         }
     }
+}
+
+/// A `tracing` writer into a shared buffer: give the subscriber
+/// `.with_writer(move || capture.clone())`, then read [`LogCapture::text`].
+#[derive(Clone, Default)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        let bytes = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+}
+
+impl std::io::Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The duration ffprobe reads from `input` (a file path or an `http://` URL of a playlist),
+/// following the playlist to its segments. An error says what ffprobe said.
+pub fn ffprobe_duration(input: &str) -> Result<f64, String> {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "format=duration",
+            "-of",
+            "default=nw=1:nk=1",
+        ])
+        .args(["-protocol_whitelist", "file,http,tcp"])
+        .arg(input)
+        .output()
+        .map_err(|e| format!("running ffprobe: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "ffprobe {input}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .map_err(|e| format!("ffprobe {input} printed {text:?}: {e}"))
 }

@@ -7,8 +7,9 @@
 //!                         │                       rooms without MongoDB
 //! ```
 //!
-//! This crate only opens connections; each worker owns its collections/tables and the trait
-//! that hides which store is in use. With the `test-support` feature it also starts the
+//! This crate opens connections and, for redb, runs the transactions ([`embedded::blocking`],
+//! [`embedded::read`], [`embedded::write`]); each worker owns its collections/tables, its
+//! documents and the trait that hides which store is in use. With the `test-support` feature it also starts the
 //! MongoDB-compatible test server (PyPI `secantusdb`) on a free loopback port.
 
 pub mod embedded;
@@ -36,7 +37,7 @@ pub enum Error {
     #[error("opening the embedded store {path}: {source}")]
     Embedded {
         path: String,
-        source: Box<redb::DatabaseError>,
+        source: Box<redb::Error>,
     },
     #[cfg(feature = "test-support")]
     #[error("test server: {0}")]

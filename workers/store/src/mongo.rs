@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use mongodb::{Client, Database, bson::doc, options::ClientOptions};
 
+use roomcast_runtime::{Secret, SecretError};
+
 use crate::{Error, Result};
 
 /// Database used when the URI names none.
@@ -12,38 +14,30 @@ pub const DEFAULT_DATABASE: &str = "roomcast";
 /// How long the first connection may take before start-up fails.
 pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A MongoDB URI: redacted in `Debug` because it usually carries a password.
-#[derive(Clone)]
-pub struct MongoUri(String);
+/// A MongoDB URI: redacted (a [`Secret`]) because it usually carries a password.
+#[derive(Clone, Debug)]
+pub struct MongoUri(Secret);
 
 impl MongoUri {
     pub fn new(uri: impl Into<String>) -> Self {
-        Self(uri.into())
+        Self(Secret::new(uri))
     }
 
     /// Read the URI from a mounted Secret file, ignoring surrounding whitespace.
     pub fn from_file(path: &str) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::UriFile {
-            path: path.to_owned(),
-            source,
-        })?;
-        let uri = text.trim();
-        if uri.is_empty() {
-            return Err(Error::EmptyUri {
+        Secret::from_file(path).map(Self).map_err(|e| match e {
+            SecretError::Read { source, .. } => Error::UriFile {
                 path: path.to_owned(),
-            });
-        }
-        Ok(Self(uri.to_owned()))
+                source,
+            },
+            SecretError::Empty { .. } => Error::EmptyUri {
+                path: path.to_owned(),
+            },
+        })
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for MongoUri {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("MongoUri(<redacted>)")
+        self.0.expose()
     }
 }
 

@@ -8,15 +8,18 @@ use std::{
 };
 
 use async_trait::async_trait;
-use redb::{ReadableDatabase, TableDefinition};
+use redb::TableDefinition;
+use roomcast_store::embedded::{
+    EmbeddedError, JsonTable, blocking, read, room_key, room_range, write,
+};
 use serde::{Deserialize, Serialize};
 
 use super::{Ban, ChatStore, RoomKey};
 use crate::{Error, Result, protocol::ChatMessage};
 
-const MESSAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("chat_messages");
-const BANS: TableDefinition<&str, &[u8]> = TableDefinition::new("chat_bans");
-const ROOMS: TableDefinition<&str, &[u8]> = TableDefinition::new("chat_rooms");
+const MESSAGES: JsonTable = TableDefinition::new("chat_messages");
+const BANS: JsonTable = TableDefinition::new("chat_bans");
+const ROOMS: JsonTable = TableDefinition::new("chat_rooms");
 
 /// File name under the data directory.
 pub const FILE_NAME: &str = "chat.redb";
@@ -73,17 +76,13 @@ fn writer_loop(db: Arc<redb::Database>, appends: mpsc::Receiver<Append>) {
                 Err(_) => break,
             }
         }
-        let result = (|| -> Result<()> {
-            let txn = db.begin_write().map_err(Error::embedded)?;
-            {
-                let mut t = txn.open_table(MESSAGES).map_err(Error::embedded)?;
-                for a in &batch {
-                    t.insert(a.key.as_str(), a.value.as_slice())
-                        .map_err(Error::embedded)?;
-                }
+        let result = write(&db, MESSAGES, |t| -> Result<()> {
+            for a in &batch {
+                t.insert(a.key.as_str(), a.value.as_slice())
+                    .map_err(Error::embedded)?;
             }
-            txn.commit().map_err(Error::embedded)
-        })();
+            Ok(())
+        });
         let result = result.map_err(|e| e.to_string());
         for a in batch {
             let _ = a.done.send(result.clone().map_err(Error::Embedded));
@@ -91,27 +90,20 @@ fn writer_loop(db: Arc<redb::Database>, appends: mpsc::Receiver<Append>) {
     }
 }
 
-fn key(room: &RoomKey, id: &str) -> String {
-    format!("{}\0{id}", room.as_str())
+impl EmbeddedError for Error {
+    fn from_redb(e: impl std::fmt::Display) -> Self {
+        Error::embedded(e)
+    }
 }
 
-/// The key range holding all of a room's records.
-fn room_range(room: &RoomKey) -> (String, String) {
-    (
-        format!("{}\0", room.as_str()),
-        format!("{}\u{1}", room.as_str()),
-    )
+fn key(room: &RoomKey, id: &str) -> String {
+    room_key(room.as_str(), id)
 }
 
 impl EmbeddedChatStore {
     /// Open `<data_dir>/chat.redb` and create the tables.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let db = roomcast_store::embedded::open(data_dir, FILE_NAME)?;
-        let txn = db.begin_write().map_err(Error::embedded)?;
-        for table in [MESSAGES, BANS, ROOMS] {
-            txn.open_table(table).map_err(Error::embedded)?;
-        }
-        txn.commit().map_err(Error::embedded)?;
+        let db = roomcast_store::embedded::open(data_dir, FILE_NAME, &[MESSAGES, BANS, ROOMS])?;
         let (tx, rx) = mpsc::channel();
         let writer_db = db.clone();
         let writer = std::thread::Builder::new()
@@ -123,30 +115,6 @@ impl EmbeddedChatStore {
             appends: Some(tx),
             writer: Some(writer),
         })
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&redb::Database) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(Error::embedded)?
-    }
-
-    fn write(
-        db: &redb::Database,
-        table: TableDefinition<'static, &'static str, &'static [u8]>,
-        f: impl FnOnce(&mut redb::Table<&str, &[u8]>) -> Result<bool>,
-    ) -> Result<bool> {
-        let txn = db.begin_write().map_err(Error::embedded)?;
-        let changed = {
-            let mut t = txn.open_table(table).map_err(Error::embedded)?;
-            f(&mut t)?
-        };
-        txn.commit().map_err(Error::embedded)?;
-        Ok(changed)
     }
 }
 
@@ -163,48 +131,47 @@ impl ChatStore for EmbeddedChatStore {
             msg: msg.clone(),
             expire_at,
         })?;
-        self.blocking(move |db| {
-            Self::write(db, MESSAGES, |t| {
+        blocking(&self.db, move |db| {
+            write(db, MESSAGES, |t| {
                 t.insert(k.as_str(), v.as_slice())
                     .map_err(Error::embedded)?;
-                Ok(true)
+                Ok(())
             })
         })
         .await
-        .map(drop)
     }
 
     async fn recent(&self, room: &RoomKey, limit: u32, now: i64) -> Result<Vec<ChatMessage>> {
-        let (from, to) = room_range(room);
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(Error::embedded)?;
-            let t = txn.open_table(MESSAGES).map_err(Error::embedded)?;
-            let mut out = Vec::new();
-            for entry in t
-                .range(from.as_str()..to.as_str())
-                .map_err(Error::embedded)?
-                .rev()
-            {
-                if out.len() >= limit as usize {
-                    break;
+        let (from, to) = room_range(room.as_str());
+        blocking(&self.db, move |db| {
+            read(db, MESSAGES, |t| {
+                let mut out = Vec::new();
+                for entry in t
+                    .range(from.as_str()..to.as_str())
+                    .map_err(Error::embedded)?
+                    .rev()
+                {
+                    if out.len() >= limit as usize {
+                        break;
+                    }
+                    let (_, v) = entry.map_err(Error::embedded)?;
+                    let stored: StoredMessage = serde_json::from_slice(v.value())?;
+                    if stored.expire_at.is_some_and(|e| e <= now) {
+                        continue;
+                    }
+                    out.push(stored.msg);
                 }
-                let (_, v) = entry.map_err(Error::embedded)?;
-                let stored: StoredMessage = serde_json::from_slice(v.value())?;
-                if stored.expire_at.is_some_and(|e| e <= now) {
-                    continue;
-                }
-                out.push(stored.msg);
-            }
-            out.reverse();
-            Ok(out)
+                out.reverse();
+                Ok(out)
+            })
         })
         .await
     }
 
     async fn delete(&self, room: &RoomKey, id: &str) -> Result<bool> {
         let k = key(room, id);
-        self.blocking(move |db| {
-            Self::write(db, MESSAGES, |t| {
+        blocking(&self.db, move |db| {
+            write(db, MESSAGES, |t| {
                 Ok(t.remove(k.as_str()).map_err(Error::embedded)?.is_some())
             })
         })
@@ -214,21 +181,20 @@ impl ChatStore for EmbeddedChatStore {
     async fn ban(&self, room: &RoomKey, ban: &Ban) -> Result<()> {
         let k = key(room, &ban.user_id);
         let v = serde_json::to_vec(ban)?;
-        self.blocking(move |db| {
-            Self::write(db, BANS, |t| {
+        blocking(&self.db, move |db| {
+            write(db, BANS, |t| {
                 t.insert(k.as_str(), v.as_slice())
                     .map_err(Error::embedded)?;
-                Ok(true)
+                Ok(())
             })
         })
         .await
-        .map(drop)
     }
 
     async fn unban(&self, room: &RoomKey, user_id: &str) -> Result<bool> {
         let k = key(room, user_id);
-        self.blocking(move |db| {
-            Self::write(db, BANS, |t| {
+        blocking(&self.db, move |db| {
+            write(db, BANS, |t| {
                 Ok(t.remove(k.as_str()).map_err(Error::embedded)?.is_some())
             })
         })
@@ -237,24 +203,24 @@ impl ChatStore for EmbeddedChatStore {
 
     async fn is_banned(&self, room: &RoomKey, user_id: &str) -> Result<bool> {
         let k = key(room, user_id);
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(Error::embedded)?;
-            let t = txn.open_table(BANS).map_err(Error::embedded)?;
-            Ok(t.get(k.as_str()).map_err(Error::embedded)?.is_some())
+        blocking(&self.db, move |db| {
+            read(db, BANS, |t| {
+                Ok(t.get(k.as_str()).map_err(Error::embedded)?.is_some())
+            })
         })
         .await
     }
 
     async fn slow_mode(&self, room: &RoomKey) -> Result<u32> {
         let k = room.as_str().to_owned();
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(Error::embedded)?;
-            let t = txn.open_table(ROOMS).map_err(Error::embedded)?;
-            let settings: RoomSettings = match t.get(k.as_str()).map_err(Error::embedded)? {
-                Some(v) => serde_json::from_slice(v.value())?,
-                None => RoomSettings::default(),
-            };
-            Ok(settings.slow_mode_seconds)
+        blocking(&self.db, move |db| {
+            read(db, ROOMS, |t| {
+                let settings: RoomSettings = match t.get(k.as_str()).map_err(Error::embedded)? {
+                    Some(v) => serde_json::from_slice(v.value())?,
+                    None => RoomSettings::default(),
+                };
+                Ok(settings.slow_mode_seconds)
+            })
         })
         .await
     }
@@ -264,23 +230,20 @@ impl ChatStore for EmbeddedChatStore {
         let v = serde_json::to_vec(&RoomSettings {
             slow_mode_seconds: seconds,
         })?;
-        self.blocking(move |db| {
-            Self::write(db, ROOMS, |t| {
+        blocking(&self.db, move |db| {
+            write(db, ROOMS, |t| {
                 t.insert(k.as_str(), v.as_slice())
                     .map_err(Error::embedded)?;
-                Ok(true)
+                Ok(())
             })
         })
         .await
-        .map(drop)
     }
 
     async fn purge_expired(&self, now: i64) -> Result<u64> {
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(Error::embedded)?;
-            let mut removed = 0u64;
-            {
-                let mut t = txn.open_table(MESSAGES).map_err(Error::embedded)?;
+        blocking(&self.db, move |db| {
+            write(db, MESSAGES, |t| {
+                let mut removed = 0u64;
                 t.retain(|_, v| {
                     let expired = serde_json::from_slice::<StoredMessage>(v)
                         .ok()
@@ -290,9 +253,8 @@ impl ChatStore for EmbeddedChatStore {
                     !expired
                 })
                 .map_err(Error::embedded)?;
-            }
-            txn.commit().map_err(Error::embedded)?;
-            Ok(removed)
+                Ok(removed)
+            })
         })
         .await
     }

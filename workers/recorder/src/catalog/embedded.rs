@@ -4,12 +4,13 @@
 use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
-use redb::{ReadableDatabase, TableDefinition};
+use redb::TableDefinition;
+use roomcast_store::embedded::{JsonTable, blocking, read, room_key, room_range, write};
 
 use super::{Catalog, Recording, RecordingStatus, clamp_limit};
 use crate::{Error, Result};
 
-const RECORDINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("recordings");
+const RECORDINGS: JsonTable = TableDefinition::new("recordings");
 /// File name under the data directory.
 pub const FILE_NAME: &str = "recordings.redb";
 
@@ -18,46 +19,28 @@ pub struct EmbeddedCatalog {
     db: Arc<redb::Database>,
 }
 
-fn key(room: &str, session_id: &str) -> String {
-    format!("{room}\0{session_id}")
-}
-
 impl EmbeddedCatalog {
     /// Open `<data_dir>/recordings.redb` and create the table.
     pub fn open(data_dir: &Path) -> Result<Self> {
-        let db = roomcast_store::embedded::open(data_dir, FILE_NAME)?;
-        let txn = db.begin_write().map_err(Error::embedded)?;
-        txn.open_table(RECORDINGS).map_err(Error::embedded)?;
-        txn.commit().map_err(Error::embedded)?;
+        let db = roomcast_store::embedded::open(data_dir, FILE_NAME, &[RECORDINGS])?;
         Ok(Self { db })
-    }
-
-    async fn blocking<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&redb::Database) -> Result<T> + Send + 'static,
-    ) -> Result<T> {
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || f(&db))
-            .await
-            .map_err(Error::embedded)?
     }
 
     /// Every entry of a room.
     async fn room(&self, room: &str) -> Result<Vec<Recording>> {
-        let from = format!("{room}\0");
-        let to = format!("{room}\u{1}");
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(Error::embedded)?;
-            let t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
-            let mut out = Vec::new();
-            for entry in t
-                .range(from.as_str()..to.as_str())
-                .map_err(Error::embedded)?
-            {
-                let (_, v) = entry.map_err(Error::embedded)?;
-                out.push(serde_json::from_slice(v.value())?);
-            }
-            Ok(out)
+        let (from, to) = room_range(room);
+        blocking(&self.db, move |db| {
+            read(db, RECORDINGS, |t| {
+                let mut out = Vec::new();
+                for entry in t
+                    .range(from.as_str()..to.as_str())
+                    .map_err(Error::embedded)?
+                {
+                    let (_, v) = entry.map_err(Error::embedded)?;
+                    out.push(serde_json::from_slice(v.value())?);
+                }
+                Ok(out)
+            })
         })
         .await
     }
@@ -66,29 +49,27 @@ impl EmbeddedCatalog {
 #[async_trait]
 impl Catalog for EmbeddedCatalog {
     async fn upsert(&self, rec: &Recording) -> Result<()> {
-        let k = key(&rec.room, &rec.session_id);
+        let k = room_key(&rec.room, &rec.session_id);
         let v = serde_json::to_vec(rec)?;
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(Error::embedded)?;
-            {
-                let mut t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
+        blocking(&self.db, move |db| {
+            write(db, RECORDINGS, |t| {
                 t.insert(k.as_str(), v.as_slice())
                     .map_err(Error::embedded)?;
-            }
-            txn.commit().map_err(Error::embedded)
+                Ok(())
+            })
         })
         .await
     }
 
     async fn get(&self, room: &str, session_id: &str) -> Result<Option<Recording>> {
-        let k = key(room, session_id);
-        self.blocking(move |db| {
-            let txn = db.begin_read().map_err(Error::embedded)?;
-            let t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
-            match t.get(k.as_str()).map_err(Error::embedded)? {
-                Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
-                None => Ok(None),
-            }
+        let k = room_key(room, session_id);
+        blocking(&self.db, move |db| {
+            read(db, RECORDINGS, |t| {
+                match t.get(k.as_str()).map_err(Error::embedded)? {
+                    Some(v) => Ok(Some(serde_json::from_slice(v.value())?)),
+                    None => Ok(None),
+                }
+            })
         })
         .await
     }
@@ -119,15 +100,11 @@ impl Catalog for EmbeddedCatalog {
     }
 
     async fn delete(&self, room: &str, session_id: &str) -> Result<bool> {
-        let k = key(room, session_id);
-        self.blocking(move |db| {
-            let txn = db.begin_write().map_err(Error::embedded)?;
-            let removed = {
-                let mut t = txn.open_table(RECORDINGS).map_err(Error::embedded)?;
-                t.remove(k.as_str()).map_err(Error::embedded)?.is_some()
-            };
-            txn.commit().map_err(Error::embedded)?;
-            Ok(removed)
+        let k = room_key(room, session_id);
+        blocking(&self.db, move |db| {
+            write(db, RECORDINGS, |t| {
+                Ok(t.remove(k.as_str()).map_err(Error::embedded)?.is_some())
+            })
         })
         .await
     }

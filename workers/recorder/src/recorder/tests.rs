@@ -11,8 +11,10 @@ use bytes::Bytes;
 
 use super::*;
 use crate::{
-    Catalog, ObjectStore, catalog::embedded::EmbeddedCatalog, store::local::LocalStore,
-    testing::S3TestServer,
+    Catalog, DynCatalog, ObjectStore, RecordingStatus,
+    catalog::embedded::EmbeddedCatalog,
+    store::local::LocalStore,
+    testing::{LogCapture, S3TestServer},
 };
 
 const ROOM: &str = "shows/lobby";
@@ -68,6 +70,22 @@ fn fast_config(spool: &Path) -> RecorderConfig {
     }
 }
 
+/// A recorder with [`fast_config`] spooling under `<dir>/spool`.
+async fn start_in(dir: &Path, store: DynStore, catalog: DynCatalog) -> Recorder {
+    Recorder::start(fast_config(&dir.join("spool")), store, catalog)
+        .await
+        .expect("start")
+}
+
+/// The catalog entry of one of [`ROOM`]'s sessions, which must exist.
+async fn entry(catalog: &dyn Catalog, session: &str) -> crate::Recording {
+    catalog
+        .get(ROOM, session)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("no catalog entry for {session}"))
+}
+
 async fn flush(rec: &Recorder) {
     tokio::time::timeout(Duration::from_secs(60), rec.flush())
         .await
@@ -106,21 +124,11 @@ async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
     let store: DynStore = Arc::new(s3.store().await);
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Arc::new(EmbeddedCatalog::open(&dir.path().join("data")).expect("catalog"));
-    let rec = Recorder::start(
-        fast_config(&dir.path().join("spool")),
-        store.clone(),
-        catalog.clone(),
-    )
-    .await
-    .expect("start");
+    let rec = start_in(dir.path(), store.clone(), catalog.clone()).await;
 
     rec.record(started("s1", &["source", "360p"]));
     flush(&rec).await;
-    let live = catalog
-        .get(ROOM, "s1")
-        .await
-        .expect("get")
-        .expect("listed while live");
+    let live = entry(&*catalog, "s1").await;
     assert_eq!(live.status, RecordingStatus::Live);
 
     for seq in 0..5 {
@@ -186,26 +194,13 @@ async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
     rec.record(segment("s1", "source", 5, body("source", 5)));
     rec.record(ended("s1", 5, true));
     flush(&rec).await;
-    assert_eq!(
-        catalog
-            .get(ROOM, "s1")
-            .await
-            .expect("get")
-            .expect("entry")
-            .segments,
-        10
-    );
+    assert_eq!(entry(&*catalog, "s1").await.segments, 10);
     assert!(
         !dir.path().join("spool/s1").exists(),
         "late segment spooled"
     );
     assert_eq!(
-        catalog
-            .get(ROOM, "s1")
-            .await
-            .expect("get")
-            .expect("entry")
-            .status,
+        entry(&*catalog, "s1").await.status,
         RecordingStatus::Complete
     );
     assert_eq!(rec.spool_bytes(), 0);
@@ -217,13 +212,7 @@ async fn s3_outage_mid_session_loses_and_duplicates_no_segment() {
     let store: DynStore = Arc::new(s3.store().await);
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
-    let rec = Recorder::start(
-        fast_config(&dir.path().join("spool")),
-        store.clone(),
-        catalog.clone(),
-    )
-    .await
-    .expect("start");
+    let rec = start_in(dir.path(), store.clone(), catalog.clone()).await;
     let mut health = rec.health();
 
     rec.record(started("s1", &["source"]));
@@ -277,7 +266,7 @@ async fn s3_outage_mid_session_loses_and_duplicates_no_segment() {
     assert!(rec.metrics().upload_retries.get() > 0);
     assert_eq!(rec.metrics().segments_dropped.get(), 0);
     assert!(health.borrow().healthy, "{:?}", *health.borrow());
-    let got = catalog.get(ROOM, "s1").await.expect("get").expect("entry");
+    let got = entry(&*catalog, "s1").await;
     assert_eq!(got.status, RecordingStatus::Complete);
 }
 
@@ -311,15 +300,7 @@ async fn a_killed_recorder_leaves_a_session_the_next_one_finalises_as_interrupte
     })
     .await;
     drop(first);
-    assert_eq!(
-        catalog
-            .get(ROOM, "s1")
-            .await
-            .expect("get")
-            .expect("entry")
-            .status,
-        RecordingStatus::Live
-    );
+    assert_eq!(entry(&*catalog, "s1").await.status, RecordingStatus::Live);
 
     s3.restart().await;
     let second = Recorder::start(fast_config(&spool), store.clone(), catalog.clone())
@@ -327,7 +308,7 @@ async fn a_killed_recorder_leaves_a_session_the_next_one_finalises_as_interrupte
         .expect("restart");
     flush(&second).await;
 
-    let got = catalog.get(ROOM, "s1").await.expect("get").expect("entry");
+    let got = entry(&*catalog, "s1").await;
     assert_eq!(got.status, RecordingStatus::Interrupted);
     assert_eq!(got.ended_at, Some(crate::unix_ms(at(12.0))));
     assert_eq!(got.duration_seconds, Some(12.0));
@@ -414,7 +395,7 @@ async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_unti
             .count(),
         1
     );
-    let got = catalog.get(ROOM, "s1").await.expect("get").expect("entry");
+    let got = entry(&*catalog, "s1").await;
     assert_eq!(got.dropped_segments, 46);
 }
 
@@ -439,22 +420,17 @@ async fn renditions_not_configured_for_recording_are_not_stored() {
     flush(&rec).await;
     let keys = store.list("rooms/").await.expect("list");
     assert!(keys.iter().all(|k| !k.contains("/source/")), "{keys:?}");
-    assert_eq!(
-        catalog
-            .get(ROOM, "s1")
-            .await
-            .expect("get")
-            .expect("entry")
-            .renditions,
-        ["720p"]
-    );
+    assert_eq!(entry(&*catalog, "s1").await.renditions, ["720p"]);
 }
 
 #[tokio::test]
 async fn a_session_run_against_mongodb_is_listed_complete() {
-    let (uri, _server) = roomcast_store::test_support::mongo_for_tests()
+    let Some((uri, _server)) = roomcast_store::test_support::mongo_for_tests()
         .await
-        .expect("a MongoDB-compatible test server (secantusd-py) or ROOMCAST_TEST_MONGODB_URI");
+        .expect("a MongoDB-compatible test server (secantusd-py) or ROOMCAST_TEST_MONGODB_URI")
+    else {
+        return;
+    };
     let db = roomcast_store::mongo::connect(&uri, "roomcast-recorder-test")
         .await
         .expect("connect");
@@ -465,57 +441,27 @@ async fn a_session_run_against_mongodb_is_listed_complete() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
-    let rec = Recorder::start(
-        fast_config(&dir.path().join("spool")),
-        store,
-        catalog.clone(),
-    )
-    .await
-    .expect("start");
+    let rec = start_in(dir.path(), store, catalog.clone()).await;
     // Unique per run: the suite may share a real MongoDB.
     let session = format!("mongo-{}", crate::unix_ms(SystemTime::now()));
     rec.record(started(&session, &["source"]));
     flush(&rec).await;
-    let live = catalog
-        .get(ROOM, &session)
-        .await
-        .expect("get")
-        .expect("entry");
+    let live = entry(&*catalog, &session).await;
     assert_eq!(live.status, RecordingStatus::Live);
     for seq in 0..3 {
         rec.record(segment(&session, "source", seq, body("source", seq)));
     }
     rec.record(ended(&session, 3, true));
     flush(&rec).await;
-    let got = catalog
-        .get(ROOM, &session)
-        .await
-        .expect("get")
-        .expect("entry");
+    let got = entry(&*catalog, &session).await;
     assert_eq!(got.status, RecordingStatus::Complete);
     assert_eq!(got.segments, 3);
     assert_eq!(got.duration_seconds, Some(6.0));
 }
 
-/// A `tracing` writer into a shared buffer.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        if let Ok(mut v) = self.0.lock() {
-            v.extend_from_slice(buf);
-        }
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn s3_credentials_never_reach_the_logs() {
-    let captured = Captured::default();
+    let captured = LogCapture::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
         .with_max_level(tracing::Level::TRACE)
@@ -537,9 +483,7 @@ async fn s3_credentials_never_reach_the_logs() {
     );
     let dir = tempfile::tempdir().expect("tempdir");
     let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
-    let rec = Recorder::start(fast_config(&dir.path().join("spool")), store, catalog)
-        .await
-        .expect("start");
+    let rec = start_in(dir.path(), store, catalog).await;
     let mut health = rec.health();
     rec.record(started("s1", &["source"]));
     rec.record(segment("s1", "source", 0, body("source", 0)));
@@ -549,7 +493,7 @@ async fn s3_credentials_never_reach_the_logs() {
         .expect("health");
     let message = health.borrow().message.clone();
     drop(rec);
-    let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+    let logs = captured.text();
     assert!(logs.contains("store write failed"), "{logs}");
     assert!(!logs.contains(secret), "secret in the logs");
     assert!(!message.contains(secret), "secret in the health message");
@@ -581,23 +525,13 @@ async fn a_live_session_whose_spool_was_lost_is_finalised_from_the_store() {
     done.prefix = "rooms/shows/lobby/done/".into();
     catalog.upsert(&done).await.expect("upsert");
 
-    let rec = Recorder::start(
-        fast_config(&dir.path().join("spool")),
-        store.clone(),
-        catalog.clone(),
-    )
-    .await
-    .expect("start");
+    let rec = start_in(dir.path(), store.clone(), catalog.clone()).await;
     let n = rec
         .finalise_orphans(ROOM, Duration::from_secs(2))
         .await
         .expect("orphans");
     assert_eq!(n, 1);
-    let got = catalog
-        .get(ROOM, "lost")
-        .await
-        .expect("get")
-        .expect("entry");
+    let got = entry(&*catalog, "lost").await;
     assert_eq!(got.status, RecordingStatus::Interrupted);
     assert_eq!(got.ended_at, Some(1_008_000));
     assert_eq!(got.segments, 4);

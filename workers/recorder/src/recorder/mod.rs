@@ -1,0 +1,136 @@
+//! The recorder runtime in four stages, one file each, wired together by [`Recorder`]:
+//!
+//! ```text
+//!  Recorder::record ──Cmd──> writer ──Job──> uploader ──> finaliser
+//!                            (spool)         (store, retries)  (playlists, session.json,
+//!                                              ^                catalog completion)
+//!  Recorder::start ──> recovery ──Job──────────┘                  ^
+//!  Recorder::finalise_orphans ──> recovery ───────────────────────┘
+//! ```
+//!
+//! `state` holds what every stage shares (settings, spool budget, health, retrying writes).
+//! Imports only go down the picture: no stage imports this module or an earlier stage.
+
+mod finaliser;
+mod recovery;
+mod state;
+mod uploader;
+mod writer;
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    sync::{broadcast, mpsc, oneshot, watch},
+    task::JoinHandle,
+};
+use tracing::{info, warn};
+
+pub use state::{Health, UPLOADED_CAPACITY, Uploaded};
+
+use crate::{
+    DynCatalog, DynStore, Result, config::RecorderConfig, events::RecordEvent, metrics::Metrics,
+    spool::Spool,
+};
+use state::Shared;
+use writer::Cmd;
+
+/// Records sessions. Dropping it stops everything at once (like a crash: what is spooled stays
+/// for the next start); [`Recorder::flush`] first for a graceful stop.
+pub struct Recorder {
+    shared: Arc<Shared>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Recorder {
+    /// Open the spool, queue what a previous run left in it (finalised as `interrupted` unless
+    /// it had ended), and start the background tasks.
+    pub async fn start(cfg: RecorderConfig, store: DynStore, catalog: DynCatalog) -> Result<Self> {
+        let spool = Spool::open(&cfg.spool_dir)?;
+        let shared = Arc::new(Shared::new(cfg, spool, store, catalog));
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        recovery::recover(&shared, &jobs_tx).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let tasks = vec![
+            tokio::spawn(writer::run(shared.clone(), rx, jobs_tx)),
+            tokio::spawn(uploader::run(shared.clone(), jobs_rx)),
+        ];
+        info!(store = %shared.store.describe(), spool = %shared.spool.dir().display(), "recorder started");
+        Ok(Self { shared, tx, tasks })
+    }
+
+    /// Hand over one event. Never blocks and never fails: a segment that does not fit in the
+    /// spool is dropped from the recording (counted, logged, and reported by [`Self::health`]).
+    pub fn record(&self, event: RecordEvent) {
+        if let RecordEvent::SegmentClosed {
+            rendition,
+            bytes,
+            session_id,
+            seq,
+            ..
+        } = &event
+        {
+            if !self.shared.cfg.records(rendition) {
+                return;
+            }
+            if !self.shared.reserve(bytes.len() as u64) {
+                self.shared
+                    .drop_segment(session_id, rendition, *seq, "spool full");
+                return;
+            }
+        }
+        if self.tx.send(Cmd::Event(event, Instant::now())).is_err() {
+            warn!("recorder stopped; event ignored");
+        }
+    }
+
+    /// Wait until everything recorded before this call is spooled, stored and (for ended
+    /// sessions) finalised. Waits for as long as the store is unreachable.
+    pub async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Cmd::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    pub fn health(&self) -> watch::Receiver<Health> {
+        self.shared.health.subscribe()
+    }
+
+    pub fn subscribe_uploads(&self) -> broadcast::Receiver<Uploaded> {
+        self.shared.uploaded.subscribe()
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Finalise sessions of `room` that the catalog lists as `live` but that the spool does not
+    /// hold: their worker died and its spool was lost with it (the pod moved to another node).
+    /// Each becomes `interrupted` with VOD playlists of the segments found in the store; the
+    /// exact durations went with the spool, so each segment is taken to last `nominal` (the
+    /// room's segment length). Call once after [`Recorder::start`], before the room's first
+    /// event. Returns how many sessions it finalised.
+    pub async fn finalise_orphans(&self, room: &str, nominal: Duration) -> Result<u64> {
+        recovery::finalise_orphans(&self.shared, room, nominal).await
+    }
+
+    /// Bytes held by the spool (queued or on disk).
+    pub fn spool_bytes(&self) -> u64 {
+        self.shared.used.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,156 @@
+//! Stage 4, recovery, at start: sessions a previous process left in the spool (crash,
+//! SIGKILL) are queued for upload again and finalised, as `interrupted` unless they had ended;
+//! `live` catalog entries whose spool was lost with their node are finalised from what the
+//! store holds ([`finalise_orphans`]).
+
+use std::{
+    collections::{HashMap, HashSet},
+    sync::atomic::Ordering,
+    time::{Duration, Instant},
+};
+
+use tokio::sync::mpsc;
+use tracing::{Instrument, debug, error, info_span, warn};
+
+use super::{
+    finaliser,
+    state::Shared,
+    uploader::{Job, UploadJob},
+};
+use crate::{
+    RecordingStatus, Result,
+    catalog::MAX_PAGE,
+    parse_room, session_prefix,
+    spool::{Manifest, SegmentEntry},
+};
+
+/// Queue what a previous run left in the spool.
+pub(super) async fn recover(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>) -> Result<()> {
+    for session_id in shared.spool.sessions()? {
+        let span = info_span!("recover", session = %session_id);
+        let _enter = span.enter();
+        let mut m = match shared.spool.read_manifest(&session_id) {
+            Ok(m) => m,
+            Err(e) => {
+                error!(error = %e, "unreadable session manifest; session left in the spool");
+                continue;
+            }
+        };
+        let room = match parse_room(&m.room) {
+            Ok(room) => room,
+            Err(e) => {
+                error!(error = %e, "invalid room in the session manifest; session left in the spool");
+                continue;
+            }
+        };
+        let log = shared.spool.read_log(&session_id)?;
+        for p in shared.spool.remove_unlogged(&session_id, &log) {
+            debug!(path = %p.display(), "removed a segment that was never logged");
+        }
+        let mut seen = HashSet::new();
+        let mut queued = 0;
+        for e in &log {
+            if !seen.insert((e.rendition.clone(), e.seq)) {
+                continue;
+            }
+            let path = shared.spool.segment_path(&session_id, &e.rendition, e.seq);
+            let Ok(meta) = std::fs::metadata(&path) else {
+                continue;
+            };
+            shared.used.fetch_add(meta.len(), Ordering::AcqRel);
+            queued += 1;
+            let _ = jobs.send(Job::Upload(UploadJob {
+                room: m.room.clone(),
+                session_id: session_id.clone(),
+                key: format!(
+                    "{}{}/{}.ts",
+                    session_prefix(&shared.cfg.prefix, &room, &session_id),
+                    e.rendition,
+                    e.seq
+                ),
+                path,
+                bytes: meta.len(),
+                closed_at: Instant::now(),
+            }));
+        }
+        if m.clean.is_none() {
+            // It was live when the previous process died.
+            m.clean = Some(false);
+            m.ended_at = log
+                .iter()
+                .map(|e| e.program_date_time + (e.duration * 1000.0) as i64)
+                .max();
+            shared.spool.write_manifest(&m).await?;
+        }
+        shared.metrics.sessions_recovered.inc();
+        warn!(room = %m.room, queued, logged = log.len(), "recovering a session from the spool");
+        let _ = jobs.send(Job::Finalize(session_id));
+    }
+    shared
+        .metrics
+        .spool_bytes
+        .set(shared.used.load(Ordering::Relaxed) as i64);
+    Ok(())
+}
+
+/// [`super::Recorder::finalise_orphans`]: each segment found in the store is taken to last
+/// `nominal`, timed from the first sequence number of its rendition.
+pub(super) async fn finalise_orphans(
+    shared: &Shared,
+    room: &str,
+    nominal: Duration,
+) -> Result<u64> {
+    let spooled = shared.spool.sessions()?;
+    let mut finalised = 0;
+    for rec in shared.catalog.list(room, MAX_PAGE, None).await? {
+        if rec.status != RecordingStatus::Live || spooled.contains(&rec.session_id) {
+            continue;
+        }
+        let mut log = Vec::new();
+        for key in shared.store.list(&rec.prefix).await? {
+            let rest = key.strip_prefix(&rec.prefix).unwrap_or_default();
+            let Some((rendition, file)) = rest.split_once('/') else {
+                continue;
+            };
+            let Some(seq) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
+                continue;
+            };
+            log.push(SegmentEntry {
+                rendition: rendition.to_owned(),
+                seq,
+                duration: nominal.as_secs_f64(),
+                discontinuity: false,
+                program_date_time: 0,
+                bytes: 0,
+            });
+        }
+        // Time from the first sequence number of each rendition.
+        let mut first: HashMap<String, u64> = HashMap::new();
+        for e in &log {
+            let f = first.entry(e.rendition.clone()).or_insert(e.seq);
+            *f = (*f).min(e.seq);
+        }
+        let nominal_ms = i64::try_from(nominal.as_millis()).unwrap_or(i64::MAX);
+        for e in &mut log {
+            let index = e.seq - first.get(&e.rendition).copied().unwrap_or(e.seq);
+            e.program_date_time = rec.started_at + index as i64 * nominal_ms;
+        }
+        let m = Manifest {
+            room: rec.room.clone(),
+            session_id: rec.session_id.clone(),
+            renditions: rec.renditions.clone(),
+            started_at: rec.started_at,
+            ended_at: None,
+            clean: Some(false),
+            dropped_segments: 0,
+        };
+        let span = info_span!("orphan", room = %rec.room, session = %rec.session_id);
+        warn!(parent: &span, segments = log.len(), "live session without a spool; finalising as interrupted");
+        finaliser::write_session(shared, &m, &log)
+            .instrument(span)
+            .await?;
+        shared.metrics.sessions_recovered.inc();
+        finalised += 1;
+    }
+    Ok(finalised)
+}

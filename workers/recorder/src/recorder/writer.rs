@@ -1,0 +1,222 @@
+//! Stage 1, the writer: takes [`RecordEvent`]s in order, spools each segment (manifest, segment
+//! log, file) and hands the remote work (uploads, catalog writes, finalisation) to the
+//! uploader. It never waits on the network.
+
+use std::{
+    collections::{HashMap, VecDeque},
+    sync::Arc,
+    time::Instant,
+};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{error, info, info_span, warn};
+
+use super::{
+    state::Shared,
+    uploader::{Job, UploadJob},
+};
+use crate::{
+    Recording, RecordingStatus, RoomIdentity, check_name,
+    events::RecordEvent,
+    parse_room, session_prefix,
+    spool::{Manifest, SegmentEntry},
+    unix_ms,
+};
+
+/// Ended sessions the writer remembers to refuse late segments.
+const ENDED_REMEMBERED: usize = 64;
+
+/// What [`super::Recorder`] sends the writer.
+pub(super) enum Cmd {
+    Event(RecordEvent, Instant),
+    Flush(oneshot::Sender<()>),
+}
+
+fn manifest_of(room: &str, session_id: &str, renditions: Vec<String>, started_at: i64) -> Manifest {
+    Manifest {
+        room: room.to_owned(),
+        session_id: session_id.to_owned(),
+        renditions,
+        started_at,
+        ended_at: None,
+        clean: None,
+        dropped_segments: 0,
+    }
+}
+
+fn live_recording(shared: &Shared, room: &RoomIdentity, m: &Manifest) -> Recording {
+    Recording {
+        room: m.room.clone(),
+        session_id: m.session_id.clone(),
+        started_at: m.started_at,
+        ended_at: None,
+        duration_seconds: None,
+        status: RecordingStatus::Live,
+        renditions: m.renditions.clone(),
+        prefix: session_prefix(&shared.cfg.prefix, room, &m.session_id),
+        poster: None,
+        bytes: 0,
+        segments: 0,
+        dropped_segments: 0,
+    }
+}
+
+/// Spools events in order and hands the remote work to the uploader.
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    jobs: mpsc::UnboundedSender<Job>,
+) {
+    let mut sessions: HashMap<String, Manifest> = HashMap::new();
+    // Recently ended sessions: a late segment must not reopen (and later overwrite) one.
+    let mut ended: VecDeque<String> = VecDeque::new();
+    while let Some(cmd) = rx.recv().await {
+        let (event, closed_at) = match cmd {
+            Cmd::Flush(tx) => {
+                let _ = jobs.send(Job::Flush(tx));
+                continue;
+            }
+            Cmd::Event(e, at) => (e, at),
+        };
+        let span = info_span!("session", room = %event.room(), session = %event.session_id());
+        let reserved = match &event {
+            RecordEvent::SegmentClosed { bytes, .. } => bytes.len() as u64,
+            _ => 0,
+        };
+        let valid =
+            parse_room(event.room()).and_then(|room| check_name(event.session_id()).map(|_| room));
+        let room_id = match valid {
+            Ok(room) => room,
+            Err(e) => {
+                span.in_scope(|| error!(error = %e, "event ignored"));
+                shared.release(reserved);
+                continue;
+            }
+        };
+        match event {
+            RecordEvent::SessionStarted {
+                session_id,
+                room,
+                renditions,
+                started_at,
+            } => {
+                let renditions: Vec<String> = renditions
+                    .into_iter()
+                    .filter(|r| shared.cfg.records(r) && check_name(r).is_ok())
+                    .collect();
+                let m = manifest_of(&room, &session_id, renditions, unix_ms(started_at));
+                if let Err(e) = shared.spool.write_manifest(&m).await {
+                    span.in_scope(|| error!(error = %e, "writing the session manifest"));
+                }
+                span.in_scope(|| info!(renditions = ?m.renditions, "session recording"));
+                let _ = jobs.send(Job::Catalog(live_recording(&shared, &room_id, &m)));
+                sessions.insert(session_id, m);
+            }
+            RecordEvent::SegmentClosed {
+                session_id,
+                room,
+                rendition,
+                seq,
+                duration,
+                discontinuity,
+                program_date_time,
+                bytes,
+            } => {
+                if ended.contains(&session_id) {
+                    span.in_scope(|| {
+                        warn!(rendition, seq, "segment after the session ended; ignored")
+                    });
+                    shared.release(reserved);
+                    continue;
+                }
+                if check_name(&rendition).is_err() {
+                    shared.release(reserved);
+                    shared.drop_segment(&session_id, &rendition, seq, "invalid rendition name");
+                    continue;
+                }
+                let m = sessions.entry(session_id.clone()).or_insert_with(|| {
+                    // The recorder started mid-session: the session starts here.
+                    let m = manifest_of(&room, &session_id, Vec::new(), unix_ms(program_date_time));
+                    let _ = jobs.send(Job::Catalog(live_recording(&shared, &room_id, &m)));
+                    m
+                });
+                if !m.renditions.contains(&rendition) {
+                    m.renditions.push(rendition.clone());
+                    if let Err(e) = shared.spool.write_manifest(m).await {
+                        span.in_scope(|| error!(error = %e, "writing the session manifest"));
+                    }
+                }
+                let entry = SegmentEntry {
+                    rendition: rendition.clone(),
+                    seq,
+                    duration: duration.as_secs_f64(),
+                    discontinuity,
+                    program_date_time: unix_ms(program_date_time),
+                    bytes: reserved,
+                };
+                match shared
+                    .spool
+                    .write_segment(&session_id, &entry, &bytes)
+                    .await
+                {
+                    Ok(path) => {
+                        shared.metrics.segments_spooled.inc();
+                        let key = format!(
+                            "{}{rendition}/{seq}.ts",
+                            session_prefix(&shared.cfg.prefix, &room_id, &session_id)
+                        );
+                        let _ = jobs.send(Job::Upload(UploadJob {
+                            room,
+                            session_id,
+                            key,
+                            path,
+                            bytes: reserved,
+                            closed_at,
+                        }));
+                    }
+                    Err(e) => {
+                        span.in_scope(|| error!(error = %e, "spooling a segment"));
+                        shared.release(reserved);
+                        shared.drop_segment(&session_id, &rendition, seq, "spool write failed");
+                    }
+                }
+            }
+            RecordEvent::SessionEnded {
+                session_id,
+                room,
+                started_at,
+                ended_at,
+                clean,
+                ..
+            } => {
+                if ended.contains(&session_id) {
+                    span.in_scope(|| warn!("session ended twice; ignored"));
+                    continue;
+                }
+                let mut m = sessions
+                    .remove(&session_id)
+                    .or_else(|| shared.spool.read_manifest(&session_id).ok())
+                    .unwrap_or_else(|| {
+                        manifest_of(&room, &session_id, Vec::new(), unix_ms(started_at))
+                    });
+                m.ended_at = Some(unix_ms(ended_at));
+                m.clean = Some(clean);
+                m.dropped_segments = shared
+                    .dropped
+                    .lock()
+                    .ok()
+                    .and_then(|mut d| d.remove(&session_id))
+                    .unwrap_or(0);
+                if let Err(e) = shared.spool.write_manifest(&m).await {
+                    span.in_scope(|| error!(error = %e, "writing the session manifest"));
+                }
+                span.in_scope(|| info!(clean, "session ended; finalising after its uploads"));
+                if ended.len() >= ENDED_REMEMBERED {
+                    ended.pop_front();
+                }
+                ended.push_back(session_id.clone());
+                let _ = jobs.send(Job::Finalize(session_id));
+            }
+        }
+    }
+}
