@@ -47,10 +47,7 @@ impl DevState {
     }
 
     fn media_room(&self, room: &DevRoom) -> Option<&Arc<roomcast_media::session::Room>> {
-        self.media
-            .rooms
-            .iter()
-            .find(|m| m.cfg.namespace == room.namespace() && m.cfg.name == room.name())
+        self.media.rooms.by_path(room.namespace(), room.name())
     }
 
     fn summary(&self, room: &DevRoom) -> RoomSummary {

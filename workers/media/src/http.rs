@@ -93,7 +93,7 @@ async fn readyz(State(server): State<AppState>) -> Response {
 }
 
 async fn metrics(State(server): State<AppState>) -> Response {
-    for room in &server.rooms {
+    for room in server.rooms.iter() {
         room.viewers();
     }
     (
@@ -141,16 +141,10 @@ impl Req<'_> {
 
     /// Find the room and check the origin secret.
     fn room(&self, ns: &str, name: &str) -> Result<Arc<Room>, Box<Response>> {
-        let Some((index, room)) = self
-            .server
-            .rooms
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.cfg.namespace == ns && r.cfg.name == name)
-        else {
+        let Some(room) = self.server.rooms.by_path(ns, name) else {
             return Err(Box::new(plain(StatusCode::NOT_FOUND, "unknown room\n")));
         };
-        if let Some(secret) = self.server.origin_secret(index) {
+        if let Some(secret) = room.origin_secret() {
             let presented = self
                 .headers
                 .get(ORIGIN_SECRET_HEADER)

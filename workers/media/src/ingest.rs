@@ -209,7 +209,8 @@ async fn run(
                         Err(reason) => {
                             let room = match reason {
                                 RefuseReason::AlreadyLive => server
-                                    .room_for_key(&key)
+                                    .rooms
+                                    .by_key(key.as_bytes())
                                     .map(|r| r.id())
                                     .unwrap_or_default(),
                                 _ => String::new(),

@@ -38,6 +38,7 @@ pub mod passthrough;
 pub mod pipeline;
 pub mod playlist;
 pub mod recording;
+pub mod registry;
 pub mod rtmp;
 pub mod server;
 pub mod session;

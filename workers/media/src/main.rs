@@ -1,9 +1,10 @@
 //! `roomcast-media`: the media worker binary. Everything lives in the library.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use clap::Parser;
+use roomcast_crds::RoomIdentity;
 use roomcast_crds::worker_config::{RecordingConfig, WorkerConfig};
 use roomcast_media::config::{DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_RTMP_ADDR};
 use roomcast_media::server::DEFAULT_SPEED_PRESET;
@@ -124,12 +125,12 @@ async fn main() -> anyhow::Result<()> {
 
     // Recording: one recorder per recording room, its replay API on the HTTP port.
     let mut recordings = Vec::new();
-    let mut health = vec![None; workers.len()];
+    let mut health = BTreeMap::new();
     let mut routes = axum::Router::new();
-    for (index, worker) in workers.iter().enumerate() {
+    for worker in &workers {
         if let Some(rec) = &worker.recording {
             let recording = start_recording(&server, worker, rec, &cli.data_dir).await?;
-            health[index] = Some(recording.recorder.health());
+            health.insert(worker.room.clone(), recording.recorder.health());
             routes = routes.merge(recording.routes.clone());
             recordings.push(recording);
         }
@@ -141,14 +142,14 @@ async fn main() -> anyhow::Result<()> {
         let client = kube::Client::try_default()
             .await
             .context("cannot build a Kubernetes client for status reports")?;
-        for (index, worker) in workers.iter().enumerate() {
-            let reporter =
-                StatusReporter::media(client.clone(), &worker.room.namespace, &worker.room.name);
+        for room in server.rooms.iter() {
+            let id = RoomIdentity::new(&room.cfg.namespace, &room.cfg.name);
+            let reporter = StatusReporter::media(client.clone(), &id.namespace, &id.name);
             tokio::spawn(status::report_loop(
                 server.clone(),
-                index,
+                room.clone(),
                 reporter,
-                health[index].take(),
+                health.remove(&id),
                 status::DEFAULT_REPORT_INTERVAL,
             ));
         }

@@ -14,8 +14,9 @@ use tracing::Instrument;
 use crate::config::{RTMP_APP, RoomConfig};
 use crate::error::{Error, RefuseReason, Result};
 use crate::events::{EVENT_CAPACITY, MediaEvent};
-use crate::key::{PresentedKey, Secret};
+use crate::key::PresentedKey;
 use crate::metrics::Metrics;
+use crate::registry::RoomRegistry;
 use crate::session::Room;
 
 /// Upper bound of HTTP worker threads.
@@ -127,12 +128,11 @@ pub struct ServerOptions {
 
 /// The media worker: RTMP ingest, transcode, HLS origin for every configured room.
 pub struct MediaServer {
-    pub rooms: Vec<Arc<Room>>,
+    pub rooms: RoomRegistry,
     pub metrics: Metrics,
     events: broadcast::Sender<MediaEvent>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
-    origin_secrets: Vec<Option<Secret>>,
     /// Served on the HTTP port next to HLS (the recordings API); set before serving.
     extra_routes: std::sync::OnceLock<axum::Router>,
 }
@@ -141,48 +141,10 @@ impl MediaServer {
     /// Validate every room and prepare the spool. Fails on a bad config or a missing
     /// GStreamer element.
     pub fn new(rooms: Vec<RoomConfig>, options: ServerOptions) -> Result<Arc<Self>> {
-        if rooms.is_empty() {
-            return Err(Error::config("rooms", "at least one room is needed"));
-        }
         crate::pipeline::init()?;
-        let mut seen = std::collections::BTreeSet::new();
-        for r in &rooms {
-            r.validate()?;
-            if !seen.insert(r.path_prefix.clone()) {
-                return Err(Error::config(
-                    "playback.pathPrefix",
-                    format!("two rooms share {}", r.path_prefix),
-                ));
-            }
-        }
         let metrics = Metrics::default();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let mut origin_secrets = Vec::new();
-        let rooms = rooms
-            .into_iter()
-            .map(|cfg| {
-                let secret = match &cfg.origin_secret_file {
-                    Some(path) => {
-                        let s = Secret::from_file(path)?;
-                        if s.is_empty() {
-                            return Err(Error::config(
-                                "playback.originSecretFile",
-                                "the origin secret file is empty",
-                            ));
-                        }
-                        Some(s)
-                    }
-                    None => None,
-                };
-                origin_secrets.push(secret);
-                Ok(Arc::new(Room::new(
-                    cfg,
-                    options.speed_preset.clone(),
-                    events.clone(),
-                    metrics.clone(),
-                )))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rooms = RoomRegistry::new(rooms, &options.speed_preset, &events, &metrics)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Arc::new(MediaServer {
             rooms,
@@ -190,7 +152,6 @@ impl MediaServer {
             events,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
-            origin_secrets,
             extra_routes: std::sync::OnceLock::new(),
         }))
     }
@@ -214,28 +175,6 @@ impl MediaServer {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn origin_secret(&self, room: usize) -> Option<&Secret> {
-        self.origin_secrets.get(room).and_then(Option::as_ref)
-    }
-
-    /// The room whose current key (read from its key file now: keys rotate) matches.
-    pub fn room_for_key(&self, key: &PresentedKey) -> Option<Arc<Room>> {
-        let mut found = None;
-        for room in &self.rooms {
-            match Secret::from_file(&room.cfg.stream_key_file) {
-                // Every room is compared, so timing does not tell which one matched.
-                Ok(secret) if secret.matches(key.as_bytes()) && found.is_none() => {
-                    found = Some(room.clone());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(room = %room.id(), error = %e, "cannot read the stream key")
-                }
-            }
-        }
-        found
-    }
-
     /// Decide whether a publish may go ahead and for which room.
     pub fn authorize(&self, app: &str, key: &PresentedKey) -> Result<Arc<Room>, RefuseReason> {
         if self.is_shutting_down() {
@@ -244,7 +183,9 @@ impl MediaServer {
         if app.trim_end_matches('/') != RTMP_APP {
             return Err(RefuseReason::UnknownApp);
         }
-        self.room_for_key(key).ok_or(RefuseReason::WrongKey)
+        self.rooms
+            .by_key(key.as_bytes())
+            .ok_or(RefuseReason::WrongKey)
     }
 
     /// Accept publishers until shutdown. Every publisher is served on one ingest thread: a
@@ -345,7 +286,7 @@ impl MediaServer {
         self.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.shutdown_tx.send(true);
         let deadline = tokio::time::Instant::now() + timeout;
-        for room in &self.rooms {
+        for room in self.rooms.iter() {
             while room.ingests.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use roomcast_crds::Rendition;
+use roomcast_runtime::{Secret, SecretError};
 use tokio::sync::broadcast;
 
 use crate::config::RoomConfig;
@@ -377,9 +378,12 @@ pub struct Publish {
     pub epoch: u32,
 }
 
-/// One room: its config, its live state and viewer tracking.
+/// One room with everything that belongs to it: its config (and through it its stream key
+/// file), its origin secret, its live state and viewer tracking.
 pub struct Room {
     pub cfg: RoomConfig,
+    /// What a CDN must send in `X-Origin-Secret`, when the room has one.
+    origin_secret: Option<Secret>,
     /// x264 speed preset of the encoded rungs.
     pub speed_preset: String,
     /// `Cache-Control` of playlists and of segments, made once.
@@ -409,6 +413,7 @@ pub enum Liveness {
 impl Room {
     pub fn new(
         cfg: RoomConfig,
+        origin_secret: Option<Secret>,
         speed_preset: String,
         events: broadcast::Sender<MediaEvent>,
         metrics: Metrics,
@@ -426,6 +431,7 @@ impl Room {
                 cfg.segment_max_age_seconds
             )),
             cfg,
+            origin_secret,
             speed_preset,
             state: Mutex::new(RoomState {
                 active: None,
@@ -443,6 +449,16 @@ impl Room {
 
     pub fn id(&self) -> String {
         self.cfg.id()
+    }
+
+    /// The stream key as its file says now (keys rotate without a restart).
+    pub fn stream_key(&self) -> Result<Secret, SecretError> {
+        Secret::from_file(&self.cfg.stream_key_file)
+    }
+
+    /// The CDN origin secret, when the room has one.
+    pub fn origin_secret(&self) -> Option<&Secret> {
+        self.origin_secret.as_ref()
     }
 
     /// A publisher with the right key asks to publish.

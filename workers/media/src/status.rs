@@ -59,17 +59,14 @@ fn significant(report: &MediaReport) -> (bool, Option<String>, Option<u32>, u32,
     )
 }
 
-/// Report room `index` of `server` until the server shuts down, then report it idle.
+/// Report `room` of `server` until the server shuts down, then report it idle.
 pub async fn report_loop(
     server: Arc<MediaServer>,
-    index: usize,
+    room: Arc<Room>,
     reporter: StatusReporter,
     recording: Option<watch::Receiver<Health>>,
     every: Duration,
 ) {
-    let Some(room) = server.rooms.get(index).cloned() else {
-        return;
-    };
     let mut throttle = Throttle::new(roomcast_room_status::DEFAULT_HEARTBEAT);
     loop {
         let health = recording.as_ref().map(|h| h.borrow().clone());
@@ -124,7 +121,7 @@ mod tests {
             origin_secret_file: None,
         };
         let (events, _) = broadcast::channel(4);
-        Room::new(cfg, "veryfast".into(), events, Metrics::default())
+        Room::new(cfg, None, "veryfast".into(), events, Metrics::default())
     }
 
     #[test]

@@ -220,7 +220,13 @@ async fn fast_publisher_slides_the_dvr_window_and_keeps_memory_bounded() {
 }
 
 fn live_session(srv: &TestServer) -> Option<std::sync::Arc<roomcast_media::session::Session>> {
-    match srv.server.rooms[0].liveness() {
+    match srv
+        .server
+        .rooms
+        .by_path("shows", "fast")
+        .expect("room")
+        .liveness()
+    {
         roomcast_media::session::Liveness::Session(s) => Some(s),
         roomcast_media::session::Liveness::Idle => None,
     }
@@ -600,7 +606,12 @@ async fn graceful_shutdown_closes_the_live_session_with_endlist() {
     .await;
     let server = srv.server.clone();
     srv.stop().await;
-    let session = match server.rooms[0].liveness() {
+    let session = match server
+        .rooms
+        .by_path("shows", "lobby")
+        .expect("room")
+        .liveness()
+    {
         roomcast_media::session::Liveness::Session(s) => s,
         roomcast_media::session::Liveness::Idle => panic!("session vanished"),
     };
