@@ -338,7 +338,8 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     });
     let mut app = web::router(state.clone())
         .merge(chat_router)
-        .merge(roomcast_media::http::router(media.clone()));
+        .merge(roomcast_media::http::router(media.clone()))
+        .merge(roomcast_media::http::ops_router(media.clone()));
     if let Some(recording) = &recording {
         app = app.merge(recording.routes.clone());
     }

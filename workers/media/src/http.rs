@@ -5,9 +5,10 @@
 //! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8    media playlist (DVR window)
 //! GET|HEAD /<ns>/<room>/hls/<rendition>/<seq>.ts      segment (immutable)
 //! GET      /<ns>/<room>/status                        JSON live state
-//! GET      /healthz /readyz /metrics
+//! GET      /healthz /readyz /metrics                  ops_router
 //! ```
 
+use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -18,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
+use roomcast_runtime::ops::OpsState;
 
 use crate::metrics::HTTP_KINDS;
 use crate::server::MediaServer;
@@ -50,7 +52,8 @@ async fn preflight(headers: HeaderMap) -> Response {
     resp
 }
 
-/// Routes of the HTTP port.
+/// The HLS origin's routes (see the module docs). The caller composes the HTTP port from it,
+/// [`ops_router`] and whatever else it serves there (the recordings API).
 ///
 /// CORS (any origin, for browser players) is written by the handlers themselves
 /// ([`Req::finish`], [`preflight`]): the same headers as tower-http's `CorsLayer`, which cost a
@@ -70,40 +73,35 @@ pub fn router(server: AppState) -> Router {
             get(segment).options(preflight),
         )
         .route("/{ns}/{room}/status", get(status).options(preflight))
-        .with_state(server.clone())
-        .merge(server.extra_routes())
-        .merge(ops_router(server))
-}
-
-/// Routes of the metrics port (also served on the HTTP port).
-pub fn ops_router(server: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(server)
 }
 
-async fn readyz(State(server): State<AppState>) -> Response {
-    if server.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ready\n".into_response()
-    }
+/// `/metrics`, `/healthz`, `/readyz` (the shape every roomcast server has), for the metrics
+/// port and the HTTP port.
+pub fn ops_router(server: AppState) -> Router {
+    roomcast_runtime::ops::router(Ops(server))
 }
 
-async fn metrics(State(server): State<AppState>) -> Response {
-    for room in server.rooms.iter() {
-        room.viewers();
+/// What the ops routes read: not ready while shutting down; the viewer gauges are brought up
+/// to date before each scrape (they otherwise move only when players fetch playlists).
+#[derive(Clone)]
+struct Ops(AppState);
+
+impl OpsState for Ops {
+    fn metrics(&self) -> String {
+        for room in self.0.rooms.iter() {
+            room.viewers();
+        }
+        self.0.metrics.encode()
     }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        server.metrics.encode(),
-    )
-        .into_response()
+
+    fn readiness(&self) -> Result<(), Cow<'static, str>> {
+        if self.0.is_shutting_down() {
+            Err("shutting down".into())
+        } else {
+            Ok(())
+        }
+    }
 }
 
 #[derive(Clone, Copy)]

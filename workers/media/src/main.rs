@@ -126,16 +126,16 @@ async fn main() -> anyhow::Result<()> {
     // Recording: one recorder per recording room, its replay API on the HTTP port.
     let mut recordings = Vec::new();
     let mut health = BTreeMap::new();
-    let mut routes = axum::Router::new();
+    let mut app = roomcast_media::http::router(server.clone())
+        .merge(roomcast_media::http::ops_router(server.clone()));
     for worker in &workers {
         if let Some(rec) = &worker.recording {
             let recording = start_recording(&server, worker, rec, &cli.data_dir).await?;
             health.insert(worker.room.clone(), recording.recorder.health());
-            routes = routes.merge(recording.routes.clone());
+            app = app.merge(recording.routes.clone());
             recordings.push(recording);
         }
     }
-    server.add_routes(routes);
 
     // In a cluster (POD_NAME from the downward API), report live state into the room status.
     if std::env::var_os("POD_NAME").is_some() {
@@ -170,8 +170,9 @@ async fn main() -> anyhow::Result<()> {
         )
     };
     tracing::info!(rtmp = %cli.rtmp_addr, http = %cli.http_addr, rooms = server.rooms.len(), "roomcast-media listening");
+    let ops = metrics.map(|l| (l, roomcast_media::http::ops_router(server.clone())));
     server
-        .run(rtmp, http, metrics, roomcast_runtime::shutdown_signal())
+        .run(rtmp, (http, app), ops, roomcast_runtime::shutdown_signal())
         .await?;
     for recording in recordings {
         recording.finish(RECORDING_FLUSH_TIMEOUT).await;

@@ -203,10 +203,8 @@ impl Metrics {
 
     /// Text exposition for `/metrics`.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        roomcast_runtime::ops::encode(&registry)
     }
 }
 

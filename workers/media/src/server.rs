@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tracing::Instrument;
@@ -133,8 +134,6 @@ pub struct MediaServer {
     events: broadcast::Sender<MediaEvent>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
-    /// Served on the HTTP port next to HLS (the recordings API); set before serving.
-    extra_routes: std::sync::OnceLock<axum::Router>,
 }
 
 impl MediaServer {
@@ -152,18 +151,7 @@ impl MediaServer {
             events,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
-            extra_routes: std::sync::OnceLock::new(),
         }))
-    }
-
-    /// Add routes to the HTTP port (the recordings API under each room's prefix). Call once,
-    /// before serving; false when routes were already added.
-    pub fn add_routes(&self, routes: axum::Router) -> bool {
-        self.extra_routes.set(routes).is_ok()
-    }
-
-    pub(crate) fn extra_routes(&self) -> axum::Router {
-        self.extra_routes.get().cloned().unwrap_or_default()
     }
 
     /// Session and segment events (the recorder's seam).
@@ -214,15 +202,14 @@ impl MediaServer {
         result
     }
 
-    /// Serve HLS, `/healthz`, `/readyz` and `/metrics` until shutdown.
+    /// Serve `router` (HLS and whatever the caller composed with it) until shutdown.
     ///
     /// One acceptor hands connections round-robin to one single-threaded runtime per core, each
     /// serving its connections with hyper start to end (the nginx worker model): no task moves
     /// between threads, which roughly halves the context switches of small playlist requests
     /// compared with the work-stealing runtime.
-    pub async fn serve_http(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+    pub async fn serve_http(self: Arc<Self>, listener: TcpListener, router: Router) -> Result<()> {
         let mut shutdown = self.shutdown_tx.subscribe();
-        let router = crate::http::router(self.clone());
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -268,11 +255,11 @@ impl MediaServer {
         Ok(())
     }
 
-    /// Serve only `/metrics`, `/healthz`, `/readyz` (the metrics port).
-    pub async fn serve_metrics(self: Arc<Self>, listener: TcpListener) -> Result<()> {
+    /// Serve `router` on a port of its own with axum's server until shutdown (the metrics
+    /// port: light traffic, no need for per-thread workers).
+    pub async fn serve_plain(self: Arc<Self>, listener: TcpListener, router: Router) -> Result<()> {
         let mut shutdown = self.shutdown_tx.subscribe();
-        let app = crate::http::ops_router(self.clone());
-        axum::serve(listener, app)
+        axum::serve(listener, router)
             .with_graceful_shutdown(async move {
                 let _ = shutdown.changed().await;
             })
@@ -295,18 +282,21 @@ impl MediaServer {
         }
     }
 
-    /// Run everything until `stop` resolves, then shut down gracefully.
+    /// Run everything until `stop` resolves, then shut down gracefully. `http` and `ops` pair
+    /// each HTTP listener with the finished router it serves: the caller composes them (HLS,
+    /// ops, the recordings API).
     pub async fn run(
         self: Arc<Self>,
         rtmp: TcpListener,
-        http: TcpListener,
-        metrics: Option<TcpListener>,
+        http: (TcpListener, Router),
+        ops: Option<(TcpListener, Router)>,
         stop: impl std::future::Future<Output = ()>,
     ) -> Result<()> {
         let span = tracing::info_span!("media");
         let rtmp_task = tokio::spawn(self.clone().serve_rtmp(rtmp).instrument(span.clone()));
-        let http_task = tokio::spawn(self.clone().serve_http(http).instrument(span.clone()));
-        let metrics_task = metrics.map(|l| tokio::spawn(self.clone().serve_metrics(l)));
+        let (http, app) = http;
+        let http_task = tokio::spawn(self.clone().serve_http(http, app).instrument(span.clone()));
+        let metrics_task = ops.map(|(l, r)| tokio::spawn(self.clone().serve_plain(l, r)));
         stop.await;
         tracing::info!("shutting down: closing the last segments");
         self.shutdown(crate::pipeline::FINISH_TIMEOUT).await;

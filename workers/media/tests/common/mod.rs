@@ -147,9 +147,11 @@ impl TestServer {
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s = server.clone();
+        let app = roomcast_media::http::router(server.clone())
+            .merge(roomcast_media::http::ops_router(server.clone()));
         let task = tokio::spawn(async move {
             let _ = s
-                .run(rtmp, http, None, async {
+                .run(rtmp, (http, app), None, async {
                     let _ = rx.await;
                 })
                 .await;
