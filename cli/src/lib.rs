@@ -13,6 +13,7 @@
 //! libraries in one process, keys and data live under `--data-dir`.
 
 pub mod dev;
+pub mod rooms;
 pub mod web;
 
 /// Everything that can go wrong in `roomcast dev`.

@@ -107,7 +107,7 @@ async fn main() -> anyhow::Result<()> {
                 redis_url,
                 speed_preset,
                 record: !no_recording,
-                s3: s3_bucket.map(|bucket| dev::DevS3 {
+                s3: s3_bucket.map(|bucket| roomcast::rooms::DevS3 {
                     bucket,
                     endpoint: s3_endpoint,
                     region: s3_region,

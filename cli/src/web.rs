@@ -27,7 +27,7 @@ use roomcast_chat::{
 use roomcast_media::MediaServer;
 use serde::{Deserialize, Serialize};
 
-use crate::dev::DevRoom;
+use crate::rooms::DevRoom;
 
 /// Lifetime of tokens the dev server mints.
 pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);

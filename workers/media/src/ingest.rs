@@ -18,9 +18,11 @@ use tracing::Instrument;
 
 use crate::error::{Error, RefuseReason, Result};
 use crate::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
+use crate::fragment::FragmentSink;
+use crate::key::authorize;
 use crate::metrics::{self, RefusedLabels};
 use crate::passthrough::{SourceHints, SourceSegmenter};
-use crate::pipeline::{FINISH_TIMEOUT, FragmentSink, PipelineSpec, TranscodePipeline};
+use crate::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
 use crate::rtmp::{IngestEvent, Output, RtmpCore};
 use crate::server::MediaServer;
 use crate::session::{EpochSink, Publish, Room};
@@ -181,8 +183,7 @@ async fn run(
                     if publishing.is_some() {
                         return Err(Error::Rtmp("second publish on one connection".into()));
                     }
-                    match server
-                        .authorize(&app, &key)
+                    match authorize(server, &app, &key)
                         .and_then(|room| room.begin_publish(conn).map(|p| (room, p)))
                     {
                         Ok((room, publish)) => {

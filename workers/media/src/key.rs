@@ -1,8 +1,34 @@
-//! What a publisher presents as its stream key. The keys themselves are
-//! [`roomcast_runtime::Secret`]s, compared in constant time (see
-//! [`crate::registry::RoomRegistry::by_key`]).
+//! The key check: what a publisher presents as its stream key ([`PresentedKey`], redacted) and
+//! whether the publish may go ahead ([`authorize`]). The keys themselves are
+//! [`roomcast_runtime::Secret`]s, compared in constant time
+//! ([`crate::registry::RoomRegistry::by_key`]).
 
 use std::fmt;
+use std::sync::Arc;
+
+use crate::config::RTMP_APP;
+use crate::error::RefuseReason;
+use crate::server::MediaServer;
+use crate::session::Room;
+
+/// Decide whether a publish may go ahead and for which room: not while the worker shuts down,
+/// only on the `live` application, only with a room's current key.
+pub fn authorize(
+    server: &MediaServer,
+    app: &str,
+    key: &PresentedKey,
+) -> Result<Arc<Room>, RefuseReason> {
+    if server.is_shutting_down() {
+        return Err(RefuseReason::ShuttingDown);
+    }
+    if app.trim_end_matches('/') != RTMP_APP {
+        return Err(RefuseReason::UnknownApp);
+    }
+    server
+        .rooms
+        .by_key(key.as_bytes())
+        .ok_or(RefuseReason::WrongKey)
+}
 
 /// What a publisher put in the stream-name slot of the RTMP URL. It may be a real key, so it is
 /// redacted too; logs show only its length.

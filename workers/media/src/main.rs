@@ -171,9 +171,14 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(rtmp = %cli.rtmp_addr, http = %cli.http_addr, rooms = server.rooms.len(), "roomcast-media listening");
     let ops = metrics.map(|l| (l, roomcast_media::http::ops_router(server.clone())));
-    server
-        .run(rtmp, (http, app), ops, roomcast_runtime::shutdown_signal())
-        .await?;
+    roomcast_media::listen::run(
+        server,
+        rtmp,
+        (http, app),
+        ops,
+        roomcast_runtime::shutdown_signal(),
+    )
+    .await?;
     for recording in recordings {
         recording.finish(RECORDING_FLUSH_TIMEOUT).await;
     }

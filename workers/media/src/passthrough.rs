@@ -13,7 +13,7 @@ use crate::boundary::Boundaries;
 use crate::codec::{AacConfig, AvcConfig};
 use crate::error::Result;
 use crate::flv::{Tag, TagKind};
-use crate::pipeline::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
 use crate::ts::TsMuxer;
 
 const AVC_SEQUENCE_HEADER: u8 = 0;

@@ -47,6 +47,7 @@ use roomcast_crds::Rendition;
 use crate::boundary::Boundaries;
 use crate::config::DEFAULT_AUDIO_KBPS;
 use crate::error::{Error, Result};
+use crate::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
 
 /// Bytes `appsrc` holds before `push` blocks.
 const APPSRC_MAX_BYTES: u64 = 2 * 1024 * 1024;
@@ -108,32 +109,6 @@ pub struct PipelineSpec {
     pub frame_rate: Option<f64>,
     /// x264 speed preset.
     pub speed_preset: String,
-}
-
-/// What a rendition looks like, read from the negotiated caps.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RenditionInfo {
-    pub width: u32,
-    pub height: u32,
-    pub frame_rate: Option<f64>,
-    /// RFC 6381 codecs string, e.g. `avc1.64001f,mp4a.40.2`.
-    pub codecs: String,
-}
-
-/// A closed segment of one rendition.
-#[derive(Clone, Debug)]
-pub struct ClosedFragment {
-    pub rendition: usize,
-    /// MPEG-TS bytes, starting with PAT/PMT and a keyframe.
-    pub bytes: Bytes,
-    /// Start and end, relative to the ingest's first video frame.
-    pub start: Duration,
-    pub end: Duration,
-}
-
-/// Where fragments go (the session).
-pub trait FragmentSink: Send + Sync + 'static {
-    fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>);
 }
 
 /// A running pipeline. [`push`](Self::push) blocks while the pipeline is full.

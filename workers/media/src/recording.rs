@@ -13,7 +13,7 @@ use roomcast_recorder::{
 };
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
 
-use crate::MediaServer;
+use crate::server::MediaServer;
 
 /// Forward the events of `rooms` (`namespace/name`) to `recorder` until the server's event
 /// channel closes.

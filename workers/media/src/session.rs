@@ -21,8 +21,8 @@ use tokio::sync::broadcast;
 use crate::config::RoomConfig;
 use crate::error::RefuseReason;
 use crate::events::MediaEvent;
+use crate::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
 use crate::metrics::{self, Metrics, RenditionLabels};
-use crate::pipeline::{ClosedFragment, FragmentSink, RenditionInfo};
 use crate::playlist::{MediaPlaylist, Segment, SegmentFormat, Variant, render_master};
 
 /// A player counts as a viewer for this long after its last playlist fetch.

@@ -150,11 +150,10 @@ impl TestServer {
         let app = roomcast_media::http::router(server.clone())
             .merge(roomcast_media::http::ops_router(server.clone()));
         let task = tokio::spawn(async move {
-            let _ = s
-                .run(rtmp, (http, app), None, async {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = roomcast_media::listen::run(s, rtmp, (http, app), None, async {
+                let _ = rx.await;
+            })
+            .await;
         });
         TestServer {
             server,
