@@ -168,8 +168,8 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     });
     let mut app = web::router(state.clone())
         .merge(chat_router)
-        .merge(roomcast_media::http::router(media.clone()))
-        .merge(roomcast_media::http::ops_router(media.clone()));
+        .merge(roomcast_media::origin::hls::router(media.clone()))
+        .merge(roomcast_media::origin::ops::router(media.clone()));
     if let Some(recording) = &recording {
         app = app.merge(recording.routes.clone());
     }
@@ -203,7 +203,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     stop.await;
     info!("stopping: closing live sessions");
     media
-        .shutdown(roomcast_media::pipeline::FINISH_TIMEOUT)
+        .shutdown(roomcast_media::transcode::pipeline::FINISH_TIMEOUT)
         .await;
     if let Some(recording) = recording {
         recording.finish(RECORDING_FLUSH_TIMEOUT).await;

@@ -46,7 +46,7 @@ impl DevState {
             .find(|r| r.namespace() == namespace && r.name() == name)
     }
 
-    fn media_room(&self, room: &DevRoom) -> Option<&Arc<roomcast_media::session::Room>> {
+    fn media_room(&self, room: &DevRoom) -> Option<&Arc<roomcast_media::room::Room>> {
         self.media.rooms.by_path(room.namespace(), room.name())
     }
 

@@ -63,7 +63,7 @@ async fn rtmp_worker(
             continue;
         };
         let stop = server.stopping();
-        connections.spawn(crate::ingest::handle_connection(
+        connections.spawn(crate::ingest::connection::handle_connection(
             server.clone(),
             stream,
             peer,
@@ -227,7 +227,9 @@ pub async fn run(
     let metrics_task = ops.map(|(l, r)| tokio::spawn(serve_plain(server.clone(), l, r)));
     stop.await;
     tracing::info!("shutting down: closing the last segments");
-    server.shutdown(crate::pipeline::FINISH_TIMEOUT).await;
+    server
+        .shutdown(crate::transcode::pipeline::FINISH_TIMEOUT)
+        .await;
     let _ = rtmp_task.await;
     let _ = http_task.await;
     if let Some(t) = metrics_task {

@@ -126,8 +126,8 @@ async fn main() -> anyhow::Result<()> {
     // Recording: one recorder per recording room, its replay API on the HTTP port.
     let mut recordings = Vec::new();
     let mut health = BTreeMap::new();
-    let mut app = roomcast_media::http::router(server.clone())
-        .merge(roomcast_media::http::ops_router(server.clone()));
+    let mut app = roomcast_media::origin::hls::router(server.clone())
+        .merge(roomcast_media::origin::ops::router(server.clone()));
     for worker in &workers {
         if let Some(rec) = &worker.recording {
             let recording = start_recording(&server, worker, rec, &cli.data_dir).await?;
@@ -170,7 +170,7 @@ async fn main() -> anyhow::Result<()> {
         )
     };
     tracing::info!(rtmp = %cli.rtmp_addr, http = %cli.http_addr, rooms = server.rooms.len(), "roomcast-media listening");
-    let ops = metrics.map(|l| (l, roomcast_media::http::ops_router(server.clone())));
+    let ops = metrics.map(|l| (l, roomcast_media::origin::ops::router(server.clone())));
     roomcast_media::listen::run(
         server,
         rtmp,

@@ -1,6 +1,6 @@
 //! [`MediaServer`]: what every part of the worker shares: the rooms ([`RoomRegistry`]), the
 //! metrics, the session events (the recorder's seam) and the shutdown state. The listeners that
-//! serve it are in [`crate::listen`]; the HTTP routes in [`crate::http`].
+//! serve it are in [`crate::listen`]; the HTTP routes in [`crate::origin`].
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -12,7 +12,7 @@ use crate::config::RoomConfig;
 use crate::error::Result;
 use crate::events::{EVENT_CAPACITY, MediaEvent};
 use crate::metrics::Metrics;
-use crate::registry::RoomRegistry;
+use crate::room::registry::RoomRegistry;
 
 /// Default x264 speed preset of encoded rungs.
 pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
@@ -36,7 +36,7 @@ impl MediaServer {
     /// Validate every room and prepare the spool. Fails on a bad config or a missing
     /// GStreamer element.
     pub fn new(rooms: Vec<RoomConfig>, options: ServerOptions) -> Result<Arc<Self>> {
-        crate::pipeline::init()?;
+        crate::transcode::pipeline::init()?;
         let metrics = Metrics::default();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let rooms = RoomRegistry::new(rooms, &options.speed_preset, &events, &metrics)?;

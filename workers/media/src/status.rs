@@ -13,8 +13,8 @@ use roomcast_recorder::Health;
 use roomcast_room_status::{StatusReporter, Throttle, now};
 use tokio::sync::watch;
 
+use crate::room::{Liveness, Room};
 use crate::server::MediaServer;
-use crate::session::{Liveness, Room};
 
 /// How often the room is looked at; reports go out on change or every 30 s.
 pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(5);

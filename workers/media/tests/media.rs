@@ -219,7 +219,9 @@ async fn fast_publisher_slides_the_dvr_window_and_keeps_memory_bounded() {
     srv.stop().await;
 }
 
-fn live_session(srv: &TestServer) -> Option<std::sync::Arc<roomcast_media::session::Session>> {
+fn live_session(
+    srv: &TestServer,
+) -> Option<std::sync::Arc<roomcast_media::room::session::Session>> {
     match srv
         .server
         .rooms
@@ -227,8 +229,8 @@ fn live_session(srv: &TestServer) -> Option<std::sync::Arc<roomcast_media::sessi
         .expect("room")
         .liveness()
     {
-        roomcast_media::session::Liveness::Session(s) => Some(s),
-        roomcast_media::session::Liveness::Idle => None,
+        roomcast_media::room::Liveness::Session(s) => Some(s),
+        roomcast_media::room::Liveness::Idle => None,
     }
 }
 
@@ -612,8 +614,8 @@ async fn graceful_shutdown_closes_the_live_session_with_endlist() {
         .expect("room")
         .liveness()
     {
-        roomcast_media::session::Liveness::Session(s) => s,
-        roomcast_media::session::Liveness::Idle => panic!("session vanished"),
+        roomcast_media::room::Liveness::Session(s) => s,
+        roomcast_media::room::Liveness::Idle => panic!("session vanished"),
     };
     assert!(session.is_ended());
     let text = session.media_playlist("source").expect("playlist").body;

@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 
 /// True when everything the media tests need is installed; prints why not otherwise.
 pub fn media_tools_available() -> bool {
-    let mut missing: Vec<String> = roomcast_media::pipeline::missing_elements()
+    let mut missing: Vec<String> = roomcast_media::transcode::pipeline::missing_elements()
         .into_iter()
         .map(|e| format!("GStreamer element {e}"))
         .collect();
@@ -147,8 +147,8 @@ impl TestServer {
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s = server.clone();
-        let app = roomcast_media::http::router(server.clone())
-            .merge(roomcast_media::http::ops_router(server.clone()));
+        let app = roomcast_media::origin::hls::router(server.clone())
+            .merge(roomcast_media::origin::ops::router(server.clone()));
         let task = tokio::spawn(async move {
             let _ = roomcast_media::listen::run(s, rtmp, (http, app), None, async {
                 let _ = rx.await;

@@ -14,7 +14,7 @@ use crate::config::RoomConfig;
 use crate::error::{Error, Result};
 use crate::events::MediaEvent;
 use crate::metrics::Metrics;
-use crate::session::Room;
+use crate::room::Room;
 
 /// Every room of a worker. Built once at start; rooms are neither added nor removed later.
 pub struct RoomRegistry {

@@ -5,10 +5,8 @@
 //! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8    media playlist (DVR window)
 //! GET|HEAD /<ns>/<room>/hls/<rendition>/<seq>.ts      segment (immutable)
 //! GET      /<ns>/<room>/status                        JSON live state
-//! GET      /healthz /readyz /metrics                  ops_router
 //! ```
 
-use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -19,11 +17,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use roomcast_runtime::ops::OpsState;
 
 use crate::metrics::HTTP_KINDS;
+use crate::room::{Liveness, Room};
 use crate::server::MediaServer;
-use crate::session::{Liveness, Room};
 
 /// Header a CDN must send with the room's origin secret when one is configured.
 pub const ORIGIN_SECRET_HEADER: &str = "x-origin-secret";
@@ -53,10 +50,10 @@ async fn preflight(headers: HeaderMap) -> Response {
 }
 
 /// The HLS origin's routes (see the module docs). The caller composes the HTTP port from it,
-/// [`ops_router`] and whatever else it serves there (the recordings API).
+/// [`super::ops::router`] and whatever else it serves there (the recordings API).
 ///
 /// CORS (any origin, for browser players) is written by the handlers themselves
-/// ([`Req::finish`], [`preflight`]): the same headers as tower-http's `CorsLayer`, which cost a
+/// (`Req::finish`, `preflight`): the same headers as tower-http's `CorsLayer`, which cost a
 /// fifth of the playlist throughput as a middleware.
 pub fn router(server: AppState) -> Router {
     Router::new()
@@ -74,34 +71,6 @@ pub fn router(server: AppState) -> Router {
         )
         .route("/{ns}/{room}/status", get(status).options(preflight))
         .with_state(server)
-}
-
-/// `/metrics`, `/healthz`, `/readyz` (the shape every roomcast server has), for the metrics
-/// port and the HTTP port.
-pub fn ops_router(server: AppState) -> Router {
-    roomcast_runtime::ops::router(Ops(server))
-}
-
-/// What the ops routes read: not ready while shutting down; the viewer gauges are brought up
-/// to date before each scrape (they otherwise move only when players fetch playlists).
-#[derive(Clone)]
-struct Ops(AppState);
-
-impl OpsState for Ops {
-    fn metrics(&self) -> String {
-        for room in self.0.rooms.iter() {
-            room.viewers();
-        }
-        self.0.metrics.encode()
-    }
-
-    fn readiness(&self) -> Result<(), Cow<'static, str>> {
-        if self.0.is_shutting_down() {
-            Err("shutting down".into())
-        } else {
-            Ok(())
-        }
-    }
 }
 
 #[derive(Clone, Copy)]

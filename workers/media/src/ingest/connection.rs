@@ -17,15 +17,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::error::{Error, RefuseReason, Result};
-use crate::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
-use crate::fragment::FragmentSink;
-use crate::key::authorize;
+use crate::ingest::key::authorize;
+use crate::ingest::rtmp::{IngestEvent, Output, RtmpCore};
 use crate::metrics::{self, RefusedLabels};
-use crate::passthrough::{SourceHints, SourceSegmenter};
-use crate::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
-use crate::rtmp::{IngestEvent, Output, RtmpCore};
+use crate::mux::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
+use crate::mux::fragment::FragmentSink;
+use crate::mux::passthrough::{SourceHints, SourceSegmenter};
+use crate::room::{Publish, Room, session::EpochSink};
 use crate::server::MediaServer;
-use crate::session::{EpochSink, Publish, Room};
+use crate::transcode::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
 
 /// FLV chunks queued between the socket task and the pipeline thread.
 const FEED_QUEUE: usize = 64;

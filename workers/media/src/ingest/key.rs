@@ -1,15 +1,15 @@
 //! The key check: what a publisher presents as its stream key ([`PresentedKey`], redacted) and
 //! whether the publish may go ahead ([`authorize`]). The keys themselves are
 //! [`roomcast_runtime::Secret`]s, compared in constant time
-//! ([`crate::registry::RoomRegistry::by_key`]).
+//! ([`crate::room::registry::RoomRegistry::by_key`]).
 
 use std::fmt;
 use std::sync::Arc;
 
 use crate::config::RTMP_APP;
 use crate::error::RefuseReason;
+use crate::room::Room;
 use crate::server::MediaServer;
-use crate::session::Room;
 
 /// Decide whether a publish may go ahead and for which room: not while the worker shuts down,
 /// only on the `live` application, only with a room's current key.
