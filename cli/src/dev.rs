@@ -8,7 +8,7 @@ use roomcast_chat::{AdapterConfig, ChatServer, RedisUrl, RoomChat, token::Signin
 use roomcast_crds::worker_config::RTMP_PORT;
 use roomcast_media::{
     MediaServer, RoomConfig,
-    recording::{RecordedRoom, Recording},
+    recording::{RecordedRoom, RoomRecorder},
 };
 use roomcast_recorder::{
     DynCatalog, DynStore, RecorderConfig,
@@ -99,7 +99,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         .collect::<Result<Vec<_>, _>>()?;
     let media = MediaServer::new(
         media_rooms,
-        roomcast_media::ServerOptions {
+        roomcast_media::MediaOptions {
             speed_preset: options.speed_preset.clone(),
         },
     )?;
@@ -226,7 +226,7 @@ async fn start_recording(
     rooms: &[DevRoom],
     options: &DevOptions,
     media: &MediaServer,
-) -> Result<Option<Recording>> {
+) -> Result<Option<RoomRecorder>> {
     let recorded: Vec<&DevRoom> = rooms
         .iter()
         .filter(|r| r.worker.recording.is_some())
@@ -257,7 +257,7 @@ async fn start_recording(
         .map(|r| RecordedRoom::of(&r.worker))
         .collect();
     Ok(Some(
-        Recording::start(media, &recorded, config, store, catalog).await?,
+        RoomRecorder::start(media, &recorded, config, store, catalog).await?,
     ))
 }
 

@@ -28,7 +28,7 @@
 //!
 //! Around the path: [`server::MediaServer`] is what every part shares (the room registry,
 //! metrics, events, shutdown state); [`listen`] runs the RTMP and HTTP listeners; `recording`
-//! feeds the recorder; `status` reports live state into the room's status; `config`, `error`
+//! feeds the recorder; `status_report` writes live state into the room's status; `config`, `error`
 //! and `metrics` are used everywhere.
 //!
 //! One [`MediaServer`] serves any number of rooms over one RTMP and one HTTP listener; rooms are
@@ -46,10 +46,10 @@ pub mod origin;
 pub mod recording;
 pub mod room;
 pub mod server;
-pub mod status;
+pub mod status_report;
 pub mod transcode;
 
 pub use config::RoomConfig;
-pub use error::{Error, RefuseReason, Result};
+pub use error::{Error, Result};
 pub use events::MediaEvent;
-pub use server::{MediaServer, ServerOptions};
+pub use server::{MediaOptions, MediaServer};

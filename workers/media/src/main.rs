@@ -9,9 +9,9 @@ use roomcast_crds::worker_config::{RecordingConfig, WorkerConfig};
 use roomcast_media::config::{DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_RTMP_ADDR};
 use roomcast_media::server::DEFAULT_SPEED_PRESET;
 use roomcast_media::{
-    MediaServer, RoomConfig, ServerOptions,
-    recording::{RecordedRoom, Recording},
-    status,
+    MediaOptions, MediaServer, RoomConfig,
+    recording::{RecordedRoom, RoomRecorder},
+    status_report,
 };
 use roomcast_recorder::{
     DynCatalog, DynStore, RecorderConfig,
@@ -65,7 +65,7 @@ async fn start_recording(
     worker: &WorkerConfig,
     rec: &RecordingConfig,
     data_dir: &std::path::Path,
-) -> anyhow::Result<Recording> {
+) -> anyhow::Result<RoomRecorder> {
     let store: DynStore = Arc::new(
         S3Store::connect(&S3Settings::from_config(rec)?)
             .await
@@ -80,7 +80,7 @@ async fn start_recording(
         None => Arc::new(EmbeddedCatalog::open(data_dir)?),
     };
     let rooms = [RecordedRoom::of(worker)];
-    Ok(Recording::start(
+    Ok(RoomRecorder::start(
         server,
         &rooms,
         RecorderConfig::from_config(rec)?,
@@ -118,7 +118,7 @@ async fn main() -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let server = MediaServer::new(
         rooms,
-        ServerOptions {
+        MediaOptions {
             speed_preset: cli.speed_preset,
         },
     )?;
@@ -145,12 +145,12 @@ async fn main() -> anyhow::Result<()> {
         for room in server.rooms.iter() {
             let id = RoomIdentity::new(&room.cfg.namespace, &room.cfg.name);
             let reporter = StatusReporter::media(client.clone(), &id.namespace, &id.name);
-            tokio::spawn(status::report_loop(
+            tokio::spawn(status_report::report_loop(
                 server.clone(),
                 room.clone(),
                 reporter,
                 health.remove(&id),
-                status::DEFAULT_REPORT_INTERVAL,
+                status_report::DEFAULT_REPORT_INTERVAL,
             ));
         }
     }

@@ -1,7 +1,8 @@
 //! The recorder seam: session and segment events of [`crate::MediaServer`] (the recorder's own
-//! event type), handed to `roomcast-recorder` as they are. Recording never slows ingest: `Recorder::record` only
-//! queues, and a forwarder that falls behind the broadcast channel loses events from the
-//! recording (counted by the recorder as missing segments), never from the live stream.
+//! event type), handed to `roomcast-recorder` as they are by a [`RoomRecorder`]. Recording never
+//! slows ingest: `Recorder::record` only queues, and a forwarder that falls behind the broadcast
+//! channel loses events from the recording (counted by the recorder as missing segments), never
+//! from the live stream.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
@@ -43,7 +44,7 @@ pub fn forward(
     })
 }
 
-/// A room whose sessions a [`Recording`] keeps.
+/// A room whose sessions a [`RoomRecorder`] keeps.
 #[derive(Clone, Debug)]
 pub struct RecordedRoom {
     /// `namespace/name`.
@@ -65,10 +66,11 @@ impl RecordedRoom {
     }
 }
 
-/// Recording of a media server's rooms: the recorder fed by the server's events, retention
+/// The recorder of a media server's rooms (the recorder crate's `Recording` is one stored
+/// session; this is what records them): the recorder fed by the server's events, retention
 /// sweeps, and the replay API routes (`<prefix>/recordings…`) to serve next to HLS. Both the
 /// in-cluster worker and `roomcast dev` run it; they only choose the store and catalog.
-pub struct Recording {
+pub struct RoomRecorder {
     pub recorder: Arc<Recorder>,
     /// The replay API of every recorded room.
     pub routes: axum::Router,
@@ -76,7 +78,7 @@ pub struct Recording {
     retention: Vec<JoinHandle<()>>,
 }
 
-impl Recording {
+impl RoomRecorder {
     /// Start recording `rooms` of `server`. Sessions a previous process left unfinished are
     /// finalised first (from the spool, or from the store when the spool was lost). A poster
     /// maker is added when the config has none and ffmpeg is installed.

@@ -19,7 +19,7 @@ pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
 
 /// Process-wide options.
 #[derive(Clone, Debug)]
-pub struct ServerOptions {
+pub struct MediaOptions {
     pub speed_preset: String,
 }
 
@@ -35,7 +35,7 @@ pub struct MediaServer {
 impl MediaServer {
     /// Validate every room and prepare the spool. Fails on a bad config or a missing
     /// GStreamer element.
-    pub fn new(rooms: Vec<RoomConfig>, options: ServerOptions) -> Result<Arc<Self>> {
+    pub fn new(rooms: Vec<RoomConfig>, options: MediaOptions) -> Result<Arc<Self>> {
         crate::transcode::pipeline::init()?;
         let metrics = Metrics::default();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use roomcast_crds::Rendition;
-use roomcast_media::{MediaServer, RoomConfig, ServerOptions};
+use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
@@ -130,7 +130,7 @@ impl TestServer {
             .collect();
         let server = MediaServer::new(
             configs,
-            ServerOptions {
+            MediaOptions {
                 speed_preset: "ultrafast".into(),
             },
         )
