@@ -37,7 +37,7 @@ enum Command {
         #[arg(long, env = "ROOMCAST_REDIS_URL")]
         redis_url: Option<String>,
         /// x264 speed preset of encoded renditions (slower: better quality, more CPU).
-        #[arg(long, env = "ROOMCAST_SPEED_PRESET", default_value = roomcast_media::server::DEFAULT_SPEED_PRESET)]
+        #[arg(long, env = "ROOMCAST_SPEED_PRESET", default_value = roomcast_media::config::DEFAULT_SPEED_PRESET)]
         speed_preset: String,
         /// Do not record sessions (no past broadcasts).
         #[arg(long, env = "ROOMCAST_NO_RECORDING")]

@@ -18,6 +18,15 @@ pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// The RTMP application publishers must use: `rtmp://HOST:1935/live/STREAM_KEY`.
 pub const RTMP_APP: &str = "live";
 
+/// Default x264 speed preset of encoded rungs.
+pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
+
+/// Process-wide options (every room).
+#[derive(Clone, Debug)]
+pub struct MediaOptions {
+    pub speed_preset: String,
+}
+
 /// One room as the media worker runs it.
 #[derive(Clone, Debug)]
 pub struct RoomConfig {

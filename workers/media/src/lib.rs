@@ -26,7 +26,8 @@
 //!  CDN / players
 //! ```
 //!
-//! Around the path: [`server::MediaServer`] is what every part shares (the room registry,
+//! Around the path: [`app::run`] is the binary (flags in, the worker serving until a stop
+//! signal out); [`server::MediaServer`] is what every part shares (the room registry,
 //! metrics, events, shutdown state); [`listen`] runs the RTMP and HTTP listeners; `recording`
 //! feeds the recorder; `status_report` writes live state into the room's status; `config`, `error`
 //! and `metrics` are used everywhere.
@@ -35,6 +36,7 @@
 //! told apart by stream key (RTMP) and path prefix (HTTP). In Kubernetes it serves one room, from
 //! the `WorkerConfig` the operator writes.
 
+pub mod app;
 pub mod config;
 pub mod error;
 pub mod events;
@@ -49,7 +51,7 @@ pub mod server;
 pub mod status_report;
 pub mod transcode;
 
-pub use config::RoomConfig;
+pub use config::{MediaOptions, RoomConfig};
 pub use error::{Error, Result};
 pub use events::MediaEvent;
-pub use server::{MediaOptions, MediaServer};
+pub use server::MediaServer;

@@ -8,20 +8,11 @@ use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
 
-use crate::config::RoomConfig;
+use crate::config::{MediaOptions, RoomConfig};
 use crate::error::Result;
 use crate::events::{EVENT_CAPACITY, MediaEvent};
 use crate::metrics::Metrics;
 use crate::room::registry::RoomRegistry;
-
-/// Default x264 speed preset of encoded rungs.
-pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
-
-/// Process-wide options.
-#[derive(Clone, Debug)]
-pub struct MediaOptions {
-    pub speed_preset: String,
-}
 
 /// The media worker: RTMP ingest, transcode, HLS origin for every configured room.
 pub struct MediaServer {
