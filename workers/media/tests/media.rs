@@ -640,8 +640,9 @@ async fn gstreamer_rtmp2sink_publishes() {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        eprintln!(
-            "SKIPPED: gst-inspect-1.0 or rtmp2sink missing (gstreamer1.0-tools, -plugins-bad)"
+        roomcast_runtime::skip::missing(
+            "gst-inspect-1.0 or rtmp2sink",
+            "gstreamer1.0-tools and gstreamer1.0-plugins-bad publish over RTMP from GStreamer",
         );
         return;
     }

@@ -580,9 +580,9 @@ mod tests {
     fn gstreamer_ready() -> bool {
         let ready = init().is_ok();
         if !ready {
-            eprintln!(
-                "SKIPPED: missing GStreamer elements {:?}",
-                missing_elements()
+            roomcast_runtime::skip::missing(
+                &format!("GStreamer elements {:?}", missing_elements()),
+                "the transcode pipeline is built from them",
             );
         }
         ready

@@ -1,6 +1,6 @@
 //! Test harness: a real `MediaServer` on 127.0.0.1:0, real ffmpeg publishers, a tiny HTTP
 //! client, ffprobe helpers. Tests skip (with a message) when ffmpeg, ffprobe or a GStreamer
-//! element is missing; CI installs them all.
+//! element is missing, and fail instead under `CI`, which installs them all.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -15,7 +15,8 @@ use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-/// True when everything the media tests need is installed; prints why not otherwise.
+/// True when everything the media tests need is installed. Otherwise a skip notice, or a
+/// failure under `CI` (see `roomcast_runtime::skip`).
 pub fn media_tools_available() -> bool {
     let mut missing: Vec<String> = roomcast_media::transcode::pipeline::missing_elements()
         .into_iter()
@@ -36,9 +37,9 @@ pub fn media_tools_available() -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!(
-        "SKIPPED: missing {} (run scripts/install-deps.sh)",
-        missing.join(", ")
+    roomcast_runtime::skip::missing(
+        &missing.join(", "),
+        "the media tests publish with ffmpeg and transcode with GStreamer (run scripts/install-deps.sh)",
     );
     false
 }
