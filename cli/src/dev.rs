@@ -1,13 +1,13 @@
 //! `roomcast dev`: every room of a StreamRoom file served from this machine: media, chat,
 //! recordings and the watch page on one HTTP port, publishers on one RTMP port. The rooms and
-//! their keys come from [`crate::rooms`].
+//! their keys come from [`crate::rooms`]; the watch page and its API from [`crate::web`].
 
 use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-use roomcast_chat::{AdapterConfig, ChatServer, RedisUrl, RoomChat, token::SigningKey};
+use roomcast_chat::{AdapterConfig, ChatHandle, ChatServer, RedisUrl, RoomChat};
 use roomcast_crds::worker_config::RTMP_PORT;
 use roomcast_media::{
-    MediaServer, RoomConfig,
+    MediaOptions, MediaServer, RoomConfig,
     recording::{RecordedRoom, RoomRecorder},
 };
 use roomcast_recorder::{
@@ -22,34 +22,59 @@ use tracing::{info, warn};
 
 use crate::{
     Error, Result,
-    rooms::{DEFAULT_ROOM, DevRoom, DevS3, parse_rooms, prepare_rooms},
+    rooms::{DEFAULT_ROOM, DevRoom, DevRooms, DevS3},
     web,
 };
 
 pub const DEFAULT_DATA_DIR: &str = "./roomcast-data";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTMP_ADDR: &str = "127.0.0.1:1935";
-/// Settings of a `roomcast dev` run.
-#[derive(Clone, Debug)]
+
+/// Settings of a `roomcast dev` run: the subcommand's flags (each with an env fallback).
+#[derive(clap::Args, Clone, Debug)]
 pub struct DevOptions {
-    /// StreamRoom YAML (one or more documents); `None` serves the default `lobby`.
+    /// StreamRoom YAML (one or more documents). Without it, one room `lobby`.
+    #[arg(short = 'f', long = "filename", env = "ROOMCAST_ROOMS")]
     pub rooms_file: Option<PathBuf>,
+    /// Keys, chat history and recordings.
+    #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// HTTP address of the watch page, HLS and chat.
+    #[arg(long, env = "ROOMCAST_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
+    /// RTMP address streamers publish to.
+    #[arg(long, env = "ROOMCAST_RTMP_ADDR", default_value = DEFAULT_RTMP_ADDR)]
     pub rtmp_addr: SocketAddr,
-    /// MongoDB for chat history instead of the embedded store.
+    /// MongoDB URI for chat history (and the recordings catalog) instead of the embedded store.
+    #[arg(long, env = "ROOMCAST_MONGODB_URI")]
     pub mongodb_uri: Option<String>,
-    /// Redis for the chat adapter (only useful when several processes share rooms).
+    /// Redis URL for the chat adapter (only useful when several processes share rooms).
+    #[arg(long, env = "ROOMCAST_REDIS_URL")]
     pub redis_url: Option<String>,
-    /// x264 speed preset of encoded rungs.
+    /// x264 speed preset of encoded renditions (slower: better quality, more CPU).
+    #[arg(long, env = "ROOMCAST_SPEED_PRESET", default_value = roomcast_media::config::DEFAULT_SPEED_PRESET)]
     pub speed_preset: String,
-    /// Record every room's sessions (past broadcasts): into the data directory, or into
-    /// `s3` when given.
-    pub record: bool,
-    /// A real S3 or S3-compatible bucket for recordings instead of the data directory.
-    /// Credentials come from the ambient AWS chain (`AWS_ACCESS_KEY_ID` /
-    /// `AWS_SECRET_ACCESS_KEY`, profile).
-    pub s3: Option<DevS3>,
+    /// Do not record sessions (no past broadcasts).
+    #[arg(long, env = "ROOMCAST_NO_RECORDING")]
+    pub no_recording: bool,
+    #[command(flatten)]
+    pub s3: DevS3,
+}
+
+impl DevOptions {
+    /// The StreamRoom YAML and what to call it in errors.
+    fn rooms_text(&self) -> Result<(String, String)> {
+        match &self.rooms_file {
+            Some(path) => Ok((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )),
+            None => Ok(("the default room".to_owned(), DEFAULT_ROOM.to_owned())),
+        }
+    }
 }
 
 /// How long Ctrl-C waits for recordings to be finalised.
@@ -62,34 +87,31 @@ pub fn room_banner(room: &DevRoom, rtmp: SocketAddr, http: SocketAddr) -> String
     } else {
         rtmp.to_string()
     };
-    let base = format!("http://{http}/{}/{}", room.namespace(), room.name());
+    let base = format!("http://{http}{}", room.id().path_prefix());
     let rtmp_url = format!("rtmp://{rtmp_host}/live");
     format!(
-        "room {ns}/{name}\n  OBS     server {rtmp_url}   stream key {key}\n  ffmpeg  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac -f flv {rtmp_url}/{key}\n  watch   {base}/\n  HLS     {base}/hls/index.m3u8\n",
-        ns = room.namespace(),
-        name = room.name(),
-        key = room.stream_key,
+        "room {id}\n  OBS     server {rtmp_url}   stream key {key}\n  ffmpeg  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac -f flv {rtmp_url}/{key}\n  watch   {base}/\n  HLS     {base}/hls/index.m3u8\n",
+        id = room.id(),
+        key = room.stream_key.expose(),
     )
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listen = |source| Error::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+    Ok((listener, bound))
 }
 
 /// Bind, start everything, print the banners, serve until `stop` resolves, shut down cleanly.
 pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let (origin, text) = match &options.rooms_file {
-        Some(path) => (
-            path.display().to_string(),
-            std::fs::read_to_string(path).map_err(|source| Error::Read {
-                path: path.display().to_string(),
-                source,
-            })?,
-        ),
-        None => ("the default room".to_owned(), DEFAULT_ROOM.to_owned()),
-    };
-    let rooms = parse_rooms(&text, &origin)?;
-    let rooms = prepare_rooms(
-        &rooms,
+    let (origin, text) = options.rooms_text()?;
+    let rooms = DevRooms::load(
+        &text,
+        &origin,
         &options.data_dir,
-        options.record,
-        options.s3.as_ref(),
+        !options.no_recording,
+        &options.s3,
     )?;
 
     // Media: every room on one RTMP listener, told apart by stream key.
@@ -99,87 +121,38 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         .collect::<Result<Vec<_>, _>>()?;
     let media = MediaServer::new(
         media_rooms,
-        roomcast_media::MediaOptions {
+        MediaOptions {
             speed_preset: options.speed_preset.clone(),
         },
     )?;
 
     // Recording: one recorder for every recording room, local store and embedded catalog.
-    let recording = start_recording(&rooms, &options, &media).await?;
-
+    let recorder = start_recording(&rooms, &options, &media).await?;
     // Chat: one socket.io server per room, on the same HTTP port.
-    let store_config = match &options.mongodb_uri {
-        Some(uri) => roomcast_chat::config::StoreConfig::Mongo(MongoUri::new(uri.clone())),
-        None => roomcast_chat::config::StoreConfig::Embedded(options.data_dir.join("chat")),
-    };
-    let store = roomcast_chat::open_store(&store_config).await?;
-    let adapter = match &options.redis_url {
-        Some(url) => AdapterConfig::Redis(RedisUrl(url.clone())),
-        None => AdapterConfig::Memory,
-    };
-    let mut chat = ChatServer::builder(store, adapter);
-    for room in &rooms {
-        if let Some(spec) = &room.worker.chat {
-            let key_text = std::fs::read(&spec.signing_key_file).map_err(|source| Error::Read {
-                path: spec.signing_key_file.clone(),
-                source,
-            })?;
-            let signing_key = SigningKey::from_file_contents(&key_text).map_err(|e| {
-                roomcast_chat::Error::Config {
-                    field: "chat.signingKeyFile",
-                    message: e.to_string(),
-                }
-            })?;
-            chat = chat.room(RoomChat {
-                namespace: room.namespace().to_owned(),
-                name: room.name().to_owned(),
-                spec: spec.spec.clone(),
-                signing_key,
-            });
-        }
-    }
-    let (chat_router, chat_handle) = chat.build().await?;
+    let (chat_router, chat) = start_chat(&rooms, &options).await?;
 
-    let rtmp = TcpListener::bind(options.rtmp_addr)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: options.rtmp_addr,
-            source,
-        })?;
-    let http = TcpListener::bind(options.http_addr)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: options.http_addr,
-            source,
-        })?;
-    let rtmp_addr = rtmp.local_addr().map_err(|source| Error::Listen {
-        addr: options.rtmp_addr,
-        source,
-    })?;
-    let http_addr = http.local_addr().map_err(|source| Error::Listen {
-        addr: options.http_addr,
-        source,
-    })?;
+    let (rtmp, rtmp_addr) = bind(options.rtmp_addr).await?;
+    let (http, http_addr) = bind(options.http_addr).await?;
 
     let state = Arc::new(web::DevState {
-        rooms: rooms.clone(),
+        rooms,
         media: media.clone(),
-        chat: chat_handle.clone(),
+        chat: chat.clone(),
     });
     let mut app = web::router(state.clone())
         .merge(chat_router)
         .merge(roomcast_media::origin::hls::router(media.clone()))
         .merge(roomcast_media::origin::ops::router(media.clone()));
-    if let Some(recording) = &recording {
-        app = app.merge(recording.routes.clone());
+    if let Some(recorder) = &recorder {
+        app = app.merge(recorder.routes.clone());
     }
 
     println!(
         "roomcast dev: {} room(s), data in {}\n",
-        rooms.len(),
+        state.rooms.len(),
         options.data_dir.display()
     );
-    for room in &rooms {
+    for room in state.rooms.iter() {
         println!("{}", room_banner(room, rtmp_addr, http_addr));
     }
     println!(
@@ -188,6 +161,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
 
     let live_sync = tokio::spawn(web::sync_live_state(state.clone()));
     let rtmp_task = tokio::spawn(roomcast_media::listen::serve_rtmp(media.clone(), rtmp));
+    // axum's server rather than the media listener's: chat needs WebSocket upgrades.
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
         axum::serve(
@@ -205,10 +179,11 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     media
         .shutdown(roomcast_media::transcode::pipeline::FINISH_TIMEOUT)
         .await;
-    if let Some(recording) = recording {
-        recording.finish(RECORDING_FLUSH_TIMEOUT).await;
+    if let Some(recorder) = recorder {
+        recorder.finish(RECORDING_FLUSH_TIMEOUT).await;
     }
-    chat_handle.shutdown().await;
+    // Chat first: its open WebSockets would keep the HTTP server's graceful shutdown waiting.
+    chat.shutdown().await;
     live_sync.abort();
     let _ = http_stop_tx.send(());
     if let Err(e) = rtmp_task.await {
@@ -220,10 +195,36 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     Ok(())
 }
 
+/// The chat of every room that has one, with the signing keys the rooms hold; history in
+/// `--mongodb-uri` or the embedded store.
+async fn start_chat(rooms: &DevRooms, options: &DevOptions) -> Result<(axum::Router, ChatHandle)> {
+    let store_config = match &options.mongodb_uri {
+        Some(uri) => roomcast_chat::config::StoreConfig::Mongo(MongoUri::new(uri.clone())),
+        None => roomcast_chat::config::StoreConfig::Embedded(options.data_dir.join("chat")),
+    };
+    let store = roomcast_chat::open_store(&store_config).await?;
+    let adapter = match &options.redis_url {
+        Some(url) => AdapterConfig::Redis(RedisUrl(url.clone())),
+        None => AdapterConfig::Memory,
+    };
+    let mut chat = ChatServer::builder(store, adapter);
+    for room in rooms.iter() {
+        if let (Some(spec), Some(signing_key)) = (&room.worker.chat, &room.chat_key) {
+            chat = chat.room(RoomChat {
+                namespace: room.id().namespace.clone(),
+                name: room.id().name.clone(),
+                spec: spec.spec.clone(),
+                signing_key: signing_key.clone(),
+            });
+        }
+    }
+    Ok(chat.build().await?)
+}
+
 /// Record every recording room: into the data directory or the `--s3-*` bucket, the catalog
 /// embedded or in `--mongodb-uri`.
 async fn start_recording(
-    rooms: &[DevRoom],
+    rooms: &DevRooms,
     options: &DevOptions,
     media: &MediaServer,
 ) -> Result<Option<RoomRecorder>> {
@@ -234,7 +235,7 @@ async fn start_recording(
     let Some(first) = recorded.first().and_then(|r| r.worker.recording.as_ref()) else {
         return Ok(None);
     };
-    let store: DynStore = if options.s3.is_some() {
+    let store: DynStore = if options.s3.bucket.is_some() {
         Arc::new(S3Store::connect(&S3Settings::from_config(first)?).await?)
     } else {
         Arc::new(LocalStore::new(options.data_dir.join("recordings"))?)
@@ -264,24 +265,20 @@ async fn start_recording(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rooms::{DEFAULT_ROOM, parse_rooms, prepare_rooms};
 
     #[test]
     fn banner_has_the_obs_settings_the_ffmpeg_command_and_the_urls() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rooms = prepare_rooms(
-            &parse_rooms(DEFAULT_ROOM, "default").expect("valid"),
-            dir.path(),
-            true,
-            None,
-        )
-        .expect("prepared");
+        let rooms = DevRooms::load(DEFAULT_ROOM, "default", dir.path(), true, &DevS3::default())
+            .expect("prepared");
+        let room = rooms.iter().next().expect("lobby");
         let banner = room_banner(
-            &rooms[0],
+            room,
             "127.0.0.1:1935".parse().expect("addr"),
             "127.0.0.1:8080".parse().expect("addr"),
         );
-        let key = &rooms[0].stream_key;
+        let key = room.stream_key.expose();
+        assert!(banner.starts_with("room default/lobby\n"), "{banner}");
         assert!(
             banner.contains(&format!("server rtmp://127.0.0.1/live   stream key {key}")),
             "{banner}"
@@ -297,6 +294,37 @@ mod tests {
         assert!(
             banner.contains("HLS     http://127.0.0.1:8080/default/lobby/hls/index.m3u8"),
             "{banner}"
+        );
+    }
+
+    #[test]
+    fn dev_takes_its_flags_and_the_s3_ones_need_a_bucket() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            dev: DevOptions,
+        }
+        let cli = Cli::try_parse_from([
+            "dev",
+            "-f",
+            "rooms.yaml",
+            "--no-recording",
+            "--s3-bucket",
+            "shows",
+            "--s3-prefix",
+            "rooms/",
+        ])
+        .expect("parse");
+        assert_eq!(cli.dev.rooms_file, Some(PathBuf::from("rooms.yaml")));
+        assert!(cli.dev.no_recording);
+        assert_eq!(cli.dev.s3.bucket.as_deref(), Some("shows"));
+        assert_eq!(cli.dev.s3.prefix, "rooms/");
+        assert_eq!(cli.dev.http_addr, DEFAULT_HTTP_ADDR.parse().expect("addr"));
+        assert!(
+            Cli::try_parse_from(["dev", "--s3-prefix", "rooms/"]).is_err(),
+            "--s3-prefix without --s3-bucket"
         );
     }
 }

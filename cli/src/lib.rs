@@ -40,7 +40,9 @@ pub enum Error {
     #[error("{0}")]
     InvalidRoom(#[from] roomcast_operator::validate::RoomError),
     #[error("two rooms are named {0}")]
-    DuplicateRoom(String),
+    DuplicateRoom(roomcast_crds::RoomIdentity),
+    #[error(transparent)]
+    Key(#[from] roomcast_runtime::SecretError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
