@@ -17,7 +17,6 @@ use std::{
 };
 
 use anyhow::Context as _;
-use roomcast_crds::RoomIdentity;
 use roomcast_crds::worker_config::{RecordingConfig, WorkerConfig};
 use roomcast_recorder::{
     DynCatalog, DynStore, RecorderConfig,
@@ -114,13 +113,13 @@ pub async fn run(
             .await
             .context("cannot build a Kubernetes client for status reports")?;
         for room in server.rooms.iter() {
-            let id = RoomIdentity::new(&room.cfg.namespace, &room.cfg.name);
+            let id = room.id();
             let reporter = StatusReporter::media(client.clone(), &id.namespace, &id.name);
             tokio::spawn(status_report::report_loop(
                 server.clone(),
                 room.clone(),
                 reporter,
-                health.remove(&id),
+                health.remove(id),
                 status_report::DEFAULT_REPORT_INTERVAL,
             ));
         }

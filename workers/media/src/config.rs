@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use roomcast_crds::worker_config::WorkerConfig;
-use roomcast_crds::{Rendition, TranscodeSpec};
+use roomcast_crds::{Rendition, RoomIdentity, TranscodeSpec};
 
 use crate::error::{Error, Result};
 
@@ -30,8 +30,8 @@ pub struct MediaOptions {
 /// One room as the media worker runs it.
 #[derive(Clone, Debug)]
 pub struct RoomConfig {
-    pub namespace: String,
-    pub name: String,
+    /// `namespace/name`, the `room` label of every metric.
+    pub room: RoomIdentity,
     /// `/<namespace>/<room>`: where the room's HTTP paths start.
     pub path_prefix: String,
     pub stream_key_file: PathBuf,
@@ -46,16 +46,14 @@ pub struct RoomConfig {
 }
 
 impl RoomConfig {
-    /// `namespace/name`, the `room` label of every metric.
-    pub fn id(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+    pub fn id(&self) -> &RoomIdentity {
+        &self.room
     }
 
     /// Build and validate from the operator's worker configuration.
     pub fn from_worker_config(cfg: &WorkerConfig) -> Result<Self> {
         let room = RoomConfig {
-            namespace: cfg.room.namespace.clone(),
-            name: cfg.room.name.clone(),
+            room: cfg.room.clone(),
             path_prefix: cfg.playback.path_prefix.trim_end_matches('/').to_owned(),
             stream_key_file: PathBuf::from(&cfg.ingest.stream_key_file),
             max_bitrate_kbps: cfg.ingest.max_bitrate_kbps,
@@ -97,13 +95,13 @@ impl RoomConfig {
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
-        if !seg_ok(&self.namespace) {
+        if !seg_ok(&self.room.namespace) {
             return Err(Error::config("room.namespace", "must be a DNS label"));
         }
-        if !seg_ok(&self.name) {
+        if !seg_ok(&self.room.name) {
             return Err(Error::config("room.name", "must be a DNS label"));
         }
-        let expected = format!("/{}/{}", self.namespace, self.name);
+        let expected = self.room.path_prefix();
         if self.path_prefix != expected {
             return Err(Error::config(
                 "playback.pathPrefix",
@@ -182,7 +180,7 @@ playback: {pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeco
     #[test]
     fn operator_config_is_accepted() {
         let room = parse(ROOM).expect("valid");
-        assert_eq!(room.id(), "shows/lobby");
+        assert_eq!(room.id(), &RoomIdentity::new("shows", "lobby"));
         assert_eq!(room.renditions.len(), 2);
         assert_eq!(room.reconnect_grace, Duration::from_secs(10));
     }

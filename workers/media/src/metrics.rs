@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use roomcast_crds::RoomIdentity;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoomLabels {
@@ -208,8 +209,9 @@ impl Metrics {
     }
 }
 
-pub(crate) fn room(room: &str) -> RoomLabels {
+/// The labels of `room`'s metrics (`room="namespace/name"`).
+pub(crate) fn room(room: &RoomIdentity) -> RoomLabels {
     RoomLabels {
-        room: room.to_owned(),
+        room: room.to_string(),
     }
 }

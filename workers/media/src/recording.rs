@@ -6,6 +6,7 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use roomcast_crds::RoomIdentity;
 use roomcast_recorder::{
     DynCatalog, DynStore, Recorder, RecorderConfig,
     api::ApiState,
@@ -47,8 +48,7 @@ pub fn forward(
 /// A room whose sessions a [`RoomRecorder`] keeps.
 #[derive(Clone, Debug)]
 pub struct RecordedRoom {
-    /// `namespace/name`.
-    pub id: String,
+    pub id: RoomIdentity,
     /// Where the room's HTTP paths start (`/<namespace>/<room>`): the replay API goes under it.
     pub path_prefix: String,
     pub segment_seconds: u32,
@@ -58,7 +58,7 @@ pub struct RecordedRoom {
 impl RecordedRoom {
     pub fn of(worker: &roomcast_crds::worker_config::WorkerConfig) -> Self {
         Self {
-            id: format!("{}/{}", worker.room.namespace, worker.room.name),
+            id: worker.room.clone(),
             path_prefix: worker.playback.path_prefix.clone(),
             segment_seconds: worker.transcode.segment_seconds,
             retention_days: worker.recording.as_ref().and_then(|r| r.retention_days),
@@ -109,7 +109,7 @@ impl RoomRecorder {
         for room in rooms {
             recorder
                 .finalise_orphans(
-                    &room.id,
+                    &room.id.to_string(),
                     Duration::from_secs(u64::from(room.segment_seconds)),
                 )
                 .await?;
@@ -117,7 +117,7 @@ impl RoomRecorder {
                 retention.push(retention::spawn(
                     store.clone(),
                     catalog.clone(),
-                    room.id.clone(),
+                    room.id.to_string(),
                     days,
                     roomcast_recorder::config::DEFAULT_RETENTION_INTERVAL,
                     recorder.metrics().clone(),
@@ -126,14 +126,14 @@ impl RoomRecorder {
             let api = roomcast_recorder::api::router(ApiState {
                 catalog: catalog.clone(),
                 store: store.clone(),
-                room: room.id.clone(),
+                room: room.id.to_string(),
             });
             routes = routes.nest(&room.path_prefix, api);
         }
         let forwarder = forward(
             server,
             recorder.clone(),
-            rooms.iter().map(|r| r.id.clone()).collect(),
+            rooms.iter().map(|r| r.id.to_string()).collect(),
         );
         Ok(Self {
             recorder,

@@ -71,7 +71,7 @@ pub async fn report_loop(
         let kbps = server
             .metrics
             .ingest_kbps
-            .get_or_create(&crate::metrics::room(&room.id()))
+            .get_or_create(&crate::metrics::room(room.id()))
             .get();
         let report = media_report(&room, u32::try_from(kbps).ok(), health.as_ref());
         if throttle.should_send(&significant(&report), Instant::now())
@@ -106,8 +106,7 @@ mod tests {
 
     fn room() -> Room {
         let cfg = RoomConfig {
-            namespace: "shows".into(),
-            name: "lobby".into(),
+            room: roomcast_crds::RoomIdentity::new("shows", "lobby"),
             path_prefix: "/shows/lobby".into(),
             stream_key_file: PathBuf::from("/nonexistent"),
             max_bitrate_kbps: 8000,

@@ -73,7 +73,7 @@ impl Publishing {
         self.room
             .metrics
             .ingest_over_limit
-            .get_or_create(&metrics::room(&self.room.id()))
+            .get_or_create(&metrics::room(self.room.id()))
             .inc();
     }
 }
@@ -190,7 +190,7 @@ async fn run(
                             // Every later line of this connection (and its pipeline threads)
                             // names the room and the session.
                             let span = tracing::Span::current();
-                            span.record("room", room.id().as_str());
+                            span.record("room", tracing::field::display(room.id()));
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
                             room.ingests.fetch_add(1, Ordering::SeqCst);
@@ -212,7 +212,7 @@ async fn run(
                                 RefuseReason::AlreadyLive => server
                                     .rooms
                                     .by_key(key.as_bytes())
-                                    .map(|r| r.id())
+                                    .map(|r| r.id().to_string())
                                     .unwrap_or_default(),
                                 _ => String::new(),
                             };
@@ -350,7 +350,7 @@ fn refuse_stream(p: &Publishing, e: &Error) {
         .metrics
         .publishes_refused
         .get_or_create(&RefusedLabels {
-            room: p.room.id(),
+            room: p.room.id().to_string(),
             reason: e.label(),
         })
         .inc();
@@ -361,13 +361,13 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>)
         p.room
             .metrics
             .pipeline_errors
-            .get_or_create(&metrics::room(&p.room.id()))
+            .get_or_create(&metrics::room(p.room.id()))
             .inc();
     })?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(FEED_QUEUE);
     let (done_tx, done_rx) = oneshot::channel();
     let span = tracing::Span::current();
-    let room_metrics = (p.room.metrics.clone(), p.room.id());
+    let room_metrics = (p.room.metrics.clone(), metrics::room(p.room.id()));
     std::thread::Builder::new()
         .name("gst-feed".into())
         .spawn(move || {
@@ -378,7 +378,7 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>)
                     room_metrics
                         .0
                         .pipeline_errors
-                        .get_or_create(&metrics::room(&room_metrics.1))
+                        .get_or_create(&room_metrics.1)
                         .inc();
                     result = Err(e);
                     break;

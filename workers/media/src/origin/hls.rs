@@ -366,7 +366,7 @@ async fn status(
                 _ => "Idle",
             };
             let body = serde_json::json!({
-                "room": room.id(),
+                "room": room.id().to_string(),
                 "phase": phase,
                 "live": live,
                 "sessionId": session.as_ref().map(|s| s.id.clone()),

@@ -17,6 +17,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use roomcast_crds::RoomIdentity;
 use roomcast_runtime::{Secret, SecretError};
 use tokio::sync::broadcast;
 
@@ -89,7 +90,7 @@ impl Room {
         events: broadcast::Sender<MediaEvent>,
         metrics: Metrics,
     ) -> Self {
-        let labels = metrics::room(&cfg.id());
+        let labels = metrics::room(cfg.id());
         let ingest_bytes = metrics.ingest_bytes.get_or_create(&labels).clone();
         let ingest_kbps = metrics.ingest_kbps.get_or_create(&labels).clone();
         Room {
@@ -118,7 +119,7 @@ impl Room {
         }
     }
 
-    pub fn id(&self) -> String {
+    pub fn id(&self) -> &RoomIdentity {
         self.cfg.id()
     }
 
@@ -146,11 +147,11 @@ impl Room {
             let epoch = session.begin_epoch();
             self.metrics
                 .reconnects
-                .get_or_create(&metrics::room(&room))
+                .get_or_create(&metrics::room(room))
                 .inc();
             self.metrics
                 .publishers
-                .get_or_create(&metrics::room(&room))
+                .get_or_create(&metrics::room(room))
                 .set(1);
             tracing::info!(session = %session.id, epoch, "publisher reconnected within the grace period; session continues");
             return Ok(Publish { session, epoch });
@@ -169,20 +170,20 @@ impl Room {
         st.last = None;
         self.metrics
             .sessions_started
-            .get_or_create(&metrics::room(&room))
+            .get_or_create(&metrics::room(room))
             .inc();
         self.metrics
             .sessions_live
-            .get_or_create(&metrics::room(&room))
+            .get_or_create(&metrics::room(room))
             .set(1);
         self.metrics
             .publishers
-            .get_or_create(&metrics::room(&room))
+            .get_or_create(&metrics::room(room))
             .set(1);
         tracing::info!(session = %session.id, "session started");
         let _ = self.events.send(MediaEvent::SessionStarted {
             session_id: session.id.clone(),
-            room,
+            room: room.to_string(),
             renditions: session.rendition_names(),
             started_at: session.started_at.into(),
         });
@@ -207,7 +208,7 @@ impl Room {
         };
         self.metrics
             .publishers
-            .get_or_create(&metrics::room(&room))
+            .get_or_create(&metrics::room(room))
             .set(0);
         if end_now {
             return Some(generation);
@@ -243,7 +244,7 @@ impl Room {
         }
         self.metrics
             .sessions_live
-            .get_or_create(&metrics::room(&self.id()))
+            .get_or_create(&metrics::room(self.id()))
             .set(0);
     }
 
@@ -312,7 +313,7 @@ impl Room {
         let n = v.len();
         self.metrics
             .viewers
-            .get_or_create(&metrics::room(&self.id()))
+            .get_or_create(&metrics::room(self.id()))
             .set(n as i64);
         n
     }

@@ -52,14 +52,15 @@ impl RoomRegistry {
                 events.clone(),
                 metrics.clone(),
             ));
-            let names = by_path.entry(room.cfg.namespace.clone()).or_default();
-            if names.contains_key(&room.cfg.name) {
+            let id = room.id();
+            let names = by_path.entry(id.namespace.clone()).or_default();
+            if names.contains_key(&id.name) {
                 return Err(Error::config(
                     "playback.pathPrefix",
                     format!("two rooms share {}", room.cfg.path_prefix),
                 ));
             }
-            names.insert(room.cfg.name.clone(), room.clone());
+            names.insert(id.name.clone(), room.clone());
             rooms.push(room);
         }
         Ok(Self { rooms, by_path })
@@ -117,8 +118,7 @@ mod tests {
         let key_file = dir.join(format!("{name}-key"));
         std::fs::write(&key_file, format!("{key}\n")).expect("key file");
         RoomConfig {
-            namespace: "shows".into(),
-            name: name.into(),
+            room: RoomIdentity::new("shows", name),
             path_prefix: format!("/shows/{name}"),
             stream_key_file: key_file,
             max_bitrate_kbps: 8000,
@@ -147,17 +147,17 @@ mod tests {
         .expect("registry");
         assert_eq!(rooms.len(), 2);
         let stage = rooms.by_key(b"stage-key").expect("by key");
-        assert_eq!(stage.cfg.name, "stage");
+        assert_eq!(stage.id().name, "stage");
         assert!(rooms.by_key(b"stage-ke").is_none());
         assert!(rooms.by_key(b"").is_none());
         let lobby = rooms.by_path("shows", "lobby").expect("by path");
-        assert_eq!(lobby.cfg.name, "lobby");
+        assert_eq!(lobby.id().name, "lobby");
         assert!(rooms.by_path("other", "lobby").is_none());
         let by_id = rooms
             .get(&RoomIdentity::new("shows", "stage"))
             .expect("by id");
         assert!(Arc::ptr_eq(by_id, &stage));
-        let names: Vec<_> = rooms.iter().map(|r| r.cfg.name.as_str()).collect();
+        let names: Vec<_> = rooms.iter().map(|r| r.id().name.as_str()).collect();
         assert_eq!(names, ["lobby", "stage"], "configured order");
     }
 

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use roomcast_crds::Rendition;
+use roomcast_crds::{Rendition, RoomIdentity};
 use tokio::sync::broadcast;
 
 use super::playlist::{MediaPlaylist, Segment, SegmentFormat, Variant, render_master};
@@ -77,7 +77,7 @@ struct SessionState {
 /// One live session of a room.
 pub struct Session {
     pub id: String,
-    pub room_id: String,
+    pub room: RoomIdentity,
     pub started_at: DateTime<Utc>,
     state: Mutex<SessionState>,
     /// Held by the epoch whose pipeline runs; the next epoch waits for it.
@@ -114,7 +114,7 @@ impl Session {
             .collect();
         Session {
             id: new_session_id(now),
-            room_id: cfg.id(),
+            room: cfg.id().clone(),
             started_at: now,
             state: Mutex::new(SessionState {
                 renditions,
@@ -205,7 +205,7 @@ impl Session {
             (
                 MediaEvent::SegmentClosed {
                     session_id: self.id.clone(),
-                    room: self.room_id.clone(),
+                    room: self.room.to_string(),
                     rendition: name.clone(),
                     seq,
                     duration,
@@ -219,14 +219,14 @@ impl Session {
         self.metrics
             .segments
             .get_or_create(&RenditionLabels {
-                room: self.room_id.clone(),
+                room: self.room.to_string(),
                 rendition: name.clone(),
             })
             .inc();
         let lag = epoch_clock.elapsed().saturating_sub(fragment.end);
         self.metrics
             .transcode_lag_ms
-            .get_or_create(&metrics::room(&self.room_id))
+            .get_or_create(&metrics::room(&self.room))
             .set(lag.as_millis() as i64);
         tracing::debug!(rendition = %name, ?duration, "segment closed");
         let _ = self.events.send(event);
@@ -248,7 +248,7 @@ impl Session {
         };
         let _ = self.events.send(MediaEvent::SessionEnded {
             session_id: self.id.clone(),
-            room: self.room_id.clone(),
+            room: self.room.to_string(),
             started_at: self.started_at.into(),
             ended_at: ended_at.into(),
             segments,

@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomcast_crds::Rendition;
+use roomcast_crds::{Rendition, RoomIdentity};
 use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -114,9 +114,8 @@ impl TestServer {
                     p
                 });
                 RoomConfig {
-                    namespace: r.namespace.into(),
-                    name: r.name.into(),
-                    path_prefix: format!("/{}/{}", r.namespace, r.name),
+                    room: RoomIdentity::new(r.namespace, r.name),
+                    path_prefix: RoomIdentity::new(r.namespace, r.name).path_prefix(),
                     stream_key_file: key_file,
                     max_bitrate_kbps: r.max_bitrate_kbps,
                     reconnect_grace: Duration::from_secs(u64::from(r.grace_seconds)),
