@@ -13,9 +13,9 @@
 //!        ├──> passthrough::SourceSegmenter (inline): source rendition, FLV -> ts::TsMuxer
 //!        ▼ bounded channel -> blocking feeder thread
 //!  transcode/ pipeline::TranscodePipeline (GStreamer: flvdemux -> decode once -> x264 rungs
-//!        │     -> mpegtsmux), cutter: cut where the source's keyframes say
-//!        │   both cut on the source's keyframes by mux::boundary: same instants everywhere
-//!        ▼ mux::fragment::ClosedFragment
+//!        │     -> mpegtsmux) ── cutter: segments end at the source's keyframes, by the
+//!        │     passthrough's rule (mux::boundary): every rendition cuts at the same instants
+//!        ▼ mux::fragment::ClosedFragment (from both)
 //!  room/      Room (config, keys, live state) ── session::Session: playlist::MediaPlaylist per
 //!        │     rendition (DVR window) + segment bytes in memory; registry: every room
 //!        │                                   └──> events::MediaEvent (broadcast) ──> recording
@@ -27,10 +27,10 @@
 //! ```
 //!
 //! Around the path: [`app::run`] is the binary (flags in, the worker serving until a stop
-//! signal out); [`server::MediaServer`] is what every part shares (the room registry,
-//! metrics, events, shutdown state); [`listen`] runs the RTMP and HTTP listeners; `recording`
-//! feeds the recorder; `status_report` writes live state into the room's status; `config`, `error`
-//! and `metrics` are used everywhere.
+//! signal out); [`server::MediaServer`] is what every part shares (the room registry, metrics,
+//! events, shutdown state); [`listen`] runs the RTMP and HTTP listeners; `recording` feeds the
+//! recorder; `status_report` writes live state into the room's status; `config`, `error` and
+//! `metrics` are used everywhere.
 //!
 //! One [`MediaServer`] serves any number of rooms over one RTMP and one HTTP listener; rooms are
 //! told apart by stream key (RTMP) and path prefix (HTTP). In Kubernetes it serves one room, from
