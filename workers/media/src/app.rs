@@ -16,7 +16,6 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use roomcast_crds::worker_config::{RecordingConfig, WorkerConfig};
 use roomcast_recorder::{
     DynCatalog, DynStore, RecorderConfig,
@@ -30,8 +29,9 @@ use tokio::net::TcpListener;
 
 use crate::config::{
     DEFAULT_HTTP_ADDR, DEFAULT_METRICS_ADDR, DEFAULT_RTMP_ADDR, DEFAULT_SPEED_PRESET, MediaOptions,
-    RoomConfig,
+    RoomConfig, read_worker_config,
 };
+use crate::error::{Error, Result};
 use crate::recording::{RecordedRoom, RoomRecorder};
 use crate::server::MediaServer;
 use crate::{listen, origin, status_report};
@@ -70,23 +70,16 @@ pub struct WorkerArgs {
 
 /// Load the rooms, start their recorders and status reports, serve until `stop` resolves, then
 /// shut down gracefully and let the recorders flush.
-pub async fn run(
-    args: WorkerArgs,
-    stop: impl std::future::Future<Output = ()>,
-) -> anyhow::Result<()> {
+pub async fn run(args: WorkerArgs, stop: impl std::future::Future<Output = ()>) -> Result<()> {
     let workers = args
         .configs
         .iter()
-        .map(|p| {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            WorkerConfig::from_yaml(&text).with_context(|| format!("config {}", p.display()))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+        .map(|p| read_worker_config(p))
+        .collect::<Result<Vec<_>>>()?;
     let rooms = workers
         .iter()
         .map(RoomConfig::from_worker_config)
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let server = MediaServer::new(
         rooms,
         MediaOptions {
@@ -109,9 +102,8 @@ pub async fn run(
 
     // In a cluster (POD_NAME from the downward API), report live state into the room status.
     if std::env::var_os("POD_NAME").is_some() {
-        let client = kube::Client::try_default()
-            .await
-            .context("cannot build a Kubernetes client for status reports")?;
+        // Without a client there is no status report: the worker does not start.
+        let client = kube::Client::try_default().await?;
         for room in server.rooms.iter() {
             let id = room.id();
             let reporter = StatusReporter::media(client.clone(), &id.namespace, &id.name);
@@ -139,10 +131,13 @@ pub async fn run(
     Ok(())
 }
 
-async fn bind(addr: &str) -> anyhow::Result<TcpListener> {
+async fn bind(addr: &str) -> Result<TcpListener> {
     TcpListener::bind(addr)
         .await
-        .with_context(|| format!("cannot listen on {addr}"))
+        .map_err(|source| Error::Listen {
+            addr: addr.to_owned(),
+            source,
+        })
 }
 
 /// Record one room: its bucket (from the ConfigMap), its catalog (MongoDB, or the embedded
@@ -152,12 +147,8 @@ async fn start_recording(
     worker: &WorkerConfig,
     rec: &RecordingConfig,
     data_dir: &Path,
-) -> anyhow::Result<RoomRecorder> {
-    let store: DynStore = Arc::new(
-        S3Store::connect(&S3Settings::from_config(rec)?)
-            .await
-            .context("cannot reach the recording bucket")?,
-    );
+) -> Result<RoomRecorder> {
+    let store: DynStore = Arc::new(S3Store::connect(&S3Settings::from_config(rec)?).await?);
     let catalog: DynCatalog = match &worker.mongodb_uri_file {
         Some(file) => {
             let uri = MongoUri::from_file(file)?;

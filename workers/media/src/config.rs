@@ -27,6 +27,16 @@ pub struct MediaOptions {
     pub speed_preset: String,
 }
 
+/// Read a `WorkerConfig` YAML file (the operator's ConfigMap, `room.yaml`); errors name the file.
+pub fn read_worker_config(path: &Path) -> Result<WorkerConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    WorkerConfig::from_yaml(&text)
+        .map_err(|e| Error::config(path.display().to_string(), e.to_string()))
+}
+
 /// One room as the media worker runs it.
 #[derive(Clone, Debug)]
 pub struct RoomConfig {
@@ -67,17 +77,6 @@ impl RoomConfig {
         };
         room.validate()?;
         Ok(room)
-    }
-
-    /// Read a `WorkerConfig` YAML file (the ConfigMap's `room.yaml`).
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let cfg = WorkerConfig::from_yaml(&text)
-            .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
-        Self::from_worker_config(&cfg)
     }
 
     /// The transcode part, as the CRD spells it.
@@ -153,6 +152,28 @@ impl RoomConfig {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl RoomConfig {
+    /// A valid room `shows/<name>` for unit tests: the default ladder, 2 s segments, its stream
+    /// key in `stream_key_file`.
+    pub(crate) fn for_test(name: &str, stream_key_file: PathBuf) -> Self {
+        let room = RoomIdentity::new("shows", name);
+        RoomConfig {
+            path_prefix: room.path_prefix(),
+            room,
+            stream_key_file,
+            max_bitrate_kbps: 8000,
+            reconnect_grace: Duration::from_secs(10),
+            segment_seconds: 2,
+            dvr_window_seconds: 120,
+            renditions: roomcast_crds::defaults::renditions(),
+            playlist_max_age_seconds: 1,
+            segment_max_age_seconds: 86400,
+            origin_secret_file: None,
+        }
     }
 }
 

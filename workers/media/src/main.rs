@@ -18,5 +18,6 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     telemetry::init(&cli.log, LogFormat::Pretty);
-    roomcast_media::app::run(cli.worker, roomcast_runtime::shutdown_signal()).await
+    roomcast_media::app::run(cli.worker, roomcast_runtime::shutdown_signal()).await?;
+    Ok(())
 }

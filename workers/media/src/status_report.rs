@@ -105,19 +105,7 @@ mod tests {
     use crate::metrics::Metrics;
 
     fn room() -> Room {
-        let cfg = RoomConfig {
-            room: roomcast_crds::RoomIdentity::new("shows", "lobby"),
-            path_prefix: "/shows/lobby".into(),
-            stream_key_file: PathBuf::from("/nonexistent"),
-            max_bitrate_kbps: 8000,
-            reconnect_grace: Duration::from_secs(10),
-            segment_seconds: 2,
-            dvr_window_seconds: 120,
-            renditions: roomcast_crds::defaults::renditions(),
-            playlist_max_age_seconds: 1,
-            segment_max_age_seconds: 86400,
-            origin_secret_file: None,
-        };
+        let cfg = RoomConfig::for_test("lobby", PathBuf::from("/nonexistent"));
         let (events, _) = broadcast::channel(4);
         Room::new(cfg, None, "veryfast".into(), events, Metrics::default())
     }

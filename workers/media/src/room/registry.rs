@@ -110,26 +110,13 @@ impl RoomRegistry {
 #[cfg(test)]
 mod tests {
     use std::path::Path;
-    use std::time::Duration;
 
     use super::*;
 
     fn config(dir: &Path, name: &str, key: &str) -> RoomConfig {
         let key_file = dir.join(format!("{name}-key"));
         std::fs::write(&key_file, format!("{key}\n")).expect("key file");
-        RoomConfig {
-            room: RoomIdentity::new("shows", name),
-            path_prefix: format!("/shows/{name}"),
-            stream_key_file: key_file,
-            max_bitrate_kbps: 8000,
-            reconnect_grace: Duration::from_secs(10),
-            segment_seconds: 2,
-            dvr_window_seconds: 120,
-            renditions: roomcast_crds::defaults::renditions(),
-            playlist_max_age_seconds: 1,
-            segment_max_age_seconds: 86400,
-            origin_secret_file: None,
-        }
+        RoomConfig::for_test(name, key_file)
     }
 
     fn registry(configs: Vec<RoomConfig>) -> Result<RoomRegistry> {
