@@ -16,7 +16,7 @@ use std::{
     time::Duration,
 };
 
-use roomcast_crds::worker_config::{RecordingConfig, WorkerConfig};
+use roomcast_crds::worker_config::{CONFIG_DIR, CONFIG_KEY, RecordingConfig, WorkerConfig};
 use roomcast_recorder::{
     DynCatalog, DynStore, RecorderConfig,
     catalog::{embedded::EmbeddedCatalog, mongo::MongoCatalog},
@@ -50,7 +50,7 @@ pub struct WorkerArgs {
         long = "config",
         env = "ROOMCAST_CONFIG",
         value_delimiter = ',',
-        default_value = "/etc/roomcast/config/room.yaml"
+        default_values_os_t = [Path::new(CONFIG_DIR).join(CONFIG_KEY)]
     )]
     pub configs: Vec<PathBuf>,
     #[arg(long, env = "ROOMCAST_RTMP_ADDR", default_value = DEFAULT_RTMP_ADDR)]
