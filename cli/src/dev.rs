@@ -1,28 +1,14 @@
-//! `roomcast dev`: every room of a StreamRoom file served from this machine.
-//!
-//! Rooms go through the operator's own validation and worker-configuration builder, so a room
-//! that runs here runs the same in a cluster. What the cluster would keep in Secrets (stream
-//! key, chat signing key) is generated once into `--data-dir` and reused on every start.
+//! `roomcast dev`: every room of a StreamRoom file served from this machine: media, chat,
+//! recordings and the watch page on one HTTP port, publishers on one RTMP port. The rooms and
+//! their keys come from [`crate::rooms`]; the watch page and its API from [`crate::web`].
 
-use std::{
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    sync::Arc,
-};
+use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
-use roomcast_chat::{AdapterConfig, ChatServer, RedisUrl, RoomChat, token::SigningKey};
-use roomcast_crds::{
-    StreamRoom,
-    worker_config::{
-        CHAT_SIGNING_KEY_KEY, RTMP_PORT, RecordingConfig, STREAM_KEY_KEY, WorkerConfig,
-    },
-};
+use roomcast_chat::{AdapterConfig, ChatHandle, ChatServer, RedisUrl, RoomChat};
+use roomcast_crds::worker_config::RTMP_PORT;
 use roomcast_media::{
-    MediaServer, RoomConfig,
-    recording::{RecordedRoom, Recording},
-};
-use roomcast_operator::{
-    build::worker_config, config::OperatorConfig, keys::random_key, validate::validate,
+    MediaOptions, MediaServer, RoomConfig,
+    recording::{RecordedRoom, RoomRecorder},
 };
 use roomcast_recorder::{
     DynCatalog, DynStore, RecorderConfig,
@@ -34,196 +20,65 @@ use roomcast_store::mongo::MongoUri;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
-use crate::{Error, Result, web};
+use crate::{
+    Error, Result,
+    rooms::{DEFAULT_ROOM, DevRoom, DevRooms, DevS3},
+    web,
+};
 
 pub const DEFAULT_DATA_DIR: &str = "./roomcast-data";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTMP_ADDR: &str = "127.0.0.1:1935";
-/// Namespace of rooms whose file names none (the cluster's default namespace).
-pub const DEFAULT_NAMESPACE: &str = "default";
 
-/// The room `roomcast dev` serves when no file is given.
-pub const DEFAULT_ROOM: &str =
-    "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {}\n";
-
-/// Settings of a `roomcast dev` run.
-#[derive(Clone, Debug)]
+/// Settings of a `roomcast dev` run: the subcommand's flags (each with an env fallback).
+#[derive(clap::Args, Clone, Debug)]
 pub struct DevOptions {
-    /// StreamRoom YAML (one or more documents); `None` serves the default `lobby`.
+    /// StreamRoom YAML (one or more documents). Without it, one room `lobby`.
+    #[arg(short = 'f', long = "filename", env = "ROOMCAST_ROOMS")]
     pub rooms_file: Option<PathBuf>,
+    /// Keys, chat history and recordings.
+    #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// HTTP address of the watch page, HLS and chat.
+    #[arg(long, env = "ROOMCAST_HTTP_ADDR", default_value = DEFAULT_HTTP_ADDR)]
     pub http_addr: SocketAddr,
+    /// RTMP address streamers publish to.
+    #[arg(long, env = "ROOMCAST_RTMP_ADDR", default_value = DEFAULT_RTMP_ADDR)]
     pub rtmp_addr: SocketAddr,
-    /// MongoDB for chat history instead of the embedded store.
+    /// MongoDB URI for chat history (and the recordings catalog) instead of the embedded store.
+    #[arg(long, env = "ROOMCAST_MONGODB_URI")]
     pub mongodb_uri: Option<String>,
-    /// Redis for the chat adapter (only useful when several processes share rooms).
+    /// Redis URL for the chat adapter (only useful when several processes share rooms).
+    #[arg(long, env = "ROOMCAST_REDIS_URL")]
     pub redis_url: Option<String>,
-    /// x264 speed preset of encoded rungs.
+    /// x264 speed preset of encoded renditions (slower: better quality, more CPU).
+    #[arg(long, env = "ROOMCAST_SPEED_PRESET", default_value = roomcast_media::config::DEFAULT_SPEED_PRESET)]
     pub speed_preset: String,
-    /// Record every room's sessions (past broadcasts): into the data directory, or into
-    /// `s3` when given.
-    pub record: bool,
-    /// A real S3 or S3-compatible bucket for recordings instead of the data directory.
-    /// Credentials come from the ambient AWS chain (`AWS_ACCESS_KEY_ID` /
-    /// `AWS_SECRET_ACCESS_KEY`, profile).
-    pub s3: Option<DevS3>,
+    /// Do not record sessions (no past broadcasts).
+    #[arg(long, env = "ROOMCAST_NO_RECORDING")]
+    pub no_recording: bool,
+    #[command(flatten)]
+    pub s3: DevS3,
 }
 
-/// Where `roomcast dev` records when not to the data directory.
-#[derive(Clone, Debug, Default)]
-pub struct DevS3 {
-    pub bucket: String,
-    /// Empty: AWS. Otherwise an S3-compatible endpoint (path-style addressing is used).
-    pub endpoint: String,
-    pub region: String,
-    pub prefix: String,
-}
-
-/// One room as `roomcast dev` runs it.
-#[derive(Clone, Debug)]
-pub struct DevRoom {
-    pub worker: WorkerConfig,
-    pub stream_key: String,
-}
-
-impl DevRoom {
-    pub fn namespace(&self) -> &str {
-        &self.worker.room.namespace
-    }
-    pub fn name(&self) -> &str {
-        &self.worker.room.name
-    }
-}
-
-/// Parse and validate every room of a StreamRoom YAML text, with the operator's rules.
-pub fn parse_rooms(text: &str, origin: &str) -> Result<Vec<StreamRoom>> {
-    let mut rooms: Vec<StreamRoom> = Vec::new();
-    for (index, document) in serde_yaml::Deserializer::from_str(text).enumerate() {
-        let mut room: StreamRoom =
-            serde::Deserialize::deserialize(document).map_err(|source| Error::Parse {
-                path: format!("{origin} (document {})", index + 1),
-                source,
-            })?;
-        room.metadata
-            .namespace
-            .get_or_insert_with(|| DEFAULT_NAMESPACE.to_owned());
-        // A file has no uid; the operator's validation wants one for owner references.
-        room.metadata
-            .uid
-            .get_or_insert_with(|| format!("dev-{index}"));
-        validate(&room, &dev_operator_config())?;
-        let id = format!(
-            "{}/{}",
-            room.metadata.namespace.as_deref().unwrap_or_default(),
-            room.metadata.name.as_deref().unwrap_or_default()
-        );
-        if rooms.iter().any(|r| {
-            r.metadata.namespace == room.metadata.namespace && r.metadata.name == room.metadata.name
-        }) {
-            return Err(Error::DuplicateRoom(id));
+impl DevOptions {
+    /// The StreamRoom YAML and what to call it in errors.
+    fn rooms_text(&self) -> Result<(String, String)> {
+        match &self.rooms_file {
+            Some(path) => Ok((
+                path.display().to_string(),
+                std::fs::read_to_string(path).map_err(|source| Error::Read {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            )),
+            None => Ok(("the default room".to_owned(), DEFAULT_ROOM.to_owned())),
         }
-        rooms.push(room);
     }
-    Ok(rooms)
 }
 
-/// Stand-in bucket name of local recordings (they live under `<data-dir>/recordings/`).
-const LOCAL_BUCKET: &str = "local";
 /// How long Ctrl-C waits for recordings to be finalised.
 const RECORDING_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// The platform settings `roomcast dev` stands in for: recordings go to the local store, so a
-/// room that records needs no bucket.
-fn dev_operator_config() -> OperatorConfig {
-    OperatorConfig {
-        s3: roomcast_operator::config::DefaultS3 {
-            bucket: Some("local".to_owned()),
-            ..Default::default()
-        },
-        redis_url: None,
-        playback_scheme: "http".to_owned(),
-        ..OperatorConfig::default()
-    }
-}
-
-/// A key kept under `dir`: read when present, generated (0600) on first use.
-fn persistent_key(dir: &Path, name: &str) -> Result<String> {
-    let path = dir.join(name);
-    match std::fs::read_to_string(&path) {
-        Ok(key) if !key.trim().is_empty() => return Ok(key.trim().to_owned()),
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(source) => {
-            return Err(Error::Read {
-                path: path.display().to_string(),
-                source,
-            });
-        }
-    }
-    let key = random_key();
-    let write = |source| Error::Write {
-        path: path.display().to_string(),
-        source,
-    };
-    std::fs::create_dir_all(dir).map_err(write)?;
-    std::fs::write(&path, &key).map_err(write)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(write)?;
-    }
-    Ok(key)
-}
-
-/// Worker configuration of each room with local paths, keys created on first use.
-pub fn prepare_rooms(
-    rooms: &[StreamRoom],
-    data_dir: &Path,
-    record: bool,
-    s3: Option<&DevS3>,
-) -> Result<Vec<DevRoom>> {
-    let config = dev_operator_config();
-    rooms
-        .iter()
-        .map(|room| {
-            let valid = validate(room, &config)?;
-            let keys_dir = data_dir
-                .join("keys")
-                .join(&valid.room.namespace)
-                .join(&valid.room.name);
-            // No Secrets here: a room that names its own key Secret gets a local key too.
-            let stream_key = persistent_key(&keys_dir, STREAM_KEY_KEY)?;
-            persistent_key(&keys_dir, CHAT_SIGNING_KEY_KEY)?;
-            let mut worker = worker_config(&valid, &config);
-            worker.ingest.stream_key_file = keys_dir.join(STREAM_KEY_KEY).display().to_string();
-            if let Some(chat) = &mut worker.chat {
-                chat.signing_key_file = keys_dir.join(CHAT_SIGNING_KEY_KEY).display().to_string();
-                chat.redis_url = None;
-            }
-            // No CDN in front of a laptop.
-            worker.playback.origin_secret_file = None;
-            // Recordings go to the data directory, whatever bucket the room names.
-            let local = DevS3 {
-                bucket: LOCAL_BUCKET.to_owned(),
-                ..DevS3::default()
-            };
-            let sink = s3.unwrap_or(&local);
-            worker.recording = record.then(|| RecordingConfig {
-                bucket: sink.bucket.clone(),
-                prefix: sink.prefix.clone(),
-                region: sink.region.clone(),
-                endpoint: sink.endpoint.clone(),
-                force_path_style: !sink.endpoint.is_empty(),
-                credentials_dir: None,
-                renditions: valid.spec.recording.renditions.clone(),
-                retention_days: valid.spec.recording.retention_days,
-                spool_dir: data_dir.join("spool").display().to_string(),
-                spool_size_mib: valid.spec.recording.spool_size_mib(),
-            });
-            Ok(DevRoom { worker, stream_key })
-        })
-        .collect()
-}
 
 /// What a person needs to publish to and watch a room.
 pub fn room_banner(room: &DevRoom, rtmp: SocketAddr, http: SocketAddr) -> String {
@@ -232,34 +87,31 @@ pub fn room_banner(room: &DevRoom, rtmp: SocketAddr, http: SocketAddr) -> String
     } else {
         rtmp.to_string()
     };
-    let base = format!("http://{http}/{}/{}", room.namespace(), room.name());
+    let base = format!("http://{http}{}", room.id().path_prefix());
     let rtmp_url = format!("rtmp://{rtmp_host}/live");
     format!(
-        "room {ns}/{name}\n  OBS     server {rtmp_url}   stream key {key}\n  ffmpeg  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac -f flv {rtmp_url}/{key}\n  watch   {base}/\n  HLS     {base}/hls/index.m3u8\n",
-        ns = room.namespace(),
-        name = room.name(),
-        key = room.stream_key,
+        "room {id}\n  OBS     server {rtmp_url}   stream key {key}\n  ffmpeg  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac -f flv {rtmp_url}/{key}\n  watch   {base}/\n  HLS     {base}/hls/index.m3u8\n",
+        id = room.id(),
+        key = room.stream_key.expose(),
     )
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
+    let listen = |source| Error::Listen { addr, source };
+    let listener = TcpListener::bind(addr).await.map_err(listen)?;
+    let bound = listener.local_addr().map_err(listen)?;
+    Ok((listener, bound))
 }
 
 /// Bind, start everything, print the banners, serve until `stop` resolves, shut down cleanly.
 pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()>) -> Result<()> {
-    let (origin, text) = match &options.rooms_file {
-        Some(path) => (
-            path.display().to_string(),
-            std::fs::read_to_string(path).map_err(|source| Error::Read {
-                path: path.display().to_string(),
-                source,
-            })?,
-        ),
-        None => ("the default room".to_owned(), DEFAULT_ROOM.to_owned()),
-    };
-    let rooms = parse_rooms(&text, &origin)?;
-    let rooms = prepare_rooms(
-        &rooms,
+    let (origin, text) = options.rooms_text()?;
+    let rooms = DevRooms::load(
+        &text,
+        &origin,
         &options.data_dir,
-        options.record,
-        options.s3.as_ref(),
+        !options.no_recording,
+        &options.s3,
     )?;
 
     // Media: every room on one RTMP listener, told apart by stream key.
@@ -269,81 +121,38 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         .collect::<Result<Vec<_>, _>>()?;
     let media = MediaServer::new(
         media_rooms,
-        roomcast_media::ServerOptions {
+        MediaOptions {
             speed_preset: options.speed_preset.clone(),
         },
     )?;
 
     // Recording: one recorder for every recording room, local store and embedded catalog.
-    let recording = start_recording(&rooms, &options, &media).await?;
-
+    let recorder = start_recording(&rooms, &options, &media).await?;
     // Chat: one socket.io server per room, on the same HTTP port.
-    let store_config = match &options.mongodb_uri {
-        Some(uri) => roomcast_chat::config::StoreConfig::Mongo(MongoUri::new(uri.clone())),
-        None => roomcast_chat::config::StoreConfig::Embedded(options.data_dir.join("chat")),
-    };
-    let store = roomcast_chat::open_store(&store_config).await?;
-    let adapter = match &options.redis_url {
-        Some(url) => AdapterConfig::Redis(RedisUrl::new(url.clone())),
-        None => AdapterConfig::Memory,
-    };
-    let mut chat = ChatServer::builder(store, adapter);
-    for room in &rooms {
-        if let Some(spec) = &room.worker.chat {
-            let signing_key = SigningKey::from_file(&spec.signing_key_file).map_err(|e| {
-                roomcast_chat::Error::Config {
-                    field: "chat.signingKeyFile",
-                    message: e.to_string(),
-                }
-            })?;
-            chat = chat.room(RoomChat {
-                id: room.worker.room.clone(),
-                spec: spec.spec.clone(),
-                signing_key,
-            });
-        }
-    }
-    let (chat_router, chat_handle) = chat.build().await?;
+    let (chat_router, chat) = start_chat(&rooms, &options).await?;
 
-    let rtmp = TcpListener::bind(options.rtmp_addr)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: options.rtmp_addr,
-            source,
-        })?;
-    let http = TcpListener::bind(options.http_addr)
-        .await
-        .map_err(|source| Error::Listen {
-            addr: options.http_addr,
-            source,
-        })?;
-    let rtmp_addr = rtmp.local_addr().map_err(|source| Error::Listen {
-        addr: options.rtmp_addr,
-        source,
-    })?;
-    let http_addr = http.local_addr().map_err(|source| Error::Listen {
-        addr: options.http_addr,
-        source,
-    })?;
+    let (rtmp, rtmp_addr) = bind(options.rtmp_addr).await?;
+    let (http, http_addr) = bind(options.http_addr).await?;
 
     let state = Arc::new(web::DevState {
-        rooms: rooms.clone(),
+        rooms,
         media: media.clone(),
-        chat: chat_handle.clone(),
+        chat: chat.clone(),
     });
     let mut app = web::router(state.clone())
         .merge(chat_router)
-        .merge(roomcast_media::http::router(media.clone()));
-    if let Some(recording) = &recording {
-        app = app.merge(recording.routes.clone());
+        .merge(roomcast_media::origin::hls::router(media.clone()))
+        .merge(roomcast_media::origin::ops::router(media.clone()));
+    if let Some(recorder) = &recorder {
+        app = app.merge(recorder.routes.clone());
     }
 
     println!(
         "roomcast dev: {} room(s), data in {}\n",
-        rooms.len(),
+        state.rooms.len(),
         options.data_dir.display()
     );
-    for room in &rooms {
+    for room in state.rooms.iter() {
         println!("{}", room_banner(room, rtmp_addr, http_addr));
     }
     println!(
@@ -351,7 +160,8 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     );
 
     let live_sync = tokio::spawn(web::sync_live_state(state.clone()));
-    let rtmp_task = tokio::spawn(media.clone().serve_rtmp(rtmp));
+    let rtmp_task = tokio::spawn(roomcast_media::listen::serve_rtmp(media.clone(), rtmp));
+    // axum's server rather than the media listener's: chat needs WebSocket upgrades.
     let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let http_task = tokio::spawn(async move {
         axum::serve(
@@ -367,12 +177,13 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     stop.await;
     info!("stopping: closing live sessions");
     media
-        .shutdown(roomcast_media::pipeline::FINISH_TIMEOUT)
+        .shutdown(roomcast_media::transcode::pipeline::FINISH_TIMEOUT)
         .await;
-    if let Some(recording) = recording {
-        recording.finish(RECORDING_FLUSH_TIMEOUT).await;
+    if let Some(recorder) = recorder {
+        recorder.finish(RECORDING_FLUSH_TIMEOUT).await;
     }
-    chat_handle.shutdown().await;
+    // Chat first: its open WebSockets would keep the HTTP server's graceful shutdown waiting.
+    chat.shutdown().await;
     live_sync.abort();
     let _ = http_stop_tx.send(());
     if let Err(e) = rtmp_task.await {
@@ -384,13 +195,38 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     Ok(())
 }
 
+/// The chat of every room that has one, with the signing keys the rooms hold; history in
+/// `--mongodb-uri` or the embedded store.
+async fn start_chat(rooms: &DevRooms, options: &DevOptions) -> Result<(axum::Router, ChatHandle)> {
+    let store_config = match &options.mongodb_uri {
+        Some(uri) => roomcast_chat::config::StoreConfig::Mongo(MongoUri::new(uri.clone())),
+        None => roomcast_chat::config::StoreConfig::Embedded(options.data_dir.join("chat")),
+    };
+    let store = roomcast_chat::open_store(&store_config).await?;
+    let adapter = match &options.redis_url {
+        Some(url) => AdapterConfig::Redis(RedisUrl::new(url.clone())),
+        None => AdapterConfig::Memory,
+    };
+    let mut chat = ChatServer::builder(store, adapter);
+    for room in rooms.iter() {
+        if let (Some(spec), Some(signing_key)) = (&room.worker.chat, &room.chat_key) {
+            chat = chat.room(RoomChat {
+                id: room.id().clone(),
+                spec: spec.spec.clone(),
+                signing_key: signing_key.clone(),
+            });
+        }
+    }
+    Ok(chat.build().await?)
+}
+
 /// Record every recording room: into the data directory or the `--s3-*` bucket, the catalog
 /// embedded or in `--mongodb-uri`.
 async fn start_recording(
-    rooms: &[DevRoom],
+    rooms: &DevRooms,
     options: &DevOptions,
     media: &MediaServer,
-) -> Result<Option<Recording>> {
+) -> Result<Option<RoomRecorder>> {
     let recorded: Vec<&DevRoom> = rooms
         .iter()
         .filter(|r| r.worker.recording.is_some())
@@ -398,7 +234,7 @@ async fn start_recording(
     let Some(first) = recorded.first().and_then(|r| r.worker.recording.as_ref()) else {
         return Ok(None);
     };
-    let store: DynStore = if options.s3.is_some() {
+    let store: DynStore = if options.s3.bucket.is_some() {
         Arc::new(S3Store::connect(&S3Settings::from_config(first)?).await?)
     } else {
         Arc::new(LocalStore::new(options.data_dir.join("recordings"))?)
@@ -421,7 +257,7 @@ async fn start_recording(
         .map(|r| RecordedRoom::of(&r.worker))
         .collect();
     Ok(Some(
-        Recording::start(media, &recorded, config, store, catalog).await?,
+        RoomRecorder::start(media, &recorded, config, store, catalog).await?,
     ))
 }
 
@@ -430,95 +266,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn default_room_is_lobby_in_the_default_namespace() {
-        let rooms = parse_rooms(DEFAULT_ROOM, "default").expect("valid");
-        assert_eq!(rooms.len(), 1);
-        assert_eq!(rooms[0].metadata.name.as_deref(), Some("lobby"));
-        assert_eq!(
-            rooms[0].metadata.namespace.as_deref(),
-            Some(DEFAULT_NAMESPACE)
-        );
-    }
-
-    #[test]
-    fn rooms_are_validated_with_the_crd_rules() {
-        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {transcode: {segmentSeconds: 4, dvrWindowSeconds: 8}}\n";
-        let error = parse_rooms(text, "rooms.yaml")
-            .expect_err("invalid")
-            .to_string();
-        assert!(
-            error.contains("spec.transcode") && error.contains("at least 3 segments"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn a_broken_document_names_the_file_and_document() {
-        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: a}\nspec: {}\n---\nspec: [not a map]\n";
-        let error = parse_rooms(text, "rooms.yaml")
-            .expect_err("invalid")
-            .to_string();
-        assert!(error.starts_with("rooms.yaml (document 2)"), "{error}");
-    }
-
-    #[test]
-    fn two_rooms_with_one_name_are_refused() {
-        let one =
-            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: a}\nspec: {}\n";
-        let error = parse_rooms(&format!("{one}---\n{one}"), "rooms.yaml").expect_err("duplicate");
-        assert!(
-            matches!(error, Error::DuplicateRoom(ref id) if id == "default/a"),
-            "{error}"
-        );
-    }
-
-    #[test]
-    fn recording_rooms_need_no_bucket_locally() {
-        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: a}\nspec: {recording: {enabled: true}}\n";
-        assert!(parse_rooms(text, "rooms.yaml").is_ok());
-    }
-
-    #[test]
-    fn keys_are_generated_once_and_kept_private() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rooms = parse_rooms(DEFAULT_ROOM, "default").expect("valid");
-        let first = prepare_rooms(&rooms, dir.path(), true, None).expect("prepared");
-        let again = prepare_rooms(&rooms, dir.path(), true, None).expect("prepared");
-        assert_eq!(
-            first[0].stream_key, again[0].stream_key,
-            "the stream key survives restarts"
-        );
-        let key_file = PathBuf::from(&first[0].worker.ingest.stream_key_file);
-        assert!(key_file.starts_with(dir.path()));
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(&key_file)
-                .expect("key file")
-                .permissions()
-                .mode();
-            assert_eq!(mode & 0o777, 0o600);
-        }
-        let chat = first[0].worker.chat.as_ref().expect("chat on by default");
-        assert!(PathBuf::from(&chat.signing_key_file).exists());
-    }
-
-    #[test]
     fn banner_has_the_obs_settings_the_ffmpeg_command_and_the_urls() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let rooms = prepare_rooms(
-            &parse_rooms(DEFAULT_ROOM, "default").expect("valid"),
-            dir.path(),
-            true,
-            None,
-        )
-        .expect("prepared");
+        let rooms = DevRooms::load(DEFAULT_ROOM, "default", dir.path(), true, &DevS3::default())
+            .expect("prepared");
+        let room = rooms.iter().next().expect("lobby");
         let banner = room_banner(
-            &rooms[0],
+            room,
             "127.0.0.1:1935".parse().expect("addr"),
             "127.0.0.1:8080".parse().expect("addr"),
         );
-        let key = &rooms[0].stream_key;
+        let key = room.stream_key.expose();
+        assert!(banner.starts_with("room default/lobby\n"), "{banner}");
         assert!(
             banner.contains(&format!("server rtmp://127.0.0.1/live   stream key {key}")),
             "{banner}"
@@ -534,6 +293,37 @@ mod tests {
         assert!(
             banner.contains("HLS     http://127.0.0.1:8080/default/lobby/hls/index.m3u8"),
             "{banner}"
+        );
+    }
+
+    #[test]
+    fn dev_takes_its_flags_and_the_s3_ones_need_a_bucket() {
+        use clap::Parser;
+
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            dev: DevOptions,
+        }
+        let cli = Cli::try_parse_from([
+            "dev",
+            "-f",
+            "rooms.yaml",
+            "--no-recording",
+            "--s3-bucket",
+            "shows",
+            "--s3-prefix",
+            "rooms/",
+        ])
+        .expect("parse");
+        assert_eq!(cli.dev.rooms_file, Some(PathBuf::from("rooms.yaml")));
+        assert!(cli.dev.no_recording);
+        assert_eq!(cli.dev.s3.bucket.as_deref(), Some("shows"));
+        assert_eq!(cli.dev.s3.prefix, "rooms/");
+        assert_eq!(cli.dev.http_addr, DEFAULT_HTTP_ADDR.parse().expect("addr"));
+        assert!(
+            Cli::try_parse_from(["dev", "--s3-prefix", "rooms/"]).is_err(),
+            "--s3-prefix without --s3-bucket"
         );
     }
 }

@@ -13,6 +13,7 @@
 //! libraries in one process, keys and data live under `--data-dir`.
 
 pub mod dev;
+pub mod rooms;
 pub mod web;
 
 /// Everything that can go wrong in `roomcast dev`.
@@ -30,16 +31,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: not a StreamRoom document: {source}")]
+    #[error("{path}: {source}")]
     Parse {
         path: String,
         #[source]
-        source: serde_yaml::Error,
+        source: roomcast_crds::room_file::RoomFileError,
     },
     #[error("{0}")]
     InvalidRoom(#[from] roomcast_operator::validate::RoomError),
     #[error("two rooms are named {0}")]
-    DuplicateRoom(String),
+    DuplicateRoom(roomcast_crds::RoomIdentity),
+    #[error(transparent)]
+    Key(#[from] roomcast_runtime::SecretError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,

@@ -10,7 +10,7 @@
 //! | `/api/rooms`, `/api/rooms/<ns>/<room>` | rooms with live state and viewers |
 //! | `POST /api/rooms/<ns>/<room>/chat-token` | a chat token for a display name (local use only) |
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use axum::{
     Json, Router,
@@ -22,43 +22,35 @@ use axum::{
 use roomcast_chat::{
     ChatHandle,
     protocol::Role,
-    token::{Claims, SigningKey, mint},
+    token::{Claims, mint},
 };
+use roomcast_crds::RoomIdentity;
 use roomcast_media::MediaServer;
 use serde::{Deserialize, Serialize};
 
-use crate::dev::DevRoom;
+use crate::rooms::{DevRoom, DevRooms};
 
 /// Lifetime of tokens the dev server mints.
 pub const DEV_TOKEN_TTL: Duration = Duration::from_secs(12 * 3600);
 
 /// What the web routes read.
 pub struct DevState {
-    pub rooms: Vec<DevRoom>,
+    pub rooms: DevRooms,
     pub media: Arc<MediaServer>,
     pub chat: ChatHandle,
 }
 
 impl DevState {
-    fn room(&self, namespace: &str, name: &str) -> Option<&DevRoom> {
-        self.rooms
-            .iter()
-            .find(|r| r.namespace() == namespace && r.name() == name)
-    }
-
-    fn media_room(&self, room: &DevRoom) -> Option<&Arc<roomcast_media::session::Room>> {
-        self.media
-            .rooms
-            .iter()
-            .find(|m| m.cfg.namespace == room.namespace() && m.cfg.name == room.name())
+    fn media_room(&self, room: &DevRoom) -> Option<&Arc<roomcast_media::room::Room>> {
+        self.media.rooms.get(room.id())
     }
 
     fn summary(&self, room: &DevRoom) -> RoomSummary {
         let media = self.media_room(room);
-        let base = format!("/{}/{}", room.namespace(), room.name());
+        let base = room.id().path_prefix();
         RoomSummary {
-            namespace: room.namespace().to_owned(),
-            name: room.name().to_owned(),
+            namespace: room.id().namespace.clone(),
+            name: room.id().name.clone(),
             live: media.is_some_and(|m| m.is_live()),
             viewers: media.map_or(0, |m| m.viewers()),
             hls_url: format!("{base}/hls/index.m3u8"),
@@ -138,7 +130,7 @@ async fn watch_page(
     State(state): State<AppState>,
     Path((ns, room)): Path<(String, String)>,
 ) -> Response {
-    match state.room(&ns, &room) {
+    match state.rooms.get(&ns, &room) {
         Some(_) => html(WATCH_HTML),
         None => (StatusCode::NOT_FOUND, format!("no room {ns}/{room}\n")).into_response(),
     }
@@ -186,7 +178,7 @@ async fn get_room(
     State(state): State<AppState>,
     Path((ns, room)): Path<(String, String)>,
 ) -> Response {
-    match state.room(&ns, &room) {
+    match state.rooms.get(&ns, &room) {
         Some(r) => Json(state.summary(r)).into_response(),
         None => error(StatusCode::NOT_FOUND, format!("no room {ns}/{room}")),
     }
@@ -219,10 +211,11 @@ async fn chat_token(
     Path((ns, room)): Path<(String, String)>,
     Json(request): Json<TokenRequest>,
 ) -> Response {
-    let Some(room) = state.room(&ns, &room) else {
+    let Some(room) = state.rooms.get(&ns, &room) else {
         return error(StatusCode::NOT_FOUND, format!("no room {ns}/{room}"));
     };
-    let Some(chat) = &room.worker.chat else {
+    // The key the room holds since the start; nothing is read from disk per token.
+    let Some(key) = &room.chat_key else {
         return error(StatusCode::NOT_FOUND, "this room has no chat".into());
     };
     let name = request.name.trim();
@@ -232,15 +225,6 @@ async fn chat_token(
             "name must be 1 to 64 characters".into(),
         );
     }
-    let key = match SigningKey::from_file(&chat.signing_key_file) {
-        Ok(key) => key,
-        Err(e) => {
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("signing key: {e}"),
-            );
-        }
-    };
     let now = jiff::Timestamp::now().as_second();
     let claims = Claims {
         // One user per display name: the same name keeps its identity (and its bans).
@@ -249,7 +233,7 @@ async fn chat_token(
         role: request.role,
         exp: now + i64::try_from(DEV_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX),
     };
-    match mint(&key, &claims) {
+    match mint(key, &claims) {
         Ok(token) => Json(serde_json::json!({ "token": token.expose() })).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e.to_string()),
     }
@@ -257,18 +241,16 @@ async fn chat_token(
 
 /// Tell each room's chat when its stream goes live or idle (the `live` event clients see).
 pub async fn sync_live_state(state: AppState) {
-    let mut last: Vec<Option<bool>> = vec![None; state.rooms.len()];
+    let mut last: HashMap<RoomIdentity, bool> = HashMap::new();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
-        for (index, room) in state.rooms.iter().enumerate() {
+        for room in state.rooms.iter() {
             let live = state.media_room(room).is_some_and(|m| m.is_live());
-            if last[index] != Some(live) {
-                state
-                    .chat
-                    .set_live(room.namespace(), room.name(), live)
-                    .await;
-                last[index] = Some(live);
+            if last.get(room.id()) != Some(&live) {
+                let id = room.id();
+                state.chat.set_live(&id.namespace, &id.name, live).await;
+                last.insert(id.clone(), live);
             }
         }
     }

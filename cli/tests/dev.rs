@@ -10,17 +10,30 @@ use tokio::{
     process::Command,
 };
 
+/// ffmpeg publishes; `roomcast dev` transcodes with GStreamer. A skip notice when either is
+/// missing, a failure under `CI` (see `roomcast_runtime::skip`).
 fn tools_available() -> bool {
-    let ok = std::process::Command::new("ffmpeg")
+    let mut missing: Vec<String> = roomcast_media::transcode::pipeline::missing_elements()
+        .into_iter()
+        .map(|e| format!("GStreamer element {e}"))
+        .collect();
+    let ffmpeg = std::process::Command::new("ffmpeg")
         .arg("-version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok {
-        eprintln!("SKIPPED: ffmpeg is missing (run scripts/install-deps.sh)");
+    if !ffmpeg {
+        missing.push("ffmpeg".to_owned());
     }
-    ok
+    if missing.is_empty() {
+        return true;
+    }
+    roomcast_runtime::skip::missing(
+        &missing.join(", "),
+        "the test publishes with ffmpeg to roomcast dev, which transcodes with GStreamer (run scripts/install-deps.sh)",
+    );
+    false
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

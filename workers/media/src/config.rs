@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use roomcast_crds::worker_config::WorkerConfig;
-use roomcast_crds::{Rendition, TranscodeSpec};
+use roomcast_crds::{Rendition, RoomIdentity, TranscodeSpec};
 
 use crate::error::{Error, Result};
 
@@ -18,11 +18,30 @@ pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// The RTMP application publishers must use: `rtmp://HOST:1935/live/STREAM_KEY`.
 pub const RTMP_APP: &str = "live";
 
+/// Default x264 speed preset of encoded rungs.
+pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
+
+/// Process-wide options (every room).
+#[derive(Clone, Debug)]
+pub struct MediaOptions {
+    pub speed_preset: String,
+}
+
+/// Read a `WorkerConfig` YAML file (the operator's ConfigMap, `room.yaml`); errors name the file.
+pub fn read_worker_config(path: &Path) -> Result<WorkerConfig> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    WorkerConfig::from_yaml(&text)
+        .map_err(|e| Error::config(path.display().to_string(), e.to_string()))
+}
+
 /// One room as the media worker runs it.
 #[derive(Clone, Debug)]
 pub struct RoomConfig {
-    pub namespace: String,
-    pub name: String,
+    /// `namespace/name`, the `room` label of every metric.
+    pub room: RoomIdentity,
     /// `/<namespace>/<room>`: where the room's HTTP paths start.
     pub path_prefix: String,
     pub stream_key_file: PathBuf,
@@ -37,16 +56,14 @@ pub struct RoomConfig {
 }
 
 impl RoomConfig {
-    /// `namespace/name`, the `room` label of every metric.
-    pub fn id(&self) -> String {
-        format!("{}/{}", self.namespace, self.name)
+    pub fn id(&self) -> &RoomIdentity {
+        &self.room
     }
 
     /// Build and validate from the operator's worker configuration.
     pub fn from_worker_config(cfg: &WorkerConfig) -> Result<Self> {
         let room = RoomConfig {
-            namespace: cfg.room.namespace.clone(),
-            name: cfg.room.name.clone(),
+            room: cfg.room.clone(),
             path_prefix: cfg.playback.path_prefix.trim_end_matches('/').to_owned(),
             stream_key_file: PathBuf::from(&cfg.ingest.stream_key_file),
             max_bitrate_kbps: cfg.ingest.max_bitrate_kbps,
@@ -60,17 +77,6 @@ impl RoomConfig {
         };
         room.validate()?;
         Ok(room)
-    }
-
-    /// Read a `WorkerConfig` YAML file (the ConfigMap's `room.yaml`).
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
-            path: path.to_owned(),
-            source,
-        })?;
-        let cfg = WorkerConfig::from_yaml(&text)
-            .map_err(|e| Error::config(path.display().to_string(), e.to_string()))?;
-        Self::from_worker_config(&cfg)
     }
 
     /// The transcode part, as the CRD spells it.
@@ -88,13 +94,13 @@ impl RoomConfig {
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         };
-        if !seg_ok(&self.namespace) {
+        if !seg_ok(&self.room.namespace) {
             return Err(Error::config("room.namespace", "must be a DNS label"));
         }
-        if !seg_ok(&self.name) {
+        if !seg_ok(&self.room.name) {
             return Err(Error::config("room.name", "must be a DNS label"));
         }
-        let expected = format!("/{}/{}", self.namespace, self.name);
+        let expected = self.room.path_prefix();
         if self.path_prefix != expected {
             return Err(Error::config(
                 "playback.pathPrefix",
@@ -150,6 +156,28 @@ impl RoomConfig {
 }
 
 #[cfg(test)]
+impl RoomConfig {
+    /// A valid room `shows/<name>` for unit tests: the default ladder, 2 s segments, its stream
+    /// key in `stream_key_file`.
+    pub(crate) fn for_test(name: &str, stream_key_file: PathBuf) -> Self {
+        let room = RoomIdentity::new("shows", name);
+        RoomConfig {
+            path_prefix: room.path_prefix(),
+            room,
+            stream_key_file,
+            max_bitrate_kbps: 8000,
+            reconnect_grace: Duration::from_secs(10),
+            segment_seconds: 2,
+            dvr_window_seconds: 120,
+            renditions: roomcast_crds::defaults::renditions(),
+            playlist_max_age_seconds: 1,
+            segment_max_age_seconds: 86400,
+            origin_secret_file: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -173,7 +201,7 @@ playback: {pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeco
     #[test]
     fn operator_config_is_accepted() {
         let room = parse(ROOM).expect("valid");
-        assert_eq!(room.id(), "shows/lobby");
+        assert_eq!(room.id(), &RoomIdentity::new("shows", "lobby"));
         assert_eq!(room.renditions.len(), 2);
         assert_eq!(room.reconnect_grace, Duration::from_secs(10));
     }

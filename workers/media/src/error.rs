@@ -29,6 +29,18 @@ pub enum Error {
     MissingElement(String),
     #[error("transcoder stalled: {0}")]
     Stalled(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("recording: {0}")]
+    Recorder(#[from] roomcast_recorder::Error),
+    #[error("store: {0}")]
+    Store(#[from] roomcast_store::Error),
+    #[error("kubernetes: {0}")]
+    Kube(#[from] kube::Error),
 }
 
 impl Error {
@@ -45,6 +57,10 @@ impl Error {
             Error::Gst(_) => "gstreamer",
             Error::MissingElement(_) => "missing_element",
             Error::Stalled(_) => "stalled",
+            Error::Listen { .. } => "listen",
+            Error::Recorder(_) => "recorder",
+            Error::Store(_) => "store",
+            Error::Kube(_) => "kube",
         }
     }
 

@@ -7,6 +7,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use roomcast_crds::RoomIdentity;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RoomLabels {
@@ -203,15 +204,14 @@ impl Metrics {
 
     /// Text exposition for `/metrics`.
     pub fn encode(&self) -> String {
-        let mut out = String::new();
         let registry = self.registry.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
-        out
+        roomcast_runtime::ops::encode(&registry)
     }
 }
 
-pub(crate) fn room(room: &str) -> RoomLabels {
+/// The labels of `room`'s metrics (`room="namespace/name"`).
+pub(crate) fn room(room: &RoomIdentity) -> RoomLabels {
     RoomLabels {
-        room: room.to_owned(),
+        room: room.to_string(),
     }
 }

@@ -1,10 +1,12 @@
 //! The recorder seam: session and segment events of [`crate::MediaServer`] (the recorder's own
-//! event type), handed to `roomcast-recorder` as they are. Recording never slows ingest: `Recorder::record` only
-//! queues, and a forwarder that falls behind the broadcast channel loses events from the
-//! recording (counted by the recorder as missing segments), never from the live stream.
+//! event type), handed to `roomcast-recorder` as they are by a [`RoomRecorder`]. Recording never
+//! slows ingest: `Recorder::record` only queues, and a forwarder that falls behind the broadcast
+//! channel loses events from the recording (counted by the recorder as missing segments), never
+//! from the live stream.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
+use roomcast_crds::RoomIdentity;
 use roomcast_recorder::{
     DynCatalog, DynStore, Recorder, RecorderConfig,
     api::ApiState,
@@ -13,7 +15,7 @@ use roomcast_recorder::{
 };
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
 
-use crate::MediaServer;
+use crate::server::MediaServer;
 
 /// Forward the events of `rooms` (`namespace/name`) to `recorder` until the server's event
 /// channel closes.
@@ -43,11 +45,10 @@ pub fn forward(
     })
 }
 
-/// A room whose sessions a [`Recording`] keeps.
+/// A room whose sessions a [`RoomRecorder`] keeps.
 #[derive(Clone, Debug)]
 pub struct RecordedRoom {
-    /// `namespace/name`.
-    pub id: String,
+    pub id: RoomIdentity,
     /// Where the room's HTTP paths start (`/<namespace>/<room>`): the replay API goes under it.
     pub path_prefix: String,
     pub segment_seconds: u32,
@@ -57,7 +58,7 @@ pub struct RecordedRoom {
 impl RecordedRoom {
     pub fn of(worker: &roomcast_crds::worker_config::WorkerConfig) -> Self {
         Self {
-            id: format!("{}/{}", worker.room.namespace, worker.room.name),
+            id: worker.room.clone(),
             path_prefix: worker.playback.path_prefix.clone(),
             segment_seconds: worker.transcode.segment_seconds,
             retention_days: worker.recording.as_ref().and_then(|r| r.retention_days),
@@ -65,10 +66,11 @@ impl RecordedRoom {
     }
 }
 
-/// Recording of a media server's rooms: the recorder fed by the server's events, retention
+/// The recorder of a media server's rooms (the recorder crate's `Recording` is one stored
+/// session; this is what records them): the recorder fed by the server's events, retention
 /// sweeps, and the replay API routes (`<prefix>/recordings…`) to serve next to HLS. Both the
 /// in-cluster worker and `roomcast dev` run it; they only choose the store and catalog.
-pub struct Recording {
+pub struct RoomRecorder {
     pub recorder: Arc<Recorder>,
     /// The replay API of every recorded room.
     pub routes: axum::Router,
@@ -76,7 +78,7 @@ pub struct Recording {
     retention: Vec<JoinHandle<()>>,
 }
 
-impl Recording {
+impl RoomRecorder {
     /// Start recording `rooms` of `server`. Sessions a previous process left unfinished are
     /// finalised first (from the spool, or from the store when the spool was lost). A poster
     /// maker is added when the config has none and ffmpeg is installed.
@@ -107,7 +109,7 @@ impl Recording {
         for room in rooms {
             recorder
                 .finalise_orphans(
-                    &room.id,
+                    &room.id.to_string(),
                     Duration::from_secs(u64::from(room.segment_seconds)),
                 )
                 .await?;
@@ -115,7 +117,7 @@ impl Recording {
                 retention.push(retention::spawn(
                     store.clone(),
                     catalog.clone(),
-                    room.id.clone(),
+                    room.id.to_string(),
                     days,
                     roomcast_recorder::config::DEFAULT_RETENTION_INTERVAL,
                     recorder.metrics().clone(),
@@ -124,14 +126,14 @@ impl Recording {
             let api = roomcast_recorder::api::router(ApiState {
                 catalog: catalog.clone(),
                 store: store.clone(),
-                room: room.id.clone(),
+                room: room.id.to_string(),
             });
             routes = routes.nest(&room.path_prefix, api);
         }
         let forwarder = forward(
             server,
             recorder.clone(),
-            rooms.iter().map(|r| r.id.clone()).collect(),
+            rooms.iter().map(|r| r.id.to_string()).collect(),
         );
         Ok(Self {
             recorder,

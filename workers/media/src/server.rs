@@ -1,188 +1,36 @@
-//! [`MediaServer`]: several rooms behind one RTMP listener and one HTTP listener. Rooms are told
-//! apart by stream key on the RTMP side and by path prefix on the HTTP side; in Kubernetes the
-//! server has exactly one room.
+//! [`MediaServer`]: what every part of the worker shares: the rooms ([`RoomRegistry`]), the
+//! metrics, the session events (the recorder's seam) and the shutdown state. The listeners that
+//! serve it are in [`crate::listen`]; the HTTP routes in [`crate::origin`].
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
-use tracing::Instrument;
 
-use crate::config::{RTMP_APP, RoomConfig};
-use crate::error::{Error, RefuseReason, Result};
+use crate::config::{MediaOptions, RoomConfig};
+use crate::error::Result;
 use crate::events::{EVENT_CAPACITY, MediaEvent};
-use crate::key::{PresentedKey, Secret};
 use crate::metrics::Metrics;
-use crate::session::Room;
-
-/// Upper bound of HTTP worker threads.
-const MAX_HTTP_THREADS: usize = 8;
-
-/// An accepted connection, handed from the acceptor to a worker thread.
-type Handoff = (std::net::TcpStream, SocketAddr);
-
-/// A thread running a single-threaded tokio runtime that serves the connections sent to it
-/// with `serve`. Connections never move between threads afterwards (the nginx worker model):
-/// a read wakes exactly one thread, with no work-stealing notifications to the others.
-fn connection_thread<F, Fut>(
-    name: String,
-    serve: F,
-) -> Result<(
-    tokio::sync::mpsc::UnboundedSender<Handoff>,
-    std::thread::JoinHandle<()>,
-)>
-where
-    F: FnOnce(tokio::sync::mpsc::UnboundedReceiver<Handoff>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()>,
-{
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Handoff>();
-    let span = tracing::Span::current();
-    let thread = std::thread::Builder::new()
-        .name(name)
-        .spawn(move || {
-            let _e = span.enter();
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(serve(rx)),
-                Err(e) => tracing::error!(error = %e, "cannot start a connection worker"),
-            }
-        })
-        .map_err(Error::Net)?;
-    Ok((tx, thread))
-}
-
-/// Serve the publishers handed to this thread; each one is a task on this runtime.
-async fn rtmp_worker(
-    server: Arc<MediaServer>,
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
-) {
-    let mut connections = tokio::task::JoinSet::new();
-    while let Some((std_stream, peer)) = rx.recv().await {
-        let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
-            continue;
-        };
-        let stop = server.shutdown_tx.subscribe();
-        connections.spawn(crate::ingest::handle_connection(
-            server.clone(),
-            stream,
-            peer,
-            stop,
-        ));
-        while connections.try_join_next().is_some() {}
-    }
-    // The acceptor stopped (shutdown): let the publishers finish their last segments.
-    while connections.join_next().await.is_some() {}
-}
-
-/// Serve the connections handed to this worker until the acceptor stops.
-async fn http_worker(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
-    router: axum::Router,
-    stop: watch::Receiver<bool>,
-) {
-    use tower::ServiceExt;
-    let mut connections = tokio::task::JoinSet::new();
-    while let Some((std_stream, peer)) = rx.recv().await {
-        let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
-            continue;
-        };
-        let router = router.clone();
-        let mut stop = stop.clone();
-        connections.spawn(async move {
-            let service =
-                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
-                    req.extensions_mut()
-                        .insert(axum::extract::ConnectInfo(peer));
-                    router.clone().oneshot(req)
-                });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                _ = stop.changed() => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
-                }
-            }
-        });
-        while connections.try_join_next().is_some() {}
-    }
-    connections.abort_all();
-}
-
-/// Default x264 speed preset of encoded rungs.
-pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
-
-/// Process-wide options.
-#[derive(Clone, Debug)]
-pub struct ServerOptions {
-    pub speed_preset: String,
-}
+use crate::room::registry::RoomRegistry;
 
 /// The media worker: RTMP ingest, transcode, HLS origin for every configured room.
 pub struct MediaServer {
-    pub rooms: Vec<Arc<Room>>,
+    pub rooms: RoomRegistry,
     pub metrics: Metrics,
     events: broadcast::Sender<MediaEvent>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
-    origin_secrets: Vec<Option<Secret>>,
-    /// Served on the HTTP port next to HLS (the recordings API); set before serving.
-    extra_routes: std::sync::OnceLock<axum::Router>,
 }
 
 impl MediaServer {
     /// Validate every room and prepare the spool. Fails on a bad config or a missing
     /// GStreamer element.
-    pub fn new(rooms: Vec<RoomConfig>, options: ServerOptions) -> Result<Arc<Self>> {
-        if rooms.is_empty() {
-            return Err(Error::config("rooms", "at least one room is needed"));
-        }
-        crate::pipeline::init()?;
-        let mut seen = std::collections::BTreeSet::new();
-        for r in &rooms {
-            r.validate()?;
-            if !seen.insert(r.path_prefix.clone()) {
-                return Err(Error::config(
-                    "playback.pathPrefix",
-                    format!("two rooms share {}", r.path_prefix),
-                ));
-            }
-        }
+    pub fn new(rooms: Vec<RoomConfig>, options: MediaOptions) -> Result<Arc<Self>> {
+        crate::transcode::pipeline::init()?;
         let metrics = Metrics::default();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let mut origin_secrets = Vec::new();
-        let rooms = rooms
-            .into_iter()
-            .map(|cfg| {
-                let secret = match &cfg.origin_secret_file {
-                    Some(path) => {
-                        let s = Secret::from_file(path)?;
-                        if s.is_empty() {
-                            return Err(Error::config(
-                                "playback.originSecretFile",
-                                "the origin secret file is empty",
-                            ));
-                        }
-                        Some(s)
-                    }
-                    None => None,
-                };
-                origin_secrets.push(secret);
-                Ok(Arc::new(Room::new(
-                    cfg,
-                    options.speed_preset.clone(),
-                    events.clone(),
-                    metrics.clone(),
-                )))
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let rooms = RoomRegistry::new(rooms, &options.speed_preset, &events, &metrics)?;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Arc::new(MediaServer {
             rooms,
@@ -190,19 +38,7 @@ impl MediaServer {
             events,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
-            origin_secrets,
-            extra_routes: std::sync::OnceLock::new(),
         }))
-    }
-
-    /// Add routes to the HTTP port (the recordings API under each room's prefix). Call once,
-    /// before serving; false when routes were already added.
-    pub fn add_routes(&self, routes: axum::Router) -> bool {
-        self.extra_routes.set(routes).is_ok()
-    }
-
-    pub(crate) fn extra_routes(&self) -> axum::Router {
-        self.extra_routes.get().cloned().unwrap_or_default()
     }
 
     /// Session and segment events (the recorder's seam).
@@ -214,129 +50,9 @@ impl MediaServer {
         self.shutting_down.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn origin_secret(&self, room: usize) -> Option<&Secret> {
-        self.origin_secrets.get(room).and_then(Option::as_ref)
-    }
-
-    /// The room whose current key (read from its key file now: keys rotate) matches.
-    pub fn room_for_key(&self, key: &PresentedKey) -> Option<Arc<Room>> {
-        let mut found = None;
-        for room in &self.rooms {
-            match Secret::from_file(&room.cfg.stream_key_file) {
-                // Every room is compared, so timing does not tell which one matched.
-                Ok(secret) if secret.matches(key.as_bytes()) && found.is_none() => {
-                    found = Some(room.clone());
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::error!(room = %room.id(), error = %e, "cannot read the stream key")
-                }
-            }
-        }
-        found
-    }
-
-    /// Decide whether a publish may go ahead and for which room.
-    pub fn authorize(&self, app: &str, key: &PresentedKey) -> Result<Arc<Room>, RefuseReason> {
-        if self.is_shutting_down() {
-            return Err(RefuseReason::ShuttingDown);
-        }
-        if app.trim_end_matches('/') != RTMP_APP {
-            return Err(RefuseReason::UnknownApp);
-        }
-        self.room_for_key(key).ok_or(RefuseReason::WrongKey)
-    }
-
-    /// Accept publishers until shutdown. Every publisher is served on one ingest thread: a
-    /// publisher costs a few microseconds per message (the source is muxed inline, encoding
-    /// runs in GStreamer's threads), so one thread carries many rooms, and a message wakes
-    /// that thread alone.
-    pub async fn serve_rtmp(self: Arc<Self>, listener: TcpListener) -> Result<()> {
-        let mut shutdown = self.shutdown_tx.subscribe();
-        let server = self.clone();
-        let (handoff, thread) =
-            connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(server, rx))?;
-        let result = loop {
-            let (stream, peer) = tokio::select! {
-                r = listener.accept() => match r {
-                    Ok(a) => a,
-                    Err(e) => break Err(Error::Net(e)),
-                },
-                _ = shutdown.changed() => break Ok(()),
-            };
-            if let Ok(std_stream) = stream.into_std() {
-                let _ = handoff.send((std_stream, peer));
-            }
-        };
-        drop(handoff);
-        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        result
-    }
-
-    /// Serve HLS, `/healthz`, `/readyz` and `/metrics` until shutdown.
-    ///
-    /// One acceptor hands connections round-robin to one single-threaded runtime per core, each
-    /// serving its connections with hyper start to end (the nginx worker model): no task moves
-    /// between threads, which roughly halves the context switches of small playlist requests
-    /// compared with the work-stealing runtime.
-    pub async fn serve_http(self: Arc<Self>, listener: TcpListener) -> Result<()> {
-        let mut shutdown = self.shutdown_tx.subscribe();
-        let router = crate::http::router(self.clone());
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .clamp(1, MAX_HTTP_THREADS);
-        let mut senders = Vec::with_capacity(workers);
-        let mut threads = Vec::with_capacity(workers);
-        for i in 0..workers {
-            let router = router.clone();
-            let stop = self.shutdown_tx.subscribe();
-            let (tx, thread) =
-                connection_thread(format!("http-{i}"), move |rx| http_worker(rx, router, stop))?;
-            senders.push(tx);
-            threads.push(thread);
-        }
-        let mut next = 0usize;
-        loop {
-            let accepted = tokio::select! {
-                r = listener.accept() => r,
-                _ = shutdown.changed() => break,
-            };
-            let (stream, peer) = match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    // EMFILE and friends: keep serving the connections we have.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let _ = stream.set_nodelay(true);
-            if let Ok(std_stream) = stream.into_std() {
-                let _ = senders[next % workers].send((std_stream, peer));
-                next = next.wrapping_add(1);
-            }
-        }
-        drop(senders);
-        let _ = tokio::task::spawn_blocking(move || {
-            for t in threads {
-                let _ = t.join();
-            }
-        })
-        .await;
-        Ok(())
-    }
-
-    /// Serve only `/metrics`, `/healthz`, `/readyz` (the metrics port).
-    pub async fn serve_metrics(self: Arc<Self>, listener: TcpListener) -> Result<()> {
-        let mut shutdown = self.shutdown_tx.subscribe();
-        let app = crate::http::ops_router(self.clone());
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.changed().await;
-            })
-            .await
-            .map_err(Error::Net)
+    /// Flips to `true` when shutdown starts.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
     }
 
     /// Graceful shutdown: refuse new publishers, let every pipeline close its last segment,
@@ -345,35 +61,12 @@ impl MediaServer {
         self.shutting_down.store(true, Ordering::Relaxed);
         let _ = self.shutdown_tx.send(true);
         let deadline = tokio::time::Instant::now() + timeout;
-        for room in &self.rooms {
+        for room in self.rooms.iter() {
             while room.ingests.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline
             {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let _ = tokio::time::timeout_at(deadline, room.end_all()).await;
         }
-    }
-
-    /// Run everything until `stop` resolves, then shut down gracefully.
-    pub async fn run(
-        self: Arc<Self>,
-        rtmp: TcpListener,
-        http: TcpListener,
-        metrics: Option<TcpListener>,
-        stop: impl std::future::Future<Output = ()>,
-    ) -> Result<()> {
-        let span = tracing::info_span!("media");
-        let rtmp_task = tokio::spawn(self.clone().serve_rtmp(rtmp).instrument(span.clone()));
-        let http_task = tokio::spawn(self.clone().serve_http(http).instrument(span.clone()));
-        let metrics_task = metrics.map(|l| tokio::spawn(self.clone().serve_metrics(l)));
-        stop.await;
-        tracing::info!("shutting down: closing the last segments");
-        self.shutdown(crate::pipeline::FINISH_TIMEOUT).await;
-        let _ = rtmp_task.await;
-        let _ = http_task.await;
-        if let Some(t) = metrics_task {
-            let _ = t.await;
-        }
-        Ok(())
     }
 }

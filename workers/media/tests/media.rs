@@ -219,10 +219,18 @@ async fn fast_publisher_slides_the_dvr_window_and_keeps_memory_bounded() {
     srv.stop().await;
 }
 
-fn live_session(srv: &TestServer) -> Option<std::sync::Arc<roomcast_media::session::Session>> {
-    match srv.server.rooms[0].liveness() {
-        roomcast_media::session::Liveness::Session(s) => Some(s),
-        roomcast_media::session::Liveness::Idle => None,
+fn live_session(
+    srv: &TestServer,
+) -> Option<std::sync::Arc<roomcast_media::room::session::Session>> {
+    match srv
+        .server
+        .rooms
+        .by_path("shows", "fast")
+        .expect("room")
+        .liveness()
+    {
+        roomcast_media::room::Liveness::Session(s) => Some(s),
+        roomcast_media::room::Liveness::Idle => None,
     }
 }
 
@@ -600,9 +608,14 @@ async fn graceful_shutdown_closes_the_live_session_with_endlist() {
     .await;
     let server = srv.server.clone();
     srv.stop().await;
-    let session = match server.rooms[0].liveness() {
-        roomcast_media::session::Liveness::Session(s) => s,
-        roomcast_media::session::Liveness::Idle => panic!("session vanished"),
+    let session = match server
+        .rooms
+        .by_path("shows", "lobby")
+        .expect("room")
+        .liveness()
+    {
+        roomcast_media::room::Liveness::Session(s) => s,
+        roomcast_media::room::Liveness::Idle => panic!("session vanished"),
     };
     assert!(session.is_ended());
     let text = session.media_playlist("source").expect("playlist").body;
@@ -627,8 +640,9 @@ async fn gstreamer_rtmp2sink_publishes() {
         .map(|o| !o.status.success())
         .unwrap_or(true)
     {
-        eprintln!(
-            "SKIPPED: gst-inspect-1.0 or rtmp2sink missing (gstreamer1.0-tools, -plugins-bad)"
+        roomcast_runtime::skip::missing(
+            "gst-inspect-1.0 or rtmp2sink",
+            "gstreamer1.0-tools and gstreamer1.0-plugins-bad publish over RTMP from GStreamer",
         );
         return;
     }

@@ -1,6 +1,6 @@
 //! Test harness: a real `MediaServer` on 127.0.0.1:0, real ffmpeg publishers, a tiny HTTP
 //! client, ffprobe helpers. Tests skip (with a message) when ffmpeg, ffprobe or a GStreamer
-//! element is missing; CI installs them all.
+//! element is missing, and fail instead under `CI`, which installs them all.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -10,14 +10,15 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomcast_crds::Rendition;
-use roomcast_media::{MediaServer, RoomConfig, ServerOptions};
+use roomcast_crds::{Rendition, RoomIdentity};
+use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
 
-/// True when everything the media tests need is installed; prints why not otherwise.
+/// True when everything the media tests need is installed. Otherwise a skip notice, or a
+/// failure under `CI` (see `roomcast_runtime::skip`).
 pub fn media_tools_available() -> bool {
-    let mut missing: Vec<String> = roomcast_media::pipeline::missing_elements()
+    let mut missing: Vec<String> = roomcast_media::transcode::pipeline::missing_elements()
         .into_iter()
         .map(|e| format!("GStreamer element {e}"))
         .collect();
@@ -36,9 +37,9 @@ pub fn media_tools_available() -> bool {
     if missing.is_empty() {
         return true;
     }
-    eprintln!(
-        "SKIPPED: missing {} (run scripts/install-deps.sh)",
-        missing.join(", ")
+    roomcast_runtime::skip::missing(
+        &missing.join(", "),
+        "the media tests publish with ffmpeg and transcode with GStreamer (run scripts/install-deps.sh)",
     );
     false
 }
@@ -113,9 +114,8 @@ impl TestServer {
                     p
                 });
                 RoomConfig {
-                    namespace: r.namespace.into(),
-                    name: r.name.into(),
-                    path_prefix: format!("/{}/{}", r.namespace, r.name),
+                    room: RoomIdentity::new(r.namespace, r.name),
+                    path_prefix: RoomIdentity::new(r.namespace, r.name).path_prefix(),
                     stream_key_file: key_file,
                     max_bitrate_kbps: r.max_bitrate_kbps,
                     reconnect_grace: Duration::from_secs(u64::from(r.grace_seconds)),
@@ -130,7 +130,7 @@ impl TestServer {
             .collect();
         let server = MediaServer::new(
             configs,
-            ServerOptions {
+            MediaOptions {
                 speed_preset: "ultrafast".into(),
             },
         )
@@ -147,12 +147,13 @@ impl TestServer {
         );
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let s = server.clone();
+        let app = roomcast_media::origin::hls::router(server.clone())
+            .merge(roomcast_media::origin::ops::router(server.clone()));
         let task = tokio::spawn(async move {
-            let _ = s
-                .run(rtmp, http, None, async {
-                    let _ = rx.await;
-                })
-                .await;
+            let _ = roomcast_media::listen::run(s, rtmp, (http, app), None, async {
+                let _ = rx.await;
+            })
+            .await;
         });
         TestServer {
             server,

@@ -5,6 +5,8 @@ pub enum StreamState {
 
     Publishing {
         stream_key: String,
+        // roomcast patch: kept as upstream has it; never read (a warning in every build).
+        #[allow(dead_code)]
         mode: PublishMode,
     },
 

@@ -1,5 +1,5 @@
 //! The source rendition without GStreamer: FLV tags from the publisher straight into MPEG-TS
-//! segments ([`crate::ts::TsMuxer`]), cut on the source's keyframes by the same rule
+//! segments ([`crate::mux::ts::TsMuxer`]), cut on the source's keyframes by the same rule
 //! ([`Boundaries`]) the GStreamer graph of the encoded rungs uses. Runs inline on the
 //! connection's task: a tag costs a few copies and no thread hand-off, which is what a
 //! source-only room should cost.
@@ -9,12 +9,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::boundary::Boundaries;
-use crate::codec::{AacConfig, AvcConfig};
 use crate::error::Result;
-use crate::flv::{Tag, TagKind};
-use crate::pipeline::{ClosedFragment, FragmentSink, RenditionInfo};
-use crate::ts::TsMuxer;
+use crate::mux::boundary::Boundaries;
+use crate::mux::codec::{AacConfig, AvcConfig};
+use crate::mux::flv::{Tag, TagKind};
+use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::mux::ts::TsMuxer;
 
 const AVC_SEQUENCE_HEADER: u8 = 0;
 const AVC_NALU: u8 = 1;
@@ -210,7 +210,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::ts::PACKET;
+    use crate::mux::ts::PACKET;
 
     #[derive(Default)]
     struct Collect(Mutex<Vec<(ClosedFragment, Option<RenditionInfo>)>>);

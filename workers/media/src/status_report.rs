@@ -13,10 +13,8 @@ use roomcast_recorder::Health;
 use roomcast_room_status::{StatusReporter, Throttle, now};
 use tokio::sync::watch;
 
-use crate::{
-    MediaServer,
-    session::{Liveness, Room},
-};
+use crate::room::{Liveness, Room};
+use crate::server::MediaServer;
 
 /// How often the room is looked at; reports go out on change or every 30 s.
 pub const DEFAULT_REPORT_INTERVAL: Duration = Duration::from_secs(5);
@@ -59,24 +57,21 @@ fn significant(report: &MediaReport) -> (bool, Option<String>, Option<u32>, u32,
     )
 }
 
-/// Report room `index` of `server` until the server shuts down, then report it idle.
+/// Report `room` of `server` until the server shuts down, then report it idle.
 pub async fn report_loop(
     server: Arc<MediaServer>,
-    index: usize,
+    room: Arc<Room>,
     reporter: StatusReporter,
     recording: Option<watch::Receiver<Health>>,
     every: Duration,
 ) {
-    let Some(room) = server.rooms.get(index).cloned() else {
-        return;
-    };
     let mut throttle = Throttle::new(roomcast_room_status::DEFAULT_HEARTBEAT);
     loop {
         let health = recording.as_ref().map(|h| h.borrow().clone());
         let kbps = server
             .metrics
             .ingest_kbps
-            .get_or_create(&crate::metrics::room(&room.id()))
+            .get_or_create(&crate::metrics::room(room.id()))
             .get();
         let report = media_report(&room, u32::try_from(kbps).ok(), health.as_ref());
         if throttle.should_send(&significant(&report), Instant::now())
@@ -106,25 +101,13 @@ mod tests {
     use tokio::sync::broadcast;
 
     use super::*;
-    use crate::{RoomConfig, metrics::Metrics};
+    use crate::config::RoomConfig;
+    use crate::metrics::Metrics;
 
     fn room() -> Room {
-        let cfg = RoomConfig {
-            namespace: "shows".into(),
-            name: "lobby".into(),
-            path_prefix: "/shows/lobby".into(),
-            stream_key_file: PathBuf::from("/nonexistent"),
-            max_bitrate_kbps: 8000,
-            reconnect_grace: Duration::from_secs(10),
-            segment_seconds: 2,
-            dvr_window_seconds: 120,
-            renditions: roomcast_crds::defaults::renditions(),
-            playlist_max_age_seconds: 1,
-            segment_max_age_seconds: 86400,
-            origin_secret_file: None,
-        };
+        let cfg = RoomConfig::for_test("lobby", PathBuf::from("/nonexistent"));
         let (events, _) = broadcast::channel(4);
-        Room::new(cfg, "veryfast".into(), events, Metrics::default())
+        Room::new(cfg, None, "veryfast".into(), events, Metrics::default())
     }
 
     #[test]

@@ -7,8 +7,8 @@
 //! ([`CLOCK_BASE`]) so that DTS before PTS never goes negative. With the same base on every
 //! rendition, a player switching between them sees one timeline.
 
-use crate::codec::{AacConfig, AvcConfig, NAL_AUD, NAL_SPS};
 use crate::error::{Error, Result};
+use crate::mux::codec::{AacConfig, AvcConfig, NAL_AUD, NAL_SPS};
 
 pub const PACKET: usize = 188;
 const PID_PAT: u16 = 0x0000;

@@ -5,7 +5,6 @@
 //! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8    media playlist (DVR window)
 //! GET|HEAD /<ns>/<room>/hls/<rendition>/<seq>.ts      segment (immutable)
 //! GET      /<ns>/<room>/status                        JSON live state
-//! GET      /healthz /readyz /metrics
 //! ```
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,8 +19,8 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
 use crate::metrics::HTTP_KINDS;
+use crate::room::{Liveness, Room};
 use crate::server::MediaServer;
-use crate::session::{Liveness, Room};
 
 /// Header a CDN must send with the room's origin secret when one is configured.
 pub const ORIGIN_SECRET_HEADER: &str = "x-origin-secret";
@@ -50,10 +49,11 @@ async fn preflight(headers: HeaderMap) -> Response {
     resp
 }
 
-/// Routes of the HTTP port.
+/// The HLS origin's routes (see the module docs). The caller composes the HTTP port from it,
+/// [`super::ops::router`] and whatever else it serves there (the recordings API).
 ///
 /// CORS (any origin, for browser players) is written by the handlers themselves
-/// ([`Req::finish`], [`preflight`]): the same headers as tower-http's `CorsLayer`, which cost a
+/// (`Req::finish`, `preflight`): the same headers as tower-http's `CorsLayer`, which cost a
 /// fifth of the playlist throughput as a middleware.
 pub fn router(server: AppState) -> Router {
     Router::new()
@@ -70,40 +70,7 @@ pub fn router(server: AppState) -> Router {
             get(segment).options(preflight),
         )
         .route("/{ns}/{room}/status", get(status).options(preflight))
-        .with_state(server.clone())
-        .merge(server.extra_routes())
-        .merge(ops_router(server))
-}
-
-/// Routes of the metrics port (also served on the HTTP port).
-pub fn ops_router(server: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
         .with_state(server)
-}
-
-async fn readyz(State(server): State<AppState>) -> Response {
-    if server.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
-    } else {
-        "ready\n".into_response()
-    }
-}
-
-async fn metrics(State(server): State<AppState>) -> Response {
-    for room in &server.rooms {
-        room.viewers();
-    }
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        server.metrics.encode(),
-    )
-        .into_response()
 }
 
 #[derive(Clone, Copy)]
@@ -141,16 +108,10 @@ impl Req<'_> {
 
     /// Find the room and check the origin secret.
     fn room(&self, ns: &str, name: &str) -> Result<Arc<Room>, Box<Response>> {
-        let Some((index, room)) = self
-            .server
-            .rooms
-            .iter()
-            .enumerate()
-            .find(|(_, r)| r.cfg.namespace == ns && r.cfg.name == name)
-        else {
+        let Some(room) = self.server.rooms.by_path(ns, name) else {
             return Err(Box::new(plain(StatusCode::NOT_FOUND, "unknown room\n")));
         };
-        if let Some(secret) = self.server.origin_secret(index) {
+        if let Some(secret) = room.origin_secret() {
             let presented = self
                 .headers
                 .get(ORIGIN_SECRET_HEADER)
@@ -405,7 +366,7 @@ async fn status(
                 _ => "Idle",
             };
             let body = serde_json::json!({
-                "room": room.id(),
+                "room": room.id().to_string(),
                 "phase": phase,
                 "live": live,
                 "sessionId": session.as_ref().map(|s| s.id.clone()),

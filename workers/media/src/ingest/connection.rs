@@ -17,13 +17,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 
 use crate::error::{Error, RefuseReason, Result};
-use crate::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
+use crate::ingest::key::authorize;
+use crate::ingest::rtmp::{IngestEvent, Output, RtmpCore};
 use crate::metrics::{self, RefusedLabels};
-use crate::passthrough::{SourceHints, SourceSegmenter};
-use crate::pipeline::{FINISH_TIMEOUT, FragmentSink, PipelineSpec, TranscodePipeline};
-use crate::rtmp::{IngestEvent, Output, RtmpCore};
+use crate::mux::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
+use crate::mux::fragment::FragmentSink;
+use crate::mux::passthrough::{SourceHints, SourceSegmenter};
+use crate::room::{Publish, Room, session::EpochSink};
 use crate::server::MediaServer;
-use crate::session::{EpochSink, Publish, Room};
+use crate::transcode::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
 
 /// FLV chunks queued between the socket task and the pipeline thread.
 const FEED_QUEUE: usize = 64;
@@ -71,7 +73,7 @@ impl Publishing {
         self.room
             .metrics
             .ingest_over_limit
-            .get_or_create(&metrics::room(&self.room.id()))
+            .get_or_create(&metrics::room(self.room.id()))
             .inc();
     }
 }
@@ -181,15 +183,14 @@ async fn run(
                     if publishing.is_some() {
                         return Err(Error::Rtmp("second publish on one connection".into()));
                     }
-                    match server
-                        .authorize(&app, &key)
+                    match authorize(server, &app, &key)
                         .and_then(|room| room.begin_publish(conn).map(|p| (room, p)))
                     {
                         Ok((room, publish)) => {
                             // Every later line of this connection (and its pipeline threads)
                             // names the room and the session.
                             let span = tracing::Span::current();
-                            span.record("room", room.id().as_str());
+                            span.record("room", tracing::field::display(room.id()));
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
                             room.ingests.fetch_add(1, Ordering::SeqCst);
@@ -209,8 +210,9 @@ async fn run(
                         Err(reason) => {
                             let room = match reason {
                                 RefuseReason::AlreadyLive => server
-                                    .room_for_key(&key)
-                                    .map(|r| r.id())
+                                    .rooms
+                                    .by_key(key.as_bytes())
+                                    .map(|r| r.id().to_string())
                                     .unwrap_or_default(),
                                 _ => String::new(),
                             };
@@ -348,7 +350,7 @@ fn refuse_stream(p: &Publishing, e: &Error) {
         .metrics
         .publishes_refused
         .get_or_create(&RefusedLabels {
-            room: p.room.id(),
+            room: p.room.id().to_string(),
             reason: e.label(),
         })
         .inc();
@@ -359,13 +361,13 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>)
         p.room
             .metrics
             .pipeline_errors
-            .get_or_create(&metrics::room(&p.room.id()))
+            .get_or_create(&metrics::room(p.room.id()))
             .inc();
     })?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(FEED_QUEUE);
     let (done_tx, done_rx) = oneshot::channel();
     let span = tracing::Span::current();
-    let room_metrics = (p.room.metrics.clone(), p.room.id());
+    let room_metrics = (p.room.metrics.clone(), metrics::room(p.room.id()));
     std::thread::Builder::new()
         .name("gst-feed".into())
         .spawn(move || {
@@ -376,7 +378,7 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>)
                     room_metrics
                         .0
                         .pipeline_errors
-                        .get_or_create(&metrics::room(&room_metrics.1))
+                        .get_or_create(&room_metrics.1)
                         .inc();
                     result = Err(e);
                     break;

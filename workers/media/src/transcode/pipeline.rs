@@ -1,6 +1,6 @@
 //! The GStreamer graph of the encoded rungs of one live ingest: FLV bytes in, keyframe-aligned
 //! MPEG-TS segments of every encoded rendition out. The source rendition does not pass through
-//! here: [`crate::passthrough`] muxes it without decoding. Built in one function
+//! here: [`crate::mux::passthrough`] muxes it without decoding. Built in one function
 //! ([`TranscodePipeline::start`]) from element factories.
 //!
 //! ```text
@@ -25,7 +25,7 @@
 //!
 //! Timelines: `flvdemux` starts its segment at the first buffer's timestamp; a probe resets it
 //! to zero, so running time is the publisher's timestamp and `mpegtsmux`'s output (running time
-//! plus one hour) matches [`crate::ts`]'s for the source, frame for frame.
+//! plus one hour) matches [`crate::mux::ts`]'s for the source, frame for frame.
 //!
 //! Threads: one per queue. The decoders run in their trunk queue's thread, each rung's
 //! encoder in its own (see [`encoder_threads`]); the rungs are the parallelism.
@@ -44,9 +44,11 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use roomcast_crds::Rendition;
 
-use crate::boundary::Boundaries;
+use super::cutter::{Cutter, MediaClock, running_time, zero_based_segment};
 use crate::config::DEFAULT_AUDIO_KBPS;
 use crate::error::{Error, Result};
+use crate::mux::boundary::Boundaries;
+use crate::mux::fragment::FragmentSink;
 
 /// Bytes `appsrc` holds before `push` blocks.
 const APPSRC_MAX_BYTES: u64 = 2 * 1024 * 1024;
@@ -108,32 +110,6 @@ pub struct PipelineSpec {
     pub frame_rate: Option<f64>,
     /// x264 speed preset.
     pub speed_preset: String,
-}
-
-/// What a rendition looks like, read from the negotiated caps.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RenditionInfo {
-    pub width: u32,
-    pub height: u32,
-    pub frame_rate: Option<f64>,
-    /// RFC 6381 codecs string, e.g. `avc1.64001f,mp4a.40.2`.
-    pub codecs: String,
-}
-
-/// A closed segment of one rendition.
-#[derive(Clone, Debug)]
-pub struct ClosedFragment {
-    pub rendition: usize,
-    /// MPEG-TS bytes, starting with PAT/PMT and a keyframe.
-    pub bytes: Bytes,
-    /// Start and end, relative to the ingest's first video frame.
-    pub start: Duration,
-    pub end: Duration,
-}
-
-/// Where fragments go (the session).
-pub trait FragmentSink: Send + Sync + 'static {
-    fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>);
 }
 
 /// A running pipeline. [`push`](Self::push) blocks while the pipeline is full.
@@ -222,29 +198,6 @@ pub fn encoder_threads(source: Option<(u32, u32)>, height: u32, frame_rate: f64)
     }
 }
 
-/// RFC 6381 codec string of H.264 caps from h264parse (`profile`, `level` fields).
-pub fn avc_codec_string(profile: &str, level: &str) -> String {
-    let (idc, constraints) = match profile {
-        "constrained-baseline" => (0x42, 0xe0),
-        "baseline" => (0x42, 0x00),
-        "main" => (0x4d, 0x40),
-        "extended" => (0x58, 0x00),
-        "high" | "constrained-high" | "progressive-high" => (0x64, 0x00),
-        "high-10" | "high-10-intra" => (0x6e, 0x00),
-        "high-4:2:2" | "high-4:2:2-intra" => (0x7a, 0x00),
-        "high-4:4:4" | "high-4:4:4-intra" => (0xf4, 0x00),
-        _ => (0x64, 0x00),
-    };
-    let level = match level {
-        "1b" => 9,
-        other => {
-            let l: f64 = other.parse().unwrap_or(3.1);
-            (l * 10.0).round() as u32
-        }
-    };
-    format!("avc1.{idc:02x}{constraints:02x}{level:02x}")
-}
-
 impl TranscodePipeline {
     /// Build and start the graph; segments are reported to `sink`.
     pub fn start(spec: &PipelineSpec, sink: Arc<dyn FragmentSink>) -> Result<Self> {
@@ -313,7 +266,7 @@ impl TranscodePipeline {
         let key_int = ((spec.segment.as_secs_f64() * frame_rate).round() as u32).max(1);
         let mut audio_encoders: BTreeMap<u32, gst::Element> = BTreeMap::new();
         let mut scaled: Vec<(u32, gst::Element)> = Vec::new();
-        // The source rendition is muxed by crate::passthrough, not here.
+        // The source rendition is muxed by crate::mux::passthrough, not here.
         let encoded = spec
             .renditions
             .iter()
@@ -404,13 +357,7 @@ impl TranscodePipeline {
             }
 
             // Cut the muxed stream where the force-key-unit events come out of the muxer.
-            let cutter = Cutter {
-                rendition: index,
-                video_caps_from: video_caps,
-                clock: clock.clone(),
-                sink: sink.clone(),
-                state: Mutex::new(CutState::default()),
-            };
+            let cutter = Cutter::new(index, video_caps, clock.clone(), sink.clone());
             let mux_src = mux
                 .static_pad("src")
                 .ok_or_else(|| Error::Gst("mpegtsmux src".into()))?;
@@ -567,145 +514,6 @@ impl Drop for TranscodePipeline {
     }
 }
 
-/// `flvdemux` starts its time segment at the first buffer's timestamp; start it at zero instead,
-/// so running time is the publisher's timestamp, the timeline [`crate::passthrough`] uses.
-fn zero_based_segment(_: &gst::Pad, info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
-    let Some(gst::PadProbeData::Event(event)) = &info.data else {
-        return gst::PadProbeReturn::Ok;
-    };
-    let gst::EventView::Segment(seg) = event.view() else {
-        return gst::PadProbeReturn::Ok;
-    };
-    if let Some(time) = seg.segment().downcast_ref::<gst::ClockTime>()
-        && time.start().is_some_and(|s| s > gst::ClockTime::ZERO)
-    {
-        let mut zero = time.clone();
-        zero.set_start(gst::ClockTime::ZERO);
-        zero.set_time(gst::ClockTime::ZERO);
-        zero.set_position(gst::ClockTime::ZERO);
-        let seqnum = event.seqnum();
-        info.data = Some(gst::PadProbeData::Event(
-            gst::event::Segment::builder(&zero).seqnum(seqnum).build(),
-        ));
-    }
-    gst::PadProbeReturn::Ok
-}
-
-fn running_time(pad: &gst::Pad, pts: Option<gst::ClockTime>) -> Option<gst::ClockTime> {
-    let pts = pts?;
-    let ev = pad.sticky_event::<gst::event::Segment>(0)?;
-    let segment = ev.segment().downcast_ref::<gst::ClockTime>()?;
-    segment.to_running_time(pts)
-}
-
-/// Source timeline shared by the boundary probe and the cutters.
-#[derive(Default)]
-struct MediaClock {
-    inner: Mutex<ClockState>,
-}
-
-#[derive(Default)]
-struct ClockState {
-    first: Option<gst::ClockTime>,
-    video_end: Option<gst::ClockTime>,
-}
-
-impl MediaClock {
-    fn saw_video(&self, rt: gst::ClockTime, duration: Option<gst::ClockTime>) {
-        if let Ok(mut c) = self.inner.lock() {
-            c.first.get_or_insert(rt);
-            let end = rt + duration.unwrap_or(gst::ClockTime::ZERO);
-            c.video_end = Some(c.video_end.map_or(end, |e| e.max(end)));
-        }
-    }
-
-    fn first(&self) -> gst::ClockTime {
-        self.inner
-            .lock()
-            .ok()
-            .and_then(|c| c.first)
-            .unwrap_or(gst::ClockTime::ZERO)
-    }
-
-    fn video_end(&self) -> Option<gst::ClockTime> {
-        self.inner.lock().ok().and_then(|c| c.video_end)
-    }
-}
-
-#[derive(Default)]
-struct CutState {
-    start: Option<gst::ClockTime>,
-    data: Vec<u8>,
-}
-
-/// Splits one rendition's muxed MPEG-TS at the force-key-unit events.
-struct Cutter {
-    rendition: usize,
-    video_caps_from: gst::Pad,
-    clock: Arc<MediaClock>,
-    sink: Arc<dyn FragmentSink>,
-    state: Mutex<CutState>,
-}
-
-impl Cutter {
-    fn on_probe(&self, info: &gst::PadProbeInfo) {
-        match &info.data {
-            Some(gst::PadProbeData::Buffer(buffer)) => self.append(buffer),
-            Some(gst::PadProbeData::BufferList(list)) => {
-                for buffer in list.iter() {
-                    self.append(buffer);
-                }
-            }
-            Some(gst::PadProbeData::Event(event)) => {
-                if let Ok(fku) = gst_video::DownstreamForceKeyUnitEvent::parse(event) {
-                    if let Some(rt) = fku.running_time {
-                        self.cut(rt, Some(rt));
-                    }
-                } else if event.type_() == gst::EventType::Eos
-                    && let Some(end) = self.clock.video_end()
-                {
-                    self.cut(end, None);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    fn append(&self, buffer: &gst::BufferRef) {
-        if let (Ok(map), Ok(mut st)) = (buffer.map_readable(), self.state.lock()) {
-            st.data.extend_from_slice(map.as_slice());
-        }
-    }
-
-    /// Close the open segment at `end`; the next one starts at `next`.
-    fn cut(&self, end: gst::ClockTime, next: Option<gst::ClockTime>) {
-        let (start, data) = {
-            let Ok(mut st) = self.state.lock() else {
-                return;
-            };
-            let start = st.start.unwrap_or_else(|| self.clock.first());
-            st.start = next;
-            (start, std::mem::take(&mut st.data))
-        };
-        if data.is_empty() || end <= start {
-            return;
-        }
-        // Times relative to the ingest's first frame: publishers (OBS after a reconnect) do not
-        // always start their timestamps at zero.
-        let first = self.clock.first();
-        let (start, end) = (start.saturating_sub(first), end.saturating_sub(first));
-        self.sink.fragment_closed(
-            ClosedFragment {
-                rendition: self.rendition,
-                bytes: Bytes::from(data),
-                start: Duration::from_nanos(start.nseconds()),
-                end: Duration::from_nanos(end.nseconds()),
-            },
-            rendition_info(&self.video_caps_from),
-        );
-    }
-}
-
 fn watch_bus(bus: &gst::Bus, failed: &Mutex<Option<String>>) {
     use gst::MessageView;
     for msg in bus.iter_timed(gst::ClockTime::NONE) {
@@ -733,29 +541,10 @@ fn watch_bus(bus: &gst::Bus, failed: &Mutex<Option<String>>) {
     }
 }
 
-fn rendition_info(pad: &gst::Pad) -> Option<RenditionInfo> {
-    let caps = pad.current_caps()?;
-    let s = caps.structure(0)?;
-    let width = u32::try_from(s.get::<i32>("width").ok()?).ok()?;
-    let height = u32::try_from(s.get::<i32>("height").ok()?).ok()?;
-    let frame_rate = s
-        .get::<gst::Fraction>("framerate")
-        .ok()
-        .filter(|f| f.numer() > 0 && f.denom() > 0)
-        .map(|f| f64::from(f.numer()) / f64::from(f.denom()));
-    let profile = s.get::<&str>("profile").unwrap_or("high");
-    let level = s.get::<&str>("level").unwrap_or("3.1");
-    Some(RenditionInfo {
-        width,
-        height,
-        frame_rate,
-        codecs: avc_codec_string(profile, level),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::mux::fragment::{ClosedFragment, RenditionInfo};
 
     #[test]
     fn scaled_width_keeps_aspect_and_is_even() {
@@ -791,9 +580,9 @@ mod tests {
     fn gstreamer_ready() -> bool {
         let ready = init().is_ok();
         if !ready {
-            eprintln!(
-                "SKIPPED: missing GStreamer elements {:?}",
-                missing_elements()
+            roomcast_runtime::skip::missing(
+                &format!("GStreamer elements {:?}", missing_elements()),
+                "the transcode pipeline is built from them",
             );
         }
         ready
@@ -852,12 +641,5 @@ mod tests {
         assert_eq!(encoder_threads(Some((1920, 1080)), 720, 30.0), 1);
         assert_eq!(encoder_threads(Some((1920, 1080)), 720, 60.0), 0);
         assert_eq!(encoder_threads(None, 1080, 30.0), 0);
-    }
-
-    #[test]
-    fn codec_strings_follow_rfc6381() {
-        assert_eq!(avc_codec_string("high", "3.1"), "avc1.64001f");
-        assert_eq!(avc_codec_string("constrained-baseline", "3"), "avc1.42e01e");
-        assert_eq!(avc_codec_string("main", "4"), "avc1.4d4028");
     }
 }

@@ -1,6 +1,6 @@
 //! Sans-I/O RTMP ingest core: bytes from the publisher in, bytes to send back and
 //! [`IngestEvent`]s out. Built on rml_rtmp's `Handshake` and `ServerSession`; the socket loop
-//! in [`crate::ingest`] only moves bytes, so this is tested without sockets or sleeps.
+//! in [`crate::ingest::connection`] only moves bytes, so this is tested without sockets or sleeps.
 
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -10,7 +10,7 @@ use rml_rtmp::sessions::{
 
 use crate::config::RTMP_APP;
 use crate::error::{Error, Result};
-use crate::key::PresentedKey;
+use crate::ingest::key::PresentedKey;
 
 /// Something the connection loop must act on.
 #[derive(Debug)]

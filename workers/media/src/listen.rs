@@ -1,0 +1,239 @@
+//! The listeners: one RTMP acceptor handing publishers to the ingest thread, one HTTP acceptor
+//! handing connections to per-core workers, each serving the finished router the caller
+//! composed. [`run`] serves until a stop signal, then shuts the worker down gracefully.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::Instrument;
+
+use crate::error::{Error, Result};
+use crate::server::MediaServer;
+
+/// Upper bound of HTTP worker threads.
+const MAX_HTTP_THREADS: usize = 8;
+
+/// An accepted connection, handed from the acceptor to a worker thread.
+type Handoff = (std::net::TcpStream, SocketAddr);
+
+/// A thread running a single-threaded tokio runtime that serves the connections sent to it
+/// with `serve`. Connections never move between threads afterwards (the nginx worker model):
+/// a read wakes exactly one thread, with no work-stealing notifications to the others.
+fn connection_thread<F, Fut>(
+    name: String,
+    serve: F,
+) -> Result<(
+    tokio::sync::mpsc::UnboundedSender<Handoff>,
+    std::thread::JoinHandle<()>,
+)>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedReceiver<Handoff>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Handoff>();
+    let span = tracing::Span::current();
+    let thread = std::thread::Builder::new()
+        .name(name)
+        .spawn(move || {
+            let _e = span.enter();
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(serve(rx)),
+                Err(e) => tracing::error!(error = %e, "cannot start a connection worker"),
+            }
+        })
+        .map_err(Error::Net)?;
+    Ok((tx, thread))
+}
+
+/// Serve the publishers handed to this thread; each one is a task on this runtime.
+async fn rtmp_worker(
+    server: Arc<MediaServer>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
+) {
+    let mut connections = tokio::task::JoinSet::new();
+    while let Some((std_stream, peer)) = rx.recv().await {
+        let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+            continue;
+        };
+        let stop = server.stopping();
+        connections.spawn(crate::ingest::connection::handle_connection(
+            server.clone(),
+            stream,
+            peer,
+            stop,
+        ));
+        while connections.try_join_next().is_some() {}
+    }
+    // The acceptor stopped (shutdown): let the publishers finish their last segments.
+    while connections.join_next().await.is_some() {}
+}
+
+/// Serve the connections handed to this worker until the acceptor stops.
+async fn http_worker(
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
+    router: axum::Router,
+    stop: watch::Receiver<bool>,
+) {
+    use tower::ServiceExt;
+    let mut connections = tokio::task::JoinSet::new();
+    while let Some((std_stream, peer)) = rx.recv().await {
+        let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
+            continue;
+        };
+        let router = router.clone();
+        let mut stop = stop.clone();
+        connections.spawn(async move {
+            let service =
+                hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(axum::extract::ConnectInfo(peer));
+                    router.clone().oneshot(req)
+                });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = stop.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+                }
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    connections.abort_all();
+}
+
+/// Accept publishers until shutdown. Every publisher is served on one ingest thread: a
+/// publisher costs a few microseconds per message (the source is muxed inline, encoding
+/// runs in GStreamer's threads), so one thread carries many rooms, and a message wakes
+/// that thread alone.
+pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Result<()> {
+    let mut shutdown = server.stopping();
+    let (handoff, thread) =
+        connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(server, rx))?;
+    let result = loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(a) => a,
+                Err(e) => break Err(Error::Net(e)),
+            },
+            _ = shutdown.changed() => break Ok(()),
+        };
+        if let Ok(std_stream) = stream.into_std() {
+            let _ = handoff.send((std_stream, peer));
+        }
+    };
+    drop(handoff);
+    let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    result
+}
+
+/// Serve `router` (HLS and whatever the caller composed with it) until shutdown.
+///
+/// One acceptor hands connections round-robin to one single-threaded runtime per core, each
+/// serving its connections with hyper start to end (the nginx worker model): no task moves
+/// between threads, which roughly halves the context switches of small playlist requests
+/// compared with the work-stealing runtime.
+pub async fn serve_http(
+    server: Arc<MediaServer>,
+    listener: TcpListener,
+    router: Router,
+) -> Result<()> {
+    let mut shutdown = server.stopping();
+    let workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2)
+        .clamp(1, MAX_HTTP_THREADS);
+    let mut senders = Vec::with_capacity(workers);
+    let mut threads = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let router = router.clone();
+        let stop = server.stopping();
+        let (tx, thread) =
+            connection_thread(format!("http-{i}"), move |rx| http_worker(rx, router, stop))?;
+        senders.push(tx);
+        threads.push(thread);
+    }
+    let mut next = 0usize;
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // EMFILE and friends: keep serving the connections we have.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        if let Ok(std_stream) = stream.into_std() {
+            let _ = senders[next % workers].send((std_stream, peer));
+            next = next.wrapping_add(1);
+        }
+    }
+    drop(senders);
+    let _ = tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await;
+    Ok(())
+}
+
+/// Serve `router` on a port of its own with axum's server until shutdown (the metrics
+/// port: light traffic, no need for per-thread workers).
+pub async fn serve_plain(
+    server: Arc<MediaServer>,
+    listener: TcpListener,
+    router: Router,
+) -> Result<()> {
+    let mut shutdown = server.stopping();
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.changed().await;
+        })
+        .await
+        .map_err(Error::Net)
+}
+
+/// Run everything until `stop` resolves, then shut down gracefully. `http` and `ops` pair
+/// each HTTP listener with the finished router it serves: the caller composes them (HLS,
+/// ops, the recordings API).
+pub async fn run(
+    server: Arc<MediaServer>,
+    rtmp: TcpListener,
+    http: (TcpListener, Router),
+    ops: Option<(TcpListener, Router)>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let span = tracing::info_span!("media");
+    let rtmp_task = tokio::spawn(serve_rtmp(server.clone(), rtmp).instrument(span.clone()));
+    let (http, app) = http;
+    let http_task = tokio::spawn(serve_http(server.clone(), http, app).instrument(span.clone()));
+    let metrics_task = ops.map(|(l, r)| tokio::spawn(serve_plain(server.clone(), l, r)));
+    stop.await;
+    tracing::info!("shutting down: closing the last segments");
+    server
+        .shutdown(crate::transcode::pipeline::FINISH_TIMEOUT)
+        .await;
+    let _ = rtmp_task.await;
+    let _ = http_task.await;
+    if let Some(t) = metrics_task {
+        let _ = t.await;
+    }
+    Ok(())
+}

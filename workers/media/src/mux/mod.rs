@@ -1,0 +1,11 @@
+//! From the publisher's FLV tags to segments without decoding: the tags and their codec checks
+//! ([`flv`], [`codec`]), where segments are cut ([`boundary`]), the MPEG-TS muxer of the
+//! source rendition ([`ts`], [`passthrough`]) and what every producer of segments hands on
+//! ([`fragment`]).
+
+pub mod boundary;
+pub mod codec;
+pub mod flv;
+pub mod fragment;
+pub mod passthrough;
+pub mod ts;

@@ -1,0 +1,8 @@
+//! The encoded rungs of the ladder: one GStreamer graph per publisher connection
+//! ([`pipeline::TranscodePipeline`]) decodes the source once, scales and encodes every rung and
+//! muxes each to MPEG-TS; the `cutter` splits the muxed streams at the boundaries the source's
+//! keyframes decide ([`crate::mux::boundary`]), so the rungs cut where the passthrough source
+//! does.
+
+mod cutter;
+pub mod pipeline;
