@@ -54,6 +54,27 @@ def test_render_refuses_an_invalid_room_with_the_field_named(tmp_path: Path):
     assert "spec.transcode" in result.stderr and "at least 3 segments" in result.stderr, result.stderr
 
 
+def test_render_refuses_a_dvr_window_that_cannot_fit_the_media_memory_limit(tmp_path: Path):
+    room = tmp_path / "long-dvr.yaml"
+    room.write_text("apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\n"
+                    "spec: {transcode: {dvrWindowSeconds: 7200}}\n")
+    result = subprocess.run([str(OPERATOR), "render", "-f", str(room)], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "DVR 7200 s" in result.stderr and "media memory limit 2.0 GiB" in result.stderr, result.stderr
+    assert "spec.transcode.dvrWindowSeconds" in result.stderr, result.stderr
+    # The operator's default limit (Helm value workers.media.resources) is the one checked.
+    raised = ['--media-resources', '{"limits": {"memory": "16Gi"}}']
+    assert render(room, raised)
+
+
+def test_render_refuses_a_default_s3_prefix_without_trailing_slash(tmp_path: Path):
+    room = REPO / "tests" / "fixtures" / "rooms" / "full.yaml"
+    result = subprocess.run([str(OPERATOR), "render", "-f", str(room), "--s3-prefix", "rooms"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "ROOMCAST_S3_PREFIX" in result.stderr and "--s3-prefix" in result.stderr, result.stderr
+
+
 def test_yaml_1_1_boolean_words_survive_kubectl_style_parsing(tmp_path: Path):
     """PyYAML, like kubectl, reads YAML 1.1: an unquoted `yes` would become True."""
     room = tmp_path / "room.yaml"
