@@ -118,9 +118,9 @@ impl fmt::Display for MemoryOverrun {
             self.dvr_window_seconds,
             self.ladder_kbps as f64 / 1000.0,
             numerator as f64 / denominator as f64,
-            human_bytes(MEDIA_BASE_BYTES),
-            human_bytes(self.needed_bytes),
-            human_bytes(self.limit_bytes),
+            human_bytes(MEDIA_BASE_BYTES, Round::Up),
+            human_bytes(self.needed_bytes, Round::Up),
+            human_bytes(self.limit_bytes, Round::Down),
             self.limit_from.describe(),
         )
     }
@@ -166,13 +166,31 @@ pub fn check_media_memory(
     })))
 }
 
+/// Which way [`human_bytes`] rounds: the estimate up and the limit down, so a refused room
+/// never reads "2.0 GiB > 2.0 GiB".
+#[derive(Clone, Copy)]
+enum Round {
+    Up,
+    Down,
+}
+
 /// `10.3 GiB`, `480 MiB`, `512 KiB`, `100 B`: one decimal from GiB up.
-fn human_bytes(bytes: u64) -> String {
-    match bytes {
-        b if b >= GIB => format!("{:.1} GiB", b as f64 / GIB as f64),
-        b if b >= MIB => format!("{} MiB", b.div_ceil(MIB)),
-        b if b >= KIB => format!("{} KiB", b.div_ceil(KIB)),
-        b => format!("{b} B"),
+fn human_bytes(bytes: u64, round: Round) -> String {
+    let (value, unit, tenths) = match bytes {
+        b if b >= GIB => (b as f64 / GIB as f64, "GiB", true),
+        b if b >= MIB => (b as f64 / MIB as f64, "MiB", false),
+        b if b >= KIB => (b as f64 / KIB as f64, "KiB", false),
+        b => (b as f64, "B", false),
+    };
+    let scale = if tenths { 10.0 } else { 1.0 };
+    let rounded = match round {
+        Round::Up => (value * scale).ceil() / scale,
+        Round::Down => (value * scale).floor() / scale,
+    };
+    if tenths {
+        format!("{rounded:.1} {unit}")
+    } else {
+        format!("{rounded} {unit}")
     }
 }
 
@@ -245,6 +263,22 @@ mod tests {
         assert_eq!(overrun.needed_bytes, needed);
         assert_eq!(overrun.limit_bytes, needed - 1);
         assert_eq!(overrun.limit_from, ResourcesFrom::Room);
+        // Rounded apart, so the message never claims 2.0 GiB > 2.0 GiB.
+        let message = overrun.to_string();
+        assert!(
+            message.contains("≈ 376 MiB > media memory limit 375 MiB"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn estimate_rounds_up_and_limit_rounds_down() {
+        assert_eq!(human_bytes(2 * GIB + 1, Round::Up), "2.1 GiB");
+        assert_eq!(human_bytes(2 * GIB + 1, Round::Down), "2.0 GiB");
+        assert_eq!(human_bytes(2 * GIB, Round::Up), "2.0 GiB");
+        assert_eq!(human_bytes(MEDIA_BASE_BYTES, Round::Up), "256 MiB");
+        assert_eq!(human_bytes(1500, Round::Up), "2 KiB");
+        assert_eq!(human_bytes(100, Round::Down), "100 B");
     }
 
     #[test]
@@ -255,7 +289,7 @@ mod tests {
             .to_string();
         assert_eq!(
             message,
-            "DVR 21600 s × 11.8 Mbit/s (spec.transcode.renditions, source at spec.ingest.maxBitrateKbps) × 1.25 headroom + 256 MiB base ≈ 37.4 GiB > media memory limit 2.0 GiB (built-in default): lower spec.transcode.dvrWindowSeconds or the ladder, or raise spec.resources.media.limits.memory"
+            "DVR 21600 s × 11.8 Mbit/s (spec.transcode.renditions, source at spec.ingest.maxBitrateKbps) × 1.25 headroom + 256 MiB base ≈ 37.5 GiB > media memory limit 2.0 GiB (built-in default): lower spec.transcode.dvrWindowSeconds or the ladder, or raise spec.resources.media.limits.memory"
         );
         // The default room fits the default limit.
         assert_eq!(
