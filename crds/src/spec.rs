@@ -231,9 +231,12 @@ pub struct RecordingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 36500))]
     pub retention_days: Option<u32>,
-    /// Renditions to record (all when empty).
+    /// Renditions to record (all when empty); each must be a rung of the ladder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(
+        length(max = 8),
+        inner(length(min = 1, max = 32), regex(pattern = RENDITION_NAME_PATTERN))
+    )]
     pub renditions: Vec<String>,
     /// Size of the local upload spool in MiB (an emptyDir with this size limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -24,10 +24,14 @@ pub enum RoomError {
     RecordingWithoutBucket,
     #[error("the room has no {0}")]
     Missing(&'static str),
-    #[error(transparent)]
-    Memory(#[from] MemoryError),
-    #[error("spec.recording.s3.endpoint {endpoint:?} {why}")]
-    UnsafeEndpoint { endpoint: String, why: &'static str },
+    #[error("StreamRoom {room}: {source}")]
+    Memory { room: String, source: MemoryError },
+    #[error("StreamRoom {room}: spec.recording.s3.endpoint {endpoint:?} {why}")]
+    UnsafeEndpoint {
+        room: String,
+        endpoint: String,
+        why: &'static str,
+    },
 }
 
 impl RoomError {
@@ -37,8 +41,14 @@ impl RoomError {
             RoomError::Schema(_) => "InvalidSpec",
             RoomError::RecordingWithoutBucket => "RecordingWithoutBucket",
             RoomError::Missing(_) => "InvalidObject",
-            RoomError::Memory(MemoryError::Overrun(_)) => "DvrWindowExceedsMemoryLimit",
-            RoomError::Memory(MemoryError::InvalidLimit { .. }) => "InvalidMemoryLimit",
+            RoomError::Memory {
+                source: MemoryError::Overrun(_),
+                ..
+            } => "DvrWindowExceedsMemoryLimit",
+            RoomError::Memory {
+                source: MemoryError::InvalidLimit { .. },
+                ..
+            } => "InvalidMemoryLimit",
             RoomError::UnsafeEndpoint { .. } => "UnsafeS3Endpoint",
         }
     }
@@ -77,9 +87,19 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
     validate_room(room)?;
     let room_ref = RoomRef::of(room).map_err(|_| RoomError::Missing("name, namespace or uid"))?;
     let spec = room.spec.clone();
-    check_media_memory(&spec, config)?;
+    let name = room_ref.identity().to_string();
+    check_media_memory(&spec, config).map_err(|source| RoomError::Memory {
+        room: name.clone(),
+        source,
+    })?;
     if let Some(s3) = &spec.recording.s3 {
-        check_endpoint(&s3.endpoint, config.s3.allow_http_endpoint)?;
+        check_endpoint(&s3.endpoint, config.s3.allow_http_endpoint).map_err(
+            |(endpoint, why)| RoomError::UnsafeEndpoint {
+                room: name.clone(),
+                endpoint,
+                why,
+            },
+        )?;
     }
 
     let recording = if spec.recording.enabled {
@@ -166,18 +186,14 @@ const METADATA_HOSTS: &[&str] = &[
 /// be `https://` on a public address. `allow_http` (an in-cluster MinIO) also lets `http://`,
 /// private and loopback addresses through; link-local and metadata addresses never pass.
 /// Host names are checked as written: one that resolves to a private address is not caught.
-fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), RoomError> {
+/// On refusal: the endpoint (cut to 80 characters for the message) and why.
+fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), (String, &'static str)> {
     use std::net::IpAddr;
 
     if endpoint.is_empty() {
         return Ok(());
     }
-    let refuse = |why| {
-        Err(RoomError::UnsafeEndpoint {
-            endpoint: endpoint.chars().take(80).collect(),
-            why,
-        })
-    };
+    let refuse = |why| Err((endpoint.chars().take(80).collect(), why));
     let Ok(uri) = endpoint.parse::<http::Uri>() else {
         return refuse("is not a URL");
     };
@@ -249,6 +265,37 @@ impl ValidRoom {
 mod tests {
     use super::*;
 
+    fn room_with_endpoint(endpoint: &str) -> StreamRoom {
+        let endpoint = serde_json::to_string(endpoint).expect("json string");
+        serde_yaml::from_str(&format!(
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {{name: lobby, namespace: shows, uid: u1}}\nspec:\n  recording: {{enabled: true, s3: {{bucket: vods, endpoint: {endpoint}}}}}\n"
+        ))
+        .expect("test room parses")
+    }
+
+    #[test]
+    fn unsafe_endpoint_is_refused_naming_room_and_field_unless_the_flag_allows_it() {
+        let room = room_with_endpoint("http://10.0.0.5:9000");
+        let err = validate(&room, &OperatorConfig::default()).expect_err("private http");
+        assert_eq!(err.reason(), "UnsafeS3Endpoint");
+        assert!(
+            err.to_string().starts_with(
+                "StreamRoom shows/lobby: spec.recording.s3.endpoint \"http://10.0.0.5:9000\""
+            ),
+            "{err}"
+        );
+        let mut allowing = OperatorConfig::default();
+        allowing.s3.allow_http_endpoint = true;
+        validate(&room, &allowing).expect("in-cluster MinIO allowed by the flag");
+        let metadata = room_with_endpoint("http://169.254.169.254");
+        assert_eq!(
+            validate(&metadata, &allowing)
+                .map(|_| ())
+                .map_err(|e| e.reason()),
+            Err("UnsafeS3Endpoint")
+        );
+    }
+
     #[test]
     fn public_https_endpoints_pass() {
         for endpoint in [
@@ -287,12 +334,7 @@ mod tests {
             "https://\u{0}",
             "not a url at all",
         ] {
-            let err = check_endpoint(endpoint, false).expect_err(endpoint);
-            assert_eq!(err.reason(), "UnsafeS3Endpoint");
-            assert!(
-                err.to_string().starts_with("spec.recording.s3.endpoint"),
-                "{err}"
-            );
+            check_endpoint(endpoint, false).expect_err(endpoint);
         }
     }
 
@@ -321,9 +363,7 @@ mod tests {
     #[test]
     fn long_endpoints_are_cut_in_the_message() {
         let endpoint = format!("http://{}.example.com", "a".repeat(2000));
-        let message = check_endpoint(&endpoint, false)
-            .expect_err("http")
-            .to_string();
-        assert!(message.len() < 300, "{message}");
+        let (shown, _) = check_endpoint(&endpoint, false).expect_err("http");
+        assert_eq!(shown.chars().count(), 80);
     }
 }
