@@ -218,6 +218,14 @@ fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), (String, &'sta
         return refuse("must not carry credentials (use spec.recording.s3.credentialsSecretRef)");
     }
     let ip = host.parse::<IpAddr>().ok();
+    // Resolvers read `2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376` or `127.1` as IPv4
+    // addresses (169.254.169.254, 127.0.0.1) that the checks below would not recognise. No
+    // DNS name ends in a numeric label, so anything numeric must be a plain dotted quad.
+    let last_label = host.rsplit('.').next().unwrap_or_default();
+    let numeric = last_label.bytes().all(|b| b.is_ascii_digit()) || last_label.starts_with("0x");
+    if ip.is_none() && numeric {
+        return refuse("has a numeric host that is not a plain IPv4 address");
+    }
     let link_local = match ip {
         Some(IpAddr::V4(v4)) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
         Some(IpAddr::V6(v6)) => {
@@ -331,6 +339,12 @@ mod tests {
             "https://metadata.google.internal",
             "https://METADATA.GOOGLE.INTERNAL.",
             "https://0.0.0.0",
+            "https://2852039166",
+            "https://0xa9fea9fe",
+            "https://0251.0376.0251.0376",
+            "https://169.254.43518",
+            "https://127.1",
+            "https://010.0.0.1",
             "https://\u{0}",
             "not a url at all",
         ] {
@@ -354,6 +368,7 @@ mod tests {
             "http://metadata.google.internal",
             "http://[fd00:ec2::254]",
             "http://[::ffff:169.254.169.254]",
+            "http://2852039166",
             "gopher://minio:9000",
         ] {
             assert!(check_endpoint(endpoint, true).is_err(), "{endpoint}");
