@@ -57,7 +57,7 @@ pub fn is_valid_s3_prefix(prefix: &str) -> bool {
 )]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("!has(self.recording.renditions) || self.recording.renditions.all(n, self.transcode.renditions.exists(r, r.name == n))")
+    validation = kube::core::Rule::new("!has(self.recording) || !has(self.recording.renditions) || self.recording.renditions.all(n, self.transcode.renditions.exists(r, r.name == n))")
         .message("every name in spec.recording.renditions must be a rendition of spec.transcode.renditions")
         .field_path(".recording.renditions")
         .reason(kube::core::Reason::FieldValueInvalid),
