@@ -15,6 +15,8 @@ pub const SPOOL_SIZE_MIB: u32 = 2_048;
 pub const STREAM_KEY_SECRET_KEY: &str = "stream-key";
 /// Name of the passthrough rendition: the publisher's own stream, not re-encoded.
 pub const SOURCE_RENDITION: &str = "source";
+/// AAC bitrate of an encoded rendition that names no `audioKbps`.
+pub const AUDIO_KBPS: u32 = 128;
 
 pub(crate) fn segment_seconds() -> u32 {
     SEGMENT_SECONDS

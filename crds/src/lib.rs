@@ -64,4 +64,17 @@ mod tests {
             );
         }
     }
+
+    /// The chart's default prefix (Helm value `recording.s3.prefix`) is checked at install
+    /// time with the same pattern the CRD's CEL rule uses.
+    #[test]
+    fn chart_prefix_pattern_is_the_crd_rule() {
+        let schema: serde_json::Value =
+            serde_json::from_str(include_str!("../../charts/roomcast/values.schema.json"))
+                .expect("values.schema.json parses");
+        assert_eq!(
+            schema["properties"]["recording"]["properties"]["s3"]["properties"]["prefix"]["pattern"],
+            crate::S3_PREFIX_PATTERN
+        );
+    }
 }

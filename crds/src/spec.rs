@@ -15,6 +15,21 @@ pub const RENDITION_NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$";
 /// Longest room name: child names add up to 24 characters (`-media-<hash>-<suffix>` on pods)
 /// and Services must stay DNS-1035 labels of at most 63 characters.
 pub const MAX_ROOM_NAME_LENGTH: usize = 40;
+/// An S3 key prefix: empty, or segments of S3's "safe" characters, each ending in `/`, none
+/// of them `.` or `..`. Recordings are written under `<prefix><namespace>/<room>/`, so a
+/// prefix without its trailing `/` would glue onto the namespace, a leading `/` or an empty
+/// segment (`a//`) makes keys that S3-compatible stores and the local store treat
+/// differently, and a `..` segment climbs out of the prefix on the local store. No
+/// backslashes: the same text is a CEL string literal, a Rust regex and a JSON Schema pattern.
+pub const S3_PREFIX_PATTERN: &str =
+    "^(([A-Za-z0-9!_*()-]|[.][A-Za-z0-9!_*()-]|[.][.][A-Za-z0-9!_.*()-])[A-Za-z0-9!_.*()-]*/)*$";
+/// Message of the prefix rule, shared by the CRD and the operator's config check.
+pub const S3_PREFIX_RULE: &str = "must be empty or segments of letters, digits and !-_.*() each ending in '/' (e.g. 'rooms/'), with no leading '/', empty segment, '.' or '..'";
+
+/// True when `prefix` follows [`S3_PREFIX_PATTERN`] (the same rule the CRD's CEL applies).
+pub fn is_valid_s3_prefix(prefix: &str) -> bool {
+    regex::Regex::new(S3_PREFIX_PATTERN).is_ok_and(|re| re.is_match(prefix))
+}
 
 /// A live-streaming room: RTMP ingest, adaptive HLS playback, chat and recording.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -41,6 +56,12 @@ pub const MAX_ROOM_NAME_LENGTH: usize = 40;
     ).message("room name must be a DNS-1035 label (lower case, starting with a letter) of at most 40 characters")
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = kube::core::Rule::new("!has(self.recording) || !has(self.recording.renditions) || self.recording.renditions.all(n, self.transcode.renditions.exists(r, r.name == n))")
+        .message("every name in spec.recording.renditions must be a rendition of spec.transcode.renditions")
+        .field_path(".recording.renditions")
+        .reason(kube::core::Reason::FieldValueInvalid),
+)]
 pub struct StreamRoomSpec {
     /// How the streamer publishes (RTMP).
     #[serde(default)]
@@ -152,8 +173,8 @@ impl Default for TranscodeSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = kube::core::Rule::new("self.name == 'source' ? !has(self.height) && !has(self.videoKbps) : has(self.height) && has(self.videoKbps)")
-        .message("the 'source' rendition is a passthrough (no height or videoKbps); every other rendition needs height and videoKbps")
+    validation = kube::core::Rule::new("self.name == 'source' ? !has(self.height) && !has(self.videoKbps) && !has(self.audioKbps) : has(self.height) && has(self.videoKbps)")
+        .message("the 'source' rendition is a passthrough (no height, videoKbps or audioKbps: its bitrate is bounded by spec.ingest.maxBitrateKbps); every other rendition needs height and videoKbps")
         .reason(kube::core::Reason::FieldValueInvalid),
 )]
 pub struct Rendition {
@@ -168,7 +189,7 @@ pub struct Rendition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 100, max = 50000))]
     pub video_kbps: Option<u32>,
-    /// AAC audio bitrate in kbit/s (defaults to 128 for encoded rungs).
+    /// AAC audio bitrate in kbit/s (defaults to 128 for encoded rungs; not allowed on `source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 32, max = 512))]
     pub audio_kbps: Option<u32>,
@@ -178,6 +199,19 @@ impl Rendition {
     /// True for the passthrough rendition.
     pub fn is_source(&self) -> bool {
         self.name == defaults::SOURCE_RENDITION
+    }
+
+    /// Nominal bitrate of this rung in kbit/s, video plus audio: the publisher's ceiling
+    /// `max_bitrate_kbps` for `source` (it is passed through, audio included), else
+    /// `videoKbps + audioKbps` with the default audio bitrate when unset.
+    pub fn nominal_kbps(&self, max_bitrate_kbps: u32) -> u32 {
+        if self.is_source() {
+            max_bitrate_kbps
+        } else {
+            self.video_kbps
+                .unwrap_or_default()
+                .saturating_add(self.audio_kbps.unwrap_or(defaults::AUDIO_KBPS))
+        }
     }
 }
 
@@ -197,9 +231,12 @@ pub struct RecordingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 36500))]
     pub retention_days: Option<u32>,
-    /// Renditions to record (all when empty).
+    /// Renditions to record (all when empty); each must be a rung of the ladder.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    #[schemars(length(max = 8))]
+    #[schemars(
+        length(max = 8),
+        inner(length(min = 1, max = 32), regex(pattern = RENDITION_NAME_PATTERN))
+    )]
     pub renditions: Vec<String>,
     /// Size of the local upload spool in MiB (an emptyDir with this size limit).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -221,9 +258,15 @@ pub struct S3Spec {
     /// Bucket name.
     #[schemars(length(min = 3, max = 63))]
     pub bucket: String,
-    /// Key prefix, e.g. `rooms/`. Objects go under `<prefix><namespace>/<room>/<session>/`.
+    /// Key prefix, e.g. `rooms/`: empty or ending in `/`, no leading `/`, no empty, `.` or
+    /// `..` segment. Objects go under `<prefix><namespace>/<room>/<session>/`.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 512))]
+    #[x_kube(
+        validation = kube::core::Rule::new(format!("self.matches('{S3_PREFIX_PATTERN}')"))
+            .message(S3_PREFIX_RULE)
+            .reason(kube::core::Reason::FieldValueInvalid),
+    )]
     pub prefix: String,
     /// Region (e.g. `us-east-1`).
     #[serde(default, skip_serializing_if = "String::is_empty")]

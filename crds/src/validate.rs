@@ -312,4 +312,115 @@ mod tests {
         ));
         assert_eq!(errs.len(), 2, "{errs:?}");
     }
+
+    fn recording_room(prefix: &str) -> String {
+        let prefix = serde_json::to_string(prefix).expect("json string");
+        format!(
+            "{HEADER}spec:\n  recording:\n    enabled: true\n    s3: {{bucket: media, prefix: {prefix}}}\n"
+        )
+    }
+
+    /// Prefixes an attacker (or a tired operator) would pick; each one breaks the key layout
+    /// `<prefix><namespace>/<room>/...` or the media worker's start.
+    const HOSTILE_PREFIXES: &[&str] = &[
+        "rooms",
+        "/",
+        "/rooms/",
+        "a//",
+        "//",
+        "../x/",
+        "./",
+        "a/../",
+        "a/./b/",
+        "..",
+        "rooms/..",
+        "rooms /",
+        "rooms\\x/",
+        "rooms\n/",
+        "rooms%2F../",
+        "ключ/",
+    ];
+    const GOOD_PREFIXES: &[&str] = &["", "rooms/", "a/b/", "..x/", ".hidden/", "r-2026_(1)!*/"];
+
+    #[test]
+    fn s3_prefix_without_trailing_slash_or_with_dot_segments_is_refused() {
+        for prefix in HOSTILE_PREFIXES {
+            let errs = fields(&recording_room(prefix));
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with("spec.recording.s3.prefix must be empty or segments")),
+                "{prefix:?} accepted: {errs:?}"
+            );
+        }
+        for prefix in GOOD_PREFIXES {
+            assert_eq!(
+                fields(&recording_room(prefix)),
+                Vec::<String>::new(),
+                "{prefix:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn very_long_s3_prefix_is_refused_by_length() {
+        let long = "a/".repeat(300);
+        let errs = fields(&recording_room(&long));
+        assert!(
+            errs.iter()
+                .any(|e| e.starts_with("spec.recording.s3.prefix must be at most 512 characters")),
+            "{errs:?}"
+        );
+        assert_eq!(
+            fields(&recording_room(&"a/".repeat(256))),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn rust_prefix_check_agrees_with_the_cel_rule() {
+        for prefix in HOSTILE_PREFIXES {
+            assert!(!crate::is_valid_s3_prefix(prefix), "{prefix:?}");
+        }
+        for prefix in GOOD_PREFIXES {
+            assert!(crate::is_valid_s3_prefix(prefix), "{prefix:?}");
+        }
+    }
+
+    #[test]
+    fn recording_a_rendition_missing_from_the_ladder_is_refused() {
+        let ladder = "  transcode:\n    renditions:\n    - {name: source}\n    - {name: 720p, height: 720, videoKbps: 2800}\n";
+        for missing in ["1080p", "", "SOURCE", "720p ", "../720p"] {
+            let missing = serde_json::to_string(missing).expect("json string");
+            let errs = fields(&format!(
+                "{HEADER}spec:\n{ladder}  recording: {{renditions: [720p, {missing}]}}\n"
+            ));
+            assert!(
+                errs.iter().any(|e| e.starts_with(
+                    "spec.recording.renditions every name in spec.recording.renditions must be a rendition"
+                )),
+                "{missing} accepted: {errs:?}"
+            );
+        }
+        assert_eq!(
+            fields(&format!(
+                "{HEADER}spec:\n{ladder}  recording: {{renditions: [source, 720p]}}\n"
+            )),
+            Vec::<String>::new()
+        );
+        // The default ladder counts when the room names none.
+        assert_eq!(
+            fields(&format!(
+                "{HEADER}spec:\n  recording: {{renditions: [360p]}}\n"
+            )),
+            Vec::<String>::new()
+        );
+    }
+
+    #[test]
+    fn audio_bitrate_on_the_source_rendition_is_refused() {
+        let errs = fields(&format!(
+            "{HEADER}spec:\n  transcode:\n    renditions: [{{name: source, audioKbps: 512}}]\n"
+        ));
+        assert!(errs.iter().any(|e| e.contains("audioKbps")), "{errs:?}");
+    }
 }

@@ -3,8 +3,13 @@
 
 use std::net::SocketAddr;
 
+use std::collections::BTreeMap;
+
 use clap::{Args, ValueEnum};
-use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::{
+    api::core::v1::ResourceRequirements, apimachinery::pkg::api::resource::Quantity,
+};
+use roomcast_crds::{S3_PREFIX_RULE, StreamRoomSpec, is_valid_s3_prefix};
 
 use crate::{Error, Result};
 
@@ -17,6 +22,12 @@ pub const DEFAULT_LEASE_NAME: &str = "roomcast-operator";
 pub const DEFAULT_POD_NAME: &str = "roomcast-operator";
 /// A good reconcile comes back after this long to heal drift (someone edited a child).
 pub const DEFAULT_RESYNC_SECONDS: u64 = 600;
+/// Media container resources (cpu request, memory request, memory limit) when neither the
+/// room (`spec.resources.media`) nor the operator (`ROOMCAST_MEDIA_RESOURCES`) sets any. The
+/// memory limit is the ceiling rooms' DVR windows are checked against (see `memory`).
+pub const DEFAULT_MEDIA_RESOURCES: (&str, &str, &str) = ("1", "512Mi", "2Gi");
+/// Chat container resources when neither the room nor the operator sets any.
+pub const DEFAULT_CHAT_RESOURCES: (&str, &str, &str) = ("100m", "128Mi", "512Mi");
 
 /// How the RTMP Service is exposed to streamers.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -110,10 +121,66 @@ pub struct DefaultS3 {
     /// copied into each recording room's namespace.
     #[arg(long = "s3-credentials-secret", env = "ROOMCAST_S3_CREDENTIALS_SECRET")]
     pub credentials_secret: Option<String>,
+    /// Let rooms name a plain `http://` endpoint or one on a private or loopback address
+    /// in `spec.recording.s3.endpoint` (an in-cluster MinIO). Link-local and cloud metadata
+    /// addresses stay refused.
+    #[arg(
+        long = "s3-allow-http-endpoint",
+        env = "ROOMCAST_S3_ALLOW_HTTP_ENDPOINT",
+        default_value_t = false
+    )]
+    pub allow_http_endpoint: bool,
 }
 
 fn parse_resources(text: &str) -> Result<ResourceRequirements, String> {
     serde_json::from_str(text).map_err(|e| format!("not a JSON ResourceRequirements: {e}"))
+}
+
+/// Resources: the room's own, else the operator's default, else `fallback`
+/// (cpu request, memory request, memory limit).
+fn resolve_resources(
+    room: Option<&ResourceRequirements>,
+    operator_default: Option<&ResourceRequirements>,
+    fallback: (&str, &str, &str),
+) -> ResourceRequirements {
+    room.or(operator_default).cloned().unwrap_or_else(|| {
+        let (cpu, memory, memory_limit) = fallback;
+        ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), Quantity(cpu.to_owned())),
+                ("memory".to_owned(), Quantity(memory.to_owned())),
+            ])),
+            limits: Some(BTreeMap::from([(
+                "memory".to_owned(),
+                Quantity(memory_limit.to_owned()),
+            )])),
+            ..ResourceRequirements::default()
+        }
+    })
+}
+
+/// Where the media container's resources of a room come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResourcesFrom {
+    /// `spec.resources.media` of the room.
+    Room,
+    /// The operator's `ROOMCAST_MEDIA_RESOURCES` (Helm value `workers.media.resources`).
+    Operator,
+    /// [`DEFAULT_MEDIA_RESOURCES`].
+    BuiltIn,
+}
+
+impl ResourcesFrom {
+    /// Where a user changes the setting, for error messages.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ResourcesFrom::Room => "spec.resources.media",
+            ResourcesFrom::Operator => {
+                "operator default ROOMCAST_MEDIA_RESOURCES, Helm value workers.media.resources"
+            }
+            ResourcesFrom::BuiltIn => "built-in default",
+        }
+    }
 }
 
 /// Settings of the running controller (not needed by `render`).
@@ -146,6 +213,32 @@ fn non_empty(value: &mut Option<String>) {
 }
 
 impl OperatorConfig {
+    /// Resources of a room's media container, and where they come from. The builder and
+    /// the memory check both read this, so the limit checked is the limit applied.
+    pub fn media_resources_for(
+        &self,
+        spec: &StreamRoomSpec,
+    ) -> (ResourceRequirements, ResourcesFrom) {
+        let room = spec.resources.as_ref().and_then(|r| r.media.as_ref());
+        let from = match (room, &self.media_resources) {
+            (Some(_), _) => ResourcesFrom::Room,
+            (None, Some(_)) => ResourcesFrom::Operator,
+            (None, None) => ResourcesFrom::BuiltIn,
+        };
+        let resources =
+            resolve_resources(room, self.media_resources.as_ref(), DEFAULT_MEDIA_RESOURCES);
+        (resources, from)
+    }
+
+    /// Resources of a room's chat containers.
+    pub fn chat_resources_for(&self, spec: &StreamRoomSpec) -> ResourceRequirements {
+        resolve_resources(
+            spec.resources.as_ref().and_then(|r| r.chat.as_ref()),
+            self.chat_resources.as_ref(),
+            DEFAULT_CHAT_RESOURCES,
+        )
+    }
+
     /// Treat empty strings as unset and check what clap cannot.
     pub fn normalized(mut self) -> Result<Self> {
         for value in [
@@ -183,6 +276,26 @@ impl OperatorConfig {
                 "ROOMCAST_PLAYBACK_HOST must be a DNS name, got {host:?}"
             )));
         }
+        // The same rule rooms get from the CRD: the worker exits on a prefix without `/`.
+        if let Some(prefix) = &self.s3.prefix
+            && !is_valid_s3_prefix(prefix)
+        {
+            return Err(Error::Config(format!(
+                "ROOMCAST_S3_PREFIX (--s3-prefix, Helm value recording.s3.prefix) {S3_PREFIX_RULE}, got {prefix:?}"
+            )));
+        }
+        if let Some(memory) = self
+            .media_resources
+            .as_ref()
+            .and_then(|r| r.limits.as_ref())
+            .and_then(|l| l.get("memory"))
+            && crate::memory::quantity_bytes(&memory.0).is_none()
+        {
+            return Err(Error::Config(format!(
+                "ROOMCAST_MEDIA_RESOURCES (--media-resources, Helm value workers.media.resources) limits.memory must be a Kubernetes quantity such as 2Gi, got {:?}",
+                memory.0
+            )));
+        }
         Ok(self)
     }
 }
@@ -205,5 +318,73 @@ impl RunConfig {
     pub fn normalized(mut self) -> Self {
         non_empty(&mut self.watch_namespace);
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> OperatorConfig {
+        OperatorConfig {
+            playback_scheme: DEFAULT_PLAYBACK_SCHEME.to_owned(),
+            ..OperatorConfig::default()
+        }
+    }
+
+    fn with_prefix(prefix: &str) -> Result<OperatorConfig> {
+        let mut config = config();
+        config.s3.prefix = Some(prefix.to_owned());
+        config.normalized()
+    }
+
+    #[test]
+    fn default_s3_prefix_follows_the_room_rule_and_names_the_flag() {
+        for bad in ["rooms", "/rooms/", "a//", "../x/", "rooms/../", "rooms /"] {
+            let err = with_prefix(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("ROOMCAST_S3_PREFIX") && err.contains("--s3-prefix"),
+                "{err}"
+            );
+        }
+        for good in ["rooms/", "a/b/", "", "  "] {
+            with_prefix(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn default_media_memory_limit_must_be_a_quantity() {
+        let mut config = config();
+        config.media_resources =
+            Some(parse_resources(r#"{"limits": {"memory": "lots"}}"#).expect("json parses"));
+        let err = config.normalized().expect_err("refused").to_string();
+        assert!(err.contains("ROOMCAST_MEDIA_RESOURCES"), "{err}");
+    }
+
+    #[test]
+    fn media_resources_come_from_the_room_then_the_operator_then_the_built_in_default() {
+        let mut spec = StreamRoomSpec::default();
+        let mut config = config();
+        let (built_in, from) = config.media_resources_for(&spec);
+        assert_eq!(from, ResourcesFrom::BuiltIn);
+        assert_eq!(
+            built_in.limits.expect("limits")["memory"].0,
+            DEFAULT_MEDIA_RESOURCES.2
+        );
+        let operator = parse_resources(r#"{"limits": {"memory": "4Gi"}}"#).expect("json parses");
+        config.media_resources = Some(operator.clone());
+        assert_eq!(
+            config.media_resources_for(&spec),
+            (operator, ResourcesFrom::Operator)
+        );
+        let room = parse_resources(r#"{"limits": {"memory": "8Gi"}}"#).expect("json parses");
+        spec.resources = Some(roomcast_crds::WorkerResources {
+            media: Some(room.clone()),
+            chat: None,
+        });
+        assert_eq!(
+            config.media_resources_for(&spec),
+            (room, ResourcesFrom::Room)
+        );
     }
 }

@@ -28,6 +28,7 @@ pub mod controller;
 pub mod fixtures;
 pub mod keys;
 pub mod labels;
+pub mod memory;
 pub mod metrics;
 pub mod ops;
 pub mod render;

@@ -7,7 +7,11 @@ use roomcast_crds::{
     validate::{InvalidRoom, validate_room},
 };
 
-use crate::{config::OperatorConfig, labels::RoomRef};
+use crate::{
+    config::OperatorConfig,
+    labels::RoomRef,
+    memory::{MemoryError, check_media_memory},
+};
 
 /// Why a room cannot run. Each variant becomes a `Ready=False` condition reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,6 +24,14 @@ pub enum RoomError {
     RecordingWithoutBucket,
     #[error("the room has no {0}")]
     Missing(&'static str),
+    #[error("StreamRoom {room}: {source}")]
+    Memory { room: String, source: MemoryError },
+    #[error("StreamRoom {room}: spec.recording.s3.endpoint {endpoint:?} {why}")]
+    UnsafeEndpoint {
+        room: String,
+        endpoint: String,
+        why: &'static str,
+    },
 }
 
 impl RoomError {
@@ -29,6 +41,15 @@ impl RoomError {
             RoomError::Schema(_) => "InvalidSpec",
             RoomError::RecordingWithoutBucket => "RecordingWithoutBucket",
             RoomError::Missing(_) => "InvalidObject",
+            RoomError::Memory {
+                source: MemoryError::Overrun(_),
+                ..
+            } => "DvrWindowExceedsMemoryLimit",
+            RoomError::Memory {
+                source: MemoryError::InvalidLimit { .. },
+                ..
+            } => "InvalidMemoryLimit",
+            RoomError::UnsafeEndpoint { .. } => "UnsafeS3Endpoint",
         }
     }
 }
@@ -66,6 +87,20 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
     validate_room(room)?;
     let room_ref = RoomRef::of(room).map_err(|_| RoomError::Missing("name, namespace or uid"))?;
     let spec = room.spec.clone();
+    let name = room_ref.identity().to_string();
+    check_media_memory(&spec, config).map_err(|source| RoomError::Memory {
+        room: name.clone(),
+        source,
+    })?;
+    if let Some(s3) = &spec.recording.s3 {
+        check_endpoint(&s3.endpoint, config.s3.allow_http_endpoint).map_err(
+            |(endpoint, why)| RoomError::UnsafeEndpoint {
+                room: name.clone(),
+                endpoint,
+                why,
+            },
+        )?;
+    }
 
     let recording = if spec.recording.enabled {
         let (s3, uses_default_credentials) = match &spec.recording.s3 {
@@ -135,6 +170,93 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
     })
 }
 
+/// Host names that reach cloud instance metadata (credentials!) from inside a pod.
+const METADATA_HOSTS: &[&str] = &[
+    "metadata",
+    "metadata.google.internal",
+    "metadata.goog",
+    "instance-data",
+    "instance-data.ec2.internal",
+    "metadata.azure.internal",
+    "169.254.169.254",
+    "fd00:ec2::254",
+];
+
+/// A room's S3 endpoint is fetched by the media worker with the room's credentials: it must
+/// be `https://` on a public address. `allow_http` (an in-cluster MinIO) also lets `http://`,
+/// private and loopback addresses through; link-local and metadata addresses never pass.
+/// Host names are checked as written: one that resolves to a private address is not caught.
+/// On refusal: the endpoint (cut to 80 characters for the message) and why.
+fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), (String, &'static str)> {
+    use std::net::IpAddr;
+
+    if endpoint.is_empty() {
+        return Ok(());
+    }
+    let refuse = |why| Err((endpoint.chars().take(80).collect(), why));
+    let Ok(uri) = endpoint.parse::<http::Uri>() else {
+        return refuse("is not a URL");
+    };
+    let Some(host) = uri
+        .host()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+    else {
+        return refuse("has no host");
+    };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if allow_http => {}
+        Some("http") => {
+            return refuse(
+                "must be https:// (plain http needs the operator flag --s3-allow-http-endpoint)",
+            );
+        }
+        _ => return refuse("must be an https:// URL"),
+    }
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return refuse("must not carry credentials (use spec.recording.s3.credentialsSecretRef)");
+    }
+    let ip = host.parse::<IpAddr>().ok();
+    // Resolvers read `2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376` or `127.1` as IPv4
+    // addresses (169.254.169.254, 127.0.0.1) that the checks below would not recognise. No
+    // DNS name ends in a numeric label, so anything numeric must be a plain dotted quad.
+    let last_label = host.rsplit('.').next().unwrap_or_default();
+    let numeric = last_label.bytes().all(|b| b.is_ascii_digit()) || last_label.starts_with("0x");
+    if ip.is_none() && numeric {
+        return refuse("has a numeric host that is not a plain IPv4 address");
+    }
+    let link_local = match ip {
+        Some(IpAddr::V4(v4)) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
+        Some(IpAddr::V6(v6)) => {
+            v6.is_unicast_link_local()
+                || v6.is_unspecified()
+                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
+        }
+        None => false,
+    };
+    if link_local || METADATA_HOSTS.contains(&host.as_str()) {
+        return refuse("is a link-local or cloud metadata address");
+    }
+    let private = match ip {
+        Some(IpAddr::V4(v4)) => v4.is_private() || v4.is_loopback(),
+        Some(IpAddr::V6(v6)) => {
+            v6.is_loopback()
+                || v6.is_unique_local()
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| v4.is_private() || v4.is_loopback())
+        }
+        None => host == "localhost" || host.ends_with(".localhost"),
+    };
+    if private && !allow_http {
+        return refuse(
+            "is a private or loopback address (in-cluster stores need the operator flag --s3-allow-http-endpoint)",
+        );
+    }
+    Ok(())
+}
+
 impl ValidRoom {
     /// Path prefix of this room on the public host: `/<namespace>/<room>`.
     pub fn path_prefix(&self) -> String {
@@ -144,5 +266,119 @@ impl ValidRoom {
     /// Chat replicas were asked for but cannot run without Redis and MongoDB.
     pub fn chat_scaled_down(&self) -> bool {
         self.spec.chat.enabled && self.chat_replicas < self.spec.chat.replicas
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn room_with_endpoint(endpoint: &str) -> StreamRoom {
+        let endpoint = serde_json::to_string(endpoint).expect("json string");
+        serde_yaml::from_str(&format!(
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {{name: lobby, namespace: shows, uid: u1}}\nspec:\n  recording: {{enabled: true, s3: {{bucket: vods, endpoint: {endpoint}}}}}\n"
+        ))
+        .expect("test room parses")
+    }
+
+    #[test]
+    fn unsafe_endpoint_is_refused_naming_room_and_field_unless_the_flag_allows_it() {
+        let room = room_with_endpoint("http://10.0.0.5:9000");
+        let err = validate(&room, &OperatorConfig::default()).expect_err("private http");
+        assert_eq!(err.reason(), "UnsafeS3Endpoint");
+        assert!(
+            err.to_string().starts_with(
+                "StreamRoom shows/lobby: spec.recording.s3.endpoint \"http://10.0.0.5:9000\""
+            ),
+            "{err}"
+        );
+        let mut allowing = OperatorConfig::default();
+        allowing.s3.allow_http_endpoint = true;
+        validate(&room, &allowing).expect("in-cluster MinIO allowed by the flag");
+        let metadata = room_with_endpoint("http://169.254.169.254");
+        assert_eq!(
+            validate(&metadata, &allowing)
+                .map(|_| ())
+                .map_err(|e| e.reason()),
+            Err("UnsafeS3Endpoint")
+        );
+    }
+
+    #[test]
+    fn public_https_endpoints_pass() {
+        for endpoint in [
+            "",
+            "https://s3.example.com",
+            "https://s3.eu-west-1.amazonaws.com:443/",
+            "https://8.8.8.8",
+        ] {
+            assert_eq!(check_endpoint(endpoint, false), Ok(()), "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn hostile_endpoints_are_refused_without_the_flag() {
+        for endpoint in [
+            "http://s3.example.com",
+            "ftp://s3.example.com",
+            "file:///etc/passwd",
+            "s3.example.com",
+            "https://",
+            "https://user:pass@s3.example.com",
+            "https://127.0.0.1:9000",
+            "https://localhost",
+            "https://minio.localhost.",
+            "https://10.0.0.5",
+            "https://172.16.3.4",
+            "https://192.168.1.1",
+            "https://[::1]",
+            "https://[fd00::1]",
+            "https://[::ffff:10.0.0.1]",
+            "https://169.254.169.254/latest/meta-data/",
+            "https://[fe80::1]",
+            "https://metadata.google.internal",
+            "https://METADATA.GOOGLE.INTERNAL.",
+            "https://0.0.0.0",
+            "https://2852039166",
+            "https://0xa9fea9fe",
+            "https://0251.0376.0251.0376",
+            "https://169.254.43518",
+            "https://127.1",
+            "https://010.0.0.1",
+            "https://\u{0}",
+            "not a url at all",
+        ] {
+            check_endpoint(endpoint, false).expect_err(endpoint);
+        }
+    }
+
+    #[test]
+    fn the_flag_allows_in_cluster_http_but_never_metadata_or_link_local() {
+        for endpoint in [
+            "http://minio.minio.svc:9000",
+            "http://10.0.0.5:9000",
+            "https://[fd00::1]",
+            "http://127.0.0.1:9000",
+        ] {
+            assert_eq!(check_endpoint(endpoint, true), Ok(()), "{endpoint}");
+        }
+        for endpoint in [
+            "http://169.254.169.254",
+            "https://[fe80::1]",
+            "http://metadata.google.internal",
+            "http://[fd00:ec2::254]",
+            "http://[::ffff:169.254.169.254]",
+            "http://2852039166",
+            "gopher://minio:9000",
+        ] {
+            assert!(check_endpoint(endpoint, true).is_err(), "{endpoint}");
+        }
+    }
+
+    #[test]
+    fn long_endpoints_are_cut_in_the_message() {
+        let endpoint = format!("http://{}.example.com", "a".repeat(2000));
+        let (shown, _) = check_endpoint(&endpoint, false).expect_err("http");
+        assert_eq!(shown.chars().count(), 80);
     }
 }

@@ -296,6 +296,41 @@ async fn recording_without_any_bucket_is_reported_not_applied() {
 }
 
 #[tokio::test]
+async fn dvr_window_beyond_the_media_memory_limit_is_refused_with_the_arithmetic() {
+    let invalid = ROOM.replace("chat: {replicas: 2}", "transcode: {dvrWindowSeconds: 7200}");
+    let (ctx, mock) = context(Behaviour::default());
+    let action = reconcile(room(&invalid), ctx)
+        .await
+        .expect("reported, not failed");
+    assert_eq!(action, Action::await_change());
+    let calls = mock
+        .wait_for_calls(2, TIMEOUT)
+        .await
+        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+    assert!(child_patches(&calls).is_empty(), "{calls:#?}");
+
+    let event = events(&calls).into_iter().next().expect("warning event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "DvrWindowExceedsMemoryLimit");
+    let note = event["note"].as_str().unwrap_or_default();
+    for named in [
+        "DVR 7200 s",
+        "> media memory limit 2.0 GiB",
+        "spec.transcode.dvrWindowSeconds",
+        "spec.resources.media.limits.memory",
+    ] {
+        assert!(note.contains(named), "{named:?} missing from {note}");
+    }
+
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    assert_eq!(status["phase"], "Error");
+    assert_eq!(
+        status["conditions"][0]["reason"],
+        "DvrWindowExceedsMemoryLimit"
+    );
+}
+
+#[tokio::test]
 async fn apply_error_goes_to_the_error_policy_with_backoff() {
     let behaviour = Behaviour {
         fail_patches_containing: Some("/deployments/".into()),

@@ -45,13 +45,38 @@ def test_rendered_children_validate_against_kubernetes_1_33(room: Path, config: 
             pytest.fail(f"{obj['kind']}/{obj['metadata']['name']}: {'.'.join(map(str, e.path))}: {e.message}")
 
 
+ROOM_HEADER = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\n"
+
+
+def render_error(room: Path, flags: list[str] | None = None) -> str:
+    """Render a room that must be refused; returns what render printed on stderr."""
+    result = subprocess.run([str(OPERATOR), "render", "-f", str(room), *(flags or [])],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0, result.stdout
+    return result.stderr
+
+
 def test_render_refuses_an_invalid_room_with_the_field_named(tmp_path: Path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\n"
-                   "spec: {transcode: {segmentSeconds: 4, dvrWindowSeconds: 8}}\n")
-    result = subprocess.run([str(OPERATOR), "render", "-f", str(bad)], capture_output=True, text=True, timeout=60)
-    assert result.returncode != 0
-    assert "spec.transcode" in result.stderr and "at least 3 segments" in result.stderr, result.stderr
+    bad.write_text(ROOM_HEADER + "spec: {transcode: {segmentSeconds: 4, dvrWindowSeconds: 8}}\n")
+    stderr = render_error(bad)
+    assert "spec.transcode" in stderr and "at least 3 segments" in stderr, stderr
+
+
+def test_render_refuses_a_dvr_window_that_cannot_fit_the_media_memory_limit(tmp_path: Path):
+    room = tmp_path / "long-dvr.yaml"
+    room.write_text(ROOM_HEADER + "spec: {transcode: {dvrWindowSeconds: 7200}}\n")
+    stderr = render_error(room)
+    assert "DVR 7200 s" in stderr and "media memory limit 2.0 GiB" in stderr, stderr
+    assert "spec.transcode.dvrWindowSeconds" in stderr, stderr
+    # The operator's default limit (Helm value workers.media.resources) is the one checked.
+    raised = ["--media-resources", '{"limits": {"memory": "16Gi"}}']
+    assert render(room, raised)
+
+
+def test_render_refuses_a_default_s3_prefix_without_trailing_slash():
+    stderr = render_error(REPO / "tests" / "fixtures" / "rooms" / "full.yaml", ["--s3-prefix", "rooms"])
+    assert "ROOMCAST_S3_PREFIX" in stderr and "--s3-prefix" in stderr, stderr
 
 
 def test_yaml_1_1_boolean_words_survive_kubectl_style_parsing(tmp_path: Path):

@@ -1,13 +1,9 @@
 //! Pieces every worker pod shares: the restricted Pod Security Standard, probes, mounts.
-
-use std::collections::BTreeMap;
-
 use k8s_openapi::{
     api::core::v1::{
         Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource,
         EnvVar, EnvVarSource, HTTPGetAction, KeyToPath, ObjectFieldSelector, PodSecurityContext,
-        Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, Volume,
-        VolumeMount,
+        Probe, SeccompProfile, SecretVolumeSource, SecurityContext, Volume, VolumeMount,
     },
     apimachinery::pkg::{api::resource::Quantity, util::intstr::IntOrString},
 };
@@ -170,28 +166,6 @@ impl Mount {
         };
         Self { volume, mount }
     }
-}
-
-/// Resources: the room's own, else the operator's default, else `fallback`.
-pub fn resources(
-    room: Option<&ResourceRequirements>,
-    operator_default: Option<&ResourceRequirements>,
-    fallback: (&str, &str, &str),
-) -> ResourceRequirements {
-    room.or(operator_default).cloned().unwrap_or_else(|| {
-        let (cpu, memory, memory_limit) = fallback;
-        ResourceRequirements {
-            requests: Some(BTreeMap::from([
-                ("cpu".to_owned(), Quantity(cpu.to_owned())),
-                ("memory".to_owned(), Quantity(memory.to_owned())),
-            ])),
-            limits: Some(BTreeMap::from([(
-                "memory".to_owned(),
-                Quantity(memory_limit.to_owned()),
-            )])),
-            ..ResourceRequirements::default()
-        }
-    })
 }
 
 /// A worker container with everything shared filled in.

@@ -139,11 +139,7 @@ pub fn build_media_deployment(
         pod::container_port("http", HTTP_PORT),
         pod::container_port("metrics", METRICS_PORT),
     ]);
-    container.resources = Some(pod::resources(
-        spec.resources.as_ref().and_then(|r| r.media.as_ref()),
-        config.media_resources.as_ref(),
-        ("1", "512Mi", "2Gi"),
-    ));
+    container.resources = Some(config.media_resources_for(spec).0);
 
     Deployment {
         metadata: room.room.meta("media", Component::Media),
@@ -177,11 +173,7 @@ pub fn build_chat_deployment(
         pod::container_port("http", HTTP_PORT),
         pod::container_port("metrics", METRICS_PORT),
     ]);
-    container.resources = Some(pod::resources(
-        room.spec.resources.as_ref().and_then(|r| r.chat.as_ref()),
-        config.chat_resources.as_ref(),
-        ("100m", "128Mi", "512Mi"),
-    ));
+    container.resources = Some(config.chat_resources_for(&room.spec));
     Deployment {
         metadata: room.room.meta("chat", Component::Chat),
         spec: Some(DeploymentSpec {
