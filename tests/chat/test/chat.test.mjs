@@ -310,6 +310,91 @@ describe("abuse limits", () => {
     }
   });
 
+  test("a spoofed X-Forwarded-For from an untrusted peer does not dodge the per-address cap", async () => {
+    // No --trusted-proxies: nobody's header is believed, the socket peer is the client.
+    const chat = await startChat({ args: ["--max-connections-per-ip", "2"] });
+    try {
+      const a = await connect(chat, { headers: { "x-forwarded-for": "198.51.100.1" } });
+      const b = await connect(chat, { headers: { "x-forwarded-for": "198.51.100.2" } });
+      await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "198.51.100.3" } }), /too_many_connections/);
+      await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "2001:db8::7" } }), /too_many_connections/);
+      a.socket.close();
+      b.socket.close();
+    } finally {
+      await chat.stop();
+    }
+  });
+
+  test("behind a trusted proxy the right-most untrusted X-Forwarded-For address is counted", async () => {
+    // The test client connects from loopback, which plays the Ingress here.
+    const chat = await startChat({ args: ["--max-connections-per-ip", "1", "--trusted-proxies", "127.0.0.0/8,::1,10.0.0.0/8"] });
+    const open = [];
+    const as = (xff) => connect(chat, xff === undefined ? {} : { headers: { "x-forwarded-for": xff } }).then((c) => (open.push(c), c));
+    try {
+      await as("6.6.6.6, 198.51.100.1");
+      // The same client with different spoofed entries on the left is still one client...
+      await assert.rejects(as("7.7.7.7, 198.51.100.1"), /too_many_connections/);
+      // ...also through a trusted in-cluster hop.
+      await assert.rejects(as("8.8.8.8, 198.51.100.1, 10.0.3.9"), /too_many_connections/);
+      await as("198.51.100.2");
+      await as("2001:db8::1");
+      await assert.rejects(as("[2001:db8::1]:4711"), /too_many_connections/);
+      // Garbage after trusted hops counts under the nearest trusted hop, never a fresh identity.
+      await as("garbage, 10.0.3.9");
+      await assert.rejects(as("other-garbage, 10.0.3.9"), /too_many_connections/);
+      // A very long header (4,000 spoofed entries) changes nothing.
+      const long = Array(4000).fill("6.6.6.6").join(",");
+      await assert.rejects(as(`${long}, 198.51.100.2`), /too_many_connections/);
+      await as(`${long}, 198.51.100.3`);
+      // No header: the peer itself.
+      await as(undefined);
+      await assert.rejects(as(""), /too_many_connections/);
+      const metrics = await (await fetch(chat.metricsUrl)).text();
+      assert.match(metrics, /roomcast_chat_connects_refused_total\{[^}]*reason="too_many_connections"\} 6/);
+    } finally {
+      for (const c of open) c.socket.close();
+      await chat.stop();
+    }
+  });
+
+  test("the deprecated --trust-forwarded-for=true still believes anyone and warns", async () => {
+    const chat = await startChat({ args: ["--max-connections-per-ip", "1", "--trust-forwarded-for", "true"] });
+    try {
+      const a = await connect(chat, { headers: { "x-forwarded-for": "198.51.100.1" } });
+      const b = await connect(chat, { headers: { "x-forwarded-for": "6.6.6.6, 198.51.100.2" } });
+      await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "198.51.100.2" } }), /too_many_connections/);
+      assert.match(chat.log(), /trust-forwarded-for.*deprecated/);
+      a.socket.close();
+      b.socket.close();
+    } finally {
+      await chat.stop();
+    }
+  });
+
+  test("a join gets the newest history that fits in --max-history-bytes, however long the messages", async () => {
+    const chat = await startChat({ chat: { historySize: 100, maxMessageLength: 10000, rateLimitPerMinute: 6000 } });
+    try {
+      const ada = await connect(chat, { token: mintToken(chat.keyFile, { user: "ada", name: "Ada" }) });
+      // 30 maximum-length messages of two-byte characters: 600 KB of history.
+      for (let i = 0; i < 30; i++) {
+        const text = `${String(i).padStart(2, "0")}${"é".repeat(9998)}`;
+        assert.equal((await request(ada.socket, "message", { text })).ok, true);
+      }
+      ada.socket.close();
+      const viewer = await connect(chat);
+      const historyBytes = Buffer.byteLength(JSON.stringify(viewer.joined.history));
+      const joinedBytes = Buffer.byteLength(JSON.stringify(viewer.joined));
+      viewer.socket.close();
+      assert.ok(historyBytes <= 64 * 1024, `history is ${historyBytes} bytes`);
+      assert.ok(joinedBytes <= 64 * 1024 + 1024, `joined is ${joinedBytes} bytes`);
+      assert.deepEqual(viewer.joined.history.map((m) => m.text.slice(0, 2)), ["27", "28", "29"], "the newest, oldest first");
+      const metrics = await (await fetch(chat.metricsUrl)).text();
+      assert.match(metrics, /roomcast_chat_history_capped_total\{[^}]*\} 1/);
+    } finally {
+      await chat.stop();
+    }
+  });
+
   test("frames larger than the maximum close the connection", async () => {
     const chat = await startChat({ chat: { maxMessageLength: 10000 }, args: ["--max-frame-bytes", "1024"] });
     try {

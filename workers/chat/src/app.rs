@@ -20,6 +20,7 @@ use roomcast_room_status::StatusReporter;
 use roomcast_runtime::ops::{self, OpsState};
 
 use crate::{
+    clientip::{self, TrustedProxies},
     cluster::{self, StatusSink},
     config::{self, parse_duration},
     error::{Error, Result},
@@ -56,10 +57,17 @@ pub struct ServeArgs {
     /// Sockets one client address may hold (0: unlimited).
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = room::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: u32,
-    /// Count connections by the last X-Forwarded-For address: on by default, the binary runs
-    /// behind the room's Ingress; set false when clients connect directly.
-    #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", default_value_t = true, action = clap::ArgAction::Set)]
-    pub trust_forwarded_for: bool,
+    /// Networks of the proxies in front of the chat (the Ingress controller), comma-separated
+    /// CIDRs or addresses. Only a socket whose peer is inside one is counted under the
+    /// right-most untrusted `X-Forwarded-For` address; by default nobody's header is believed.
+    #[arg(long, env = "ROOMCAST_TRUSTED_PROXIES", value_delimiter = ',', value_parser = clientip::parse_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Deprecated (use --trusted-proxies): `true` believes anyone's X-Forwarded-For.
+    #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: Option<bool>,
+    /// JSON bytes of history a joining socket receives; the newest messages that fit are sent.
+    #[arg(long, env = "ROOMCAST_MAX_HISTORY_BYTES", default_value_t = room::DEFAULT_MAX_HISTORY_BYTES)]
+    pub max_history_bytes: usize,
     /// Largest websocket message or polling payload, bytes.
     #[arg(long, env = "ROOMCAST_MAX_FRAME_BYTES", default_value_t = room::DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: u64,
@@ -124,6 +132,33 @@ pub fn mint(args: &MintArgs) -> Result<Token> {
     Ok(token::mint(&key, &claims)?)
 }
 
+/// Whose `X-Forwarded-For` to believe: `--trusted-proxies`, or everyone's under the
+/// deprecated `--trust-forwarded-for=true` (with a warning); not both.
+pub fn trusted_proxies(args: &ServeArgs) -> Result<TrustedProxies> {
+    match args.trust_forwarded_for {
+        Some(_) if !args.trusted_proxies.is_empty() => Err(Error::Config {
+            field: "trust-forwarded-for",
+            message: "deprecated; remove it when --trusted-proxies is set".into(),
+        }),
+        Some(true) => {
+            tracing::warn!(
+                "--trust-forwarded-for / ROOMCAST_TRUST_FORWARDED_FOR is deprecated and will be \
+                 removed: it believes anyone's X-Forwarded-For; set --trusted-proxies to the \
+                 Ingress controller's networks"
+            );
+            Ok(TrustedProxies::everyone())
+        }
+        Some(false) => {
+            tracing::warn!(
+                "--trust-forwarded-for / ROOMCAST_TRUST_FORWARDED_FOR is deprecated; false is \
+                 the default, remove it"
+            );
+            Ok(TrustedProxies::default())
+        }
+        None => Ok(TrustedProxies::new(args.trusted_proxies.clone())),
+    }
+}
+
 /// The runtime `args` ask for.
 pub fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Runtime> {
     let mut builder = match args.runtime {
@@ -166,7 +201,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let metrics = ChatMetrics::register(&mut registry);
     let options = ChatOptions {
         max_connections_per_ip: args.max_connections_per_ip,
-        trust_forwarded_for: args.trust_forwarded_for,
+        trusted_proxies: trusted_proxies(&args)?,
+        max_history_bytes: args.max_history_bytes,
         max_frame_bytes: args.max_frame_bytes,
         ping_interval: args.ping_interval,
         ping_timeout: args.ping_timeout,

@@ -14,6 +14,8 @@ use socketioxide::{
 use tracing::{Instrument, Span};
 
 use crate::{
+    clientip::TrustedProxies,
+    history,
     protocol::{
         ANONYMOUS_PREFIX, Auth, ErrorCode, Identity, Joined, Limits, Role, RoomInfo, server,
     },
@@ -42,24 +44,16 @@ impl std::fmt::Display for ConnectRefused {
 #[derive(Clone, Copy, Debug)]
 struct ClientIp(IpAddr);
 
-fn client_ip<A: Adapter>(s: &SocketRef<A>, trust_forwarded_for: bool) -> Option<IpAddr> {
+/// The socket peer, or the client a trusted proxy names (see [`crate::clientip`]). None when
+/// the server was built without connect info (nothing is counted then).
+fn client_ip<A: Adapter>(s: &SocketRef<A>, trusted: &TrustedProxies) -> Option<IpAddr> {
     let parts = s.req_parts();
-    if trust_forwarded_for
-        && let Some(ip) = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
-        return Some(ip);
-    }
-    parts
+    let peer = parts
         .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()?
+        .0
+        .ip();
+    Some(trusted.client_ip(peer, &parts.headers))
 }
 
 fn anonymous(s_id: &str) -> Identity {
@@ -139,7 +133,7 @@ async fn admit<A: Adapter>(
         }
     }
     // Last, so nothing is counted for a refused socket.
-    if let Some(ip) = client_ip(s, room.options.trust_forwarded_for) {
+    if let Some(ip) = client_ip(s, &room.options.trusted_proxies) {
         if !room.ip_limits.try_acquire(ip) {
             return Err(ConnectRefused {
                 code: "too_many_connections",
@@ -178,12 +172,20 @@ pub(crate) async fn on_connect<A: Adapter>(
     room.presence_changed.notify_one();
     async move {
         tracing::debug!(role = ?identity.role, anonymous = identity.anonymous, "connected");
-        let history = match room
-            .store
-            .recent(&room.key, room.config.spec.history_size, now_ms())
-            .await
-        {
-            Ok(h) => h,
+        let max_bytes = room.options.max_history_bytes;
+        let limit = history::load_limit(room.config.spec.history_size, max_bytes);
+        let history = match room.store.recent(&room.key, limit, now_ms()).await {
+            Ok(h) => {
+                let (kept, dropped) = history::newest_within(h, max_bytes);
+                if dropped > 0 {
+                    room.metrics
+                        .history_capped
+                        .get_or_create(&room.labels)
+                        .inc();
+                    tracing::debug!(dropped, max_bytes, "history cut to its byte cap");
+                }
+                kept
+            }
             Err(e) => {
                 tracing::error!(error = %e, "loading history failed");
                 room.metrics.store_errors.get_or_create(&room.labels).inc();

@@ -19,15 +19,18 @@
 //! -> `cluster` (status reports, live state) -> `config` (worker config, store choice) ->
 //! `server` (builds the socket.io servers, [`ChatHandle`]) -> `connect` (connect middleware,
 //! greeting) -> `requests` (one envelope for the client requests) -> `room` (a room's shared state, [`ChatOptions`]) ->
-//! `store`, `ratelimit`, `presence`, `metrics` -> `error` -> `token` -> `protocol`.
+//! `store`, `ratelimit`, `presence`, `metrics`, `clientip`, `history` -> `error` -> `token` ->
+//! `protocol`.
 
 mod connect;
 mod error;
 mod requests;
 
 pub mod app;
+pub mod clientip;
 pub mod cluster;
 pub mod config;
+pub mod history;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;

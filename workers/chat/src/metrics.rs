@@ -28,6 +28,7 @@ pub struct ChatMetrics {
     pub rejected: Family<ReasonLabels, Counter>,
     pub connects_refused: Family<ReasonLabels, Counter>,
     pub store_errors: Family<RoomLabels, Counter>,
+    pub history_capped: Family<RoomLabels, Counter>,
 }
 
 impl ChatMetrics {
@@ -59,6 +60,11 @@ impl ChatMetrics {
             "store_errors",
             "Failed store operations",
             m.store_errors.clone(),
+        );
+        registry.register(
+            "history_capped",
+            "Joins whose history was cut to the byte cap (--max-history-bytes)",
+            m.history_capped.clone(),
         );
         m
     }

@@ -17,6 +17,7 @@ use roomcast_crds::{ChatSpec, RoomIdentity};
 use tokio::sync::{Notify, watch};
 
 use crate::{
+    clientip::TrustedProxies,
     error::{Error, Result},
     metrics::{ChatMetrics, ReasonLabels, RoomLabels},
     presence::Presence,
@@ -27,6 +28,10 @@ use crate::{
 
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 50;
 pub const DEFAULT_MAX_FRAME_BYTES: u64 = 64 * 1024;
+/// History a join receives, in JSON bytes: 64 KiB holds the default 100 messages at 500
+/// characters each (about 600 bytes a message), so honest rooms see their whole history;
+/// rooms of long messages get the newest that fit.
+pub const DEFAULT_MAX_HISTORY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,8 +98,10 @@ impl RoomChat {
 pub struct ChatOptions {
     /// Sockets one client IP may hold across all rooms; 0 disables the limit.
     pub max_connections_per_ip: u32,
-    /// Take the client IP from the last `X-Forwarded-For` entry (behind an Ingress).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (empty: the socket peer is the client).
+    pub trusted_proxies: TrustedProxies,
+    /// JSON bytes of history a joining socket receives (newest messages kept).
+    pub max_history_bytes: usize,
     /// Largest websocket message / polling payload, in bytes.
     pub max_frame_bytes: u64,
     /// Heartbeat: a client that does not answer a ping within `ping_timeout` is dropped.
@@ -114,7 +121,8 @@ impl Default for ChatOptions {
     fn default() -> Self {
         Self {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
-            trust_forwarded_for: false,
+            trusted_proxies: TrustedProxies::default(),
+            max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_timeout: DEFAULT_PING_TIMEOUT,
