@@ -10,7 +10,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use roomcast_crds::{ChatSpec, RoomIdentity};
@@ -21,7 +21,8 @@ use crate::{
     error::{Error, Result},
     metrics::{ChatMetrics, ReasonLabels, RoomLabels},
     presence::Presence,
-    ratelimit::RateLimiter,
+    ratelimit::{RateLimiter, Refusal},
+    sharedlimit::SharedLimiter,
     store::{DynStore, RoomKey},
     token::SigningKey,
 };
@@ -186,7 +187,10 @@ pub(crate) struct RoomState {
     pub(crate) ip_limits: Arc<IpLimiter>,
     pub(crate) metrics: ChatMetrics,
     pub(crate) labels: RoomLabels,
+    /// This replica's limiter: the only one without Redis, the fallback with it.
     pub(crate) limiter: Mutex<RateLimiter>,
+    /// The room's limiter shared by every replica (with Redis).
+    pub(crate) shared_limiter: Option<SharedLimiter>,
     pub(crate) slow_mode: AtomicU32,
     pub(crate) live: AtomicBool,
     pub(crate) local_sockets: AtomicU32,
@@ -205,6 +209,38 @@ impl RoomState {
     pub(crate) fn inflight(self: &Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         InflightGuard(self.clone())
+    }
+
+    /// Take one post from `user`'s allowance: in Redis when configured, so replicas share it;
+    /// in this replica when there is no Redis or it does not answer (fail open: counted in
+    /// `rate_limit_fallbacks_total`, logged once per outage).
+    pub(crate) async fn check_rate(&self, user: &str, slow_mode: Duration) -> Result<(), Refusal> {
+        if let Some(shared) = &self.shared_limiter {
+            match shared.check(user, slow_mode).await {
+                Ok(decided) => {
+                    if shared.set_degraded(false) {
+                        tracing::info!("Redis answers again: rate limits are shared by replicas");
+                    }
+                    return decided;
+                }
+                Err(e) => {
+                    self.metrics
+                        .rate_limit_fallbacks
+                        .get_or_create(&self.labels)
+                        .inc();
+                    if shared.set_degraded(true) {
+                        tracing::warn!(
+                            error = %e,
+                            "Redis does not answer: rate limits fall back to this replica's"
+                        );
+                    }
+                }
+            }
+        }
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(user, Instant::now(), slow_mode)
     }
 
     pub(crate) fn reason_labels(&self, reason: &str) -> ReasonLabels {
