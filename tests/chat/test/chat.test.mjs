@@ -95,6 +95,52 @@ describe("one replica, embedded store", () => {
     }
   });
 
+  test("hostile payloads are refused as bad requests and leave the socket and server working", async () => {
+    const ada = await connect(chat, { token: tokens.ada });
+    const mod = await connect(chat, { token: tokens.mod });
+    try {
+      const codeOf = async (socket, event, data) => {
+        const ack = await request(socket, event, data);
+        return ack.ok ? "ok" : ack.error.code;
+      };
+      // Wrong types, operator objects, a lone UTF-16 surrogate (JSON.stringify escapes it).
+      assert.equal(await codeOf(ada.socket, "message", { text: 42 }), "bad_request");
+      assert.equal(await codeOf(ada.socket, "message", { text: { $gt: "" } }), "bad_request");
+      assert.equal(await codeOf(ada.socket, "message", "just a string"), "bad_request");
+      assert.equal(await codeOf(ada.socket, "message", { text: "a\ud800b" }), "bad_request");
+      assert.equal(await codeOf(mod.socket, "slow_mode", { seconds: -1 }), "bad_request");
+      assert.equal(await codeOf(mod.socket, "slow_mode", { seconds: 1e300 }), "bad_request");
+      assert.equal(await codeOf(mod.socket, "ban", { userId: ["troll"] }), "bad_request");
+      // NUL characters are plain text.
+      const nul = await request(ada.socket, "message", { text: "a\u0000b" });
+      assert.equal(nul.data.text, "a\u0000b");
+      // Raw packets the official client would never send: 20,000 and 200 levels of nesting (as
+      // a field we read, one we ignore, the whole payload), an ack id past u64. socketioxide's
+      // packet parser refuses them and closes that client's own transport; a bystander on the
+      // same server keeps chatting.
+      const deep = (n) => "[".repeat(n) + "]".repeat(n);
+      for (const packet of [
+        `42["message",{"text":${deep(20000)}}]`,
+        `42["message",{"text":"hi","x":${deep(20000)}}]`,
+        `42["message",{"text":"hi","x":${deep(200)}}]`,
+        `42["message",${deep(20000)}]`,
+        `42[${deep(20000)}]`,
+        `4299999999999999999999["message",{"text":"hi"}]`,
+      ]) {
+        const hostile = await connect(chat, { token: tokens.troll });
+        const gone = nextEvent(hostile.socket, "disconnect");
+        hostile.socket.io.engine.write(packet);
+        assert.equal(await gone, "transport close", packet.slice(0, 40));
+      }
+      assert.equal(ada.socket.connected, true);
+      assert.equal(await codeOf(ada.socket, "message", { text: "still here" }), "ok");
+      assert.equal((await fetch(new URL("/healthz", chat.url))).status, 200);
+    } finally {
+      ada.socket.close();
+      mod.socket.close();
+    }
+  });
+
   test("anonymous viewers cannot post", async () => {
     const { socket } = await connect(chat);
     try {
