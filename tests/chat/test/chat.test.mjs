@@ -364,6 +364,8 @@ describe("abuse limits", () => {
       const b = await connect(chat, { headers: { "x-forwarded-for": "198.51.100.2" } });
       await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "198.51.100.3" } }), /too_many_connections/);
       await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "2001:db8::7" } }), /too_many_connections/);
+      // One log line per offender, not one per refused socket.
+      assert.equal(chat.log().match(/at its connection limit/g)?.length, 1, chat.log());
       a.socket.close();
       b.socket.close();
     } finally {
@@ -385,6 +387,9 @@ describe("abuse limits", () => {
       await as("198.51.100.2");
       await as("2001:db8::1");
       await assert.rejects(as("[2001:db8::1]:4711"), /too_many_connections/);
+      // IPv6 is counted per /64: another address of the same subscriber is the same client.
+      await assert.rejects(as("2001:db8::99"), /too_many_connections/);
+      await as("2001:db8:0:1::1");
       // Garbage after trusted hops counts under the nearest trusted hop, never a fresh identity.
       await as("garbage, 10.0.3.9");
       await assert.rejects(as("other-garbage, 10.0.3.9"), /too_many_connections/);
@@ -396,7 +401,7 @@ describe("abuse limits", () => {
       await as(undefined);
       await assert.rejects(as(""), /too_many_connections/);
       const metrics = await (await fetch(chat.metricsUrl)).text();
-      assert.match(metrics, /roomcast_chat_connects_refused_total\{[^}]*reason="too_many_connections"\} 6/);
+      assert.match(metrics, /roomcast_chat_connects_refused_total\{[^}]*reason="too_many_connections"\} 7/);
     } finally {
       for (const c of open) c.socket.close();
       await chat.stop();

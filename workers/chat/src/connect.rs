@@ -20,7 +20,7 @@ use crate::{
         ANONYMOUS_PREFIX, Auth, ErrorCode, Identity, Joined, Limits, Role, RoomInfo, server,
     },
     requests::{self, error, now_ms, user_room},
-    room::RoomState,
+    room::{IpAdmit, RoomState},
     token::{self, Token},
 };
 
@@ -39,6 +39,8 @@ impl std::fmt::Display for ConnectRefused {
         write!(f, "{}: {}", self.code, self.message)
     }
 }
+
+const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
 
 /// The client IP a socket was counted under.
 #[derive(Clone, Copy, Debug)]
@@ -79,7 +81,12 @@ pub(crate) async fn authenticate<A: Adapter>(
             .connects_refused
             .get_or_create(&room.reason_labels(refused.code))
             .inc();
-        tracing::info!(sid = %s.id, room = %room.config.id, code = refused.code, "connection refused");
+        // Per-address refusals are logged once per offender in `admit`.
+        if refused.code == TOO_MANY_CONNECTIONS {
+            tracing::debug!(sid = %s.id, room = %room.config.id, code = refused.code, "connection refused");
+        } else {
+            tracing::info!(sid = %s.id, room = %room.config.id, code = refused.code, "connection refused");
+        }
     }
     result
 }
@@ -134,9 +141,17 @@ async fn admit<A: Adapter>(
     }
     // Last, so nothing is counted for a refused socket.
     if let Some(ip) = client_ip(s, &room.options.trusted_proxies) {
-        if !room.ip_limits.try_acquire(ip) {
+        if let IpAdmit::Refused { first } = room.ip_limits.try_acquire(ip) {
+            if first {
+                tracing::info!(
+                    client = %ip,
+                    limit = room.options.max_connections_per_ip,
+                    "client address at its connection limit; further refusals are not logged \
+                     until it has room again"
+                );
+            }
             return Err(ConnectRefused {
-                code: "too_many_connections",
+                code: TOO_MANY_CONNECTIONS,
                 message: format!(
                     "at most {} connections per client address",
                     room.options.max_connections_per_ip

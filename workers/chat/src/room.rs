@@ -135,11 +135,43 @@ impl Default for ChatOptions {
     }
 }
 
-/// Sockets per client IP, shared by all rooms of a server.
+/// IPv6 clients are counted by this prefix: one subscriber usually gets a whole /64 (or
+/// more), so counting single addresses would let one host take 2^64 identities.
+pub const IPV6_LIMIT_PREFIX: u8 = 64;
+
+/// The address a socket is counted under: IPv4 as is, IPv6 by its /64.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(IPV6_LIMIT_PREFIX)));
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// What [`IpLimiter::try_acquire`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IpAdmit {
+    Counted,
+    /// At the limit; `first` is true for the first refusal since the address last had room
+    /// (log that one, not every retry).
+    Refused {
+        first: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct IpCount {
+    sockets: u32,
+    refusal_logged: bool,
+}
+
+/// Sockets per client IP (IPv6: per /64), shared by all rooms of a server.
 #[derive(Debug, Default)]
 pub(crate) struct IpLimiter {
     limit: u32,
-    counts: Mutex<HashMap<IpAddr, u32>>,
+    counts: Mutex<HashMap<IpAddr, IpCount>>,
 }
 
 impl IpLimiter {
@@ -150,29 +182,33 @@ impl IpLimiter {
         }
     }
 
-    /// Count one more socket for `ip`; false (and nothing counted) past the limit.
-    pub(crate) fn try_acquire(&self, ip: IpAddr) -> bool {
+    /// Count one more socket for `ip`; refused (and nothing counted) past the limit.
+    pub(crate) fn try_acquire(&self, ip: IpAddr) -> IpAdmit {
         if self.limit == 0 {
-            return true;
+            return IpAdmit::Counted;
         }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= self.limit {
-            return false;
+        let n = counts.entry(limit_key(ip)).or_default();
+        if n.sockets >= self.limit {
+            let first = !n.refusal_logged;
+            n.refusal_logged = true;
+            return IpAdmit::Refused { first };
         }
-        *n += 1;
-        true
+        n.sockets += 1;
+        IpAdmit::Counted
     }
 
     pub(crate) fn release(&self, ip: IpAddr) {
         if self.limit == 0 {
             return;
         }
+        let key = limit_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&ip);
+        if let Some(n) = counts.get_mut(&key) {
+            n.sockets = n.sockets.saturating_sub(1);
+            n.refusal_logged = false;
+            if n.sockets == 0 {
+                counts.remove(&key);
             }
         }
     }
@@ -269,12 +305,47 @@ mod tests {
         let limits = IpLimiter::new(2);
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        assert!(limits.try_acquire(a));
-        assert!(limits.try_acquire(a));
-        assert!(!limits.try_acquire(a));
-        assert!(limits.try_acquire(b));
+        assert_eq!(limits.try_acquire(a), IpAdmit::Counted);
+        assert_eq!(limits.try_acquire(a), IpAdmit::Counted);
+        assert_eq!(limits.try_acquire(a), IpAdmit::Refused { first: true });
+        assert_eq!(limits.try_acquire(a), IpAdmit::Refused { first: false });
+        assert_eq!(limits.try_acquire(b), IpAdmit::Counted);
         limits.release(a);
-        assert!(limits.try_acquire(a));
-        assert!(IpLimiter::new(0).try_acquire(a), "0 disables the limit");
+        assert_eq!(limits.try_acquire(a), IpAdmit::Counted);
+        assert_eq!(
+            limits.try_acquire(a),
+            IpAdmit::Refused { first: true },
+            "logged again after the address had room"
+        );
+        assert_eq!(IpLimiter::new(0).try_acquire(a), IpAdmit::Counted);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let limits = IpLimiter::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(limits.try_acquire(ip("2001:db8:1:2::1")), IpAdmit::Counted);
+        assert_eq!(
+            limits.try_acquire(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            IpAdmit::Counted
+        );
+        assert_eq!(
+            limits.try_acquire(ip("2001:db8:1:2:dead:beef::7")),
+            IpAdmit::Refused { first: true },
+            "a new address in the same /64 is the same client"
+        );
+        assert_eq!(limits.try_acquire(ip("2001:db8:1:3::1")), IpAdmit::Counted);
+        limits.release(ip("2001:db8:1:2::abcd"));
+        assert_eq!(limits.try_acquire(ip("2001:db8:1:2::1")), IpAdmit::Counted);
+
+        assert_eq!(limits.try_acquire(ip("198.51.100.1")), IpAdmit::Counted);
+        assert_eq!(
+            limits.try_acquire(ip("::ffff:198.51.100.1")),
+            IpAdmit::Counted
+        );
+        assert_eq!(
+            limits.try_acquire(ip("198.51.100.1")),
+            IpAdmit::Refused { first: true }
+        );
     }
 }
