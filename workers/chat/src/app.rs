@@ -329,6 +329,62 @@ mod tests {
     use super::*;
     use crate::{room::RoomChat, server::AdapterConfig, store::embedded::EmbeddedChatStore};
 
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> Result<ServeArgs, String> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("roomcast-chat").chain(flags.iter().copied()))
+            .map(|c| c.serve)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_nobody_and_parse_cidrs_and_addresses() {
+        let none = trusted_proxies(&args(&[]).expect("no flags")).expect("ok");
+        assert!(none.is_empty(), "nobody's X-Forwarded-For by default");
+        let some = trusted_proxies(
+            &args(&["--trusted-proxies", "10.0.0.0/8, fd00::/8,192.168.1.7"]).expect("flags"),
+        )
+        .expect("ok");
+        assert_eq!(some.to_string(), "10.0.0.0/8,fd00::/8,192.168.1.7/32");
+        for bad in ["10.0.0.0/33", "ingress", "10.0.0.0/8;rm", "*"] {
+            let err = args(&["--trusted-proxies", bad])
+                .map(|_| ())
+                .expect_err(bad);
+            assert!(err.contains("CIDR"), "{err}");
+        }
+    }
+
+    #[test]
+    fn the_deprecated_trust_forwarded_for_flag_still_works_but_not_with_trusted_proxies() {
+        let old = trusted_proxies(&args(&["--trust-forwarded-for", "true"]).expect("flags"))
+            .expect("still accepted");
+        assert_eq!(old, TrustedProxies::everyone());
+        let off = trusted_proxies(&args(&["--trust-forwarded-for", "false"]).expect("flags"))
+            .expect("still accepted");
+        assert!(off.is_empty());
+        let both = args(&[
+            "--trust-forwarded-for",
+            "true",
+            "--trusted-proxies",
+            "10.0.0.0/8",
+        ])
+        .expect("flags");
+        let err = trusted_proxies(&both).expect_err("both").to_string();
+        assert!(err.contains("trust-forwarded-for"), "{err}");
+        assert!(args(&["--trust-forwarded-for", "yes"]).is_err());
+    }
+
+    #[test]
+    fn the_history_cap_defaults_to_64_kib() {
+        assert_eq!(args(&[]).expect("defaults").max_history_bytes, 64 * 1024);
+        assert!(args(&["--max-history-bytes", "-1"]).is_err());
+    }
+
     #[tokio::test]
     async fn ops_say_ready_until_shutdown_and_serve_the_chat_metrics() {
         let dir = tempfile::tempdir().expect("tempdir");
