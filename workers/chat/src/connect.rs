@@ -189,17 +189,20 @@ pub(crate) async fn on_connect<A: Adapter>(
         tracing::debug!(role = ?identity.role, anonymous = identity.anonymous, "connected");
         let max_bytes = room.options.max_history_bytes;
         let limit = history::load_limit(room.config.spec.history_size, max_bytes);
-        let history = match room.store.recent(&room.key, limit, now_ms()).await {
-            Ok(h) => {
-                let (kept, dropped) = history::newest_within(h, max_bytes);
-                if dropped > 0 {
+        let history = match room
+            .store
+            .recent(&room.key, limit, max_bytes, now_ms())
+            .await
+        {
+            Ok(recent) => {
+                if recent.cut {
                     room.metrics
                         .history_capped
                         .get_or_create(&room.labels)
                         .inc();
-                    tracing::debug!(dropped, max_bytes, "history cut to its byte cap");
+                    tracing::debug!(max_bytes, "history cut to its byte cap");
                 }
-                kept
+                recent.messages
             }
             Err(e) => {
                 tracing::error!(error = %e, "loading history failed");

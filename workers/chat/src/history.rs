@@ -34,35 +34,78 @@ fn json_len(message: &ChatMessage) -> usize {
     }
 }
 
-/// Keep the newest messages of `history` (oldest first) whose JSON array fits in `max_bytes`;
-/// returns them (still oldest first) and how many older ones were left out.
-pub fn newest_within(mut history: Vec<ChatMessage>, max_bytes: usize) -> (Vec<ChatMessage>, usize) {
-    // `[` and `]`, and the comma counted for the last message that has none.
-    let mut used: usize = 1;
-    let mut keep = 0;
-    for message in history.iter().rev() {
-        let len = json_len(message);
-        match used.checked_add(len) {
-            Some(total) if total <= max_bytes => {
-                used = total;
-                keep += 1;
-            }
-            _ => break,
+/// The byte budget of one history read: the store walks from the newest message back and
+/// stops at the first that does not fit, so it never reads far past the cap.
+#[derive(Clone, Copy, Debug)]
+pub struct Budget {
+    max: usize,
+    /// `[` and `]`, and the comma counted for the last message that has none.
+    used: usize,
+}
+
+impl Budget {
+    pub fn new(max_bytes: usize) -> Self {
+        Self {
+            max: max_bytes,
+            used: 1,
         }
     }
-    let dropped = history.len() - keep;
-    history.drain(..dropped);
-    (history, dropped)
+
+    /// Count `message` (the next older one); false, and nothing counted, when it does not fit.
+    pub fn take(&mut self, message: &ChatMessage) -> bool {
+        match self.used.checked_add(json_len(message)) {
+            Some(total) if total <= self.max => {
+                self.used = total;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The newest messages of `newest_first` that fit in `max_bytes` and number at most `limit`,
+/// oldest first, and whether the byte cap cut the list short. Reads lazily: nothing past the
+/// first message that does not fit is pulled from the iterator.
+pub fn collect<E>(
+    newest_first: impl IntoIterator<Item = Result<ChatMessage, E>>,
+    limit: u32,
+    max_bytes: usize,
+) -> Result<Recent, E> {
+    let mut budget = Budget::new(max_bytes);
+    let mut messages = Vec::new();
+    let mut cut = false;
+    for message in newest_first {
+        if messages.len() >= limit as usize {
+            break;
+        }
+        let message = message?;
+        if !budget.take(&message) {
+            cut = true;
+            break;
+        }
+        messages.push(message);
+    }
+    messages.reverse();
+    Ok(Recent { messages, cut })
+}
+
+/// What a history read returns.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Recent {
+    /// Oldest first.
+    pub messages: Vec<ChatMessage>,
+    /// True when older messages within `limit` were left out to stay within the byte cap.
+    pub cut: bool,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{protocol::Role, store::new_message_id};
+    use crate::protocol::Role;
 
     fn message(ts: i64, text: &str) -> ChatMessage {
         ChatMessage {
-            id: new_message_id(ts),
+            id: format!("{:024x}", ts.max(0)),
             user_id: "u-1".into(),
             name: "Ada".into(),
             role: Role::Viewer,
@@ -73,6 +116,20 @@ mod tests {
 
     fn array_len(history: &[ChatMessage]) -> usize {
         serde_json::to_vec(history).expect("json").len()
+    }
+
+    /// `history` is oldest first, as stored.
+    fn newest_within(history: Vec<ChatMessage>, max_bytes: usize) -> (Vec<ChatMessage>, usize) {
+        let total = history.len();
+        let recent = collect(
+            history.into_iter().rev().map(Ok::<_, ()>),
+            u32::MAX,
+            max_bytes,
+        )
+        .expect("no errors");
+        assert_eq!(recent.cut, recent.messages.len() < total);
+        let kept = recent.messages.len();
+        (recent.messages, total - kept)
     }
 
     #[test]
@@ -108,6 +165,30 @@ mod tests {
         assert_eq!(newest_within(history.clone(), 0), (Vec::new(), 1));
         assert_eq!(newest_within(Vec::new(), 0), (Vec::new(), 0));
         assert_eq!(newest_within(history, usize::MAX).1, 0);
+    }
+
+    #[test]
+    fn reading_stops_at_the_first_message_that_does_not_fit_and_at_the_limit() {
+        let mut pulled = 0;
+        let newest_first = (0..1_000_000).rev().map(|i| {
+            pulled += 1;
+            Ok::<_, ()>(message(i, &"x".repeat(1000)))
+        });
+        let recent = collect(newest_first, 5000, 4096).expect("ok");
+        assert_eq!(recent.messages.len(), 3);
+        assert!(recent.cut);
+        assert_eq!(pulled, 4, "one message past the cap is read, no more");
+
+        let newest_first = (0..10).rev().map(|i| Ok::<_, ()>(message(i, "hi")));
+        let recent = collect(newest_first, 4, usize::MAX).expect("ok");
+        assert_eq!(
+            recent.messages.iter().map(|m| m.ts).collect::<Vec<_>>(),
+            [6, 7, 8, 9]
+        );
+        assert!(!recent.cut, "the count limit is not the byte cap");
+
+        let failing = vec![Ok(message(2, "hi")), Err("disk"), Ok(message(0, "hi"))];
+        assert_eq!(collect(failing, 10, usize::MAX), Err("disk"));
     }
 
     #[test]
