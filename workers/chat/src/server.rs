@@ -220,11 +220,23 @@ impl ChatServerBuilder {
                 room: room.id.name.clone(),
             };
             let prefix = format!("roomcast-chat:{}:{}", room.id.namespace, room.id.name);
+            let shared_limiter = match &redis {
+                None => None,
+                Some(client) => {
+                    let limiter = SharedLimiter::new(
+                        client.clone(),
+                        &prefix,
+                        room.spec.rate_limit_per_minute,
+                    );
+                    // Connect now, so the first posts do not race to connect. Redis must
+                    // answer at start anyway: the socket.io adapter needs it too.
+                    limiter.connect().await?;
+                    Some(limiter)
+                }
+            };
             let state = Arc::new(RoomState {
                 limiter: Mutex::new(RateLimiter::new(room.spec.rate_limit_per_minute)),
-                shared_limiter: redis.as_ref().map(|client| {
-                    SharedLimiter::new(client.clone(), &prefix, room.spec.rate_limit_per_minute)
-                }),
+                shared_limiter,
                 config: room,
                 key,
                 store: self.store.clone(),

@@ -92,6 +92,12 @@ impl SharedLimiter {
         }
     }
 
+    /// Connect ahead of the first post (the server does this at start, where Redis must answer
+    /// anyway for the socket.io adapter).
+    pub async fn connect(&self) -> Result<(), SharedLimitError> {
+        self.connection().await.map(|_| ())
+    }
+
     async fn connection(&self) -> Result<MultiplexedConnection, SharedLimitError> {
         if let Some(conn) = self.conn.lock().unwrap_or_else(|p| p.into_inner()).clone() {
             return Ok(conn);
