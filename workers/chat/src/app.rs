@@ -59,9 +59,10 @@ pub struct ServeArgs {
     pub max_connections_per_ip: u32,
     /// Networks of the proxies in front of the chat (the Ingress controller), comma-separated
     /// CIDRs or addresses. Only a socket whose peer is inside one is counted under the
-    /// right-most untrusted `X-Forwarded-For` address; by default nobody's header is believed.
-    #[arg(long, env = "ROOMCAST_TRUSTED_PROXIES", value_delimiter = ',', value_parser = clientip::parse_network)]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// right-most untrusted `X-Forwarded-For` address; by default (or empty) nobody's header
+    /// is believed.
+    #[arg(long, env = "ROOMCAST_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
     /// Deprecated (use --trusted-proxies): `true` believes anyone's X-Forwarded-For.
     #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", action = clap::ArgAction::Set)]
     pub trust_forwarded_for: Option<bool>,
@@ -135,8 +136,18 @@ pub fn mint(args: &MintArgs) -> Result<Token> {
 /// Whose `X-Forwarded-For` to believe: `--trusted-proxies`, or everyone's under the
 /// deprecated `--trust-forwarded-for=true` (with a warning); not both.
 pub fn trusted_proxies(args: &ServeArgs) -> Result<TrustedProxies> {
+    let networks = args
+        .trusted_proxies
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(clientip::parse_network)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| Error::Config {
+            field: "trusted-proxies",
+            message,
+        })?;
     match args.trust_forwarded_for {
-        Some(_) if !args.trusted_proxies.is_empty() => Err(Error::Config {
+        Some(_) if !networks.is_empty() => Err(Error::Config {
             field: "trust-forwarded-for",
             message: "deprecated; remove it when --trusted-proxies is set".into(),
         }),
@@ -155,7 +166,7 @@ pub fn trusted_proxies(args: &ServeArgs) -> Result<TrustedProxies> {
             );
             Ok(TrustedProxies::default())
         }
-        None => Ok(TrustedProxies::new(args.trusted_proxies.clone())),
+        None => Ok(TrustedProxies::new(networks)),
     }
 }
 
@@ -195,13 +206,14 @@ impl OpsState for ChatOps {
 /// Serve the room of the worker config at `args.config` until SIGTERM or Ctrl-C, then shut
 /// down gracefully (clients are told to reconnect to another replica).
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    let trusted_proxies = trusted_proxies(&args)?;
     let settings = config::load(&args.config, args.data_dir.clone())?;
     let store = config::open_store(&settings.store).await?;
     let mut registry = Registry::with_prefix("roomcast_chat");
     let metrics = ChatMetrics::register(&mut registry);
     let options = ChatOptions {
         max_connections_per_ip: args.max_connections_per_ip,
-        trusted_proxies: trusted_proxies(&args)?,
+        trusted_proxies,
         max_history_bytes: args.max_history_bytes,
         max_frame_bytes: args.max_frame_bytes,
         ping_interval: args.ping_interval,
@@ -346,16 +358,30 @@ mod tests {
     fn trusted_proxies_default_to_nobody_and_parse_cidrs_and_addresses() {
         let none = trusted_proxies(&args(&[]).expect("no flags")).expect("ok");
         assert!(none.is_empty(), "nobody's X-Forwarded-For by default");
+        for empty in ["", " ", ",", " , "] {
+            let none = trusted_proxies(&args(&["--trusted-proxies", empty]).expect("flags"))
+                .expect("empty is nobody");
+            assert!(none.is_empty(), "{empty:?}");
+        }
         let some = trusted_proxies(
             &args(&["--trusted-proxies", "10.0.0.0/8, fd00::/8,192.168.1.7"]).expect("flags"),
         )
         .expect("ok");
         assert_eq!(some.to_string(), "10.0.0.0/8,fd00::/8,192.168.1.7/32");
-        for bad in ["10.0.0.0/33", "ingress", "10.0.0.0/8;rm", "*"] {
-            let err = args(&["--trusted-proxies", bad])
-                .map(|_| ())
-                .expect_err(bad);
-            assert!(err.contains("CIDR"), "{err}");
+        for bad in [
+            "10.0.0.0/33",
+            "ingress",
+            "10.0.0.0/8;rm",
+            "*",
+            "10.0.0.0/8,,bogus",
+        ] {
+            let err = trusted_proxies(&args(&["--trusted-proxies", bad]).expect("flags"))
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains("trusted-proxies") && err.contains("CIDR"),
+                "{err}"
+            );
         }
     }
 
