@@ -95,6 +95,52 @@ describe("one replica, embedded store", () => {
     }
   });
 
+  test("hostile payloads are refused as bad requests and leave the socket and server working", async () => {
+    const ada = await connect(chat, { token: tokens.ada });
+    const mod = await connect(chat, { token: tokens.mod });
+    try {
+      const codeOf = async (socket, event, data) => {
+        const ack = await request(socket, event, data);
+        return ack.ok ? "ok" : ack.error.code;
+      };
+      // Wrong types, operator objects, a lone UTF-16 surrogate (JSON.stringify escapes it).
+      assert.equal(await codeOf(ada.socket, "message", { text: 42 }), "bad_request");
+      assert.equal(await codeOf(ada.socket, "message", { text: { $gt: "" } }), "bad_request");
+      assert.equal(await codeOf(ada.socket, "message", "just a string"), "bad_request");
+      assert.equal(await codeOf(ada.socket, "message", { text: "a\ud800b" }), "bad_request");
+      assert.equal(await codeOf(mod.socket, "slow_mode", { seconds: -1 }), "bad_request");
+      assert.equal(await codeOf(mod.socket, "slow_mode", { seconds: 1e300 }), "bad_request");
+      assert.equal(await codeOf(mod.socket, "ban", { userId: ["troll"] }), "bad_request");
+      // NUL characters are plain text.
+      const nul = await request(ada.socket, "message", { text: "a\u0000b" });
+      assert.equal(nul.data.text, "a\u0000b");
+      // Raw packets the official client would never send: 20,000 and 200 levels of nesting (as
+      // a field we read, one we ignore, the whole payload), an ack id past u64. socketioxide's
+      // packet parser refuses them and closes that client's own transport; a bystander on the
+      // same server keeps chatting.
+      const deep = (n) => "[".repeat(n) + "]".repeat(n);
+      for (const packet of [
+        `42["message",{"text":${deep(20000)}}]`,
+        `42["message",{"text":"hi","x":${deep(20000)}}]`,
+        `42["message",{"text":"hi","x":${deep(200)}}]`,
+        `42["message",${deep(20000)}]`,
+        `42[${deep(20000)}]`,
+        `4299999999999999999999["message",{"text":"hi"}]`,
+      ]) {
+        const hostile = await connect(chat, { token: tokens.troll });
+        const gone = nextEvent(hostile.socket, "disconnect");
+        hostile.socket.io.engine.write(packet);
+        assert.equal(await gone, "transport close", packet.slice(0, 40));
+      }
+      assert.equal(ada.socket.connected, true);
+      assert.equal(await codeOf(ada.socket, "message", { text: "still here" }), "ok");
+      assert.equal((await fetch(new URL("/healthz", chat.url))).status, 200);
+    } finally {
+      ada.socket.close();
+      mod.socket.close();
+    }
+  });
+
   test("anonymous viewers cannot post", async () => {
     const { socket } = await connect(chat);
     try {
@@ -305,6 +351,96 @@ describe("abuse limits", () => {
       const c = await connect(chat);
       b.socket.close();
       c.socket.close();
+    } finally {
+      await chat.stop();
+    }
+  });
+
+  test("a spoofed X-Forwarded-For from an untrusted peer does not dodge the per-address cap", async () => {
+    // No --trusted-proxies: nobody's header is believed, the socket peer is the client.
+    const chat = await startChat({ args: ["--max-connections-per-ip", "2"] });
+    try {
+      const a = await connect(chat, { headers: { "x-forwarded-for": "198.51.100.1" } });
+      const b = await connect(chat, { headers: { "x-forwarded-for": "198.51.100.2" } });
+      await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "198.51.100.3" } }), /too_many_connections/);
+      await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "2001:db8::7" } }), /too_many_connections/);
+      // One log line per offender, not one per refused socket.
+      assert.equal(chat.log().match(/at its connection limit/g)?.length, 1, chat.log());
+      a.socket.close();
+      b.socket.close();
+    } finally {
+      await chat.stop();
+    }
+  });
+
+  test("behind a trusted proxy the right-most untrusted X-Forwarded-For address is counted", async () => {
+    // The test client connects from loopback, which plays the Ingress here.
+    const chat = await startChat({ args: ["--max-connections-per-ip", "1", "--trusted-proxies", "127.0.0.0/8,::1,10.0.0.0/8"] });
+    const open = [];
+    const as = (xff) => connect(chat, xff === undefined ? {} : { headers: { "x-forwarded-for": xff } }).then((c) => (open.push(c), c));
+    try {
+      await as("6.6.6.6, 198.51.100.1");
+      // The same client with different spoofed entries on the left is still one client...
+      await assert.rejects(as("7.7.7.7, 198.51.100.1"), /too_many_connections/);
+      // ...also through a trusted in-cluster hop.
+      await assert.rejects(as("8.8.8.8, 198.51.100.1, 10.0.3.9"), /too_many_connections/);
+      await as("198.51.100.2");
+      await as("2001:db8::1");
+      await assert.rejects(as("[2001:db8::1]:4711"), /too_many_connections/);
+      // IPv6 is counted per /64: another address of the same subscriber is the same client.
+      await assert.rejects(as("2001:db8::99"), /too_many_connections/);
+      await as("2001:db8:0:1::1");
+      // Garbage after trusted hops counts under the nearest trusted hop, never a fresh identity.
+      await as("garbage, 10.0.3.9");
+      await assert.rejects(as("other-garbage, 10.0.3.9"), /too_many_connections/);
+      // A very long header (4,000 spoofed entries) changes nothing.
+      const long = Array(4000).fill("6.6.6.6").join(",");
+      await assert.rejects(as(`${long}, 198.51.100.2`), /too_many_connections/);
+      await as(`${long}, 198.51.100.3`);
+      // No header: the peer itself.
+      await as(undefined);
+      await assert.rejects(as(""), /too_many_connections/);
+      const metrics = await (await fetch(chat.metricsUrl)).text();
+      assert.match(metrics, /roomcast_chat_connects_refused_total\{[^}]*reason="too_many_connections"\} 7/);
+    } finally {
+      for (const c of open) c.socket.close();
+      await chat.stop();
+    }
+  });
+
+  test("the deprecated --trust-forwarded-for=true still believes anyone and warns", async () => {
+    const chat = await startChat({ args: ["--max-connections-per-ip", "1", "--trust-forwarded-for", "true"] });
+    try {
+      const a = await connect(chat, { headers: { "x-forwarded-for": "198.51.100.1" } });
+      const b = await connect(chat, { headers: { "x-forwarded-for": "6.6.6.6, 198.51.100.2" } });
+      await assert.rejects(connect(chat, { headers: { "x-forwarded-for": "198.51.100.2" } }), /too_many_connections/);
+      assert.match(chat.log(), /trust-forwarded-for.*deprecated/);
+      a.socket.close();
+      b.socket.close();
+    } finally {
+      await chat.stop();
+    }
+  });
+
+  test("a join gets the newest history that fits in --max-history-bytes, however long the messages", async () => {
+    const chat = await startChat({ chat: { historySize: 100, maxMessageLength: 10000, rateLimitPerMinute: 6000 } });
+    try {
+      const ada = await connect(chat, { token: mintToken(chat.keyFile, { user: "ada", name: "Ada" }) });
+      // 30 maximum-length messages of two-byte characters: 600 KB of history.
+      for (let i = 0; i < 30; i++) {
+        const text = `${String(i).padStart(2, "0")}${"é".repeat(9998)}`;
+        assert.equal((await request(ada.socket, "message", { text })).ok, true);
+      }
+      ada.socket.close();
+      const viewer = await connect(chat);
+      const historyBytes = Buffer.byteLength(JSON.stringify(viewer.joined.history));
+      const joinedBytes = Buffer.byteLength(JSON.stringify(viewer.joined));
+      viewer.socket.close();
+      assert.ok(historyBytes <= 64 * 1024, `history is ${historyBytes} bytes`);
+      assert.ok(joinedBytes <= 64 * 1024 + 1024, `joined is ${joinedBytes} bytes`);
+      assert.deepEqual(viewer.joined.history.map((m) => m.text.slice(0, 2)), ["27", "28", "29"], "the newest, oldest first");
+      const metrics = await (await fetch(chat.metricsUrl)).text();
+      assert.match(metrics, /roomcast_chat_history_capped_total\{[^}]*\} 1/);
     } finally {
       await chat.stop();
     }

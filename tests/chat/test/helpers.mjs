@@ -173,12 +173,13 @@ export async function startChat({ dir = tempDir(), namespace = "shows", room = "
 }
 
 /** Connect with the official client; resolves once the server's `joined` arrives. */
-export function connect(server, { token, transports = ["websocket"], timeoutMs = 10000 } = {}) {
+export function connect(server, { token, transports = ["websocket"], timeoutMs = 10000, headers } = {}) {
   return new Promise((resolve, reject) => {
     const socket = io(server.url, {
       path: server.path,
       auth: token ? { token } : undefined,
       transports,
+      extraHeaders: headers,
       reconnection: false,
       forceNew: true,
     });

@@ -1,7 +1,7 @@
 // Two replicas of one room sharing real Redis (socketioxide-redis adapter) and one MongoDB.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
-import { startChat, startMongo, startRedis, connect, mintToken, request, nextEvent, waitForViewers, needs } from "./helpers.mjs";
+import { startChat, startMongo, startRedis, connect, mintToken, request, nextEvent, waitForViewers, needs, sleep } from "./helpers.mjs";
 
 const skip = needs("redis-server", ...(process.env.ROOMCAST_TEST_MONGODB_URI ? [] : ["secantusd-py"]));
 
@@ -13,8 +13,9 @@ describe("two replicas through Redis", { skip }, () => {
       ? { uri: process.env.ROOMCAST_TEST_MONGODB_URI, stop: async () => {} }
       : await startMongo();
     const room = `scale-${Date.now().toString(36)}`;
-    a = await startChat({ room, mongoUri: mongo.uri, redisUrl: redis.url });
-    b = await startChat({ room, mongoUri: mongo.uri, redisUrl: redis.url });
+    const chat = { rateLimitPerMinute: 4 };
+    a = await startChat({ room, chat, mongoUri: mongo.uri, redisUrl: redis.url });
+    b = await startChat({ room, chat, mongoUri: mongo.uri, redisUrl: redis.url });
   });
   after(async () => {
     await a?.stop();
@@ -72,6 +73,30 @@ describe("two replicas through Redis", { skip }, () => {
     }
   });
 
+  test("a user hopping between replicas gets one rate-limit allowance, not one per replica", async () => {
+    const token = mintToken(a.keyFile, { user: "hopper", name: "Hop" });
+    const onA = await connect(a, { token });
+    const onB = await connect(b, { token });
+    try {
+      const codes = [];
+      for (const [i, conn] of [onA, onB, onA, onB, onA, onB].entries()) {
+        const ack = await request(conn.socket, "message", { text: `hop ${i}` });
+        codes.push(ack.ok ? "ok" : ack.error.code);
+      }
+      // rateLimitPerMinute is 4: two replicas together admit 4, not 8.
+      assert.deepEqual(codes, ["ok", "ok", "ok", "ok", "rate_limited", "rate_limited"]);
+      const refused = await request(onA.socket, "message", { text: "again" });
+      assert.ok(refused.error.retryAfterMs > 10000 && refused.error.retryAfterMs <= 15000, `${refused.error.retryAfterMs}`);
+      for (const server of [a, b]) {
+        const metrics = await (await fetch(server.metricsUrl)).text();
+        assert.doesNotMatch(metrics, /roomcast_chat_rate_limit_fallbacks_total\{[^}]*\} [1-9]/);
+      }
+    } finally {
+      onA.socket.close();
+      onB.socket.close();
+    }
+  });
+
   test("slow mode set on replica A is announced to and enforced on replica B", async () => {
     const mod = await connect(a, { token: mintToken(a.keyFile, { user: "mod", name: "Mia", role: "moderator" }) });
     const bob = await connect(b, { token: mintToken(b.keyFile, { user: "bob", name: "Bob" }) });
@@ -87,6 +112,33 @@ describe("two replicas through Redis", { skip }, () => {
       await request(mod.socket, "slow_mode", { seconds: 0 });
       mod.socket.close();
       bob.socket.close();
+    }
+  });
+});
+
+describe("Redis goes away", { skip }, () => {
+  test("posting keeps working, limited by the replica alone, counted and logged once", async () => {
+    const redis = await startRedis();
+    const chat = await startChat({ chat: { rateLimitPerMinute: 3 }, redisUrl: redis.url });
+    try {
+      const ada = await connect(chat, { token: mintToken(chat.keyFile, { user: "ada", name: "Ada" }) });
+      assert.equal((await request(ada.socket, "message", { text: "before" })).ok, true);
+      await redis.stop();
+      await sleep(200);
+      const codes = [];
+      for (let i = 0; i < 5; i++) {
+        const ack = await request(ada.socket, "message", { text: `during ${i}` });
+        codes.push(ack.ok ? "ok" : ack.error.code);
+      }
+      // The replica's own bucket (3 a minute) decides while Redis is gone.
+      assert.deepEqual(codes, ["ok", "ok", "ok", "rate_limited", "rate_limited"]);
+      const metrics = await (await fetch(chat.metricsUrl)).text();
+      assert.match(metrics, /roomcast_chat_rate_limit_fallbacks_total\{[^}]*\} 5/);
+      assert.equal(chat.log().match(/Redis does not answer/g)?.length, 1, chat.log());
+      ada.socket.close();
+    } finally {
+      await chat.stop();
+      await redis.stop();
     }
   });
 });

@@ -20,6 +20,7 @@ use roomcast_room_status::StatusReporter;
 use roomcast_runtime::ops::{self, OpsState};
 
 use crate::{
+    clientip::{self, TrustedProxies},
     cluster::{self, StatusSink},
     config::{self, parse_duration},
     error::{Error, Result},
@@ -56,10 +57,18 @@ pub struct ServeArgs {
     /// Sockets one client address may hold (0: unlimited).
     #[arg(long, env = "ROOMCAST_MAX_CONNECTIONS_PER_IP", default_value_t = room::DEFAULT_MAX_CONNECTIONS_PER_IP)]
     pub max_connections_per_ip: u32,
-    /// Count connections by the last X-Forwarded-For address: on by default, the binary runs
-    /// behind the room's Ingress; set false when clients connect directly.
-    #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", default_value_t = true, action = clap::ArgAction::Set)]
-    pub trust_forwarded_for: bool,
+    /// Networks of the proxies in front of the chat (the Ingress controller), comma-separated
+    /// CIDRs or addresses. Only a socket whose peer is inside one is counted under the
+    /// right-most untrusted `X-Forwarded-For` address; by default (or empty) nobody's header
+    /// is believed.
+    #[arg(long, env = "ROOMCAST_TRUSTED_PROXIES", default_value = "")]
+    pub trusted_proxies: String,
+    /// Deprecated (use --trusted-proxies): `true` believes anyone's X-Forwarded-For.
+    #[arg(long, env = "ROOMCAST_TRUST_FORWARDED_FOR", action = clap::ArgAction::Set)]
+    pub trust_forwarded_for: Option<bool>,
+    /// JSON bytes of history a joining socket receives; the newest messages that fit are sent.
+    #[arg(long, env = "ROOMCAST_MAX_HISTORY_BYTES", default_value_t = room::DEFAULT_MAX_HISTORY_BYTES)]
+    pub max_history_bytes: usize,
     /// Largest websocket message or polling payload, bytes.
     #[arg(long, env = "ROOMCAST_MAX_FRAME_BYTES", default_value_t = room::DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: u64,
@@ -124,6 +133,43 @@ pub fn mint(args: &MintArgs) -> Result<Token> {
     Ok(token::mint(&key, &claims)?)
 }
 
+/// Whose `X-Forwarded-For` to believe: `--trusted-proxies`, or everyone's under the
+/// deprecated `--trust-forwarded-for=true` (with a warning); not both.
+pub fn trusted_proxies(args: &ServeArgs) -> Result<TrustedProxies> {
+    let networks = args
+        .trusted_proxies
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(clientip::parse_network)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|message| Error::Config {
+            field: "trusted-proxies",
+            message,
+        })?;
+    match args.trust_forwarded_for {
+        Some(_) if !networks.is_empty() => Err(Error::Config {
+            field: "trust-forwarded-for",
+            message: "deprecated; remove it when --trusted-proxies is set".into(),
+        }),
+        Some(true) => {
+            tracing::warn!(
+                "--trust-forwarded-for / ROOMCAST_TRUST_FORWARDED_FOR is deprecated and will be \
+                 removed: it believes anyone's X-Forwarded-For; set --trusted-proxies to the \
+                 Ingress controller's networks"
+            );
+            Ok(TrustedProxies::everyone())
+        }
+        Some(false) => {
+            tracing::warn!(
+                "--trust-forwarded-for / ROOMCAST_TRUST_FORWARDED_FOR is deprecated; false is \
+                 the default, remove it"
+            );
+            Ok(TrustedProxies::default())
+        }
+        None => Ok(TrustedProxies::new(networks)),
+    }
+}
+
 /// The runtime `args` ask for.
 pub fn runtime(args: &ServeArgs) -> Result<tokio::runtime::Runtime> {
     let mut builder = match args.runtime {
@@ -160,13 +206,15 @@ impl OpsState for ChatOps {
 /// Serve the room of the worker config at `args.config` until SIGTERM or Ctrl-C, then shut
 /// down gracefully (clients are told to reconnect to another replica).
 pub async fn serve(args: ServeArgs) -> Result<()> {
+    let trusted_proxies = trusted_proxies(&args)?;
     let settings = config::load(&args.config, args.data_dir.clone())?;
     let store = config::open_store(&settings.store).await?;
     let mut registry = Registry::with_prefix("roomcast_chat");
     let metrics = ChatMetrics::register(&mut registry);
     let options = ChatOptions {
         max_connections_per_ip: args.max_connections_per_ip,
-        trust_forwarded_for: args.trust_forwarded_for,
+        trusted_proxies,
+        max_history_bytes: args.max_history_bytes,
         max_frame_bytes: args.max_frame_bytes,
         ping_interval: args.ping_interval,
         ping_timeout: args.ping_timeout,
@@ -292,6 +340,76 @@ mod tests {
 
     use super::*;
     use crate::{room::RoomChat, server::AdapterConfig, store::embedded::EmbeddedChatStore};
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    fn args(flags: &[&str]) -> Result<ServeArgs, String> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("roomcast-chat").chain(flags.iter().copied()))
+            .map(|c| c.serve)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn trusted_proxies_default_to_nobody_and_parse_cidrs_and_addresses() {
+        let none = trusted_proxies(&args(&[]).expect("no flags")).expect("ok");
+        assert!(none.is_empty(), "nobody's X-Forwarded-For by default");
+        for empty in ["", " ", ",", " , "] {
+            let none = trusted_proxies(&args(&["--trusted-proxies", empty]).expect("flags"))
+                .expect("empty is nobody");
+            assert!(none.is_empty(), "{empty:?}");
+        }
+        let some = trusted_proxies(
+            &args(&["--trusted-proxies", "10.0.0.0/8, fd00::/8,192.168.1.7"]).expect("flags"),
+        )
+        .expect("ok");
+        assert_eq!(some.to_string(), "10.0.0.0/8,fd00::/8,192.168.1.7/32");
+        for bad in [
+            "10.0.0.0/33",
+            "ingress",
+            "10.0.0.0/8;rm",
+            "*",
+            "10.0.0.0/8,,bogus",
+        ] {
+            let err = trusted_proxies(&args(&["--trusted-proxies", bad]).expect("flags"))
+                .expect_err(bad)
+                .to_string();
+            assert!(
+                err.contains("trusted-proxies") && err.contains("CIDR"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_deprecated_trust_forwarded_for_flag_still_works_but_not_with_trusted_proxies() {
+        let old = trusted_proxies(&args(&["--trust-forwarded-for", "true"]).expect("flags"))
+            .expect("still accepted");
+        assert_eq!(old, TrustedProxies::everyone());
+        let off = trusted_proxies(&args(&["--trust-forwarded-for", "false"]).expect("flags"))
+            .expect("still accepted");
+        assert!(off.is_empty());
+        let both = args(&[
+            "--trust-forwarded-for",
+            "true",
+            "--trusted-proxies",
+            "10.0.0.0/8",
+        ])
+        .expect("flags");
+        let err = trusted_proxies(&both).expect_err("both").to_string();
+        assert!(err.contains("trust-forwarded-for"), "{err}");
+        assert!(args(&["--trust-forwarded-for", "yes"]).is_err());
+    }
+
+    #[test]
+    fn the_history_cap_defaults_to_64_kib() {
+        assert_eq!(args(&[]).expect("defaults").max_history_bytes, 64 * 1024);
+        assert!(args(&["--max-history-bytes", "-1"]).is_err());
+    }
 
     #[tokio::test]
     async fn ops_say_ready_until_shutdown_and_serve_the_chat_metrics() {

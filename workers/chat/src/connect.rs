@@ -14,11 +14,13 @@ use socketioxide::{
 use tracing::{Instrument, Span};
 
 use crate::{
+    clientip::TrustedProxies,
+    history,
     protocol::{
         ANONYMOUS_PREFIX, Auth, ErrorCode, Identity, Joined, Limits, Role, RoomInfo, server,
     },
     requests::{self, error, now_ms, user_room},
-    room::RoomState,
+    room::{IpAdmit, RoomState},
     token::{self, Token},
 };
 
@@ -38,28 +40,22 @@ impl std::fmt::Display for ConnectRefused {
     }
 }
 
+const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
+
 /// The client IP a socket was counted under.
 #[derive(Clone, Copy, Debug)]
 struct ClientIp(IpAddr);
 
-fn client_ip<A: Adapter>(s: &SocketRef<A>, trust_forwarded_for: bool) -> Option<IpAddr> {
+/// The socket peer, or the client a trusted proxy names (see [`crate::clientip`]). None when
+/// the server was built without connect info (nothing is counted then).
+fn client_ip<A: Adapter>(s: &SocketRef<A>, trusted: &TrustedProxies) -> Option<IpAddr> {
     let parts = s.req_parts();
-    if trust_forwarded_for
-        && let Some(ip) = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .filter_map(|v| v.trim().parse::<IpAddr>().ok())
-            .next_back()
-    {
-        return Some(ip);
-    }
-    parts
+    let peer = parts
         .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip())
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()?
+        .0
+        .ip();
+    Some(trusted.client_ip(peer, &parts.headers))
 }
 
 fn anonymous(s_id: &str) -> Identity {
@@ -85,7 +81,12 @@ pub(crate) async fn authenticate<A: Adapter>(
             .connects_refused
             .get_or_create(&room.reason_labels(refused.code))
             .inc();
-        tracing::info!(sid = %s.id, room = %room.config.id, code = refused.code, "connection refused");
+        // Per-address refusals are logged once per offender in `admit`.
+        if refused.code == TOO_MANY_CONNECTIONS {
+            tracing::debug!(sid = %s.id, room = %room.config.id, code = refused.code, "connection refused");
+        } else {
+            tracing::info!(sid = %s.id, room = %room.config.id, code = refused.code, "connection refused");
+        }
     }
     result
 }
@@ -139,10 +140,18 @@ async fn admit<A: Adapter>(
         }
     }
     // Last, so nothing is counted for a refused socket.
-    if let Some(ip) = client_ip(s, room.options.trust_forwarded_for) {
-        if !room.ip_limits.try_acquire(ip) {
+    if let Some(ip) = client_ip(s, &room.options.trusted_proxies) {
+        if let IpAdmit::Refused { first } = room.ip_limits.try_acquire(ip) {
+            if first {
+                tracing::info!(
+                    client = %ip,
+                    limit = room.options.max_connections_per_ip,
+                    "client address at its connection limit; further refusals are not logged \
+                     until it has room again"
+                );
+            }
             return Err(ConnectRefused {
-                code: "too_many_connections",
+                code: TOO_MANY_CONNECTIONS,
                 message: format!(
                     "at most {} connections per client address",
                     room.options.max_connections_per_ip
@@ -178,12 +187,23 @@ pub(crate) async fn on_connect<A: Adapter>(
     room.presence_changed.notify_one();
     async move {
         tracing::debug!(role = ?identity.role, anonymous = identity.anonymous, "connected");
+        let max_bytes = room.options.max_history_bytes;
+        let limit = history::load_limit(room.config.spec.history_size, max_bytes);
         let history = match room
             .store
-            .recent(&room.key, room.config.spec.history_size, now_ms())
+            .recent(&room.key, limit, max_bytes, now_ms())
             .await
         {
-            Ok(h) => h,
+            Ok(recent) => {
+                if recent.cut {
+                    room.metrics
+                        .history_capped
+                        .get_or_create(&room.labels)
+                        .inc();
+                    tracing::debug!(max_bytes, "history cut to its byte cap");
+                }
+                recent.messages
+            }
             Err(e) => {
                 tracing::error!(error = %e, "loading history failed");
                 room.metrics.store_errors.get_or_create(&room.labels).inc();

@@ -28,6 +28,8 @@ pub enum Error {
     Redis(#[from] redis::RedisError),
     #[error("socket.io adapter: {0}")]
     Adapter(String),
+    #[error("Redis rate limits: {0}")]
+    SharedLimit(#[from] crate::sharedlimit::SharedLimitError),
     #[error("listening on {addr}: {source}")]
     Listen {
         addr: String,
@@ -54,6 +56,7 @@ impl Error {
             Error::Corrupt(_) => "corrupt",
             Error::Redis(_) => "redis",
             Error::Adapter(_) => "adapter",
+            Error::SharedLimit(_) => "shared_limit",
             Error::Listen { .. } => "listen",
             Error::Runtime(_) => "runtime",
             Error::Serve(_) => "serve",

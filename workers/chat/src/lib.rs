@@ -19,21 +19,25 @@
 //! -> `cluster` (status reports, live state) -> `config` (worker config, store choice) ->
 //! `server` (builds the socket.io servers, [`ChatHandle`]) -> `connect` (connect middleware,
 //! greeting) -> `requests` (one envelope for the client requests) -> `room` (a room's shared state, [`ChatOptions`]) ->
-//! `store`, `ratelimit`, `presence`, `metrics` -> `error` -> `token` -> `protocol`.
+//! `store`, `sharedlimit` (Redis rate limits) -> `ratelimit`, `presence`, `metrics`, `clientip`
+//! (X-Forwarded-For), `history` (byte cap) -> `error` -> `token` -> `protocol`.
 
 mod connect;
 mod error;
 mod requests;
 
 pub mod app;
+pub mod clientip;
 pub mod cluster;
 pub mod config;
+pub mod history;
 pub mod metrics;
 pub mod presence;
 pub mod protocol;
 pub mod ratelimit;
 pub mod room;
 pub mod server;
+pub mod sharedlimit;
 pub mod store;
 pub mod token;
 

@@ -28,6 +28,8 @@ pub struct ChatMetrics {
     pub rejected: Family<ReasonLabels, Counter>,
     pub connects_refused: Family<ReasonLabels, Counter>,
     pub store_errors: Family<RoomLabels, Counter>,
+    pub history_capped: Family<RoomLabels, Counter>,
+    pub rate_limit_fallbacks: Family<RoomLabels, Counter>,
 }
 
 impl ChatMetrics {
@@ -59,6 +61,16 @@ impl ChatMetrics {
             "store_errors",
             "Failed store operations",
             m.store_errors.clone(),
+        );
+        registry.register(
+            "history_capped",
+            "Joins whose history was cut to the byte cap (--max-history-bytes)",
+            m.history_capped.clone(),
+        );
+        registry.register(
+            "rate_limit_fallbacks",
+            "Posts rate-limited by this replica alone because Redis did not answer",
+            m.rate_limit_fallbacks.clone(),
         );
         m
     }

@@ -255,6 +255,128 @@ impl<T: Serialize> Ack<T> {
 mod tests {
     use super::*;
 
+    fn parse<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, String> {
+        serde_json::from_str(json).map_err(|e| e.to_string())
+    }
+
+    /// `depth` arrays around `inner`.
+    fn nested(depth: usize, inner: &str) -> String {
+        format!("{}{inner}{}", "[".repeat(depth), "]".repeat(depth))
+    }
+
+    #[test]
+    fn payloads_of_the_wrong_type_are_refused() {
+        for bad in [
+            "null",
+            "42",
+            "\"text\"",
+            "[]",
+            "{}",
+            r#"{"text": 42}"#,
+            r#"{"text": null}"#,
+            r#"{"text": ["a"]}"#,
+            r#"{"text": {"$gt": ""}}"#,
+            r#"{"text": true}"#,
+        ] {
+            assert!(parse::<PostMessage>(bad).is_err(), "{bad}");
+        }
+        for bad in [r#"{"id": 1}"#, r#"{"id": {"$ne": null}}"#, "[]"] {
+            assert!(parse::<DeleteMessage>(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            r#"{"userId": 7}"#,
+            r#"{"user_id": "x"}"#,
+            r#"{"userId": "x", "reason": 5}"#,
+        ] {
+            assert!(parse::<BanUser>(bad).is_err(), "{bad}");
+        }
+        assert!(parse::<UnbanUser>(r#"{"userId": []}"#).is_err());
+        for bad in [
+            r#"{"seconds": -1}"#,
+            r#"{"seconds": 4294967296}"#,
+            r#"{"seconds": 1.5}"#,
+            r#"{"seconds": "60"}"#,
+            r#"{"seconds": 1e400}"#,
+        ] {
+            assert!(parse::<SetSlowMode>(bad).is_err(), "{bad}");
+        }
+        assert!(parse::<Auth>(r#"{"token": 5}"#).is_err());
+        assert!(parse::<Auth>(r#"{"token": null}"#).is_ok_and(|a| a.token.is_none()));
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_exhausting_the_stack() {
+        // Inside a field we read, inside one we ignore, and as the whole payload.
+        let deep = nested(100_000, "1");
+        for bad in [
+            format!(r#"{{"text": {deep}}}"#),
+            deep.clone(),
+            format!("{}\"x\":1{}", r#"{"a":"#.repeat(50_000), "}".repeat(50_000)),
+        ] {
+            parse::<PostMessage>(&bad).expect_err("deep");
+        }
+        // An ignored field is skipped without recursing (serde_json's `ignore_value` is a
+        // loop), so 100,000 levels cost no stack; the frame cap bounds its size.
+        let msg: PostMessage =
+            parse(&format!(r#"{{"text": "hi", "extra": {deep}}}"#)).expect("skipped");
+        assert_eq!(msg.text, "hi");
+        parse::<BanUser>(&format!(r#"{{"userId": "x", "reason": {deep}}}"#)).expect_err("deep");
+        // Parsed as a generic value, depth is bounded by the recursion limit (128).
+        let err = parse::<serde_json::Value>(&deep).expect_err("deep value");
+        assert!(err.contains("recursion limit"), "{err}");
+        // Shallow unknown fields are ignored (clients may be newer than the server).
+        assert_eq!(
+            parse::<PostMessage>(&format!(
+                r#"{{"text": "hi", "extra": {}}}"#,
+                nested(10, "1")
+            ))
+            .expect("shallow")
+            .text,
+            "hi"
+        );
+    }
+
+    #[test]
+    fn huge_strings_and_nul_bytes_parse_as_plain_text_for_the_length_checks() {
+        let huge = "x".repeat(16 * 1024 * 1024);
+        let msg: PostMessage = parse(&format!(r#"{{"text": "{huge}"}}"#)).expect("huge");
+        assert_eq!(
+            msg.text.len(),
+            huge.len(),
+            "refused later by maxMessageLength"
+        );
+        let msg: PostMessage = parse(r#"{"text": "a\u0000b\u0000"}"#).expect("nul");
+        assert_eq!(msg.text, "a\0b\0");
+        let ban: BanUser = parse(r#"{"userId": "\u0000", "reason": "\u0000"}"#).expect("nul");
+        assert_eq!(ban.user_id, "\0");
+        // A raw control character is not JSON.
+        assert!(parse::<PostMessage>("{\"text\": \"a\u{0}b\"}").is_err());
+    }
+
+    #[test]
+    fn invalid_utf16_surrogates_are_refused_and_valid_pairs_decode() {
+        for bad in [
+            r#"{"text": "\ud800"}"#,
+            r#"{"text": "\udfff"}"#,
+            r#"{"text": "a\ud800b"}"#,
+            r#"{"text": "\ud800\ud800"}"#,
+            r#"{"text": "\udc00\ud800"}"#,
+            r#"{"text": "\ud83d\u0041"}"#,
+            r#"{"text": "\u12"}"#,
+            r#"{"text": "\uZZZZ"}"#,
+        ] {
+            assert!(parse::<PostMessage>(bad).is_err(), "{bad}");
+            assert!(
+                parse::<BanUser>(&bad.replace("text", "userId")).is_err(),
+                "{bad}"
+            );
+        }
+        let msg: PostMessage = parse(r#"{"text": "\ud83d\ude00"}"#).expect("pair");
+        assert_eq!(msg.text, "\u{1F600}");
+        // Raw invalid UTF-8 never reaches serde as a str; from bytes it is refused.
+        assert!(serde_json::from_slice::<PostMessage>(b"{\"text\": \"\xff\xfe\"}").is_err());
+    }
+
     #[test]
     fn roles_parse_from_their_lowercase_names_only() {
         assert_eq!("viewer".parse(), Ok(Role::Viewer));

@@ -5,8 +5,8 @@
 //! - Slow mode: at most one message per `slow_mode` seconds per user (moderators and the
 //!   streamer are exempt; the caller decides).
 //!
-//! Limits are per replica: a user connected to two replicas of one room through two sockets
-//! gets each replica's allowance.
+//! This is a replica's own limiter. With Redis, [`crate::sharedlimit`] runs the same bucket in
+//! Redis so replicas share one allowance, and this one decides only while Redis does not answer.
 
 use std::{
     collections::HashMap,

@@ -6,7 +6,7 @@
 use std::{
     future::Future,
     sync::{Arc, atomic::Ordering},
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use serde::{Serialize, de::DeserializeOwned};
@@ -241,12 +241,7 @@ impl Request for PostMessage {
         } else {
             Duration::from_secs(u64::from(room.slow_mode.load(Ordering::Acquire)))
         };
-        let checked = room
-            .limiter
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .check(&identity.id, Instant::now(), slow_mode);
-        if let Err(refusal) = checked {
+        if let Err(refusal) = room.check_rate(&identity.id, slow_mode).await {
             let (code, retry, message) = match refusal {
                 Refusal::RateLimited { retry_after } => (
                     ErrorCode::RateLimited,

@@ -10,23 +10,29 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use roomcast_crds::{ChatSpec, RoomIdentity};
 use tokio::sync::{Notify, watch};
 
 use crate::{
+    clientip::TrustedProxies,
     error::{Error, Result},
     metrics::{ChatMetrics, ReasonLabels, RoomLabels},
     presence::Presence,
-    ratelimit::RateLimiter,
+    ratelimit::{RateLimiter, Refusal},
+    sharedlimit::SharedLimiter,
     store::{DynStore, RoomKey},
     token::SigningKey,
 };
 
 pub const DEFAULT_MAX_CONNECTIONS_PER_IP: u32 = 50;
 pub const DEFAULT_MAX_FRAME_BYTES: u64 = 64 * 1024;
+/// History a join receives, in JSON bytes: 64 KiB holds the default 100 messages at 500
+/// characters each (about 600 bytes a message), so honest rooms see their whole history;
+/// rooms of long messages get the newest that fit.
+pub const DEFAULT_MAX_HISTORY_BYTES: usize = 64 * 1024;
 pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(20);
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -93,8 +99,10 @@ impl RoomChat {
 pub struct ChatOptions {
     /// Sockets one client IP may hold across all rooms; 0 disables the limit.
     pub max_connections_per_ip: u32,
-    /// Take the client IP from the last `X-Forwarded-For` entry (behind an Ingress).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` names the client (empty: the socket peer is the client).
+    pub trusted_proxies: TrustedProxies,
+    /// JSON bytes of history a joining socket receives (newest messages kept).
+    pub max_history_bytes: usize,
     /// Largest websocket message / polling payload, in bytes.
     pub max_frame_bytes: u64,
     /// Heartbeat: a client that does not answer a ping within `ping_timeout` is dropped.
@@ -114,7 +122,8 @@ impl Default for ChatOptions {
     fn default() -> Self {
         Self {
             max_connections_per_ip: DEFAULT_MAX_CONNECTIONS_PER_IP,
-            trust_forwarded_for: false,
+            trusted_proxies: TrustedProxies::default(),
+            max_history_bytes: DEFAULT_MAX_HISTORY_BYTES,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             ping_interval: DEFAULT_PING_INTERVAL,
             ping_timeout: DEFAULT_PING_TIMEOUT,
@@ -126,11 +135,43 @@ impl Default for ChatOptions {
     }
 }
 
-/// Sockets per client IP, shared by all rooms of a server.
+/// IPv6 clients are counted by this prefix: one subscriber usually gets a whole /64 (or
+/// more), so counting single addresses would let one host take 2^64 identities.
+pub const IPV6_LIMIT_PREFIX: u8 = 64;
+
+/// The address a socket is counted under: IPv4 as is, IPv6 by its /64.
+fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(IPV6_LIMIT_PREFIX)));
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// What [`IpLimiter::try_acquire`] decided.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum IpAdmit {
+    Counted,
+    /// At the limit; `first` is true for the first refusal since the address last had room
+    /// (log that one, not every retry).
+    Refused {
+        first: bool,
+    },
+}
+
+#[derive(Debug, Default)]
+struct IpCount {
+    sockets: u32,
+    refusal_logged: bool,
+}
+
+/// Sockets per client IP (IPv6: per /64), shared by all rooms of a server.
 #[derive(Debug, Default)]
 pub(crate) struct IpLimiter {
     limit: u32,
-    counts: Mutex<HashMap<IpAddr, u32>>,
+    counts: Mutex<HashMap<IpAddr, IpCount>>,
 }
 
 impl IpLimiter {
@@ -141,29 +182,33 @@ impl IpLimiter {
         }
     }
 
-    /// Count one more socket for `ip`; false (and nothing counted) past the limit.
-    pub(crate) fn try_acquire(&self, ip: IpAddr) -> bool {
+    /// Count one more socket for `ip`; refused (and nothing counted) past the limit.
+    pub(crate) fn try_acquire(&self, ip: IpAddr) -> IpAdmit {
         if self.limit == 0 {
-            return true;
+            return IpAdmit::Counted;
         }
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let n = counts.entry(ip).or_insert(0);
-        if *n >= self.limit {
-            return false;
+        let n = counts.entry(limit_key(ip)).or_default();
+        if n.sockets >= self.limit {
+            let first = !n.refusal_logged;
+            n.refusal_logged = true;
+            return IpAdmit::Refused { first };
         }
-        *n += 1;
-        true
+        n.sockets += 1;
+        IpAdmit::Counted
     }
 
     pub(crate) fn release(&self, ip: IpAddr) {
         if self.limit == 0 {
             return;
         }
+        let key = limit_key(ip);
         let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = counts.get_mut(&ip) {
-            *n = n.saturating_sub(1);
-            if *n == 0 {
-                counts.remove(&ip);
+        if let Some(n) = counts.get_mut(&key) {
+            n.sockets = n.sockets.saturating_sub(1);
+            n.refusal_logged = false;
+            if n.sockets == 0 {
+                counts.remove(&key);
             }
         }
     }
@@ -178,7 +223,10 @@ pub(crate) struct RoomState {
     pub(crate) ip_limits: Arc<IpLimiter>,
     pub(crate) metrics: ChatMetrics,
     pub(crate) labels: RoomLabels,
+    /// This replica's limiter: the only one without Redis, the fallback with it.
     pub(crate) limiter: Mutex<RateLimiter>,
+    /// The room's limiter shared by every replica (with Redis).
+    pub(crate) shared_limiter: Option<SharedLimiter>,
     pub(crate) slow_mode: AtomicU32,
     pub(crate) live: AtomicBool,
     pub(crate) local_sockets: AtomicU32,
@@ -197,6 +245,38 @@ impl RoomState {
     pub(crate) fn inflight(self: &Arc<Self>) -> InflightGuard {
         self.inflight.fetch_add(1, Ordering::AcqRel);
         InflightGuard(self.clone())
+    }
+
+    /// Take one post from `user`'s allowance: in Redis when configured, so replicas share it;
+    /// in this replica when there is no Redis or it does not answer (fail open: counted in
+    /// `rate_limit_fallbacks_total`, logged once per outage).
+    pub(crate) async fn check_rate(&self, user: &str, slow_mode: Duration) -> Result<(), Refusal> {
+        if let Some(shared) = &self.shared_limiter {
+            match shared.check(user, slow_mode).await {
+                Ok(decided) => {
+                    if shared.set_degraded(false) {
+                        tracing::info!("Redis answers again: rate limits are shared by replicas");
+                    }
+                    return decided;
+                }
+                Err(e) => {
+                    self.metrics
+                        .rate_limit_fallbacks
+                        .get_or_create(&self.labels)
+                        .inc();
+                    if shared.set_degraded(true) {
+                        tracing::warn!(
+                            error = %e,
+                            "Redis does not answer: rate limits fall back to this replica's"
+                        );
+                    }
+                }
+            }
+        }
+        self.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .check(user, Instant::now(), slow_mode)
     }
 
     pub(crate) fn reason_labels(&self, reason: &str) -> ReasonLabels {
@@ -225,12 +305,47 @@ mod tests {
         let limits = IpLimiter::new(2);
         let a: IpAddr = [10, 0, 0, 1].into();
         let b: IpAddr = [10, 0, 0, 2].into();
-        assert!(limits.try_acquire(a));
-        assert!(limits.try_acquire(a));
-        assert!(!limits.try_acquire(a));
-        assert!(limits.try_acquire(b));
+        assert_eq!(limits.try_acquire(a), IpAdmit::Counted);
+        assert_eq!(limits.try_acquire(a), IpAdmit::Counted);
+        assert_eq!(limits.try_acquire(a), IpAdmit::Refused { first: true });
+        assert_eq!(limits.try_acquire(a), IpAdmit::Refused { first: false });
+        assert_eq!(limits.try_acquire(b), IpAdmit::Counted);
         limits.release(a);
-        assert!(limits.try_acquire(a));
-        assert!(IpLimiter::new(0).try_acquire(a), "0 disables the limit");
+        assert_eq!(limits.try_acquire(a), IpAdmit::Counted);
+        assert_eq!(
+            limits.try_acquire(a),
+            IpAdmit::Refused { first: true },
+            "logged again after the address had room"
+        );
+        assert_eq!(IpLimiter::new(0).try_acquire(a), IpAdmit::Counted);
+    }
+
+    #[test]
+    fn ipv6_clients_are_counted_by_their_64_and_mapped_ipv4_as_ipv4() {
+        let limits = IpLimiter::new(2);
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert_eq!(limits.try_acquire(ip("2001:db8:1:2::1")), IpAdmit::Counted);
+        assert_eq!(
+            limits.try_acquire(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            IpAdmit::Counted
+        );
+        assert_eq!(
+            limits.try_acquire(ip("2001:db8:1:2:dead:beef::7")),
+            IpAdmit::Refused { first: true },
+            "a new address in the same /64 is the same client"
+        );
+        assert_eq!(limits.try_acquire(ip("2001:db8:1:3::1")), IpAdmit::Counted);
+        limits.release(ip("2001:db8:1:2::abcd"));
+        assert_eq!(limits.try_acquire(ip("2001:db8:1:2::1")), IpAdmit::Counted);
+
+        assert_eq!(limits.try_acquire(ip("198.51.100.1")), IpAdmit::Counted);
+        assert_eq!(
+            limits.try_acquire(ip("::ffff:198.51.100.1")),
+            IpAdmit::Counted
+        );
+        assert_eq!(
+            limits.try_acquire(ip("198.51.100.1")),
+            IpAdmit::Refused { first: true }
+        );
     }
 }

@@ -27,6 +27,7 @@ use crate::{
     protocol::{ServerShutdown, Viewers, server},
     ratelimit::RateLimiter,
     room::{ChatOptions, DEFAULT_SHUTDOWN_GRACE, IpLimiter, RoomChat, RoomState},
+    sharedlimit::SharedLimiter,
     store::{DynStore, RoomKey},
 };
 
@@ -218,8 +219,24 @@ impl ChatServerBuilder {
                 namespace: room.id.namespace.clone(),
                 room: room.id.name.clone(),
             };
+            let prefix = format!("roomcast-chat:{}:{}", room.id.namespace, room.id.name);
+            let shared_limiter = match &redis {
+                None => None,
+                Some(client) => {
+                    let limiter = SharedLimiter::new(
+                        client.clone(),
+                        &prefix,
+                        room.spec.rate_limit_per_minute,
+                    );
+                    // Connect now, so the first posts do not race to connect. Redis must
+                    // answer at start anyway: the socket.io adapter needs it too.
+                    limiter.connect().await?;
+                    Some(limiter)
+                }
+            };
             let state = Arc::new(RoomState {
                 limiter: Mutex::new(RateLimiter::new(room.spec.rate_limit_per_minute)),
+                shared_limiter,
                 config: room,
                 key,
                 store: self.store.clone(),
@@ -262,10 +279,7 @@ impl ChatServerBuilder {
                     Arc::new(io)
                 }
                 Some(client) => {
-                    let config = RedisAdapterConfig::new().with_prefix(format!(
-                        "roomcast-chat:{}:{}",
-                        state.config.id.namespace, state.config.id.name
-                    ));
+                    let config = RedisAdapterConfig::new().with_prefix(prefix);
                     let ctr = RedisAdapterCtr::new_with_redis_config(client, config).await?;
                     let (svc, io) = builder.with_adapter::<RedisAdapter<_>>(ctr).build_svc();
                     io.ns("/", connect::on_connect.with(connect::authenticate))

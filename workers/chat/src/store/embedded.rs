@@ -14,8 +14,8 @@ use roomcast_store::embedded::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Ban, ChatStore, RoomKey};
-use crate::{Error, Result, protocol::ChatMessage};
+use super::{Ban, ChatStore, Recent, RoomKey};
+use crate::{Error, Result, history, protocol::ChatMessage};
 
 const MESSAGES: JsonTable = TableDefinition::new("chat_messages");
 const BANS: JsonTable = TableDefinition::new("chat_bans");
@@ -141,28 +141,30 @@ impl ChatStore for EmbeddedChatStore {
         .await
     }
 
-    async fn recent(&self, room: &RoomKey, limit: u32, now: i64) -> Result<Vec<ChatMessage>> {
+    async fn recent(
+        &self,
+        room: &RoomKey,
+        limit: u32,
+        max_bytes: usize,
+        now: i64,
+    ) -> Result<Recent> {
         let (from, to) = room_range(room.as_str());
         blocking(&self.db, move |db| {
             read(db, MESSAGES, |t| {
-                let mut out = Vec::new();
-                for entry in t
+                let newest_first = t
                     .range(from.as_str()..to.as_str())
                     .map_err(Error::embedded)?
                     .rev()
-                {
-                    if out.len() >= limit as usize {
-                        break;
-                    }
-                    let (_, v) = entry.map_err(Error::embedded)?;
-                    let stored: StoredMessage = serde_json::from_slice(v.value())?;
-                    if stored.expire_at.is_some_and(|e| e <= now) {
-                        continue;
-                    }
-                    out.push(stored.msg);
-                }
-                out.reverse();
-                Ok(out)
+                    .map(|entry| -> Result<Option<ChatMessage>> {
+                        let (_, v) = entry.map_err(Error::embedded)?;
+                        let stored: StoredMessage = serde_json::from_slice(v.value())?;
+                        Ok(stored
+                            .expire_at
+                            .is_none_or(|e| e > now)
+                            .then_some(stored.msg))
+                    })
+                    .filter_map(Result::transpose);
+                history::collect(newest_first, limit, max_bytes)
             })
         })
         .await
@@ -296,7 +298,11 @@ mod tests {
         for t in tasks {
             t.await.expect("task").expect("append");
         }
-        let got = store.recent(&room, 500, 0).await.expect("recent");
+        let got = store
+            .recent(&room, 500, usize::MAX, 0)
+            .await
+            .expect("recent")
+            .messages;
         assert_eq!(got.len(), 200);
         assert!(got.windows(2).all(|w| w[0].id < w[1].id));
     }

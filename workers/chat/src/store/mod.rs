@@ -10,6 +10,7 @@ use std::sync::{
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
+pub use crate::history::Recent;
 use crate::{Result, protocol::ChatMessage};
 
 pub mod embedded;
@@ -47,8 +48,16 @@ pub trait ChatStore: Send + Sync + 'static {
     /// Persist a message; `expire_at` (Unix ms) is when retention removes it.
     async fn append(&self, room: &RoomKey, msg: &ChatMessage, expire_at: Option<i64>)
     -> Result<()>;
-    /// The last `limit` messages not deleted nor expired at `now` (Unix ms), oldest first.
-    async fn recent(&self, room: &RoomKey, limit: u32, now: i64) -> Result<Vec<ChatMessage>>;
+    /// The last `limit` messages not deleted nor expired at `now` (Unix ms), oldest first, cut
+    /// to the newest whose JSON fits in `max_bytes` ([`crate::history::collect`]: reading stops
+    /// at the first message that does not fit).
+    async fn recent(
+        &self,
+        room: &RoomKey,
+        limit: u32,
+        max_bytes: usize,
+        now: i64,
+    ) -> Result<Recent>;
     /// Remove a message; false when there was none with that id.
     async fn delete(&self, room: &RoomKey, id: &str) -> Result<bool>;
     async fn ban(&self, room: &RoomKey, ban: &Ban) -> Result<()>;

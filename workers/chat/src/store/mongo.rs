@@ -15,15 +15,17 @@ use mongodb::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::{Ban, ChatStore, RoomKey};
+use super::{Ban, ChatStore, Recent, RoomKey};
 use crate::{
-    Result,
+    Result, history,
     protocol::{ChatMessage, Role},
 };
 
 pub const MESSAGES: &str = "chat_messages";
 pub const BANS: &str = "chat_bans";
 pub const ROOMS: &str = "chat_rooms";
+/// Messages per cursor batch of a history read (at most 16 × 60 KB read past the byte cap).
+const HISTORY_BATCH: u32 = 16;
 
 #[derive(Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -143,9 +145,15 @@ impl ChatStore for MongoChatStore {
         Ok(())
     }
 
-    async fn recent(&self, room: &RoomKey, limit: u32, now: i64) -> Result<Vec<ChatMessage>> {
+    async fn recent(
+        &self,
+        room: &RoomKey,
+        limit: u32,
+        max_bytes: usize,
+        now: i64,
+    ) -> Result<Recent> {
         if limit == 0 {
-            return Ok(Vec::new());
+            return Ok(Recent::default());
         }
         // The TTL monitor runs about once a minute, so expired messages are filtered here too.
         let filter = doc! {
@@ -155,16 +163,31 @@ impl ChatStore for MongoChatStore {
                 {"expireAt": {"$gt": DateTime::from_millis(now)}},
             ],
         };
-        let mut docs: Vec<MessageDoc> = self
+        // Small batches, read newest first until the byte cap: a room of long messages is not
+        // pulled whole from the server for every join.
+        let mut cursor = self
             .messages
             .find(filter)
             .sort(doc! {"_id": -1})
             .limit(i64::from(limit))
-            .await?
-            .try_collect()
+            .batch_size(HISTORY_BATCH)
             .await?;
-        docs.reverse();
-        Ok(docs.into_iter().map(ChatMessage::from).collect())
+        let mut budget = history::Budget::new(max_bytes);
+        let mut newest_first = Vec::new();
+        let mut cut = false;
+        while let Some(doc) = cursor.try_next().await? {
+            let msg = ChatMessage::from(doc);
+            if !budget.take(&msg) {
+                cut = true;
+                break;
+            }
+            newest_first.push(msg);
+        }
+        newest_first.reverse();
+        Ok(Recent {
+            messages: newest_first,
+            cut,
+        })
     }
 
     async fn delete(&self, room: &RoomKey, id: &str) -> Result<bool> {

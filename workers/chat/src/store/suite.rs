@@ -23,6 +23,7 @@ fn msg(n: i64, text: &str) -> ChatMessage {
 
 pub async fn run(store: &dyn ChatStore) {
     history_is_the_last_n_oldest_first(store).await;
+    history_is_cut_to_the_newest_that_fit_in_the_byte_cap(store).await;
     rooms_do_not_see_each_others_messages(store).await;
     deleted_and_expired_messages_are_not_served(store).await;
     bans_are_per_room_and_can_be_lifted(store).await;
@@ -36,19 +37,57 @@ async fn history_is_the_last_n_oldest_first(store: &dyn ChatStore) {
     for m in &msgs {
         store.append(&room, m, None).await.expect("append");
     }
-    let got = store.recent(&room, 4, NOW).await.expect("recent");
+    let got = store
+        .recent(&room, 4, usize::MAX, NOW)
+        .await
+        .expect("recent")
+        .messages;
     assert_eq!(got, msgs[6..].to_vec());
     assert!(
         store
-            .recent(&room, 0, NOW)
+            .recent(&room, 0, usize::MAX, NOW)
             .await
             .expect("recent")
+            .messages
             .is_empty()
     );
     assert_eq!(
-        store.recent(&room, 100, NOW).await.expect("recent").len(),
+        store
+            .recent(&room, 100, usize::MAX, NOW)
+            .await
+            .expect("recent")
+            .messages
+            .len(),
         10
     );
+}
+
+async fn history_is_cut_to_the_newest_that_fit_in_the_byte_cap(store: &dyn ChatStore) {
+    let room = unique_room("history-bytes");
+    // 40 maximum-length messages of two-byte characters (about 20 KB of JSON each).
+    let msgs: Vec<_> = (0..40)
+        .map(|i| msg(i, &format!("{i:02}{}", "é".repeat(9998))))
+        .collect();
+    for m in &msgs {
+        store.append(&room, m, None).await.expect("append");
+    }
+    let cap = 64 * 1024;
+    let got = store.recent(&room, 100, cap, NOW).await.expect("recent");
+    assert!(got.cut);
+    assert_eq!(
+        got.messages,
+        msgs[37..].to_vec(),
+        "the newest three, oldest first"
+    );
+    let bytes = serde_json::to_vec(&got.messages).expect("json").len();
+    assert!(bytes <= cap, "{bytes} bytes");
+    // A cap that holds everything asked for does not cut.
+    let got = store.recent(&room, 2, cap, NOW).await.expect("recent");
+    assert!(!got.cut);
+    assert_eq!(got.messages, msgs[38..].to_vec());
+    // Too small for even one message: nothing, and cut.
+    let got = store.recent(&room, 100, 100, NOW).await.expect("recent");
+    assert!(got.cut && got.messages.is_empty());
 }
 
 async fn rooms_do_not_see_each_others_messages(store: &dyn ChatStore) {
@@ -58,13 +97,27 @@ async fn rooms_do_not_see_each_others_messages(store: &dyn ChatStore) {
         .append(&a, &msg(1, "for a"), None)
         .await
         .expect("append");
-    assert!(store.recent(&b, 10, NOW).await.expect("recent").is_empty());
+    assert!(
+        store
+            .recent(&b, 10, usize::MAX, NOW)
+            .await
+            .expect("recent")
+            .messages
+            .is_empty()
+    );
     // A room whose name extends another's is still another room.
     let ab = RoomKey::new(
         "suite",
         &format!("{}x", a.as_str().trim_start_matches("suite/")),
     );
-    assert!(store.recent(&ab, 10, NOW).await.expect("recent").is_empty());
+    assert!(
+        store
+            .recent(&ab, 10, usize::MAX, NOW)
+            .await
+            .expect("recent")
+            .messages
+            .is_empty()
+    );
 }
 
 async fn deleted_and_expired_messages_are_not_served(store: &dyn ChatStore) {
@@ -90,12 +143,20 @@ async fn deleted_and_expired_messages_are_not_served(store: &dyn ChatStore) {
             .expect("other room")
     );
     assert_eq!(
-        store.recent(&room, 10, NOW).await.expect("recent"),
+        store
+            .recent(&room, 10, usize::MAX, NOW)
+            .await
+            .expect("recent")
+            .messages,
         vec![keep.clone()]
     );
     store.purge_expired(NOW).await.expect("purge");
     assert_eq!(
-        store.recent(&room, 10, NOW).await.expect("recent"),
+        store
+            .recent(&room, 10, usize::MAX, NOW)
+            .await
+            .expect("recent")
+            .messages,
         vec![keep]
     );
 }
@@ -132,7 +193,14 @@ async fn markup_is_stored_verbatim(store: &dyn ChatStore) {
     let room = unique_room("markup");
     let m = msg(1, "<script>alert('x')</script> & <b>bold</b> \u{0}");
     store.append(&room, &m, None).await.expect("append");
-    assert_eq!(store.recent(&room, 1, NOW).await.expect("recent"), vec![m]);
+    assert_eq!(
+        store
+            .recent(&room, 1, usize::MAX, NOW)
+            .await
+            .expect("recent")
+            .messages,
+        vec![m]
+    );
 }
 
 pub const RESTART_ROOM: (&str, &str) = ("suite-restart", "lobby");
@@ -156,7 +224,11 @@ pub async fn write_for_restart(store: &dyn ChatStore) {
 /// Second half: a fresh store over the same data sees both.
 pub async fn check_after_restart(store: &dyn ChatStore) {
     let room = RoomKey::new(RESTART_ROOM.0, RESTART_ROOM.1);
-    let got = store.recent(&room, 10, NOW).await.expect("recent");
+    let got = store
+        .recent(&room, 10, usize::MAX, NOW)
+        .await
+        .expect("recent")
+        .messages;
     assert!(got.iter().any(|m| m.text == "before restart"), "{got:?}");
     assert!(store.is_banned(&room, "troll").await.expect("is_banned"));
 }
