@@ -14,6 +14,11 @@ use roomcast_crds::{S3_PREFIX_RULE, StreamRoomSpec, is_valid_s3_prefix};
 use crate::{Error, Result};
 
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/roomcast/roomcast:", env!("CARGO_PKG_VERSION"));
+/// Chat's trusted proxies unless configured: RFC 1918, shared (RFC 6598) and unique-local
+/// IPv6 ranges. Pod networks live there, so viewers behind any in-cluster Ingress controller
+/// keep their own addresses; a peer on a public address can never name another client.
+pub const DEFAULT_CHAT_TRUSTED_PROXIES: &str =
+    "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
 pub const DEFAULT_PLAYBACK_SCHEME: &str = "https";
 pub const DEFAULT_OPERATOR_NAMESPACE: &str = "roomcast-system";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
@@ -93,6 +98,13 @@ pub struct OperatorConfig {
     /// Redis for chat scale-out. Without it rooms run one chat replica.
     #[arg(long, env = "ROOMCAST_REDIS_URL")]
     pub redis_url: Option<String>,
+    /// Networks of the proxies in front of chat (the Ingress controller's pods): CIDRs or
+    /// addresses, comma-separated. Chat reads `X-Forwarded-For` only from a peer inside them,
+    /// so its per-address connection cap counts viewers, not the Ingress. Empty: no header is
+    /// read. The default is the private and shared address ranges, where pod networks live;
+    /// narrow it to the Ingress controller's pod CIDR.
+    #[arg(long, env = "ROOMCAST_CHAT_TRUSTED_PROXIES", default_value = DEFAULT_CHAT_TRUSTED_PROXIES)]
+    pub chat_trusted_proxies: String,
     /// Default resources of media workers (JSON ResourceRequirements).
     #[arg(long, env = "ROOMCAST_MEDIA_RESOURCES", value_parser = parse_resources)]
     pub media_resources: Option<ResourceRequirements>,
@@ -276,6 +288,19 @@ impl OperatorConfig {
                 "ROOMCAST_PLAYBACK_HOST must be a DNS name, got {host:?}"
             )));
         }
+        // Checked here with chat's own parser: a bad entry would otherwise crash-loop every
+        // room's chat pods.
+        for entry in self
+            .chat_trusted_proxies
+            .split(',')
+            .filter(|e| !e.trim().is_empty())
+        {
+            if let Err(why) = roomcast_runtime::clientip::parse_network(entry) {
+                return Err(Error::Config(format!(
+                    "ROOMCAST_CHAT_TRUSTED_PROXIES (--chat-trusted-proxies, Helm value chat.trustedProxies): {why}"
+                )));
+            }
+        }
         // The same rule rooms get from the CRD: the worker exits on a prefix without `/`.
         if let Some(prefix) = &self.s3.prefix
             && !is_valid_s3_prefix(prefix)
@@ -349,6 +374,38 @@ mod tests {
         }
         for good in ["rooms/", "a/b/", "", "  "] {
             with_prefix(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn chat_trusted_proxies_are_checked_at_start_and_name_the_flag() {
+        for bad in [
+            "10.0.0.0/33",
+            "ingress",
+            "10.0.0.0/8,,nope",
+            "::g",
+            "1.2.3.4/8/8",
+        ] {
+            let mut config = config();
+            config.chat_trusted_proxies = bad.to_owned();
+            let err = config.normalized().expect_err(bad).to_string();
+            assert!(
+                err.contains("ROOMCAST_CHAT_TRUSTED_PROXIES")
+                    && err.contains("--chat-trusted-proxies"),
+                "{err}"
+            );
+        }
+        for good in [
+            "",
+            DEFAULT_CHAT_TRUSTED_PROXIES,
+            "10.244.0.0/16",
+            "10.1.2.3, fd00::/8",
+        ] {
+            let mut config = config();
+            config.chat_trusted_proxies = good.to_owned();
+            config
+                .normalized()
+                .unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
     }
 

@@ -45,6 +45,7 @@ OPERATOR_ENV = {
     "ROOMCAST_REDIS_URL",
     "ROOMCAST_MEDIA_RESOURCES",
     "ROOMCAST_CHAT_RESOURCES",
+    "ROOMCAST_CHAT_TRUSTED_PROXIES",
     "ROOMCAST_LEADER_ELECTION",
     "ROOMCAST_LOG_FORMAT",
     "RUST_LOG",
@@ -64,6 +65,7 @@ ALWAYS_SET = {
     "ROOMCAST_S3_ALLOW_HTTP_ENDPOINT",
     "ROOMCAST_MEDIA_RESOURCES",
     "ROOMCAST_CHAT_RESOURCES",
+    "ROOMCAST_CHAT_TRUSTED_PROXIES",
     "ROOMCAST_LEADER_ELECTION",
     "ROOMCAST_LOG_FORMAT",
     "RUST_LOG",
@@ -155,6 +157,7 @@ def test_full_values_reach_the_operator_as_env(chart, full_values) -> None:
         "ROOMCAST_S3_CREDENTIALS_SECRET": s3["credentialsSecret"],
         "ROOMCAST_MONGODB_SECRET": v["mongodb"]["uriSecret"],
         "ROOMCAST_REDIS_URL": v["redis"]["url"],
+        "ROOMCAST_CHAT_TRUSTED_PROXIES": v["workers"]["chat"]["trustedProxies"],
         "ROOMCAST_LEADER_ELECTION": "true",
         "ROOMCAST_LOG_FORMAT": v["logFormat"],
         "RUST_LOG": v["logLevel"],
@@ -170,8 +173,9 @@ def test_env_never_carries_an_empty_optional_value(chart, values) -> None:
     env = env_of(render_objects(chart, values))
     assert set(env) <= OPERATOR_ENV
     empty = {n for n, e in env.items() if "value" in e and e["value"] == ""}
-    # An empty WATCH_NAMESPACE is meaningful: every namespace.
-    assert empty <= {"WATCH_NAMESPACE"}
+    # An empty WATCH_NAMESPACE is meaningful (every namespace), and so are empty trusted
+    # proxies (chat reads no forwarded-for header).
+    assert empty <= {"WATCH_NAMESPACE", "ROOMCAST_CHAT_TRUSTED_PROXIES"}
 
 
 def test_unset_worker_resources_are_omitted_not_sent_as_empty_json(chart) -> None:

@@ -33,7 +33,7 @@ pub use self::{
     rbac::{build_role, build_role_binding, build_service_account},
     secret::{build_copied_secret, build_keys_secret},
     service::{build_chat_service, build_hls_service, build_rtmp_service},
-    workloads::{build_chat_deployment, build_media_deployment},
+    workloads::{CHAT_TRUSTED_PROXIES_ENV, build_chat_deployment, build_media_deployment},
 };
 use crate::{Error, Result, config::OperatorConfig, keys::RoomKeys, validate::ValidRoom};
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
-        core::v1::{PodSpec, PodTemplateSpec},
+        core::v1::{EnvVar, PodSpec, PodTemplateSpec},
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
@@ -22,6 +22,8 @@ use super::{
 };
 use crate::{config::OperatorConfig, labels::Component, validate::ValidRoom};
 
+/// The chat worker's variable for its trusted proxies (`roomcast-chat --trusted-proxies`).
+pub const CHAT_TRUSTED_PROXIES_ENV: &str = "ROOMCAST_TRUSTED_PROXIES";
 /// Pod annotation carrying the ConfigMap's hash: a config change rolls the pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "roomcast.dev/config-hash";
 const TMP_SIZE_MIB: u32 = 64;
@@ -174,6 +176,15 @@ pub fn build_chat_deployment(
         pod::container_port("metrics", METRICS_PORT),
     ]);
     container.resources = Some(config.chat_resources_for(&room.spec));
+    // Who may name the client in X-Forwarded-For (chat's per-address cap); see the flag.
+    // Empty is chat's own default (no header is read), so nothing is set.
+    if !config.chat_trusted_proxies.trim().is_empty() {
+        container.env.get_or_insert_with(Vec::new).push(EnvVar {
+            name: CHAT_TRUSTED_PROXIES_ENV.to_owned(),
+            value: Some(config.chat_trusted_proxies.clone()),
+            ..EnvVar::default()
+        });
+    }
     Deployment {
         metadata: room.room.meta("chat", Component::Chat),
         spec: Some(DeploymentSpec {

@@ -389,3 +389,38 @@ fn every_mounted_volume_is_declared_and_every_volume_is_mounted() {
         assert_eq!(mounted, declared, "{name}");
     }
 }
+
+#[test]
+fn chat_gets_the_operators_trusted_proxies_and_media_does_not() {
+    let env_of = |children: &[Child], name: &str| -> Vec<(String, Option<String>)> {
+        pod_spec(deployment(children, name)).containers[0]
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone()))
+            .collect()
+    };
+    let config = OperatorConfig {
+        chat_trusted_proxies: "10.244.0.0/16".to_owned(),
+        ..platform_config()
+    };
+    let children = build(&room("{}"), &config);
+    let wanted = (
+        roomcast_operator::build::CHAT_TRUSTED_PROXIES_ENV.to_owned(),
+        Some("10.244.0.0/16".to_owned()),
+    );
+    assert!(env_of(&children, "lobby-chat").contains(&wanted));
+    assert!(
+        !env_of(&children, "lobby-media")
+            .iter()
+            .any(|(name, _)| name == &wanted.0),
+        "media reads no forwarded-for header"
+    );
+    // Nothing configured: chat's own default (read no header), so no variable at all.
+    let children = build(&room("{}"), &platform_config());
+    assert!(
+        !env_of(&children, "lobby-chat")
+            .iter()
+            .any(|(name, _)| name == &wanted.0)
+    );
+}

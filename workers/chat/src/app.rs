@@ -17,10 +17,12 @@ use roomcast_crds::{
     worker_config::{CONFIG_DIR, CONFIG_KEY, HTTP_PORT, METRICS_PORT},
 };
 use roomcast_room_status::StatusReporter;
-use roomcast_runtime::ops::{self, OpsState};
+use roomcast_runtime::{
+    clientip::{self, TrustedProxies},
+    ops::{self, OpsState},
+};
 
 use crate::{
-    clientip::{self, TrustedProxies},
     cluster::{self, StatusSink},
     config::{self, parse_duration},
     error::{Error, Result},

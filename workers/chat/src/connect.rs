@@ -13,8 +13,9 @@ use socketioxide::{
 };
 use tracing::{Instrument, Span};
 
+use roomcast_runtime::clientip::TrustedProxies;
+
 use crate::{
-    clientip::TrustedProxies,
     history,
     protocol::{
         ANONYMOUS_PREFIX, Auth, ErrorCode, Identity, Joined, Limits, Role, RoomInfo, server,
@@ -46,7 +47,7 @@ const TOO_MANY_CONNECTIONS: &str = "too_many_connections";
 #[derive(Clone, Copy, Debug)]
 struct ClientIp(IpAddr);
 
-/// The socket peer, or the client a trusted proxy names (see [`crate::clientip`]). None when
+/// The socket peer, or the client a trusted proxy names (see [`roomcast_runtime::clientip`]). None when
 /// the server was built without connect info (nothing is counted then).
 fn client_ip<A: Adapter>(s: &SocketRef<A>, trusted: &TrustedProxies) -> Option<IpAddr> {
     let parts = s.req_parts();

@@ -19,7 +19,7 @@
 //! -> `cluster` (status reports, live state) -> `config` (worker config, store choice) ->
 //! `server` (builds the socket.io servers, [`ChatHandle`]) -> `connect` (connect middleware,
 //! greeting) -> `requests` (one envelope for the client requests) -> `room` (a room's shared state, [`ChatOptions`]) ->
-//! `store`, `sharedlimit` (Redis rate limits) -> `ratelimit`, `presence`, `metrics`, `clientip`
+//! `store`, `sharedlimit` (Redis rate limits) -> `ratelimit`, `presence`, `metrics`; client addresses from `roomcast_runtime::clientip`
 //! (X-Forwarded-For), `history` (byte cap) -> `error` -> `token` -> `protocol`.
 
 mod connect;
@@ -27,7 +27,7 @@ mod error;
 mod requests;
 
 pub mod app;
-pub mod clientip;
+
 pub mod cluster;
 pub mod config;
 pub mod history;

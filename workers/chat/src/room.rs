@@ -16,8 +16,9 @@ use std::{
 use roomcast_crds::{ChatSpec, RoomIdentity};
 use tokio::sync::{Notify, watch};
 
+use roomcast_runtime::clientip::TrustedProxies;
+
 use crate::{
-    clientip::TrustedProxies,
     error::{Error, Result},
     metrics::{ChatMetrics, ReasonLabels, RoomLabels},
     presence::Presence,

@@ -5,6 +5,7 @@
 //!  main.rs ──► telemetry::LogArgs (--log-format, RUST_LOG) ──► telemetry::init
 //!          ──► ops::router(state) ──► /metrics /healthz /readyz (one shape for every worker)
 //!          ──► Secret::from_file (mounted Secret files, trimmed, redacted in logs)
+//!          ──► clientip (which address a socket counts as: the peer, or the client a trusted proxy names)
 //!          ──► shutdown_signal (Ctrl-C or SIGTERM)
 //!  tests   ──► skip::missing (a missing real component: a notice here, a failure in CI)
 //! ```
@@ -12,6 +13,7 @@
 //! [`RoomIdentity`] (the `namespace/name` of a room) is plain data and lives in
 //! `roomcast-crds`, next to the `WorkerConfig` that carries it; it is re-exported here.
 
+pub mod clientip;
 pub mod ops;
 pub mod secret;
 pub mod skip;

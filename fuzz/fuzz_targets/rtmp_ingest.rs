@@ -1,0 +1,74 @@
+//! roomcast's whole ingest path for one publisher, as the connection loop drives it: a valid
+//! handshake, then the fuzz input as everything the publisher sends; every publish is accepted,
+//! and every audio/video message goes through the FLV muxer into the source segmenter (the
+//! passthrough rendition's TS muxer).
+#![no_main]
+
+use std::{sync::Arc, time::Duration};
+
+use libfuzzer_sys::fuzz_target;
+use roomcast_media::ingest::rtmp::{IngestEvent, Output, RtmpCore};
+use roomcast_media::mux::flv::{FlvMuxer, FlvOutput, TagKind};
+use roomcast_media::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use roomcast_media::mux::passthrough::{SourceHints, SourceSegmenter};
+
+struct Discard;
+impl FragmentSink for Discard {
+    fn fragment_closed(&self, _: ClosedFragment, _: Option<RenditionInfo>) {}
+}
+
+/// C0 + C1 (simple handshake) and C2: the server echoes C1 as S2 and accepts any C2.
+fn handshake() -> Vec<u8> {
+    let mut bytes = vec![3u8];
+    bytes.extend(std::iter::repeat_n(0u8, 1536 * 2));
+    bytes
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut core = RtmpCore::new();
+    if core.handle_input(&handshake()).is_err() {
+        return;
+    }
+    let mut flv = FlvMuxer::new();
+    let mut segmenter: Option<SourceSegmenter> = None;
+    for piece in data.chunks(1024) {
+        let Ok(outputs) = core.handle_input(piece) else {
+            return;
+        };
+        let mut pending = outputs;
+        while let Some(output) = pending.pop() {
+            let Output::Event(event) = output else { continue };
+            let (kind, timestamp_ms, data) = match event {
+                IngestEvent::PublishRequested { request_id, .. } => {
+                    if let Ok(more) = core.accept_publish(request_id) {
+                        pending.extend(more);
+                    }
+                    continue;
+                }
+                IngestEvent::Video { timestamp_ms, data } => (TagKind::Video, timestamp_ms, data),
+                IngestEvent::Audio { timestamp_ms, data } => (TagKind::Audio, timestamp_ms, data),
+                _ => continue,
+            };
+            let tags = match flv.push(kind, timestamp_ms, data) {
+                Ok(FlvOutput::Start(_, held)) => {
+                    segmenter = Some(SourceSegmenter::new(
+                        vec![0],
+                        Duration::from_secs(2),
+                        SourceHints::default(),
+                        Arc::new(Discard),
+                    ));
+                    held
+                }
+                Ok(FlvOutput::Tag(tag)) => vec![tag],
+                _ => continue,
+            };
+            if let Some(s) = segmenter.as_mut() {
+                for tag in &tags {
+                    if s.push(tag).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+});
