@@ -123,10 +123,16 @@ impl RoomRecorder {
                     recorder.metrics().clone(),
                 ));
             }
+            // The replay API takes the same origin secret as the room's HLS routes.
+            let origin_secret = server
+                .rooms
+                .get(&room.id)
+                .and_then(|r| r.origin_secret().cloned());
             let api = roomcast_recorder::api::router(ApiState {
                 catalog: catalog.clone(),
                 store: store.clone(),
                 room: room.id.to_string(),
+                origin_secret,
             });
             routes = routes.nest(&room.path_prefix, api);
         }

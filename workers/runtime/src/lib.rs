@@ -5,6 +5,7 @@
 //!  main.rs ──► telemetry::LogArgs (--log-format, RUST_LOG) ──► telemetry::init
 //!          ──► ops::router(state) ──► /metrics /healthz /readyz (one shape for every worker)
 //!          ──► Secret::from_file (mounted Secret files, trimmed, redacted in logs)
+//!          ──► origin (X-Origin-Secret check, no-store on errors: every route behind a CDN)
 //!          ──► shutdown_signal (Ctrl-C or SIGTERM)
 //!  tests   ──► skip::missing (a missing real component: a notice here, a failure in CI)
 //! ```
@@ -13,6 +14,7 @@
 //! `roomcast-crds`, next to the `WorkerConfig` that carries it; it is re-exported here.
 
 pub mod ops;
+pub mod origin;
 pub mod secret;
 pub mod skip;
 pub mod telemetry;
