@@ -138,10 +138,10 @@ impl RecorderConfig {
     }
 
     pub fn from_config(cfg: &RecordingConfig) -> Result<Self> {
-        if !cfg.prefix.is_empty() && !cfg.prefix.ends_with('/') {
+        if !roomcast_crds::is_valid_s3_prefix(&cfg.prefix) {
             return Err(Error::Config {
                 field: "recording.prefix",
-                message: format!("{:?} must be empty or end with '/'", cfg.prefix),
+                message: format!("{} {:?}", roomcast_crds::S3_PREFIX_RULE, cfg.prefix),
             });
         }
         if cfg.spool_dir.is_empty() {
@@ -227,13 +227,23 @@ mod tests {
         let r = RecorderConfig::from_config(&recording(None)).expect("config");
         assert_eq!(r.spool_size_bytes, 1024 * 1024 * 1024);
         assert!(r.records("720p"));
-        let mut bad = recording(None);
-        bad.prefix = "rooms".into();
-        assert!(
-            RecorderConfig::from_config(&bad)
-                .expect_err("prefix")
-                .to_string()
-                .contains("recording.prefix")
-        );
+        for prefix in [
+            "rooms",
+            "/rooms/",
+            "rooms//",
+            "../rooms/",
+            "rooms/../",
+            "a\\b/",
+        ] {
+            let mut bad = recording(None);
+            bad.prefix = prefix.into();
+            assert!(
+                RecorderConfig::from_config(&bad)
+                    .expect_err(prefix)
+                    .to_string()
+                    .contains("recording.prefix"),
+                "{prefix:?}"
+            );
+        }
     }
 }

@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use backon::Retryable;
 use tokio::{
     sync::{broadcast, mpsc, oneshot, watch},
     task::JoinHandle,
@@ -124,6 +125,30 @@ impl Recorder {
     /// event. Returns how many sessions it finalised.
     pub async fn finalise_orphans(&self, room: &str, nominal: Duration) -> Result<u64> {
         recovery::finalise_orphans(&self.shared, room, nominal).await
+    }
+
+    /// [`Self::finalise_orphans`] retried with backoff until the catalog and the store answer:
+    /// how a worker starts live-first. Meanwhile [`Self::health`] is unhealthy with the reason,
+    /// and sessions record into the spool as usual (uploads retry on their own); this may run
+    /// while they do. Returns how many sessions it finalised.
+    pub async fn finalise_orphans_retrying(&self, room: &str, nominal: Duration) -> u64 {
+        let shared = &self.shared;
+        let finalised = (|| recovery::finalise_orphans(shared, room, nominal))
+            .retry(shared.retry_policy())
+            .when(|e| !matches!(e, crate::Error::Key(_) | crate::Error::Name(_)))
+            .notify(|e, delay| {
+                shared.connect_failed(e);
+                warn!(room, error = %e, retry_in = ?delay, "store or catalog unreachable at start; retrying");
+            })
+            .await;
+        shared.connected();
+        match finalised {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(room, error = %e, "orphaned sessions not finalised");
+                0
+            }
+        }
     }
 
     /// Bytes held by the spool (queued or on disk).

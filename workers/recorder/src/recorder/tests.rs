@@ -555,3 +555,55 @@ async fn a_live_session_whose_spool_was_lost_is_finalised_from_the_store() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_store_down_at_start_is_reported_and_retried_while_sessions_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    s3.stop().await;
+    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    // A session a previous worker left `live` with its spool gone: finalised once S3 answers.
+    let mut orphan = crate::catalog::suite::recording(ROOM, "old", 1_000, RecordingStatus::Live);
+    orphan.prefix = "rooms/shows/lobby/old/".into();
+    catalog.upsert(&orphan).await.expect("upsert");
+    let rec = Arc::new(start_in(dir.path(), store, catalog.clone()).await);
+    let health = rec.health();
+    let settle = tokio::spawn({
+        let rec = rec.clone();
+        async move {
+            rec.finalise_orphans_retrying(ROOM, Duration::from_secs(2))
+                .await
+        }
+    });
+    wait_until("unhealthy while S3 is down", || !health.borrow().healthy).await;
+    let message = health.borrow().message.clone();
+    assert!(message.contains("cannot reach s3://vods"), "{message}");
+
+    // A session starts while S3 is down: it records into the spool, and is no orphan.
+    rec.record(started("s1", &["source"]));
+    rec.record(segment("s1", "source", 0, body("source", 0)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s3.restart().await;
+    let finalised = tokio::time::timeout(Duration::from_secs(30), settle)
+        .await
+        .expect("settled once S3 answers")
+        .expect("task");
+    assert_eq!(finalised, 1, "only the orphan");
+    rec.record(segment("s1", "source", 1, body("source", 1)));
+    flush(&rec).await;
+    wait_until("healthy again", || health.borrow().healthy).await;
+    let objects = s3.objects();
+    for key in [
+        "rooms/shows/lobby/s1/source/0.ts",
+        "rooms/shows/lobby/s1/source/1.ts",
+        "rooms/shows/lobby/old/session.json",
+    ] {
+        assert!(objects.contains(&key.to_owned()), "{key}: {objects:?}");
+    }
+    assert_eq!(
+        entry(&*catalog, "old").await.status,
+        RecordingStatus::Interrupted
+    );
+    assert_eq!(entry(&*catalog, "s1").await.status, RecordingStatus::Live);
+}
