@@ -129,8 +129,16 @@ impl Shared {
         }
     }
 
-    pub(super) fn drop_segment(&self, session_id: &str, rendition: &str, seq: u64, why: &str) {
-        self.metrics.segments_dropped.inc();
+    /// Leave a segment out of the recording; `why` is its `reason` label (one of
+    /// [`crate::metrics::DROP_REASONS`]).
+    pub(super) fn drop_segment(
+        &self,
+        session_id: &str,
+        rendition: &str,
+        seq: u64,
+        why: &'static str,
+    ) {
+        self.metrics.dropped(why).inc();
         if let Ok(mut d) = self.dropped.lock() {
             *d.entry(session_id.to_owned()).or_default() += 1;
         }

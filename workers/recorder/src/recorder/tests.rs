@@ -264,7 +264,7 @@ async fn s3_outage_mid_session_loses_and_duplicates_no_segment() {
         (0..20).collect::<Vec<_>>()
     );
     assert!(rec.metrics().upload_retries.get() > 0);
-    assert_eq!(rec.metrics().segments_dropped.get(), 0);
+    assert_eq!(rec.metrics().dropped_total(), 0);
     assert!(health.borrow().healthy, "{:?}", *health.borrow());
     let got = entry(&*catalog, "s1").await;
     assert_eq!(got.status, RecordingStatus::Complete);
@@ -365,7 +365,8 @@ async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_unti
         took < Duration::from_millis(250),
         "record() blocked: {took:?}"
     );
-    assert_eq!(rec.metrics().segments_dropped.get(), 46);
+    assert_eq!(rec.metrics().dropped("spool_full").get(), 46);
+    assert_eq!(rec.metrics().dropped_total(), 46);
     assert!(!health.borrow().healthy);
     assert!(
         health.borrow().message.contains("spool full"),
@@ -606,4 +607,37 @@ async fn a_store_down_at_start_is_reported_and_retried_while_sessions_record() {
         RecordingStatus::Interrupted
     );
     assert_eq!(entry(&*catalog, "s1").await.status, RecordingStatus::Live);
+}
+
+#[tokio::test]
+async fn a_budget_larger_than_the_spools_disk_is_lowered_below_it_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("store")).expect("store"));
+    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let cfg = RecorderConfig {
+        // A volume claiming far more than any disk here has.
+        spool_size_bytes: u64::MAX / 2,
+        ..fast_config(&dir.path().join("spool"))
+    };
+    let rec = Recorder::start(cfg, store.clone(), catalog.clone())
+        .await
+        .expect("start");
+    let room = crate::spool::Spool::open(dir.path().join("spool"))
+        .expect("spool")
+        .room()
+        .expect("statvfs");
+    assert!(rec.spool_budget() < room, "{} < {room}", rec.spool_budget());
+    assert!(
+        rec.spool_budget() >= room / 100 * 70,
+        "{}",
+        rec.spool_budget()
+    );
+    drop(rec);
+    // A budget the disk can hold is kept as configured.
+    let cfg = RecorderConfig {
+        spool_size_bytes: 1 << 20,
+        ..fast_config(&dir.path().join("spool"))
+    };
+    let rec = Recorder::start(cfg, store, catalog).await.expect("start");
+    assert_eq!(rec.spool_budget(), 1 << 20);
 }
