@@ -265,14 +265,8 @@ mod tests {
         let r = RecorderConfig::from_config(&recording(None)).expect("config");
         assert_eq!(r.spool_size_bytes, budget_share(1024 * 1024 * 1024));
         assert!(r.records("720p"));
-        for prefix in [
-            "rooms",
-            "/rooms/",
-            "rooms//",
-            "../rooms/",
-            "rooms/../",
-            "a\\b/",
-        ] {
+        // The CRD's rule (`roomcast_crds::is_valid_s3_prefix`, tested there), not a second one.
+        for prefix in ["rooms", "../rooms/"] {
             let mut bad = recording(None);
             bad.prefix = prefix.into();
             assert!(
