@@ -103,8 +103,22 @@ async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr)> {
     Ok((listener, bound))
 }
 
+/// `--s3-prefix` follows the rule rooms get from the CRD (`roomcast_crds::is_valid_s3_prefix`):
+/// empty, or segments each ending in `/`, no leading `/`, no `.` or `..` segment.
+fn check_s3_prefix(s3: &DevS3) -> Result<()> {
+    if roomcast_crds::is_valid_s3_prefix(&s3.prefix) {
+        return Ok(());
+    }
+    Err(roomcast_recorder::Error::Config {
+        field: "--s3-prefix",
+        message: format!("{}, got {:?}", roomcast_crds::S3_PREFIX_RULE, s3.prefix),
+    }
+    .into())
+}
+
 /// Bind, start everything, print the banners, serve until `stop` resolves, shut down cleanly.
 pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()>) -> Result<()> {
+    check_s3_prefix(&options.s3)?;
     let (origin, text) = options.rooms_text()?;
     let rooms = DevRooms::load(
         &text,
@@ -325,5 +339,54 @@ mod tests {
             Cli::try_parse_from(["dev", "--s3-prefix", "rooms/"]).is_err(),
             "--s3-prefix without --s3-bucket"
         );
+    }
+
+    #[tokio::test]
+    async fn dev_refuses_an_s3_prefix_the_crd_would_refuse_naming_the_flag() {
+        for prefix in [
+            "rooms",
+            "/rooms/",
+            "rooms//",
+            "../rooms/",
+            "rooms/../",
+            "./",
+            "a\\b/",
+            "rooms/x",
+            " rooms/",
+        ] {
+            let s3 = DevS3 {
+                bucket: Some("shows".into()),
+                prefix: prefix.into(),
+                ..DevS3::default()
+            };
+            let err = check_s3_prefix(&s3).expect_err(prefix).to_string();
+            assert!(err.contains("--s3-prefix"), "{prefix:?}: {err}");
+            assert!(err.contains(&format!("{prefix:?}")), "{prefix:?}: {err}");
+            // `run` refuses it before binding or creating anything.
+            let dir = tempfile::tempdir().expect("tempdir");
+            let options = DevOptions {
+                rooms_file: None,
+                data_dir: dir.path().join("data"),
+                http_addr: "127.0.0.1:0".parse().expect("addr"),
+                rtmp_addr: "127.0.0.1:0".parse().expect("addr"),
+                mongodb_uri: None,
+                redis_url: None,
+                speed_preset: "ultrafast".into(),
+                no_recording: false,
+                s3,
+            };
+            let err = run(options, std::future::pending())
+                .await
+                .expect_err(prefix);
+            assert!(err.to_string().contains("--s3-prefix"), "{err}");
+            assert!(!dir.path().join("data").exists(), "nothing created");
+        }
+        for prefix in ["", "rooms/", "a/b.c/", "..a/"] {
+            let s3 = DevS3 {
+                prefix: prefix.into(),
+                ..DevS3::default()
+            };
+            assert!(check_s3_prefix(&s3).is_ok(), "{prefix:?}");
+        }
     }
 }

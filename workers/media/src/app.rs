@@ -18,8 +18,8 @@ use std::{
 
 use roomcast_crds::worker_config::{CONFIG_DIR, CONFIG_KEY, RecordingConfig, WorkerConfig};
 use roomcast_recorder::{
-    DynCatalog, DynStore, RecorderConfig,
-    catalog::{embedded::EmbeddedCatalog, mongo::MongoCatalog},
+    DynCatalog, DynStore, Health, RecorderConfig,
+    catalog::{embedded::EmbeddedCatalog, lazy::LazyCatalog, mongo::MongoCatalog},
     config::S3Settings,
     store::s3::S3Store,
 };
@@ -91,12 +91,22 @@ pub async fn run(args: WorkerArgs, stop: impl std::future::Future<Output = ()>) 
     let mut recorders = Vec::new();
     let mut health = BTreeMap::new();
     let mut app = origin::hls::router(server.clone()).merge(origin::ops::router(server.clone()));
+    // Live first: a recording that cannot start (a bad `recording` section, an unreadable
+    // spool) leaves the room live without it, reported unhealthy with the reason; a store or
+    // catalog that does not answer yet is retried by the recorder itself.
     for worker in &workers {
         if let Some(rec) = &worker.recording {
-            let recorder = start_recording(&server, worker, rec, &args.data_dir).await?;
-            health.insert(worker.room.clone(), recorder.recorder.health());
-            app = app.merge(recorder.routes.clone());
-            recorders.push(recorder);
+            match start_recording(&server, worker, rec, &args.data_dir).await {
+                Ok(recorder) => {
+                    health.insert(worker.room.clone(), recorder.recorder.health());
+                    app = app.merge(recorder.routes.clone());
+                    recorders.push(recorder);
+                }
+                Err(e) => {
+                    tracing::error!(room = %worker.room, error = %e, "recording not started; the room is live without it");
+                    health.insert(worker.room.clone(), recording_off(&e));
+                }
+            }
         }
     }
 
@@ -150,10 +160,17 @@ async fn start_recording(
 ) -> Result<RoomRecorder> {
     let store: DynStore = Arc::new(S3Store::connect(&S3Settings::from_config(rec)?).await?);
     let catalog: DynCatalog = match &worker.mongodb_uri_file {
+        // Opened on first use and retried until MongoDB answers (see `LazyCatalog`).
         Some(file) => {
             let uri = MongoUri::from_file(file)?;
-            let db = roomcast_store::mongo::connect(&uri, "roomcast-media").await?;
-            Arc::new(MongoCatalog::open(&db).await?)
+            LazyCatalog::new(move || {
+                let uri = uri.clone();
+                async move {
+                    let db = roomcast_store::mongo::connect(&uri, "roomcast-media").await?;
+                    Ok(Arc::new(MongoCatalog::open(&db).await?) as DynCatalog)
+                }
+            })
+            .into()
         }
         None => Arc::new(EmbeddedCatalog::open(data_dir)?),
     };
@@ -166,4 +183,14 @@ async fn start_recording(
         catalog,
     )
     .await?)
+}
+
+/// The health a room reports when its recording could not start at all: unhealthy, with the
+/// reason (the room status's RecordingReady condition carries it).
+fn recording_off(e: &Error) -> tokio::sync::watch::Receiver<Health> {
+    tokio::sync::watch::channel(Health {
+        healthy: false,
+        message: format!("recording off: {e}"),
+    })
+    .1
 }

@@ -75,13 +75,16 @@ pub struct RoomRecorder {
     /// The replay API of every recorded room.
     pub routes: axum::Router,
     forwarder: JoinHandle<()>,
+    /// Retention sweeps and the start-up orphan finalisation.
     retention: Vec<JoinHandle<()>>,
 }
 
 impl RoomRecorder {
-    /// Start recording `rooms` of `server`. Sessions a previous process left unfinished are
-    /// finalised first (from the spool, or from the store when the spool was lost). A poster
-    /// maker is added when the config has none and ffmpeg is installed.
+    /// Start recording `rooms` of `server`. Nothing here waits on the network: sessions a
+    /// previous process left in the spool are queued again, and `live` sessions whose spool
+    /// was lost are finalised in the background once the store and catalog answer (retried
+    /// with backoff; [`Recorder::health`] says why meanwhile). A poster maker is added when the
+    /// config has none and ffmpeg is installed.
     pub async fn start(
         server: &MediaServer,
         rooms: &[RecordedRoom],
@@ -107,12 +110,13 @@ impl RoomRecorder {
         let mut routes = axum::Router::new();
         let mut retention = Vec::new();
         for room in rooms {
-            recorder
-                .finalise_orphans(
-                    &room.id.to_string(),
-                    Duration::from_secs(u64::from(room.segment_seconds)),
-                )
-                .await?;
+            // Live first: the store and catalog may not answer yet. Sessions record into the
+            // spool meanwhile; health says why recording is degraded until they answer.
+            let (settling, id) = (recorder.clone(), room.id.to_string());
+            let nominal = Duration::from_secs(u64::from(room.segment_seconds));
+            retention.push(tokio::spawn(async move {
+                settling.finalise_orphans_retrying(&id, nominal).await;
+            }));
             if let Some(days) = room.retention_days {
                 retention.push(retention::spawn(
                     store.clone(),
@@ -123,10 +127,16 @@ impl RoomRecorder {
                     recorder.metrics().clone(),
                 ));
             }
+            // The replay API takes the same origin secret as the room's HLS routes.
+            let origin_secret = server
+                .rooms
+                .get(&room.id)
+                .and_then(|r| r.origin_secret().cloned());
             let api = roomcast_recorder::api::router(ApiState {
                 catalog: catalog.clone(),
                 store: store.clone(),
                 room: room.id.to_string(),
+                origin_secret,
             });
             routes = routes.nest(&room.path_prefix, api);
         }

@@ -92,6 +92,37 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
         }
     }
 
+    /// Change the room's config before [`Worker::start`].
+    fn edit_config(&self, from: &str, to: &str) {
+        let text = std::fs::read_to_string(&self.config).expect("config");
+        assert!(text.contains(from), "{from:?} in {text}");
+        std::fs::write(&self.config, text.replace(from, to)).expect("config");
+    }
+
+    /// Wait until the room's live HLS serves a media playlist with a segment.
+    async fn wait_live(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let r = http_request(self.http, "GET", "/shows/lobby/hls/source/index.m3u8", &[]).await;
+            if r.status == 200 && r.text().contains(".ts") {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no live HLS within {timeout:?}: {} {}",
+                r.status,
+                r.text()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    fn exited(&mut self) -> bool {
+        self.process
+            .as_mut()
+            .is_some_and(|p| matches!(p.try_wait(), Ok(Some(_))))
+    }
+
     /// SIGKILL: no shutdown code runs, the spool is left as it is.
     async fn kill(&mut self) {
         if let Some(mut process) = self.process.take() {
@@ -281,5 +312,80 @@ async fn worker_killed_mid_session_finalises_it_as_interrupted_on_restart() {
         duration >= 3.0,
         "the interrupted session plays ({duration} s)"
     );
+    worker.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_down_at_start_leaves_live_up_and_later_segments_land_once_it_answers() {
+    if !media_tools_available() {
+        return;
+    }
+    let mut s3 = S3TestServer::start().await;
+    s3.stop().await;
+    let mut worker = Worker::new(&s3);
+    worker.start().await;
+    let publisher = worker.publish(20);
+    worker.wait_live(Duration::from_secs(20)).await;
+    assert!(!worker.exited(), "the worker runs while S3 is down");
+    // Health says why recording is degraded (the room status carries it in a cluster).
+    s3.restart().await;
+    assert!(
+        wait_exit(publisher, Duration::from_secs(60)).await,
+        "ffmpeg published"
+    );
+    let entry = worker
+        .wait_for_session("complete", Duration::from_secs(90))
+        .await;
+    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let segments = playlist_segments(&s3, &session);
+    assert!(
+        segments.len() >= 5,
+        "segments stored after S3 came up: {segments:?}"
+    );
+    worker.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_prefix_or_an_unreachable_mongodb_leaves_the_room_live() {
+    if !media_tools_available() {
+        return;
+    }
+    let s3 = S3TestServer::start().await;
+    // A prefix without its trailing '/': recording is off, live is not.
+    let mut worker = Worker::new(&s3);
+    worker.edit_config("prefix: rooms/", "prefix: rooms");
+    worker.start().await;
+    let publisher = worker.publish(6);
+    worker.wait_live(Duration::from_secs(20)).await;
+    assert!(!worker.exited(), "the worker runs with a bad prefix");
+    let _ = wait_exit(publisher, Duration::from_secs(30)).await;
+    worker.kill().await;
+
+    // A MongoDB catalog nobody answers at: live, and the replay API fails without caching.
+    let mut worker = Worker::new(&s3);
+    let uri = worker.dir.path().join("mongodb-uri");
+    let closed = free_addr();
+    std::fs::write(
+        &uri,
+        format!("mongodb://{closed}/roomcast?serverSelectionTimeoutMS=300&connectTimeoutMS=300"),
+    )
+    .expect("uri");
+    worker.edit_config(
+        "playback:",
+        &format!("mongodbUriFile: {}\nplayback:", uri.display()),
+    );
+    worker.start().await;
+    let publisher = worker.publish(6);
+    worker.wait_live(Duration::from_secs(20)).await;
+    assert!(!worker.exited(), "the worker runs without its MongoDB");
+    let listing = http_request(worker.http, "GET", "/shows/lobby/recordings", &[]).await;
+    assert!(
+        listing.status >= 500,
+        "{} {}",
+        listing.status,
+        listing.text()
+    );
+    assert_eq!(listing.header("cache-control"), Some("no-store"));
+    let _ = wait_exit(publisher, Duration::from_secs(30)).await;
     worker.kill().await;
 }

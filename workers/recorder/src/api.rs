@@ -12,18 +12,24 @@
 //! playlists keep working whichever host serves them. Presigned URLs would expire (breaking
 //! long pauses and CDN caching) and expose the bucket's host. For serverless VOD the bucket can
 //! still sit behind a CDN directly (see the README).
+//!
+//! Like the HLS routes beside it, every route refuses a request without the room's CDN origin
+//! secret (`X-Origin-Secret`, when the room has one) and every error response carries
+//! `Cache-Control: no-store`: both from `roomcast_runtime::origin`, the one check both use.
 
 use axum::{
     Json, Router,
-    extract::{Path, Query, State},
+    extract::{Path, Query, Request, State},
     http::{HeaderValue, StatusCode, header},
+    middleware::{Next, from_fn_with_state, map_response},
     response::{IntoResponse, Response},
     routing::get,
 };
+use roomcast_runtime::origin::{check_origin_secret, no_store_on_error};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DynCatalog, DynStore, Error, Recording, RecordingStatus,
+    DynCatalog, DynStore, Error, Recording, RecordingStatus, Secret,
     catalog::{DEFAULT_PAGE, clamp_limit},
     store::{check_key, content_type},
 };
@@ -41,14 +47,27 @@ pub struct ApiState {
     pub store: DynStore,
     /// `namespace/name`.
     pub room: String,
+    /// The room's CDN origin secret: when set, requests without it are refused (403).
+    pub origin_secret: Option<Secret>,
 }
 
+/// The API's routes (see the module docs), to nest under `/<namespace>/<room>`.
 pub fn router(state: ApiState) -> Router {
     Router::new()
         .route("/recordings", get(list))
         .route("/recordings/{session}", get(get_one))
         .route("/recordings/{session}/{*path}", get(object))
+        .route_layer(from_fn_with_state(state.clone(), origin_guard))
+        .layer(map_response(no_store_on_error))
         .with_state(state)
+}
+
+/// The room's origin secret, checked before any handler reads the catalog or the store.
+async fn origin_guard(State(s): State<ApiState>, req: Request, next: Next) -> Response {
+    match check_origin_secret(s.origin_secret.as_ref(), req.headers()) {
+        Ok(()) => next.run(req).await,
+        Err(refused) => *refused,
+    }
 }
 
 #[derive(Deserialize)]
@@ -179,11 +198,11 @@ mod tests {
     };
 
     async fn call(app: &Router, uri: &str) -> (StatusCode, http::HeaderMap, Bytes) {
-        let resp = app
-            .clone()
-            .oneshot(Request::get(uri).body(Body::empty()).expect("request"))
-            .await
-            .expect("response");
+        send(app, Request::get(uri).body(Body::empty()).expect("request")).await
+    }
+
+    async fn send(app: &Router, req: Request<Body>) -> (StatusCode, http::HeaderMap, Bytes) {
+        let resp = app.clone().oneshot(req).await.expect("response");
         let status = resp.status();
         let headers = resp.headers().clone();
         let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
@@ -236,6 +255,7 @@ mod tests {
             catalog,
             store,
             room: "shows/lobby".into(),
+            origin_secret: None,
         });
 
         let (status, _, body) = call(&app, "/recordings?limit=2").await;
@@ -285,5 +305,153 @@ mod tests {
             call(&app, "/recordings/x/index.m3u8").await.0,
             StatusCode::NOT_FOUND
         );
+    }
+
+    /// One finished session `s1` with a master playlist and one segment, served with `secret`.
+    async fn one_session(dir: &std::path::Path, secret: Option<&str>) -> Router {
+        let store = Arc::new(LocalStore::new(dir.join("rec")).expect("store"));
+        let catalog = Arc::new(EmbeddedCatalog::open(dir).expect("catalog"));
+        let mut rec =
+            crate::catalog::suite::recording("shows/lobby", "s1", 1_000, RecordingStatus::Complete);
+        rec.prefix = "rooms/shows/lobby/s1/".into();
+        catalog.upsert(&rec).await.expect("upsert");
+        for (key, body) in [
+            ("rooms/shows/lobby/s1/index.m3u8", &b"#EXTM3U\n"[..]),
+            ("rooms/shows/lobby/s1/source/0.ts", b"TS"),
+            ("rooms/shows/lobby/secret.txt", b"not a recording"),
+        ] {
+            store
+                .put(key, Bytes::copy_from_slice(body), "x")
+                .await
+                .expect("put");
+        }
+        router(ApiState {
+            catalog,
+            store,
+            room: "shows/lobby".into(),
+            origin_secret: secret.map(Secret::new),
+        })
+    }
+
+    fn get_with(uri: &str, secret: Option<&[u8]>) -> Request<Body> {
+        let mut req = Request::get(uri);
+        if let Some(s) = secret {
+            req = req.header(
+                roomcast_runtime::origin::ORIGIN_SECRET_HEADER,
+                HeaderValue::from_bytes(s).expect("header value"),
+            );
+        }
+        req.body(Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn recordings_need_the_origin_secret_like_hls_and_refusals_are_not_cached() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = one_session(dir.path(), Some("cdn-secret-123")).await;
+        let long = vec![b'x'; 32 * 1024];
+        for uri in [
+            "/recordings",
+            "/recordings/s1",
+            "/recordings/s1/index.m3u8",
+            "/recordings/s1/source/0.ts",
+            "/recordings/nope/index.m3u8",
+        ] {
+            for presented in [
+                None,
+                Some(&b""[..]),
+                Some(b"cdn-secret-12"),
+                Some(b"cdn-secret-1234"),
+                Some(b"CDN-SECRET-123"),
+                Some(&long[..]),
+            ] {
+                let (status, headers, body) = send(&app, get_with(uri, presented)).await;
+                assert_eq!(status, StatusCode::FORBIDDEN, "{uri} {presented:?}");
+                assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{uri}");
+                assert!(!String::from_utf8_lossy(&body).contains("s1"), "{uri}");
+            }
+        }
+        let ok = |uri| send(&app, get_with(uri, Some(b"cdn-secret-123")));
+        let (status, headers, body) = ok("/recordings/s1/source/0.ts").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(&body[..], b"TS");
+        assert_eq!(headers[header::CACHE_CONTROL], SEGMENT_CACHE_CONTROL);
+        assert_eq!(ok("/recordings").await.0, StatusCode::OK);
+
+        // Without a secret configured, no header is needed.
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = one_session(dir.path(), None).await;
+        assert_eq!(
+            call(&open, "/recordings/s1/index.m3u8").await.0,
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn hostile_paths_queries_and_methods_get_uncacheable_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let app = one_session(dir.path(), Some("cdn-secret-123")).await;
+        let secret = Some(&b"cdn-secret-123"[..]);
+        for uri in [
+            "/recordings/s1/../secret.txt",
+            "/recordings/s1/..%2F..%2Fsecret.txt",
+            "/recordings/s1/%2e%2e/secret.txt",
+            "/recordings/s1/source/..%2F..%2F..%2Fsecret.txt",
+            "/recordings/s1//etc/passwd",
+            "/recordings/s1/source%5C..%5C..%5Csecret.txt",
+            "/recordings/s1/%00.ts",
+            "/recordings/..%2Fsecret.txt",
+            "/recordings/%2e%2e/secret.txt",
+            "/recordings/..",
+            "/recordings/s1%7C..",
+            "/recordings?limit=abc",
+            "/recordings?before=99999999999999999999999",
+            "/recordings/%ff%fe",
+        ] {
+            let (status, headers, body) = send(&app, get_with(uri, secret)).await;
+            assert!(
+                status.is_client_error(),
+                "{uri}: {status} {}",
+                String::from_utf8_lossy(&body)
+            );
+            assert!(!String::from_utf8_lossy(&body).contains("not a recording"));
+            assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{uri}");
+        }
+        for method in ["POST", "PUT", "DELETE", "PATCH", "FOO"] {
+            for uri in ["/recordings", "/recordings/s1", "/recordings/s1/index.m3u8"] {
+                let req = Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header(
+                        roomcast_runtime::origin::ORIGIN_SECRET_HEADER,
+                        "cdn-secret-123",
+                    )
+                    .body(Body::from("x".repeat(1024)))
+                    .expect("request");
+                let (status, headers, _) = send(&app, req).await;
+                assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+                assert_eq!(headers[header::CACHE_CONTROL], "no-store", "{method} {uri}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_store_is_a_502_that_no_cdn_keeps() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s3 = crate::testing::S3TestServer::start().await;
+        let store = Arc::new(s3.store().await);
+        s3.stop().await;
+        let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+        let rec =
+            crate::catalog::suite::recording("shows/lobby", "s1", 1_000, RecordingStatus::Complete);
+        catalog.upsert(&rec).await.expect("upsert");
+        let app = router(ApiState {
+            catalog,
+            store,
+            room: "shows/lobby".into(),
+            origin_secret: None,
+        });
+        let (status, headers, _) = call(&app, "/recordings/s1/index.m3u8").await;
+        assert_eq!(status, StatusCode::BAD_GATEWAY);
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
     }
 }

@@ -154,6 +154,6 @@ async fn bench_upload_lag_and_spool_catch_up() {
         outage_secs as f64 / took.as_secs_f64().max(1e-3),
         rec.metrics().upload_retries.get(),
     );
-    assert_eq!(rec.metrics().segments_dropped.get(), 0);
+    assert_eq!(rec.metrics().dropped_total(), 0);
     assert_eq!(rec.spool_bytes(), 0);
 }

@@ -10,8 +10,14 @@ use roomcast_crds::worker_config::RecordingConfig;
 
 use crate::{Error, Result};
 
-/// Spool budget when the config gives none.
+/// Spool volume size when the config gives none.
 pub const DEFAULT_SPOOL_SIZE_MIB: u32 = 1024;
+/// Share of the spool volume (`spoolSizeMib`, the emptyDir's `sizeLimit`) and of the spool
+/// filesystem's free space at start that segments may fill. The rest is headroom for what the
+/// budget does not count (manifests, segment logs, a segment mid-write, filesystem blocks), so
+/// an S3 outage fills the budget and drops segments long before the kubelet evicts the pod at
+/// the volume's limit (and the spool is lost with it).
+pub const SPOOL_BUDGET_PERCENT: u64 = 80;
 /// Concurrent segment uploads.
 pub const DEFAULT_UPLOAD_CONCURRENCY: usize = 4;
 /// First retry delay of an upload; doubles up to [`DEFAULT_RETRY_MAX_DELAY`], with jitter.
@@ -100,6 +106,8 @@ pub struct RecorderConfig {
     /// Key prefix, e.g. `rooms/` (empty or ending in `/`).
     pub prefix: String,
     pub spool_dir: PathBuf,
+    /// Bytes of segments the spool may hold: [`SPOOL_BUDGET_PERCENT`] of the volume, lowered at
+    /// start to that share of the filesystem's room ([`spool_budget`]).
     pub spool_size_bytes: u64,
     /// Renditions to record; empty records all.
     pub renditions: Vec<String>,
@@ -123,12 +131,24 @@ impl std::fmt::Debug for RecorderConfig {
     }
 }
 
+/// The spool budget: [`SPOOL_BUDGET_PERCENT`] of the volume's `limit`, and of `room` (free
+/// space plus what the spool already holds, measured at start) when known, whichever is less.
+pub fn spool_budget(limit: u64, room: Option<u64>) -> u64 {
+    let by_limit = budget_share(limit);
+    room.map_or(by_limit, |r| by_limit.min(budget_share(r)))
+}
+
+/// [`SPOOL_BUDGET_PERCENT`] of `bytes`, without overflow.
+pub fn budget_share(bytes: u64) -> u64 {
+    bytes / 100 * SPOOL_BUDGET_PERCENT + bytes % 100 * SPOOL_BUDGET_PERCENT / 100
+}
+
 impl RecorderConfig {
     pub fn new(spool_dir: impl Into<PathBuf>) -> Self {
         Self {
             prefix: String::new(),
             spool_dir: spool_dir.into(),
-            spool_size_bytes: u64::from(DEFAULT_SPOOL_SIZE_MIB) * 1024 * 1024,
+            spool_size_bytes: spool_budget(u64::from(DEFAULT_SPOOL_SIZE_MIB) * 1024 * 1024, None),
             renditions: Vec::new(),
             upload_concurrency: DEFAULT_UPLOAD_CONCURRENCY,
             retry_min_delay: DEFAULT_RETRY_MIN_DELAY,
@@ -138,10 +158,10 @@ impl RecorderConfig {
     }
 
     pub fn from_config(cfg: &RecordingConfig) -> Result<Self> {
-        if !cfg.prefix.is_empty() && !cfg.prefix.ends_with('/') {
+        if !roomcast_crds::is_valid_s3_prefix(&cfg.prefix) {
             return Err(Error::Config {
                 field: "recording.prefix",
-                message: format!("{:?} must be empty or end with '/'", cfg.prefix),
+                message: format!("{} {:?}", roomcast_crds::S3_PREFIX_RULE, cfg.prefix),
             });
         }
         if cfg.spool_dir.is_empty() {
@@ -157,7 +177,7 @@ impl RecorderConfig {
         };
         Ok(Self {
             prefix: cfg.prefix.clone(),
-            spool_size_bytes: u64::from(mib) * 1024 * 1024,
+            spool_size_bytes: spool_budget(u64::from(mib) * 1024 * 1024, None),
             renditions: cfg.renditions.clone(),
             ..Self::new(&cfg.spool_dir)
         })
@@ -185,6 +205,24 @@ mod tests {
             spool_dir: "/var/spool/roomcast".into(),
             spool_size_mib: 0,
         }
+    }
+
+    #[test]
+    fn the_spool_budget_stays_below_the_volume_and_the_disk() {
+        let gib = 1024 * 1024 * 1024;
+        // Below the emptyDir's sizeLimit, so a full spool is never an eviction.
+        assert_eq!(spool_budget(gib, None), gib * 4 / 5);
+        assert!(spool_budget(gib, None) < gib);
+        // A disk with less room than the volume claims: its share of what is there.
+        assert_eq!(spool_budget(gib, Some(100 * 1024 * 1024)), 80 * 1024 * 1024);
+        // More room than the limit: the limit rules.
+        assert_eq!(spool_budget(gib, Some(100 * gib)), gib * 4 / 5);
+        // Hostile extremes neither overflow nor reach the volume.
+        assert_eq!(spool_budget(0, None), 0);
+        assert_eq!(spool_budget(gib, Some(0)), 0);
+        assert!(spool_budget(u64::MAX, None) < u64::MAX);
+        assert!(spool_budget(u64::MAX, Some(u64::MAX)) < u64::MAX);
+        assert_eq!(spool_budget(99, None), 79);
     }
 
     #[test]
@@ -225,15 +263,19 @@ mod tests {
         let s = S3Settings::from_config(&recording(None)).expect("settings");
         assert!(s.credentials.is_none());
         let r = RecorderConfig::from_config(&recording(None)).expect("config");
-        assert_eq!(r.spool_size_bytes, 1024 * 1024 * 1024);
+        assert_eq!(r.spool_size_bytes, budget_share(1024 * 1024 * 1024));
         assert!(r.records("720p"));
-        let mut bad = recording(None);
-        bad.prefix = "rooms".into();
-        assert!(
-            RecorderConfig::from_config(&bad)
-                .expect_err("prefix")
-                .to_string()
-                .contains("recording.prefix")
-        );
+        // The CRD's rule (`roomcast_crds::is_valid_s3_prefix`, tested there), not a second one.
+        for prefix in ["rooms", "../rooms/"] {
+            let mut bad = recording(None);
+            bad.prefix = prefix.into();
+            assert!(
+                RecorderConfig::from_config(&bad)
+                    .expect_err(prefix)
+                    .to_string()
+                    .contains("recording.prefix"),
+                "{prefix:?}"
+            );
+        }
     }
 }

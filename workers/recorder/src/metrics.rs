@@ -2,7 +2,7 @@
 //! `roomcast_media_recorder_*`. Cheap to clone: every handle shares its value.
 
 use prometheus_client::{
-    metrics::{counter::Counter, gauge::Gauge, histogram::Histogram},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
     registry::Registry,
 };
 
@@ -10,7 +10,8 @@ use prometheus_client::{
 pub struct Metrics {
     pub segments_spooled: Counter,
     pub segments_uploaded: Counter,
-    pub segments_dropped: Counter,
+    /// Segments left out of the recording, by `reason` (see [`DROP_REASONS`]).
+    pub segments_dropped: Family<[(&'static str, &'static str); 1], Counter>,
     pub upload_retries: Counter,
     pub bytes_uploaded: Counter,
     pub sessions_finalized: Counter,
@@ -27,7 +28,7 @@ impl Default for Metrics {
         Self {
             segments_spooled: Counter::default(),
             segments_uploaded: Counter::default(),
-            segments_dropped: Counter::default(),
+            segments_dropped: Family::default(),
             upload_retries: Counter::default(),
             bytes_uploaded: Counter::default(),
             sessions_finalized: Counter::default(),
@@ -42,9 +43,27 @@ impl Default for Metrics {
     }
 }
 
+/// Every `reason` of `segments_dropped`, pre-created so a dashboard sees zeros.
+pub const DROP_REASONS: [&str; 3] = ["spool_full", "spool_write_failed", "invalid_rendition"];
+
 impl Metrics {
+    /// The `segments_dropped` counter of one reason.
+    pub fn dropped(&self, reason: &'static str) -> Counter {
+        self.segments_dropped
+            .get_or_create(&[("reason", reason)])
+            .clone()
+    }
+
+    /// Segments dropped for every reason together.
+    pub fn dropped_total(&self) -> u64 {
+        DROP_REASONS.iter().map(|r| self.dropped(r).get()).sum()
+    }
+
     /// Register every metric in `registry` (use `registry.sub_registry_with_prefix("recorder")`).
     pub fn register(&self, registry: &mut Registry) {
+        for reason in DROP_REASONS {
+            self.dropped(reason);
+        }
         registry.register(
             "segments_spooled",
             "Segments accepted into the spool",
@@ -57,7 +76,7 @@ impl Metrics {
         );
         registry.register(
             "segments_dropped",
-            "Segments left out of the recording (spool full or spool write error)",
+            "Segments left out of the recording, by reason (spool_full, spool_write_failed, invalid_rendition)",
             self.segments_dropped.clone(),
         );
         registry.register(

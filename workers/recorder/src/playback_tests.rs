@@ -145,6 +145,7 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
         catalog: catalog.clone(),
         store: store.clone(),
         room: "shows/lobby".into(),
+        origin_secret: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

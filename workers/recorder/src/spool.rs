@@ -79,6 +79,14 @@ impl Spool {
         &self.dir
     }
 
+    /// Room for the spool on its filesystem: the space free to us (`statvfs` `f_bavail`) plus
+    /// what the spool's files already take. `None` when the filesystem cannot say.
+    pub fn room(&self) -> Option<u64> {
+        let st = rustix::fs::statvfs(&self.dir).ok()?;
+        let free = st.f_bavail.saturating_mul(st.f_frsize);
+        Some(free.saturating_add(du(&self.dir)))
+    }
+
     pub fn session_dir(&self, session_id: &str) -> PathBuf {
         self.dir.join(session_id)
     }
@@ -197,6 +205,22 @@ impl Spool {
     }
 }
 
+/// Bytes of the files under `dir`.
+fn du(dir: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total = total.saturating_add(m.len()),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +234,20 @@ mod tests {
             program_date_time: 1_800_000_000_000 + seq as i64 * 2000,
             bytes: 3,
         }
+    }
+
+    #[test]
+    fn the_spools_room_counts_its_own_files_and_the_free_space() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path().join("spool")).expect("spool");
+        let empty = spool.room().expect("statvfs answers on a tempdir");
+        assert!(empty > 0);
+        std::fs::create_dir_all(spool.dir().join("s1/720p")).expect("dir");
+        std::fs::write(spool.dir().join("s1/720p/0.ts"), vec![0u8; 1 << 20]).expect("write");
+        assert_eq!(du(spool.dir()), 1 << 20);
+        // The file moved bytes from free to the spool: the room stays about the same.
+        let after = spool.room().expect("room");
+        assert!(after.abs_diff(empty) < 64 << 20, "{empty} vs {after}");
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //!          ──► ops::router(state) ──► /metrics /healthz /readyz (one shape for every worker)
 //!          ──► Secret::from_file (mounted Secret files, trimmed, redacted in logs)
 //!          ──► clientip (which address a socket counts as: the peer, or the client a trusted proxy names)
+//!          ──► origin (X-Origin-Secret check, no-store on errors: every route behind a CDN)
 //!          ──► shutdown_signal (Ctrl-C or SIGTERM)
 //!  tests   ──► skip::missing (a missing real component: a notice here, a failure in CI)
 //! ```
@@ -15,6 +16,7 @@
 
 pub mod clientip;
 pub mod ops;
+pub mod origin;
 pub mod secret;
 pub mod skip;
 pub mod telemetry;

@@ -13,17 +13,21 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Path, Request, State};
+use axum::middleware::map_response;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 
+use roomcast_runtime::origin::{
+    ERROR_CACHE_CONTROL, check_origin_secret, no_store_on_error, plain_error as plain,
+};
+
 use crate::metrics::HTTP_KINDS;
 use crate::room::{Liveness, Room};
 use crate::server::MediaServer;
 
-/// Header a CDN must send with the room's origin secret when one is configured.
-pub const ORIGIN_SECRET_HEADER: &str = "x-origin-secret";
+pub use roomcast_runtime::origin::ORIGIN_SECRET_HEADER;
 pub const PLAYLIST_CONTENT_TYPE: &str = "application/vnd.apple.mpegurl";
 
 type AppState = Arc<MediaServer>;
@@ -54,7 +58,9 @@ async fn preflight(headers: HeaderMap) -> Response {
 ///
 /// CORS (any origin, for browser players) is written by the handlers themselves
 /// (`Req::finish`, `preflight`): the same headers as tower-http's `CorsLayer`, which cost a
-/// fifth of the playlist throughput as a middleware.
+/// fifth of the playlist throughput as a middleware. Every error response, axum's own 405 and
+/// 400 included, carries `Cache-Control: no-store` (`no_store_on_error`), so a CDN never keeps
+/// one for its default time.
 pub fn router(server: AppState) -> Router {
     Router::new()
         .route(
@@ -70,6 +76,7 @@ pub fn router(server: AppState) -> Router {
             get(segment).options(preflight),
         )
         .route("/{ns}/{room}/status", get(status).options(preflight))
+        .layer(map_response(no_store_on_error))
         .with_state(server)
 }
 
@@ -111,19 +118,7 @@ impl Req<'_> {
         let Some(room) = self.server.rooms.by_path(ns, name) else {
             return Err(Box::new(plain(StatusCode::NOT_FOUND, "unknown room\n")));
         };
-        if let Some(secret) = room.origin_secret() {
-            let presented = self
-                .headers
-                .get(ORIGIN_SECRET_HEADER)
-                .map(HeaderValue::as_bytes)
-                .unwrap_or_default();
-            if !secret.matches(presented) {
-                return Err(Box::new(plain(
-                    StatusCode::FORBIDDEN,
-                    "origin secret missing or wrong (header X-Origin-Secret)\n",
-                )));
-            }
-        }
+        check_origin_secret(room.origin_secret(), self.headers)?;
         Ok(room.clone())
     }
 
@@ -144,25 +139,13 @@ impl Req<'_> {
     }
 }
 
-fn plain(status: StatusCode, body: &'static str) -> Response {
-    (
-        status,
-        [
-            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
-            (header::CACHE_CONTROL, "no-store"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
 fn idle(room: &Room) -> Response {
     let body = format!("room {} is idle: nobody is publishing\n", room.cfg.id());
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CACHE_CONTROL, ERROR_CACHE_CONTROL.to_owned()),
             (header::RETRY_AFTER, room.cfg.segment_seconds.to_string()),
             (
                 header::HeaderName::from_static("x-roomcast-room-state"),
@@ -179,7 +162,7 @@ fn starting(room: &Room) -> Response {
         StatusCode::SERVICE_UNAVAILABLE,
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
-            (header::CACHE_CONTROL, "no-store".to_owned()),
+            (header::CACHE_CONTROL, ERROR_CACHE_CONTROL.to_owned()),
             (header::RETRY_AFTER, "1".to_owned()),
             (
                 header::HeaderName::from_static("x-roomcast-room-state"),

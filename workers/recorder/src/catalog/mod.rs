@@ -1,6 +1,7 @@
 //! The catalog of recorded sessions ("past broadcasts") behind one trait:
 //! [`mongo::MongoCatalog`] (collection `recordings`) and [`embedded::EmbeddedCatalog`] (a redb
-//! table of the same name). The shared suite in `suite.rs` runs against both.
+//! table of the same name). The shared suite in `suite.rs` runs against both. [`lazy::LazyCatalog`]
+//! opens either on first use, for a worker that starts before its MongoDB answers.
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use crate::Result;
 
 pub mod embedded;
+pub mod lazy;
 pub mod mongo;
 #[cfg(test)]
 pub(crate) mod suite;

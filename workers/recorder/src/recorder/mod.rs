@@ -22,6 +22,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use backon::Retryable;
 use tokio::{
     sync::{broadcast, mpsc, oneshot, watch},
     task::JoinHandle,
@@ -56,8 +57,25 @@ impl Drop for Recorder {
 impl Recorder {
     /// Open the spool, queue what a previous run left in it (finalised as `interrupted` unless
     /// it had ended), and start the background tasks.
-    pub async fn start(cfg: RecorderConfig, store: DynStore, catalog: DynCatalog) -> Result<Self> {
+    pub async fn start(
+        mut cfg: RecorderConfig,
+        store: DynStore,
+        catalog: DynCatalog,
+    ) -> Result<Self> {
         let spool = Spool::open(&cfg.spool_dir)?;
+        // Never more than the spool's filesystem can hold, whatever the volume claims.
+        let room = spool.room();
+        let budget = cfg
+            .spool_size_bytes
+            .min(room.map_or(u64::MAX, crate::config::budget_share));
+        if budget < cfg.spool_size_bytes {
+            warn!(
+                configured_mib = cfg.spool_size_bytes >> 20,
+                budget_mib = budget >> 20,
+                "the spool's filesystem has less room than the configured budget; budget lowered"
+            );
+        }
+        cfg.spool_size_bytes = budget;
         let shared = Arc::new(Shared::new(cfg, spool, store, catalog));
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         recovery::recover(&shared, &jobs_tx).await?;
@@ -86,7 +104,7 @@ impl Recorder {
             }
             if !self.shared.reserve(bytes.len() as u64) {
                 self.shared
-                    .drop_segment(session_id, rendition, *seq, "spool full");
+                    .drop_segment(session_id, rendition, *seq, "spool_full");
                 return;
             }
         }
@@ -124,6 +142,35 @@ impl Recorder {
     /// event. Returns how many sessions it finalised.
     pub async fn finalise_orphans(&self, room: &str, nominal: Duration) -> Result<u64> {
         recovery::finalise_orphans(&self.shared, room, nominal).await
+    }
+
+    /// [`Self::finalise_orphans`] retried with backoff until the catalog and the store answer:
+    /// how a worker starts live-first. Meanwhile [`Self::health`] is unhealthy with the reason,
+    /// and sessions record into the spool as usual (uploads retry on their own); this may run
+    /// while they do. Returns how many sessions it finalised.
+    pub async fn finalise_orphans_retrying(&self, room: &str, nominal: Duration) -> u64 {
+        let shared = &self.shared;
+        let finalised = (|| recovery::finalise_orphans(shared, room, nominal))
+            .retry(shared.retry_policy())
+            .when(|e| !matches!(e, crate::Error::Key(_) | crate::Error::Name(_)))
+            .notify(|e, delay| {
+                shared.connect_failed(e);
+                warn!(room, error = %e, retry_in = ?delay, "store or catalog unreachable at start; retrying");
+            })
+            .await;
+        shared.connected();
+        match finalised {
+            Ok(n) => n,
+            Err(e) => {
+                warn!(room, error = %e, "orphaned sessions not finalised");
+                0
+            }
+        }
+    }
+
+    /// Bytes of segments the spool may hold (see [`crate::config::spool_budget`]).
+    pub fn spool_budget(&self) -> u64 {
+        self.shared.cfg.spool_size_bytes
     }
 
     /// Bytes held by the spool (queued or on disk).

@@ -21,7 +21,7 @@ use crate::{
     RecordingStatus, Result,
     catalog::MAX_PAGE,
     parse_room, session_prefix,
-    spool::{Manifest, SegmentEntry},
+    spool::{MANIFEST, Manifest, SegmentEntry},
 };
 
 /// Queue what a previous run left in the spool.
@@ -100,10 +100,17 @@ pub(super) async fn finalise_orphans(
     room: &str,
     nominal: Duration,
 ) -> Result<u64> {
-    let spooled = shared.spool.sessions()?;
     let mut finalised = 0;
     for rec in shared.catalog.list(room, MAX_PAGE, None).await? {
-        if rec.status != RecordingStatus::Live || spooled.contains(&rec.session_id) {
+        // Asked per entry, after the catalog answered: this may run while sessions record
+        // (retried until the store is reachable), and a session's manifest is spooled before
+        // its `live` entry is written, so a session recording now is always found here.
+        let spooled = shared
+            .spool
+            .session_dir(&rec.session_id)
+            .join(MANIFEST)
+            .is_file();
+        if rec.status != RecordingStatus::Live || spooled {
             continue;
         }
         let mut log = Vec::new();

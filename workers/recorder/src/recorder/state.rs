@@ -44,6 +44,8 @@ pub struct Uploaded {
 #[derive(Default)]
 struct HealthState {
     spool_full: bool,
+    /// Why the store or catalog cannot be reached yet at start (retried until they can).
+    connect_error: Option<String>,
     upload_error: Option<String>,
     dropped: u64,
 }
@@ -127,8 +129,16 @@ impl Shared {
         }
     }
 
-    pub(super) fn drop_segment(&self, session_id: &str, rendition: &str, seq: u64, why: &str) {
-        self.metrics.segments_dropped.inc();
+    /// Leave a segment out of the recording; `why` is its `reason` label (one of
+    /// [`crate::metrics::DROP_REASONS`]).
+    pub(super) fn drop_segment(
+        &self,
+        session_id: &str,
+        rendition: &str,
+        seq: u64,
+        why: &'static str,
+    ) {
+        self.metrics.dropped(why).inc();
         if let Ok(mut d) = self.dropped.lock() {
             *d.entry(session_id.to_owned()).or_default() += 1;
         }
@@ -143,6 +153,20 @@ impl Shared {
             "segment dropped from the recording"
         );
         self.publish_health();
+    }
+
+    /// The store or catalog could not be reached at start; retrying.
+    pub(super) fn connect_failed(&self, err: &Error) {
+        self.lock_health().connect_error = Some(err.to_string());
+        self.publish_health();
+    }
+
+    pub(super) fn connected(&self) {
+        let changed = self.lock_health().connect_error.take().is_some();
+        if changed {
+            info!("store and catalog reachable; recording");
+            self.publish_health();
+        }
     }
 
     fn upload_failed(&self, err: &Error) {
@@ -183,6 +207,14 @@ impl Shared {
                         st.dropped
                     ),
                 )
+            } else if let Some(e) = &st.connect_error {
+                (
+                    false,
+                    format!(
+                        "recording degraded: cannot reach {} or the catalog yet, retrying (segments kept in the spool): {e}",
+                        self.store.describe()
+                    ),
+                )
             } else if let Some(e) = &st.upload_error {
                 (
                     false,
@@ -204,7 +236,7 @@ impl Shared {
         });
     }
 
-    fn retry_policy(&self) -> ExponentialBuilder {
+    pub(super) fn retry_policy(&self) -> ExponentialBuilder {
         ExponentialBuilder::default()
             .with_min_delay(self.cfg.retry_min_delay)
             .with_max_delay(self.cfg.retry_max_delay)

@@ -264,7 +264,7 @@ async fn s3_outage_mid_session_loses_and_duplicates_no_segment() {
         (0..20).collect::<Vec<_>>()
     );
     assert!(rec.metrics().upload_retries.get() > 0);
-    assert_eq!(rec.metrics().segments_dropped.get(), 0);
+    assert_eq!(rec.metrics().dropped_total(), 0);
     assert!(health.borrow().healthy, "{:?}", *health.borrow());
     let got = entry(&*catalog, "s1").await;
     assert_eq!(got.status, RecordingStatus::Complete);
@@ -365,7 +365,8 @@ async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_unti
         took < Duration::from_millis(250),
         "record() blocked: {took:?}"
     );
-    assert_eq!(rec.metrics().segments_dropped.get(), 46);
+    assert_eq!(rec.metrics().dropped("spool_full").get(), 46);
+    assert_eq!(rec.metrics().dropped_total(), 46);
     assert!(!health.borrow().healthy);
     assert!(
         health.borrow().message.contains("spool full"),
@@ -554,4 +555,89 @@ async fn a_live_session_whose_spool_was_lost_is_finalised_from_the_store() {
             .expect("orphans"),
         0
     );
+}
+
+#[tokio::test]
+async fn a_store_down_at_start_is_reported_and_retried_while_sessions_record() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    s3.stop().await;
+    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    // A session a previous worker left `live` with its spool gone: finalised once S3 answers.
+    let mut orphan = crate::catalog::suite::recording(ROOM, "old", 1_000, RecordingStatus::Live);
+    orphan.prefix = "rooms/shows/lobby/old/".into();
+    catalog.upsert(&orphan).await.expect("upsert");
+    let rec = Arc::new(start_in(dir.path(), store, catalog.clone()).await);
+    let health = rec.health();
+    let settle = tokio::spawn({
+        let rec = rec.clone();
+        async move {
+            rec.finalise_orphans_retrying(ROOM, Duration::from_secs(2))
+                .await
+        }
+    });
+    wait_until("unhealthy while S3 is down", || !health.borrow().healthy).await;
+    let message = health.borrow().message.clone();
+    assert!(message.contains("cannot reach s3://vods"), "{message}");
+
+    // A session starts while S3 is down: it records into the spool, and is no orphan.
+    rec.record(started("s1", &["source"]));
+    rec.record(segment("s1", "source", 0, body("source", 0)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s3.restart().await;
+    let finalised = tokio::time::timeout(Duration::from_secs(30), settle)
+        .await
+        .expect("settled once S3 answers")
+        .expect("task");
+    assert_eq!(finalised, 1, "only the orphan");
+    rec.record(segment("s1", "source", 1, body("source", 1)));
+    flush(&rec).await;
+    wait_until("healthy again", || health.borrow().healthy).await;
+    let objects = s3.objects();
+    for key in [
+        "rooms/shows/lobby/s1/source/0.ts",
+        "rooms/shows/lobby/s1/source/1.ts",
+        "rooms/shows/lobby/old/session.json",
+    ] {
+        assert!(objects.contains(&key.to_owned()), "{key}: {objects:?}");
+    }
+    assert_eq!(
+        entry(&*catalog, "old").await.status,
+        RecordingStatus::Interrupted
+    );
+    assert_eq!(entry(&*catalog, "s1").await.status, RecordingStatus::Live);
+}
+
+#[tokio::test]
+async fn a_budget_larger_than_the_spools_disk_is_lowered_below_it_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("store")).expect("store"));
+    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let cfg = RecorderConfig {
+        // A volume claiming far more than any disk here has.
+        spool_size_bytes: u64::MAX / 2,
+        ..fast_config(&dir.path().join("spool"))
+    };
+    let rec = Recorder::start(cfg, store.clone(), catalog.clone())
+        .await
+        .expect("start");
+    let room = crate::spool::Spool::open(dir.path().join("spool"))
+        .expect("spool")
+        .room()
+        .expect("statvfs");
+    assert!(rec.spool_budget() < room, "{} < {room}", rec.spool_budget());
+    assert!(
+        rec.spool_budget() >= room / 100 * 70,
+        "{}",
+        rec.spool_budget()
+    );
+    drop(rec);
+    // A budget the disk can hold is kept as configured.
+    let cfg = RecorderConfig {
+        spool_size_bytes: 1 << 20,
+        ..fast_config(&dir.path().join("spool"))
+    };
+    let rec = Recorder::start(cfg, store, catalog).await.expect("start");
+    assert_eq!(rec.spool_budget(), 1 << 20);
 }

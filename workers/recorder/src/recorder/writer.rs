@@ -131,7 +131,7 @@ pub(super) async fn run(
                 }
                 if check_name(&rendition).is_err() {
                     shared.release(reserved);
-                    shared.drop_segment(&session_id, &rendition, seq, "invalid rendition name");
+                    shared.drop_segment(&session_id, &rendition, seq, "invalid_rendition");
                     continue;
                 }
                 let m = sessions.entry(session_id.clone()).or_insert_with(|| {
@@ -177,7 +177,7 @@ pub(super) async fn run(
                     Err(e) => {
                         span.in_scope(|| error!(error = %e, "spooling a segment"));
                         shared.release(reserved);
-                        shared.drop_segment(&session_id, &rendition, seq, "spool write failed");
+                        shared.drop_segment(&session_id, &rendition, seq, "spool_write_failed");
                     }
                 }
             }
