@@ -25,6 +25,8 @@ pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
 #[derive(Clone, Debug)]
 pub struct MediaOptions {
     pub speed_preset: String,
+    /// What one network peer may hold of the listeners.
+    pub limits: crate::limits::ListenerLimits,
 }
 
 /// Read a `WorkerConfig` YAML file (the operator's ConfigMap, `room.yaml`); errors name the file.

@@ -12,13 +12,15 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::limits::{self, Admitted};
 use crate::server::MediaServer;
 
 /// Upper bound of HTTP worker threads.
 const MAX_HTTP_THREADS: usize = 8;
 
-/// An accepted connection, handed from the acceptor to a worker thread.
-type Handoff = (std::net::TcpStream, SocketAddr);
+/// An accepted connection, handed from the acceptor to a worker thread with its place under the
+/// connection caps.
+type Handoff = (std::net::TcpStream, SocketAddr, Admitted);
 
 /// A thread running a single-threaded tokio runtime that serves the connections sent to it
 /// with `serve`. Connections never move between threads afterwards (the nginx worker model):
@@ -58,7 +60,7 @@ async fn rtmp_worker(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
-    while let Some((std_stream, peer)) = rx.recv().await {
+    while let Some((std_stream, peer, slot)) = rx.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
             continue;
         };
@@ -68,6 +70,7 @@ async fn rtmp_worker(
             stream,
             peer,
             stop,
+            slot,
         ));
         while connections.try_join_next().is_some() {}
     }
@@ -83,7 +86,7 @@ async fn http_worker(
 ) {
     use tower::ServiceExt;
     let mut connections = tokio::task::JoinSet::new();
-    while let Some((std_stream, peer)) = rx.recv().await {
+    while let Some((std_stream, peer, slot)) = rx.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
             continue;
         };
@@ -106,6 +109,7 @@ async fn http_worker(
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
                 }
             }
+            drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }
@@ -118,8 +122,9 @@ async fn http_worker(
 /// that thread alone.
 pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Result<()> {
     let mut shutdown = server.stopping();
+    let worker = server.clone();
     let (handoff, thread) =
-        connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(server, rx))?;
+        connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(worker, rx))?;
     let result = loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -128,8 +133,16 @@ pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Resu
             },
             _ = shutdown.changed() => break Ok(()),
         };
+        // Over a cap: closed at once (dropping the stream), counted, logged once per address.
+        let slot = match server.rtmp_gate.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                limits::refused(&server.metrics, &server.offenders, "rtmp", peer, limit);
+                continue;
+            }
+        };
         if let Ok(std_stream) = stream.into_std() {
-            let _ = handoff.send((std_stream, peer));
+            let _ = handoff.send((std_stream, peer, slot));
         }
     };
     drop(handoff);
@@ -178,9 +191,16 @@ pub async fn serve_http(
                 continue;
             }
         };
+        let slot = match server.http_gate.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                limits::refused(&server.metrics, &server.offenders, "http", peer, limit);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         if let Ok(std_stream) = stream.into_std() {
-            let _ = senders[next % workers].send((std_stream, peer));
+            let _ = senders[next % workers].send((std_stream, peer, slot));
             next = next.wrapping_add(1);
         }
     }

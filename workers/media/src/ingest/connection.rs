@@ -19,6 +19,7 @@ use tracing::Instrument;
 use crate::error::{Error, RefuseReason, Result};
 use crate::ingest::key::authorize;
 use crate::ingest::rtmp::{IngestEvent, Output, RtmpCore};
+use crate::limits::{self, Admitted};
 use crate::metrics::{self, RefusedLabels};
 use crate::mux::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
 use crate::mux::fragment::FragmentSink;
@@ -29,8 +30,6 @@ use crate::transcode::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline
 
 /// FLV chunks queued between the socket task and the pipeline thread.
 const FEED_QUEUE: usize = 64;
-/// A publisher that sends nothing for this long is dropped.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -78,12 +77,14 @@ impl Publishing {
     }
 }
 
-/// Serve one publisher connection until it closes, errs, or the worker shuts down.
+/// Serve one publisher connection until it closes, errs, goes over a limit, or the worker
+/// shuts down. `slot` is the connection's place under the connection caps, freed on return.
 pub async fn handle_connection(
     server: Arc<MediaServer>,
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    slot: Admitted,
 ) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
@@ -102,8 +103,13 @@ pub async fn handle_connection(
         }
         match result {
             Ok(()) => tracing::info!("connection closed"),
+            // Counted, and logged once per offending address.
+            Err(Error::Limit(limit)) => {
+                limits::refused(&server.metrics, &server.offenders, "rtmp", peer, limit)
+            }
             Err(e) => tracing::warn!(error = %e, "connection ended with an error"),
         }
+        drop(slot);
     }
     .instrument(span)
     .await
@@ -139,25 +145,23 @@ async fn run(
     publishing: &mut Option<Publishing>,
 ) -> Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut core = RtmpCore::new();
+    let mut core = RtmpCore::new(server.limits.session(), Instant::now());
     let mut buf = vec![0u8; 64 * 1024];
-    // One timer for the whole connection, pushed back only when it fires: arming a timer per
-    // read would cost more than the read itself at 75 messages a second.
-    let mut last_read = tokio::time::Instant::now();
-    let idle = tokio::time::sleep(READ_TIMEOUT);
-    tokio::pin!(idle);
+    // One timer for the whole connection, moved to the core's deadline only when it fires:
+    // arming a timer per read would cost more than the read itself at 75 messages a second.
+    let deadline = tokio::time::sleep_until(core.deadline().0.into());
+    tokio::pin!(deadline);
     // Likewise one shutdown waiter, not one per read.
     let stop = shutdown.changed();
     tokio::pin!(stop);
     loop {
         let n = tokio::select! {
             r = stream.read(&mut buf) => r?,
-            _ = idle.as_mut() => {
-                let deadline = last_read + READ_TIMEOUT;
-                if deadline <= tokio::time::Instant::now() {
-                    return Err(Error::Rtmp("publisher sent nothing for 30 s".into()));
+            _ = deadline.as_mut() => {
+                if let Some(limit) = core.expired(Instant::now()) {
+                    return Err(Error::Limit(limit));
                 }
-                idle.as_mut().reset(deadline);
+                deadline.as_mut().reset(core.deadline().0.into());
                 continue;
             }
             _ = stop.as_mut() => return Ok(()),
@@ -165,12 +169,11 @@ async fn run(
         if n == 0 {
             return Ok(());
         }
-        last_read = tokio::time::Instant::now();
         if let Some(p) = publishing.as_mut() {
             let kbps = p.room.ingest(n);
             p.check_bitrate(kbps);
         }
-        let outputs = core.handle_input(&buf[..n])?;
+        let outputs = core.handle_input(&buf[..n], Instant::now())?;
         let mut queue: std::collections::VecDeque<Output> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
@@ -205,7 +208,7 @@ async fn run(
                                 since: Instant::now(),
                                 last_over_limit: None,
                             });
-                            queue.extend(core.accept_publish(request_id)?);
+                            queue.extend(core.accept_publish(request_id, Instant::now())?);
                         }
                         Err(reason) => {
                             let room = match reason {
