@@ -17,6 +17,45 @@ use crate::server::MediaServer;
 
 /// Upper bound of HTTP worker threads.
 const MAX_HTTP_THREADS: usize = 8;
+/// First pause after a failed `accept()`; doubled on each failure in a row up to
+/// [`ACCEPT_BACKOFF_MAX`]. EMFILE and friends clear when connections close, so the listener
+/// waits and retries instead of ending.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// A source of accepted connections: a [`TcpListener`], or in tests one that fails on purpose.
+pub trait Accept: Send + 'static {
+    fn accept(
+        &mut self,
+    ) -> impl std::future::Future<Output = std::io::Result<(tokio::net::TcpStream, SocketAddr)>> + Send;
+}
+
+impl Accept for TcpListener {
+    async fn accept(&mut self) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
+    }
+}
+
+/// The next accepted connection. A failed `accept()` is logged (once per run of failures) and
+/// retried after a pause that doubles up to [`ACCEPT_BACKOFF_MAX`]; it never ends the listener.
+async fn accept_retrying(
+    listener: &mut impl Accept,
+    name: &'static str,
+) -> (tokio::net::TcpStream, SocketAddr) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                if backoff == ACCEPT_BACKOFF_MIN {
+                    tracing::warn!(listener = name, error = %e, "accept failed; retrying with backoff");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
 
 /// An accepted connection, handed from the acceptor to a worker thread with its place under the
 /// connection caps.
@@ -120,18 +159,16 @@ async fn http_worker(
 /// publisher costs a few microseconds per message (the source is muxed inline, encoding
 /// runs in GStreamer's threads), so one thread carries many rooms, and a message wakes
 /// that thread alone.
-pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Result<()> {
+pub async fn serve_rtmp(server: Arc<MediaServer>, mut listener: impl Accept) -> Result<()> {
+    let _alive = server.listener_alive("rtmp");
     let mut shutdown = server.stopping();
     let worker = server.clone();
     let (handoff, thread) =
         connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(worker, rx))?;
-    let result = loop {
+    loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => break Err(Error::Net(e)),
-            },
-            _ = shutdown.changed() => break Ok(()),
+            a = accept_retrying(&mut listener, "rtmp") => a,
+            _ = shutdown.changed() => break,
         };
         // Over a cap: closed at once (dropping the stream), counted, logged once per address.
         let slot = match server.rtmp_gate.admit(peer.ip()) {
@@ -144,10 +181,10 @@ pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Resu
         if let Ok(std_stream) = stream.into_std() {
             let _ = handoff.send((std_stream, peer, slot));
         }
-    };
+    }
     drop(handoff);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    result
+    Ok(())
 }
 
 /// Serve `router` (HLS and whatever the caller composed with it) until shutdown.
@@ -158,9 +195,10 @@ pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Resu
 /// compared with the work-stealing runtime.
 pub async fn serve_http(
     server: Arc<MediaServer>,
-    listener: TcpListener,
+    mut listener: impl Accept,
     router: Router,
 ) -> Result<()> {
+    let _alive = server.listener_alive("http");
     let mut shutdown = server.stopping();
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -178,18 +216,9 @@ pub async fn serve_http(
     }
     let mut next = 0usize;
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (stream, peer) = tokio::select! {
+            a = accept_retrying(&mut listener, "http") => a,
             _ = shutdown.changed() => break,
-        };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: keep serving the connections we have.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
         };
         let slot = match server.http_gate.admit(peer.ip()) {
             Ok(slot) => slot,
@@ -221,6 +250,7 @@ pub async fn serve_plain(
     listener: TcpListener,
     router: Router,
 ) -> Result<()> {
+    let _alive = server.listener_alive("metrics");
     let mut shutdown = server.stopping();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {
