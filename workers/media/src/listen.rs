@@ -8,11 +8,10 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
-use crate::limits::{self, Admitted};
+use crate::limits::{self, Admitted, Limit};
 use crate::server::MediaServer;
 
 /// Upper bound of HTTP worker threads.
@@ -119,10 +118,12 @@ async fn rtmp_worker(
 
 /// Serve the connections handed to this worker until the acceptor stops.
 async fn http_worker(
+    server: Arc<MediaServer>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     router: axum::Router,
-    stop: watch::Receiver<bool>,
 ) {
+    let stop = server.stopping();
+    let header_timeout = Duration::from_secs(server.limits.http_header_timeout_seconds);
     use tower::ServiceExt;
     let mut connections = tokio::task::JoinSet::new();
     while let Some((std_stream, peer, slot)) = rx.recv().await {
@@ -131,6 +132,7 @@ async fn http_worker(
         };
         let router = router.clone();
         let mut stop = stop.clone();
+        let server = server.clone();
         connections.spawn(async move {
             let service =
                 hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -138,11 +140,18 @@ async fn http_worker(
                         .insert(axum::extract::ConnectInfo(peer));
                     router.clone().oneshot(req)
                 });
+            // hyper enforces the header read timeout only with a timer.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
+                r = conn.as_mut() => {
+                    if let Err(e) = r && e.is_timeout() {
+                        limits::refused(&server.metrics, &server.offenders, "http", peer, Limit::HeaderTimeout);
+                    }
+                }
                 _ = stop.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
@@ -208,9 +217,10 @@ pub async fn serve_http(
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers {
         let router = router.clone();
-        let stop = server.stopping();
-        let (tx, thread) =
-            connection_thread(format!("http-{i}"), move |rx| http_worker(rx, router, stop))?;
+        let worker = server.clone();
+        let (tx, thread) = connection_thread(format!("http-{i}"), move |rx| {
+            http_worker(worker, rx, router)
+        })?;
         senders.push(tx);
         threads.push(thread);
     }

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use roomcast_crds::RoomIdentity;
-use roomcast_media::listen::{Accept, serve_rtmp};
+use roomcast_media::limits::ListenerLimits;
+use roomcast_media::listen::{Accept, serve_http, serve_rtmp};
 use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -15,6 +16,10 @@ use tower::ServiceExt;
 /// A worker with one room (`shows/lobby`); its key file is read only on publish, which these
 /// tests never reach.
 fn server() -> Arc<MediaServer> {
+    server_with(ListenerLimits::default())
+}
+
+fn server_with(limits: ListenerLimits) -> Arc<MediaServer> {
     let key = std::path::PathBuf::from("/nonexistent/stream-key");
     let room = RoomIdentity::new("shows", "lobby");
     let config = RoomConfig {
@@ -34,7 +39,7 @@ fn server() -> Arc<MediaServer> {
         vec![config],
         MediaOptions {
             speed_preset: "ultrafast".into(),
-            limits: Default::default(),
+            limits,
         },
     )
     .expect("server")
@@ -122,4 +127,180 @@ async fn a_listener_stopped_by_shutdown_leaves_nothing_gone() {
     server.shutdown(Duration::from_secs(1)).await;
     task.await.expect("join").expect("serve");
     assert!(server.listeners_gone().is_empty());
+}
+
+/// `roomcast_media_refused_connections_total` for one listener and reason (0 when absent).
+fn refused(server: &MediaServer, listener: &str, reason: &str) -> u64 {
+    let needle = format!(
+        "roomcast_media_refused_connections_total{{listener=\"{listener}\",reason=\"{reason}\"}} "
+    );
+    server
+        .metrics
+        .encode()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(&needle)
+                .map(|v| v.trim().parse().unwrap_or(0))
+        })
+        .unwrap_or(0)
+}
+
+/// [`refused`], once it reached `at_least` or after 2 s: the count lands just after the close.
+async fn refused_eventually(
+    server: &MediaServer,
+    listener: &str,
+    reason: &str,
+    at_least: u64,
+) -> u64 {
+    for _ in 0..40 {
+        let n = refused(server, listener, reason);
+        if n >= at_least {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    refused(server, listener, reason)
+}
+
+/// Whether the server closed `client` within `within` (EOF or reset), reading whatever came first.
+async fn closed_within(client: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 4096];
+    tokio::time::timeout(within, async {
+        loop {
+            match client.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+#[tokio::test]
+async fn a_slowloris_client_is_cut_at_the_header_timeout() {
+    let server = server_with(ListenerLimits {
+        http_header_timeout_seconds: 1,
+        ..ListenerLimits::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = roomcast_media::origin::ops::router(server.clone());
+    let task = tokio::spawn(serve_http(server.clone(), listener, router));
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    // One byte of the request head every 200 ms: each byte arrives well within any read
+    // timeout, the whole head never does.
+    let head =
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n";
+    let started = std::time::Instant::now();
+    let mut cut = false;
+    for b in head {
+        if client.write_all(&[*b]).await.is_err() {
+            cut = true;
+            break;
+        }
+        if closed_within(&mut client, Duration::from_millis(200)).await {
+            cut = true;
+            break;
+        }
+    }
+    assert!(
+        cut,
+        "the server still waits for the head after {:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        refused_eventually(&server, "http", "header_timeout", 1).await,
+        1
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn http_connections_over_the_per_ip_cap_are_closed_and_counted() {
+    let server = server_with(ListenerLimits {
+        http_max_connections_per_ip: 2,
+        ..ListenerLimits::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let router = roomcast_media::origin::ops::router(server.clone());
+    let task = tokio::spawn(serve_http(server.clone(), listener, router));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut third = TcpStream::connect(addr).await.expect("connect");
+    assert!(closed_within(&mut third, Duration::from_secs(5)).await);
+    assert_eq!(
+        refused_eventually(&server, "http", "connections_per_ip", 1).await,
+        1
+    );
+    // The held ones still get answers.
+    held[0]
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = [0u8; 12];
+    held[0].read_exact(&mut buf).await.expect("response");
+    assert_eq!(&buf, b"HTTP/1.1 200");
+    server.shutdown(Duration::from_secs(1)).await;
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn rtmp_connections_over_the_per_ip_cap_are_closed_and_counted() {
+    let server = server_with(ListenerLimits {
+        rtmp_max_connections_per_ip: 2,
+        ..ListenerLimits::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(serve_rtmp(server.clone(), listener));
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(TcpStream::connect(addr).await.expect("connect"));
+    }
+    let mut third = TcpStream::connect(addr).await.expect("connect");
+    assert!(closed_within(&mut third, Duration::from_secs(5)).await);
+    assert_eq!(
+        refused_eventually(&server, "rtmp", "connections_per_ip", 1).await,
+        1
+    );
+    // Closing one frees its slot for the next connection.
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut next = TcpStream::connect(addr).await.expect("connect");
+    assert!(!closed_within(&mut next, Duration::from_millis(500)).await);
+    assert_eq!(
+        refused_eventually(&server, "rtmp", "connections_per_ip", 1).await,
+        1
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn a_socket_that_sends_nothing_is_cut_at_the_handshake_deadline() {
+    let server = server_with(ListenerLimits {
+        rtmp_handshake_timeout_seconds: 1,
+        ..ListenerLimits::default()
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(serve_rtmp(server.clone(), listener));
+    let mut client = TcpStream::connect(addr).await.expect("connect");
+    assert!(closed_within(&mut client, Duration::from_secs(5)).await);
+    assert_eq!(
+        refused_eventually(&server, "rtmp", "handshake_timeout", 1).await,
+        1
+    );
+    server.shutdown(Duration::from_secs(1)).await;
+    let _ = task.await;
 }
