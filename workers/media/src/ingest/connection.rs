@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -38,8 +39,48 @@ struct Feeder {
     done: oneshot::Receiver<Result<()>>,
 }
 
+/// The room's claim of one accepted publish. Dropped without [`PublishClaim::release`] (the
+/// connection's task panicked or was cancelled) it still frees the room: the publisher leaves
+/// (the session ends after the reconnect grace) and the ingest count goes down, so the next
+/// publisher is accepted instead of meeting `AlreadyLive` until the process restarts.
+struct PublishClaim {
+    room: Arc<Room>,
+    conn: u64,
+    armed: bool,
+}
+
+impl PublishClaim {
+    fn new(room: Arc<Room>, conn: u64) -> Self {
+        room.ingests.fetch_add(1, Ordering::SeqCst);
+        PublishClaim {
+            room,
+            conn,
+            armed: true,
+        }
+    }
+
+    /// The orderly way out: the publisher leaves now, the ingest count goes down on drop.
+    fn release(&mut self, end_now: bool) -> Option<u64> {
+        self.armed = false;
+        self.room.publisher_left(self.conn, end_now)
+    }
+}
+
+impl Drop for PublishClaim {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::error!("publish ended without cleanup (panic or cancel); freeing the room");
+            // The grace timer needs a runtime; without one, end the publish at once.
+            let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+            self.room.publisher_left(self.conn, !in_runtime);
+        }
+        self.room.ingests.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct Publishing {
     room: Arc<Room>,
+    claim: PublishClaim,
     publish: Publish,
     flv: FlvMuxer,
     /// The source rendition, muxed on this task.
@@ -96,10 +137,24 @@ pub async fn handle_connection(
     );
     async move {
         let mut publishing = None;
-        let result = run(&server, stream, conn, shutdown, &mut publishing).await;
+        // A panic in the RTMP library (or anywhere in the session path) ends this connection
+        // only; `finish` below, or the claim's drop guard, still frees the room.
+        let result =
+            std::panic::AssertUnwindSafe(run(&server, stream, conn, shutdown, &mut publishing))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = %what, "connection task panicked");
+                    Err(Error::Limit(limits::Limit::LibraryPanic))
+                });
         let shutting_down = server.is_shutting_down();
         if let Some(p) = publishing {
-            finish(p, conn, shutting_down).await;
+            finish(p, shutting_down).await;
         }
         match result {
             Ok(()) => tracing::info!("connection closed"),
@@ -115,10 +170,10 @@ pub async fn handle_connection(
     .await
 }
 
-async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
+async fn finish(mut p: Publishing, end_now: bool) {
     // Free the room for a reconnect at once; the slot keeps the next epoch (and the end of the
     // session) waiting until this pipeline has drained.
-    let generation = p.room.publisher_left(conn, end_now);
+    let generation = p.claim.release(end_now);
     if let Some(source) = p.source.take() {
         source.finish();
     }
@@ -134,7 +189,6 @@ async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
     if end_now && let Some(g) = generation {
         p.room.end_session_if(g).await;
     }
-    p.room.ingests.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn run(
@@ -196,8 +250,8 @@ async fn run(
                             span.record("room", tracing::field::display(room.id()));
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
-                            room.ingests.fetch_add(1, Ordering::SeqCst);
                             *publishing = Some(Publishing {
+                                claim: PublishClaim::new(room.clone(), conn),
                                 room,
                                 publish,
                                 flv: FlvMuxer::new(),
@@ -393,4 +447,54 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>)
         })
         .map_err(Error::Net)?;
     Ok(Feeder { tx, done: done_rx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MediaOptions, RoomConfig};
+
+    fn publishing(room: &Arc<Room>, conn: u64) -> Publishing {
+        let publish = room.begin_publish(conn).expect("publish accepted");
+        Publishing {
+            claim: PublishClaim::new(room.clone(), conn),
+            room: room.clone(),
+            publish,
+            flv: FlvMuxer::new(),
+            source: None,
+            feeder: None,
+            metadata: None,
+            slot: None,
+            since: Instant::now(),
+            last_over_limit: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_after_publish_frees_the_room_for_the_next_publisher() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("key");
+        std::fs::write(&key, "key").expect("key");
+        let server = MediaServer::new(
+            vec![RoomConfig::for_test("lobby", key)],
+            MediaOptions {
+                speed_preset: "ultrafast".into(),
+                limits: Default::default(),
+            },
+        )
+        .expect("server");
+        let room = server.rooms.iter().next().expect("room").clone();
+        // The session path panics (as rml_rtmp may on malformed input) while publishing.
+        let task = tokio::spawn({
+            let room = room.clone();
+            async move {
+                let _publishing = publishing(&room, 1);
+                panic!("rml_rtmp panicked");
+            }
+        });
+        assert!(task.await.is_err(), "the task panicked");
+        assert_eq!(room.ingests.load(Ordering::SeqCst), 0);
+        let next = room.begin_publish(2);
+        assert!(next.is_ok(), "next publisher refused: {:?}", next.err());
+    }
 }
