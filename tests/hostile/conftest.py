@@ -16,6 +16,12 @@ import urllib.request
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Listener limits of the worker under test: short deadlines so the cases that wait for them
+# stay quick; the per-address cap is the default.
+HANDSHAKE_TIMEOUT = 3
+PUBLISH_TIMEOUT = 5
+IDLE_TIMEOUT = 4
+RTMP_MAX_CONNECTIONS_PER_IP = 16
 ROOMS = """\
 apiVersion: roomcast.dev/v1alpha1
 kind: StreamRoom
@@ -79,6 +85,23 @@ class Dev:
     def url(self, path):
         return f"http://127.0.0.1:{self.http_port}{path}"
 
+    def refused(self, reason, listener="rtmp"):
+        """`roomcast_media_refused_connections_total` for one listener and reason."""
+        text = urllib.request.urlopen(self.url("/metrics"), timeout=5).read().decode()
+        m = re.search(
+            r'roomcast_media_refused_connections_total\{listener="%s",reason="%s"\} (\d+)'
+            % (listener, reason),
+            text,
+        )
+        return int(m.group(1)) if m else 0
+
+    def refused_beyond(self, reason, before, within=2.0):
+        """Wait until the count of `reason` passes `before` (it lands just after the close)."""
+        deadline = time.monotonic() + within
+        while self.refused(reason) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.refused(reason) - before
+
 
 @pytest.fixture(scope="module")
 def dev():
@@ -90,7 +113,11 @@ def dev():
     rooms.write_text(ROOMS)
     proc = subprocess.Popen(
         [str(binary), "dev", "-f", str(rooms), "--data-dir", f"{data}/data",
-         "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--no-recording"],
+         "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--no-recording",
+         "--rtmp-handshake-timeout-seconds", str(HANDSHAKE_TIMEOUT),
+         "--rtmp-publish-timeout-seconds", str(PUBLISH_TIMEOUT),
+         "--rtmp-idle-timeout-seconds", str(IDLE_TIMEOUT),
+         "--rtmp-max-connections-per-ip", str(RTMP_MAX_CONNECTIONS_PER_IP)],
         stdout=subprocess.PIPE, stderr=open(f"{data}/stderr.log", "w"), text=True,
         env={**os.environ, "RUST_LOG": "warn"},
     )
