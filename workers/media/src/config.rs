@@ -157,11 +157,11 @@ impl RoomConfig {
     }
 }
 
-#[cfg(test)]
 impl RoomConfig {
-    /// A valid room `shows/<name>` for unit tests: the default ladder, 2 s segments, its stream
-    /// key in `stream_key_file`.
-    pub(crate) fn for_test(name: &str, stream_key_file: PathBuf) -> Self {
+    /// A valid room `shows/<name>` for tests: the default ladder, 2 s segments, its stream key
+    /// in `stream_key_file`.
+    #[doc(hidden)]
+    pub fn for_test(name: &str, stream_key_file: PathBuf) -> Self {
         let room = RoomIdentity::new("shows", name);
         RoomConfig {
             path_prefix: room.path_prefix(),

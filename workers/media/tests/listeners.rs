@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomcast_crds::RoomIdentity;
 use roomcast_media::limits::ListenerLimits;
 use roomcast_media::listen::{Accept, serve_http, serve_rtmp};
 use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
@@ -21,28 +20,36 @@ fn server() -> Arc<MediaServer> {
 
 fn server_with(limits: ListenerLimits) -> Arc<MediaServer> {
     let key = std::path::PathBuf::from("/nonexistent/stream-key");
-    let room = RoomIdentity::new("shows", "lobby");
-    let config = RoomConfig {
-        path_prefix: room.path_prefix(),
-        room,
-        stream_key_file: key,
-        max_bitrate_kbps: 8000,
-        reconnect_grace: Duration::from_secs(10),
-        segment_seconds: 2,
-        dvr_window_seconds: 120,
-        renditions: roomcast_crds::defaults::renditions(),
-        playlist_max_age_seconds: 1,
-        segment_max_age_seconds: 86400,
-        origin_secret_file: None,
-    };
     MediaServer::new(
-        vec![config],
+        vec![RoomConfig::for_test("lobby", key)],
         MediaOptions {
             speed_preset: "ultrafast".into(),
             limits,
         },
     )
     .expect("server")
+}
+
+/// A listener of `kind` (`rtmp`, or `http` serving the ops routes) on a free port.
+async fn listening(
+    limits: ListenerLimits,
+    kind: &str,
+) -> (
+    Arc<MediaServer>,
+    SocketAddr,
+    tokio::task::JoinHandle<roomcast_media::Result<()>>,
+) {
+    let server = server_with(limits);
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = match kind {
+        "rtmp" => tokio::spawn(serve_rtmp(server.clone(), listener)),
+        _ => {
+            let router = roomcast_media::origin::ops::router(server.clone());
+            tokio::spawn(serve_http(server.clone(), listener, router))
+        }
+    };
+    (server, addr, task)
 }
 
 /// A listener whose first `failures` accepts fail with EMFILE, as when the process is out of
@@ -179,14 +186,14 @@ async fn closed_within(client: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test]
 async fn a_slowloris_client_is_cut_at_the_header_timeout() {
-    let server = server_with(ListenerLimits {
-        http_header_timeout_seconds: 1,
-        ..ListenerLimits::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = roomcast_media::origin::ops::router(server.clone());
-    let task = tokio::spawn(serve_http(server.clone(), listener, router));
+    let (server, addr, task) = listening(
+        ListenerLimits {
+            http_header_timeout_seconds: 1,
+            ..ListenerLimits::default()
+        },
+        "http",
+    )
+    .await;
     let mut client = TcpStream::connect(addr).await.expect("connect");
     // One byte of the request head every 200 ms: each byte arrives well within any read
     // timeout, the whole head never does.
@@ -222,16 +229,15 @@ async fn a_slowloris_client_is_cut_at_the_header_timeout() {
     let _ = task.await;
 }
 
-#[tokio::test]
-async fn http_connections_over_the_per_ip_cap_are_closed_and_counted() {
-    let server = server_with(ListenerLimits {
+/// Two connections from one address are held; a third is closed at once and counted; closing
+/// one frees its slot.
+async fn the_per_ip_cap_holds(kind: &str) {
+    let limits = ListenerLimits {
+        rtmp_max_connections_per_ip: 2,
         http_max_connections_per_ip: 2,
         ..ListenerLimits::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let router = roomcast_media::origin::ops::router(server.clone());
-    let task = tokio::spawn(serve_http(server.clone(), listener, router));
+    };
+    let (server, addr, task) = listening(limits, kind).await;
     let mut held = Vec::new();
     for _ in 0..2 {
         held.push(TcpStream::connect(addr).await.expect("connect"));
@@ -239,62 +245,48 @@ async fn http_connections_over_the_per_ip_cap_are_closed_and_counted() {
     let mut third = TcpStream::connect(addr).await.expect("connect");
     assert!(closed_within(&mut third, Duration::from_secs(5)).await);
     assert_eq!(
-        refused_eventually(&server, "http", "connections_per_ip", 1).await,
+        refused_eventually(&server, kind, "connections_per_ip", 1).await,
         1
     );
-    // The held ones still get answers.
-    held[0]
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .expect("request");
-    let mut buf = [0u8; 12];
-    held[0].read_exact(&mut buf).await.expect("response");
-    assert_eq!(&buf, b"HTTP/1.1 200");
-    server.shutdown(Duration::from_secs(1)).await;
-    let _ = task.await;
-}
-
-#[tokio::test]
-async fn rtmp_connections_over_the_per_ip_cap_are_closed_and_counted() {
-    let server = server_with(ListenerLimits {
-        rtmp_max_connections_per_ip: 2,
-        ..ListenerLimits::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(serve_rtmp(server.clone(), listener));
-    let mut held = Vec::new();
-    for _ in 0..2 {
-        held.push(TcpStream::connect(addr).await.expect("connect"));
-    }
-    let mut third = TcpStream::connect(addr).await.expect("connect");
-    assert!(closed_within(&mut third, Duration::from_secs(5)).await);
-    assert_eq!(
-        refused_eventually(&server, "rtmp", "connections_per_ip", 1).await,
-        1
-    );
-    // Closing one frees its slot for the next connection.
     drop(held.pop());
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut next = TcpStream::connect(addr).await.expect("connect");
     assert!(!closed_within(&mut next, Duration::from_millis(500)).await);
-    assert_eq!(
-        refused_eventually(&server, "rtmp", "connections_per_ip", 1).await,
-        1
-    );
+    assert_eq!(refused(&server, kind, "connections_per_ip"), 1);
+    // The held one is still served.
+    if kind == "http" {
+        held[0]
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .expect("request");
+        let mut buf = [0u8; 12];
+        held[0].read_exact(&mut buf).await.expect("response");
+        assert_eq!(&buf, b"HTTP/1.1 200");
+    }
     server.shutdown(Duration::from_secs(1)).await;
     let _ = task.await;
 }
 
 #[tokio::test]
+async fn http_connections_over_the_per_ip_cap_are_closed_and_counted() {
+    the_per_ip_cap_holds("http").await;
+}
+
+#[tokio::test]
+async fn rtmp_connections_over_the_per_ip_cap_are_closed_and_counted() {
+    the_per_ip_cap_holds("rtmp").await;
+}
+
+#[tokio::test]
 async fn a_socket_that_sends_nothing_is_cut_at_the_handshake_deadline() {
-    let server = server_with(ListenerLimits {
-        rtmp_handshake_timeout_seconds: 1,
-        ..ListenerLimits::default()
-    });
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let task = tokio::spawn(serve_rtmp(server.clone(), listener));
+    let (server, addr, task) = listening(
+        ListenerLimits {
+            rtmp_handshake_timeout_seconds: 1,
+            ..ListenerLimits::default()
+        },
+        "rtmp",
+    )
+    .await;
     let mut client = TcpStream::connect(addr).await.expect("connect");
     assert!(closed_within(&mut client, Duration::from_secs(5)).await);
     assert_eq!(

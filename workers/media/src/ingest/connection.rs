@@ -95,6 +95,22 @@ struct Publishing {
 }
 
 impl Publishing {
+    /// The publish `conn` was granted in `room`; nothing muxed yet.
+    fn new(room: Arc<Room>, conn: u64, publish: Publish) -> Self {
+        Publishing {
+            claim: PublishClaim::new(room.clone(), conn),
+            room,
+            publish,
+            flv: FlvMuxer::new(),
+            source: None,
+            feeder: None,
+            metadata: None,
+            slot: None,
+            since: Instant::now(),
+            last_over_limit: None,
+        }
+    }
+
     /// `maxBitrateKbps` is advisory: going over it is logged and counted, not cut off, since
     /// keyframe bursts and encoder overshoot would otherwise drop honest streamers.
     fn check_bitrate(&mut self, kbps: u64) {
@@ -250,18 +266,7 @@ async fn run(
                             span.record("room", tracing::field::display(room.id()));
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
-                            *publishing = Some(Publishing {
-                                claim: PublishClaim::new(room.clone(), conn),
-                                room,
-                                publish,
-                                flv: FlvMuxer::new(),
-                                source: None,
-                                feeder: None,
-                                metadata: None,
-                                slot: None,
-                                since: Instant::now(),
-                                last_over_limit: None,
-                            });
+                            *publishing = Some(Publishing::new(room, conn, publish));
                             queue.extend(core.accept_publish(request_id, Instant::now())?);
                         }
                         Err(reason) => {
@@ -456,18 +461,7 @@ mod tests {
 
     fn publishing(room: &Arc<Room>, conn: u64) -> Publishing {
         let publish = room.begin_publish(conn).expect("publish accepted");
-        Publishing {
-            claim: PublishClaim::new(room.clone(), conn),
-            room: room.clone(),
-            publish,
-            flv: FlvMuxer::new(),
-            source: None,
-            feeder: None,
-            metadata: None,
-            slot: None,
-            since: Instant::now(),
-            last_over_limit: None,
-        }
+        Publishing::new(room.clone(), conn, publish)
     }
 
     #[tokio::test]
