@@ -59,6 +59,9 @@ pub struct DevOptions {
     pub no_recording: bool,
     #[command(flatten)]
     pub s3: DevS3,
+    /// The media worker's listener limits (the same flags as `roomcast-media`).
+    #[command(flatten)]
+    pub limits: roomcast_media::limits::ListenerLimits,
 }
 
 impl DevOptions {
@@ -137,6 +140,7 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         media_rooms,
         MediaOptions {
             speed_preset: options.speed_preset.clone(),
+            limits: options.limits.clone(),
         },
     )?;
 

@@ -16,6 +16,12 @@ import urllib.request
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+# Listener limits of the worker under test: short deadlines so the cases that wait for them
+# stay quick; the per-address cap is the default.
+HANDSHAKE_TIMEOUT = 3
+PUBLISH_TIMEOUT = 5
+IDLE_TIMEOUT = 4
+RTMP_MAX_CONNECTIONS_PER_IP = 16
 ROOMS = """\
 apiVersion: roomcast.dev/v1alpha1
 kind: StreamRoom
@@ -79,18 +85,34 @@ class Dev:
     def url(self, path):
         return f"http://127.0.0.1:{self.http_port}{path}"
 
+    def refused(self, reason, listener="rtmp"):
+        """`roomcast_media_refused_connections_total` for one listener and reason."""
+        text = urllib.request.urlopen(self.url("/metrics"), timeout=5).read().decode()
+        m = re.search(
+            r'roomcast_media_refused_connections_total\{listener="%s",reason="%s"\} (\d+)'
+            % (listener, reason),
+            text,
+        )
+        return int(m.group(1)) if m else 0
 
-@pytest.fixture(scope="module")
-def dev():
+    def refused_beyond(self, reason, before, within=2.0):
+        """Wait until the count of `reason` passes `before` (it lands just after the close)."""
+        deadline = time.monotonic() + within
+        while self.refused(reason) <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.refused(reason) - before
+
+
+def start_dev(*flags):
+    """Start `roomcast dev` with the two rooms and `flags`; the running Dev and its data dir
+    (its stderr is `stderr.log` there). The caller stops it with `stop_dev`."""
     binary = roomcast_bin()
-    require(binary.exists(), "the roomcast binary", f"{binary} (cargo build --bins)")
-    require(shutil.which("ffmpeg") is not None, "ffmpeg", "the honest publisher")
     data = tempfile.mkdtemp(prefix="roomcast-hostile-")
     rooms = pathlib.Path(data) / "rooms.yaml"
     rooms.write_text(ROOMS)
     proc = subprocess.Popen(
         [str(binary), "dev", "-f", str(rooms), "--data-dir", f"{data}/data",
-         "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--no-recording"],
+         "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--no-recording", *flags],
         stdout=subprocess.PIPE, stderr=open(f"{data}/stderr.log", "w"), text=True,
         env={**os.environ, "RUST_LOG": "warn"},
     )
@@ -108,14 +130,31 @@ def dev():
             http_port = int(m.group(1))
     assert rtmp_port and http_port and len(keys) == 2, f"no banner; see {data}/stderr.log"
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    server = Dev(proc, rtmp_port, http_port, keys)
-    yield server
-    proc.send_signal(signal.SIGINT)
+    return Dev(proc, rtmp_port, http_port, keys), data
+
+
+def stop_dev(server, data):
+    server.proc.send_signal(signal.SIGINT)
     try:
-        proc.wait(timeout=30)
+        server.proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        server.proc.kill()
     shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def dev():
+    binary = roomcast_bin()
+    require(binary.exists(), "the roomcast binary", f"{binary} (cargo build --bins)")
+    require(shutil.which("ffmpeg") is not None, "ffmpeg", "the honest publisher")
+    server, data = start_dev(
+        "--rtmp-handshake-timeout-seconds", str(HANDSHAKE_TIMEOUT),
+        "--rtmp-publish-timeout-seconds", str(PUBLISH_TIMEOUT),
+        "--rtmp-idle-timeout-seconds", str(IDLE_TIMEOUT),
+        "--rtmp-max-connections-per-ip", str(RTMP_MAX_CONNECTIONS_PER_IP),
+    )
+    yield server
+    stop_dev(server, data)
 
 
 class PlaylistWatch:

@@ -76,8 +76,13 @@ def publish_commands(key, app="live"):
     )
 
 
-def open_socket(port, timeout=10.0):
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+# Attacks come from their own loopback address (all of 127/8 is local on Linux), so the
+# per-address connection cap meets them, not the honest publisher on 127.0.0.1.
+ATTACKER = "127.0.0.2"
+
+
+def open_socket(port, timeout=10.0, source=ATTACKER):
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout, source_address=(source, 0))
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
@@ -100,10 +105,27 @@ def handshake(sock):
     sock.sendall(s0_s1_s2[1 : 1 + 1536])
 
 
-def connected(port):
-    sock = open_socket(port)
+def connected(port, source=ATTACKER):
+    sock = open_socket(port, source=source)
     handshake(sock)
     return sock
+
+
+def read_until(sock, marker, within=5.0):
+    """Read until `marker` appears in what the server sent; the bytes read."""
+    sock.settimeout(within)
+    data = b""
+    while marker not in data:
+        part = sock.recv(65536)
+        if not part:
+            raise ConnectionError(f"closed before {marker!r}")
+        data += part
+    return data
+
+
+def acknowledgement(n):
+    """An Acknowledgement message (type 3): a byte count, no media."""
+    return chunks(2, 3, struct.pack(">I", n & 0xFFFFFFFF))
 
 
 def closed_by_peer(sock, within=5.0):
@@ -113,7 +135,7 @@ def closed_by_peer(sock, within=5.0):
         while True:
             if not sock.recv(65536):
                 return True
-    except (ConnectionResetError, BrokenPipeError):
+    except (ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
         return True
     except socket.timeout:
         return False

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import rtmp_client as rtmp
+from conftest import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, PUBLISH_TIMEOUT, RTMP_MAX_CONNECTIONS_PER_IP
 
 # What one attack may add to the worker's resident memory (the honest room's DVR window also
 # grows a little during a case).
@@ -109,9 +110,10 @@ def test_a_thousand_connections_from_one_address(dev, honest, guard):
             socks.append(rtmp.open_socket(dev.rtmp_port, timeout=5))
         except OSError:
             break  # refused or reset: a connection limit at work is fine
-    # While they are held, an honest client still gets through the handshake quickly.
+    # While they are held, an honest client (another address) still gets through the handshake
+    # quickly: the per-address cap refused most of the thousand at accept.
     started = time.monotonic()
-    fresh = rtmp.connected(dev.rtmp_port)
+    fresh = rtmp.connected(dev.rtmp_port, source="127.0.0.3")
     waited = time.monotonic() - started
     fresh.close()
     assert waited < 2.0, f"an honest handshake waited {waited:.1f} s"
@@ -130,6 +132,66 @@ def test_publish_without_connect_is_refused(dev, guard):
     body = urllib.request.urlopen(status, timeout=5).read().decode()
     assert '"live":false' in body.replace(" ", ""), body
     sock.close()
+
+
+def test_connections_over_the_per_address_cap_are_refused_and_counted(dev, guard):
+    before = dev.refused("connections_per_ip")
+    socks, closed = [], 0
+    for _ in range(RTMP_MAX_CONNECTIONS_PER_IP + 24):
+        socks.append(rtmp.open_socket(dev.rtmp_port, source="127.0.0.4"))
+    for sock in socks[RTMP_MAX_CONNECTIONS_PER_IP:]:
+        closed += rtmp.closed_by_peer(sock, within=2.0)
+    assert closed == 24, f"{closed} of 24 connections over the cap were closed"
+    # The ones under the cap still get a handshake.
+    rtmp.handshake(socks[0])
+    assert dev.refused_beyond("connections_per_ip", before + 23) >= 1
+    for sock in socks:
+        sock.close()
+
+
+def test_a_socket_that_completes_the_handshake_and_sends_nothing_is_closed(dev, guard):
+    before = dev.refused("publish_timeout")
+    started = time.monotonic()
+    sock = rtmp.connected(dev.rtmp_port)
+    assert rtmp.closed_by_peer(sock, within=PUBLISH_TIMEOUT + 5)
+    waited = time.monotonic() - started
+    assert waited >= PUBLISH_TIMEOUT - 1, f"closed after {waited:.1f} s, before the deadline"
+    assert dev.refused_beyond("publish_timeout", before) > 0
+
+
+def test_a_socket_that_never_finishes_the_handshake_is_closed(dev, guard):
+    before = dev.refused("handshake_timeout")
+    sock = rtmp.open_socket(dev.rtmp_port)
+    sock.sendall(b"\x03" + b"\x00" * 700)  # half a C0+C1
+    assert rtmp.closed_by_peer(sock, within=HANDSHAKE_TIMEOUT + 5)
+    assert dev.refused_beyond("handshake_timeout", before) > 0
+
+
+def test_a_publisher_that_sends_only_keepalive_bytes_is_cut_by_the_idle_deadline(dev, guard):
+    before = dev.refused("idle_timeout")
+    sock = rtmp.connected(dev.rtmp_port)
+    # Like real encoders, wait for connect's answer before publishing.
+    sock.sendall(rtmp.connect_command())
+    rtmp.read_until(sock, b"_result")
+    sock.sendall(rtmp.publish_commands(dev.keys["shows/target"]))
+    rtmp.read_until(sock, b"NetStream.Publish.Start")
+    # Bytes keep coming, media never does: acknowledgements every half second.
+    deadline = time.monotonic() + IDLE_TIMEOUT + 6
+    cut = False
+    n = 0
+    sock.settimeout(0.5)
+    while time.monotonic() < deadline and not cut:
+        try:
+            sock.sendall(rtmp.acknowledgement(n))
+            n += 4096
+            if sock.recv(65536) == b"":
+                cut = True
+        except socket.timeout:
+            pass
+        except OSError:
+            cut = True
+    assert cut, "a publisher sending no media was not cut"
+    assert dev.refused_beyond("idle_timeout", before) > 0
 
 
 def test_the_worker_still_takes_a_new_publisher_after_the_attacks(dev, honest):

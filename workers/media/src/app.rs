@@ -66,6 +66,9 @@ pub struct WorkerArgs {
     /// Writable state: the recordings catalog when no MongoDB is configured.
     #[arg(long, env = "ROOMCAST_DATA_DIR", default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
+    /// Connection caps, deadlines and sizes of the RTMP and HTTP listeners.
+    #[command(flatten)]
+    pub limits: crate::limits::ListenerLimits,
 }
 
 /// Load the rooms, start their recorders and status reports, serve until `stop` resolves, then
@@ -84,6 +87,7 @@ pub async fn run(args: WorkerArgs, stop: impl std::future::Future<Output = ()>) 
         rooms,
         MediaOptions {
             speed_preset: args.speed_preset,
+            limits: args.limits.clone(),
         },
     )?;
 

@@ -25,6 +25,8 @@ pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
 #[derive(Clone, Debug)]
 pub struct MediaOptions {
     pub speed_preset: String,
+    /// What one network peer may hold of the listeners.
+    pub limits: crate::limits::ListenerLimits,
 }
 
 /// Read a `WorkerConfig` YAML file (the operator's ConfigMap, `room.yaml`); errors name the file.
@@ -155,11 +157,11 @@ impl RoomConfig {
     }
 }
 
-#[cfg(test)]
 impl RoomConfig {
-    /// A valid room `shows/<name>` for unit tests: the default ladder, 2 s segments, its stream
-    /// key in `stream_key_file`.
-    pub(crate) fn for_test(name: &str, stream_key_file: PathBuf) -> Self {
+    /// A valid room `shows/<name>` for tests: the default ladder, 2 s segments, its stream key
+    /// in `stream_key_file`.
+    #[doc(hidden)]
+    pub fn for_test(name: &str, stream_key_file: PathBuf) -> Self {
         let room = RoomIdentity::new("shows", name);
         RoomConfig {
             path_prefix: room.path_prefix(),

@@ -19,6 +19,8 @@ pub enum Error {
     Handshake(String),
     #[error("rtmp session: {0}")]
     Rtmp(String),
+    #[error("listener limit: {0}")]
+    Limit(crate::limits::Limit),
     #[error("publish refused: {0}")]
     Refused(RefuseReason),
     #[error("unsupported media: {0}")]
@@ -52,6 +54,7 @@ impl Error {
             Error::Net(_) => "net",
             Error::Handshake(_) => "handshake",
             Error::Rtmp(_) => "rtmp",
+            Error::Limit(l) => l.label(),
             Error::Refused(r) => r.label(),
             Error::Unsupported(_) => "unsupported_media",
             Error::Gst(_) => "gstreamer",

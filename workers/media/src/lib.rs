@@ -41,6 +41,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod ingest;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod mux;

@@ -8,17 +8,57 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::error::{Error, Result};
+use crate::limits::{self, Admitted, Limit};
 use crate::server::MediaServer;
 
 /// Upper bound of HTTP worker threads.
 const MAX_HTTP_THREADS: usize = 8;
+/// First pause after a failed `accept()`; doubled on each failure in a row up to
+/// [`ACCEPT_BACKOFF_MAX`]. EMFILE and friends clear when connections close, so the listener
+/// waits and retries instead of ending.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-/// An accepted connection, handed from the acceptor to a worker thread.
-type Handoff = (std::net::TcpStream, SocketAddr);
+/// A source of accepted connections: a [`TcpListener`], or in tests one that fails on purpose.
+pub trait Accept: Send + 'static {
+    fn accept(
+        &mut self,
+    ) -> impl std::future::Future<Output = std::io::Result<(tokio::net::TcpStream, SocketAddr)>> + Send;
+}
+
+impl Accept for TcpListener {
+    async fn accept(&mut self) -> std::io::Result<(tokio::net::TcpStream, SocketAddr)> {
+        TcpListener::accept(self).await
+    }
+}
+
+/// The next accepted connection. A failed `accept()` is logged (once per run of failures) and
+/// retried after a pause that doubles up to [`ACCEPT_BACKOFF_MAX`]; it never ends the listener.
+async fn accept_retrying(
+    listener: &mut impl Accept,
+    name: &'static str,
+) -> (tokio::net::TcpStream, SocketAddr) {
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                if backoff == ACCEPT_BACKOFF_MIN {
+                    tracing::warn!(listener = name, error = %e, "accept failed; retrying with backoff");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// An accepted connection, handed from the acceptor to a worker thread with its place under the
+/// connection caps.
+type Handoff = (std::net::TcpStream, SocketAddr, Admitted);
 
 /// A thread running a single-threaded tokio runtime that serves the connections sent to it
 /// with `serve`. Connections never move between threads afterwards (the nginx worker model):
@@ -58,7 +98,7 @@ async fn rtmp_worker(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
 ) {
     let mut connections = tokio::task::JoinSet::new();
-    while let Some((std_stream, peer)) = rx.recv().await {
+    while let Some((std_stream, peer, slot)) = rx.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
             continue;
         };
@@ -68,6 +108,7 @@ async fn rtmp_worker(
             stream,
             peer,
             stop,
+            slot,
         ));
         while connections.try_join_next().is_some() {}
     }
@@ -77,18 +118,21 @@ async fn rtmp_worker(
 
 /// Serve the connections handed to this worker until the acceptor stops.
 async fn http_worker(
+    server: Arc<MediaServer>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     router: axum::Router,
-    stop: watch::Receiver<bool>,
 ) {
+    let stop = server.stopping();
+    let header_timeout = Duration::from_secs(server.limits.http_header_timeout_seconds);
     use tower::ServiceExt;
     let mut connections = tokio::task::JoinSet::new();
-    while let Some((std_stream, peer)) = rx.recv().await {
+    while let Some((std_stream, peer, slot)) = rx.recv().await {
         let Ok(stream) = tokio::net::TcpStream::from_std(std_stream) else {
             continue;
         };
         let router = router.clone();
         let mut stop = stop.clone();
+        let server = server.clone();
         connections.spawn(async move {
             let service =
                 hyper::service::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
@@ -96,16 +140,24 @@ async fn http_worker(
                         .insert(axum::extract::ConnectInfo(peer));
                     router.clone().oneshot(req)
                 });
+            // hyper enforces the header read timeout only with a timer.
             let conn = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
-                _ = conn.as_mut() => {}
+                r = conn.as_mut() => {
+                    if let Err(e) = r && e.is_timeout() {
+                        limits::refused(&server.metrics, &server.offenders, "http", peer, Limit::HeaderTimeout);
+                    }
+                }
                 _ = stop.changed() => {
                     conn.as_mut().graceful_shutdown();
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
                 }
             }
+            drop(slot);
         });
         while connections.try_join_next().is_some() {}
     }
@@ -116,25 +168,32 @@ async fn http_worker(
 /// publisher costs a few microseconds per message (the source is muxed inline, encoding
 /// runs in GStreamer's threads), so one thread carries many rooms, and a message wakes
 /// that thread alone.
-pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Result<()> {
+pub async fn serve_rtmp(server: Arc<MediaServer>, mut listener: impl Accept) -> Result<()> {
+    let _alive = server.listener_alive("rtmp");
     let mut shutdown = server.stopping();
+    let worker = server.clone();
     let (handoff, thread) =
-        connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(server, rx))?;
-    let result = loop {
+        connection_thread("rtmp-ingest".into(), move |rx| rtmp_worker(worker, rx))?;
+    loop {
         let (stream, peer) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(a) => a,
-                Err(e) => break Err(Error::Net(e)),
-            },
-            _ = shutdown.changed() => break Ok(()),
+            a = accept_retrying(&mut listener, "rtmp") => a,
+            _ = shutdown.changed() => break,
+        };
+        // Over a cap: closed at once (dropping the stream), counted, logged once per address.
+        let slot = match server.rtmp_gate.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                limits::refused(&server.metrics, &server.offenders, "rtmp", peer, limit);
+                continue;
+            }
         };
         if let Ok(std_stream) = stream.into_std() {
-            let _ = handoff.send((std_stream, peer));
+            let _ = handoff.send((std_stream, peer, slot));
         }
-    };
+    }
     drop(handoff);
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-    result
+    Ok(())
 }
 
 /// Serve `router` (HLS and whatever the caller composed with it) until shutdown.
@@ -145,9 +204,10 @@ pub async fn serve_rtmp(server: Arc<MediaServer>, listener: TcpListener) -> Resu
 /// compared with the work-stealing runtime.
 pub async fn serve_http(
     server: Arc<MediaServer>,
-    listener: TcpListener,
+    mut listener: impl Accept,
     router: Router,
 ) -> Result<()> {
+    let _alive = server.listener_alive("http");
     let mut shutdown = server.stopping();
     let workers = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -157,30 +217,29 @@ pub async fn serve_http(
     let mut threads = Vec::with_capacity(workers);
     for i in 0..workers {
         let router = router.clone();
-        let stop = server.stopping();
-        let (tx, thread) =
-            connection_thread(format!("http-{i}"), move |rx| http_worker(rx, router, stop))?;
+        let worker = server.clone();
+        let (tx, thread) = connection_thread(format!("http-{i}"), move |rx| {
+            http_worker(worker, rx, router)
+        })?;
         senders.push(tx);
         threads.push(thread);
     }
     let mut next = 0usize;
     loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
+        let (stream, peer) = tokio::select! {
+            a = accept_retrying(&mut listener, "http") => a,
             _ = shutdown.changed() => break,
         };
-        let (stream, peer) = match accepted {
-            Ok(a) => a,
-            Err(e) => {
-                // EMFILE and friends: keep serving the connections we have.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+        let slot = match server.http_gate.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                limits::refused(&server.metrics, &server.offenders, "http", peer, limit);
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
         if let Ok(std_stream) = stream.into_std() {
-            let _ = senders[next % workers].send((std_stream, peer));
+            let _ = senders[next % workers].send((std_stream, peer, slot));
             next = next.wrapping_add(1);
         }
     }
@@ -201,6 +260,7 @@ pub async fn serve_plain(
     listener: TcpListener,
     router: Router,
 ) -> Result<()> {
+    let _alive = server.listener_alive("metrics");
     let mut shutdown = server.stopping();
     axum::serve(listener, router)
         .with_graceful_shutdown(async move {

@@ -20,6 +20,13 @@ pub struct RefusedLabels {
     pub reason: &'static str,
 }
 
+/// Labels of `refused_connections_total`: which listener, which limit.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub listener: &'static str,
+    pub reason: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RenditionLabels {
     pub room: String,
@@ -44,6 +51,8 @@ pub struct Metrics {
     /// Checks (every 5 s at most) that found the ingest above `maxBitrateKbps`.
     pub ingest_over_limit: Family<RoomLabels, Counter>,
     pub publishes_refused: Family<RefusedLabels, Counter>,
+    /// Connections refused or cut by a listener limit, by listener and reason.
+    pub refused_connections: Family<LimitLabels, Counter>,
     pub segments: Family<RenditionLabels, Counter>,
     /// Wall clock minus media time at the close of the latest segment, in ms.
     pub transcode_lag_ms: Family<RoomLabels, Gauge>,
@@ -76,6 +85,7 @@ impl Default for Metrics {
             ingest_kbps: Family::default(),
             ingest_over_limit: Family::default(),
             publishes_refused: Family::default(),
+            refused_connections: Family::default(),
             segments: Family::default(),
             transcode_lag_ms: Family::default(),
             viewers: Family::default(),
@@ -121,6 +131,11 @@ impl Default for Metrics {
             "publishes_refused",
             "Publish attempts refused, by reason",
             m.publishes_refused.clone(),
+        );
+        r.register(
+            "refused_connections",
+            "Connections refused or cut by a listener limit, by listener and reason",
+            m.refused_connections.clone(),
         );
         r.register(
             "segments",

@@ -2,8 +2,8 @@
 //! metrics, the session events (the recorder's seam) and the shutdown state. The listeners that
 //! serve it are in [`crate::listen`]; the HTTP routes in [`crate::origin`].
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::{broadcast, watch};
@@ -11,6 +11,7 @@ use tokio::sync::{broadcast, watch};
 use crate::config::{MediaOptions, RoomConfig};
 use crate::error::Result;
 use crate::events::{EVENT_CAPACITY, MediaEvent};
+use crate::limits::{ConnectionGate, ListenerLimits, OffenderLog};
 use crate::metrics::Metrics;
 use crate::room::registry::RoomRegistry;
 
@@ -21,6 +22,35 @@ pub struct MediaServer {
     events: broadcast::Sender<MediaEvent>,
     shutting_down: AtomicBool,
     shutdown_tx: watch::Sender<bool>,
+    pub limits: ListenerLimits,
+    pub rtmp_gate: Arc<ConnectionGate>,
+    pub http_gate: Arc<ConnectionGate>,
+    /// Refusals logged once per offending address.
+    pub offenders: OffenderLog,
+    /// Listeners whose task ended while the worker was not shutting down.
+    listeners_gone: Mutex<Vec<&'static str>>,
+}
+
+/// Held by a listener's task for as long as it serves: dropping it (the task ended, returned an
+/// error or panicked) while the worker is not shutting down marks the listener gone, which
+/// makes `/readyz` fail.
+pub struct ListenerAlive {
+    server: Arc<MediaServer>,
+    name: &'static str,
+}
+
+impl Drop for ListenerAlive {
+    fn drop(&mut self) {
+        if !self.server.is_shutting_down() {
+            tracing::error!(listener = self.name, "listener stopped; not ready");
+            let mut gone = self
+                .server
+                .listeners_gone
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            gone.push(self.name);
+        }
+    }
 }
 
 impl MediaServer {
@@ -30,7 +60,9 @@ impl MediaServer {
         crate::transcode::pipeline::init()?;
         let metrics = Metrics::default();
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        options.limits.validate()?;
         let rooms = RoomRegistry::new(rooms, &options.speed_preset, &events, &metrics)?;
+        let limits = options.limits;
         let (shutdown_tx, _) = watch::channel(false);
         Ok(Arc::new(MediaServer {
             rooms,
@@ -38,7 +70,34 @@ impl MediaServer {
             events,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
+            rtmp_gate: ConnectionGate::new(
+                limits.rtmp_max_connections,
+                limits.rtmp_max_connections_per_ip,
+            ),
+            http_gate: ConnectionGate::new(
+                limits.http_max_connections,
+                limits.http_max_connections_per_ip,
+            ),
+            limits,
+            offenders: OffenderLog::default(),
+            listeners_gone: Mutex::default(),
         }))
+    }
+
+    /// Mark `name` as serving until the returned guard is dropped.
+    pub fn listener_alive(self: &Arc<Self>, name: &'static str) -> ListenerAlive {
+        ListenerAlive {
+            server: self.clone(),
+            name,
+        }
+    }
+
+    /// Listeners that stopped while the worker was not shutting down.
+    pub fn listeners_gone(&self) -> Vec<&'static str> {
+        self.listeners_gone
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Session and segment events (the recorder's seam).

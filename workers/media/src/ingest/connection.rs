@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use futures::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -19,6 +20,7 @@ use tracing::Instrument;
 use crate::error::{Error, RefuseReason, Result};
 use crate::ingest::key::authorize;
 use crate::ingest::rtmp::{IngestEvent, Output, RtmpCore};
+use crate::limits::{self, Admitted};
 use crate::metrics::{self, RefusedLabels};
 use crate::mux::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
 use crate::mux::fragment::FragmentSink;
@@ -29,8 +31,6 @@ use crate::transcode::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline
 
 /// FLV chunks queued between the socket task and the pipeline thread.
 const FEED_QUEUE: usize = 64;
-/// A publisher that sends nothing for this long is dropped.
-const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -39,8 +39,48 @@ struct Feeder {
     done: oneshot::Receiver<Result<()>>,
 }
 
+/// The room's claim of one accepted publish. Dropped without [`PublishClaim::release`] (the
+/// connection's task panicked or was cancelled) it still frees the room: the publisher leaves
+/// (the session ends after the reconnect grace) and the ingest count goes down, so the next
+/// publisher is accepted instead of meeting `AlreadyLive` until the process restarts.
+struct PublishClaim {
+    room: Arc<Room>,
+    conn: u64,
+    armed: bool,
+}
+
+impl PublishClaim {
+    fn new(room: Arc<Room>, conn: u64) -> Self {
+        room.ingests.fetch_add(1, Ordering::SeqCst);
+        PublishClaim {
+            room,
+            conn,
+            armed: true,
+        }
+    }
+
+    /// The orderly way out: the publisher leaves now, the ingest count goes down on drop.
+    fn release(&mut self, end_now: bool) -> Option<u64> {
+        self.armed = false;
+        self.room.publisher_left(self.conn, end_now)
+    }
+}
+
+impl Drop for PublishClaim {
+    fn drop(&mut self) {
+        if self.armed {
+            tracing::error!("publish ended without cleanup (panic or cancel); freeing the room");
+            // The grace timer needs a runtime; without one, end the publish at once.
+            let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+            self.room.publisher_left(self.conn, !in_runtime);
+        }
+        self.room.ingests.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 struct Publishing {
     room: Arc<Room>,
+    claim: PublishClaim,
     publish: Publish,
     flv: FlvMuxer,
     /// The source rendition, muxed on this task.
@@ -55,6 +95,22 @@ struct Publishing {
 }
 
 impl Publishing {
+    /// The publish `conn` was granted in `room`; nothing muxed yet.
+    fn new(room: Arc<Room>, conn: u64, publish: Publish) -> Self {
+        Publishing {
+            claim: PublishClaim::new(room.clone(), conn),
+            room,
+            publish,
+            flv: FlvMuxer::new(),
+            source: None,
+            feeder: None,
+            metadata: None,
+            slot: None,
+            since: Instant::now(),
+            last_over_limit: None,
+        }
+    }
+
     /// `maxBitrateKbps` is advisory: going over it is logged and counted, not cut off, since
     /// keyframe bursts and encoder overshoot would otherwise drop honest streamers.
     fn check_bitrate(&mut self, kbps: u64) {
@@ -78,12 +134,14 @@ impl Publishing {
     }
 }
 
-/// Serve one publisher connection until it closes, errs, or the worker shuts down.
+/// Serve one publisher connection until it closes, errs, goes over a limit, or the worker
+/// shuts down. `slot` is the connection's place under the connection caps, freed on return.
 pub async fn handle_connection(
     server: Arc<MediaServer>,
     stream: TcpStream,
     peer: SocketAddr,
     shutdown: watch::Receiver<bool>,
+    slot: Admitted,
 ) {
     let conn = NEXT_CONN.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!(
@@ -95,24 +153,43 @@ pub async fn handle_connection(
     );
     async move {
         let mut publishing = None;
-        let result = run(&server, stream, conn, shutdown, &mut publishing).await;
+        // A panic in the RTMP library (or anywhere in the session path) ends this connection
+        // only; `finish` below, or the claim's drop guard, still frees the room.
+        let result =
+            std::panic::AssertUnwindSafe(run(&server, stream, conn, shutdown, &mut publishing))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = %what, "connection task panicked");
+                    Err(Error::Limit(limits::Limit::LibraryPanic))
+                });
         let shutting_down = server.is_shutting_down();
         if let Some(p) = publishing {
-            finish(p, conn, shutting_down).await;
+            finish(p, shutting_down).await;
         }
         match result {
             Ok(()) => tracing::info!("connection closed"),
+            // Counted, and logged once per offending address.
+            Err(Error::Limit(limit)) => {
+                limits::refused(&server.metrics, &server.offenders, "rtmp", peer, limit)
+            }
             Err(e) => tracing::warn!(error = %e, "connection ended with an error"),
         }
+        drop(slot);
     }
     .instrument(span)
     .await
 }
 
-async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
+async fn finish(mut p: Publishing, end_now: bool) {
     // Free the room for a reconnect at once; the slot keeps the next epoch (and the end of the
     // session) waiting until this pipeline has drained.
-    let generation = p.room.publisher_left(conn, end_now);
+    let generation = p.claim.release(end_now);
     if let Some(source) = p.source.take() {
         source.finish();
     }
@@ -128,7 +205,6 @@ async fn finish(mut p: Publishing, conn: u64, end_now: bool) {
     if end_now && let Some(g) = generation {
         p.room.end_session_if(g).await;
     }
-    p.room.ingests.fetch_sub(1, Ordering::SeqCst);
 }
 
 async fn run(
@@ -139,25 +215,23 @@ async fn run(
     publishing: &mut Option<Publishing>,
 ) -> Result<()> {
     let _ = stream.set_nodelay(true);
-    let mut core = RtmpCore::new();
+    let mut core = RtmpCore::new(server.limits.session(), Instant::now());
     let mut buf = vec![0u8; 64 * 1024];
-    // One timer for the whole connection, pushed back only when it fires: arming a timer per
-    // read would cost more than the read itself at 75 messages a second.
-    let mut last_read = tokio::time::Instant::now();
-    let idle = tokio::time::sleep(READ_TIMEOUT);
-    tokio::pin!(idle);
+    // One timer for the whole connection, moved to the core's deadline only when it fires:
+    // arming a timer per read would cost more than the read itself at 75 messages a second.
+    let deadline = tokio::time::sleep_until(core.deadline().0.into());
+    tokio::pin!(deadline);
     // Likewise one shutdown waiter, not one per read.
     let stop = shutdown.changed();
     tokio::pin!(stop);
     loop {
         let n = tokio::select! {
             r = stream.read(&mut buf) => r?,
-            _ = idle.as_mut() => {
-                let deadline = last_read + READ_TIMEOUT;
-                if deadline <= tokio::time::Instant::now() {
-                    return Err(Error::Rtmp("publisher sent nothing for 30 s".into()));
+            _ = deadline.as_mut() => {
+                if let Some(limit) = core.expired(Instant::now()) {
+                    return Err(Error::Limit(limit));
                 }
-                idle.as_mut().reset(deadline);
+                deadline.as_mut().reset(core.deadline().0.into());
                 continue;
             }
             _ = stop.as_mut() => return Ok(()),
@@ -165,12 +239,11 @@ async fn run(
         if n == 0 {
             return Ok(());
         }
-        last_read = tokio::time::Instant::now();
         if let Some(p) = publishing.as_mut() {
             let kbps = p.room.ingest(n);
             p.check_bitrate(kbps);
         }
-        let outputs = core.handle_input(&buf[..n])?;
+        let outputs = core.handle_input(&buf[..n], Instant::now())?;
         let mut queue: std::collections::VecDeque<Output> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
@@ -193,19 +266,8 @@ async fn run(
                             span.record("room", tracing::field::display(room.id()));
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
-                            room.ingests.fetch_add(1, Ordering::SeqCst);
-                            *publishing = Some(Publishing {
-                                room,
-                                publish,
-                                flv: FlvMuxer::new(),
-                                source: None,
-                                feeder: None,
-                                metadata: None,
-                                slot: None,
-                                since: Instant::now(),
-                                last_over_limit: None,
-                            });
-                            queue.extend(core.accept_publish(request_id)?);
+                            *publishing = Some(Publishing::new(room, conn, publish));
+                            queue.extend(core.accept_publish(request_id, Instant::now())?);
                         }
                         Err(reason) => {
                             let room = match reason {
@@ -390,4 +452,43 @@ fn spawn_feeder(p: &Publishing, spec: PipelineSpec, sink: Arc<dyn FragmentSink>)
         })
         .map_err(Error::Net)?;
     Ok(Feeder { tx, done: done_rx })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{MediaOptions, RoomConfig};
+
+    fn publishing(room: &Arc<Room>, conn: u64) -> Publishing {
+        let publish = room.begin_publish(conn).expect("publish accepted");
+        Publishing::new(room.clone(), conn, publish)
+    }
+
+    #[tokio::test]
+    async fn a_panic_after_publish_frees_the_room_for_the_next_publisher() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("key");
+        std::fs::write(&key, "key").expect("key");
+        let server = MediaServer::new(
+            vec![RoomConfig::for_test("lobby", key)],
+            MediaOptions {
+                speed_preset: "ultrafast".into(),
+                limits: Default::default(),
+            },
+        )
+        .expect("server");
+        let room = server.rooms.iter().next().expect("room").clone();
+        // The session path panics (as rml_rtmp may on malformed input) while publishing.
+        let task = tokio::spawn({
+            let room = room.clone();
+            async move {
+                let _publishing = publishing(&room, 1);
+                panic!("rml_rtmp panicked");
+            }
+        });
+        assert!(task.await.is_err(), "the task panicked");
+        assert_eq!(room.ingests.load(Ordering::SeqCst), 0);
+        let next = room.begin_publish(2);
+        assert!(next.is_ok(), "next publisher refused: {:?}", next.err());
+    }
 }

@@ -1,6 +1,10 @@
 //! Sans-I/O RTMP ingest core: bytes from the publisher in, bytes to send back and
 //! [`IngestEvent`]s out. Built on rml_rtmp's `Handshake` and `ServerSession`; the socket loop
 //! in [`crate::ingest::connection`] only moves bytes, so this is tested without sockets or sleeps.
+//! The core also keeps the connection's deadlines ([`SessionLimits`]): time is passed in, and
+//! [`RtmpCore::deadline`] says when the loop must look again and which limit it would cut for.
+
+use std::time::Instant;
 
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
@@ -11,6 +15,7 @@ use rml_rtmp::sessions::{
 use crate::config::RTMP_APP;
 use crate::error::{Error, Result};
 use crate::ingest::key::PresentedKey;
+use crate::limits::{Limit, SessionLimits};
 
 /// Something the connection loop must act on.
 #[derive(Debug)]
@@ -51,23 +56,59 @@ enum State {
 /// One publisher connection's protocol state.
 pub struct RtmpCore {
     state: State,
-}
-
-impl Default for RtmpCore {
-    fn default() -> Self {
-        Self::new()
-    }
+    limits: SessionLimits,
+    /// When the TCP connection was accepted.
+    opened: Instant,
+    /// Whether a publish was accepted.
+    publishing: bool,
+    /// The last audio or video payload (or the accepted publish).
+    last_media: Instant,
 }
 
 impl RtmpCore {
-    pub fn new() -> Self {
+    /// A connection accepted at `opened`.
+    pub fn new(limits: SessionLimits, opened: Instant) -> Self {
         RtmpCore {
             state: State::Handshaking(Box::new(Handshake::new(PeerType::Server))),
+            limits,
+            opened,
+            publishing: false,
+            last_media: opened,
         }
     }
 
-    /// Feed bytes read from the socket.
-    pub fn handle_input(&mut self, bytes: &[u8]) -> Result<Vec<Output>> {
+    /// When the connection is cut unless something happens first, and for which limit: the
+    /// handshake deadline, then the publish deadline (both from accept), then the idle
+    /// deadline, which only audio or video bytes push back.
+    pub fn deadline(&self) -> (Instant, Limit) {
+        match (&self.state, self.publishing) {
+            (State::Handshaking(_), _) => {
+                (self.opened + self.limits.handshake, Limit::HandshakeTimeout)
+            }
+            (_, false) => (self.opened + self.limits.publish, Limit::PublishTimeout),
+            (_, true) => (self.last_media + self.limits.idle, Limit::IdleTimeout),
+        }
+    }
+
+    /// The limit the connection is over at `now`, if any.
+    pub fn expired(&self, now: Instant) -> Option<Limit> {
+        let (at, limit) = self.deadline();
+        (at <= now).then_some(limit)
+    }
+
+    /// Feed bytes read from the socket at `now`.
+    pub fn handle_input(&mut self, bytes: &[u8], now: Instant) -> Result<Vec<Output>> {
+        let out = self.input(bytes)?;
+        let media = out.iter().any(|o| {
+            matches!(o, Output::Event(IngestEvent::Video { data, .. } | IngestEvent::Audio { data, .. }) if !data.is_empty())
+        });
+        if media {
+            self.last_media = now;
+        }
+        Ok(out)
+    }
+
+    fn input(&mut self, bytes: &[u8]) -> Result<Vec<Output>> {
         let mut out = Vec::new();
         match &mut self.state {
             State::Handshaking(hs) => match hs
@@ -88,19 +129,18 @@ impl RtmpCore {
                     }
                     let mut config = ServerSessionConfig::new();
                     config.send_on_bw_done_message_on_start = false;
+                    config.max_message_length = self.limits.max_message_bytes;
                     let (session, results) =
                         ServerSession::new(config).map_err(|e| Error::Rtmp(e.to_string()))?;
                     self.state = State::Session(Box::new(session));
                     self.absorb(results, &mut out)?;
                     if !remaining_bytes.is_empty() {
-                        out.extend(self.handle_input(&remaining_bytes)?);
+                        out.extend(self.input(&remaining_bytes)?);
                     }
                 }
             },
             State::Session(session) => {
-                let results = session
-                    .handle_input(bytes)
-                    .map_err(|e| Error::Rtmp(e.to_string()))?;
+                let results = session.handle_input(bytes).map_err(session_error)?;
                 self.absorb(results, &mut out)?;
             }
             State::Closed => {}
@@ -108,11 +148,14 @@ impl RtmpCore {
         Ok(out)
     }
 
-    /// Accept a publish request raised as [`IngestEvent::PublishRequested`].
-    pub fn accept_publish(&mut self, request_id: u32) -> Result<Vec<Output>> {
+    /// Accept a publish request raised as [`IngestEvent::PublishRequested`] at `now`; the idle
+    /// deadline starts here.
+    pub fn accept_publish(&mut self, request_id: u32, now: Instant) -> Result<Vec<Output>> {
         let State::Session(session) = &mut self.state else {
             return Err(Error::Rtmp("no session".into()));
         };
+        self.publishing = true;
+        self.last_media = now;
         let results = session
             .accept_request(request_id)
             .map_err(|e| Error::Rtmp(e.to_string()))?;
@@ -219,6 +262,18 @@ impl RtmpCore {
     }
 }
 
+/// A message over the size limit is [`Limit::MessageTooLarge`]; anything else is a session error.
+fn session_error(e: rml_rtmp::sessions::ServerSessionError) -> Error {
+    use rml_rtmp::chunk_io::ChunkDeserializationError as Chunk;
+    use rml_rtmp::sessions::ServerSessionError as Session;
+    match e {
+        Session::ChunkDeserializationError(
+            Chunk::MessageTooLarge { .. } | Chunk::BufferedTooMuch { .. },
+        ) => Error::Limit(Limit::MessageTooLarge),
+        e => Error::Rtmp(e.to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,6 +285,8 @@ mod tests {
 
     /// Drives a real rml_rtmp client against the core, in memory.
     struct Pair {
+        /// The test's clock: every input happens at this instant.
+        now: Instant,
         server: RtmpCore,
         client: ClientSession,
         events: Vec<IngestEvent>,
@@ -238,11 +295,16 @@ mod tests {
 
     impl Pair {
         fn new() -> Self {
+            Self::with_limits(SessionLimits::default())
+        }
+
+        fn with_limits(limits: SessionLimits) -> Self {
+            let now = Instant::now();
             let mut client_hs = Handshake::new(PeerType::Client);
-            let mut server = RtmpCore::new();
+            let mut server = RtmpCore::new(limits, now);
             let c0c1 = client_hs.generate_outbound_p0_and_p1().expect("p0p1");
             let mut to_client = Vec::new();
-            for o in server.handle_input(&c0c1).expect("server hs") {
+            for o in server.handle_input(&c0c1, now).expect("server hs") {
                 if let Output::Send(b) = o {
                     to_client.extend(b);
                 }
@@ -256,6 +318,7 @@ mod tests {
             };
             let (client, results) = ClientSession::new(ClientSessionConfig::new()).expect("client");
             let mut pair = Pair {
+                now,
                 server,
                 client,
                 events: Vec::new(),
@@ -270,7 +333,10 @@ mod tests {
         }
 
         fn send_to_server(&mut self, bytes: Vec<u8>) {
-            let outs = self.server.handle_input(&bytes).expect("server input");
+            let outs = self
+                .server
+                .handle_input(&bytes, self.now)
+                .expect("server input");
             self.server_outputs(outs);
         }
 
@@ -328,7 +394,7 @@ mod tests {
     fn accepted_publish_delivers_video_with_timestamps() {
         let mut pair = Pair::new();
         let id = publish_request(&mut pair, "live", "key123").expect("publish requested");
-        let outs = pair.server.accept_publish(id).expect("accept");
+        let outs = pair.server.accept_publish(id, pair.now).expect("accept");
         pair.server_outputs(outs);
         assert!(
             pair.client_events
@@ -384,5 +450,98 @@ mod tests {
         publish_request(&mut pair, "live", "supersecretkey").expect("publish requested");
         let printed = format!("{:?}", pair.events);
         assert!(!printed.contains("supersecretkey"), "{printed}");
+    }
+
+    fn secs(n: u64) -> std::time::Duration {
+        std::time::Duration::from_secs(n)
+    }
+
+    fn publishing(limits: SessionLimits) -> Pair {
+        let mut pair = Pair::with_limits(limits);
+        let id = publish_request(&mut pair, "live", "key").expect("publish requested");
+        let outs = pair.server.accept_publish(id, pair.now).expect("accept");
+        pair.server_outputs(outs);
+        pair
+    }
+
+    #[test]
+    fn a_peer_that_never_finishes_the_handshake_is_cut_at_the_handshake_deadline() {
+        let t0 = Instant::now();
+        let mut core = RtmpCore::new(SessionLimits::default(), t0);
+        // Half a C0+C1: the handshake stays in progress.
+        core.handle_input(&[3u8; 700], t0 + secs(5))
+            .expect("partial");
+        assert_eq!(core.expired(t0 + secs(9)), None);
+        assert_eq!(core.expired(t0 + secs(10)), Some(Limit::HandshakeTimeout));
+    }
+
+    #[test]
+    fn a_connection_without_publish_is_cut_at_the_publish_deadline_counted_from_accept() {
+        let mut pair = Pair::new();
+        let t0 = pair.now;
+        assert_eq!(
+            pair.server.deadline(),
+            (t0 + secs(30), Limit::PublishTimeout)
+        );
+        // connect, then nothing: talking does not push the deadline back.
+        pair.now = t0 + secs(20);
+        let r = pair
+            .client
+            .request_connection("live".into())
+            .expect("connect");
+        pair.client_call(r);
+        assert_eq!(pair.server.expired(t0 + secs(29)), None);
+        assert_eq!(
+            pair.server.expired(t0 + secs(30)),
+            Some(Limit::PublishTimeout)
+        );
+    }
+
+    #[test]
+    fn only_audio_or_video_pushes_the_idle_deadline_back() {
+        let mut pair = publishing(SessionLimits::default());
+        let t0 = pair.now;
+        assert_eq!(pair.server.deadline(), (t0 + secs(30), Limit::IdleTimeout));
+        // Metadata and other non-media messages are not progress.
+        pair.now = t0 + secs(20);
+        let r = pair
+            .client
+            .publish_metadata(&StreamMetadata::new())
+            .expect("metadata");
+        pair.client_call(r);
+        assert_eq!(pair.server.expired(t0 + secs(30)), Some(Limit::IdleTimeout));
+        // Video is.
+        let r = pair
+            .client
+            .publish_video_data(
+                Bytes::from_static(&[0x17, 1, 0, 0, 0, 1]),
+                RtmpTimestamp::new(40),
+                false,
+            )
+            .expect("video");
+        pair.client_call(r);
+        assert_eq!(pair.server.expired(t0 + secs(49)), None);
+        assert_eq!(pair.server.expired(t0 + secs(50)), Some(Limit::IdleTimeout));
+    }
+
+    #[test]
+    fn a_message_over_the_size_limit_is_refused_with_its_reason() {
+        let limits = SessionLimits {
+            max_message_bytes: 1000,
+            ..SessionLimits::default()
+        };
+        let mut pair = publishing(limits);
+        let r = pair
+            .client
+            .publish_video_data(Bytes::from(vec![0x17; 4000]), RtmpTimestamp::new(40), false)
+            .expect("video");
+        let ClientSessionResult::OutboundResponse(packet) = r else {
+            panic!("expected bytes for the server");
+        };
+        let err = pair
+            .server
+            .handle_input(&packet.bytes, pair.now)
+            .expect_err("too large");
+        assert!(matches!(err, Error::Limit(Limit::MessageTooLarge)), "{err}");
     }
 }

@@ -15,7 +15,7 @@ pub fn router(server: Arc<MediaServer>) -> Router {
     roomcast_runtime::ops::router(Ops(server))
 }
 
-/// What the ops routes read: not ready while shutting down; the viewer gauges are brought up
+/// What the ops routes read: not ready while shutting down or when a listener stopped; the viewer gauges are brought up
 /// to date before each scrape (they otherwise move only when players fetch playlists).
 #[derive(Clone)]
 struct Ops(Arc<MediaServer>);
@@ -30,9 +30,11 @@ impl OpsState for Ops {
 
     fn readiness(&self) -> Result<(), Cow<'static, str>> {
         if self.0.is_shutting_down() {
-            Err("shutting down".into())
-        } else {
-            Ok(())
+            return Err("shutting down".into());
+        }
+        match self.0.listeners_gone().as_slice() {
+            [] => Ok(()),
+            gone => Err(format!("listener stopped: {}", gone.join(", ")).into()),
         }
     }
 }

@@ -132,6 +132,7 @@ impl TestServer {
             configs,
             MediaOptions {
                 speed_preset: "ultrafast".into(),
+                limits: Default::default(),
             },
         )
         .expect("server");
