@@ -4,10 +4,14 @@
 //! passthrough rendition's TS muxer).
 #![no_main]
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use libfuzzer_sys::fuzz_target;
 use roomcast_media::ingest::rtmp::{IngestEvent, Output, RtmpCore};
+use roomcast_media::limits::SessionLimits;
 use roomcast_media::mux::flv::{FlvMuxer, FlvOutput, TagKind};
 use roomcast_media::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
 use roomcast_media::mux::passthrough::{SourceHints, SourceSegmenter};
@@ -25,14 +29,16 @@ fn handshake() -> Vec<u8> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut core = RtmpCore::new();
-    if core.handle_input(&handshake()).is_err() {
+    // Time stands still: the deadlines are the core's own unit tests; here every byte counts.
+    let now = Instant::now();
+    let mut core = RtmpCore::new(SessionLimits::default(), now);
+    if core.handle_input(&handshake(), now).is_err() {
         return;
     }
     let mut flv = FlvMuxer::new();
     let mut segmenter: Option<SourceSegmenter> = None;
     for piece in data.chunks(1024) {
-        let Ok(outputs) = core.handle_input(piece) else {
+        let Ok(outputs) = core.handle_input(piece, now) else {
             return;
         };
         let mut pending = outputs;
@@ -40,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             let Output::Event(event) = output else { continue };
             let (kind, timestamp_ms, data) = match event {
                 IngestEvent::PublishRequested { request_id, .. } => {
-                    if let Ok(more) = core.accept_publish(request_id) {
+                    if let Ok(more) = core.accept_publish(request_id, now) {
                         pending.extend(more);
                     }
                     continue;
