@@ -378,6 +378,7 @@ mod tests {
                 speed_preset: "ultrafast".into(),
                 no_recording: false,
                 s3,
+                limits: Default::default(),
             };
             let err = run(options, std::future::pending())
                 .await

@@ -39,6 +39,7 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
         vec![RoomConfig::from_worker_config(&worker).expect("room")],
         MediaOptions {
             speed_preset: "ultrafast".into(),
+            limits: Default::default(),
         },
     )
     .expect("server");
