@@ -314,7 +314,7 @@ impl OperatorConfig {
             .as_ref()
             .and_then(|r| r.limits.as_ref())
             .and_then(|l| l.get("memory"))
-            && crate::memory::quantity_bytes(&memory.0).is_none()
+            && crate::quantity::quantity_bytes(&memory.0).is_none()
         {
             return Err(Error::Config(format!(
                 "ROOMCAST_MEDIA_RESOURCES (--media-resources, Helm value workers.media.resources) limits.memory must be a Kubernetes quantity such as 2Gi, got {:?}",

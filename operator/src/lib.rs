@@ -31,6 +31,7 @@ pub mod labels;
 pub mod memory;
 pub mod metrics;
 pub mod ops;
+pub mod quantity;
 pub mod render;
 pub mod run;
 pub mod status;
