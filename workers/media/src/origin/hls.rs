@@ -24,6 +24,7 @@ use roomcast_runtime::origin::{
 };
 
 use crate::metrics::HTTP_KINDS;
+use crate::room::session::{Rendered, Session};
 use crate::room::{Liveness, Room};
 use crate::server::MediaServer;
 
@@ -210,6 +211,41 @@ fn cached(
     resp
 }
 
+/// What a playlist request found in the room's session.
+enum Found {
+    /// No such playlist (an unknown rendition).
+    Unknown,
+    /// The session has no segment for it yet.
+    Starting,
+    Ready(Rendered),
+}
+
+/// The two playlist routes: look the room up, then let `find` pick the playlist from its
+/// session; the answers around it (idle, starting, cached with ETag) are the same.
+fn playlist(req: &Req<'_>, ns: &str, name: &str, find: impl FnOnce(&Session) -> Found) -> Response {
+    let resp = match req.room(ns, name) {
+        Err(r) => *r,
+        Ok(room) => match room.liveness() {
+            Liveness::Idle => idle(&room),
+            Liveness::Session(s) => match find(&s) {
+                Found::Unknown => plain(StatusCode::NOT_FOUND, "unknown rendition\n"),
+                Found::Starting => starting(&room),
+                Found::Ready(p) => {
+                    req.saw_viewer(&room);
+                    cached(
+                        req,
+                        p.body,
+                        p.etag,
+                        PLAYLIST_CONTENT_TYPE,
+                        room.playlist_cache_control.clone(),
+                    )
+                }
+            },
+        },
+    };
+    req.finish(resp)
+}
+
 async fn master(
     State(server): State<AppState>,
     Path((ns, name)): Path<(String, String)>,
@@ -222,26 +258,9 @@ async fn master(
         peer: Some(peer),
         kind: Kind::Master,
     };
-    let resp = match req.room(&ns, &name) {
-        Err(r) => *r,
-        Ok(room) => match room.liveness() {
-            Liveness::Idle => idle(&room),
-            Liveness::Session(s) => match s.master_playlist() {
-                None => starting(&room),
-                Some(p) => {
-                    req.saw_viewer(&room);
-                    cached(
-                        &req,
-                        p.body,
-                        p.etag,
-                        PLAYLIST_CONTENT_TYPE,
-                        room.playlist_cache_control.clone(),
-                    )
-                }
-            },
-        },
-    };
-    req.finish(resp)
+    playlist(&req, &ns, &name, |s| {
+        s.master_playlist().map_or(Found::Starting, Found::Ready)
+    })
 }
 
 async fn media(
@@ -256,27 +275,11 @@ async fn media(
         peer: Some(peer),
         kind: Kind::Media,
     };
-    let resp = match req.room(&ns, &name) {
-        Err(r) => *r,
-        Ok(room) => match room.liveness() {
-            Liveness::Idle => idle(&room),
-            Liveness::Session(s) => match s.media_playlist(&rendition) {
-                None => plain(StatusCode::NOT_FOUND, "unknown rendition\n"),
-                Some(p) if p.segments == 0 => starting(&room),
-                Some(p) => {
-                    req.saw_viewer(&room);
-                    cached(
-                        &req,
-                        p.body,
-                        p.etag,
-                        PLAYLIST_CONTENT_TYPE,
-                        room.playlist_cache_control.clone(),
-                    )
-                }
-            },
-        },
-    };
-    req.finish(resp)
+    playlist(&req, &ns, &name, |s| match s.media_playlist(&rendition) {
+        None => Found::Unknown,
+        Some(p) if p.segments == 0 => Found::Starting,
+        Some(p) => Found::Ready(p),
+    })
 }
 
 async fn segment(
