@@ -103,7 +103,21 @@ struct Req<'a> {
     kind: Kind,
 }
 
-impl Req<'_> {
+impl<'a> Req<'a> {
+    fn new(
+        server: &'a MediaServer,
+        request: &'a Request,
+        peer: Option<SocketAddr>,
+        kind: Kind,
+    ) -> Self {
+        Req {
+            server,
+            headers: request.headers(),
+            peer,
+            kind,
+        }
+    }
+
     fn finish(&self, mut resp: Response) -> Response {
         self.server
             .metrics
@@ -252,12 +266,7 @@ async fn master(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let req = Req {
-        server: &server,
-        headers: request.headers(),
-        peer: Some(peer),
-        kind: Kind::Master,
-    };
+    let req = Req::new(&server, &request, Some(peer), Kind::Master);
     playlist(&req, &ns, &name, |s| {
         s.master_playlist().map_or(Found::Starting, Found::Ready)
     })
@@ -269,12 +278,7 @@ async fn media(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     request: Request,
 ) -> Response {
-    let req = Req {
-        server: &server,
-        headers: request.headers(),
-        peer: Some(peer),
-        kind: Kind::Media,
-    };
+    let req = Req::new(&server, &request, Some(peer), Kind::Media);
     playlist(&req, &ns, &name, |s| match s.media_playlist(&rendition) {
         None => Found::Unknown,
         Some(p) if p.segments == 0 => Found::Starting,
@@ -287,12 +291,7 @@ async fn segment(
     Path((ns, name, rendition, file)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Response {
-    let req = Req {
-        server: &server,
-        headers: request.headers(),
-        peer: None,
-        kind: Kind::Segment,
-    };
+    let req = Req::new(&server, &request, None, Kind::Segment);
     let resp = match req.room(&ns, &name) {
         Err(r) => *r,
         Ok(room) => {
@@ -332,12 +331,7 @@ async fn status(
     Path((ns, name)): Path<(String, String)>,
     request: Request,
 ) -> Response {
-    let req = Req {
-        server: &server,
-        headers: request.headers(),
-        peer: None,
-        kind: Kind::Status,
-    };
+    let req = Req::new(&server, &request, None, Kind::Status);
     let resp = match req.room(&ns, &name) {
         Err(r) => *r,
         Ok(room) => {
