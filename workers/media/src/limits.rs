@@ -8,6 +8,8 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use tokio::sync::Notify;
+
 /// Publisher connections in total. One room has one publisher; a worker in `roomcast dev`
 /// serves a handful of rooms, so 256 leaves room for reconnects and probes of every room.
 pub const DEFAULT_RTMP_MAX_CONNECTIONS: usize = 256;
@@ -23,6 +25,13 @@ pub const DEFAULT_RTMP_PUBLISH_TIMEOUT_SECONDS: u64 = 30;
 /// A publisher that delivers no audio or video for this long is cut; other bytes (pings,
 /// acknowledgements, padding) do not count.
 pub const DEFAULT_RTMP_IDLE_TIMEOUT_SECONDS: u64 = 30;
+/// At the total cap, a new publisher takes the slot of the oldest connection that has been
+/// connected this long without publishing. OBS and ffmpeg publish within a few round trips
+/// (well under a second), so 3 s spares honest publishers still setting up, while connections
+/// that only hold a slot give way to the next one: filling the cap then takes more than
+/// `--rtmp-max-connections` / 3 new connections a second, from at least
+/// `--rtmp-max-connections` / `--rtmp-max-connections-per-ip` addresses.
+pub const DEFAULT_RTMP_EVICT_AFTER_SECONDS: u64 = 3;
 /// Largest RTMP message. A keyframe of a 20 Mbit/s 4K stream is 2 to 4 MiB; the protocol
 /// allows 16 MiB, which a hostile peer would otherwise make each connection buffer.
 pub const DEFAULT_RTMP_MAX_MESSAGE_BYTES: u32 = 8 * 1024 * 1024;
@@ -56,6 +65,10 @@ pub struct ListenerLimits {
     /// Seconds a publisher may go without delivering audio or video.
     #[arg(long, env = "ROOMCAST_RTMP_IDLE_TIMEOUT_SECONDS", default_value_t = DEFAULT_RTMP_IDLE_TIMEOUT_SECONDS)]
     pub rtmp_idle_timeout_seconds: u64,
+    /// At the total cap, a new connection replaces the oldest one that has not published
+    /// after this many seconds.
+    #[arg(long, env = "ROOMCAST_RTMP_EVICT_AFTER_SECONDS", default_value_t = DEFAULT_RTMP_EVICT_AFTER_SECONDS)]
+    pub rtmp_evict_after_seconds: u64,
     /// Largest RTMP message in bytes (also the most one connection buffers).
     #[arg(long, env = "ROOMCAST_RTMP_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_RTMP_MAX_MESSAGE_BYTES)]
     pub rtmp_max_message_bytes: u32,
@@ -78,6 +91,7 @@ impl Default for ListenerLimits {
             rtmp_handshake_timeout_seconds: DEFAULT_RTMP_HANDSHAKE_TIMEOUT_SECONDS,
             rtmp_publish_timeout_seconds: DEFAULT_RTMP_PUBLISH_TIMEOUT_SECONDS,
             rtmp_idle_timeout_seconds: DEFAULT_RTMP_IDLE_TIMEOUT_SECONDS,
+            rtmp_evict_after_seconds: DEFAULT_RTMP_EVICT_AFTER_SECONDS,
             rtmp_max_message_bytes: DEFAULT_RTMP_MAX_MESSAGE_BYTES,
             http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
             http_max_connections_per_ip: DEFAULT_HTTP_MAX_CONNECTIONS_PER_IP,
@@ -106,6 +120,10 @@ impl ListenerLimits {
             (
                 "--rtmp-idle-timeout-seconds",
                 self.rtmp_idle_timeout_seconds,
+            ),
+            (
+                "--rtmp-evict-after-seconds",
+                self.rtmp_evict_after_seconds,
             ),
             (
                 "--rtmp-max-message-bytes",
@@ -162,6 +180,8 @@ pub enum Limit {
     PublishTimeout,
     IdleTimeout,
     MessageTooLarge,
+    /// Replaced at the total cap by a newer connection, not having published in time.
+    Evicted,
     HeaderTimeout,
     /// The RTMP library panicked on this connection's input.
     LibraryPanic,
@@ -177,6 +197,7 @@ impl Limit {
             Limit::PublishTimeout => "publish_timeout",
             Limit::IdleTimeout => "idle_timeout",
             Limit::MessageTooLarge => "message_too_large",
+            Limit::Evicted => "evicted_at_capacity",
             Limit::HeaderTimeout => "header_timeout",
             Limit::LibraryPanic => "library_panic",
         }
@@ -192,6 +213,7 @@ impl std::fmt::Display for Limit {
             Limit::PublishTimeout => "no publish in time",
             Limit::IdleTimeout => "no audio or video in time",
             Limit::MessageTooLarge => "RTMP message larger than the limit",
+            Limit::Evicted => "replaced by a newer connection at the connection cap (no publish yet)",
             Limit::HeaderTimeout => "HTTP request head not received in time",
             Limit::LibraryPanic => "the RTMP library panicked on this input",
         })
@@ -202,69 +224,140 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// One open connection under the gate.
+struct Slot {
+    ip: IpAddr,
+    since: Instant,
+    /// Publishing: never evicted.
+    settled: bool,
+    evict: Arc<Notify>,
+}
+
 #[derive(Default)]
 struct Counts {
-    total: usize,
+    next_id: u64,
+    slots: HashMap<u64, Slot>,
     per_ip: HashMap<IpAddr, usize>,
 }
 
-/// Connections open in total and per client IP. The map holds only addresses with open
-/// connections, so it is bounded by the total cap.
+impl Counts {
+    fn release(&mut self, id: u64) -> Option<Slot> {
+        let slot = self.slots.remove(&id)?;
+        if let Some(n) = self.per_ip.get_mut(&slot.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_ip.remove(&slot.ip);
+            }
+        }
+        Some(slot)
+    }
+}
+
+/// Connections open in total and per client IP. The maps hold only open connections, so they
+/// are bounded by the total cap.
+///
+/// With eviction on (the RTMP listener), the total cap does not lock honest publishers out:
+/// at the cap, a new connection takes the slot of the oldest one that has been open for the
+/// eviction grace without publishing ([`Admitted::settle`]), and that connection is told to
+/// end ([`Admitted::evicted`]).
 pub struct ConnectionGate {
     max_total: usize,
     max_per_ip: usize,
+    evict_after: Option<Duration>,
     counts: Mutex<Counts>,
 }
 
 /// One admitted connection; dropping it frees its slot.
 pub struct Admitted {
     gate: Arc<ConnectionGate>,
-    ip: IpAddr,
+    id: u64,
+    evict: Arc<Notify>,
 }
 
 impl ConnectionGate {
+    /// A gate that refuses at the caps.
     pub fn new(max_total: usize, max_per_ip: usize) -> Arc<Self> {
+        Self::build(max_total, max_per_ip, None)
+    }
+
+    /// A gate that, at the total cap, evicts the oldest connection not settled after `after`.
+    pub fn with_eviction(max_total: usize, max_per_ip: usize, after: Duration) -> Arc<Self> {
+        Self::build(max_total, max_per_ip, Some(after))
+    }
+
+    fn build(max_total: usize, max_per_ip: usize, evict_after: Option<Duration>) -> Arc<Self> {
         Arc::new(ConnectionGate {
             max_total,
             max_per_ip,
+            evict_after,
             counts: Mutex::default(),
         })
     }
 
-    /// Take a slot for a connection from `ip`, or say which cap it is over.
-    pub fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Limit> {
+    /// Take a slot for a connection from `ip` at `now`, or say which cap it is over.
+    pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, Limit> {
         let mut c = lock(&self.counts);
-        if c.total >= self.max_total {
-            return Err(Limit::ConnectionsTotal);
-        }
-        let n = c.per_ip.entry(ip).or_default();
-        if *n >= self.max_per_ip {
+        if c.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip {
             return Err(Limit::ConnectionsPerIp);
         }
-        *n += 1;
-        c.total += 1;
+        if c.slots.len() >= self.max_total {
+            let victim = self.evict_after.and_then(|after| {
+                c.slots
+                    .iter()
+                    .filter(|(_, s)| !s.settled && now.saturating_duration_since(s.since) >= after)
+                    .min_by_key(|(id, s)| (s.since, **id))
+                    .map(|(id, _)| *id)
+            });
+            match victim.and_then(|id| c.release(id)) {
+                // The evicted task sees the notification at its next poll; its slot is free now.
+                Some(evicted) => evicted.evict.notify_one(),
+                None => return Err(Limit::ConnectionsTotal),
+            }
+        }
+        let id = c.next_id;
+        c.next_id += 1;
+        let evict = Arc::new(Notify::new());
+        c.slots.insert(
+            id,
+            Slot {
+                ip,
+                since: now,
+                settled: false,
+                evict: evict.clone(),
+            },
+        );
+        *c.per_ip.entry(ip).or_default() += 1;
         Ok(Admitted {
             gate: self.clone(),
-            ip,
+            id,
+            evict,
         })
     }
 
     /// Connections open now.
     pub fn open(&self) -> usize {
-        lock(&self.counts).total
+        lock(&self.counts).slots.len()
+    }
+}
+
+impl Admitted {
+    /// The connection does what it came for (an accepted publish): it keeps its slot.
+    pub fn settle(&self) {
+        if let Some(slot) = lock(&self.gate.counts).slots.get_mut(&self.id) {
+            slot.settled = true;
+        }
+    }
+
+    /// Resolves when a newer connection took this one's slot at the cap.
+    pub async fn evicted(&self) {
+        self.evict.notified().await
     }
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let mut c = lock(&self.gate.counts);
-        c.total = c.total.saturating_sub(1);
-        if let Some(n) = c.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.per_ip.remove(&self.ip);
-            }
-        }
+        // An evicted connection's slot was released when it was evicted.
+        lock(&self.gate.counts).release(self.id);
     }
 }
 
@@ -330,16 +423,79 @@ mod tests {
         IpAddr::from([10, 0, 0, last])
     }
 
+    impl ConnectionGate {
+        fn admit_now(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Limit> {
+            self.admit(ip, Instant::now())
+        }
+    }
+
+    /// Whether the connection was told to end, without waiting.
+    fn was_evicted(slot: &Admitted) -> bool {
+        use futures::FutureExt;
+        slot.evicted().now_or_never().is_some()
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_connection_without_publish_gives_way() {
+        let grace = Duration::from_secs(3);
+        let gate = ConnectionGate::with_eviction(3, 3, grace);
+        let t0 = Instant::now();
+        let oldest = gate.admit(ip(1), t0).expect("a");
+        let publisher = gate.admit(ip(2), t0).expect("b");
+        publisher.settle();
+        let newer = gate.admit(ip(3), t0 + Duration::from_secs(1)).expect("c");
+        // Within the grace nobody gives way: the cap refuses.
+        assert_eq!(
+            gate.admit(ip(4), t0 + Duration::from_secs(2)).err(),
+            Some(Limit::ConnectionsTotal)
+        );
+        let honest = gate
+            .admit(ip(4), t0 + Duration::from_secs(3))
+            .expect("the oldest idle connection gives way");
+        assert!(was_evicted(&oldest), "the oldest unsettled one is told to end");
+        assert!(!was_evicted(&publisher) && !was_evicted(&newer) && !was_evicted(&honest));
+        assert_eq!(gate.open(), 3);
+        // Its drop does not free a second slot.
+        drop(oldest);
+        assert_eq!(gate.open(), 3);
+        // The publisher is never evicted, whatever its age; the next oldest idle one is.
+        let _next = gate
+            .admit(ip(5), t0 + Duration::from_secs(60))
+            .expect("admit");
+        assert!(was_evicted(&newer) && !was_evicted(&publisher));
+    }
+
+    #[test]
+    fn without_eviction_the_cap_refuses() {
+        let gate = ConnectionGate::new(1, 1);
+        let t0 = Instant::now();
+        let _a = gate.admit(ip(1), t0).expect("a");
+        assert_eq!(
+            gate.admit(ip(2), t0 + Duration::from_secs(3600)).err(),
+            Some(Limit::ConnectionsTotal)
+        );
+    }
+
+    #[test]
+    fn a_full_address_does_not_evict_others() {
+        let gate = ConnectionGate::with_eviction(2, 1, Duration::ZERO);
+        let t0 = Instant::now();
+        let a = gate.admit(ip(1), t0).expect("a");
+        let _b = gate.admit(ip(2), t0).expect("b");
+        assert_eq!(gate.admit(ip(1), t0).err(), Some(Limit::ConnectionsPerIp));
+        assert!(!was_evicted(&a));
+    }
+
     #[test]
     fn the_per_ip_cap_refuses_only_that_address() {
         let gate = ConnectionGate::new(10, 2);
-        let a = gate.admit(ip(1)).expect("first");
-        let _b = gate.admit(ip(1)).expect("second");
-        assert_eq!(gate.admit(ip(1)).err(), Some(Limit::ConnectionsPerIp));
-        let _c = gate.admit(ip(2)).expect("other address");
+        let a = gate.admit_now(ip(1)).expect("first");
+        let _b = gate.admit_now(ip(1)).expect("second");
+        assert_eq!(gate.admit_now(ip(1)).err(), Some(Limit::ConnectionsPerIp));
+        let _c = gate.admit_now(ip(2)).expect("other address");
         drop(a);
         assert!(
-            gate.admit(ip(1)).is_ok(),
+            gate.admit_now(ip(1)).is_ok(),
             "a closed connection frees its slot"
         );
     }
@@ -347,9 +503,9 @@ mod tests {
     #[test]
     fn the_total_cap_refuses_every_address() {
         let gate = ConnectionGate::new(2, 2);
-        let _a = gate.admit(ip(1)).expect("a");
-        let _b = gate.admit(ip(2)).expect("b");
-        assert_eq!(gate.admit(ip(3)).err(), Some(Limit::ConnectionsTotal));
+        let _a = gate.admit_now(ip(1)).expect("a");
+        let _b = gate.admit_now(ip(2)).expect("b");
+        assert_eq!(gate.admit_now(ip(3)).err(), Some(Limit::ConnectionsTotal));
         assert_eq!(gate.open(), 2);
     }
 
@@ -357,10 +513,11 @@ mod tests {
     fn the_gate_forgets_addresses_without_connections() {
         let gate = ConnectionGate::new(100_000, 1);
         for i in 0..=255 {
-            drop(gate.admit(ip(i)).expect("admit"));
+            drop(gate.admit_now(ip(i)).expect("admit"));
         }
         assert_eq!(gate.open(), 0);
-        assert!(lock(&gate.counts).per_ip.is_empty());
+        let counts = lock(&gate.counts);
+        assert!(counts.per_ip.is_empty() && counts.slots.is_empty());
     }
 
     #[test]

@@ -180,7 +180,7 @@ pub async fn serve_rtmp(server: Arc<MediaServer>, mut listener: impl Accept) -> 
             _ = shutdown.changed() => break,
         };
         // Over a cap: closed at once (dropping the stream), counted, logged once per address.
-        let slot = match server.rtmp_gate.admit(peer.ip()) {
+        let slot = match server.rtmp_gate.admit(peer.ip(), std::time::Instant::now()) {
             Ok(slot) => slot,
             Err(limit) => {
                 limits::refused(&server.metrics, &server.offenders, "rtmp", peer, limit);
@@ -230,7 +230,7 @@ pub async fn serve_http(
             a = accept_retrying(&mut listener, "http") => a,
             _ = shutdown.changed() => break,
         };
-        let slot = match server.http_gate.admit(peer.ip()) {
+        let slot = match server.http_gate.admit(peer.ip(), std::time::Instant::now()) {
             Ok(slot) => slot,
             Err(limit) => {
                 limits::refused(&server.metrics, &server.offenders, "http", peer, limit);

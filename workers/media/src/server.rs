@@ -70,9 +70,10 @@ impl MediaServer {
             events,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
-            rtmp_gate: ConnectionGate::new(
+            rtmp_gate: ConnectionGate::with_eviction(
                 limits.rtmp_max_connections,
                 limits.rtmp_max_connections_per_ip,
+                Duration::from_secs(limits.rtmp_evict_after_seconds),
             ),
             http_gate: ConnectionGate::new(
                 limits.http_max_connections,

@@ -156,7 +156,7 @@ pub async fn handle_connection(
         // A panic in the RTMP library (or anywhere in the session path) ends this connection
         // only; `finish` below, or the claim's drop guard, still frees the room.
         let result =
-            std::panic::AssertUnwindSafe(run(&server, stream, conn, shutdown, &mut publishing))
+            std::panic::AssertUnwindSafe(run(&server, stream, conn, shutdown, &slot, &mut publishing))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|panic| {
@@ -212,6 +212,7 @@ async fn run(
     mut stream: TcpStream,
     conn: u64,
     mut shutdown: watch::Receiver<bool>,
+    slot: &Admitted,
     publishing: &mut Option<Publishing>,
 ) -> Result<()> {
     let _ = stream.set_nodelay(true);
@@ -224,6 +225,9 @@ async fn run(
     // Likewise one shutdown waiter, not one per read.
     let stop = shutdown.changed();
     tokio::pin!(stop);
+    // Resolves only before a publish: a settled slot is never evicted.
+    let evicted = slot.evicted();
+    tokio::pin!(evicted);
     loop {
         let n = tokio::select! {
             r = stream.read(&mut buf) => r?,
@@ -235,6 +239,7 @@ async fn run(
                 continue;
             }
             _ = stop.as_mut() => return Ok(()),
+            _ = evicted.as_mut() => return Err(Error::Limit(limits::Limit::Evicted)),
         };
         if n == 0 {
             return Ok(());
@@ -267,6 +272,7 @@ async fn run(
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
                             *publishing = Some(Publishing::new(room, conn, publish));
+                            slot.settle();
                             queue.extend(core.accept_publish(request_id, Instant::now())?);
                         }
                         Err(reason) => {

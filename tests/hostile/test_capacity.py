@@ -1,0 +1,79 @@
+"""The total RTMP connection cap must not lock honest publishers out. Attackers from several
+addresses (each under the per-address cap) fill every slot with connections that handshake and
+then hold on without publishing; an honest ffmpeg publisher arriving then must still go live,
+because at the cap the oldest connection that has not published within
+`--rtmp-evict-after-seconds` gives way."""
+
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+import rtmp_client as rtmp
+from conftest import require, roomcast_bin, start_dev, stop_dev
+
+TOTAL = 24
+PER_IP = 8
+EVICT_AFTER = 1
+
+
+@pytest.fixture
+def full_house():
+    binary = roomcast_bin()
+    require(binary.exists(), "the roomcast binary", f"{binary} (cargo build --bins)")
+    server, data = start_dev(
+        "--rtmp-max-connections", str(TOTAL),
+        "--rtmp-max-connections-per-ip", str(PER_IP),
+        "--rtmp-evict-after-seconds", str(EVICT_AFTER),
+        "--rtmp-publish-timeout-seconds", "60",
+    )
+    squatters = []
+    # TOTAL / PER_IP addresses, each at its own cap: every slot is taken.
+    for n in range(TOTAL // PER_IP):
+        for _ in range(PER_IP):
+            squatters.append(rtmp.connected(server.rtmp_port, source=f"127.0.1.{n + 1}"))
+    yield server, squatters
+    for sock in squatters:
+        sock.close()
+    stop_dev(server, data)
+
+
+def test_an_honest_publisher_gets_in_when_squatters_hold_every_slot(full_house):
+    require(subprocess.run(["which", "ffmpeg"], capture_output=True).returncode == 0,
+            "ffmpeg", "the honest publisher")
+    dev, squatters = full_house
+    # One more squatter within the grace is refused: nobody has waited long enough to give way.
+    late = rtmp.open_socket(dev.rtmp_port, source="127.0.1.99")
+    assert rtmp.closed_by_peer(late, within=2.0), "over the cap within the grace"
+    assert dev.refused_beyond("connections_total", 0) >= 1
+    time.sleep(EVICT_AFTER + 0.5)
+
+    key = dev.keys["shows/target"]
+    publisher = subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+         "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15", "-t", "10",
+         "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-pix_fmt", "yuv420p",
+         "-f", "flv", f"rtmp://127.0.0.1:{dev.rtmp_port}/live/{key}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        live = False
+        while time.monotonic() < deadline and not live:
+            try:
+                text = urllib.request.urlopen(
+                    dev.url("/shows/target/hls/source/index.m3u8"), timeout=5
+                ).read().decode()
+                live = "#EXTINF" in text
+            except Exception:  # noqa: BLE001 - not live yet
+                time.sleep(0.3)
+        assert live, "the honest publisher never went live while squatters held the cap"
+    finally:
+        publisher.terminate()
+        publisher.wait(timeout=10)
+    assert dev.refused_beyond("evicted_at_capacity", 0) >= 1
+    # The evicted squatter was closed; the others still hold their slots.
+    closed = sum(rtmp.closed_by_peer(s, within=0.2) for s in squatters)
+    assert 1 <= closed < len(squatters), f"{closed} squatters closed"
+    assert dev.alive()
