@@ -103,13 +103,14 @@ class Dev:
         return self.refused(reason) - before
 
 
-def start_dev(*flags):
-    """Start `roomcast dev` with the two rooms and `flags`; the running Dev and its data dir
-    (its stderr is `stderr.log` there). The caller stops it with `stop_dev`."""
+def start_dev(*flags, rooms_yaml=ROOMS):
+    """Start `roomcast dev` with `rooms_yaml` (the two rooms unless given) and `flags`; the
+    running Dev and its data dir (its stderr is `stderr.log` there). The caller stops it with
+    `stop_dev`."""
     binary = roomcast_bin()
     data = tempfile.mkdtemp(prefix="roomcast-hostile-")
     rooms = pathlib.Path(data) / "rooms.yaml"
-    rooms.write_text(ROOMS)
+    rooms.write_text(rooms_yaml)
     proc = subprocess.Popen(
         [str(binary), "dev", "-f", str(rooms), "--data-dir", f"{data}/data",
          "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--no-recording", *flags],
@@ -118,9 +119,9 @@ def start_dev(*flags):
     )
     keys, rtmp_port, http_port, room = {}, None, None, None
     deadline = time.time() + 60
-    while time.time() < deadline and (len(keys) < 2 or http_port is None):
+    while time.time() < deadline:
         line = proc.stdout.readline()
-        if not line:
+        if not line or line.startswith("rooms "):  # the line after every room's banner
             break
         if m := re.match(r"room (\S+)", line):
             room = m.group(1)
@@ -128,9 +129,41 @@ def start_dev(*flags):
             rtmp_port, keys[room] = int(m.group(1)), m.group(2)
         if m := re.search(r"HLS\s+http://127\.0\.0\.1:(\d+)/", line):
             http_port = int(m.group(1))
-    assert rtmp_port and http_port and len(keys) == 2, f"no banner; see {data}/stderr.log"
+    expected = rooms_yaml.count("kind: StreamRoom")
+    assert rtmp_port and http_port and len(keys) == expected, f"no banner; see {data}/stderr.log"
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
     return Dev(proc, rtmp_port, http_port, keys), data
+
+
+def ffmpeg_publish(dev, room, *, seconds=600, size="320x240", audio=True, video_args=()):
+    """ffmpeg publishing a test pattern (and a tone) to `room` in real time; the Popen."""
+    audio_input = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"] if audio else []
+    audio_codec = ["-c:a", "aac"] if audio else []
+    return subprocess.Popen(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
+         "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=15", *audio_input,
+         "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "15",
+         *video_args, "-pix_fmt", "yuv420p", *audio_codec, "-f", "flv",
+         f"rtmp://127.0.0.1:{dev.rtmp_port}/live/{dev.keys[room]}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_live(dev, room, within=20.0):
+    """True once `room`'s source playlist lists a segment."""
+    namespace, name = room.split("/")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            text = urllib.request.urlopen(
+                dev.url(f"/{namespace}/{name}/hls/source/index.m3u8"), timeout=5
+            ).read().decode()
+            if "#EXTINF" in text:
+                return True
+        except Exception:  # noqa: BLE001 - not live yet
+            pass
+        time.sleep(0.3)
+    return False
 
 
 def stop_dev(server, data):
@@ -215,16 +248,7 @@ class PlaylistWatch:
 @pytest.fixture(scope="module")
 def honest(dev):
     """ffmpeg publishing to shows/lobby for the whole module, and a watch on its playlist."""
-    key = dev.keys["shows/lobby"]
-    publisher = subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-         "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
-         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-         "-t", "600", "-c:v", "libx264", "-preset", "ultrafast", "-g", "15",
-         "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "flv",
-         f"rtmp://127.0.0.1:{dev.rtmp_port}/live/{key}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    publisher = ffmpeg_publish(dev, "shows/lobby")
     watch = PlaylistWatch(dev.url("/shows/lobby/hls/source/index.m3u8")).start()
     watch.wait_for_segments(3)
     yield watch

@@ -4,14 +4,13 @@ then hold on without publishing; an honest ffmpeg publisher arriving then must s
 because at the cap the oldest connection that has not published within
 `--rtmp-evict-after-seconds` gives way."""
 
-import subprocess
+import shutil
 import time
-import urllib.request
 
 import pytest
 
 import rtmp_client as rtmp
-from conftest import require, roomcast_bin, start_dev, stop_dev
+from conftest import ffmpeg_publish, require, roomcast_bin, start_dev, stop_dev, wait_live
 
 TOTAL = 24
 PER_IP = 8
@@ -40,8 +39,7 @@ def full_house():
 
 
 def test_an_honest_publisher_gets_in_when_squatters_hold_every_slot(full_house):
-    require(subprocess.run(["which", "ffmpeg"], capture_output=True).returncode == 0,
-            "ffmpeg", "the honest publisher")
+    require(shutil.which("ffmpeg") is not None, "ffmpeg", "the honest publisher")
     dev, squatters = full_house
     # One more squatter within the grace is refused: nobody has waited long enough to give way.
     late = rtmp.open_socket(dev.rtmp_port, source="127.0.1.99")
@@ -49,26 +47,10 @@ def test_an_honest_publisher_gets_in_when_squatters_hold_every_slot(full_house):
     assert dev.refused_beyond("connections_total", 0) >= 1
     time.sleep(EVICT_AFTER + 0.5)
 
-    key = dev.keys["shows/target"]
-    publisher = subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-         "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15", "-t", "10",
-         "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-pix_fmt", "yuv420p",
-         "-f", "flv", f"rtmp://127.0.0.1:{dev.rtmp_port}/live/{key}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    publisher = ffmpeg_publish(dev, "shows/target", seconds=10, size="160x120", audio=False)
     try:
-        deadline = time.monotonic() + 20
-        live = False
-        while time.monotonic() < deadline and not live:
-            try:
-                text = urllib.request.urlopen(
-                    dev.url("/shows/target/hls/source/index.m3u8"), timeout=5
-                ).read().decode()
-                live = "#EXTINF" in text
-            except Exception:  # noqa: BLE001 - not live yet
-                time.sleep(0.3)
-        assert live, "the honest publisher never went live while squatters held the cap"
+        assert wait_live(dev, "shows/target"), (
+            "the honest publisher never went live while squatters held the cap")
     finally:
         publisher.terminate()
         publisher.wait(timeout=10)

@@ -12,6 +12,7 @@ import time
 import pytest
 
 import rtmp_client as rtmp
+from conftest import ffmpeg_publish, wait_live
 from conftest import HANDSHAKE_TIMEOUT, IDLE_TIMEOUT, PUBLISH_TIMEOUT, RTMP_MAX_CONNECTIONS_PER_IP
 
 # What one attack may add to the worker's resident memory (the honest room's DVR window also
@@ -196,29 +197,9 @@ def test_a_publisher_that_sends_only_keepalive_bytes_is_cut_by_the_idle_deadline
 
 def test_the_worker_still_takes_a_new_publisher_after_the_attacks(dev, honest):
     """Last: every attack is over; a second room can still go live."""
-    import subprocess
-    import urllib.request
-
-    key = dev.keys["shows/target"]
-    publisher = subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", "-re",
-         "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=15", "-t", "8",
-         "-c:v", "libx264", "-preset", "ultrafast", "-g", "15", "-pix_fmt", "yuv420p",
-         "-f", "flv", f"rtmp://127.0.0.1:{dev.rtmp_port}/live/{key}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    publisher = ffmpeg_publish(dev, "shows/target", seconds=8, size="160x120", audio=False)
     try:
-        deadline = time.monotonic() + 20
-        live = False
-        while time.monotonic() < deadline and not live:
-            try:
-                text = urllib.request.urlopen(
-                    dev.url("/shows/target/hls/source/index.m3u8"), timeout=5
-                ).read().decode()
-                live = "#EXTINF" in text
-            except Exception:  # noqa: BLE001 - not live yet
-                time.sleep(0.5)
-        assert live, "the second room never went live"
+        assert wait_live(dev, "shows/target"), "the second room never went live"
     finally:
         publisher.terminate()
         publisher.wait(timeout=10)

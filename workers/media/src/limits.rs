@@ -32,6 +32,10 @@ pub const DEFAULT_RTMP_IDLE_TIMEOUT_SECONDS: u64 = 30;
 /// `--rtmp-max-connections` / 3 new connections a second, from at least
 /// `--rtmp-max-connections` / `--rtmp-max-connections-per-ip` addresses.
 pub const DEFAULT_RTMP_EVICT_AFTER_SECONDS: u64 = 3;
+/// A source that sends no keyframe for this long (or for four segment lengths, whichever is
+/// longer) is cut: its open segment cannot close, so it would only grow. OBS's "auto" keyframe
+/// interval is 250 frames (8.3 s at 30 fps, 10.4 s at 24 fps), which 20 s lets through.
+pub const DEFAULT_RTMP_KEYFRAME_TIMEOUT_SECONDS: u64 = 20;
 /// Largest RTMP message. A keyframe of a 20 Mbit/s 4K stream is 2 to 4 MiB; the protocol
 /// allows 16 MiB, which a hostile peer would otherwise make each connection buffer.
 pub const DEFAULT_RTMP_MAX_MESSAGE_BYTES: u32 = 8 * 1024 * 1024;
@@ -69,6 +73,9 @@ pub struct ListenerLimits {
     /// after this many seconds.
     #[arg(long, env = "ROOMCAST_RTMP_EVICT_AFTER_SECONDS", default_value_t = DEFAULT_RTMP_EVICT_AFTER_SECONDS)]
     pub rtmp_evict_after_seconds: u64,
+    /// Seconds a publishing source may go without a keyframe (at least four segment lengths).
+    #[arg(long, env = "ROOMCAST_RTMP_KEYFRAME_TIMEOUT_SECONDS", default_value_t = DEFAULT_RTMP_KEYFRAME_TIMEOUT_SECONDS)]
+    pub rtmp_keyframe_timeout_seconds: u64,
     /// Largest RTMP message in bytes (also the most one connection buffers).
     #[arg(long, env = "ROOMCAST_RTMP_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_RTMP_MAX_MESSAGE_BYTES)]
     pub rtmp_max_message_bytes: u32,
@@ -92,6 +99,7 @@ impl Default for ListenerLimits {
             rtmp_publish_timeout_seconds: DEFAULT_RTMP_PUBLISH_TIMEOUT_SECONDS,
             rtmp_idle_timeout_seconds: DEFAULT_RTMP_IDLE_TIMEOUT_SECONDS,
             rtmp_evict_after_seconds: DEFAULT_RTMP_EVICT_AFTER_SECONDS,
+            rtmp_keyframe_timeout_seconds: DEFAULT_RTMP_KEYFRAME_TIMEOUT_SECONDS,
             rtmp_max_message_bytes: DEFAULT_RTMP_MAX_MESSAGE_BYTES,
             http_max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
             http_max_connections_per_ip: DEFAULT_HTTP_MAX_CONNECTIONS_PER_IP,
@@ -124,6 +132,10 @@ impl ListenerLimits {
             (
                 "--rtmp-evict-after-seconds",
                 self.rtmp_evict_after_seconds,
+            ),
+            (
+                "--rtmp-keyframe-timeout-seconds",
+                self.rtmp_keyframe_timeout_seconds,
             ),
             (
                 "--rtmp-max-message-bytes",
@@ -180,6 +192,10 @@ pub enum Limit {
     PublishTimeout,
     IdleTimeout,
     MessageTooLarge,
+    /// The source sent no keyframe for too long: its open segment could only grow.
+    NoKeyframe,
+    /// The ingest average stayed above `maxBitrateKbps` (plus tolerance) for too long.
+    BitrateExceeded,
     /// Replaced at the total cap by a newer connection, not having published in time.
     Evicted,
     HeaderTimeout,
@@ -198,6 +214,8 @@ impl Limit {
             Limit::IdleTimeout => "idle_timeout",
             Limit::MessageTooLarge => "message_too_large",
             Limit::Evicted => "evicted_at_capacity",
+            Limit::NoKeyframe => "no_keyframe",
+            Limit::BitrateExceeded => "bitrate_exceeded",
             Limit::HeaderTimeout => "header_timeout",
             Limit::LibraryPanic => "library_panic",
         }
@@ -213,6 +231,8 @@ impl std::fmt::Display for Limit {
             Limit::PublishTimeout => "no publish in time",
             Limit::IdleTimeout => "no audio or video in time",
             Limit::MessageTooLarge => "RTMP message larger than the limit",
+            Limit::NoKeyframe => "no keyframe from the source for too long",
+            Limit::BitrateExceeded => "ingest bitrate stayed above maxBitrateKbps",
             Limit::Evicted => "replaced by a newer connection at the connection cap (no publish yet)",
             Limit::HeaderTimeout => "HTTP request head not received in time",
             Limit::LibraryPanic => "the RTMP library panicked on this input",

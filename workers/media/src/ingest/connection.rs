@@ -22,6 +22,7 @@ use crate::ingest::key::authorize;
 use crate::ingest::rtmp::{IngestEvent, Output, RtmpCore};
 use crate::limits::{self, Admitted};
 use crate::metrics::{self, RefusedLabels};
+use crate::mux::boundary::KeyframeGap;
 use crate::mux::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
 use crate::mux::fragment::FragmentSink;
 use crate::mux::passthrough::{SourceHints, SourceSegmenter};
@@ -31,6 +32,12 @@ use crate::transcode::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline
 
 /// FLV chunks queued between the socket task and the pipeline thread.
 const FEED_QUEUE: usize = 64;
+/// No bitrate check in a publish's first seconds (the window fills, the encoder flushes).
+const BITRATE_WARMUP: Duration = Duration::from_secs(5);
+/// How far above `maxBitrateKbps` the 5 s average may go without counting as an overrun.
+const BITRATE_TOLERANCE_PERCENT: u64 = 25;
+/// How long an overrun may last before the publisher is cut: two whole averaging windows.
+const BITRATE_OVERRUN_GRACE: Duration = Duration::from_secs(10);
 
 static NEXT_CONN: AtomicU64 = AtomicU64::new(1);
 
@@ -92,11 +99,16 @@ struct Publishing {
     slot: Option<tokio::sync::OwnedMutexGuard<()>>,
     since: Instant,
     last_over_limit: Option<Instant>,
+    /// Since when the average has been above the limit plus tolerance.
+    over_since: Option<Instant>,
+    /// Cuts a source that stops sending keyframes (set when the stream starts).
+    keyframes: Option<KeyframeGap>,
+    keyframe_timeout: Duration,
 }
 
 impl Publishing {
     /// The publish `conn` was granted in `room`; nothing muxed yet.
-    fn new(room: Arc<Room>, conn: u64, publish: Publish) -> Self {
+    fn new(room: Arc<Room>, conn: u64, publish: Publish, keyframe_timeout: Duration) -> Self {
         Publishing {
             claim: PublishClaim::new(room.clone(), conn),
             room,
@@ -108,29 +120,48 @@ impl Publishing {
             slot: None,
             since: Instant::now(),
             last_over_limit: None,
+            over_since: None,
+            keyframes: None,
+            keyframe_timeout,
         }
     }
 
-    /// `maxBitrateKbps` is advisory: going over it is logged and counted, not cut off, since
-    /// keyframe bursts and encoder overshoot would otherwise drop honest streamers.
-    fn check_bitrate(&mut self, kbps: u64) {
+    /// `maxBitrateKbps` is enforced over a 5 s sliding average of the bytes read from the
+    /// socket (RTMP framing included, see [`Room::ingest`]), after the first 5 s of a publish
+    /// (an encoder flushes its buffer on connect). Any reading above the limit is logged (at
+    /// most every 5 s) and counted in `ingest_over_limit_total`; the publisher is cut
+    /// (`bitrate_exceeded`) only when the average stays above the limit by more than
+    /// [`BITRATE_TOLERANCE_PERCENT`] for [`BITRATE_OVERRUN_GRACE`]: keyframe bursts and CBR
+    /// overshoot pass, a source that would outgrow the memory the room was sized for does not.
+    fn check_bitrate(&mut self, kbps: u64, now: Instant) -> Result<()> {
         let max = u64::from(self.room.cfg.max_bitrate_kbps);
-        if max == 0 || kbps <= max || self.since.elapsed() < Duration::from_secs(5) {
-            return;
+        if max == 0 || now.saturating_duration_since(self.since) < BITRATE_WARMUP {
+            return Ok(());
         }
-        if self
-            .last_over_limit
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(5))
+        if kbps * 100 <= max * (100 + BITRATE_TOLERANCE_PERCENT) {
+            self.over_since = None;
+        } else {
+            let since = *self.over_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= BITRATE_OVERRUN_GRACE {
+                tracing::warn!(kbps, max_kbps = max, "ingest bitrate stayed above maxBitrateKbps; cutting the publisher");
+                return Err(Error::Limit(limits::Limit::BitrateExceeded));
+            }
+        }
+        if kbps <= max
+            || self
+                .last_over_limit
+                .is_some_and(|t| now.saturating_duration_since(t) < BITRATE_WARMUP)
         {
-            return;
+            return Ok(());
         }
-        self.last_over_limit = Some(Instant::now());
+        self.last_over_limit = Some(now);
         tracing::warn!(kbps, max_kbps = max, "ingest bitrate above maxBitrateKbps");
         self.room
             .metrics
             .ingest_over_limit
             .get_or_create(&metrics::room(self.room.id()))
             .inc();
+        Ok(())
     }
 }
 
@@ -246,7 +277,7 @@ async fn run(
         }
         if let Some(p) = publishing.as_mut() {
             let kbps = p.room.ingest(n);
-            p.check_bitrate(kbps);
+            p.check_bitrate(kbps, Instant::now())?;
         }
         let outputs = core.handle_input(&buf[..n], Instant::now())?;
         let mut queue: std::collections::VecDeque<Output> = outputs.into();
@@ -271,7 +302,12 @@ async fn run(
                             span.record("room", tracing::field::display(room.id()));
                             span.record("session", publish.session.id.as_str());
                             tracing::info!(epoch = publish.epoch, "publish accepted");
-                            *publishing = Some(Publishing::new(room, conn, publish));
+                            *publishing = Some(Publishing::new(
+                                room,
+                                conn,
+                                publish,
+                                Duration::from_secs(server.limits.rtmp_keyframe_timeout_seconds),
+                            ));
                             slot.settle();
                             queue.extend(core.accept_publish(request_id, Instant::now())?);
                         }
@@ -359,6 +395,7 @@ async fn media(
             });
             let renditions = &p.room.cfg.renditions;
             let segment = Duration::from_secs(u64::from(p.room.cfg.segment_seconds));
+            p.keyframes = Some(KeyframeGap::new(p.keyframe_timeout, segment));
             let sources: Vec<usize> = (0..renditions.len())
                 .filter(|&i| renditions[i].is_source())
                 .collect();
@@ -403,8 +440,18 @@ async fn media(
 }
 
 /// Mux a tag into the source rendition; input it cannot mux ends the publish, like a codec the
-/// worker does not take.
+/// worker does not take. A source that stopped sending keyframes is cut here too, before its
+/// open segments grow further.
 fn to_source(p: &mut Publishing, tag: &Tag) -> Result<()> {
+    if let (Some(keyframe), Some(gap)) = (tag.avc_keyframe(), p.keyframes.as_mut())
+        && !gap.frame(tag.timestamp_ms, Instant::now(), keyframe)
+    {
+        tracing::warn!(
+            timeout_seconds = p.keyframe_timeout.as_secs(),
+            "no keyframe from the source for too long; cutting the publisher"
+        );
+        return Err(Error::Limit(limits::Limit::NoKeyframe));
+    }
     let Some(source) = p.source.as_mut() else {
         return Ok(());
     };
@@ -467,11 +514,10 @@ mod tests {
 
     fn publishing(room: &Arc<Room>, conn: u64) -> Publishing {
         let publish = room.begin_publish(conn).expect("publish accepted");
-        Publishing::new(room.clone(), conn, publish)
+        Publishing::new(room.clone(), conn, publish, Duration::from_secs(20))
     }
 
-    #[tokio::test]
-    async fn a_panic_after_publish_frees_the_room_for_the_next_publisher() {
+    fn lobby() -> (tempfile::TempDir, Arc<MediaServer>, Arc<Room>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = dir.path().join("key");
         std::fs::write(&key, "key").expect("key");
@@ -484,6 +530,49 @@ mod tests {
         )
         .expect("server");
         let room = server.rooms.iter().next().expect("room").clone();
+        (dir, server, room)
+    }
+
+    #[tokio::test]
+    async fn a_sustained_overrun_of_max_bitrate_cuts_the_publisher() {
+        let (_dir, _server, room) = lobby();
+        assert_eq!(room.cfg.max_bitrate_kbps, 8000);
+        let mut p = publishing(&room, 1);
+        let start = p.since;
+        let at = |s: u64| start + Duration::from_secs(s);
+        let cut = |r: Result<()>| matches!(r, Err(Error::Limit(limits::Limit::BitrateExceeded)));
+        // The first seconds are not judged (the encoder flushes its buffer on connect).
+        assert!(p.check_bitrate(100_000, at(1)).is_ok());
+        // 20 % over: within the tolerance, for a minute.
+        for s in 5..65 {
+            assert!(p.check_bitrate(9_600, at(s)).is_ok(), "tolerated at {s} s");
+        }
+        // 50 % over: cut once the overrun has lasted 10 s, not before.
+        for s in 65..75 {
+            assert!(p.check_bitrate(12_000, at(s)).is_ok(), "still in grace at {s} s");
+        }
+        assert!(cut(p.check_bitrate(12_000, at(75))));
+    }
+
+    #[tokio::test]
+    async fn a_dip_under_the_limit_restarts_the_overrun_grace() {
+        let (_dir, _server, room) = lobby();
+        let mut p = publishing(&room, 1);
+        let start = p.since;
+        let at = |s: u64| start + Duration::from_secs(s);
+        for s in 5..14 {
+            assert!(p.check_bitrate(20_000, at(s)).is_ok());
+        }
+        assert!(p.check_bitrate(7_000, at(14)).is_ok());
+        for s in 15..25 {
+            assert!(p.check_bitrate(20_000, at(s)).is_ok(), "grace restarted at {s} s");
+        }
+        assert!(p.check_bitrate(20_000, at(25)).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_panic_after_publish_frees_the_room_for_the_next_publisher() {
+        let (_dir, _server, room) = lobby();
         // The session path panics (as rml_rtmp may on malformed input) while publishing.
         let task = tokio::spawn({
             let room = room.clone();

@@ -3,7 +3,7 @@
 //! rule on the same keyframe timestamps, so every rendition cuts at the same instants and a
 //! player can switch between them at any segment boundary.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A keyframe this close to a full segment still closes it (timestamps are in ms).
 pub const TOLERANCE: Duration = Duration::from_millis(100);
@@ -40,22 +40,73 @@ impl Boundaries {
     }
 }
 
+/// Segments close only on source keyframes, in every rendition, so a source that stops sending
+/// them leaves every open segment growing. This watch says when the gap since the last
+/// keyframe passed the limit, in media time or in wall-clock time (timestamps come from the
+/// peer: one that freezes them must not dodge the limit). The limit is never less than four
+/// segment lengths: a keyframe interval of a few segments is a slow encoder, not a broken one.
+#[derive(Clone, Debug)]
+pub struct KeyframeGap {
+    limit: Duration,
+    last_keyframe: Option<(i64, Instant)>,
+}
+
+impl KeyframeGap {
+    pub fn new(limit: Duration, segment: Duration) -> Self {
+        KeyframeGap {
+            limit: limit.max(segment * 4),
+            last_keyframe: None,
+        }
+    }
+
+    /// One video frame with media time `timestamp_ms`, read at `now`. False when it is not a
+    /// keyframe and the last one is longer ago than the limit. Frames before the first
+    /// keyframe wait for it: the connection's deadlines bound that wait.
+    pub fn frame(&mut self, timestamp_ms: u32, now: Instant, keyframe: bool) -> bool {
+        let t = i64::from(timestamp_ms);
+        if keyframe {
+            self.last_keyframe = Some((t, now));
+            return true;
+        }
+        let limit_ms = i64::try_from(self.limit.as_millis()).unwrap_or(i64::MAX);
+        self.last_keyframe.is_none_or(|(media, wall)| {
+            t.saturating_sub(media) <= limit_ms && now.saturating_duration_since(wall) <= self.limit
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn cuts_on_the_first_keyframe_a_segment_after_the_last_cut() {
-        let ms = Duration::from_millis;
-        let mut b = Boundaries::new(Duration::from_secs(2));
-        assert!(!b.keyframe_opens_segment(ms(0)));
-        assert!(!b.keyframe_opens_segment(ms(1000)));
-        assert!(b.keyframe_opens_segment(ms(1950)), "within tolerance");
-        assert!(!b.keyframe_opens_segment(ms(3000)));
-        assert!(
-            b.keyframe_opens_segment(ms(4500)),
-            "late keyframe: longer segment"
-        );
-        assert!(b.keyframe_opens_segment(ms(6500)));
+    fn a_source_without_keyframes_is_flagged_after_the_limit() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut gap = KeyframeGap::new(Duration::from_secs(20), Duration::from_secs(2));
+        assert!(gap.frame(0, at(0), false), "before the first keyframe: waiting");
+        assert!(gap.frame(100, at(100), true));
+        assert!(gap.frame(20_100, at(20_100), false), "exactly at the limit");
+        assert!(!gap.frame(20_101, at(20_101), false));
+        assert!(gap.frame(20_200, at(20_200), true), "a keyframe resets it");
+        assert!(gap.frame(40_000, at(40_000), false));
+    }
+
+    #[test]
+    fn frozen_timestamps_do_not_dodge_the_limit() {
+        let t0 = Instant::now();
+        let mut gap = KeyframeGap::new(Duration::from_secs(20), Duration::from_secs(2));
+        assert!(gap.frame(0, t0, true));
+        assert!(gap.frame(0, t0 + Duration::from_secs(20), false));
+        assert!(!gap.frame(0, t0 + Duration::from_secs(21), false));
+    }
+
+    #[test]
+    fn the_gap_is_never_shorter_than_four_segments() {
+        let t0 = Instant::now();
+        let mut gap = KeyframeGap::new(Duration::from_secs(1), Duration::from_secs(10));
+        assert!(gap.frame(0, t0, true));
+        assert!(gap.frame(39_000, t0, false), "a 40 s limit, not 1 s");
+        assert!(!gap.frame(40_001, t0, false));
     }
 }

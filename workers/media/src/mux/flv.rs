@@ -19,6 +19,10 @@ const AUDIO_WAIT_MS: u32 = 1_000;
 /// Tags held before the stream's shape is known; past this the publish is refused.
 const MAX_HELD_BYTES: usize = 8 * 1024 * 1024;
 
+/// `AVCPacketType` of a coded frame, and the FLV frame type of a keyframe.
+const AVC_NALU: u8 = 1;
+const FRAME_TYPE_KEY: u8 = 1;
+
 /// What the publisher sends, once known.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StreamShape {
@@ -34,6 +38,15 @@ pub struct Tag {
 }
 
 impl Tag {
+    /// For an AVC video frame (not a sequence header or end of sequence): whether it is a
+    /// keyframe. `None` for every other tag.
+    pub fn avc_keyframe(&self) -> Option<bool> {
+        match (self.kind, self.data.first(), self.data.get(1)) {
+            (TagKind::Video, Some(&flags), Some(&AVC_NALU)) => Some(flags >> 4 == FRAME_TYPE_KEY),
+            _ => None,
+        }
+    }
+
     /// The tag in FLV framing, with its trailing PreviousTagSize.
     pub fn to_flv(&self) -> Bytes {
         tag(self.kind, self.timestamp_ms, &self.data)
