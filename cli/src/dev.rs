@@ -179,18 +179,14 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
 
     let live_sync = tokio::spawn(web::sync_live_state(state.clone()));
     let rtmp_task = tokio::spawn(roomcast_media::listen::serve_rtmp(media.clone(), rtmp));
-    // axum's server rather than the media listener's: chat needs WebSocket upgrades.
-    let (http_stop_tx, http_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let http_task = tokio::spawn(async move {
-        axum::serve(
-            http,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(async move {
-            let _ = http_stop_rx.await;
-        })
-        .await
-    });
+    // The media worker's HTTP listener, with its connection caps and header and body limits,
+    // on this runtime: chat's socketioxide tasks and WebSocket upgrades live here.
+    let http_task = tokio::spawn(roomcast_media::listen::serve_http(
+        media.clone(),
+        http,
+        app,
+        roomcast_media::listen::Workers::Current,
+    ));
 
     stop.await;
     info!("stopping: closing live sessions");
@@ -203,7 +199,6 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
     // Chat first: its open WebSockets would keep the HTTP server's graceful shutdown waiting.
     chat.shutdown().await;
     live_sync.abort();
-    let _ = http_stop_tx.send(());
     if let Err(e) = rtmp_task.await {
         warn!(error = %e, "rtmp task");
     }

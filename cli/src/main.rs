@@ -19,7 +19,6 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
-#[expect(clippy::large_enum_variant, reason = "parsed once at start")]
 enum Command {
     /// Run rooms on this machine without Kubernetes: RTMP ingest, HLS, chat and the watch page.
     Dev(DevOptions),

@@ -10,7 +10,6 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use axum::serve::ListenerExt;
 use prometheus_client::registry::Registry;
 use roomcast_crds::{
     RoomIdentity,
@@ -19,6 +18,7 @@ use roomcast_crds::{
 use roomcast_room_status::StatusReporter;
 use roomcast_runtime::{
     clientip::{self, TrustedProxies},
+    listen::{self, HttpLimits, HttpServer, Workers},
     ops::{self, OpsState},
 };
 
@@ -26,7 +26,7 @@ use crate::{
     cluster::{self, StatusSink},
     config::{self, parse_duration},
     error::{Error, Result},
-    metrics::ChatMetrics,
+    metrics::{ChatMetrics, ReasonLabels},
     presence,
     protocol::Role,
     room::{self, ChatOptions},
@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// Runtime worker threads of the multi-thread runtime (0: one per core).
     #[arg(long, env = "ROOMCAST_WORKER_THREADS", default_value_t = 0)]
     pub worker_threads: usize,
+    /// The HTTP listener's connection caps and request limits (the per-IP cap does not apply
+    /// to `--trusted-proxies`, whose clients are counted per request instead).
+    #[command(flatten)]
+    pub http_limits: HttpLimits,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -209,10 +213,18 @@ impl OpsState for ChatOps {
 /// down gracefully (clients are told to reconnect to another replica).
 pub async fn serve(args: ServeArgs) -> Result<()> {
     let trusted_proxies = trusted_proxies(&args)?;
+    if let Some((flag, problem)) = args.http_limits.problem() {
+        return Err(Error::Config {
+            field: flag,
+            message: problem,
+        });
+    }
     let settings = config::load(&args.config, args.data_dir.clone())?;
     let store = config::open_store(&settings.store).await?;
     let mut registry = Registry::with_prefix("roomcast_chat");
     let metrics = ChatMetrics::register(&mut registry);
+    let listener_refusals = refusal_counter(&metrics, &settings.room.id);
+    let gate = args.http_limits.gate_exempting(trusted_proxies.clone());
     let options = ChatOptions {
         max_connections_per_ip: args.max_connections_per_ip,
         trusted_proxies,
@@ -242,13 +254,6 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     let local_addr = listener
         .local_addr()
         .map_err(|source| listen_error(args.http_addr, source))?;
-    // Chat frames are small and latency-bound: without TCP_NODELAY, Nagle's algorithm and the
-    // peer's delayed ACK hold broadcasts back by up to 40 ms.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "TCP_NODELAY not set");
-        }
-    });
     let metrics_listener = bind(args.metrics_addr).await?;
     tracing::info!(
         addr = %local_addr,
@@ -266,7 +271,8 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     });
 
     let shutdown_handle = handle.clone();
-    let shutdown = async move {
+    let (stop_tx, stop) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
         roomcast_runtime::shutdown_signal().await;
         tracing::info!("shutting down: telling clients to reconnect");
         shutdown_handle.shutdown().await;
@@ -275,12 +281,22 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
         {
             tracing::warn!(error = %e, "withdrawing the status report failed");
         }
-    };
-    let server = axum::serve(
+        let _ = stop_tx.send(true);
+    });
+    // socketioxide's tasks and the Redis adapter live on this runtime: serve here, not on
+    // per-core threads. TCP_NODELAY is set on every socket (chat frames are latency-bound).
+    let server = listen::serve_http(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown);
+        app,
+        HttpServer {
+            name: "http",
+            gate,
+            limits: args.http_limits.clone(),
+            on_refused: listener_refusals,
+            workers: Workers::Current,
+        },
+        stop,
+    );
     // Connections that linger after every socket was closed do not hold the process.
     tokio::select! {
         res = server => res.map_err(Error::Serve)?,
@@ -291,6 +307,26 @@ pub async fn serve(args: ServeArgs) -> Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Listener refusals (connection caps, header and body limits) count in `connects_refused`
+/// beside the socket.io ones, and are logged once a minute per address.
+fn refusal_counter(metrics: &ChatMetrics, id: &RoomIdentity) -> listen::OnRefused {
+    let family = metrics.connects_refused.clone();
+    let offenders = listen::OffenderLog::default();
+    let (namespace, room) = (id.namespace.clone(), id.name.clone());
+    Arc::new(move |peer: SocketAddr, refusal: listen::Refusal| {
+        family
+            .get_or_create(&ReasonLabels {
+                namespace: namespace.clone(),
+                room: room.clone(),
+                reason: refusal.label().to_owned(),
+            })
+            .inc();
+        if offenders.should_log(peer.ip(), std::time::Instant::now()) {
+            tracing::warn!(%peer, reason = refusal.label(), "connection refused: {refusal} (logged once a minute per address)");
+        }
+    })
 }
 
 /// In a cluster (`POD_NAME` set): this replica's connection count goes into the room status,

@@ -75,10 +75,7 @@ impl MediaServer {
                 limits.rtmp_max_connections_per_ip,
                 Duration::from_secs(limits.rtmp_evict_after_seconds),
             ),
-            http_gate: ConnectionGate::new(
-                limits.http_max_connections,
-                limits.http_max_connections_per_ip,
-            ),
+            http_gate: limits.http.gate(),
             limits,
             offenders: OffenderLog::default(),
             listeners_gone: Mutex::default(),

@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomcast_media::limits::ListenerLimits;
-use roomcast_media::listen::{Accept, serve_http, serve_rtmp};
+use roomcast_media::limits::{HttpLimits, ListenerLimits};
+use roomcast_media::listen::{Accept, Workers, serve_http, serve_rtmp};
 use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -46,7 +46,12 @@ async fn listening(
         "rtmp" => tokio::spawn(serve_rtmp(server.clone(), listener)),
         _ => {
             let router = roomcast_media::origin::ops::router(server.clone());
-            tokio::spawn(serve_http(server.clone(), listener, router))
+            tokio::spawn(serve_http(
+                server.clone(),
+                listener,
+                router,
+                Workers::PerCore(2),
+            ))
         }
     };
     (server, addr, task)
@@ -188,7 +193,10 @@ async fn closed_within(client: &mut TcpStream, within: Duration) -> bool {
 async fn a_slowloris_client_is_cut_at_the_header_timeout() {
     let (server, addr, task) = listening(
         ListenerLimits {
-            http_header_timeout_seconds: 1,
+            http: HttpLimits {
+                http_header_timeout_seconds: 1,
+                ..HttpLimits::default()
+            },
             ..ListenerLimits::default()
         },
         "http",
@@ -234,7 +242,10 @@ async fn a_slowloris_client_is_cut_at_the_header_timeout() {
 async fn the_per_ip_cap_holds(kind: &str) {
     let limits = ListenerLimits {
         rtmp_max_connections_per_ip: 2,
-        http_max_connections_per_ip: 2,
+        http: HttpLimits {
+            http_max_connections_per_ip: 2,
+            ..HttpLimits::default()
+        },
         ..ListenerLimits::default()
     };
     let (server, addr, task) = listening(limits, kind).await;

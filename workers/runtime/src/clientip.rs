@@ -51,7 +51,10 @@ impl TrustedProxies {
         self.networks.is_empty() && !self.everyone
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` lies in one of the trusted networks (never true for [`Self::everyone`]:
+    /// believing anyone's header says nothing about who is a proxy).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
         self.networks.iter().any(|net| net.contains(&ip))
     }
 

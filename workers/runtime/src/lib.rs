@@ -5,6 +5,7 @@
 //!  main.rs ──► telemetry::LogArgs (--log-format, RUST_LOG) ──► telemetry::init
 //!          ──► ops::router(state) ──► /metrics /healthz /readyz (one shape for every worker)
 //!          ──► Secret::from_file (mounted Secret files, trimmed, redacted in logs)
+//!          ──► listen (connection caps, accept backoff, the HTTP server with header and body limits)
 //!          ──► clientip (which address a socket counts as: the peer, or the client a trusted proxy names)
 //!          ──► origin (X-Origin-Secret check, no-store on errors: every route behind a CDN)
 //!          ──► shutdown_signal (Ctrl-C or SIGTERM)
@@ -15,6 +16,7 @@
 //! `roomcast-crds`, next to the `WorkerConfig` that carries it; it is re-exported here.
 
 pub mod clientip;
+pub mod listen;
 pub mod ops;
 pub mod origin;
 pub mod secret;

@@ -143,7 +143,11 @@ impl Publishing {
         } else {
             let since = *self.over_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= BITRATE_OVERRUN_GRACE {
-                tracing::warn!(kbps, max_kbps = max, "ingest bitrate stayed above maxBitrateKbps; cutting the publisher");
+                tracing::warn!(
+                    kbps,
+                    max_kbps = max,
+                    "ingest bitrate stayed above maxBitrateKbps; cutting the publisher"
+                );
                 return Err(Error::Limit(limits::Limit::BitrateExceeded));
             }
         }
@@ -186,19 +190,25 @@ pub async fn handle_connection(
         let mut publishing = None;
         // A panic in the RTMP library (or anywhere in the session path) ends this connection
         // only; `finish` below, or the claim's drop guard, still frees the room.
-        let result =
-            std::panic::AssertUnwindSafe(run(&server, stream, conn, shutdown, &slot, &mut publishing))
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
-                    tracing::error!(panic = %what, "connection task panicked");
-                    Err(Error::Limit(limits::Limit::LibraryPanic))
-                });
+        let result = std::panic::AssertUnwindSafe(run(
+            &server,
+            stream,
+            conn,
+            shutdown,
+            &slot,
+            &mut publishing,
+        ))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "connection task panicked");
+            Err(Error::Limit(limits::Limit::LibraryPanic))
+        });
         let shutting_down = server.is_shutting_down();
         if let Some(p) = publishing {
             finish(p, shutting_down).await;
@@ -270,7 +280,7 @@ async fn run(
                 continue;
             }
             _ = stop.as_mut() => return Ok(()),
-            _ = evicted.as_mut() => return Err(Error::Limit(limits::Limit::Evicted)),
+            _ = evicted.as_mut() => return Err(Error::Limit(limits::Limit::Listener(limits::Refusal::Evicted))),
         };
         if n == 0 {
             return Ok(());
@@ -549,7 +559,10 @@ mod tests {
         }
         // 50 % over: cut once the overrun has lasted 10 s, not before.
         for s in 65..75 {
-            assert!(p.check_bitrate(12_000, at(s)).is_ok(), "still in grace at {s} s");
+            assert!(
+                p.check_bitrate(12_000, at(s)).is_ok(),
+                "still in grace at {s} s"
+            );
         }
         assert!(cut(p.check_bitrate(12_000, at(75))));
     }
@@ -565,7 +578,10 @@ mod tests {
         }
         assert!(p.check_bitrate(7_000, at(14)).is_ok());
         for s in 15..25 {
-            assert!(p.check_bitrate(20_000, at(s)).is_ok(), "grace restarted at {s} s");
+            assert!(
+                p.check_bitrate(20_000, at(s)).is_ok(),
+                "grace restarted at {s} s"
+            );
         }
         assert!(p.check_bitrate(20_000, at(25)).is_err());
     }

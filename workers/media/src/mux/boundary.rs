@@ -84,7 +84,10 @@ mod tests {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
         let mut gap = KeyframeGap::new(Duration::from_secs(20), Duration::from_secs(2));
-        assert!(gap.frame(0, at(0), false), "before the first keyframe: waiting");
+        assert!(
+            gap.frame(0, at(0), false),
+            "before the first keyframe: waiting"
+        );
         assert!(gap.frame(100, at(100), true));
         assert!(gap.frame(20_100, at(20_100), false), "exactly at the limit");
         assert!(!gap.frame(20_101, at(20_101), false));
