@@ -173,3 +173,29 @@ async fn hostile_names_and_odd_methods_get_errors_no_cdn_keeps() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_rotated_origin_secret_takes_effect_without_a_restart_on_hls_and_recordings() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_recorder, app) = origin(dir.path()).await;
+    let status = "/shows/lobby/status";
+    let recordings = "/shows/lobby/recordings";
+    for path in [status, recordings] {
+        let (code, _, _) = send(&app, "GET", path, Some(SECRET.as_bytes())).await;
+        assert_eq!(code, StatusCode::OK, "{path} before rotation");
+    }
+    // The kubelet swaps the mounted file; the worker looks again within its reload interval.
+    let rotated = "cdn-secret-rotated-9876543210";
+    std::fs::write(dir.path().join("origin"), rotated).expect("rotate");
+    tokio::time::sleep(
+        roomcast_runtime::secret::SECRET_RELOAD_INTERVAL + std::time::Duration::from_millis(200),
+    )
+    .await;
+    for path in [status, recordings] {
+        let (code, _, _) = send(&app, "GET", path, Some(rotated.as_bytes())).await;
+        assert_eq!(code, StatusCode::OK, "{path} with the new secret");
+        let (code, cache, _) = send(&app, "GET", path, Some(SECRET.as_bytes())).await;
+        assert_eq!(code, StatusCode::FORBIDDEN, "{path} with the old secret");
+        assert_eq!(cache, "no-store");
+    }
+}

@@ -25,11 +25,12 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
+use roomcast_runtime::SecretFile;
 use roomcast_runtime::origin::{check_origin_secret, no_store_on_error};
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    DynCatalog, DynStore, Error, Recording, RecordingStatus, Secret,
+    DynCatalog, DynStore, Error, Recording, RecordingStatus,
     catalog::{DEFAULT_PAGE, clamp_limit},
     store::{check_key, content_type},
 };
@@ -48,7 +49,7 @@ pub struct ApiState {
     /// `namespace/name`.
     pub room: String,
     /// The room's CDN origin secret: when set, requests without it are refused (403).
-    pub origin_secret: Option<Secret>,
+    pub origin_secret: Option<SecretFile>,
 }
 
 /// The API's routes (see the module docs), to nest under `/<namespace>/<room>`.
@@ -186,6 +187,8 @@ async fn object(
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
+
+    use crate::Secret;
 
     use axum::body::Body;
     use bytes::Bytes;
@@ -329,7 +332,7 @@ mod tests {
             catalog,
             store,
             room: "shows/lobby".into(),
-            origin_secret: secret.map(Secret::new),
+            origin_secret: secret.map(|s| SecretFile::fixed(Secret::new(s))),
         })
     }
 

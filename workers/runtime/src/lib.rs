@@ -24,7 +24,7 @@ pub mod skip;
 pub mod telemetry;
 
 pub use roomcast_crds::RoomIdentity;
-pub use secret::{Secret, SecretError};
+pub use secret::{Secret, SecretError, SecretFile};
 
 /// Resolves on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod), whichever
 /// comes first. Where SIGTERM cannot be watched, Ctrl-C alone.

@@ -11,7 +11,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use crate::Secret;
+use crate::SecretFile;
 
 /// Header a CDN must send with the room's origin secret when one is configured.
 pub const ORIGIN_SECRET_HEADER: &str = "x-origin-secret";
@@ -39,7 +39,7 @@ pub fn plain_error(status: StatusCode, body: &'static str) -> Response {
 /// only when `X-Origin-Secret` carries it (compared in constant time). The rejection is a 403
 /// that no cache keeps (a CDN caching it would lock viewers out after the secret is fixed).
 pub fn check_origin_secret(
-    secret: Option<&Secret>,
+    secret: Option<&SecretFile>,
     headers: &HeaderMap,
 ) -> Result<(), Box<Response>> {
     let Some(secret) = secret else {
@@ -87,7 +87,7 @@ mod tests {
 
     #[test]
     fn hostile_origin_secrets_are_refused_and_uncacheable() {
-        let secret = Secret::new("cdn-secret-123");
+        let secret = SecretFile::fixed(crate::Secret::new("cdn-secret-123"));
         let long = vec![b'a'; 64 * 1024];
         for headers in [
             HeaderMap::new(),

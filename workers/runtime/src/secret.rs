@@ -7,6 +7,8 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use subtle::ConstantTimeEq;
 
@@ -112,9 +114,156 @@ impl fmt::Display for Secret {
     }
 }
 
+/// How often a [`SecretFile`] looks at its file again. The kubelet updates a mounted Secret
+/// within about a minute of a change; a few seconds more cost nothing, a stat per request would.
+pub const SECRET_RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A secret that follows its mounted file: re-read at most every [`SECRET_RELOAD_INTERVAL`],
+/// so a rotated Kubernetes Secret takes effect without a restart. A re-read that fails (the
+/// kubelet swaps the file through a symlink, an operator empties it by mistake) keeps the last
+/// good value and logs once per failure run: a bad file never opens or closes the door.
+#[derive(Clone)]
+pub struct SecretFile {
+    inner: Arc<SecretFileInner>,
+}
+
+struct SecretFileInner {
+    path: PathBuf,
+    interval: Duration,
+    state: Mutex<SecretFileState>,
+}
+
+struct SecretFileState {
+    read_at: Instant,
+    value: Secret,
+    failing: bool,
+}
+
+impl SecretFile {
+    /// Read `path` now (an error when it cannot be read or is empty, as [`Secret::from_file`]).
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, SecretError> {
+        Self::open_with_interval(path, SECRET_RELOAD_INTERVAL)
+    }
+
+    pub fn open_with_interval(
+        path: impl AsRef<Path>,
+        interval: Duration,
+    ) -> Result<Self, SecretError> {
+        let path = path.as_ref().to_owned();
+        let value = Secret::from_file(&path)?;
+        Ok(SecretFile {
+            inner: Arc::new(SecretFileInner {
+                path,
+                interval,
+                state: Mutex::new(SecretFileState {
+                    read_at: Instant::now(),
+                    value,
+                    failing: false,
+                }),
+            }),
+        })
+    }
+
+    /// A value that never changes (no file: tests, values held in memory).
+    pub fn fixed(value: Secret) -> Self {
+        SecretFile {
+            inner: Arc::new(SecretFileInner {
+                path: PathBuf::new(),
+                interval: Duration::MAX,
+                state: Mutex::new(SecretFileState {
+                    read_at: Instant::now(),
+                    value,
+                    failing: false,
+                }),
+            }),
+        }
+    }
+
+    /// Constant-time comparison with the current value (see [`Secret::matches`]).
+    pub fn matches(&self, presented: &[u8]) -> bool {
+        self.with_current(|secret| secret.matches(presented))
+    }
+
+    /// The current value.
+    pub fn current(&self) -> Secret {
+        self.with_current(|secret| Secret(secret.0.clone()))
+    }
+
+    fn with_current<T>(&self, f: impl FnOnce(&Secret) -> T) -> T {
+        let inner = &self.inner;
+        let mut state = inner.state.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if now.saturating_duration_since(state.read_at) >= inner.interval {
+            state.read_at = now;
+            match Secret::from_file(&inner.path) {
+                Ok(value) => {
+                    if state.failing {
+                        tracing::info!(path = %inner.path.display(), "secret file readable again");
+                    }
+                    state.value = value;
+                    state.failing = false;
+                }
+                Err(e) => {
+                    if !state.failing {
+                        tracing::warn!(error = %e, "keeping the last good secret");
+                    }
+                    state.failing = true;
+                }
+            }
+        }
+        f(&state.value)
+    }
+}
+
+impl fmt::Debug for SecretFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretFile({}, {REDACTED})", self.inner.path.display())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_file_follows_its_file_and_keeps_the_last_good_value() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("origin-secret");
+        std::fs::write(&path, "first\n").expect("write");
+        let interval = Duration::from_millis(50);
+        let secret = SecretFile::open_with_interval(&path, interval).expect("open");
+        assert!(secret.matches(b"first"));
+        // Rotated: the new value is taken at the next look, the old one no longer matches.
+        std::fs::write(&path, "second").expect("rotate");
+        assert!(secret.matches(b"first"), "not looked at again yet");
+        std::thread::sleep(interval * 2);
+        assert!(secret.matches(b"second") && !secret.matches(b"first"));
+        // Emptied or gone (mid-swap): the last good value stays.
+        std::fs::write(&path, "  \n").expect("empty");
+        std::thread::sleep(interval * 2);
+        assert!(
+            secret.matches(b"second"),
+            "an empty file does not replace the secret"
+        );
+        std::fs::remove_file(&path).expect("remove");
+        std::thread::sleep(interval * 2);
+        assert!(secret.matches(b"second") && !secret.matches(b""));
+        std::fs::write(&path, "third").expect("back");
+        std::thread::sleep(interval * 2);
+        assert!(secret.matches(b"third"));
+        assert_eq!(format!("{secret:?}").contains("third"), false);
+    }
+
+    #[test]
+    fn a_secret_file_that_cannot_be_read_at_start_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(SecretFile::open(dir.path().join("missing")).is_err());
+        std::fs::write(dir.path().join("empty"), "\n").expect("write");
+        assert!(matches!(
+            SecretFile::open(dir.path().join("empty")),
+            Err(SecretError::Empty { .. })
+        ));
+    }
 
     #[test]
     fn secrets_never_print_their_value() {

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use roomcast_crds::RoomIdentity;
-use roomcast_runtime::{Secret, SecretError};
+use roomcast_runtime::{Secret, SecretError, SecretFile};
 use tokio::sync::broadcast;
 
 use self::session::{Session, header_value, lock};
@@ -55,7 +55,7 @@ pub struct Publish {
 pub struct Room {
     pub cfg: RoomConfig,
     /// What a CDN must send in `X-Origin-Secret`, when the room has one.
-    origin_secret: Option<Secret>,
+    origin_secret: Option<SecretFile>,
     /// x264 speed preset of the encoded rungs.
     pub speed_preset: String,
     /// `Cache-Control` of playlists and of segments, made once.
@@ -85,7 +85,7 @@ pub enum Liveness {
 impl Room {
     pub fn new(
         cfg: RoomConfig,
-        origin_secret: Option<Secret>,
+        origin_secret: Option<SecretFile>,
         speed_preset: String,
         events: broadcast::Sender<MediaEvent>,
         metrics: Metrics,
@@ -129,7 +129,7 @@ impl Room {
     }
 
     /// The CDN origin secret, when the room has one.
-    pub fn origin_secret(&self) -> Option<&Secret> {
+    pub fn origin_secret(&self) -> Option<&SecretFile> {
         self.origin_secret.as_ref()
     }
 

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use roomcast_crds::RoomIdentity;
-use roomcast_runtime::Secret;
+use roomcast_runtime::SecretFile;
 use tokio::sync::broadcast;
 
 use crate::config::RoomConfig;
@@ -42,7 +42,7 @@ impl RoomRegistry {
             let origin_secret = cfg
                 .origin_secret_file
                 .as_ref()
-                .map(Secret::from_file)
+                .map(SecretFile::open)
                 .transpose()
                 .map_err(|e| Error::config("playback.originSecretFile", e.to_string()))?;
             let room = Arc::new(Room::new(
