@@ -251,7 +251,7 @@ mod tests {
         std::fs::write(&path, "third").expect("back");
         std::thread::sleep(interval * 2);
         assert!(secret.matches(b"third"));
-        assert_eq!(format!("{secret:?}").contains("third"), false);
+        assert!(!format!("{secret:?}").contains("third"));
     }
 
     #[test]
