@@ -24,12 +24,14 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod endpoint;
 #[cfg(feature = "test-support")]
 pub mod fixtures;
 pub mod keys;
 pub mod labels;
 pub mod memory;
 pub mod metrics;
+pub mod network;
 pub mod ops;
 pub mod quantity;
 pub mod render;

@@ -107,7 +107,8 @@ async fn new_room_gets_every_child_applied_and_a_pending_status() {
         "/apis/apps/v1/namespaces/shows/deployments/lobby-media",
         "/apis/apps/v1/namespaces/shows/deployments/lobby-chat",
         "/apis/policy/v1/namespaces/shows/poddisruptionbudgets/lobby-chat",
-        "/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby",
+        "/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby-media",
+        "/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby-chat",
     ] {
         assert!(
             applied.iter().any(|p| p == expected),
