@@ -238,6 +238,15 @@ pub struct RunConfig {
     /// Seconds after a good reconcile before the room is applied again to heal drift.
     #[arg(long, env = "ROOMCAST_RESYNC_SECONDS", default_value_t = DEFAULT_RESYNC_SECONDS)]
     pub resync_seconds: u64,
+    /// Watching the whole cluster, serve only rooms in namespaces with these labels
+    /// (`key=value[,key=value]`). Empty: every namespace. Ignored with `WATCH_NAMESPACE`.
+    #[arg(
+        long,
+        env = "ROOMCAST_TENANT_NAMESPACE_SELECTOR",
+        default_value = crate::tenancy::DEFAULT_TENANT_NAMESPACE_SELECTOR,
+        value_parser = crate::labels::MatchLabels::parse
+    )]
+    pub tenant_namespace_selector: crate::labels::MatchLabels,
 }
 
 fn non_empty(value: &mut Option<String>) {

@@ -37,6 +37,7 @@ pub mod quantity;
 pub mod render;
 pub mod run;
 pub mod status;
+pub mod tenancy;
 pub mod validate;
 
 /// Field manager of every server-side apply the operator makes.

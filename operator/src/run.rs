@@ -88,6 +88,7 @@ pub async fn run(run: RunConfig, config: OperatorConfig) -> Result<()> {
         client,
         config,
         run.watch_namespace,
+        run.tenant_namespace_selector,
         resync,
         metrics,
         synced_tx,
