@@ -30,7 +30,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     Error, FIELD_MANAGER, Result, apply,
     build::{self, BuildInputs, Child, ChildKind, child_kinds},
-    config::OperatorConfig,
+    config::{OperatorConfig, RunConfig},
     keys,
     labels::{self, MatchLabels},
     metrics::{ErrorLabels, KindLabels, Metrics},
@@ -637,14 +637,14 @@ where
 pub async fn run(
     client: Client,
     config: OperatorConfig,
-    watch_namespace: Option<String>,
-    tenant_selector: MatchLabels,
-    resync: Duration,
+    run: &RunConfig,
     metrics: Metrics,
     ready: tokio::sync::watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let ns = watch_namespace.as_deref();
+    let ns = run.watch_namespace.as_deref();
+    let resync = Duration::from_secs(run.resync_seconds);
+    let tenant_selector = run.tenant_namespace_selector.clone();
     let rooms: Api<StreamRoom> = api(&client, ns);
 
     let (controller, stores) = watch_children(
