@@ -154,16 +154,28 @@ pub struct DefaultS3 {
     #[arg(
         long = "s3-allowed-endpoints",
         env = "ROOMCAST_S3_ALLOWED_ENDPOINTS",
-        value_delimiter = ',',
-        value_parser = parse_allowed_endpoint
+        default_value = "",
+        value_parser = parse_allowed_endpoints
     )]
-    pub allowed_endpoints: Vec<Origin>,
+    pub allowed_endpoints: AllowedOrigins,
 }
 
-fn parse_allowed_endpoint(entry: &str) -> Result<Origin, String> {
-    parse_allowed_origin(entry).map_err(|why| {
-        format!("{why} (ROOMCAST_S3_ALLOWED_ENDPOINTS, Helm value recording.s3.allowedEndpoints)")
-    })
+/// The origins of `--s3-allowed-endpoints`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(pub Vec<Origin>);
+
+/// Empty entries are skipped, so an empty variable lists nothing.
+fn parse_allowed_endpoints(text: &str) -> Result<AllowedOrigins, String> {
+    text.split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(parse_allowed_origin)
+        .collect::<Result<_, _>>()
+        .map(AllowedOrigins)
+        .map_err(|why| {
+            format!(
+                "{why} (ROOMCAST_S3_ALLOWED_ENDPOINTS, Helm value recording.s3.allowedEndpoints)"
+            )
+        })
 }
 
 fn parse_resources(text: &str) -> Result<ResourceRequirements, String> {
@@ -411,6 +423,7 @@ mod tests {
         let listed: Vec<String> = config
             .s3
             .allowed_endpoints
+            .0
             .iter()
             .map(ToString::to_string)
             .collect();
@@ -418,6 +431,8 @@ mod tests {
             listed,
             ["http://minio.minio.svc:9000", "https://[fd00::1]:443"]
         );
+        let none = parse(&["--s3-allowed-endpoints", ""]).expect("empty parses");
+        assert_eq!(none.s3.allowed_endpoints, AllowedOrigins::default());
         for bad in [
             "http://169.254.169.254",
             "http://minio:9000/bucket",

@@ -49,35 +49,46 @@ pub struct NetworkConfig {
     pub monitoring_namespace_selector: MatchLabels,
     /// Addresses of the API server (the `kubernetes` Service's endpoints), comma-separated
     /// CIDRs. Workers write the room status there. Empty: any address on its ports.
-    #[arg(long, env = "ROOMCAST_EGRESS_API_SERVER_CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
-    pub egress_api_server_cidrs: Vec<String>,
+    #[arg(long, env = "ROOMCAST_EGRESS_API_SERVER_CIDRS", default_value = "", value_parser = Cidrs::parse)]
+    pub egress_api_server_cidrs: Cidrs,
     /// Ports of the API server.
     #[arg(long, env = "ROOMCAST_EGRESS_API_SERVER_PORTS", value_delimiter = ',', default_value = DEFAULT_API_SERVER_PORTS, value_parser = clap::value_parser!(u16).range(1..))]
     pub egress_api_server_ports: Vec<u16>,
     /// Addresses of the S3 store recording rooms upload to. Empty: any address on its ports.
-    #[arg(long, env = "ROOMCAST_EGRESS_S3_CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
-    pub egress_s3_cidrs: Vec<String>,
+    #[arg(long, env = "ROOMCAST_EGRESS_S3_CIDRS", default_value = "", value_parser = Cidrs::parse)]
+    pub egress_s3_cidrs: Cidrs,
     /// Ports of the S3 store.
     #[arg(long, env = "ROOMCAST_EGRESS_S3_PORTS", value_delimiter = ',', default_value = DEFAULT_S3_PORTS, value_parser = clap::value_parser!(u16).range(1..))]
     pub egress_s3_ports: Vec<u16>,
     /// Addresses of MongoDB. Empty: any address on its ports.
-    #[arg(long, env = "ROOMCAST_EGRESS_MONGODB_CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
-    pub egress_mongodb_cidrs: Vec<String>,
+    #[arg(long, env = "ROOMCAST_EGRESS_MONGODB_CIDRS", default_value = "", value_parser = Cidrs::parse)]
+    pub egress_mongodb_cidrs: Cidrs,
     /// Ports of MongoDB.
     #[arg(long, env = "ROOMCAST_EGRESS_MONGODB_PORTS", value_delimiter = ',', default_value = DEFAULT_MONGODB_PORTS, value_parser = clap::value_parser!(u16).range(1..))]
     pub egress_mongodb_ports: Vec<u16>,
     /// Addresses of Redis. Empty: any address on its ports.
-    #[arg(long, env = "ROOMCAST_EGRESS_REDIS_CIDRS", value_delimiter = ',', value_parser = parse_cidr)]
-    pub egress_redis_cidrs: Vec<String>,
+    #[arg(long, env = "ROOMCAST_EGRESS_REDIS_CIDRS", default_value = "", value_parser = Cidrs::parse)]
+    pub egress_redis_cidrs: Cidrs,
     /// Ports of Redis.
     #[arg(long, env = "ROOMCAST_EGRESS_REDIS_PORTS", value_delimiter = ',', default_value = DEFAULT_REDIS_PORTS, value_parser = clap::value_parser!(u16).range(1..))]
     pub egress_redis_ports: Vec<u16>,
 }
 
-/// A CIDR or a single address, normalized (`10.1.2.3/8` becomes `10.0.0.0/8`, an address
-/// `/32` or `/128`).
-fn parse_cidr(text: &str) -> Result<String, String> {
-    roomcast_runtime::clientip::parse_network(text).map(|net| net.to_string())
+/// Comma-separated CIDRs or addresses, normalized (`10.1.2.3/8` becomes `10.0.0.0/8`, an
+/// address `/32` or `/128`). Empty text: none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cidrs(pub Vec<String>);
+
+impl Cidrs {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        text.split(',')
+            .filter(|entry| !entry.trim().is_empty())
+            .map(|entry| {
+                roomcast_runtime::clientip::parse_network(entry).map(|net| net.to_string())
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
 }
 
 fn ports(text: &str) -> Vec<u16> {
@@ -94,13 +105,13 @@ impl Default for NetworkConfig {
         Self {
             ingress_namespace_selector: selector(DEFAULT_INGRESS_NAMESPACE_SELECTOR),
             monitoring_namespace_selector: selector(DEFAULT_MONITORING_NAMESPACE_SELECTOR),
-            egress_api_server_cidrs: Vec::new(),
+            egress_api_server_cidrs: Cidrs::default(),
             egress_api_server_ports: ports(DEFAULT_API_SERVER_PORTS),
-            egress_s3_cidrs: Vec::new(),
+            egress_s3_cidrs: Cidrs::default(),
             egress_s3_ports: ports(DEFAULT_S3_PORTS),
-            egress_mongodb_cidrs: Vec::new(),
+            egress_mongodb_cidrs: Cidrs::default(),
             egress_mongodb_ports: ports(DEFAULT_MONGODB_PORTS),
-            egress_redis_cidrs: Vec::new(),
+            egress_redis_cidrs: Cidrs::default(),
             egress_redis_ports: ports(DEFAULT_REDIS_PORTS),
         }
     }
@@ -124,9 +135,9 @@ impl NetworkConfig {
     }
 }
 
-fn destination(cidrs: &[String], ports: &[u16]) -> Destination {
+fn destination(cidrs: &Cidrs, ports: &[u16]) -> Destination {
     Destination {
-        cidrs: cidrs.to_vec(),
+        cidrs: cidrs.0.clone(),
         ports: ports.to_vec(),
     }
 }
@@ -178,10 +189,19 @@ mod tests {
     }
 
     #[test]
+    fn empty_cidrs_mean_none_so_a_chart_can_always_pass_the_variable() {
+        let config =
+            parse(&["--egress-mongodb-cidrs", "", "--egress-redis-cidrs", " , "]).expect("parses");
+        assert_eq!(config.mongodb().cidrs, Vec::<String>::new());
+        assert_eq!(config.redis().cidrs, Vec::<String>::new());
+    }
+
+    #[test]
     fn bad_destinations_and_selectors_are_refused_naming_the_flag() {
         for args in [
             &["--egress-redis-cidrs", "redis.svc"][..],
             &["--egress-redis-cidrs", "10.0.0.0/33"],
+            &["--egress-redis-cidrs", "10.0.0.1,,nope"],
             &["--egress-mongodb-ports", "0"],
             &["--egress-mongodb-ports", "70000"],
             &["--egress-api-server-ports", "https"],

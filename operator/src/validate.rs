@@ -97,7 +97,7 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
         endpoint::check(
             &s3.endpoint,
             config.s3.allow_http_endpoint,
-            &config.s3.allowed_endpoints,
+            &config.s3.allowed_endpoints.0,
         )
         .map_err(|(endpoint, why)| RoomError::UnsafeEndpoint {
             room: name.clone(),
@@ -233,10 +233,10 @@ mod tests {
     fn a_room_may_name_an_in_cluster_store_only_when_the_operator_lists_it() {
         let room = room_with_endpoint("http://minio.minio.svc:9000");
         let mut config = OperatorConfig::default();
-        config.s3.allowed_endpoints = vec![
+        config.s3.allowed_endpoints = crate::config::AllowedOrigins(vec![
             crate::endpoint::parse_allowed_origin("http://minio.minio.svc:9000")
                 .expect("entry parses"),
-        ];
+        ]);
         validate(&room, &config).expect("listed store");
         for other in [
             "http://minio.minio.svc:9001",

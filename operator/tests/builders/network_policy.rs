@@ -3,7 +3,7 @@
 use k8s_openapi::api::networking::v1::{
     NetworkPolicyEgressRule, NetworkPolicyIngressRule, NetworkPolicySpec,
 };
-use roomcast_operator::{config::OperatorConfig, labels, labels::MatchLabels};
+use roomcast_operator::{config::OperatorConfig, labels, labels::MatchLabels, network::Cidrs};
 
 use crate::fixtures::*;
 
@@ -81,6 +81,10 @@ fn egress_of(policy: &NetworkPolicySpec) -> Vec<Rule> {
 
 fn tcp(ports: &[i32]) -> Ports {
     ports.iter().map(|p| ("TCP".to_owned(), *p)).collect()
+}
+
+fn cidrs(items: &[&str]) -> Cidrs {
+    Cidrs(strings(items))
 }
 
 fn strings(items: &[&str]) -> Vec<String> {
@@ -253,11 +257,11 @@ fn platform_with_stores() -> OperatorConfig {
     let mut config = platform_config();
     config.mongodb_secret = Some("roomcast-mongodb".to_owned());
     let network = &mut config.network;
-    network.egress_api_server_cidrs = strings(&["172.18.0.2/32"]);
+    network.egress_api_server_cidrs = cidrs(&["172.18.0.2/32"]);
     network.egress_api_server_ports = vec![6443];
-    network.egress_s3_cidrs = strings(&["52.95.0.0/16", "2600:1f18::/32"]);
-    network.egress_mongodb_cidrs = strings(&["10.20.0.0/24"]);
-    network.egress_redis_cidrs = strings(&["10.30.0.7/32"]);
+    network.egress_s3_cidrs = cidrs(&["52.95.0.0/16", "2600:1f18::/32"]);
+    network.egress_mongodb_cidrs = cidrs(&["10.20.0.0/24"]);
+    network.egress_redis_cidrs = cidrs(&["10.30.0.7/32"]);
     network.egress_redis_ports = vec![6380];
     config
 }
@@ -322,10 +326,10 @@ fn a_tenants_s3_endpoint_never_widens_the_egress() {
         "    region: eu-west-1\n    endpoint: http://10.0.0.5:9000\n",
     );
     let mut config = platform_with_stores();
-    config.s3.allowed_endpoints = vec![
+    config.s3.allowed_endpoints = roomcast_operator::config::AllowedOrigins(vec![
         roomcast_operator::endpoint::parse_allowed_origin("http://10.0.0.5:9000")
             .expect("entry parses"),
-    ];
+    ]);
     let children = build(&room(&spec_yaml), &config);
     let media = egress_of(spec(&children, "lobby-media"));
     assert!(
