@@ -82,6 +82,19 @@ operators reconciling the same rooms would fight over every child object.
 {{- end }}
 
 {{/*
+A map of labels as the operator's `key=value,key=value` selector flags take it (sorted; null
+gives "", which the operator reads as "every namespace").
+*/}}
+{{- define "roomcast.selectorFlag" -}}
+{{- $labels := . | default dict }}
+{{- $pairs := list }}
+{{- range $key := keys $labels | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (get $labels $key)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/*
 RBAC rules the operator needs wherever rooms live: read rooms, write their status, manage
 every child kind it owns, and emit Events. No wildcards. rbac roles/rolebindings are here
 because the operator creates, per room, a Role that lets the room's workers get/patch that
