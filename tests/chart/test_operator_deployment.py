@@ -338,6 +338,16 @@ def test_every_object_carries_the_standard_labels(chart, values) -> None:
     assert "app.kubernetes.io/version" not in selector, "a selector must survive upgrades"
 
 
+def test_notes_say_which_namespaces_are_served_and_how_to_opt_in(chart) -> None:
+    notes = render_notes(chart)
+    assert "namespaces labelled roomcast.dev/tenant=enabled" in notes
+    assert "kubectl label namespace default roomcast.dev/tenant=enabled" in notes
+    one_namespace = render_notes(chart, {"watchNamespace": "shows"})
+    assert "namespace shows only" in one_namespace
+    assert "kubectl label" not in one_namespace
+    assert "every namespace" in render_notes(chart, {"tenantNamespaceSelector": None})
+
+
 def test_notes_tell_how_to_create_a_room_and_read_it(chart) -> None:
     notes = render_notes(chart)
     assert "kubectl apply" in notes
