@@ -23,6 +23,12 @@ CONFIGS = {
                  "--redis-url", "redis://redis:6379", "--s3-bucket", "vods",
                  "--s3-credentials-secret", "s3-creds", "--mongodb-secret", "mongo",
                  "--ingest-service-type", "NodePort"],
+    # Every NetworkPolicy knob: stores as IPv4 and IPv6 CIDRs, an empty selector ({}).
+    "network": ["--redis-url", "redis://redis:6379", "--mongodb-secret", "mongo",
+                "--ingress-namespace-selector", "", "--monitoring-namespace-selector", "team=obs,tier=metrics",
+                "--egress-api-server-cidrs", "172.18.0.2", "--egress-api-server-ports", "6443",
+                "--egress-s3-cidrs", "52.95.0.0/16,2600:1f18::/32", "--egress-s3-ports", "443,9000",
+                "--egress-mongodb-cidrs", "10.20.0.0/24", "--egress-redis-cidrs", "fd00::7"],
 }
 
 
