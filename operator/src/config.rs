@@ -325,7 +325,7 @@ impl OperatorConfig {
             )));
         }
         if let Some(host) = &self.playback_host
-            && !regex_host(host)
+            && !crate::labels::is_dns_subdomain(host)
         {
             return Err(Error::Config(format!(
                 "ROOMCAST_PLAYBACK_HOST must be a DNS name, got {host:?}"
@@ -368,20 +368,6 @@ impl OperatorConfig {
     }
 }
 
-fn regex_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 impl RunConfig {
     pub fn normalized(mut self) -> Self {
         non_empty(&mut self.watch_namespace);
@@ -390,7 +376,7 @@ impl RunConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn config() -> OperatorConfig {
@@ -406,7 +392,8 @@ mod tests {
         config: OperatorConfig,
     }
 
-    fn parse(args: &[&str]) -> Result<OperatorConfig, String> {
+    /// The operator's flags (and their env fallbacks) parsed as clap parses them.
+    pub(crate) fn parse(args: &[&str]) -> Result<OperatorConfig, String> {
         use clap::Parser;
         Flags::try_parse_from(std::iter::once("roomcast-operator").chain(args.iter().copied()))
             .map(|f| f.config)

@@ -144,20 +144,10 @@ fn destination(cidrs: &Cidrs, ports: &[u16]) -> Destination {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
     use super::*;
 
-    #[derive(Parser)]
-    struct Flags {
-        #[command(flatten)]
-        network: NetworkConfig,
-    }
-
     fn parse(args: &[&str]) -> Result<NetworkConfig, String> {
-        Flags::try_parse_from(std::iter::once("roomcast-operator").chain(args.iter().copied()))
-            .map(|f| f.network)
-            .map_err(|e| e.to_string())
+        crate::config::tests::parse(args).map(|config| config.network)
     }
 
     #[test]

@@ -39,13 +39,13 @@ const ANY_IPV6: (&str, &str) = ("::/0", "fe80::/10");
 /// platform has one.
 pub fn build_media_network_policy(room: &ValidRoom, config: &OperatorConfig) -> NetworkPolicy {
     let network = &config.network;
-    let mut egress = common_egress(config);
-    if room.recording.is_some() {
-        egress.push(to(&network.s3()));
-    }
-    if config.mongodb_secret.is_some() {
-        egress.push(to(&network.mongodb()));
-    }
+    let egress = egress(
+        config,
+        [
+            room.recording.is_some().then(|| network.s3()),
+            config.mongodb_secret.is_some().then(|| network.mongodb()),
+        ],
+    );
     let mut ingress = vec![NetworkPolicyIngressRule {
         // Streamers publish from the internet (a future ingest gateway narrows this).
         from: None,
@@ -59,13 +59,13 @@ pub fn build_media_network_policy(room: &ValidRoom, config: &OperatorConfig) -> 
 /// DNS, the API server, MongoDB (history, bans) and Redis (fan-out between replicas).
 pub fn build_chat_network_policy(room: &ValidRoom, config: &OperatorConfig) -> NetworkPolicy {
     let network = &config.network;
-    let mut egress = common_egress(config);
-    if config.mongodb_secret.is_some() {
-        egress.push(to(&network.mongodb()));
-    }
-    if config.redis_url.is_some() {
-        egress.push(to(&network.redis()));
-    }
+    let egress = egress(
+        config,
+        [
+            config.mongodb_secret.is_some().then(|| network.mongodb()),
+            config.redis_url.is_some().then(|| network.redis()),
+        ],
+    );
     policy(room, Component::Chat, served_ingress(config), egress)
 }
 
@@ -106,8 +106,12 @@ fn served_ingress(config: &OperatorConfig) -> Vec<NetworkPolicyIngressRule> {
     ]
 }
 
-/// What every worker needs: DNS and the API server (the workers write the room status).
-fn common_egress(config: &OperatorConfig) -> Vec<NetworkPolicyEgressRule> {
+/// What every worker needs, DNS and the API server (the workers write the room status),
+/// then the stores this one uses.
+fn egress(
+    config: &OperatorConfig,
+    stores: impl IntoIterator<Item = Option<Destination>>,
+) -> Vec<NetworkPolicyEgressRule> {
     let dns = NetworkPolicyEgressRule {
         to: Some(vec![NetworkPolicyPeer {
             namespace_selector: Some(LabelSelector {
@@ -130,7 +134,9 @@ fn common_egress(config: &OperatorConfig) -> Vec<NetworkPolicyEgressRule> {
         }]),
         ports: Some(vec![port("UDP", DNS_PORT), port("TCP", DNS_PORT)]),
     };
-    vec![dns, to(&config.network.api_server())]
+    let mut rules = vec![dns, to(&config.network.api_server())];
+    rules.extend(stores.into_iter().flatten().map(|store| to(&store)));
+    rules
 }
 
 /// Egress to a destination's ports, at its CIDRs or, without any, at every address but the
