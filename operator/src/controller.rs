@@ -35,7 +35,7 @@ use crate::{
     labels::{self, MatchLabels},
     metrics::{ErrorLabels, KindLabels, Metrics},
     status::{self, Observed},
-    tenancy::Tenancy,
+    tenancy::{self, Tenancy},
     validate::{self, ValidRoom},
 };
 
@@ -667,13 +667,7 @@ pub async fn run(
             .touched_objects();
             let rooms = controller.store();
             let controller = controller.watches_stream(namespaces, move |namespace| {
-                let name = namespace.metadata.name.unwrap_or_default();
-                rooms
-                    .state()
-                    .into_iter()
-                    .filter(|room| room.metadata.namespace.as_deref() == Some(name.as_str()))
-                    .map(|room| ObjectRef::from_obj(&*room))
-                    .collect::<Vec<_>>()
+                tenancy::rooms_in(&rooms, &namespace.metadata.name.unwrap_or_default())
             });
             (controller, Tenancy::opt_in(tenant_selector, store))
         }

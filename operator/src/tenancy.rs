@@ -16,6 +16,8 @@ use kube::{
     runtime::reflector::{ObjectRef, Store},
 };
 
+use roomcast_crds::StreamRoom;
+
 use crate::labels::MatchLabels;
 
 /// Namespaces whose rooms are served unless configured otherwise.
@@ -85,6 +87,17 @@ impl Tenancy {
     }
 }
 
+/// The rooms of one namespace, to reconcile when the namespace's labels change (it opted in
+/// or out).
+pub fn rooms_in(rooms: &Store<StreamRoom>, namespace: &str) -> Vec<ObjectRef<StreamRoom>> {
+    rooms
+        .state()
+        .iter()
+        .filter(|room| room.metadata.namespace.as_deref() == Some(namespace))
+        .map(|room| ObjectRef::from_obj(&**room))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use kube::runtime::{reflector, watcher};
@@ -147,5 +160,25 @@ mod tests {
         assert!(tenancy.first_refusal("other/lobby"));
         tenancy.served("shows/lobby");
         assert!(tenancy.first_refusal("shows/lobby"));
+    }
+
+    #[test]
+    fn a_namespace_change_reconciles_exactly_the_rooms_in_it() {
+        let (store, mut writer) = reflector::store::<StreamRoom>();
+        writer.apply_watcher_event(&watcher::Event::Init);
+        for (namespace, name) in [("shows", "lobby"), ("shows", "stage"), ("other", "lobby")] {
+            let mut room = StreamRoom::new(name, Default::default());
+            room.metadata.namespace = Some(namespace.to_owned());
+            writer.apply_watcher_event(&watcher::Event::InitApply(room));
+        }
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let mut found: Vec<String> = rooms_in(&store, "shows")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        found.sort();
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert!(found.iter().all(|r| r.contains("shows")), "{found:?}");
+        assert!(rooms_in(&store, "nobody").is_empty());
     }
 }
