@@ -408,20 +408,58 @@ async fn deleted_room_is_left_to_the_garbage_collector() {
     );
 }
 
+const ROOM_UID: &str = "7b1e0c52-0000-4000-8000-000000000001";
+
+/// A child in `shows` whose controller is the room `lobby` with this uid.
+fn owned(name: &str, uid: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shows",
+            "ownerReferences": [{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom",
+                "name": "lobby", "uid": uid, "controller": true}]}
+    })
+}
+
+fn deletions(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.method == Method::DELETE)
+        .map(|c| c.path().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_single_network_policy_of_older_releases_is_deleted_on_upgrade() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use kube::{
+        core::PartialObjectMeta,
+        runtime::{reflector, watcher},
+    };
+
+    let (policies, mut writer) = reflector::store::<PartialObjectMeta<NetworkPolicy>>();
+    for name in ["lobby", "lobby-media", "lobby-chat"] {
+        let policy = serde_json::from_value(owned(name, ROOM_UID)).expect("policy");
+        writer.apply_watcher_event(&watcher::Event::Apply(policy));
+    }
+    let stores = ChildStores {
+        network_policies: Some(policies),
+        ..ChildStores::default()
+    };
+    let (ctx, mock) = context_with_stores(Behaviour::default(), stores);
+    reconcile(room(ROOM), ctx)
+        .await
+        .expect("reconcile succeeds");
+    assert_eq!(
+        deletions(&mock.calls()),
+        ["/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby"]
+    );
+}
+
 #[tokio::test]
 async fn turning_chat_off_deletes_the_chat_children_it_owned() {
     use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
     use kube::runtime::{reflector, watcher};
 
-    let owned = |name: &str, uid: &str| {
-        serde_json::from_value::<Value>(json!({
-            "metadata": {"name": name, "namespace": "shows",
-                "ownerReferences": [{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom",
-                    "name": "lobby", "uid": uid, "controller": true}]}
-        }))
-        .expect("object")
-    };
-    let room_uid = "7b1e0c52-0000-4000-8000-000000000001";
+    let room_uid = ROOM_UID;
     let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
     for (name, uid) in [
         ("lobby-media", room_uid),
@@ -445,14 +483,8 @@ async fn turning_chat_off_deletes_the_chat_children_it_owned() {
     reconcile(room(&chat_off), ctx)
         .await
         .expect("reconcile succeeds");
-    let deleted: Vec<String> = mock
-        .calls()
-        .iter()
-        .filter(|c| c.method == Method::DELETE)
-        .map(|c| c.path().to_owned())
-        .collect();
     assert_eq!(
-        deleted,
+        deletions(&mock.calls()),
         [
             "/api/v1/namespaces/shows/services/lobby-chat",
             "/apis/apps/v1/namespaces/shows/deployments/lobby-chat",
