@@ -1,6 +1,7 @@
 //! `roomcast-operator run`: the process around the controller. Serves the ops routes,
 //! waits for the Lease when leader election is on, runs the controller until SIGTERM, and
 //! exits when the Lease is lost.
+
 use kube::Client;
 use kube_lease_manager::{DurationSeconds, LeaseManagerBuilder};
 use tokio::sync::watch;
