@@ -31,10 +31,10 @@ pub const S3_PREFIX_RULE: &str = "must be empty or segments of letters, digits a
 /// The operator applies the rest (`https://` only unless listed, odd numeric hosts).
 pub const S3_ENDPOINT_SHAPE: &str = "(?i)^https?://[^/@?#]+([/?#][^@]*)?$";
 /// Hosts an S3 endpoint can never name: IPv4 link-local (169.254.0.0/16, cloud metadata),
-/// IPv6 link-local (fe80::/10), the IPv4-mapped forms of both, AWS's IPv6 metadata address and
-/// the metadata host names. No backslashes (the text is a CEL string literal): `[^a-z0-9.-]`
-/// stands for the `[` and `]` around an IPv6 host.
-pub const S3_ENDPOINT_FORBIDDEN: &str = "(?i)^https?://([^a-z0-9.-](fe[89ab][0-9a-f]:|::ffff:169[.]254[.]|::ffff:a9fe:|fd00:ec2::254[^0-9a-f:])|169[.]254[.]|(metadata|metadata[.]google[.]internal|metadata[.]goog|metadata[.]azure[.]internal|instance-data|instance-data[.]ec2[.]internal)[.]?([:/?#]|$))";
+/// IPv6 link-local (fe80::/10), the IPv4-mapped forms of both, AWS's IPv6 and Alibaba's
+/// metadata addresses and the metadata host names. No backslashes (the text is a CEL string
+/// literal): `[^a-z0-9.-]` stands for the `[` and `]` around an IPv6 host.
+pub const S3_ENDPOINT_FORBIDDEN: &str = "(?i)^https?://([^a-z0-9.-](fe[89ab][0-9a-f]:|::ffff:169[.]254[.]|::ffff:a9fe:|fd00:ec2::254[^0-9a-f:])|169[.]254[.]|100[.]100[.]100[.]200([:/?#]|$)|(metadata|metadata[.]google[.]internal|metadata[.]goog|metadata[.]azure[.]internal|instance-data|instance-data[.]ec2[.]internal)[.]?([:/?#]|$))";
 /// Message of the endpoint rule.
 pub const S3_ENDPOINT_RULE: &str = "must be empty or an http(s):// URL without credentials, and never a link-local or cloud metadata address (169.254.0.0/16, fe80::/10, metadata.google.internal, ...); plain http:// and private addresses also need the operator's --s3-allowed-endpoints";
 

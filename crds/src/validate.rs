@@ -458,6 +458,7 @@ mod tests {
             "http://[::ffff:169.254.169.254]",
             "http://[::ffff:a9fe:a9fe]",
             "http://[fd00:ec2::254]",
+            "http://100.100.100.200/latest/meta-data/",
             "http://metadata",
             "http://metadata.google.internal/computeMetadata/v1/",
             "https://METADATA.GOOGLE.INTERNAL.:443",
@@ -484,6 +485,7 @@ mod tests {
             "https://metadata-store.example.com",
             "https://s3.example.com/metadata",
             "https://169.2540.example.com",
+            "https://100.100.100.2000.example.com",
         ] {
             assert_eq!(
                 fields(&endpoint_room(endpoint)),

@@ -25,6 +25,8 @@ const METADATA_HOSTS: &[&str] = &[
     "metadata.azure.internal",
     "169.254.169.254",
     "fd00:ec2::254",
+    // Alibaba Cloud, outside the link-local range.
+    "100.100.100.200",
 ];
 
 /// Scheme, host and port of an endpoint, normalized: lower case, no trailing dot, no
@@ -313,6 +315,7 @@ mod tests {
             "https://[fe80::1]",
             "http://metadata.google.internal",
             "http://[fd00:ec2::254]",
+            "http://100.100.100.200/latest/meta-data/",
             "http://[::ffff:169.254.169.254]",
             "http://2852039166",
             "gopher://minio:9000",

@@ -29,10 +29,11 @@ use crate::{
 const DNS_NAMESPACE: &str = "kube-system";
 const DNS_POD_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
 const DNS_PORT: u16 = 53;
-/// Link-local ranges (cloud metadata lives at 169.254.169.254 and fd00:ec2::254 is reached
-/// through them): cut out of every "any address" destination.
-const ANY_IPV4: (&str, &str) = ("0.0.0.0/0", "169.254.0.0/16");
-const ANY_IPV6: (&str, &str) = ("::/0", "fe80::/10");
+/// Cut out of every "any address" destination: the link-local ranges, where cloud metadata
+/// lives (169.254.169.254 on AWS, GCP and Azure), and the metadata addresses outside them
+/// (Alibaba's 100.100.100.200, AWS's IPv6 fd00:ec2::254).
+const ANY_IPV4: (&str, &[&str]) = ("0.0.0.0/0", &["169.254.0.0/16", "100.100.100.200/32"]);
+const ANY_IPV6: (&str, &[&str]) = ("::/0", &["fe80::/10", "fd00:ec2::254/128"]);
 
 /// The media pod's policy: RTMP from anywhere, HLS from the Ingress controller, metrics from
 /// monitoring; out to DNS, the API server, S3 when the room records and MongoDB when the
@@ -140,22 +141,19 @@ fn egress(
 }
 
 /// Egress to a destination's ports, at its CIDRs or, without any, at every address but the
-/// link-local ranges.
+/// metadata ones.
 fn to(destination: &Destination) -> NetworkPolicyEgressRule {
-    let block = |cidr: &str, except: Option<&str>| NetworkPolicyPeer {
+    let block = |cidr: &str, except: &[&str]| NetworkPolicyPeer {
         ip_block: Some(IPBlock {
             cidr: cidr.to_owned(),
-            except: except.map(|e| vec![e.to_owned()]),
+            except: (!except.is_empty()).then(|| except.iter().map(|e| (*e).to_owned()).collect()),
         }),
         ..NetworkPolicyPeer::default()
     };
     let peers = if destination.cidrs.is_empty() {
-        vec![
-            block(ANY_IPV4.0, Some(ANY_IPV4.1)),
-            block(ANY_IPV6.0, Some(ANY_IPV6.1)),
-        ]
+        vec![block(ANY_IPV4.0, ANY_IPV4.1), block(ANY_IPV6.0, ANY_IPV6.1)]
     } else {
-        destination.cidrs.iter().map(|c| block(c, None)).collect()
+        destination.cidrs.iter().map(|c| block(c, &[])).collect()
     };
     NetworkPolicyEgressRule {
         to: Some(peers),

@@ -103,10 +103,13 @@ fn dns() -> Rule {
     )
 }
 
-/// Any address but the link-local ranges (cloud metadata), on `ports`.
+/// Any address but the link-local ranges and metadata addresses, on `ports`.
 fn anywhere_on(ports: &[i32]) -> Rule {
     (
-        strings(&["0.0.0.0/0-169.254.0.0/16", "::/0-fe80::/10"]),
+        strings(&[
+            "0.0.0.0/0-169.254.0.0/16-100.100.100.200/32",
+            "::/0-fe80::/10-fd00:ec2::254/128",
+        ]),
         tcp(ports),
     )
 }
