@@ -1,7 +1,8 @@
 //! The platform's side of the rooms' NetworkPolicies: which namespaces may reach a room's
 //! pods, and where those pods may connect. Kubernetes cannot express host names in a
 //! NetworkPolicy, so the stores are given as CIDRs plus ports; a store without CIDRs is
-//! reachable on its ports only, at any address but link-local (cloud metadata).
+//! reachable on its ports only, at any address but cloud metadata (link-local and the few
+//! metadata addresses outside it).
 
 use clap::Args;
 
@@ -21,7 +22,7 @@ pub const DEFAULT_REDIS_PORTS: &str = "6379";
 /// One kind of destination a worker connects to.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Destination {
-    /// Networks, normalized (`10.0.0.0/8`, `fd00::/8`). Empty: any address but link-local.
+    /// Networks, normalized (`10.0.0.0/8`, `fd00::/8`). Empty: any address but metadata.
     pub cidrs: Vec<String>,
     pub ports: Vec<u16>,
 }
