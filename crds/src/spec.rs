@@ -26,6 +26,18 @@ pub const S3_PREFIX_PATTERN: &str =
 /// Message of the prefix rule, shared by the CRD and the operator's config check.
 pub const S3_PREFIX_RULE: &str = "must be empty or segments of letters, digits and !-_.*() each ending in '/' (e.g. 'rooms/'), with no leading '/', empty segment, '.' or '..'";
 
+/// An S3 endpoint the API server accepts: `http://` or `https://` (any case), a host, no
+/// `@` anywhere before the path (credentials in the URL, or a host that hides the real one).
+/// The operator applies the rest (`https://` only unless listed, odd numeric hosts).
+pub const S3_ENDPOINT_SHAPE: &str = "(?i)^https?://[^/@?#]+([/?#][^@]*)?$";
+/// Hosts an S3 endpoint can never name: IPv4 link-local (169.254.0.0/16, cloud metadata),
+/// IPv6 link-local (fe80::/10), the IPv4-mapped forms of both, AWS's IPv6 and Alibaba's
+/// metadata addresses and the metadata host names. No backslashes (the text is a CEL string
+/// literal): `[^a-z0-9.-]` stands for the `[` and `]` around an IPv6 host.
+pub const S3_ENDPOINT_FORBIDDEN: &str = "(?i)^https?://([^a-z0-9.-](fe[89ab][0-9a-f]:|::ffff:169[.]254[.]|::ffff:a9fe:|fd00:ec2::254[^0-9a-f:])|169[.]254[.]|100[.]100[.]100[.]200([:/?#]|$)|(metadata|metadata[.]google[.]internal|metadata[.]goog|metadata[.]azure[.]internal|instance-data|instance-data[.]ec2[.]internal)[.]?([:/?#]|$))";
+/// Message of the endpoint rule.
+pub const S3_ENDPOINT_RULE: &str = "must be empty or an http(s):// URL without credentials, and never a link-local or cloud metadata address (169.254.0.0/16, fe80::/10, metadata.google.internal, ...); plain http:// and private addresses also need the operator's --s3-allowed-endpoints";
+
 /// True when `prefix` follows [`S3_PREFIX_PATTERN`] (the same rule the CRD's CEL applies).
 pub fn is_valid_s3_prefix(prefix: &str) -> bool {
     regex::Regex::new(S3_PREFIX_PATTERN).is_ok_and(|re| re.is_match(prefix))
@@ -272,9 +284,16 @@ pub struct S3Spec {
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 64))]
     pub region: String,
-    /// Endpoint of an S3-compatible store (MinIO, Ceph, R2...). Empty means AWS.
+    /// Endpoint of an S3-compatible store (MinIO, Ceph, R2...). Empty means AWS. An
+    /// `http(s)://` URL without credentials, never a link-local or cloud metadata address;
+    /// plain `http://` and private addresses only when the operator lists the store.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(length(max = 2048))]
+    #[x_kube(
+        validation = kube::core::Rule::new(format!("self == '' || (self.matches('{S3_ENDPOINT_SHAPE}') && !self.matches('{S3_ENDPOINT_FORBIDDEN}'))"))
+            .message(S3_ENDPOINT_RULE)
+            .reason(kube::core::Reason::FieldValueInvalid),
+    )]
     pub endpoint: String,
     /// Use path-style URLs (`endpoint/bucket/key`), which most S3-compatible stores need.
     #[serde(default, skip_serializing_if = "Option::is_none")]

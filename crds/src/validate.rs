@@ -422,5 +422,76 @@ mod tests {
             "{HEADER}spec:\n  transcode:\n    renditions: [{{name: source, audioKbps: 512}}]\n"
         ));
         assert!(errs.iter().any(|e| e.contains("audioKbps")), "{errs:?}");
+        assert_eq!(
+            fields(&format!(
+                "{HEADER}spec:\n  transcode:\n    renditions: [{{name: source}}, {{name: 480p, height: 480, videoKbps: 1200, audioKbps: 512}}]\n"
+            )),
+            Vec::<String>::new()
+        );
+    }
+
+    fn endpoint_room(endpoint: &str) -> String {
+        let endpoint = serde_json::to_string(endpoint).expect("json string");
+        format!(
+            "{HEADER}spec:\n  recording:\n    enabled: true\n    s3: {{bucket: media, endpoint: {endpoint}}}\n"
+        )
+    }
+
+    #[test]
+    fn s3_endpoints_with_credentials_other_schemes_or_metadata_hosts_are_refused() {
+        for endpoint in [
+            "ftp://s3.example.com",
+            "file:///etc/passwd",
+            "s3.example.com",
+            "https://",
+            "gopher://minio:9000",
+            "https://user:pass@s3.example.com",
+            "https://s3.example.com@169.254.169.254",
+            "https://allowed.example@evil.example",
+            "https://s3.example.com/a@b",
+            "http://169.254.169.254",
+            "HTTP://169.254.169.254/latest/meta-data/",
+            "https://169.254.0.1:9000",
+            "http://[fe80::1]",
+            "http://[FE80::1%25eth0]:9000",
+            "http://[febf::1]",
+            "http://[::ffff:169.254.169.254]",
+            "http://[::ffff:a9fe:a9fe]",
+            "http://[fd00:ec2::254]",
+            "http://100.100.100.200/latest/meta-data/",
+            "http://metadata",
+            "http://metadata.google.internal/computeMetadata/v1/",
+            "https://METADATA.GOOGLE.INTERNAL.:443",
+            "http://metadata.goog",
+            "http://instance-data.ec2.internal",
+            "http://metadata.azure.internal?x=1",
+        ] {
+            let errs = fields(&endpoint_room(endpoint));
+            assert!(
+                errs.iter().any(
+                    |e| e.starts_with("spec.recording.s3.endpoint must be empty or an http(s)")
+                ),
+                "{endpoint:?} accepted: {errs:?}"
+            );
+        }
+        // Whether http:// and private stores may be used is the operator's call (its
+        // allow-list); the API server accepts their shape.
+        for endpoint in [
+            "",
+            "https://s3.eu-west-1.amazonaws.com",
+            "HTTPS://S3.Example.COM:9443/",
+            "http://minio.minio.svc:9000",
+            "https://[fd00::1]:9000",
+            "https://metadata-store.example.com",
+            "https://s3.example.com/metadata",
+            "https://169.2540.example.com",
+            "https://100.100.100.2000.example.com",
+        ] {
+            assert_eq!(
+                fields(&endpoint_room(endpoint)),
+                Vec::<String>::new(),
+                "{endpoint:?}"
+            );
+        }
     }
 }

@@ -11,7 +11,10 @@ use k8s_openapi::{
 };
 use roomcast_crds::{S3_PREFIX_RULE, StreamRoomSpec, is_valid_s3_prefix};
 
-use crate::{Error, Result};
+use crate::{
+    Error, Result,
+    endpoint::{Origin, parse_allowed_origin},
+};
 
 pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/roomcast/roomcast:", env!("CARGO_PKG_VERSION"));
 /// Chat's trusted proxies unless configured: RFC 1918, shared (RFC 6598) and unique-local
@@ -91,6 +94,8 @@ pub struct OperatorConfig {
     pub ingest_external_host: Option<String>,
     #[command(flatten)]
     pub s3: DefaultS3,
+    #[command(flatten)]
+    pub network: crate::network::NetworkConfig,
     /// Secret in the operator's namespace with key `uri`: MongoDB for catalogs and chat.
     /// Copied into each room's namespace. Unset: workers use their embedded store.
     #[arg(long, env = "ROOMCAST_MONGODB_SECRET")]
@@ -135,13 +140,42 @@ pub struct DefaultS3 {
     pub credentials_secret: Option<String>,
     /// Let rooms name a plain `http://` endpoint or one on a private or loopback address
     /// in `spec.recording.s3.endpoint` (an in-cluster MinIO). Link-local and cloud metadata
-    /// addresses stay refused.
+    /// addresses stay refused. Prefer listing the store in `--s3-allowed-endpoints`.
     #[arg(
         long = "s3-allow-http-endpoint",
         env = "ROOMCAST_S3_ALLOW_HTTP_ENDPOINT",
         default_value_t = false
     )]
     pub allow_http_endpoint: bool,
+    /// Origins (`scheme://host[:port]`, comma-separated) rooms may name in
+    /// `spec.recording.s3.endpoint` even when they are plain `http://` or private, e.g.
+    /// `http://minio.minio.svc:9000`. Public `https://` endpoints need no listing; link-local
+    /// and cloud metadata addresses cannot be listed.
+    #[arg(
+        long = "s3-allowed-endpoints",
+        env = "ROOMCAST_S3_ALLOWED_ENDPOINTS",
+        default_value = "",
+        value_parser = parse_allowed_endpoints
+    )]
+    pub allowed_endpoints: AllowedOrigins,
+}
+
+/// The origins of `--s3-allowed-endpoints`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AllowedOrigins(pub Vec<Origin>);
+
+/// Empty entries are skipped, so an empty variable lists nothing.
+fn parse_allowed_endpoints(text: &str) -> Result<AllowedOrigins, String> {
+    text.split(',')
+        .filter(|entry| !entry.trim().is_empty())
+        .map(parse_allowed_origin)
+        .collect::<Result<_, _>>()
+        .map(AllowedOrigins)
+        .map_err(|why| {
+            format!(
+                "{why} (ROOMCAST_S3_ALLOWED_ENDPOINTS, Helm value recording.s3.allowedEndpoints)"
+            )
+        })
 }
 
 fn parse_resources(text: &str) -> Result<ResourceRequirements, String> {
@@ -216,6 +250,15 @@ pub struct RunConfig {
     /// Seconds after a good reconcile before the room is applied again to heal drift.
     #[arg(long, env = "ROOMCAST_RESYNC_SECONDS", default_value_t = DEFAULT_RESYNC_SECONDS)]
     pub resync_seconds: u64,
+    /// Watching the whole cluster, serve only rooms in namespaces with these labels
+    /// (`key=value[,key=value]`). Empty: every namespace. Ignored with `WATCH_NAMESPACE`.
+    #[arg(
+        long,
+        env = "ROOMCAST_TENANT_NAMESPACE_SELECTOR",
+        default_value = crate::tenancy::DEFAULT_TENANT_NAMESPACE_SELECTOR,
+        value_parser = crate::labels::MatchLabels::parse
+    )]
+    pub tenant_namespace_selector: crate::labels::MatchLabels,
 }
 
 fn non_empty(value: &mut Option<String>) {
@@ -282,7 +325,7 @@ impl OperatorConfig {
             )));
         }
         if let Some(host) = &self.playback_host
-            && !regex_host(host)
+            && !crate::labels::is_dns_subdomain(host)
         {
             return Err(Error::Config(format!(
                 "ROOMCAST_PLAYBACK_HOST must be a DNS name, got {host:?}"
@@ -325,20 +368,6 @@ impl OperatorConfig {
     }
 }
 
-fn regex_host(host: &str) -> bool {
-    !host.is_empty()
-        && host.len() <= 253
-        && host.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-        })
-}
-
 impl RunConfig {
     pub fn normalized(mut self) -> Self {
         non_empty(&mut self.watch_namespace);
@@ -347,13 +376,58 @@ impl RunConfig {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     fn config() -> OperatorConfig {
         OperatorConfig {
             playback_scheme: DEFAULT_PLAYBACK_SCHEME.to_owned(),
             ..OperatorConfig::default()
+        }
+    }
+
+    #[derive(clap::Parser)]
+    struct Flags {
+        #[command(flatten)]
+        config: OperatorConfig,
+    }
+
+    /// The operator's flags (and their env fallbacks) parsed as clap parses them.
+    pub(crate) fn parse(args: &[&str]) -> Result<OperatorConfig, String> {
+        use clap::Parser;
+        Flags::try_parse_from(std::iter::once("roomcast-operator").chain(args.iter().copied()))
+            .map(|f| f.config)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn allowed_s3_endpoints_are_origins_checked_when_the_flag_is_read() {
+        let config = parse(&[
+            "--s3-allowed-endpoints",
+            "http://minio.minio.svc:9000,https://[fd00::1]",
+        ])
+        .expect("parses");
+        let listed: Vec<String> = config
+            .s3
+            .allowed_endpoints
+            .0
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            listed,
+            ["http://minio.minio.svc:9000", "https://[fd00::1]:443"]
+        );
+        let none = parse(&["--s3-allowed-endpoints", ""]).expect("empty parses");
+        assert_eq!(none.s3.allowed_endpoints, AllowedOrigins::default());
+        for bad in [
+            "http://169.254.169.254",
+            "http://minio:9000/bucket",
+            "minio:9000",
+            "http://a@minio:9000",
+        ] {
+            let err = parse(&["--s3-allowed-endpoints", bad]).expect_err(bad);
+            assert!(err.contains("ROOMCAST_S3_ALLOWED_ENDPOINTS"), "{err}");
         }
     }
 

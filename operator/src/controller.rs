@@ -8,7 +8,11 @@ use std::{
 };
 
 use futures::StreamExt;
-use k8s_openapi::{ByteString, api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::Time};
+use k8s_openapi::{
+    ByteString,
+    api::core::v1::{Namespace, Secret},
+    apimachinery::pkg::apis::meta::v1::Time,
+};
 use kube::{
     Api, Client, Resource, ResourceExt,
     core::PartialObjectMeta,
@@ -26,10 +30,12 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::{
     Error, FIELD_MANAGER, Result, apply,
     build::{self, BuildInputs, Child, ChildKind, child_kinds},
-    config::OperatorConfig,
-    keys, labels,
+    config::{OperatorConfig, RunConfig},
+    keys,
+    labels::{self, MatchLabels},
     metrics::{ErrorLabels, KindLabels, Metrics},
     status::{self, Observed},
+    tenancy::{self, Tenancy},
     validate::{self, ValidRoom},
 };
 
@@ -192,6 +198,8 @@ pub struct Context {
     pub stores: ChildStores,
     /// A good reconcile comes back after this long and applies everything (heals drift).
     pub resync: Duration,
+    /// Which namespaces are served (every watched one unless set after `new`).
+    pub tenancy: Tenancy,
     last_full_apply: Mutex<BTreeMap<String, Instant>>,
     failures: Mutex<BTreeMap<String, u32>>,
     default_secrets: Mutex<BTreeMap<String, CachedSecret>>,
@@ -216,6 +224,7 @@ impl Context {
             metrics,
             stores,
             resync,
+            tenancy: Tenancy::everywhere(),
             last_full_apply: Mutex::default(),
             failures: Mutex::default(),
             default_secrets: Mutex::default(),
@@ -337,6 +346,33 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
         ctx.metrics.set_phase(key, None);
         return Ok(Action::await_change());
     }
+
+    // 0. only namespaces that opted in (cluster-wide mode)
+    let namespace = room.namespace().unwrap_or_default();
+    if !ctx.tenancy.serves(&namespace).await {
+        if ctx.tenancy.first_refusal(key) {
+            let selector = ctx
+                .tenancy
+                .selector()
+                .map(MatchLabels::to_selector_string)
+                .unwrap_or_default();
+            info!(%namespace, %selector, "room ignored: its namespace has not opted in");
+            ctx.publish(
+                room,
+                EventType::Warning,
+                "NamespaceNotServed",
+                "Admit",
+                format!(
+                    "roomcast serves StreamRooms only in namespaces labelled {selector}; namespace {namespace} is not"
+                ),
+            )
+            .await;
+        }
+        ctx.metrics.set_phase(key, None);
+        // A label change on the namespace brings the room back (see `run`).
+        return Ok(Action::await_change());
+    }
+    ctx.tenancy.served(key);
 
     // 1. validate
     let valid = match validate::validate(room, &ctx.config) {
@@ -601,13 +637,14 @@ where
 pub async fn run(
     client: Client,
     config: OperatorConfig,
-    watch_namespace: Option<String>,
-    resync: Duration,
+    run: &RunConfig,
     metrics: Metrics,
     ready: tokio::sync::watch::Sender<bool>,
     shutdown: impl std::future::Future<Output = ()> + Send + Sync + 'static,
 ) {
-    let ns = watch_namespace.as_deref();
+    let ns = run.watch_namespace.as_deref();
+    let resync = Duration::from_secs(run.resync_seconds);
+    let tenant_selector = run.tenant_namespace_selector.clone();
     let rooms: Api<StreamRoom> = api(&client, ns);
 
     let (controller, stores) = watch_children(
@@ -615,6 +652,27 @@ pub async fn run(
         ns,
         Controller::new(rooms, watcher::Config::default()),
     );
+    // Cluster-wide with a tenant selector: watch namespaces (metadata only), and reconcile a
+    // namespace's rooms when its labels change, so opting in (or out) takes effect at once.
+    let (controller, tenancy) = match (ns, tenant_selector.0.is_empty()) {
+        (None, false) => {
+            info!(selector = %tenant_selector.to_selector_string(), "serving rooms only in namespaces that opted in");
+            let (store, writer) = reflector::store();
+            let namespaces = watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(writer)
+            .touched_objects();
+            let rooms = controller.store();
+            let controller = controller.watches_stream(namespaces, move |namespace| {
+                tenancy::rooms_in(&rooms, &namespace.metadata.name.unwrap_or_default())
+            });
+            (controller, Tenancy::opt_in(tenant_selector, store))
+        }
+        _ => (controller, Tenancy::everywhere()),
+    };
     let controller = controller.graceful_shutdown_on(shutdown);
     let rooms = controller.store();
     let children = stores.clone();
@@ -625,7 +683,9 @@ pub async fn run(
             let _ = ready.send(true);
         }
     });
-    let ctx = Arc::new(Context::new(client, config, metrics, stores, resync));
+    let mut ctx = Context::new(client, config, metrics, stores, resync);
+    ctx.tenancy = tenancy;
+    let ctx = Arc::new(ctx);
 
     controller
         .run(reconcile, error_policy, ctx)

@@ -116,3 +116,142 @@ impl RoomRef {
         }
     }
 }
+
+/// Labels to match, from `key=value[,key=value...]` (the equality subset of `kubectl -l`,
+/// which is all a NetworkPolicy's `matchLabels` and a simple watch need). Empty text gives an
+/// empty map: "everything".
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MatchLabels(pub BTreeMap<String, String>);
+
+impl MatchLabels {
+    pub fn parse(text: &str) -> std::result::Result<Self, String> {
+        let mut labels = BTreeMap::new();
+        for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let Some((key, value)) = pair.split_once('=') else {
+                return Err(format!("{pair:?} is not key=value"));
+            };
+            let (key, value) = (key.trim(), value.trim());
+            if !is_label_key(key) {
+                return Err(format!("{key:?} is not a label key"));
+            }
+            if !is_label_value(value) {
+                return Err(format!("{value:?} is not a label value"));
+            }
+            if labels.insert(key.to_owned(), value.to_owned()).is_some() {
+                return Err(format!("{key:?} appears twice"));
+            }
+        }
+        Ok(Self(labels))
+    }
+
+    /// True when every label to match is on `labels` (an empty selector matches everything).
+    pub fn matches(&self, labels: Option<&BTreeMap<String, String>>) -> bool {
+        self.0
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    }
+
+    /// The selector in `kubectl -l` form, for watches.
+    pub fn to_selector_string(&self) -> String {
+        self.0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// As a Kubernetes LabelSelector (`{}` when empty: everything).
+    pub fn to_label_selector(&self) -> LabelSelector {
+        LabelSelector {
+            match_labels: (!self.0.is_empty()).then(|| self.0.clone()),
+            ..LabelSelector::default()
+        }
+    }
+}
+
+/// A label name with an optional DNS-subdomain prefix (`example.com/name`).
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    prefix.is_none_or(is_dns_subdomain) && !name.is_empty() && is_label_value(name)
+}
+
+/// An RFC 1123 DNS subdomain: lower-case labels of at most 63 characters, 253 in all.
+pub(crate) fn is_dns_subdomain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        })
+}
+
+/// At most 63 characters of `[A-Za-z0-9._-]`, starting and ending alphanumeric (or empty).
+fn is_label_value(value: &str) -> bool {
+    value.len() <= 63
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && value
+            .bytes()
+            .next()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
+        && value
+            .bytes()
+            .last()
+            .is_none_or(|b| b.is_ascii_alphanumeric())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn match_labels_parse_the_equality_form_and_refuse_anything_else() {
+        let parsed = MatchLabels::parse(" kubernetes.io/metadata.name=ingress-nginx , team=a ")
+            .expect("parses");
+        assert_eq!(
+            parsed.to_selector_string(),
+            "kubernetes.io/metadata.name=ingress-nginx,team=a"
+        );
+        assert_eq!(MatchLabels::parse(""), Ok(MatchLabels::default()));
+        for bad in [
+            "team",
+            "team!=a",
+            "team in (a,b)",
+            "=a",
+            "a=b=c",
+            "Example.COM/x=a",
+            "a=-b",
+            "a=b,a=c",
+            "a=b c",
+            "a=b;rm",
+            "/x=a",
+        ] {
+            MatchLabels::parse(bad).expect_err(bad);
+        }
+    }
+
+    #[test]
+    fn match_labels_need_every_label_and_empty_matches_everything() {
+        let selector = MatchLabels::parse("roomcast.dev/tenant=enabled").expect("parses");
+        let on = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert!(selector.matches(Some(&on(&[("roomcast.dev/tenant", "enabled"), ("x", "y")]))));
+        assert!(!selector.matches(Some(&on(&[("roomcast.dev/tenant", "disabled")]))));
+        assert!(!selector.matches(Some(&on(&[("roomcast.dev/tenant-x", "enabled")]))));
+        assert!(!selector.matches(None));
+        assert!(MatchLabels::default().matches(None));
+    }
+}

@@ -24,17 +24,20 @@ pub mod build;
 pub mod cli;
 pub mod config;
 pub mod controller;
+pub mod endpoint;
 #[cfg(feature = "test-support")]
 pub mod fixtures;
 pub mod keys;
 pub mod labels;
 pub mod memory;
 pub mod metrics;
+pub mod network;
 pub mod ops;
 pub mod quantity;
 pub mod render;
 pub mod run;
 pub mod status;
+pub mod tenancy;
 pub mod validate;
 
 /// Field manager of every server-side apply the operator makes.

@@ -2,8 +2,6 @@
 //! waits for the Lease when leader election is on, runs the controller until SIGTERM, and
 //! exits when the Lease is lost.
 
-use std::time::Duration;
-
 use kube::Client;
 use kube_lease_manager::{DurationSeconds, LeaseManagerBuilder};
 use tokio::sync::watch;
@@ -83,16 +81,7 @@ pub async fn run(run: RunConfig, config: OperatorConfig) -> Result<()> {
         leadership = Some((is_leader, task));
     }
 
-    let resync = Duration::from_secs(run.resync_seconds);
-    let ctrl = controller::run(
-        client,
-        config,
-        run.watch_namespace,
-        resync,
-        metrics,
-        synced_tx,
-        stopped(),
-    );
+    let ctrl = controller::run(client, config, &run, metrics, synced_tx, stopped());
 
     match leadership {
         Some((mut is_leader, task)) => {

@@ -9,6 +9,7 @@ use roomcast_crds::{
 
 use crate::{
     config::OperatorConfig,
+    endpoint,
     labels::RoomRef,
     memory::{MemoryError, check_media_memory},
 };
@@ -93,13 +94,16 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
         source,
     })?;
     if let Some(s3) = &spec.recording.s3 {
-        check_endpoint(&s3.endpoint, config.s3.allow_http_endpoint).map_err(
-            |(endpoint, why)| RoomError::UnsafeEndpoint {
-                room: name.clone(),
-                endpoint,
-                why,
-            },
-        )?;
+        endpoint::check(
+            &s3.endpoint,
+            config.s3.allow_http_endpoint,
+            &config.s3.allowed_endpoints.0,
+        )
+        .map_err(|(endpoint, why)| RoomError::UnsafeEndpoint {
+            room: name.clone(),
+            endpoint,
+            why,
+        })?;
     }
 
     let recording = if spec.recording.enabled {
@@ -170,93 +174,6 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
     })
 }
 
-/// Host names that reach cloud instance metadata (credentials!) from inside a pod.
-const METADATA_HOSTS: &[&str] = &[
-    "metadata",
-    "metadata.google.internal",
-    "metadata.goog",
-    "instance-data",
-    "instance-data.ec2.internal",
-    "metadata.azure.internal",
-    "169.254.169.254",
-    "fd00:ec2::254",
-];
-
-/// A room's S3 endpoint is fetched by the media worker with the room's credentials: it must
-/// be `https://` on a public address. `allow_http` (an in-cluster MinIO) also lets `http://`,
-/// private and loopback addresses through; link-local and metadata addresses never pass.
-/// Host names are checked as written: one that resolves to a private address is not caught.
-/// On refusal: the endpoint (cut to 80 characters for the message) and why.
-fn check_endpoint(endpoint: &str, allow_http: bool) -> Result<(), (String, &'static str)> {
-    use std::net::IpAddr;
-
-    if endpoint.is_empty() {
-        return Ok(());
-    }
-    let refuse = |why| Err((endpoint.chars().take(80).collect(), why));
-    let Ok(uri) = endpoint.parse::<http::Uri>() else {
-        return refuse("is not a URL");
-    };
-    let Some(host) = uri
-        .host()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
-    else {
-        return refuse("has no host");
-    };
-    let host = host.trim_end_matches('.').to_ascii_lowercase();
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if allow_http => {}
-        Some("http") => {
-            return refuse(
-                "must be https:// (plain http needs the operator flag --s3-allow-http-endpoint)",
-            );
-        }
-        _ => return refuse("must be an https:// URL"),
-    }
-    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
-        return refuse("must not carry credentials (use spec.recording.s3.credentialsSecretRef)");
-    }
-    let ip = host.parse::<IpAddr>().ok();
-    // Resolvers read `2852039166`, `0xa9fea9fe`, `0251.0376.0251.0376` or `127.1` as IPv4
-    // addresses (169.254.169.254, 127.0.0.1) that the checks below would not recognise. No
-    // DNS name ends in a numeric label, so anything numeric must be a plain dotted quad.
-    let last_label = host.rsplit('.').next().unwrap_or_default();
-    let numeric = last_label.bytes().all(|b| b.is_ascii_digit()) || last_label.starts_with("0x");
-    if ip.is_none() && numeric {
-        return refuse("has a numeric host that is not a plain IPv4 address");
-    }
-    let link_local = match ip {
-        Some(IpAddr::V4(v4)) => v4.is_link_local() || v4.is_unspecified() || v4.is_broadcast(),
-        Some(IpAddr::V6(v6)) => {
-            v6.is_unicast_link_local()
-                || v6.is_unspecified()
-                || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_link_local())
-        }
-        None => false,
-    };
-    if link_local || METADATA_HOSTS.contains(&host.as_str()) {
-        return refuse("is a link-local or cloud metadata address");
-    }
-    let private = match ip {
-        Some(IpAddr::V4(v4)) => v4.is_private() || v4.is_loopback(),
-        Some(IpAddr::V6(v6)) => {
-            v6.is_loopback()
-                || v6.is_unique_local()
-                || v6
-                    .to_ipv4_mapped()
-                    .is_some_and(|v4| v4.is_private() || v4.is_loopback())
-        }
-        None => host == "localhost" || host.ends_with(".localhost"),
-    };
-    if private && !allow_http {
-        return refuse(
-            "is a private or loopback address (in-cluster stores need the operator flag --s3-allow-http-endpoint)",
-        );
-    }
-    Ok(())
-}
-
 impl ValidRoom {
     /// Path prefix of this room on the public host: `/<namespace>/<room>`.
     pub fn path_prefix(&self) -> String {
@@ -295,90 +212,39 @@ mod tests {
         let mut allowing = OperatorConfig::default();
         allowing.s3.allow_http_endpoint = true;
         validate(&room, &allowing).expect("in-cluster MinIO allowed by the flag");
-        let metadata = room_with_endpoint("http://169.254.169.254");
-        assert_eq!(
-            validate(&metadata, &allowing)
-                .map(|_| ())
-                .map_err(|e| e.reason()),
-            Err("UnsafeS3Endpoint")
-        );
-    }
-
-    #[test]
-    fn public_https_endpoints_pass() {
-        for endpoint in [
-            "",
-            "https://s3.example.com",
-            "https://s3.eu-west-1.amazonaws.com:443/",
-            "https://8.8.8.8",
+        // The CRD's rule refuses the plain metadata address; the operator also catches the
+        // numeric spellings a CEL pattern cannot list.
+        for (endpoint, reason) in [
+            ("http://169.254.169.254", "InvalidSpec"),
+            ("http://2852039166", "UnsafeS3Endpoint"),
+            ("http://0xa9fea9fe", "UnsafeS3Endpoint"),
         ] {
-            assert_eq!(check_endpoint(endpoint, false), Ok(()), "{endpoint}");
+            assert_eq!(
+                validate(&room_with_endpoint(endpoint), &allowing)
+                    .map(|_| ())
+                    .map_err(|e| e.reason()),
+                Err(reason),
+                "{endpoint}"
+            );
         }
     }
 
     #[test]
-    fn hostile_endpoints_are_refused_without_the_flag() {
-        for endpoint in [
-            "http://s3.example.com",
-            "ftp://s3.example.com",
-            "file:///etc/passwd",
-            "s3.example.com",
-            "https://",
-            "https://user:pass@s3.example.com",
-            "https://127.0.0.1:9000",
-            "https://localhost",
-            "https://minio.localhost.",
-            "https://10.0.0.5",
-            "https://172.16.3.4",
-            "https://192.168.1.1",
-            "https://[::1]",
-            "https://[fd00::1]",
-            "https://[::ffff:10.0.0.1]",
-            "https://169.254.169.254/latest/meta-data/",
-            "https://[fe80::1]",
-            "https://metadata.google.internal",
-            "https://METADATA.GOOGLE.INTERNAL.",
-            "https://0.0.0.0",
-            "https://2852039166",
-            "https://0xa9fea9fe",
-            "https://0251.0376.0251.0376",
-            "https://169.254.43518",
-            "https://127.1",
-            "https://010.0.0.1",
-            "https://\u{0}",
-            "not a url at all",
+    fn a_room_may_name_an_in_cluster_store_only_when_the_operator_lists_it() {
+        let room = room_with_endpoint("http://minio.minio.svc:9000");
+        let mut config = OperatorConfig::default();
+        config.s3.allowed_endpoints = crate::config::AllowedOrigins(vec![
+            crate::endpoint::parse_allowed_origin("http://minio.minio.svc:9000")
+                .expect("entry parses"),
+        ]);
+        validate(&room, &config).expect("listed store");
+        for other in [
+            "http://minio.minio.svc:9001",
+            "http://minio.minio.svc",
+            "http://10.0.0.9:9000",
         ] {
-            check_endpoint(endpoint, false).expect_err(endpoint);
+            let err = validate(&room_with_endpoint(other), &config).expect_err(other);
+            assert_eq!(err.reason(), "UnsafeS3Endpoint", "{other}");
         }
-    }
-
-    #[test]
-    fn the_flag_allows_in_cluster_http_but_never_metadata_or_link_local() {
-        for endpoint in [
-            "http://minio.minio.svc:9000",
-            "http://10.0.0.5:9000",
-            "https://[fd00::1]",
-            "http://127.0.0.1:9000",
-        ] {
-            assert_eq!(check_endpoint(endpoint, true), Ok(()), "{endpoint}");
-        }
-        for endpoint in [
-            "http://169.254.169.254",
-            "https://[fe80::1]",
-            "http://metadata.google.internal",
-            "http://[fd00:ec2::254]",
-            "http://[::ffff:169.254.169.254]",
-            "http://2852039166",
-            "gopher://minio:9000",
-        ] {
-            assert!(check_endpoint(endpoint, true).is_err(), "{endpoint}");
-        }
-    }
-
-    #[test]
-    fn long_endpoints_are_cut_in_the_message() {
-        let endpoint = format!("http://{}.example.com", "a".repeat(2000));
-        let (shown, _) = check_endpoint(&endpoint, false).expect_err("http");
-        assert_eq!(shown.chars().count(), 80);
     }
 }

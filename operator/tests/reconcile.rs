@@ -10,7 +10,9 @@ use roomcast_operator::{
     config::OperatorConfig,
     controller::{ChildStores, Context, error_policy, reconcile},
     fixtures::{Behaviour, Call, MockApi},
+    labels::MatchLabels,
     metrics::Metrics,
+    tenancy::{DEFAULT_TENANT_NAMESPACE_SELECTOR, Tenancy},
 };
 use serde_json::{Value, json};
 
@@ -36,6 +38,14 @@ fn context(behaviour: Behaviour) -> (Arc<Context>, MockApi) {
 }
 
 fn context_with_stores(behaviour: Behaviour, stores: ChildStores) -> (Arc<Context>, MockApi) {
+    context_with(behaviour, stores, Tenancy::everywhere())
+}
+
+fn context_with(
+    behaviour: Behaviour,
+    stores: ChildStores,
+    tenancy: Tenancy,
+) -> (Arc<Context>, MockApi) {
     let (client, mock) = MockApi::start(behaviour, true);
     let config = OperatorConfig {
         media_image: "roomcast:test".into(),
@@ -44,13 +54,14 @@ fn context_with_stores(behaviour: Behaviour, stores: ChildStores) -> (Arc<Contex
         operator_namespace: "roomcast-system".into(),
         ..OperatorConfig::default()
     };
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         client,
         config,
         Metrics::default(),
         stores,
         Duration::from_secs(600),
     );
+    ctx.tenancy = tenancy;
     (Arc::new(ctx), mock)
 }
 
@@ -107,7 +118,8 @@ async fn new_room_gets_every_child_applied_and_a_pending_status() {
         "/apis/apps/v1/namespaces/shows/deployments/lobby-media",
         "/apis/apps/v1/namespaces/shows/deployments/lobby-chat",
         "/apis/policy/v1/namespaces/shows/poddisruptionbudgets/lobby-chat",
-        "/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby",
+        "/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby-media",
+        "/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby-chat",
     ] {
         assert!(
             applied.iter().any(|p| p == expected),
@@ -396,20 +408,58 @@ async fn deleted_room_is_left_to_the_garbage_collector() {
     );
 }
 
+const ROOM_UID: &str = "7b1e0c52-0000-4000-8000-000000000001";
+
+/// A child in `shows` whose controller is the room `lobby` with this uid.
+fn owned(name: &str, uid: &str) -> Value {
+    json!({
+        "metadata": {"name": name, "namespace": "shows",
+            "ownerReferences": [{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom",
+                "name": "lobby", "uid": uid, "controller": true}]}
+    })
+}
+
+fn deletions(calls: &[Call]) -> Vec<String> {
+    calls
+        .iter()
+        .filter(|c| c.method == Method::DELETE)
+        .map(|c| c.path().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_single_network_policy_of_older_releases_is_deleted_on_upgrade() {
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use kube::{
+        core::PartialObjectMeta,
+        runtime::{reflector, watcher},
+    };
+
+    let (policies, mut writer) = reflector::store::<PartialObjectMeta<NetworkPolicy>>();
+    for name in ["lobby", "lobby-media", "lobby-chat"] {
+        let policy = serde_json::from_value(owned(name, ROOM_UID)).expect("policy");
+        writer.apply_watcher_event(&watcher::Event::Apply(policy));
+    }
+    let stores = ChildStores {
+        network_policies: Some(policies),
+        ..ChildStores::default()
+    };
+    let (ctx, mock) = context_with_stores(Behaviour::default(), stores);
+    reconcile(room(ROOM), ctx)
+        .await
+        .expect("reconcile succeeds");
+    assert_eq!(
+        deletions(&mock.calls()),
+        ["/apis/networking.k8s.io/v1/namespaces/shows/networkpolicies/lobby"]
+    );
+}
+
 #[tokio::test]
 async fn turning_chat_off_deletes_the_chat_children_it_owned() {
     use k8s_openapi::api::{apps::v1::Deployment, core::v1::Service};
     use kube::runtime::{reflector, watcher};
 
-    let owned = |name: &str, uid: &str| {
-        serde_json::from_value::<Value>(json!({
-            "metadata": {"name": name, "namespace": "shows",
-                "ownerReferences": [{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom",
-                    "name": "lobby", "uid": uid, "controller": true}]}
-        }))
-        .expect("object")
-    };
-    let room_uid = "7b1e0c52-0000-4000-8000-000000000001";
+    let room_uid = ROOM_UID;
     let (deployments, mut deployment_writer) = reflector::store::<Deployment>();
     for (name, uid) in [
         ("lobby-media", room_uid),
@@ -433,14 +483,8 @@ async fn turning_chat_off_deletes_the_chat_children_it_owned() {
     reconcile(room(&chat_off), ctx)
         .await
         .expect("reconcile succeeds");
-    let deleted: Vec<String> = mock
-        .calls()
-        .iter()
-        .filter(|c| c.method == Method::DELETE)
-        .map(|c| c.path().to_owned())
-        .collect();
     assert_eq!(
-        deleted,
+        deletions(&mock.calls()),
         [
             "/api/v1/namespaces/shows/services/lobby-chat",
             "/apis/apps/v1/namespaces/shows/deployments/lobby-chat",
@@ -469,5 +513,71 @@ async fn failed_apply_is_announced_with_a_warning_event() {
             .unwrap_or_default()
             .contains("Service/lobby-hls"),
         "{event}"
+    );
+}
+
+/// Tenancy over namespace `shows` carrying `labels`, as the namespace watch would cache it.
+fn tenancy_with_shows_labelled(labels: &[(&str, &str)]) -> Tenancy {
+    use k8s_openapi::api::core::v1::Namespace;
+    use kube::{
+        core::PartialObjectMeta,
+        runtime::{reflector, watcher},
+    };
+    let (store, mut writer) = reflector::store();
+    let mut shows = PartialObjectMeta::<Namespace>::default();
+    shows.metadata.name = Some("shows".to_owned());
+    shows.metadata.labels = Some(
+        labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+    );
+    writer.apply_watcher_event(&watcher::Event::Init);
+    writer.apply_watcher_event(&watcher::Event::InitApply(shows));
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    let selector = MatchLabels::parse(DEFAULT_TENANT_NAMESPACE_SELECTOR).expect("default parses");
+    Tenancy::opt_in(selector, store)
+}
+
+#[tokio::test]
+async fn a_room_in_a_namespace_that_has_not_opted_in_gets_one_event_and_nothing_else() {
+    let (ctx, mock) = context_with(
+        Behaviour::default(),
+        ChildStores::default(),
+        tenancy_with_shows_labelled(&[("team", "shows")]),
+    );
+    for _ in 0..2 {
+        let action = reconcile(room(ROOM), ctx.clone())
+            .await
+            .expect("ignored, not failed");
+        assert_eq!(action, Action::await_change());
+    }
+    let calls = mock.calls();
+    // One Warning Event on the first pass; no read, no apply, no status, no second Event.
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let event = events(&calls).into_iter().next().expect("warning event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["reason"], "NamespaceNotServed");
+    assert!(
+        event["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("roomcast.dev/tenant=enabled"),
+        "{event}"
+    );
+}
+
+#[tokio::test]
+async fn a_room_in_a_namespace_that_opted_in_is_served() {
+    let (ctx, mock) = context_with(
+        Behaviour::default(),
+        ChildStores::default(),
+        tenancy_with_shows_labelled(&[("roomcast.dev/tenant", "enabled")]),
+    );
+    reconcile(room(ROOM), ctx).await.expect("reconciled");
+    let applied = child_patches(&mock.calls());
+    assert!(
+        applied.contains(&"/apis/apps/v1/namespaces/shows/deployments/lobby-media".to_owned()),
+        "{applied:#?}"
     );
 }

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import CHART_DIR, FULL_VALUES
+from conftest import CHART_DIR, FULL_VALUES, REPO
 
 
 def schema_leaves(schema: dict[str, Any], prefix: str = "") -> list[str]:
@@ -91,3 +91,35 @@ def test_full_example_differs_from_the_defaults_where_it_matters(chart) -> None:
     defaults = chart.values
     for path in ("replicaCount", "watchNamespace", "ingest.serviceType", "logFormat", "image.pullPolicy"):
         assert lookup(full, path)[1] != lookup(defaults, path)[1], path
+
+
+def test_every_test_security_md_names_exists() -> None:
+    """SECURITY.md proves each line with a named test; a renamed or deleted test must not leave
+    a claim without proof. `path::name` names a Rust `fn` or Python `def` in that file,
+    `::name` continues the previous path, and a quoted title after a `.mjs` path is a Node
+    test's title."""
+    text = (REPO / "SECURITY.md").read_text()
+    text = text[text.index("\n### ") :]  # the actors, after the notation is explained
+    checked, missing = 0, []
+    path = None
+    for match in re.finditer(r"`([\w./-]+)?::([\w:]+)`|`([\w./-]+[.]mjs)`|\"([^\"]+)\"", text):
+        named_path, name, node_file, title = match.groups()
+        if node_file:
+            path = node_file
+            continue
+        if title is not None:
+            if path and path.endswith(".mjs"):
+                source = (REPO / path).read_text()
+                checked += 1
+                if " ".join(title.rstrip("…").split()) not in source:
+                    missing.append(f"{path}: {title}")
+            continue
+        path = named_path or path
+        assert path, f"::{name} has no file before it"
+        function = name.split("::")[-1]
+        source = (REPO / path).read_text()
+        checked += 1
+        if not re.search(rf"(fn|def) {function}\(", source):
+            missing.append(f"{path}::{name}")
+    assert checked > 30
+    assert missing == [], f"SECURITY.md names tests that do not exist: {missing}"

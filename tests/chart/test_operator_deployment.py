@@ -50,6 +50,12 @@ OPERATOR_ENV = {
     "ROOMCAST_LOG_FORMAT",
     "RUST_LOG",
     "ROOMCAST_HTTP_ADDR",
+    "ROOMCAST_LEASE_NAME",
+    "ROOMCAST_S3_ALLOWED_ENDPOINTS",
+    "ROOMCAST_TENANT_NAMESPACE_SELECTOR",
+    "ROOMCAST_INGRESS_NAMESPACE_SELECTOR",
+    "ROOMCAST_MONITORING_NAMESPACE_SELECTOR",
+    *(f"ROOMCAST_EGRESS_{d}_{p}" for d in ("API_SERVER", "S3", "MONGODB", "REDIS") for p in ("CIDRS", "PORTS")),
 }
 # Set whatever the values say; the rest are omitted when their value is empty.
 ALWAYS_SET = {
@@ -70,6 +76,11 @@ ALWAYS_SET = {
     "ROOMCAST_LOG_FORMAT",
     "RUST_LOG",
     "ROOMCAST_HTTP_ADDR",
+    "ROOMCAST_LEASE_NAME",
+    "ROOMCAST_TENANT_NAMESPACE_SELECTOR",
+    "ROOMCAST_INGRESS_NAMESPACE_SELECTOR",
+    "ROOMCAST_MONITORING_NAMESPACE_SELECTOR",
+    *(f"ROOMCAST_EGRESS_{d}_PORTS" for d in ("API_SERVER", "S3", "MONGODB", "REDIS")),
 }
 
 STANDARD_LABELS = {
@@ -124,6 +135,15 @@ def test_default_env_names_the_operator_config(chart) -> None:
     assert value(env, "ROOMCAST_PLAYBACK_SCHEME") == "https"
     assert value(env, "ROOMCAST_INGEST_SERVICE_TYPE") == "LoadBalancer"
     assert value(env, "ROOMCAST_S3_FORCE_PATH_STYLE") == "false"
+    # The operator's own defaults, spelled out so `helm get values` shows the truth.
+    assert value(env, "ROOMCAST_TENANT_NAMESPACE_SELECTOR") == "roomcast.dev/tenant=enabled"
+    assert value(env, "ROOMCAST_INGRESS_NAMESPACE_SELECTOR") == "kubernetes.io/metadata.name=ingress-nginx"
+    assert value(env, "ROOMCAST_MONITORING_NAMESPACE_SELECTOR") == "kubernetes.io/metadata.name=monitoring"
+    assert value(env, "ROOMCAST_EGRESS_API_SERVER_PORTS") == "443,6443"
+    assert value(env, "ROOMCAST_EGRESS_S3_PORTS") == "443"
+    assert value(env, "ROOMCAST_EGRESS_MONGODB_PORTS") == "27017"
+    assert value(env, "ROOMCAST_EGRESS_REDIS_PORTS") == "6379"
+    assert value(env, "ROOMCAST_LEASE_NAME") == f"{RELEASE}-operator"
     defaults = chart.values["workers"]
     assert json.loads(value(env, "ROOMCAST_MEDIA_RESOURCES")) == defaults["media"]["resources"]
     assert json.loads(value(env, "ROOMCAST_CHAT_RESOURCES")) == defaults["chat"]["resources"]
@@ -162,7 +182,16 @@ def test_full_values_reach_the_operator_as_env(chart, full_values) -> None:
         "ROOMCAST_LOG_FORMAT": v["logFormat"],
         "RUST_LOG": v["logLevel"],
         "ROOMCAST_HTTP_ADDR": "0.0.0.0:8080",
+        "ROOMCAST_LEASE_NAME": f"{v['fullnameOverride']}-operator",
+        "ROOMCAST_S3_ALLOWED_ENDPOINTS": ",".join(s3["allowedEndpoints"]),
+        "ROOMCAST_TENANT_NAMESPACE_SELECTOR": "roomcast.dev/tenant=enabled,team=streaming",
+        "ROOMCAST_INGRESS_NAMESPACE_SELECTOR": "kubernetes.io/metadata.name=traefik",
+        "ROOMCAST_MONITORING_NAMESPACE_SELECTOR": "",
     }
+    for destination, env_name in (("apiServer", "API_SERVER"), ("s3", "S3"), ("mongodb", "MONGODB"), ("redis", "REDIS")):
+        given = v["networkPolicy"]["egress"][destination]
+        expected[f"ROOMCAST_EGRESS_{env_name}_CIDRS"] = ",".join(given["cidrs"])
+        expected[f"ROOMCAST_EGRESS_{env_name}_PORTS"] = ",".join(map(str, given["ports"]))
     assert {name: value(env, name) for name in expected} == expected
     assert json.loads(value(env, "ROOMCAST_MEDIA_RESOURCES")) == v["workers"]["media"]["resources"]
     assert json.loads(value(env, "ROOMCAST_CHAT_RESOURCES")) == v["workers"]["chat"]["resources"]
@@ -174,8 +203,15 @@ def test_env_never_carries_an_empty_optional_value(chart, values) -> None:
     assert set(env) <= OPERATOR_ENV
     empty = {n for n, e in env.items() if "value" in e and e["value"] == ""}
     # An empty WATCH_NAMESPACE is meaningful (every namespace), and so are empty trusted
-    # proxies (chat reads no forwarded-for header).
-    assert empty <= {"WATCH_NAMESPACE", "ROOMCAST_CHAT_TRUSTED_PROXIES"}
+    # proxies (chat reads no forwarded-for header) and empty namespace selectors (every
+    # namespace).
+    assert empty <= {
+        "WATCH_NAMESPACE",
+        "ROOMCAST_CHAT_TRUSTED_PROXIES",
+        "ROOMCAST_TENANT_NAMESPACE_SELECTOR",
+        "ROOMCAST_INGRESS_NAMESPACE_SELECTOR",
+        "ROOMCAST_MONITORING_NAMESPACE_SELECTOR",
+    }
 
 
 def test_unset_worker_resources_are_omitted_not_sent_as_empty_json(chart) -> None:
@@ -300,6 +336,16 @@ def test_every_object_carries_the_standard_labels(chart, values) -> None:
     selector = deployment["spec"]["selector"]["matchLabels"]
     assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
     assert "app.kubernetes.io/version" not in selector, "a selector must survive upgrades"
+
+
+def test_notes_say_which_namespaces_are_served_and_how_to_opt_in(chart) -> None:
+    notes = render_notes(chart)
+    assert "namespaces labelled roomcast.dev/tenant=enabled" in notes
+    assert "kubectl label namespace default roomcast.dev/tenant=enabled" in notes
+    one_namespace = render_notes(chart, {"watchNamespace": "shows"})
+    assert "namespace shows only" in one_namespace
+    assert "kubectl label" not in one_namespace
+    assert "every namespace" in render_notes(chart, {"tenantNamespaceSelector": None})
 
 
 def test_notes_tell_how_to_create_a_room_and_read_it(chart) -> None:

@@ -7,47 +7,54 @@ from typing import Any
 
 import pytest
 
-from conftest import NAMESPACE, SCENARIOS, by_kind, one, render_objects
+from conftest import NAMESPACE, RELEASE, SCENARIOS, by_kind, one, render_objects
 
-MANAGE = {"get", "list", "watch", "create", "patch", "update", "delete"}
+CHILDREN = {"list", "watch", "create", "patch", "delete"}
 
-# (apiGroup, resource) -> verbs, as the operator needs them wherever rooms live.
-ROOM_RULES: dict[tuple[str, str], set[str]] = {
-    ("roomcast.dev", "streamrooms"): {"get", "list", "watch"},
+# (apiGroup, resource, resourceNames) -> verbs: exactly what the operator calls wherever rooms
+# live (see roomcast.roomRules in _helpers.tpl for the call behind each verb).
+ROOM_RULES: dict[tuple[str, str, tuple[str, ...]], set[str]] = {
+    ("roomcast.dev", "streamrooms", ()): {"list", "watch"},
     # get/patch are also what the per-room worker Role grants; Kubernetes only lets the
     # operator create that Role because it holds the verbs itself.
-    ("roomcast.dev", "streamrooms/status"): {"get", "patch", "update"},
-    ("", "secrets"): MANAGE,
-    ("", "configmaps"): MANAGE,
-    ("", "services"): MANAGE,
-    ("", "serviceaccounts"): MANAGE,
-    ("apps", "deployments"): MANAGE,
-    ("networking.k8s.io", "ingresses"): MANAGE,
-    ("networking.k8s.io", "networkpolicies"): MANAGE,
-    ("policy", "poddisruptionbudgets"): MANAGE,
-    ("rbac.authorization.k8s.io", "roles"): MANAGE,
-    ("rbac.authorization.k8s.io", "rolebindings"): MANAGE,
-    ("events.k8s.io", "events"): {"create", "patch"},
-    ("", "events"): {"create", "patch"},
+    ("roomcast.dev", "streamrooms/status", ()): {"get", "patch"},
+    ("", "secrets", ()): CHILDREN | {"get"},
+    ("", "configmaps", ()): CHILDREN,
+    ("", "services", ()): CHILDREN,
+    ("", "serviceaccounts", ()): CHILDREN,
+    ("apps", "deployments", ()): CHILDREN,
+    ("networking.k8s.io", "ingresses", ()): CHILDREN,
+    ("networking.k8s.io", "networkpolicies", ()): CHILDREN,
+    ("policy", "poddisruptionbudgets", ()): CHILDREN,
+    ("rbac.authorization.k8s.io", "roles", ()): CHILDREN,
+    ("rbac.authorization.k8s.io", "rolebindings", ()): CHILDREN,
+    ("events.k8s.io", "events", ()): {"create", "patch"},
 }
-LEASE_RULES = {("coordination.k8s.io", "leases"): {"get", "create", "update", "patch"}}
+# Cluster-wide, the operator watches namespace labels to serve only those that opted in.
+NAMESPACE_RULES = {("", "namespaces", ()): {"list", "watch"}}
+LEASE = f"{RELEASE}-operator"
+LEASE_RULES = {
+    ("coordination.k8s.io", "leases", ()): {"create"},
+    ("coordination.k8s.io", "leases", (LEASE,)): {"get", "patch"},
+}
 
 ROLE_KINDS = ("Role", "ClusterRole")
 
 
-def flatten(rules: list[dict[str, Any]]) -> dict[tuple[str, str], set[str]]:
-    """Rules as (apiGroup, resource) -> verbs; fails on duplicate grants."""
-    flat: dict[tuple[str, str], set[str]] = {}
+def flatten(rules: list[dict[str, Any]]) -> dict[tuple[str, str, tuple[str, ...]], set[str]]:
+    """Rules as (apiGroup, resource, resourceNames) -> verbs; fails on duplicate grants."""
+    flat: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
     for rule in rules:
+        assert set(rule) <= {"apiGroups", "resources", "resourceNames", "verbs"}, rule
         for group in rule["apiGroups"]:
             for resource in rule["resources"]:
-                key = (group, resource)
+                key = (group, resource, tuple(rule.get("resourceNames", ())))
                 assert key not in flat, f"{key} granted twice"
                 flat[key] = set(rule["verbs"])
     return flat
 
 
-def rules_of(obj: dict[str, Any]) -> dict[tuple[str, str], set[str]]:
+def rules_of(obj: dict[str, Any]) -> dict[tuple[str, str, tuple[str, ...]], set[str]]:
     return flatten(obj["rules"])
 
 
@@ -64,15 +71,15 @@ def test_rbac_has_no_wildcards_and_no_escalation_verbs(chart, values) -> None:
         for rule in role["rules"]:
             for field in ("apiGroups", "resources", "verbs"):
                 assert "*" not in rule.get(field, []), f"{role['metadata']['name']}: wildcard in {field}"
-            assert not {"escalate", "bind", "impersonate", "deletecollection"} & set(rule["verbs"])
+            assert not {"escalate", "bind", "impersonate", "deletecollection", "update"} & set(rule["verbs"])
             assert "nonResourceURLs" not in rule
             assert not any(r.startswith("pods") for r in rule["resources"]), "the operator never touches pods"
 
 
-def test_cluster_wide_by_default(chart) -> None:
+def test_cluster_wide_by_default_with_namespace_opt_in(chart) -> None:
     objects = render_objects(chart)
     cluster_role = one(objects, "ClusterRole")
-    assert rules_of(cluster_role) == ROOM_RULES
+    assert rules_of(cluster_role) == {**ROOM_RULES, **NAMESPACE_RULES}
     binding = one(objects, "ClusterRoleBinding")
     assert binding["roleRef"] == {
         "apiGroup": "rbac.authorization.k8s.io",
@@ -86,6 +93,11 @@ def test_cluster_wide_by_default(chart) -> None:
     # One replica, no leader election: no Lease access, no namespaced Roles at all.
     assert by_kind(objects, "Role") == []
     assert by_kind(objects, "RoleBinding") == []
+
+
+def test_cluster_wide_serving_every_namespace_needs_no_namespace_watch(chart) -> None:
+    objects = render_objects(chart, {"tenantNamespaceSelector": None})
+    assert rules_of(one(objects, "ClusterRole")) == ROOM_RULES
 
 
 def test_watch_namespace_gives_a_role_there_and_nothing_cluster_wide(chart) -> None:
@@ -120,7 +132,7 @@ def test_watch_namespace_reads_only_the_named_default_secrets_at_home(chart) -> 
         "apiGroups": [""],
         "resources": ["secrets"],
         "resourceNames": ["s3-creds", "mongo"],
-        "verbs": ["get", "list", "watch"],
+        "verbs": ["get"],
     }
     (binding,) = role_named(objects, "RoleBinding", NAMESPACE)
     assert binding["roleRef"]["name"] == home["metadata"]["name"]
@@ -142,7 +154,10 @@ def test_leader_election_gets_leases_in_its_own_namespace_only(chart, values) ->
         "name": home["metadata"]["name"],
     }
     for cluster_role in by_kind(objects, "ClusterRole"):
-        assert ("coordination.k8s.io", "leases") not in rules_of(cluster_role)
+        assert not any(group == "coordination.k8s.io" for group, _, _ in rules_of(cluster_role))
+    # The name the operator uses is the name the Role allows.
+    env = one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "ROOMCAST_LEASE_NAME", "value": LEASE} in env
 
 
 def test_full_values_rbac(chart, full_values) -> None:
@@ -150,7 +165,12 @@ def test_full_values_rbac(chart, full_values) -> None:
     (rooms,) = role_named(objects, "Role", full_values["watchNamespace"])
     assert rules_of(rooms) == ROOM_RULES
     (home,) = role_named(objects, "Role", NAMESPACE)
-    assert rules_of(home) == {**LEASE_RULES, ("", "secrets"): {"get", "list", "watch"}}
+    lease = f"{full_values['fullnameOverride']}-operator"
+    assert rules_of(home) == {
+        ("coordination.k8s.io", "leases", ()): {"create"},
+        ("coordination.k8s.io", "leases", (lease,)): {"get", "patch"},
+        ("", "secrets", ("s3-creds", "roomcast-mongodb")): {"get"},
+    }
     subjects = {s["name"] for b in by_kind(objects, "RoleBinding") for s in b["subjects"]}
     assert subjects == {full_values["serviceAccount"]["name"]}
 

@@ -75,6 +75,54 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
     "leaderElection.enabled: on": ({"leaderElection": {"enabled": "on"}}, ["/leaderElection/enabled"]),
     "tolerations not a list": ({"tolerations": {"key": "x"}}, ["/tolerations", "want array"]),
     "podAnnotations values not strings": ({"podAnnotations": {"a": 1}}, ["/podAnnotations/a"]),
+    "recording.s3.allowedEndpoints with credentials": (
+        {"recording": {"s3": {"allowedEndpoints": ["http://minio@10.0.0.5:9000"]}}},
+        ["/recording/s3/allowedEndpoints/0"],
+    ),
+    "recording.s3.allowedEndpoints with a path": (
+        {"recording": {"s3": {"allowedEndpoints": ["http://minio:9000/bucket"]}}},
+        ["/recording/s3/allowedEndpoints/0"],
+    ),
+    "recording.s3.allowedEndpoints two in one entry": (
+        {"recording": {"s3": {"allowedEndpoints": ["http://a:9000,http://b:9000"]}}},
+        ["/recording/s3/allowedEndpoints/0"],
+    ),
+    "recording.s3.allowedEndpoints other scheme": (
+        {"recording": {"s3": {"allowedEndpoints": ["ftp://minio"]}}},
+        ["/recording/s3/allowedEndpoints/0"],
+    ),
+    "tenantNamespaceSelector as a string": (
+        {"tenantNamespaceSelector": "roomcast.dev/tenant=enabled"},
+        ["/tenantNamespaceSelector"],
+    ),
+    "tenantNamespaceSelector value with a comma": (
+        {"tenantNamespaceSelector": {"team": "a,b=c"}},
+        ["/tenantNamespaceSelector/team"],
+    ),
+    "networkPolicy.ingressNamespaceSelector key with a space": (
+        {"networkPolicy": {"ingressNamespaceSelector": {"bad key": "x"}}},
+        ["/networkPolicy/ingressNamespaceSelector"],
+    ),
+    "networkPolicy.egress.s3.cidrs a host name": (
+        {"networkPolicy": {"egress": {"s3": {"cidrs": ["s3.amazonaws.com"]}}}},
+        ["/networkPolicy/egress/s3/cidrs/0"],
+    ),
+    "networkPolicy.egress.redis.ports 0": (
+        {"networkPolicy": {"egress": {"redis": {"ports": [0]}}}},
+        ["/networkPolicy/egress/redis/ports/0", "minimum"],
+    ),
+    "networkPolicy.egress.mongodb.ports 70000": (
+        {"networkPolicy": {"egress": {"mongodb": {"ports": [70000]}}}},
+        ["/networkPolicy/egress/mongodb/ports/0", "maximum"],
+    ),
+    "networkPolicy.egress.apiServer.ports empty": (
+        {"networkPolicy": {"egress": {"apiServer": {"ports": []}}}},
+        ["/networkPolicy/egress/apiServer/ports"],
+    ),
+    "networkPolicy.egress unknown store": (
+        {"networkPolicy": {"egress": {"postgres": {"cidrs": []}}}},
+        ["/networkPolicy/egress", "'postgres'"],
+    ),
 }
 
 
@@ -105,6 +153,10 @@ def test_bad_values_are_refused_naming_the_key(chart, values, expected) -> None:
         {"workers": {"media": {"resources": {"requests": {"cpu": 2, "memory": "1.5Gi"}}}}},
         {"replicaCount": 3},
         {"logLevel": "warn,roomcast_operator=trace"},
+        {"recording": {"s3": {"allowedEndpoints": ["http://minio.minio.svc:9000", "https://[fd00::1]:9443"]}}},
+        {"tenantNamespaceSelector": None},
+        {"networkPolicy": {"ingressNamespaceSelector": {"app.kubernetes.io/name": "traefik", "tier": "edge"}}},
+        {"networkPolicy": {"egress": {"s3": {"cidrs": ["52.95.0.0/16", "2600:1f18::/32", "10.0.0.5"], "ports": [443, 9000]}}}},
     ],
 )
 def test_good_values_pass(chart, values) -> None:

@@ -93,7 +93,7 @@ def test_room_gets_children_status_and_printer_columns(namespace):
     expected = {"deployment.apps/lobby-media", "deployment.apps/lobby-chat", "service/lobby-rtmp",
                 "service/lobby-hls", "service/lobby-chat", "secret/lobby-keys", "configmap/lobby-config",
                 "ingress.networking.k8s.io/lobby", "ingress.networking.k8s.io/lobby-chat",
-                "networkpolicy.networking.k8s.io/lobby"}
+                "networkpolicy.networking.k8s.io/lobby-media", "networkpolicy.networking.k8s.io/lobby-chat"}
     wait_for("children", lambda: expected <= children(namespace))
     room = wait_for("status", lambda: json.loads(kubectl("get", "room", "lobby", "-n", namespace, "-o", "json"))
                     .get("status", {}).get("phase") and json.loads(kubectl("get", "room", "lobby", "-n", namespace, "-o", "json")))

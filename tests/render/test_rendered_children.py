@@ -23,6 +23,12 @@ CONFIGS = {
                  "--redis-url", "redis://redis:6379", "--s3-bucket", "vods",
                  "--s3-credentials-secret", "s3-creds", "--mongodb-secret", "mongo",
                  "--ingest-service-type", "NodePort"],
+    # Every NetworkPolicy knob: stores as IPv4 and IPv6 CIDRs, an empty selector ({}).
+    "network": ["--redis-url", "redis://redis:6379", "--mongodb-secret", "mongo",
+                "--ingress-namespace-selector", "", "--monitoring-namespace-selector", "team=obs,tier=metrics",
+                "--egress-api-server-cidrs", "172.18.0.2", "--egress-api-server-ports", "6443",
+                "--egress-s3-cidrs", "52.95.0.0/16,2600:1f18::/32", "--egress-s3-ports", "443,9000",
+                "--egress-mongodb-cidrs", "10.20.0.0/24", "--egress-redis-cidrs", "fd00::7"],
 }
 
 
@@ -108,3 +114,29 @@ def test_render_refuses_unknown_fields_as_kubectl_strict_validation_does(tmp_pat
     result = subprocess.run([str(OPERATOR), "render", "-f", str(bad)], capture_output=True, text=True, timeout=60)
     assert result.returncode != 0
     assert f"unknown field \"{field}" in result.stderr, result.stderr
+
+
+def chart_objects(values: dict) -> list[dict]:
+    """The Helm chart rendered like `helm template roomcast -n roomcast-system`."""
+    from helm_python.chart import Chart
+
+    with Chart.load(REPO / "charts" / "roomcast") as chart:
+        manifests = chart.render(values=values, name="roomcast", namespace="roomcast-system")
+    return [doc for path, text in manifests.items() if not path.endswith("NOTES.txt")
+            for doc in yaml.safe_load_all(text) if doc]
+
+
+@pytest.mark.parametrize("values", [{}, {"watchNamespace": "shows"}], ids=["cluster-wide", "one-namespace"])
+def test_the_operator_holds_every_permission_it_grants_a_worker_role(values: dict):
+    """Without `escalate`, Kubernetes lets the operator create the per-room worker Role only
+    if the chart's rules already give the operator each (group, resource, verb) it grants."""
+    (worker_role,) = [o for o in render(REPO / "tests" / "fixtures" / "rooms" / "full.yaml", [])
+                      if o["kind"] == "Role"]
+    operator_roles = [o for o in chart_objects(values) if o["kind"] == "ClusterRole"
+                      or (o["kind"] == "Role" and o["metadata"]["namespace"] == values.get("watchNamespace"))]
+    assert len(operator_roles) == 1
+    held = {(group, resource, verb) for rule in operator_roles[0]["rules"] if not rule.get("resourceNames")
+            for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
+    granted = {(group, resource, verb) for rule in worker_role["rules"]
+               for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
+    assert granted and granted <= held, granted - held

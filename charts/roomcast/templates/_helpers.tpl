@@ -82,38 +82,62 @@ operators reconciling the same rooms would fight over every child object.
 {{- end }}
 
 {{/*
-RBAC rules the operator needs wherever rooms live: read rooms, write their status, manage
-every child kind it owns, and emit Events. No wildcards. rbac roles/rolebindings are here
-because the operator creates, per room, a Role that lets the room's workers get/patch that
-room's `streamrooms/status`, which Kubernetes allows only to holders of those verbs.
+A map of labels as the operator's `key=value,key=value` selector flags take it (sorted; null
+gives "", which the operator reads as "every namespace").
+*/}}
+{{- define "roomcast.selectorFlag" -}}
+{{- $labels := . | default dict }}
+{{- $pairs := list }}
+{{- range $key := keys $labels | sortAlpha }}
+{{- $pairs = append $pairs (printf "%s=%s" $key (get $labels $key)) }}
+{{- end }}
+{{- join "," $pairs }}
+{{- end }}
+
+{{/*
+RBAC rules the operator needs wherever rooms live, verb by verb from what it calls. No
+wildcards, no `update` (everything is server-side apply: `patch`, plus `create` when the
+object does not exist yet), no `get` where a watch cache answers.
+
+- streamrooms: list/watch (the controller's watch). Nothing writes the spec.
+- streamrooms/status: patch (status apply); get only because the per-room worker Role grants
+  get+patch on it, and Kubernetes lets a subject create a Role only with what it holds itself.
+- secrets: get as well (the keys Secret is read from the API before a key is generated, so a
+  stale cache never replaces one; the default S3 / MongoDB Secrets are read by name).
+- other children: list/watch (caches), create/patch (apply), delete (children a room no
+  longer wants). Roles and RoleBindings are the per-room worker Role (get/patch on one
+  room's status) and its binding.
+- events.k8s.io events: create, patch (series). Core events are never written.
+None can carry resourceNames: children are named `<room>-<suffix>` for rooms that do not
+exist yet, and Kubernetes never applies resourceNames to create, list or watch.
 */}}
 {{- define "roomcast.roomRules" -}}
-{{- $manage := list "get" "list" "watch" "create" "patch" "update" "delete" -}}
+{{- $children := list "list" "watch" "create" "patch" "delete" -}}
 - apiGroups: ["roomcast.dev"]
   resources: ["streamrooms"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 - apiGroups: ["roomcast.dev"]
   resources: ["streamrooms/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["get", "patch"]
 - apiGroups: [""]
-  resources: ["secrets", "configmaps", "services", "serviceaccounts"]
-  verbs: {{ toJson $manage }}
+  resources: ["secrets"]
+  verbs: {{ toJson (prepend $children "get") }}
+- apiGroups: [""]
+  resources: ["configmaps", "services", "serviceaccounts"]
+  verbs: {{ toJson $children }}
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: {{ toJson $manage }}
+  verbs: {{ toJson $children }}
 - apiGroups: ["networking.k8s.io"]
   resources: ["ingresses", "networkpolicies"]
-  verbs: {{ toJson $manage }}
+  verbs: {{ toJson $children }}
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
-  verbs: {{ toJson $manage }}
+  verbs: {{ toJson $children }}
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
-  verbs: {{ toJson $manage }}
+  verbs: {{ toJson $children }}
 - apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
-- apiGroups: [""]
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}

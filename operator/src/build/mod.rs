@@ -28,7 +28,7 @@ pub use self::{
     child::{Child, ChildKind},
     config_map::{build_config_map, worker_config},
     ingress::{build_chat_ingress, build_media_ingress},
-    network_policy::build_network_policy,
+    network_policy::{build_chat_network_policy, build_media_network_policy},
     pdb::build_chat_pdb,
     rbac::{build_role, build_role_binding, build_service_account},
     secret::{build_copied_secret, build_keys_secret},
@@ -146,12 +146,15 @@ pub fn build_children(
         Child::ServiceAccount(build_service_account(room)),
         Child::Role(build_role(room)),
         Child::RoleBinding(build_role_binding(room)),
+        // Before the pods: they never run a moment without their policy.
+        Child::NetworkPolicy(build_media_network_policy(room, config)),
         Child::Service(build_rtmp_service(room, config)),
         Child::Service(build_hls_service(room)),
         Child::Deployment(build_media_deployment(room, config, inputs, &media_hash)),
     ]);
     if room.spec.chat.enabled {
         children.extend([
+            Child::NetworkPolicy(build_chat_network_policy(room, config)),
             Child::Service(build_chat_service(room)),
             Child::Deployment(build_chat_deployment(room, config, inputs, &chat_hash)),
             Child::PodDisruptionBudget(build_chat_pdb(room)),
@@ -163,7 +166,6 @@ pub fn build_children(
     if let Some(ingress) = build_chat_ingress(room) {
         children.push(Child::Ingress(ingress));
     }
-    children.push(Child::NetworkPolicy(build_network_policy(room)));
     children.into_iter().map(Child::stamp_hash).collect()
 }
 

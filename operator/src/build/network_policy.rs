@@ -1,41 +1,170 @@
+//! One NetworkPolicy per component, `<room>-media` and `<room>-chat`, closed both ways:
+//!
+//! ```text
+//!   anywhere ──RTMP 1935──────────────► media ──► DNS, API server, S3 (recording), MongoDB
+//!   ingress namespaces ──HTTP 8080────► media, chat
+//!   monitoring namespaces ──9090──────► media, chat
+//!                                       chat ──► DNS, API server, MongoDB, Redis
+//! ```
+//!
+//! A room's pods reach nothing else: not each other, not other rooms, not the cloud metadata
+//! address, not an internal service a tenant names as its S3 endpoint. Stores without
+//! configured CIDRs are reachable on their ports only (see [`crate::network`]).
+
 use k8s_openapi::{
     api::networking::v1::{
-        NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+        IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyIngressRule,
+        NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec,
     },
     apimachinery::pkg::{apis::meta::v1::LabelSelector, util::intstr::IntOrString},
 };
 use roomcast_crds::worker_config::{HTTP_PORT, METRICS_PORT, RTMP_PORT};
 
-use crate::{labels, labels::Component, validate::ValidRoom};
+use crate::{
+    config::OperatorConfig, labels::Component, labels::MatchLabels, network::Destination,
+    validate::ValidRoom,
+};
 
-/// `<room>`: the room's pods accept traffic on their serving ports only (RTMP, HTTP,
-/// metrics). Egress stays open: S3, MongoDB and the API server live at addresses the operator
-/// cannot know.
-pub fn build_network_policy(room: &ValidRoom) -> NetworkPolicy {
-    let tcp = |port: u16| NetworkPolicyPort {
-        port: Some(IntOrString::Int(i32::from(port))),
-        protocol: Some("TCP".to_owned()),
-        ..NetworkPolicyPort::default()
-    };
-    let mut metadata = room.room.meta("room", Component::Room);
-    metadata.name = Some(room.room.name.clone());
+/// Where cluster DNS runs on kubeadm, kind, EKS, GKE and AKS alike.
+const DNS_NAMESPACE: &str = "kube-system";
+const DNS_POD_LABEL: (&str, &str) = ("k8s-app", "kube-dns");
+const DNS_PORT: u16 = 53;
+/// Cut out of every "any address" destination: the link-local ranges, where cloud metadata
+/// lives (169.254.169.254 on AWS, GCP and Azure), and the metadata addresses outside them
+/// (Alibaba's 100.100.100.200, AWS's IPv6 fd00:ec2::254).
+const ANY_IPV4: (&str, &[&str]) = ("0.0.0.0/0", &["169.254.0.0/16", "100.100.100.200/32"]);
+const ANY_IPV6: (&str, &[&str]) = ("::/0", &["fe80::/10", "fd00:ec2::254/128"]);
+
+/// The media pod's policy: RTMP from anywhere, HLS from the Ingress controller, metrics from
+/// monitoring; out to DNS, the API server, S3 when the room records and MongoDB when the
+/// platform has one.
+pub fn build_media_network_policy(room: &ValidRoom, config: &OperatorConfig) -> NetworkPolicy {
+    let network = &config.network;
+    let egress = egress(
+        config,
+        [
+            room.recording.is_some().then(|| network.s3()),
+            config.mongodb_secret.is_some().then(|| network.mongodb()),
+        ],
+    );
+    let mut ingress = vec![NetworkPolicyIngressRule {
+        // Streamers publish from the internet (a future ingest gateway narrows this).
+        from: None,
+        ports: Some(vec![port("TCP", RTMP_PORT)]),
+    }];
+    ingress.extend(served_ingress(config));
+    policy(room, Component::Media, ingress, egress)
+}
+
+/// A chat pod's policy: socket.io from the Ingress controller, metrics from monitoring; out to
+/// DNS, the API server, MongoDB (history, bans) and Redis (fan-out between replicas).
+pub fn build_chat_network_policy(room: &ValidRoom, config: &OperatorConfig) -> NetworkPolicy {
+    let network = &config.network;
+    let egress = egress(
+        config,
+        [
+            config.mongodb_secret.is_some().then(|| network.mongodb()),
+            config.redis_url.is_some().then(|| network.redis()),
+        ],
+    );
+    policy(room, Component::Chat, served_ingress(config), egress)
+}
+
+fn policy(
+    room: &ValidRoom,
+    component: Component,
+    ingress: Vec<NetworkPolicyIngressRule>,
+    egress: Vec<NetworkPolicyEgressRule>,
+) -> NetworkPolicy {
     NetworkPolicy {
-        metadata,
+        metadata: room.room.meta(component.as_str(), component),
         spec: Some(NetworkPolicySpec {
-            pod_selector: Some(LabelSelector {
+            pod_selector: Some(room.room.selector(component)),
+            policy_types: Some(vec!["Ingress".to_owned(), "Egress".to_owned()]),
+            ingress: Some(ingress),
+            egress: Some(egress),
+        }),
+    }
+}
+
+/// HTTP (HLS origin or socket.io) from the Ingress controller, metrics from monitoring.
+fn served_ingress(config: &OperatorConfig) -> Vec<NetworkPolicyIngressRule> {
+    let from_namespaces = |selector: &MatchLabels| {
+        Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(selector.to_label_selector()),
+            ..NetworkPolicyPeer::default()
+        }])
+    };
+    vec![
+        NetworkPolicyIngressRule {
+            from: from_namespaces(&config.network.ingress_namespace_selector),
+            ports: Some(vec![port("TCP", HTTP_PORT)]),
+        },
+        NetworkPolicyIngressRule {
+            from: from_namespaces(&config.network.monitoring_namespace_selector),
+            ports: Some(vec![port("TCP", METRICS_PORT)]),
+        },
+    ]
+}
+
+/// What every worker needs, DNS and the API server (the workers write the room status),
+/// then the stores this one uses.
+fn egress(
+    config: &OperatorConfig,
+    stores: impl IntoIterator<Item = Option<Destination>>,
+) -> Vec<NetworkPolicyEgressRule> {
+    let dns = NetworkPolicyEgressRule {
+        to: Some(vec![NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
                 match_labels: Some(
-                    [(labels::ROOM.to_owned(), room.room.name.clone())]
-                        .into_iter()
-                        .collect(),
+                    [(
+                        "kubernetes.io/metadata.name".to_owned(),
+                        DNS_NAMESPACE.to_owned(),
+                    )]
+                    .into(),
                 ),
                 ..LabelSelector::default()
             }),
-            policy_types: Some(vec!["Ingress".to_owned()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![tcp(RTMP_PORT), tcp(HTTP_PORT), tcp(METRICS_PORT)]),
-                ..NetworkPolicyIngressRule::default()
-            }]),
-            egress: None,
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(
+                    [(DNS_POD_LABEL.0.to_owned(), DNS_POD_LABEL.1.to_owned())].into(),
+                ),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        }]),
+        ports: Some(vec![port("UDP", DNS_PORT), port("TCP", DNS_PORT)]),
+    };
+    let mut rules = vec![dns, to(&config.network.api_server())];
+    rules.extend(stores.into_iter().flatten().map(|store| to(&store)));
+    rules
+}
+
+/// Egress to a destination's ports, at its CIDRs or, without any, at every address but the
+/// metadata ones.
+fn to(destination: &Destination) -> NetworkPolicyEgressRule {
+    let block = |cidr: &str, except: &[&str]| NetworkPolicyPeer {
+        ip_block: Some(IPBlock {
+            cidr: cidr.to_owned(),
+            except: (!except.is_empty()).then(|| except.iter().map(|e| (*e).to_owned()).collect()),
         }),
+        ..NetworkPolicyPeer::default()
+    };
+    let peers = if destination.cidrs.is_empty() {
+        vec![block(ANY_IPV4.0, ANY_IPV4.1), block(ANY_IPV6.0, ANY_IPV6.1)]
+    } else {
+        destination.cidrs.iter().map(|c| block(c, &[])).collect()
+    };
+    NetworkPolicyEgressRule {
+        to: Some(peers),
+        ports: Some(destination.ports.iter().map(|p| port("TCP", *p)).collect()),
+    }
+}
+
+fn port(protocol: &str, number: u16) -> NetworkPolicyPort {
+    NetworkPolicyPort {
+        port: Some(IntOrString::Int(i32::from(number))),
+        protocol: Some(protocol.to_owned()),
+        ..NetworkPolicyPort::default()
     }
 }

@@ -25,31 +25,19 @@ pub fn build_service_account(room: &ValidRoom) -> ServiceAccount {
     }
 }
 
+/// What the workers call: chat reads the status (`get_status`: is the room live?) and both
+/// write their part of it (`patch_status`). Nothing on the room's spec, no Events, no list
+/// or watch: one verb pair on one named object.
 pub fn build_role(room: &ValidRoom) -> Role {
     Role {
         metadata: room.room.meta(WORKER_SUFFIX, Component::Room),
-        rules: Some(vec![
-            PolicyRule {
-                api_groups: Some(vec![roomcast_crds::GROUP.to_owned()]),
-                resources: Some(vec!["streamrooms/status".to_owned()]),
-                resource_names: Some(vec![room.room.name.clone()]),
-                verbs: vec!["get".to_owned(), "patch".to_owned()],
-                ..PolicyRule::default()
-            },
-            PolicyRule {
-                api_groups: Some(vec![roomcast_crds::GROUP.to_owned()]),
-                resources: Some(vec!["streamrooms".to_owned()]),
-                resource_names: Some(vec![room.room.name.clone()]),
-                verbs: vec!["get".to_owned()],
-                ..PolicyRule::default()
-            },
-            PolicyRule {
-                api_groups: Some(vec!["events.k8s.io".to_owned()]),
-                resources: Some(vec!["events".to_owned()]),
-                verbs: vec!["create".to_owned(), "patch".to_owned()],
-                ..PolicyRule::default()
-            },
-        ]),
+        rules: Some(vec![PolicyRule {
+            api_groups: Some(vec![roomcast_crds::GROUP.to_owned()]),
+            resources: Some(vec!["streamrooms/status".to_owned()]),
+            resource_names: Some(vec![room.room.name.clone()]),
+            verbs: vec!["get".to_owned(), "patch".to_owned()],
+            ..PolicyRule::default()
+        }]),
     }
 }
 

@@ -25,15 +25,16 @@ fn full_room_builds_every_child_kind_in_apply_order() {
             ("ServiceAccount", "lobby-worker"),
             ("Role", "lobby-worker"),
             ("RoleBinding", "lobby-worker"),
+            ("NetworkPolicy", "lobby-media"),
             ("Service", "lobby-rtmp"),
             ("Service", "lobby-hls"),
             ("Deployment", "lobby-media"),
+            ("NetworkPolicy", "lobby-chat"),
             ("Service", "lobby-chat"),
             ("Deployment", "lobby-chat"),
             ("PodDisruptionBudget", "lobby-chat"),
             ("Ingress", "lobby"),
             ("Ingress", "lobby-chat"),
-            ("NetworkPolicy", "lobby"),
         ]
     );
 }
@@ -73,7 +74,10 @@ fn every_child_carries_the_standard_labels() {
         assert_eq!(labels[labels::MANAGED_BY], "roomcast-operator", "{what}");
         assert_eq!(labels[labels::ROOM], ROOM, "{what}");
         let expected_component = match (child.kind(), child.name()) {
-            ("Deployment" | "Service", "lobby-media" | "lobby-rtmp" | "lobby-hls") => "media",
+            (
+                "Deployment" | "Service" | "NetworkPolicy",
+                "lobby-media" | "lobby-rtmp" | "lobby-hls",
+            ) => "media",
             ("Ingress", "lobby") => "media",
             (_, "lobby-chat") => "chat",
             _ => "room",
@@ -221,7 +225,8 @@ fn a_spec_change_rolls_the_media_pods_and_leaves_unrelated_children_alone() {
         key("Secret", "lobby-keys"),
         key("Role", "lobby-worker"),
         key("Ingress", "lobby"),
-        key("NetworkPolicy", "lobby"),
+        key("NetworkPolicy", "lobby-media"),
+        key("NetworkPolicy", "lobby-chat"),
     ] {
         assert_eq!(
             hashes_before[&unchanged], hashes_after[&unchanged],

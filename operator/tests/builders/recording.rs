@@ -17,7 +17,7 @@ fn default_s3_config() -> OperatorConfig {
             endpoint: Some("https://minio.storage:9000".to_owned()),
             force_path_style: None,
             credentials_secret: Some("roomcast-s3".to_owned()),
-            allow_http_endpoint: false,
+            ..Default::default()
         },
         ..platform_config()
     }
