@@ -1,7 +1,12 @@
 //! Step 3 of a reconcile: server-side apply, one field manager (`roomcast-operator`),
 //! forced so the operator's intent wins over hand edits of the fields it owns.
+//!
+//! Forcing is only safe on objects the room already controls: before a child is applied,
+//! [`holder`] asks who holds its name, and the controller applies nothing for a room whose
+//! child name is taken by an object it does not control (a user who may only create
+//! StreamRooms must not overwrite another Secret or Role by picking a matching room name).
 
-use k8s_openapi::NamespaceResourceScope;
+use k8s_openapi::{NamespaceResourceScope, apimachinery::pkg::apis::meta::v1::ObjectMeta};
 use kube::{
     Api, Client,
     api::{DeleteParams, Patch, PatchParams},
@@ -12,7 +17,30 @@ use serde_json::json;
 use crate::{
     Error, FIELD_MANAGER, Result,
     build::{Child, ChildKind, child_kinds},
+    labels,
 };
+
+/// Who holds the name a child wants, as the API server answers now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Holder {
+    /// No object has the name: applying creates the child.
+    Nobody,
+    /// The object is controlled by this room: applying updates it.
+    ThisRoom,
+    /// Someone else's object (no controller, or another one): never applied.
+    Other,
+}
+
+impl Holder {
+    /// Who holds a name, given the metadata of the object found under it (if any).
+    pub fn of(existing: Option<&ObjectMeta>, owner_uid: &str) -> Self {
+        match existing {
+            None => Holder::Nobody,
+            Some(meta) if labels::is_controlled_by(meta, owner_uid) => Holder::ThisRoom,
+            Some(_) => Holder::Other,
+        }
+    }
+}
 
 fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
@@ -31,6 +59,21 @@ macro_rules! define_apply {
             match child {
                 $(Child::$kind(object) => apply::<$ty>(client, namespace, name, object).await,)*
             }
+        }
+
+        /// Ask the API server (metadata only: a foreign Secret's data is never read) who holds
+        /// the child's name.
+        pub async fn holder(client: &Client, child: &Child, owner_uid: &str) -> Result<Holder> {
+            let namespace = child
+                .meta()
+                .namespace
+                .as_deref()
+                .ok_or(Error::MissingField("child namespace"))?;
+            let name = child.name();
+            let existing = match child {
+                $(Child::$kind(_) => existing_meta::<$ty>(client, namespace, name).await?,)*
+            };
+            Ok(Holder::of(existing.as_ref(), owner_uid))
         }
 
         /// Delete a child the room no longer wants (foreground: its pods go with it).
@@ -59,6 +102,21 @@ where
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     api.patch(name, &params(), &Patch::Apply(object)).await?;
     Ok(())
+}
+
+async fn existing_meta<K>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ObjectMeta>>
+where
+    K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), namespace);
+    Ok(api.get_metadata_opt(name).await?.map(|o| o.metadata))
 }
 
 async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<()>

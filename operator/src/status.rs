@@ -23,6 +23,9 @@ pub const READY: &str = "Ready";
 pub const INGEST_READY: &str = "IngestReady";
 pub const CHAT_READY: &str = "ChatReady";
 pub const RECORDING_READY: &str = "RecordingReady";
+/// A child's name is held by an object the room does not control: condition type, and the
+/// reason of `Ready=False` and of the Warning event.
+pub const CHILD_CONFLICT: &str = "ChildConflict";
 
 /// Worker reports older than this are ignored: the worker is gone or cannot reach the API.
 pub const REPORT_MAX_AGE: Duration = Duration::from_secs(120);
@@ -311,21 +314,50 @@ pub fn compute_status(
 
 /// Status of a room that cannot run: phase Error, Ready=False with the reason.
 pub fn error_status(room: &StreamRoom, error: &RoomError, now: &Time) -> StreamRoomStatus {
-    let previous = room.status.clone().unwrap_or_default();
-    let generation = room.metadata.generation;
-    let ready = condition(
-        READY,
-        false,
-        error.reason(),
-        error.to_string(),
-        generation,
+    blocked_status(room, error.reason(), error.to_string(), Vec::new(), now)
+}
+
+/// What the Warning event says about one object (`Kind/name`) holding a child's name.
+pub fn conflict_message(object: &str) -> String {
+    format!(
+        "{object} exists and is not controlled by this StreamRoom, so it was left untouched; delete or rename it, or give the room another name"
+    )
+}
+
+/// Status of a room whose children's names are held by objects it does not control
+/// (`Kind/name` each): phase Error, Ready=False and `ChildConflict=True` naming them.
+pub fn conflict_status(room: &StreamRoom, conflicts: &[String], now: &Time) -> StreamRoomStatus {
+    let message = format!(
+        "{} exist and are not controlled by this StreamRoom, so nothing was applied; delete or rename them, or give the room another name",
+        conflicts.join(", ")
+    );
+    let conflict = condition(
+        CHILD_CONFLICT,
+        true,
+        "NameTaken",
+        message.clone(),
+        room.metadata.generation,
         now,
     );
+    blocked_status(room, CHILD_CONFLICT, message, vec![conflict], now)
+}
+
+fn blocked_status(
+    room: &StreamRoom,
+    reason: &str,
+    message: String,
+    extra: Vec<Condition>,
+    now: &Time,
+) -> StreamRoomStatus {
+    let previous = room.status.clone().unwrap_or_default();
+    let generation = room.metadata.generation;
+    let ready = condition(READY, false, reason, message.clone(), generation, now);
+    let conditions = std::iter::once(ready).chain(extra).collect();
     StreamRoomStatus {
         phase: Some(RoomPhase::Error),
-        message: Some(error.to_string()),
+        message: Some(message),
         observed_generation: generation,
-        conditions: carry_transition_times(&previous.conditions, vec![ready]),
+        conditions: carry_transition_times(&previous.conditions, conditions),
         ..StreamRoomStatus::default()
     }
 }

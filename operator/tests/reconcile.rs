@@ -7,6 +7,7 @@ use http::Method;
 use kube::runtime::controller::Action;
 use roomcast_crds::StreamRoom;
 use roomcast_operator::{
+    build::ChildKind,
     config::OperatorConfig,
     controller::{ChildStores, Context, error_policy, reconcile},
     fixtures::{Behaviour, Call, MockApi},
@@ -22,6 +23,16 @@ spec:
   chat: {replicas: 2}
 "#;
 
+const ROOM_UID: &str = "7b1e0c52-0000-4000-8000-000000000001";
+/// A room with a child of every kind (the Ingress needs a host, the PDB chat).
+const ROOM_WITH_EVERY_CHILD: &str = r#"
+apiVersion: roomcast.dev/v1alpha1
+kind: StreamRoom
+metadata: {name: lobby, namespace: shows, uid: 7b1e0c52-0000-4000-8000-000000000001, generation: 1}
+spec:
+  chat: {replicas: 2}
+  playback: {host: live.example.com}
+"#;
 const KEYS_PATH: &str = "/api/v1/namespaces/shows/secrets/lobby-keys";
 const STATUS_PATH: &str = "/apis/roomcast.dev/v1alpha1/namespaces/shows/streamrooms/lobby/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shows/events";
@@ -173,7 +184,9 @@ async fn new_room_gets_every_child_applied_and_a_pending_status() {
 async fn existing_secret_keys_are_kept() {
     let existing = json!({
         "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "lobby-keys", "namespace": "shows"},
+        "metadata": {"name": "lobby-keys", "namespace": "shows", "ownerReferences": [
+            {"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom", "name": "lobby",
+             "uid": ROOM_UID, "controller": true}]},
         // base64 of "streamkey-1" and "signing-1"
         "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
     });
@@ -469,5 +482,160 @@ async fn failed_apply_is_announced_with_a_warning_event() {
             .unwrap_or_default()
             .contains("Service/lobby-hls"),
         "{event}"
+    );
+}
+
+/// Where a child of `kind` lives in the API (the test names each kind, so a new kind in
+/// `child_kinds!` fails to compile here until it is covered).
+fn collection(kind: ChildKind) -> &'static str {
+    match kind {
+        ChildKind::Secret => "/secrets/",
+        ChildKind::ConfigMap => "/configmaps/",
+        ChildKind::ServiceAccount => "/serviceaccounts/",
+        ChildKind::Role => "/roles/",
+        ChildKind::RoleBinding => "/rolebindings/",
+        ChildKind::Service => "/services/",
+        ChildKind::Deployment => "/deployments/",
+        ChildKind::Ingress => "/ingresses/",
+        ChildKind::NetworkPolicy => "/networkpolicies/",
+        ChildKind::PodDisruptionBudget => "/poddisruptionbudgets/",
+    }
+}
+
+/// An object found at `path` whose metadata carries `owner_references`.
+fn existing_at(path: &str, owner_references: Value) -> Behaviour {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let object = json!({"metadata": {"name": name, "namespace": "shows",
+        "labels": {"app.kubernetes.io/managed-by": "roomcast-operator"},
+        "ownerReferences": owner_references}});
+    Behaviour {
+        existing: [(path.to_owned(), object)].into_iter().collect(),
+        ..Behaviour::default()
+    }
+}
+
+fn owner(uid: &str, controller: bool) -> Value {
+    json!([{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom", "name": "lobby",
+            "uid": uid, "controller": controller}])
+}
+
+#[tokio::test]
+async fn a_child_name_held_by_an_object_the_room_does_not_control_is_never_applied() {
+    // Where each kind's first child is applied, from a pass against an empty namespace.
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(room(ROOM_WITH_EVERY_CHILD), ctx)
+        .await
+        .expect("first pass");
+    let paths = child_patches(&mock.calls());
+
+    for &kind in ChildKind::ALL {
+        let path = paths
+            .iter()
+            .find(|p| p.contains(collection(kind)))
+            .unwrap_or_else(|| panic!("no {kind} applied; got {paths:#?}"));
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let object = format!("{kind}/{name}");
+        for (case, owner_references) in [
+            ("no owner", json!([])),
+            ("another room", owner("another-room-uid", true)),
+            ("this room, not as controller", owner(ROOM_UID, false)),
+        ] {
+            let (ctx, mock) = context(existing_at(path, owner_references));
+            let action = reconcile(room(ROOM_WITH_EVERY_CHILD), ctx)
+                .await
+                .expect("a conflict is reported, not failed");
+            assert_eq!(
+                action,
+                Action::requeue(Duration::from_secs(60)),
+                "{object}, {case}"
+            );
+            let calls = mock.calls();
+            assert!(
+                child_patches(&calls).is_empty(),
+                "{object} ({case}): nothing may be applied, got {:#?}",
+                child_patches(&calls)
+            );
+            assert!(
+                !calls.iter().any(|c| c.method == Method::DELETE),
+                "{object} ({case}): nothing may be deleted"
+            );
+
+            let status = &status_patch(&calls).expect("status patched")["status"];
+            assert_eq!(status["phase"], "Error", "{object}, {case}");
+            let conditions = status["conditions"].as_array().expect("conditions");
+            let ready = &conditions[0];
+            assert_eq!(
+                (&ready["type"], &ready["status"], &ready["reason"]),
+                (&json!("Ready"), &json!("False"), &json!("ChildConflict")),
+                "{object}, {case}"
+            );
+            let conflict = conditions
+                .iter()
+                .find(|c| c["type"] == "ChildConflict")
+                .unwrap_or_else(|| panic!("{object} ({case}): no ChildConflict condition"));
+            assert_eq!(conflict["status"], "True");
+            assert!(
+                conflict["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(&object),
+                "{object} ({case}): {conflict}"
+            );
+
+            let event = events(&calls)
+                .into_iter()
+                .find(|e| e["reason"] == "ChildConflict")
+                .unwrap_or_else(|| panic!("{object} ({case}): no ChildConflict event"));
+            assert_eq!(event["type"], "Warning");
+            assert!(
+                event["note"].as_str().unwrap_or_default().contains(&object),
+                "{object} ({case}): {event}"
+            );
+            assert!(
+                !events(&calls)
+                    .iter()
+                    .any(|e| e["reason"] == "KeysGenerated"),
+                "{object} ({case}): no keys are announced for a room that is not applied"
+            );
+        }
+
+        // The same name held by the room itself is applied as usual.
+        let (ctx, mock) = context(existing_at(path, owner(ROOM_UID, true)));
+        reconcile(room(ROOM_WITH_EVERY_CHILD), ctx)
+            .await
+            .expect("reconcile succeeds");
+        let calls = mock.calls();
+        assert!(
+            child_patches(&calls).iter().any(|p| p == path),
+            "{object} controlled by the room must be applied"
+        );
+        assert!(
+            !events(&calls)
+                .iter()
+                .any(|e| e["reason"] == "ChildConflict"),
+            "{object}: no conflict"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_secret_of_the_keys_name_holds_the_room_without_leaking_its_data() {
+    let foreign = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lobby-keys", "namespace": "shows"},
+        "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
+    });
+    let behaviour = Behaviour {
+        existing: [(KEYS_PATH.to_owned(), foreign)].into_iter().collect(),
+        ..Behaviour::default()
+    };
+    let (ctx, mock) = context(behaviour);
+    reconcile(room(ROOM), ctx).await.expect("reported");
+    let calls = mock.calls();
+    assert!(child_patches(&calls).is_empty(), "{calls:#?}");
+    let status = serde_json::to_string(&status_patch(&calls).expect("status")).expect("json");
+    assert!(
+        !status.contains("c3RyZWFta2V5LTE") && status.contains("Secret/lobby-keys"),
+        "{status}"
     );
 }
