@@ -68,9 +68,15 @@ impl RoomRef {
             .namespace
             .clone()
             .ok_or(Error::MissingField("metadata.namespace"))?;
-        let owner = room
-            .controller_owner_ref(&())
-            .ok_or(Error::MissingField("metadata.uid"))?;
+        let owner = OwnerReference {
+            // Foreground deletion of a room waits for its children (the media pod finishes
+            // its segment and closes the recording before the room is gone). The API server
+            // lets the operator set this only with `update` on `streamrooms/finalizers`.
+            block_owner_deletion: Some(true),
+            ..room
+                .controller_owner_ref(&())
+                .ok_or(Error::MissingField("metadata.uid"))?
+        };
         Ok(Self {
             name,
             namespace,

@@ -11,8 +11,9 @@ use k8s_openapi::{
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 use roomcast_crds::worker_config::{
-    CONFIG_DIR, HTTP_PORT, KEYS_DIR, METRICS_PORT, MONGODB_DIR, ORIGIN_SECRET_DIR,
-    ORIGIN_SECRET_KEY, RTMP_PORT, S3_CREDENTIALS_DIR, SPOOL_DIR, STREAM_KEY_DIR, STREAM_KEY_KEY,
+    CHAT_SIGNING_KEY_KEY, CONFIG_DIR, HTTP_PORT, KEYS_DIR, METRICS_PORT, MONGODB_DIR,
+    ORIGIN_SECRET_DIR, ORIGIN_SECRET_KEY, RTMP_PORT, S3_CREDENTIALS_DIR, SPOOL_DIR, STREAM_KEY_DIR,
+    STREAM_KEY_KEY,
 };
 
 use super::{
@@ -33,13 +34,29 @@ const TMP_SIZE_MIB: u32 = 64;
 pub const DATA_DIR: &str = "/var/lib/roomcast";
 const DATA_SIZE_MIB: u32 = 1024;
 
-fn common_mounts(room: &ValidRoom, inputs: &BuildInputs) -> Vec<Mount> {
-    let mut mounts = vec![
-        Mount::config_map("config", room.room.child("config"), CONFIG_DIR),
-        Mount::secret("keys", room.room.child(KEYS_SECRET), None, KEYS_DIR),
+/// One key of the room's `<room>-keys` Secret, at `KEYS_DIR/<key>`. Each pod mounts only
+/// the key it uses: a chat pod that is broken into must not yield the stream key, nor the
+/// media pod the key that signs chat tokens.
+fn room_key_mount(room: &ValidRoom, key: &str) -> Mount {
+    Mount::secret(
+        "keys",
+        room.room.child(KEYS_SECRET),
+        Some(vec![(key.to_owned(), key.to_owned())]),
+        KEYS_DIR,
+    )
+}
+
+fn common_mounts(room: &ValidRoom, inputs: &BuildInputs, keys: Option<Mount>) -> Vec<Mount> {
+    let mut mounts = vec![Mount::config_map(
+        "config",
+        room.room.child("config"),
+        CONFIG_DIR,
+    )];
+    mounts.extend(keys);
+    mounts.extend([
         Mount::empty_dir("tmp", TMP_SIZE_MIB, "/tmp"),
         Mount::empty_dir("data", DATA_SIZE_MIB, DATA_DIR),
-    ];
+    ]);
     if inputs.default_mongodb.is_some() {
         mounts.push(Mount::secret(
             "mongodb",
@@ -89,7 +106,14 @@ pub fn build_media_deployment(
     config_hash: &str,
 ) -> Deployment {
     let spec = &room.spec;
-    let mut mounts = common_mounts(room, inputs);
+    // A room that brings its own stream key gets no generated one: nothing of `<room>-keys`
+    // is the media worker's then.
+    let generated_key = spec
+        .ingest
+        .stream_key_secret_ref
+        .is_none()
+        .then(|| room_key_mount(room, STREAM_KEY_KEY));
+    let mut mounts = common_mounts(room, inputs, generated_key);
     if let Some(key_ref) = &spec.ingest.stream_key_secret_ref {
         mounts.push(Mount::secret(
             "stream-key",
@@ -203,7 +227,11 @@ pub fn build_chat_deployment(
                 Component::Chat,
                 config_hash,
                 container,
-                common_mounts(room, inputs),
+                common_mounts(
+                    room,
+                    inputs,
+                    Some(room_key_mount(room, CHAT_SIGNING_KEY_KEY)),
+                ),
             ),
             ..DeploymentSpec::default()
         }),

@@ -1,7 +1,11 @@
 //! The two worker Deployments: pod security, probes, replicas, images, resources, mounts.
 
 use k8s_openapi::{
-    api::core::v1::ResourceRequirements, apimachinery::pkg::util::intstr::IntOrString,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{KeyToPath, ResourceRequirements},
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
 };
 use roomcast_operator::{
     build::{BuildInputs, Child},
@@ -248,7 +252,6 @@ fn chat_pods_mount_only_the_config_keys_and_scratch_space() {
         volume_names(deployment(&children, "lobby-media")),
         [
             "config",
-            "keys",
             "tmp",
             "data",
             "stream-key",
@@ -422,5 +425,64 @@ fn chat_gets_the_operators_trusted_proxies_and_media_does_not() {
         !env_of(&children, "lobby-chat")
             .iter()
             .any(|(name, _)| name == &wanted.0)
+    );
+}
+
+/// The keys of `<room>-keys` a Deployment's pods can read, each with the file it lands at.
+fn room_key_files(deployment: &Deployment) -> Vec<(String, String)> {
+    let spec = pod_spec(deployment);
+    let mounts = spec.containers[0].volume_mounts.clone().unwrap_or_default();
+    spec.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| Some((v, v.secret.as_ref()?)))
+        .filter(|(_, s)| s.secret_name.as_deref() == Some("lobby-keys"))
+        .flat_map(|(volume, secret)| {
+            let dir = mounts
+                .iter()
+                .find(|m| m.name == volume.name)
+                .map(|m| m.mount_path.clone())
+                .unwrap_or_default();
+            // No `items` would expose every key of the Secret.
+            let items = secret.items.clone().unwrap_or_else(|| {
+                vec![KeyToPath {
+                    key: "*".to_owned(),
+                    path: "*".to_owned(),
+                    ..KeyToPath::default()
+                }]
+            });
+            items
+                .into_iter()
+                .map(move |i| (i.key, format!("{dir}/{}", i.path)))
+        })
+        .collect()
+}
+
+#[test]
+fn each_pod_mounts_only_the_room_key_it_uses_where_its_config_looks() {
+    let children = build(&room("{}"), &platform_config());
+    let worker = worker_config_of(&children);
+    assert_eq!(
+        room_key_files(deployment(&children, "lobby-media")),
+        [("stream-key".to_owned(), worker.ingest.stream_key_file)]
+    );
+    assert_eq!(
+        room_key_files(deployment(&children, "lobby-chat")),
+        [(
+            "chat-signing-key".to_owned(),
+            worker.chat.expect("chat").signing_key_file
+        )]
+    );
+}
+
+#[test]
+fn media_mounts_nothing_of_the_room_keys_when_the_room_brings_its_stream_key() {
+    let children = build(
+        &room("ingest: {streamKeySecretRef: {name: my-key, key: key}}"),
+        &platform_config(),
+    );
+    assert_eq!(
+        room_key_files(deployment(&children, "lobby-media")),
+        Vec::<(String, String)>::new()
     );
 }
