@@ -171,7 +171,6 @@ fn dev_operator_config() -> OperatorConfig {
             bucket: Some(LOCAL_BUCKET.to_owned()),
             ..Default::default()
         },
-        redis_url: None,
         playback_scheme: "http".to_owned(),
         ..OperatorConfig::default()
     }
@@ -200,20 +199,19 @@ fn persistent_key(dir: &Path, name: &str) -> Result<Secret> {
 
 /// The worker configuration of a validated room with local paths and its keys.
 fn prepare_room(valid: &ValidRoom, data_dir: &Path, record: bool, s3: &DevS3) -> Result<DevRoom> {
-    let config = dev_operator_config();
     let keys_dir = data_dir
         .join("keys")
         .join(&valid.room.namespace)
         .join(&valid.room.name);
     // No Secrets here: a room that names its own key Secret gets a local key too.
     let stream_key = persistent_key(&keys_dir, STREAM_KEY_KEY)?;
-    let mut worker = worker_config(valid, &config);
+    let mut worker = worker_config(valid);
     worker.ingest.stream_key_file = keys_dir.join(STREAM_KEY_KEY).display().to_string();
     let chat_key = match &mut worker.chat {
         Some(chat) => {
             let key = persistent_key(&keys_dir, CHAT_SIGNING_KEY_KEY)?;
             chat.signing_key_file = keys_dir.join(CHAT_SIGNING_KEY_KEY).display().to_string();
-            chat.redis_url = None;
+            chat.redis_url_file = None;
             Some(
                 SigningKey::new(key).map_err(|e| roomcast_chat::Error::Config {
                     field: "chat.signingKeyFile",

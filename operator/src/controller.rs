@@ -35,7 +35,7 @@ use crate::{
     keys, labels,
     metrics::{ErrorLabels, KindLabels, Metrics},
     status::{self, Observed},
-    validate::{self, ValidRoom},
+    validate::{self, SecretSource, ValidRoom},
 };
 
 /// How long an error waits before the room is tried again (doubled per consecutive failure).
@@ -282,6 +282,20 @@ impl Context {
             );
         }
         Ok(data)
+    }
+
+    /// A default Secret a room uses a copy of: it must exist.
+    async fn shared_default_secret(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<BTreeMap<String, ByteString>> {
+        self.default_secret(name).await?.ok_or_else(|| {
+            Error::Config(format!(
+                "default {what} Secret {}/{name} does not exist",
+                self.config.operator_namespace
+            ))
+        })
     }
 
     fn full_apply_due(&self, key: &str) -> bool {
@@ -583,28 +597,27 @@ async fn build_inputs(valid: &ValidRoom, ctx: &Context) -> Result<BuildInputs> {
 
     let default_s3_credentials = match (&valid.recording, &ctx.config.s3.credentials_secret) {
         (Some(r), Some(name)) if r.uses_default_credentials => {
-            Some(ctx.default_secret(name).await?.ok_or_else(|| {
-                Error::Config(format!(
-                    "default S3 credentials Secret {}/{name} does not exist",
-                    ctx.config.operator_namespace
-                ))
-            })?)
+            Some(ctx.shared_default_secret(name, "S3 credentials").await?)
         }
         _ => None,
     };
-    let default_mongodb = match &ctx.config.mongodb_secret {
-        Some(name) => Some(ctx.default_secret(name).await?.ok_or_else(|| {
-            Error::Config(format!(
-                "default MongoDB Secret {}/{name} does not exist",
-                ctx.config.operator_namespace
-            ))
-        })?),
-        None => None,
+    let default_mongodb = match (&valid.mongodb, &ctx.config.mongodb_secret) {
+        (Some(SecretSource::Shared), Some(name)) => {
+            Some(ctx.shared_default_secret(name, "MongoDB").await?)
+        }
+        _ => None,
+    };
+    let default_redis = match (&valid.redis, &ctx.config.redis_secret) {
+        (Some(SecretSource::Shared), Some(name)) => {
+            Some(ctx.shared_default_secret(name, "Redis").await?)
+        }
+        _ => None,
     };
     Ok(BuildInputs {
         keys,
         default_s3_credentials,
         default_mongodb,
+        default_redis,
     })
 }
 

@@ -187,7 +187,7 @@ pub fn compute_status(
                 true,
                 "SingleReplicaWithoutSharedStore",
                 format!(
-                    "running 1 of {} chat replicas: several need Redis (Helm value redis.url) and MongoDB (mongodb.uriSecret)",
+                    "running 1 of {} chat replicas: several need Redis and MongoDB; name Secrets in spec.chat.redisSecretRef (key url) and spec.mongodbSecretRef (key uri), or ask the platform to share its own (Helm values redis.urlSecret, mongodb.uriSecret, recording.shareDefaultCredentials)",
                     valid.spec.chat.replicas
                 ),
                 generation,
@@ -393,8 +393,9 @@ mod tests {
     fn config() -> OperatorConfig {
         OperatorConfig {
             playback_scheme: "https".into(),
-            redis_url: Some("redis://r".into()),
+            redis_secret: Some("redis".into()),
             mongodb_secret: Some("mongo".into()),
+            share_default_credentials: true,
             ..OperatorConfig::default()
         }
     }

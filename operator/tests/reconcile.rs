@@ -47,14 +47,25 @@ fn context(behaviour: Behaviour) -> (Arc<Context>, MockApi) {
 }
 
 fn context_with_stores(behaviour: Behaviour, stores: ChildStores) -> (Arc<Context>, MockApi) {
-    let (client, mock) = MockApi::start(behaviour, true);
-    let config = OperatorConfig {
+    context_with(behaviour, stores, test_config())
+}
+
+fn test_config() -> OperatorConfig {
+    OperatorConfig {
         media_image: "roomcast:test".into(),
         chat_image: "roomcast:test".into(),
         playback_scheme: "https".into(),
         operator_namespace: "roomcast-system".into(),
         ..OperatorConfig::default()
-    };
+    }
+}
+
+fn context_with(
+    behaviour: Behaviour,
+    stores: ChildStores,
+    config: OperatorConfig,
+) -> (Arc<Context>, MockApi) {
+    let (client, mock) = MockApi::start(behaviour, true);
     let ctx = Context::new(
         client,
         config,
@@ -637,5 +648,115 @@ async fn a_foreign_secret_of_the_keys_name_holds_the_room_without_leaking_its_da
     assert!(
         !status.contains("c3RyZWFta2V5LTE") && status.contains("Secret/lobby-keys"),
         "{status}"
+    );
+}
+
+/// A platform with default S3 credentials, MongoDB and Redis in its own namespace.
+fn platform_with_secrets(share: bool) -> OperatorConfig {
+    let mut config = test_config();
+    config.s3.bucket = Some("platform-vods".into());
+    config.s3.credentials_secret = Some("roomcast-s3".into());
+    config.mongodb_secret = Some("roomcast-mongodb".into());
+    config.redis_secret = Some("roomcast-redis".into());
+    config.share_default_credentials = share;
+    config
+}
+
+const OPERATOR_SECRETS: &str = "/api/v1/namespaces/roomcast-system/secrets/";
+
+#[tokio::test]
+async fn a_room_needing_unshared_platform_credentials_says_so_and_gets_no_pods() {
+    let recording = ROOM.replace("chat: {replicas: 2}", "recording: {enabled: true}");
+    let (ctx, mock) = context_with(
+        Behaviour::default(),
+        ChildStores::default(),
+        platform_with_secrets(false),
+    );
+    let action = reconcile(room(&recording), ctx)
+        .await
+        .expect("reported, not failed");
+    assert_eq!(action, Action::await_change());
+    let calls = mock
+        .wait_for_calls(2, TIMEOUT)
+        .await
+        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+    assert!(child_patches(&calls).is_empty(), "{calls:#?}");
+    assert!(
+        !calls.iter().any(|c| c.path().starts_with(OPERATOR_SECRETS)),
+        "the platform's Secrets are not even read: {calls:#?}"
+    );
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    assert_eq!(status["phase"], "Error");
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["reason"], "MissingCredentials");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("needs S3 credentials") && message.contains("credentialsSecretRef"),
+        "{message}"
+    );
+    let event = events(&calls).into_iter().next().expect("warning event");
+    assert_eq!(
+        (&event["type"], &event["reason"]),
+        (&json!("Warning"), &json!("MissingCredentials"))
+    );
+}
+
+#[tokio::test]
+async fn shared_platform_credentials_are_copied_only_when_the_platform_opts_in() {
+    let secret = |name: &str, key: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": name, "namespace": "roomcast-system"},
+               "data": {key: value}})
+    };
+    let behaviour = Behaviour {
+        existing: [
+            ("roomcast-s3", "AWS_SECRET_ACCESS_KEY", "czM="),
+            ("roomcast-mongodb", "uri", "bW9uZ28="),
+            ("roomcast-redis", "url", "cmVkaXM="),
+        ]
+        .into_iter()
+        .map(|(name, key, value)| {
+            (
+                format!("{OPERATOR_SECRETS}{name}"),
+                secret(name, key, value),
+            )
+        })
+        .collect(),
+        ..Behaviour::default()
+    };
+    let recording = ROOM.replace(
+        "chat: {replicas: 2}",
+        "chat: {replicas: 2}\n  recording: {enabled: true}",
+    );
+    let (ctx, mock) = context_with(
+        behaviour,
+        ChildStores::default(),
+        platform_with_secrets(true),
+    );
+    reconcile(room(&recording), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let calls = mock.calls();
+    let copies: Vec<(String, Value)> = patches(&calls)
+        .into_iter()
+        .filter(|c| c.path().contains("/secrets/") && !c.path().ends_with("-keys"))
+        .map(|c| (c.path().to_owned(), c.body["data"].clone()))
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            (
+                "/api/v1/namespaces/shows/secrets/lobby-s3".to_owned(),
+                json!({"AWS_SECRET_ACCESS_KEY": "czM="})
+            ),
+            (
+                "/api/v1/namespaces/shows/secrets/lobby-mongodb".to_owned(),
+                json!({"uri": "bW9uZ28="})
+            ),
+            (
+                "/api/v1/namespaces/shows/secrets/lobby-redis".to_owned(),
+                json!({"url": "cmVkaXM="})
+            ),
+        ]
     );
 }

@@ -144,6 +144,7 @@ fn chat_replicas_follow_the_spec_when_redis_and_mongodb_are_configured() {
     let room = room("chat: {replicas: 3}");
     let children = build_with(&room, &config, |inputs| BuildInputs {
         default_mongodb: Some(secret_bytes(&[("uri", "mongodb://mongo:27017/roomcast")])),
+        default_redis: Some(secret_bytes(&[("url", "redis://:pw@redis:6379")])),
         ..inputs
     });
     let spec = deployment(&children, "lobby-chat")
@@ -158,7 +159,12 @@ fn chat_replicas_follow_the_spec_when_redis_and_mongodb_are_configured() {
 
     let chat = worker_config_of(&children).chat.expect("chat config");
     assert_eq!(chat.spec.replicas, 3);
-    assert_eq!(chat.redis_url, config.redis_url);
+    assert_eq!(
+        chat.redis_url_file.as_deref(),
+        Some("/etc/roomcast/redis/url")
+    );
+    let redis = secret_volume(deployment(&children, "lobby-chat"), "redis");
+    assert_eq!(redis.secret_name.as_deref(), Some("lobby-redis"));
     assert!(!valid(&room, &config).chat_scaled_down());
 }
 
@@ -190,7 +196,7 @@ fn chat_runs_one_replica_without_redis() {
 
     let chat = worker_config_of(&children).chat.expect("chat config");
     assert_eq!(chat.spec.replicas, 1);
-    assert_eq!(chat.redis_url, None);
+    assert_eq!(chat.redis_url_file, None);
     assert!(valid(&room, &config).chat_scaled_down());
 }
 
@@ -198,7 +204,7 @@ fn chat_runs_one_replica_without_redis() {
 fn single_chat_replica_does_not_use_redis_even_when_configured() {
     let children = build(&room("chat: {replicas: 1}"), &platform_config());
     let chat = worker_config_of(&children).chat.expect("chat config");
-    assert_eq!(chat.redis_url, None);
+    assert_eq!(chat.redis_url_file, None);
 }
 
 #[test]
@@ -485,4 +491,33 @@ fn media_mounts_nothing_of_the_room_keys_when_the_room_brings_its_stream_key() {
         room_key_files(deployment(&children, "lobby-media")),
         Vec::<(String, String)>::new()
     );
+}
+
+#[test]
+fn worker_pods_get_the_operators_image_pull_secrets() {
+    let pulls = |children: &[Child], name: &str| -> Vec<String> {
+        pod_spec(deployment(children, name))
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    let config = OperatorConfig {
+        image_pull_secrets: vec!["regcred".to_owned(), "mirror".to_owned()],
+        ..platform_config()
+    };
+    let children = build(&room("{}"), &config);
+    for name in ["lobby-media", "lobby-chat"] {
+        assert_eq!(pulls(&children, name), ["regcred", "mirror"], "{name}");
+    }
+    let children = build(&room("{}"), &platform_config());
+    for name in ["lobby-media", "lobby-chat"] {
+        assert!(
+            pod_spec(deployment(&children, name))
+                .image_pull_secrets
+                .is_none(),
+            "{name}: none configured, none set"
+        );
+    }
 }

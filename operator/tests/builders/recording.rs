@@ -19,6 +19,7 @@ fn default_s3_config() -> OperatorConfig {
             credentials_secret: Some("roomcast-s3".to_owned()),
             allow_http_endpoint: false,
         },
+        share_default_credentials: true,
         ..platform_config()
     }
 }
