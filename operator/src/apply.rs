@@ -46,16 +46,20 @@ fn params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+fn namespace_and_name(child: &Child) -> Result<(&str, &str)> {
+    let namespace = child
+        .meta()
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingField("child namespace"))?;
+    Ok((namespace, child.name()))
+}
+
 macro_rules! define_apply {
     ($($kind:ident: $ty:ty => $field:ident ($cached:ident),)*) => {
         /// Apply one child into its namespace.
         pub async fn apply_child(client: &Client, child: &Child) -> Result<()> {
-            let namespace = child
-                .meta()
-                .namespace
-                .as_deref()
-                .ok_or(Error::MissingField("child namespace"))?;
-            let name = child.name();
+            let (namespace, name) = namespace_and_name(child)?;
             match child {
                 $(Child::$kind(object) => apply::<$ty>(client, namespace, name, object).await,)*
             }
@@ -64,12 +68,7 @@ macro_rules! define_apply {
         /// Ask the API server (metadata only: a foreign Secret's data is never read) who holds
         /// the child's name.
         pub async fn holder(client: &Client, child: &Child, owner_uid: &str) -> Result<Holder> {
-            let namespace = child
-                .meta()
-                .namespace
-                .as_deref()
-                .ok_or(Error::MissingField("child namespace"))?;
-            let name = child.name();
+            let (namespace, name) = namespace_and_name(child)?;
             let existing = match child {
                 $(Child::$kind(_) => existing_meta::<$ty>(client, namespace, name).await?,)*
             };
@@ -104,28 +103,33 @@ where
     Ok(())
 }
 
-async fn existing_meta<K>(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<ObjectMeta>>
-where
+/// What the generic calls below need of a child type (every `child_kinds!` type is one).
+trait NamespacedObject:
+    kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+{
+}
+
+impl<K> NamespacedObject for K where
     K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
         + Clone
         + serde::de::DeserializeOwned
-        + std::fmt::Debug,
+        + std::fmt::Debug
 {
+}
+
+async fn existing_meta<K: NamespacedObject>(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ObjectMeta>> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     Ok(api.get_metadata_opt(name).await?.map(|o| o.metadata))
 }
 
-async fn delete<K>(client: &Client, namespace: &str, name: &str) -> Result<()>
-where
-    K: kube::Resource<Scope = NamespaceResourceScope, DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+async fn delete<K: NamespacedObject>(client: &Client, namespace: &str, name: &str) -> Result<()> {
     let api: Api<K> = Api::namespaced(client.clone(), namespace);
     match api.delete(name, &DeleteParams::foreground()).await {
         Ok(_) => Ok(()),

@@ -25,14 +25,9 @@ spec:
 
 const ROOM_UID: &str = "7b1e0c52-0000-4000-8000-000000000001";
 /// A room with a child of every kind (the Ingress needs a host, the PDB chat).
-const ROOM_WITH_EVERY_CHILD: &str = r#"
-apiVersion: roomcast.dev/v1alpha1
-kind: StreamRoom
-metadata: {name: lobby, namespace: shows, uid: 7b1e0c52-0000-4000-8000-000000000001, generation: 1}
-spec:
-  chat: {replicas: 2}
-  playback: {host: live.example.com}
-"#;
+fn room_with_every_child() -> String {
+    format!("{ROOM}  playback: {{host: live.example.com}}\n")
+}
 const KEYS_PATH: &str = "/api/v1/namespaces/shows/secrets/lobby-keys";
 const STATUS_PATH: &str = "/apis/roomcast.dev/v1alpha1/namespaces/shows/streamrooms/lobby/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shows/events";
@@ -94,6 +89,28 @@ fn events(calls: &[Call]) -> Vec<&Value> {
         .filter(|c| c.method == Method::POST && c.path() == EVENTS_PATH)
         .map(|c| &c.body)
         .collect()
+}
+
+/// The calls of a pass that reports a room which cannot run: at least an event and a status
+/// patch (a timeout catches calls that never came).
+async fn event_and_status(mock: &MockApi) -> Vec<Call> {
+    mock.wait_for_calls(2, TIMEOUT)
+        .await
+        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"))
+}
+
+fn has_event(calls: &[Call], reason: &str) -> bool {
+    events(calls).iter().any(|e| e["reason"] == reason)
+}
+
+/// `lobby-keys` holding both keys, with `owner_references` as its owners.
+fn keys_secret(owner_references: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lobby-keys", "namespace": "shows", "ownerReferences": owner_references},
+        // base64 of "streamkey-1" and "signing-1"
+        "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
+    })
 }
 
 fn status_patch(calls: &[Call]) -> Option<&Value> {
@@ -193,14 +210,7 @@ async fn new_room_gets_every_child_applied_and_a_pending_status() {
 
 #[tokio::test]
 async fn existing_secret_keys_are_kept() {
-    let existing = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "lobby-keys", "namespace": "shows", "ownerReferences": [
-            {"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom", "name": "lobby",
-             "uid": ROOM_UID, "controller": true}]},
-        // base64 of "streamkey-1" and "signing-1"
-        "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
-    });
+    let existing = keys_secret(owner(ROOM_UID, true));
     let behaviour = Behaviour {
         existing: [(KEYS_PATH.to_owned(), existing)].into_iter().collect(),
         ..Behaviour::default()
@@ -217,9 +227,7 @@ async fn existing_secret_keys_are_kept() {
     assert_eq!(keys.body["data"]["stream-key"], "c3RyZWFta2V5LTE=");
     assert_eq!(keys.body["data"]["chat-signing-key"], "c2lnbmluZy0x");
     assert!(
-        !events(&calls)
-            .iter()
-            .any(|e| e["reason"] == "KeysGenerated"),
+        !has_event(&calls, "KeysGenerated"),
         "no key may be generated when both exist"
     );
 }
@@ -279,10 +287,7 @@ async fn invalid_spec_sets_error_condition_and_event_without_children() {
         Action::await_change(),
         "an invalid spec waits for the next change"
     );
-    let calls = mock
-        .wait_for_calls(2, TIMEOUT)
-        .await
-        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+    let calls = event_and_status(&mock).await;
 
     assert!(
         child_patches(&calls).is_empty(),
@@ -327,10 +332,7 @@ async fn dvr_window_beyond_the_media_memory_limit_is_refused_with_the_arithmetic
         .await
         .expect("reported, not failed");
     assert_eq!(action, Action::await_change());
-    let calls = mock
-        .wait_for_calls(2, TIMEOUT)
-        .await
-        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+    let calls = event_and_status(&mock).await;
     assert!(child_patches(&calls).is_empty(), "{calls:#?}");
 
     let event = events(&calls).into_iter().next().expect("warning event");
@@ -534,7 +536,7 @@ fn owner(uid: &str, controller: bool) -> Value {
 async fn a_child_name_held_by_an_object_the_room_does_not_control_is_never_applied() {
     // Where each kind's first child is applied, from a pass against an empty namespace.
     let (ctx, mock) = context(Behaviour::default());
-    reconcile(room(ROOM_WITH_EVERY_CHILD), ctx)
+    reconcile(room(&room_with_every_child()), ctx)
         .await
         .expect("first pass");
     let paths = child_patches(&mock.calls());
@@ -552,7 +554,7 @@ async fn a_child_name_held_by_an_object_the_room_does_not_control_is_never_appli
             ("this room, not as controller", owner(ROOM_UID, false)),
         ] {
             let (ctx, mock) = context(existing_at(path, owner_references));
-            let action = reconcile(room(ROOM_WITH_EVERY_CHILD), ctx)
+            let action = reconcile(room(&room_with_every_child()), ctx)
                 .await
                 .expect("a conflict is reported, not failed");
             assert_eq!(
@@ -603,16 +605,14 @@ async fn a_child_name_held_by_an_object_the_room_does_not_control_is_never_appli
                 "{object} ({case}): {event}"
             );
             assert!(
-                !events(&calls)
-                    .iter()
-                    .any(|e| e["reason"] == "KeysGenerated"),
+                !has_event(&calls, "KeysGenerated"),
                 "{object} ({case}): no keys are announced for a room that is not applied"
             );
         }
 
         // The same name held by the room itself is applied as usual.
         let (ctx, mock) = context(existing_at(path, owner(ROOM_UID, true)));
-        reconcile(room(ROOM_WITH_EVERY_CHILD), ctx)
+        reconcile(room(&room_with_every_child()), ctx)
             .await
             .expect("reconcile succeeds");
         let calls = mock.calls();
@@ -620,22 +620,13 @@ async fn a_child_name_held_by_an_object_the_room_does_not_control_is_never_appli
             child_patches(&calls).iter().any(|p| p == path),
             "{object} controlled by the room must be applied"
         );
-        assert!(
-            !events(&calls)
-                .iter()
-                .any(|e| e["reason"] == "ChildConflict"),
-            "{object}: no conflict"
-        );
+        assert!(!has_event(&calls, "ChildConflict"), "{object}: no conflict");
     }
 }
 
 #[tokio::test]
 async fn a_foreign_secret_of_the_keys_name_holds_the_room_without_leaking_its_data() {
-    let foreign = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "lobby-keys", "namespace": "shows"},
-        "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
-    });
+    let foreign = keys_secret(json!([]));
     let behaviour = Behaviour {
         existing: [(KEYS_PATH.to_owned(), foreign)].into_iter().collect(),
         ..Behaviour::default()
@@ -676,10 +667,7 @@ async fn a_room_needing_unshared_platform_credentials_says_so_and_gets_no_pods()
         .await
         .expect("reported, not failed");
     assert_eq!(action, Action::await_change());
-    let calls = mock
-        .wait_for_calls(2, TIMEOUT)
-        .await
-        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+    let calls = event_and_status(&mock).await;
     assert!(child_patches(&calls).is_empty(), "{calls:#?}");
     assert!(
         !calls.iter().any(|c| c.path().starts_with(OPERATOR_SECRETS)),
