@@ -156,3 +156,22 @@ pub async fn apply_status(
         .await?;
     Ok(())
 }
+
+/// Apply a JSON patch (RFC 6902) to a room's status: the one way to remove list entries that
+/// other field managers own (see [`crate::status::prune_chat_replicas_patch`]).
+pub async fn json_patch_status(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    patch: serde_json::Value,
+) -> Result<()> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(patch).map_err(|source| Error::Serialize {
+            what: "status JSON patch",
+            source,
+        })?;
+    let api: Api<StreamRoom> = Api::namespaced(client.clone(), namespace);
+    api.patch_status(name, &PatchParams::default(), &Patch::Json::<()>(patch))
+        .await?;
+    Ok(())
+}

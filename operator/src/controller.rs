@@ -532,12 +532,36 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
         )
         .map(|s| (*s).clone()),
     };
-    let status = status::compute_status(room, &valid, &ctx.config, &observed, &now());
+    let now = now();
+    let status = status::compute_status(room, &valid, &ctx.config, &observed, &now);
     if needs_status_patch(room, &status) {
         write_status(room, ctx, &status).await?;
     }
+    prune_stale_chat_replicas(room, ctx, &valid, &now).await;
     ctx.metrics.set_phase(key, status.phase);
     Ok(Action::requeue(ctx.resync))
+}
+
+/// Remove the `status.chat.replicas` entries of replicas that stopped reporting. Best effort:
+/// a refused patch (a replica reported meanwhile) is tried again on the next pass.
+async fn prune_stale_chat_replicas(
+    room: &StreamRoom,
+    ctx: &Context,
+    valid: &ValidRoom,
+    now: &Time,
+) {
+    let stale = status::stale_chat_replicas(room, now);
+    if stale.is_empty() {
+        return;
+    }
+    let pods: Vec<&str> = stale.iter().map(|(_, r)| r.pod.as_str()).collect();
+    let patch = status::prune_chat_replicas_patch(&stale);
+    match apply::json_patch_status(&ctx.client, &valid.room.namespace, &valid.room.name, patch)
+        .await
+    {
+        Ok(()) => info!(pods = ?pods, "pruned chat replicas that stopped reporting"),
+        Err(error) => debug!(%error, pods = ?pods, "stale chat replicas not pruned this pass"),
+    }
 }
 
 /// Compare the operator's fields, ignoring the timestamps of unchanged conditions (kept by

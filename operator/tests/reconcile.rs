@@ -748,3 +748,60 @@ async fn shared_platform_credentials_are_copied_only_when_the_platform_opts_in()
         ]
     );
 }
+
+#[tokio::test]
+async fn chat_replicas_that_stopped_reporting_are_pruned_from_the_status() {
+    let ago = |seconds: i64| {
+        let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(seconds);
+        serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at))
+            .expect("time")
+    };
+    let mut seen: StreamRoom = serde_yaml::from_str(ROOM).expect("room parses");
+    seen.status = Some(
+        serde_json::from_value(json!({"chat": {"replicas": [
+            {"pod": "lobby-chat-live", "connections": 4, "reportedAt": ago(5)},
+            {"pod": "lobby-chat-crashed", "connections": 9, "reportedAt": ago(600)},
+        ]}}))
+        .expect("status parses"),
+    );
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(Arc::new(seen), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let calls = mock.calls();
+    let prune = calls
+        .iter()
+        .find(|c| c.path() == STATUS_PATH && c.body.is_array())
+        .unwrap_or_else(|| panic!("no JSON patch of the status: {calls:#?}"));
+    assert_eq!(
+        prune.body,
+        json!([
+            {"op": "test", "path": "/status/chat/replicas/1/pod", "value": "lobby-chat-crashed"},
+            {"op": "test", "path": "/status/chat/replicas/1/reportedAt", "value": ago(600)},
+            {"op": "remove", "path": "/status/chat/replicas/1"},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn fresh_chat_replicas_are_left_alone() {
+    let mut seen: StreamRoom = serde_yaml::from_str(ROOM).expect("room parses");
+    let now = serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::now(),
+    ))
+    .expect("time");
+    seen.status = Some(
+        serde_json::from_value(json!({"chat": {"replicas": [
+            {"pod": "lobby-chat-live", "connections": 4, "reportedAt": now},
+        ]}}))
+        .expect("status parses"),
+    );
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(Arc::new(seen), ctx)
+        .await
+        .expect("reconcile succeeds");
+    assert!(
+        !mock.calls().iter().any(|c| c.body.is_array()),
+        "nothing to prune"
+    );
+}
