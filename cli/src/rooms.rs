@@ -221,8 +221,10 @@ fn prepare_room(valid: &ValidRoom, data_dir: &Path, record: bool, s3: &DevS3) ->
         }
         None => None,
     };
-    // No CDN in front of a laptop.
+    // No CDN in front of a laptop, and no mounted Secrets: MongoDB and Redis come from
+    // `--mongodb-uri` / `--redis-url`, whatever Secrets the room names.
     worker.playback.origin_secret_file = None;
+    worker.mongodb_uri_file = None;
     // Recordings go to the data directory (or the `--s3-*` bucket), whatever bucket the room
     // names.
     let (bucket, endpoint, region, prefix) = match &s3.bucket {
@@ -373,6 +375,16 @@ mod tests {
             third.get("default", "lobby").expect("lobby").stream_key,
             first.stream_key
         );
+    }
+
+    #[test]
+    fn secrets_a_room_names_for_the_cluster_are_not_looked_for_locally() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {mongodbSecretRef: {name: own-mongo}, chat: {replicas: 2, redisSecretRef: {name: own-redis}}}\n";
+        let rooms = load(text, dir.path()).expect("loads");
+        let worker = &rooms.iter().next().expect("one room").worker;
+        assert_eq!(worker.mongodb_uri_file, None);
+        assert_eq!(worker.chat.as_ref().expect("chat").redis_url_file, None);
     }
 
     #[test]
