@@ -805,3 +805,34 @@ async fn fresh_chat_replicas_are_left_alone() {
         "nothing to prune"
     );
 }
+
+#[tokio::test]
+async fn the_cache_proves_ownership_without_a_get_but_never_proves_someone_elses() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::{reflector, watcher};
+
+    const MEDIA: &str = "/apis/apps/v1/namespaces/shows/deployments/lobby-media";
+    for (uid, ours) in [(ROOM_UID, true), ("another-room-uid", false)] {
+        let (deployments, mut writer) = reflector::store::<Deployment>();
+        let cached: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "lobby-media", "namespace": "shows",
+                         "ownerReferences": owner(uid, true)}
+        }))
+        .expect("deployment");
+        writer.apply_watcher_event(&watcher::Event::Apply(cached));
+        let stores = ChildStores {
+            deployments: Some(deployments),
+            ..ChildStores::default()
+        };
+        let (ctx, mock) = context_with(existing_at(MEDIA, owner(uid, true)), stores, test_config());
+        reconcile(room(ROOM), ctx)
+            .await
+            .expect("reconcile succeeds");
+        let calls = mock.calls();
+        let asked = calls
+            .iter()
+            .any(|c| c.method == Method::GET && c.path() == MEDIA);
+        let applied = child_patches(&calls).iter().any(|p| p == MEDIA);
+        assert_eq!((asked, applied), (!ours, ours), "owner {uid}: {calls:#?}");
+    }
+}
