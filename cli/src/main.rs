@@ -19,6 +19,10 @@ struct Cli {
 }
 
 #[derive(Subcommand, Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once at start; which variant is larger changes as flags are added"
+)]
 enum Command {
     /// Run rooms on this machine without Kubernetes: RTMP ingest, HLS, chat and the watch page.
     Dev(DevOptions),

@@ -171,7 +171,6 @@ fn dev_operator_config() -> OperatorConfig {
             bucket: Some(LOCAL_BUCKET.to_owned()),
             ..Default::default()
         },
-        redis_url: None,
         playback_scheme: "http".to_owned(),
         ..OperatorConfig::default()
     }
@@ -200,20 +199,19 @@ fn persistent_key(dir: &Path, name: &str) -> Result<Secret> {
 
 /// The worker configuration of a validated room with local paths and its keys.
 fn prepare_room(valid: &ValidRoom, data_dir: &Path, record: bool, s3: &DevS3) -> Result<DevRoom> {
-    let config = dev_operator_config();
     let keys_dir = data_dir
         .join("keys")
         .join(&valid.room.namespace)
         .join(&valid.room.name);
     // No Secrets here: a room that names its own key Secret gets a local key too.
     let stream_key = persistent_key(&keys_dir, STREAM_KEY_KEY)?;
-    let mut worker = worker_config(valid, &config);
+    let mut worker = worker_config(valid);
     worker.ingest.stream_key_file = keys_dir.join(STREAM_KEY_KEY).display().to_string();
     let chat_key = match &mut worker.chat {
         Some(chat) => {
             let key = persistent_key(&keys_dir, CHAT_SIGNING_KEY_KEY)?;
             chat.signing_key_file = keys_dir.join(CHAT_SIGNING_KEY_KEY).display().to_string();
-            chat.redis_url = None;
+            chat.redis_url_file = None;
             Some(
                 SigningKey::new(key).map_err(|e| roomcast_chat::Error::Config {
                     field: "chat.signingKeyFile",
@@ -223,8 +221,10 @@ fn prepare_room(valid: &ValidRoom, data_dir: &Path, record: bool, s3: &DevS3) ->
         }
         None => None,
     };
-    // No CDN in front of a laptop.
+    // No CDN in front of a laptop, and no mounted Secrets: MongoDB and Redis come from
+    // `--mongodb-uri` / `--redis-url`, whatever Secrets the room names.
     worker.playback.origin_secret_file = None;
+    worker.mongodb_uri_file = None;
     // Recordings go to the data directory (or the `--s3-*` bucket), whatever bucket the room
     // names.
     let (bucket, endpoint, region, prefix) = match &s3.bucket {
@@ -375,6 +375,16 @@ mod tests {
             third.get("default", "lobby").expect("lobby").stream_key,
             first.stream_key
         );
+    }
+
+    #[test]
+    fn secrets_a_room_names_for_the_cluster_are_not_looked_for_locally() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let text = "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby}\nspec: {mongodbSecretRef: {name: own-mongo}, chat: {replicas: 2, redisSecretRef: {name: own-redis}}}\n";
+        let rooms = load(text, dir.path()).expect("loads");
+        let worker = &rooms.iter().next().expect("one room").worker;
+        assert_eq!(worker.mongodb_uri_file, None);
+        assert_eq!(worker.chat.as_ref().expect("chat").redis_url_file, None);
     }
 
     #[test]

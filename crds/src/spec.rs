@@ -93,6 +93,13 @@ pub struct StreamRoomSpec {
     /// Resource requests and limits of the workers; the operator's defaults apply when unset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<WorkerResources>,
+    /// Secret of the room's namespace whose key `uri` is the MongoDB connection string for
+    /// the room's recording catalog and chat history. Unset: the platform's MongoDB if the
+    /// platform shares its credentials with rooms (Helm value
+    /// `recording.shareDefaultCredentials`), else the workers' embedded store; a platform
+    /// that configures MongoDB without sharing it reports such a room `MissingCredentials`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mongodb_secret_ref: Option<SecretRef>,
 }
 
 /// RTMP ingest settings.
@@ -140,8 +147,8 @@ pub struct SecretKeyRef {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretRef {
-    /// Name of the Secret.
-    #[schemars(length(min = 1, max = 253))]
+    /// Name of the Secret (a DNS subdomain, as Kubernetes names Secrets).
+    #[schemars(length(min = 1, max = 253), regex(pattern = HOSTNAME_PATTERN))]
     pub name: String,
 }
 
@@ -335,6 +342,11 @@ pub struct ChatSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 36500))]
     pub retention_days: Option<u32>,
+    /// Secret of the room's namespace whose key `url` is the Redis URL (`redis://` or
+    /// `rediss://`) the replicas share broadcasts through. Unset: the platform's Redis if the
+    /// platform shares its credentials with rooms, else one replica runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_secret_ref: Option<SecretRef>,
 }
 
 impl Default for ChatSpec {
@@ -346,6 +358,7 @@ impl Default for ChatSpec {
             max_message_length: defaults::CHAT_MAX_MESSAGE_LENGTH,
             rate_limit_per_minute: defaults::CHAT_RATE_LIMIT_PER_MINUTE,
             retention_days: None,
+            redis_secret_ref: None,
         }
     }
 }

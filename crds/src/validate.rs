@@ -196,6 +196,63 @@ mod tests {
         assert_eq!(fields(yaml), Vec::<String>::new());
     }
 
+    /// Every place a room names a Secret of its namespace, as `(spec YAML with {name}, field)`.
+    const SECRET_REFS: &[(&str, &str)] = &[
+        (
+            "mongodbSecretRef: {name: NAME}",
+            "spec.mongodbSecretRef.name",
+        ),
+        (
+            "chat: {redisSecretRef: {name: NAME}}",
+            "spec.chat.redisSecretRef.name",
+        ),
+        (
+            "recording: {enabled: true, s3: {bucket: vods, credentialsSecretRef: {name: NAME}}}",
+            "spec.recording.s3.credentialsSecretRef.name",
+        ),
+        (
+            "playback: {tlsSecretRef: {name: NAME}}",
+            "spec.playback.tlsSecretRef.name",
+        ),
+    ];
+
+    #[test]
+    fn secret_refs_accept_secret_names() {
+        for (spec, field) in SECRET_REFS {
+            for name in ["own-mongo", "a", "redis.prod-1"] {
+                let yaml = format!("{HEADER}spec: {{{}}}", spec.replace("NAME", name));
+                assert_eq!(fields(&yaml), Vec::<String>::new(), "{field} = {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn secret_refs_refuse_what_is_not_a_secret_name() {
+        let long = "a".repeat(254);
+        for (spec, field) in SECRET_REFS {
+            for name in [
+                "''",
+                "../roomcast-system/roomcast-s3",
+                "Roomcast",
+                "a b",
+                "'s3;rm -rf /'",
+                "-lead",
+                "trail-",
+                "a..b",
+                "'a/b'",
+                "'x\\u0000y'",
+                long.as_str(),
+            ] {
+                let yaml = format!("{HEADER}spec: {{{}}}", spec.replace("NAME", name));
+                let found = fields(&yaml);
+                assert!(
+                    found.iter().any(|f| f.starts_with(field)),
+                    "{field} = {name:?} must be refused, got {found:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn duplicate_rendition_names_are_refused() {
         let errs = fields(&format!(

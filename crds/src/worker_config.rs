@@ -21,6 +21,8 @@ pub const S3_CREDENTIALS_DIR: &str = "/etc/roomcast/s3";
 pub const ORIGIN_SECRET_DIR: &str = "/etc/roomcast/origin";
 /// Where the MongoDB connection Secret is mounted (key `uri`).
 pub const MONGODB_DIR: &str = "/etc/roomcast/mongodb";
+/// Where the Redis URL Secret is mounted in chat pods (key [`REDIS_URL_KEY`]).
+pub const REDIS_DIR: &str = "/etc/roomcast/redis";
 /// The recording spool (an emptyDir with a size limit).
 pub const SPOOL_DIR: &str = "/var/spool/roomcast";
 
@@ -29,8 +31,10 @@ pub const STREAM_KEY_KEY: &str = "stream-key";
 pub const CHAT_SIGNING_KEY_KEY: &str = "chat-signing-key";
 /// Key of the CDN origin secret inside `spec.playback.cdn.originSecretRef`.
 pub const ORIGIN_SECRET_KEY: &str = "origin-secret";
-/// Key of the MongoDB URI inside the operator's default MongoDB Secret.
+/// Key of the MongoDB URI inside a MongoDB Secret (the platform's or the room's).
 pub const MONGODB_URI_KEY: &str = "uri";
+/// Key of the Redis URL inside a Redis Secret (the platform's or the room's).
+pub const REDIS_URL_KEY: &str = "url";
 
 /// Ports the workers listen on.
 pub const RTMP_PORT: u16 = 1935;
@@ -92,9 +96,11 @@ pub struct ChatConfig {
     pub spec: ChatSpec,
     /// File holding the HMAC key chat tokens are signed with.
     pub signing_key_file: String,
-    /// Redis for the socket.io adapter when the room has several replicas.
+    /// File holding the Redis URL for the socket.io adapter when the room has several
+    /// replicas (a URL may carry a password, so it is mounted from a Secret, never written
+    /// here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis_url: Option<String>,
+    pub redis_url_file: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]

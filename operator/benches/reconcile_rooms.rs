@@ -59,7 +59,7 @@ fn main() {
             media_image: "roomcast:bench".into(),
             chat_image: "roomcast:bench".into(),
             playback_scheme: "https".into(),
-            redis_url: Some("redis://redis:6379".into()),
+            redis_secret: Some("roomcast-redis".into()),
             ..OperatorConfig::default()
         };
         let metrics = Metrics::default();

@@ -71,6 +71,10 @@ pub struct OperatorConfig {
     /// imagePullPolicy of worker containers (Always, IfNotPresent, Never).
     #[arg(long, env = "ROOMCAST_IMAGE_PULL_POLICY")]
     pub image_pull_policy: Option<String>,
+    /// imagePullSecrets of worker pods: Secret names, comma-separated. Each must exist in
+    /// every room's namespace; the operator does not copy registry credentials there.
+    #[arg(long, env = "ROOMCAST_IMAGE_PULL_SECRETS", value_delimiter = ',')]
+    pub image_pull_secrets: Vec<String>,
     /// IngressClass for rooms that name none.
     #[arg(long, env = "ROOMCAST_INGRESS_CLASS")]
     pub ingress_class: Option<String>,
@@ -97,12 +101,27 @@ pub struct OperatorConfig {
     #[command(flatten)]
     pub network: crate::network::NetworkConfig,
     /// Secret in the operator's namespace with key `uri`: MongoDB for catalogs and chat.
-    /// Copied into each room's namespace. Unset: workers use their embedded store.
+    /// Copied into a room's namespace only with `--share-default-credentials`; otherwise a
+    /// room names its own (`spec.mongodbSecretRef`) or is reported `MissingCredentials`.
+    /// Unset: workers use their embedded store.
     #[arg(long, env = "ROOMCAST_MONGODB_SECRET")]
     pub mongodb_secret: Option<String>,
-    /// Redis for chat scale-out. Without it rooms run one chat replica.
-    #[arg(long, env = "ROOMCAST_REDIS_URL")]
-    pub redis_url: Option<String>,
+    /// Secret in the operator's namespace with key `url`: Redis for chat scale-out. Copied
+    /// into a room's namespace only with `--share-default-credentials`; otherwise a room
+    /// names its own (`spec.chat.redisSecretRef`) or runs one chat replica.
+    #[arg(long, env = "ROOMCAST_REDIS_SECRET")]
+    pub redis_secret: Option<String>,
+    /// Copy the platform's default credentials (S3 credentials Secret, MongoDB and Redis
+    /// Secrets) into the namespace of every room that uses them. Anyone who can read Secrets
+    /// in one room's namespace then holds them, and with them every room's recordings,
+    /// catalog, chat history and Redis channels: turn it on only when every room namespace
+    /// is trusted as much as the operator's.
+    #[arg(
+        long,
+        env = "ROOMCAST_SHARE_DEFAULT_CREDENTIALS",
+        default_value_t = false
+    )]
+    pub share_default_credentials: bool,
     /// Networks of the proxies in front of chat (the Ingress controller's pods): CIDRs or
     /// addresses, comma-separated. Chat reads `X-Forwarded-For` only from a peer inside them,
     /// so its per-address connection cap counts viewers, not the Ingress. Empty: no header is
@@ -307,9 +326,24 @@ impl OperatorConfig {
             &mut self.s3.endpoint,
             &mut self.s3.credentials_secret,
             &mut self.mongodb_secret,
-            &mut self.redis_url,
+            &mut self.redis_secret,
         ] {
             non_empty(value);
+        }
+        self.image_pull_secrets = self
+            .image_pull_secrets
+            .iter()
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .collect();
+        if let Some(name) = self
+            .image_pull_secrets
+            .iter()
+            .find(|n| !crate::labels::is_dns_subdomain(n))
+        {
+            return Err(Error::Config(format!(
+                "ROOMCAST_IMAGE_PULL_SECRETS (--image-pull-secrets, Helm value imagePullSecrets) must be Secret names (DNS subdomains), got {name:?}"
+            )));
         }
         if let Some(policy) = &self.image_pull_policy
             && !["Always", "IfNotPresent", "Never"].contains(&policy.as_str())
@@ -481,6 +515,33 @@ pub(crate) mod tests {
                 .normalized()
                 .unwrap_or_else(|e| panic!("{good:?}: {e}"));
         }
+    }
+
+    #[test]
+    fn image_pull_secrets_must_be_secret_names_and_blanks_are_dropped() {
+        for bad in [
+            "Regcred",
+            "../regcred",
+            "reg cred",
+            "regcred/x",
+            "-regcred",
+            "a\u{0}b",
+        ] {
+            let mut config = config();
+            config.image_pull_secrets = vec!["ok".to_owned(), bad.to_owned()];
+            let err = config.normalized().expect_err(bad).to_string();
+            assert!(err.contains("ROOMCAST_IMAGE_PULL_SECRETS"), "{err}");
+        }
+        let mut too_long = config();
+        too_long.image_pull_secrets = vec!["a".repeat(254)];
+        too_long.normalized().expect_err("longer than 253");
+
+        let mut blanks = config();
+        blanks.image_pull_secrets = vec![" regcred ".into(), String::new(), "ghcr.io-pull".into()];
+        assert_eq!(
+            blanks.normalized().expect("valid").image_pull_secrets,
+            ["regcred", "ghcr.io-pull"]
+        );
     }
 
     #[test]

@@ -11,7 +11,7 @@ use futures::StreamExt;
 use k8s_openapi::{
     ByteString,
     api::core::v1::{Namespace, Secret},
-    apimachinery::pkg::apis::meta::v1::Time,
+    apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time},
 };
 use kube::{
     Api, Client, Resource, ResourceExt,
@@ -28,7 +28,8 @@ use roomcast_crds::{RoomIdentity, RoomPhase, StreamRoom};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::{
-    Error, FIELD_MANAGER, Result, apply,
+    Error, FIELD_MANAGER, Result,
+    apply::{self, Holder},
     build::{self, BuildInputs, Child, ChildKind, child_kinds},
     config::{OperatorConfig, RunConfig},
     keys,
@@ -36,12 +37,15 @@ use crate::{
     metrics::{ErrorLabels, KindLabels, Metrics},
     status::{self, Observed},
     tenancy::{self, Tenancy},
-    validate::{self, ValidRoom},
+    validate::{self, SecretSource, ValidRoom},
 };
 
 /// How long an error waits before the room is tried again (doubled per consecutive failure).
 const ERROR_BACKOFF_BASE: Duration = Duration::from_secs(5);
 const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// A room held by a name conflict looks again after this long: the watches do not see
+/// the foreign object, so its removal triggers nothing.
+const CONFLICT_RECHECK: Duration = Duration::from_secs(60);
 /// How long the contents of the operator's default Secrets are trusted before re-reading.
 const DEFAULT_SECRETS_TTL: Duration = Duration::from_secs(60);
 
@@ -83,12 +87,12 @@ macro_rules! define_stores {
                 out
             }
 
-            /// The applied-hash annotation of the child as the cluster has it, if it exists.
-            fn applied_hash(&self, child: &Child) -> Option<String> {
+            /// The child's metadata as the cache has it, if the cache has the object.
+            fn cached_meta(&self, child: &Child) -> Option<ObjectMeta> {
                 let ns = child.meta().namespace.as_deref()?;
                 let name = child.name();
                 match child {
-                    $(Child::$kind(_) => applied_hash(&self.$field, ns, name),)*
+                    $(Child::$kind(_) => lookup(&self.$field, ns, name).map(|o| o.meta().clone()),)*
                 }
             }
 
@@ -130,17 +134,54 @@ where
     store.as_ref()?.get(&ObjectRef::new(name).within(namespace))
 }
 
-fn applied_hash<K>(store: &Option<Store<K>>, namespace: &str, name: &str) -> Option<String>
-where
-    K: Resource + Clone + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
-{
-    lookup(store, namespace, name)?
-        .meta()
-        .annotations
+fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
         .as_ref()?
         .get(labels::APPLIED_HASH)
-        .cloned()
+        .map(String::as_str)
+}
+
+/// What the apply step will do for a room.
+enum ApplyPlan<'a> {
+    /// Apply these children (the others are already applied, as the cache shows).
+    Apply(Vec<&'a Child>),
+    /// Children whose names are held by objects the room does not control, as `Kind/name`:
+    /// nothing is applied.
+    Conflicts(Vec<String>),
+}
+
+/// Decide which children to apply. A child the cache shows as controlled by the room with
+/// the same content is skipped (unless `full`); any other is checked with the API server,
+/// because the watches only see objects carrying the operator's label, so someone else's
+/// object of that name may be missing from the cache.
+async fn plan_apply<'a>(
+    ctx: &Context,
+    children: &'a [Child],
+    owner_uid: &str,
+    full: bool,
+) -> Result<ApplyPlan<'a>> {
+    let mut wanted = Vec::new();
+    let mut conflicts = Vec::new();
+    for child in children {
+        let cached = ctx.stores.cached_meta(child);
+        let holder = match cached.as_ref() {
+            Some(meta) if labels::is_controlled_by(meta, owner_uid) => Holder::ThisRoom,
+            _ => apply::holder(&ctx.client, child, owner_uid).await?,
+        };
+        let unchanged = cached.as_ref().and_then(applied_hash) == child.applied_hash();
+        match holder {
+            Holder::Other => conflicts.push(format!("{}/{}", child.kind(), child.name())),
+            Holder::ThisRoom if !full && unchanged => {
+                ctx.metrics.children_unchanged.inc();
+            }
+            Holder::ThisRoom | Holder::Nobody => wanted.push(child),
+        }
+    }
+    Ok(if conflicts.is_empty() {
+        ApplyPlan::Apply(wanted)
+    } else {
+        ApplyPlan::Conflicts(conflicts)
+    })
 }
 
 /// A child the operator owns in the cluster but no longer wants (e.g. the chat Deployment
@@ -169,14 +210,8 @@ where
         .state()
         .into_iter()
         .filter(|o| o.meta().namespace.as_deref() == Some(namespace))
-        .filter(|o| {
-            // Only objects this room controls: never touch anything else carrying our labels.
-            o.meta()
-                .owner_references
-                .iter()
-                .flatten()
-                .any(|r| r.uid == owner_uid && r.controller == Some(true))
-        })
+        // Only objects this room controls: never touch anything else carrying our labels.
+        .filter(|o| labels::is_controlled_by(o.meta(), owner_uid))
         .filter_map(|o| o.meta().name.clone())
         .filter(|name| !wanted.contains(&(kind, name.as_str())))
         .map(|name| Leftover { kind, name })
@@ -252,6 +287,20 @@ impl Context {
             );
         }
         Ok(data)
+    }
+
+    /// A default Secret a room uses a copy of: it must exist.
+    async fn shared_default_secret(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<BTreeMap<String, ByteString>> {
+        self.default_secret(name).await?.ok_or_else(|| {
+            Error::Config(format!(
+                "default {what} Secret {}/{name} does not exist",
+                self.config.operator_namespace
+            ))
+        })
     }
 
     fn full_apply_due(&self, key: &str) -> bool {
@@ -399,6 +448,35 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
 
     // 2. build (with the inputs only the cluster has)
     let inputs = build_inputs(&valid, ctx).await?;
+    let children = build::build_children(&valid, &ctx.config, &inputs)?;
+
+    // 3. apply what is not already there, then remove what is no longer wanted
+    let owner_uid = valid.room.owner.uid.clone();
+    let full = ctx.full_apply_due(key);
+    let to_apply = match plan_apply(ctx, &children, &owner_uid, full).await? {
+        ApplyPlan::Apply(children) => children,
+        ApplyPlan::Conflicts(conflicts) => {
+            // Nothing is applied, not even the children whose names are free: the room's
+            // Deployments would mount the foreign Secret or sit behind the foreign Service.
+            warn!(objects = %conflicts.join(", "), "child names are taken by objects the room does not control");
+            let status = status::conflict_status(room, &conflicts, &now());
+            if needs_status_patch(room, &status) {
+                for object in &conflicts {
+                    ctx.publish(
+                        room,
+                        EventType::Warning,
+                        status::CHILD_CONFLICT,
+                        "Apply",
+                        status::conflict_message(object),
+                    )
+                    .await;
+                }
+                write_status(room, ctx, &status).await?;
+            }
+            ctx.metrics.set_phase(key, status.phase);
+            return Ok(Action::requeue(CONFLICT_RECHECK));
+        }
+    };
     if !inputs.keys.generated.is_empty() {
         let generated = inputs.keys.generated.join(", ");
         info!(keys = %generated, "generating room keys");
@@ -414,16 +492,8 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
         )
         .await;
     }
-    let children = build::build_children(&valid, &ctx.config, &inputs)?;
-
-    // 3. apply what is not already there, then remove what is no longer wanted
-    let full = ctx.full_apply_due(key);
     let mut applied = Vec::new();
-    for child in &children {
-        if !full && ctx.stores.applied_hash(child).as_deref() == child.applied_hash() {
-            ctx.metrics.children_unchanged.inc();
-            continue;
-        }
+    for child in to_apply {
         if let Err(error) = apply::apply_child(&ctx.client, child).await {
             // Never leave a half-applied room without saying so.
             let what = format!("{}/{}", child.kind(), child.name());
@@ -443,7 +513,6 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
             .inc();
         applied.push(format!("{}/{}", child.kind(), child.name()));
     }
-    let owner_uid = valid.room.owner.uid.clone();
     for leftover in ctx
         .stores
         .leftovers(&valid.room.namespace, &owner_uid, &children)
@@ -495,12 +564,36 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
         )
         .map(|s| (*s).clone()),
     };
-    let status = status::compute_status(room, &valid, &ctx.config, &observed, &now());
+    let now = now();
+    let status = status::compute_status(room, &valid, &ctx.config, &observed, &now);
     if needs_status_patch(room, &status) {
         write_status(room, ctx, &status).await?;
     }
+    prune_stale_chat_replicas(room, ctx, &valid, &now).await;
     ctx.metrics.set_phase(key, status.phase);
     Ok(Action::requeue(ctx.resync))
+}
+
+/// Remove the `status.chat.replicas` entries of replicas that stopped reporting. Best effort:
+/// a refused patch (a replica reported meanwhile) is tried again on the next pass.
+async fn prune_stale_chat_replicas(
+    room: &StreamRoom,
+    ctx: &Context,
+    valid: &ValidRoom,
+    now: &Time,
+) {
+    let stale = status::stale_chat_replicas(room, now);
+    if stale.is_empty() {
+        return;
+    }
+    let pods: Vec<&str> = stale.iter().map(|(_, r)| r.pod.as_str()).collect();
+    let patch = status::prune_chat_replicas_patch(&stale);
+    match apply::json_patch_status(&ctx.client, &valid.room.namespace, &valid.room.name, patch)
+        .await
+    {
+        Ok(()) => info!(pods = ?pods, "pruned chat replicas that stopped reporting"),
+        Err(error) => debug!(%error, pods = ?pods, "stale chat replicas not pruned this pass"),
+    }
 }
 
 /// Compare the operator's fields, ignoring the timestamps of unchanged conditions (kept by
@@ -547,7 +640,10 @@ async fn build_inputs(valid: &ValidRoom, ctx: &Context) -> Result<BuildInputs> {
             let api: Api<Secret> = Api::namespaced(ctx.client.clone(), &valid.room.namespace);
             api.get_opt(&secret_name).await?
         }
-    };
+    }
+    // Keys are only ever taken from the room's own Secret: a foreign Secret of that name is
+    // a conflict (see `plan_apply`), never a source of keys.
+    .filter(|s| labels::is_controlled_by(&s.metadata, &valid.room.owner.uid));
     let keys = keys::resolve_keys(
         existing.as_ref(),
         &wanted,
@@ -557,28 +653,27 @@ async fn build_inputs(valid: &ValidRoom, ctx: &Context) -> Result<BuildInputs> {
 
     let default_s3_credentials = match (&valid.recording, &ctx.config.s3.credentials_secret) {
         (Some(r), Some(name)) if r.uses_default_credentials => {
-            Some(ctx.default_secret(name).await?.ok_or_else(|| {
-                Error::Config(format!(
-                    "default S3 credentials Secret {}/{name} does not exist",
-                    ctx.config.operator_namespace
-                ))
-            })?)
+            Some(ctx.shared_default_secret(name, "S3 credentials").await?)
         }
         _ => None,
     };
-    let default_mongodb = match &ctx.config.mongodb_secret {
-        Some(name) => Some(ctx.default_secret(name).await?.ok_or_else(|| {
-            Error::Config(format!(
-                "default MongoDB Secret {}/{name} does not exist",
-                ctx.config.operator_namespace
-            ))
-        })?),
-        None => None,
+    let default_mongodb = match (&valid.mongodb, &ctx.config.mongodb_secret) {
+        (Some(SecretSource::Shared), Some(name)) => {
+            Some(ctx.shared_default_secret(name, "MongoDB").await?)
+        }
+        _ => None,
+    };
+    let default_redis = match (&valid.redis, &ctx.config.redis_secret) {
+        (Some(SecretSource::Shared), Some(name)) => {
+            Some(ctx.shared_default_secret(name, "Redis").await?)
+        }
+        _ => None,
     };
     Ok(BuildInputs {
         keys,
         default_s3_credentials,
         default_mongodb,
+        default_redis,
     })
 }
 

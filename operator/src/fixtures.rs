@@ -134,6 +134,15 @@ fn respond(behaviour: &Behaviour, call: &Call) -> (StatusCode, Value) {
                            "message": "injected failure", "code": 500}),
                 );
             }
+            if call.body.is_array() {
+                // A JSON patch: answer with a room the client can decode.
+                let name = path.rsplit('/').nth(1).unwrap_or_default();
+                return (
+                    StatusCode::OK,
+                    json!({"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom",
+                           "metadata": {"name": name}, "spec": {}}),
+                );
+            }
             // Server-side apply answers with the applied object.
             let mut object = call.body.clone();
             if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {

@@ -19,6 +19,16 @@ pub const APPLIED_HASH: &str = "roomcast.dev/applied-hash";
 /// Label selector that finds every object this operator manages (used by its watches).
 pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=roomcast-operator";
 
+/// True when `meta` names the object with `owner_uid` as its controller: the only objects a
+/// room may update or delete. Labels prove nothing (anyone can copy them); the controller
+/// owner reference carries the room's uid, which a new room of the same name does not share.
+pub fn is_controlled_by(meta: &ObjectMeta, owner_uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.uid == owner_uid && r.controller == Some(true))
+}
+
 /// The part of a room a child belongs to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Component {
@@ -58,9 +68,15 @@ impl RoomRef {
             .namespace
             .clone()
             .ok_or(Error::MissingField("metadata.namespace"))?;
-        let owner = room
-            .controller_owner_ref(&())
-            .ok_or(Error::MissingField("metadata.uid"))?;
+        let owner = OwnerReference {
+            // Foreground deletion of a room waits for its children (the media pod finishes
+            // its segment and closes the recording before the room is gone). The API server
+            // lets the operator set this only with `update` on `streamrooms/finalizers`.
+            block_owner_deletion: Some(true),
+            ..room
+                .controller_owner_ref(&())
+                .ok_or(Error::MissingField("metadata.uid"))?
+        };
         Ok(Self {
             name,
             namespace,

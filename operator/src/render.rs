@@ -11,8 +11,9 @@ use crate::{
     build::{BuildInputs, build_children},
     config::OperatorConfig,
     keys::{resolve_keys, wanted_keys},
-    validate::validate,
+    validate::{SecretSource, validate},
 };
+use roomcast_crds::worker_config::{MONGODB_URI_KEY, REDIS_URL_KEY};
 
 /// Placeholder for keys that the operator generates in the cluster.
 pub const GENERATED_PLACEHOLDER: &str = "<generated-in-cluster>";
@@ -43,15 +44,19 @@ pub fn render(yaml: &str, config: &OperatorConfig) -> Result<String> {
                 ByteString(GENERATED_PLACEHOLDER.as_bytes().to_vec()),
             )])
         };
+        let shared = |source: &Option<SecretSource>, key: &str| {
+            matches!(source, Some(SecretSource::Shared)).then(|| placeholder(key))
+        };
         let inputs = BuildInputs {
             keys,
             // Copies of the operator's default Secrets, whose values only the cluster knows.
-            default_s3_credentials: config
-                .s3
-                .credentials_secret
+            default_s3_credentials: valid
+                .recording
                 .as_ref()
+                .filter(|r| r.uses_default_credentials)
                 .map(|_| placeholder("AWS_ACCESS_KEY_ID")),
-            default_mongodb: config.mongodb_secret.as_ref().map(|_| placeholder("uri")),
+            default_mongodb: shared(&valid.mongodb, MONGODB_URI_KEY),
+            default_redis: shared(&valid.redis, REDIS_URL_KEY),
         };
         for child in build_children(&valid, config, &inputs)? {
             out.push_str("---\n");

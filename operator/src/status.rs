@@ -10,8 +10,10 @@ use k8s_openapi::{
     apimachinery::pkg::apis::meta::v1::{Condition, Time},
 };
 use roomcast_crds::{
-    MediaReport, RoomPhase, StreamRoom, StreamRoomStatus, worker_config::RTMP_PORT,
+    ChatReplicaReport, MediaReport, RoomPhase, StreamRoom, StreamRoomStatus,
+    worker_config::RTMP_PORT,
 };
+use serde_json::json;
 
 use crate::{
     config::IngestServiceType,
@@ -23,8 +25,13 @@ pub const READY: &str = "Ready";
 pub const INGEST_READY: &str = "IngestReady";
 pub const CHAT_READY: &str = "ChatReady";
 pub const RECORDING_READY: &str = "RecordingReady";
+/// A child's name is held by an object the room does not control: condition type, and the
+/// reason of `Ready=False` and of the Warning event.
+pub const CHILD_CONFLICT: &str = "ChildConflict";
 
 /// Worker reports older than this are ignored: the worker is gone or cannot reach the API.
+/// Four heartbeats (`roomcast_room_status::DEFAULT_HEARTBEAT`, 30 s): a live worker that
+/// misses one or two sends is not mistaken for a dead one.
 pub const REPORT_MAX_AGE: Duration = Duration::from_secs(120);
 
 /// What the operator saw of the room's children.
@@ -72,10 +79,55 @@ pub fn carry_transition_times(previous: &[Condition], mut next: Vec<Condition>) 
     next
 }
 
+fn is_fresh(reported_at: &Time, now: &Time) -> bool {
+    now.0.duration_since(reported_at.0).as_secs_f64() <= REPORT_MAX_AGE.as_secs_f64()
+}
+
 fn fresh_media_report<'a>(room: &'a StreamRoom, now: &Time) -> Option<&'a MediaReport> {
     let report = room.status.as_ref()?.media.as_ref()?;
-    let age = now.0.duration_since(report.reported_at.0);
-    (age.as_secs_f64() <= REPORT_MAX_AGE.as_secs_f64()).then_some(report)
+    is_fresh(&report.reported_at, now).then_some(report)
+}
+
+/// Entries of `status.chat.replicas` (with their index) whose pod stopped reporting: older
+/// than [`REPORT_MAX_AGE`]. Each replica owns its entry (its own field manager) and nothing
+/// else ever removes it: a pod that crashed, was evicted or replaced leaves it behind. Age is
+/// the only test: the operator does not watch pods, and a pod that still exists but has not
+/// reported for four heartbeats is not serving the room either.
+pub fn stale_chat_replicas(room: &StreamRoom, now: &Time) -> Vec<(usize, ChatReplicaReport)> {
+    room.status
+        .as_ref()
+        .and_then(|s| s.chat.as_ref())
+        .map(|chat| {
+            chat.replicas
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| !is_fresh(&r.reported_at, now))
+                .map(|(i, r)| (i, r.clone()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// JSON patch (RFC 6902) of the status subresource removing `stale` entries, last index
+/// first so earlier indexes stay valid. Each removal is guarded by `test`s of the entry's
+/// pod and `reportedAt`: if a replica reported meanwhile or the list moved, the API server
+/// refuses the whole patch and the next pass looks again. Entries are addressed by index,
+/// never by the pod name a replica wrote, so no name can reach into another path.
+pub fn prune_chat_replicas_patch(stale: &[(usize, ChatReplicaReport)]) -> serde_json::Value {
+    let mut ordered: Vec<_> = stale.iter().collect();
+    ordered.sort_by_key(|(index, _)| std::cmp::Reverse(*index));
+    let ops: Vec<serde_json::Value> = ordered
+        .into_iter()
+        .flat_map(|(index, report)| {
+            let entry = format!("/status/chat/replicas/{index}");
+            [
+                json!({"op": "test", "path": format!("{entry}/pod"), "value": report.pod}),
+                json!({"op": "test", "path": format!("{entry}/reportedAt"), "value": report.reported_at}),
+                json!({"op": "remove", "path": entry}),
+            ]
+        })
+        .collect();
+    serde_json::Value::Array(ops)
 }
 
 /// RTMP URL streamers publish to. The stream key is the stream name after it.
@@ -184,7 +236,7 @@ pub fn compute_status(
                 true,
                 "SingleReplicaWithoutSharedStore",
                 format!(
-                    "running 1 of {} chat replicas: several need Redis (Helm value redis.url) and MongoDB (mongodb.uriSecret)",
+                    "running 1 of {} chat replicas: several need Redis and MongoDB; name Secrets in spec.chat.redisSecretRef (key url) and spec.mongodbSecretRef (key uri), or ask the platform to share its own (Helm values redis.urlSecret, mongodb.uriSecret, recording.shareDefaultCredentials)",
                     valid.spec.chat.replicas
                 ),
                 generation,
@@ -311,21 +363,50 @@ pub fn compute_status(
 
 /// Status of a room that cannot run: phase Error, Ready=False with the reason.
 pub fn error_status(room: &StreamRoom, error: &RoomError, now: &Time) -> StreamRoomStatus {
-    let previous = room.status.clone().unwrap_or_default();
-    let generation = room.metadata.generation;
-    let ready = condition(
-        READY,
-        false,
-        error.reason(),
-        error.to_string(),
-        generation,
+    blocked_status(room, error.reason(), error.to_string(), Vec::new(), now)
+}
+
+/// What the Warning event says about one object (`Kind/name`) holding a child's name.
+pub fn conflict_message(object: &str) -> String {
+    format!(
+        "{object} exists and is not controlled by this StreamRoom, so it was left untouched; delete or rename it, or give the room another name"
+    )
+}
+
+/// Status of a room whose children's names are held by objects it does not control
+/// (`Kind/name` each): phase Error, Ready=False and `ChildConflict=True` naming them.
+pub fn conflict_status(room: &StreamRoom, conflicts: &[String], now: &Time) -> StreamRoomStatus {
+    let message = format!(
+        "{} exist and are not controlled by this StreamRoom, so nothing was applied; delete or rename them, or give the room another name",
+        conflicts.join(", ")
+    );
+    let conflict = condition(
+        CHILD_CONFLICT,
+        true,
+        "NameTaken",
+        message.clone(),
+        room.metadata.generation,
         now,
     );
+    blocked_status(room, CHILD_CONFLICT, message, vec![conflict], now)
+}
+
+fn blocked_status(
+    room: &StreamRoom,
+    reason: &str,
+    message: String,
+    extra: Vec<Condition>,
+    now: &Time,
+) -> StreamRoomStatus {
+    let previous = room.status.clone().unwrap_or_default();
+    let generation = room.metadata.generation;
+    let ready = condition(READY, false, reason, message.clone(), generation, now);
+    let conditions = std::iter::once(ready).chain(extra).collect();
     StreamRoomStatus {
         phase: Some(RoomPhase::Error),
-        message: Some(error.to_string()),
+        message: Some(message),
         observed_generation: generation,
-        conditions: carry_transition_times(&previous.conditions, vec![ready]),
+        conditions: carry_transition_times(&previous.conditions, conditions),
         ..StreamRoomStatus::default()
     }
 }
@@ -361,8 +442,9 @@ mod tests {
     fn config() -> OperatorConfig {
         OperatorConfig {
             playback_scheme: "https".into(),
-            redis_url: Some("redis://r".into()),
+            redis_secret: Some("redis".into()),
             mongodb_secret: Some("mongo".into()),
+            share_default_credentials: true,
             ..OperatorConfig::default()
         }
     }
@@ -514,6 +596,63 @@ mod tests {
             ingest_url(&valid, &config, None).as_deref(),
             Some("rtmp://lobby-rtmp.shows.svc:1935/live")
         );
+    }
+
+    fn with_chat_replicas(replicas: &[(&str, i64)]) -> StreamRoom {
+        let replicas: Vec<serde_json::Value> = replicas
+            .iter()
+            .map(|(pod, at_s)| serde_json::json!({"pod": pod, "connections": 3, "reportedAt": at(*at_s)}))
+            .collect();
+        room(
+            "",
+            Some(serde_json::json!({"chat": {"replicas": replicas}})),
+        )
+    }
+
+    #[test]
+    fn chat_replicas_silent_for_longer_than_four_heartbeats_are_stale() {
+        let replicas = with_chat_replicas(&[("chat-a", 0), ("chat-b", 250), ("chat-c", 300)]);
+        let stale: Vec<(usize, String)> = stale_chat_replicas(&replicas, &at(300))
+            .into_iter()
+            .map(|(i, r)| (i, r.pod))
+            .collect();
+        assert_eq!(
+            stale,
+            [(0, "chat-a".to_owned())],
+            "300 s silent is stale, 50 s and 0 s are fresh"
+        );
+        assert_eq!(
+            stale_chat_replicas(&replicas, &at(120)).len(),
+            0,
+            "exactly 120 s is still fresh"
+        );
+        assert!(stale_chat_replicas(&room("", None), &at(0)).is_empty());
+    }
+
+    #[test]
+    fn a_report_from_the_future_is_not_stale() {
+        // A skewed clock (or a replica writing nonsense) must not get a live entry pruned.
+        let room = with_chat_replicas(&[("chat-a", 10_000)]);
+        assert!(stale_chat_replicas(&room, &at(0)).is_empty());
+    }
+
+    #[test]
+    fn the_prune_patch_removes_last_index_first_guarded_by_pod_and_time() {
+        let room = with_chat_replicas(&[("chat-a", 0), ("chat-b", 500), ("../../spec~1x", 0)]);
+        let patch = prune_chat_replicas_patch(&stale_chat_replicas(&room, &at(500)));
+        let reported = serde_json::to_value(at(0)).expect("time");
+        assert_eq!(
+            patch,
+            serde_json::json!([
+                {"op": "test", "path": "/status/chat/replicas/2/pod", "value": "../../spec~1x"},
+                {"op": "test", "path": "/status/chat/replicas/2/reportedAt", "value": reported},
+                {"op": "remove", "path": "/status/chat/replicas/2"},
+                {"op": "test", "path": "/status/chat/replicas/0/pod", "value": "chat-a"},
+                {"op": "test", "path": "/status/chat/replicas/0/reportedAt", "value": reported},
+                {"op": "remove", "path": "/status/chat/replicas/0"},
+            ])
+        );
+        serde_json::from_value::<json_patch::Patch>(patch).expect("a valid RFC 6902 patch");
     }
 
     #[test]

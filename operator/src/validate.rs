@@ -27,6 +27,12 @@ pub enum RoomError {
     Missing(&'static str),
     #[error("StreamRoom {room}: {source}")]
     Memory { room: String, source: MemoryError },
+    #[error("StreamRoom {room} needs {what} credentials and has none: {fix}")]
+    MissingCredentials {
+        room: String,
+        what: &'static str,
+        fix: &'static str,
+    },
     #[error("StreamRoom {room}: spec.recording.s3.endpoint {endpoint:?} {why}")]
     UnsafeEndpoint {
         room: String,
@@ -51,15 +57,31 @@ impl RoomError {
                 ..
             } => "InvalidMemoryLimit",
             RoomError::UnsafeEndpoint { .. } => "UnsafeS3Endpoint",
+            RoomError::MissingCredentials { .. } => "MissingCredentials",
         }
     }
 }
+
+/// Where a worker's credentials Secret comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SecretSource {
+    /// A Secret the room names in its own namespace.
+    Room(String),
+    /// `<room>-<suffix>`: the copy of the platform's default Secret, made only when the
+    /// platform shares its credentials with rooms (`--share-default-credentials`).
+    Shared,
+}
+
+/// What a room is told when it uses a platform default the platform does not share.
+const S3_FIX: &str = "the platform's default bucket (Helm value recording.s3) is not shared with rooms; set spec.recording.s3 with the room's own bucket and credentialsSecretRef, or ask the platform to set recording.shareDefaultCredentials";
+const MONGODB_FIX: &str = "the platform keeps catalogs and chat history in MongoDB (Helm value mongodb.uriSecret) but does not share its credentials with rooms; create a Secret with key `uri` in the room's namespace and name it in spec.mongodbSecretRef, or ask the platform to set recording.shareDefaultCredentials";
 
 /// Where a recording room's segments go, after defaults.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordingTarget {
     pub s3: S3Spec,
-    /// The credentials come from the operator's default Secret, copied as `<room>-s3`.
+    /// The credentials come from the operator's default Secret, copied as `<room>-s3`
+    /// (only when the platform shares its credentials).
     pub uses_default_credentials: bool,
 }
 
@@ -73,9 +95,13 @@ pub struct ValidRoom {
     /// Public host; `None` means no Ingress (in-cluster playback only).
     pub host: Option<String>,
     pub ingress_class: Option<String>,
-    /// Chat replicas actually run: one when several are asked for but Redis or MongoDB is
-    /// not configured.
+    /// Chat replicas actually run: one when several are asked for but the room has no Redis
+    /// or no MongoDB.
     pub chat_replicas: i32,
+    /// MongoDB for the catalog and chat history; `None`: the workers' embedded store.
+    pub mongodb: Option<SecretSource>,
+    /// Redis for chat scale-out; only set when more than one chat replica runs.
+    pub redis: Option<SecretSource>,
     /// Rotation requests from the room's annotations (`roomcast.dev/rotate-<key>`).
     pub rotation_requests: std::collections::BTreeMap<String, String>,
 }
@@ -89,6 +115,11 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
     let room_ref = RoomRef::of(room).map_err(|_| RoomError::Missing("name, namespace or uid"))?;
     let spec = room.spec.clone();
     let name = room_ref.identity().to_string();
+    let missing = |what, fix| RoomError::MissingCredentials {
+        room: name.clone(),
+        what,
+        fix,
+    };
     check_media_memory(&spec, config).map_err(|source| RoomError::Memory {
         room: name.clone(),
         source,
@@ -124,7 +155,13 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
                     credentials_secret_ref: None,
                     service_account_annotations: Default::default(),
                 };
-                (s3, config.s3.credentials_secret.is_some())
+                let uses_default_credentials = match &config.s3.credentials_secret {
+                    Some(_) if config.share_default_credentials => true,
+                    Some(_) => return Err(missing("S3", S3_FIX)),
+                    // No platform credentials: the pod identity, nothing to share.
+                    None => false,
+                };
+                (s3, uses_default_credentials)
             }
         };
         Some(RecordingTarget {
@@ -135,13 +172,29 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
         None
     };
 
+    // The store holds the recording catalog and chat history: a room with neither needs none.
+    let uses_store = spec.recording.enabled || spec.chat.enabled;
+    let mongodb = match (&spec.mongodb_secret_ref, &config.mongodb_secret) {
+        _ if !uses_store => None,
+        (Some(own), _) => Some(SecretSource::Room(own.name.clone())),
+        (None, Some(_)) if config.share_default_credentials => Some(SecretSource::Shared),
+        (None, Some(_)) => return Err(missing("MongoDB", MONGODB_FIX)),
+        (None, None) => None,
+    };
+    let redis = match (&spec.chat.redis_secret_ref, &config.redis_secret) {
+        (Some(own), _) => Some(SecretSource::Room(own.name.clone())),
+        (None, Some(_)) if config.share_default_credentials => Some(SecretSource::Shared),
+        _ => None,
+    };
     // Several replicas share one room only through Redis (broadcasts) and MongoDB (history,
-    // bans): the embedded store belongs to one process.
-    let chat_replicas = if config.redis_url.is_some() && config.mongodb_secret.is_some() {
+    // bans): the embedded store belongs to one process. Without them one replica runs and
+    // ChatReady says what is missing (chat still works, so this is no error).
+    let chat_replicas = if redis.is_some() && mongodb.is_some() {
         spec.chat.replicas
     } else {
         1
     };
+    let redis = redis.filter(|_| spec.chat.enabled && chat_replicas > 1);
 
     let rotation_requests = room
         .metadata
@@ -169,6 +222,8 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
         generation: room.metadata.generation,
         recording,
         chat_replicas,
+        mongodb,
+        redis,
         rotation_requests,
         spec,
     })

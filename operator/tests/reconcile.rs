@@ -7,6 +7,7 @@ use http::Method;
 use kube::runtime::controller::Action;
 use roomcast_crds::StreamRoom;
 use roomcast_operator::{
+    build::ChildKind,
     config::OperatorConfig,
     controller::{ChildStores, Context, error_policy, reconcile},
     fixtures::{Behaviour, Call, MockApi},
@@ -24,6 +25,11 @@ spec:
   chat: {replicas: 2}
 "#;
 
+const ROOM_UID: &str = "7b1e0c52-0000-4000-8000-000000000001";
+/// A room with a child of every kind (the Ingress needs a host, the PDB chat).
+fn room_with_every_child() -> String {
+    format!("{ROOM}  playback: {{host: live.example.com}}\n")
+}
 const KEYS_PATH: &str = "/api/v1/namespaces/shows/secrets/lobby-keys";
 const STATUS_PATH: &str = "/apis/roomcast.dev/v1alpha1/namespaces/shows/streamrooms/lobby/status";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/shows/events";
@@ -38,22 +44,26 @@ fn context(behaviour: Behaviour) -> (Arc<Context>, MockApi) {
 }
 
 fn context_with_stores(behaviour: Behaviour, stores: ChildStores) -> (Arc<Context>, MockApi) {
-    context_with(behaviour, stores, Tenancy::everywhere())
+    context_with(behaviour, stores, test_config(), Tenancy::everywhere())
 }
 
-fn context_with(
-    behaviour: Behaviour,
-    stores: ChildStores,
-    tenancy: Tenancy,
-) -> (Arc<Context>, MockApi) {
-    let (client, mock) = MockApi::start(behaviour, true);
-    let config = OperatorConfig {
+fn test_config() -> OperatorConfig {
+    OperatorConfig {
         media_image: "roomcast:test".into(),
         chat_image: "roomcast:test".into(),
         playback_scheme: "https".into(),
         operator_namespace: "roomcast-system".into(),
         ..OperatorConfig::default()
-    };
+    }
+}
+
+fn context_with(
+    behaviour: Behaviour,
+    stores: ChildStores,
+    config: OperatorConfig,
+    tenancy: Tenancy,
+) -> (Arc<Context>, MockApi) {
+    let (client, mock) = MockApi::start(behaviour, true);
     let mut ctx = Context::new(
         client,
         config,
@@ -83,6 +93,28 @@ fn events(calls: &[Call]) -> Vec<&Value> {
         .filter(|c| c.method == Method::POST && c.path() == EVENTS_PATH)
         .map(|c| &c.body)
         .collect()
+}
+
+/// The calls of a pass that reports a room which cannot run: at least an event and a status
+/// patch (a timeout catches calls that never came).
+async fn event_and_status(mock: &MockApi) -> Vec<Call> {
+    mock.wait_for_calls(2, TIMEOUT)
+        .await
+        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"))
+}
+
+fn has_event(calls: &[Call], reason: &str) -> bool {
+    events(calls).iter().any(|e| e["reason"] == reason)
+}
+
+/// `lobby-keys` holding both keys, with `owner_references` as its owners.
+fn keys_secret(owner_references: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "lobby-keys", "namespace": "shows", "ownerReferences": owner_references},
+        // base64 of "streamkey-1" and "signing-1"
+        "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
+    })
 }
 
 fn status_patch(calls: &[Call]) -> Option<&Value> {
@@ -183,12 +215,7 @@ async fn new_room_gets_every_child_applied_and_a_pending_status() {
 
 #[tokio::test]
 async fn existing_secret_keys_are_kept() {
-    let existing = json!({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "lobby-keys", "namespace": "shows"},
-        // base64 of "streamkey-1" and "signing-1"
-        "data": {"stream-key": "c3RyZWFta2V5LTE=", "chat-signing-key": "c2lnbmluZy0x"}
-    });
+    let existing = keys_secret(owner(ROOM_UID, true));
     let behaviour = Behaviour {
         existing: [(KEYS_PATH.to_owned(), existing)].into_iter().collect(),
         ..Behaviour::default()
@@ -205,9 +232,7 @@ async fn existing_secret_keys_are_kept() {
     assert_eq!(keys.body["data"]["stream-key"], "c3RyZWFta2V5LTE=");
     assert_eq!(keys.body["data"]["chat-signing-key"], "c2lnbmluZy0x");
     assert!(
-        !events(&calls)
-            .iter()
-            .any(|e| e["reason"] == "KeysGenerated"),
+        !has_event(&calls, "KeysGenerated"),
         "no key may be generated when both exist"
     );
 }
@@ -267,10 +292,7 @@ async fn invalid_spec_sets_error_condition_and_event_without_children() {
         Action::await_change(),
         "an invalid spec waits for the next change"
     );
-    let calls = mock
-        .wait_for_calls(2, TIMEOUT)
-        .await
-        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+    let calls = event_and_status(&mock).await;
 
     assert!(
         child_patches(&calls).is_empty(),
@@ -315,10 +337,7 @@ async fn dvr_window_beyond_the_media_memory_limit_is_refused_with_the_arithmetic
         .await
         .expect("reported, not failed");
     assert_eq!(action, Action::await_change());
-    let calls = mock
-        .wait_for_calls(2, TIMEOUT)
-        .await
-        .unwrap_or_else(|calls| panic!("expected an event and a status patch, got {calls:#?}"));
+    let calls = event_and_status(&mock).await;
     assert!(child_patches(&calls).is_empty(), "{calls:#?}");
 
     let event = events(&calls).into_iter().next().expect("warning event");
@@ -407,8 +426,6 @@ async fn deleted_room_is_left_to_the_garbage_collector() {
         "owner references clean up; no calls expected"
     );
 }
-
-const ROOM_UID: &str = "7b1e0c52-0000-4000-8000-000000000001";
 
 /// A child in `shows` whose controller is the room `lobby` with this uid.
 fn owned(name: &str, uid: &str) -> Value {
@@ -516,6 +533,352 @@ async fn failed_apply_is_announced_with_a_warning_event() {
     );
 }
 
+/// Where a child of `kind` lives in the API (the test names each kind, so a new kind in
+/// `child_kinds!` fails to compile here until it is covered).
+fn collection(kind: ChildKind) -> &'static str {
+    match kind {
+        ChildKind::Secret => "/secrets/",
+        ChildKind::ConfigMap => "/configmaps/",
+        ChildKind::ServiceAccount => "/serviceaccounts/",
+        ChildKind::Role => "/roles/",
+        ChildKind::RoleBinding => "/rolebindings/",
+        ChildKind::Service => "/services/",
+        ChildKind::Deployment => "/deployments/",
+        ChildKind::Ingress => "/ingresses/",
+        ChildKind::NetworkPolicy => "/networkpolicies/",
+        ChildKind::PodDisruptionBudget => "/poddisruptionbudgets/",
+    }
+}
+
+/// An object found at `path` whose metadata carries `owner_references`.
+fn existing_at(path: &str, owner_references: Value) -> Behaviour {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let object = json!({"metadata": {"name": name, "namespace": "shows",
+        "labels": {"app.kubernetes.io/managed-by": "roomcast-operator"},
+        "ownerReferences": owner_references}});
+    Behaviour {
+        existing: [(path.to_owned(), object)].into_iter().collect(),
+        ..Behaviour::default()
+    }
+}
+
+fn owner(uid: &str, controller: bool) -> Value {
+    json!([{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom", "name": "lobby",
+            "uid": uid, "controller": controller}])
+}
+
+#[tokio::test]
+async fn a_child_name_held_by_an_object_the_room_does_not_control_is_never_applied() {
+    // Where each kind's first child is applied, from a pass against an empty namespace.
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(room(&room_with_every_child()), ctx)
+        .await
+        .expect("first pass");
+    let paths = child_patches(&mock.calls());
+
+    for &kind in ChildKind::ALL {
+        let path = paths
+            .iter()
+            .find(|p| p.contains(collection(kind)))
+            .unwrap_or_else(|| panic!("no {kind} applied; got {paths:#?}"));
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let object = format!("{kind}/{name}");
+        for (case, owner_references) in [
+            ("no owner", json!([])),
+            ("another room", owner("another-room-uid", true)),
+            ("this room, not as controller", owner(ROOM_UID, false)),
+        ] {
+            let (ctx, mock) = context(existing_at(path, owner_references));
+            let action = reconcile(room(&room_with_every_child()), ctx)
+                .await
+                .expect("a conflict is reported, not failed");
+            assert_eq!(
+                action,
+                Action::requeue(Duration::from_secs(60)),
+                "{object}, {case}"
+            );
+            let calls = mock.calls();
+            assert!(
+                child_patches(&calls).is_empty(),
+                "{object} ({case}): nothing may be applied, got {:#?}",
+                child_patches(&calls)
+            );
+            assert!(
+                !calls.iter().any(|c| c.method == Method::DELETE),
+                "{object} ({case}): nothing may be deleted"
+            );
+
+            let status = &status_patch(&calls).expect("status patched")["status"];
+            assert_eq!(status["phase"], "Error", "{object}, {case}");
+            let conditions = status["conditions"].as_array().expect("conditions");
+            let ready = &conditions[0];
+            assert_eq!(
+                (&ready["type"], &ready["status"], &ready["reason"]),
+                (&json!("Ready"), &json!("False"), &json!("ChildConflict")),
+                "{object}, {case}"
+            );
+            let conflict = conditions
+                .iter()
+                .find(|c| c["type"] == "ChildConflict")
+                .unwrap_or_else(|| panic!("{object} ({case}): no ChildConflict condition"));
+            assert_eq!(conflict["status"], "True");
+            assert!(
+                conflict["message"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(&object),
+                "{object} ({case}): {conflict}"
+            );
+
+            let event = events(&calls)
+                .into_iter()
+                .find(|e| e["reason"] == "ChildConflict")
+                .unwrap_or_else(|| panic!("{object} ({case}): no ChildConflict event"));
+            assert_eq!(event["type"], "Warning");
+            assert!(
+                event["note"].as_str().unwrap_or_default().contains(&object),
+                "{object} ({case}): {event}"
+            );
+            assert!(
+                !has_event(&calls, "KeysGenerated"),
+                "{object} ({case}): no keys are announced for a room that is not applied"
+            );
+        }
+
+        // The same name held by the room itself is applied as usual.
+        let (ctx, mock) = context(existing_at(path, owner(ROOM_UID, true)));
+        reconcile(room(&room_with_every_child()), ctx)
+            .await
+            .expect("reconcile succeeds");
+        let calls = mock.calls();
+        assert!(
+            child_patches(&calls).iter().any(|p| p == path),
+            "{object} controlled by the room must be applied"
+        );
+        assert!(!has_event(&calls, "ChildConflict"), "{object}: no conflict");
+    }
+}
+
+#[tokio::test]
+async fn a_foreign_secret_of_the_keys_name_holds_the_room_without_leaking_its_data() {
+    let foreign = keys_secret(json!([]));
+    let behaviour = Behaviour {
+        existing: [(KEYS_PATH.to_owned(), foreign)].into_iter().collect(),
+        ..Behaviour::default()
+    };
+    let (ctx, mock) = context(behaviour);
+    reconcile(room(ROOM), ctx).await.expect("reported");
+    let calls = mock.calls();
+    assert!(child_patches(&calls).is_empty(), "{calls:#?}");
+    let status = serde_json::to_string(&status_patch(&calls).expect("status")).expect("json");
+    assert!(
+        !status.contains("c3RyZWFta2V5LTE") && status.contains("Secret/lobby-keys"),
+        "{status}"
+    );
+}
+
+/// A platform with default S3 credentials, MongoDB and Redis in its own namespace.
+fn platform_with_secrets(share: bool) -> OperatorConfig {
+    let mut config = test_config();
+    config.s3.bucket = Some("platform-vods".into());
+    config.s3.credentials_secret = Some("roomcast-s3".into());
+    config.mongodb_secret = Some("roomcast-mongodb".into());
+    config.redis_secret = Some("roomcast-redis".into());
+    config.share_default_credentials = share;
+    config
+}
+
+const OPERATOR_SECRETS: &str = "/api/v1/namespaces/roomcast-system/secrets/";
+
+#[tokio::test]
+async fn a_room_needing_unshared_platform_credentials_says_so_and_gets_no_pods() {
+    let recording = ROOM.replace("chat: {replicas: 2}", "recording: {enabled: true}");
+    let (ctx, mock) = context_with(
+        Behaviour::default(),
+        ChildStores::default(),
+        platform_with_secrets(false),
+        Tenancy::everywhere(),
+    );
+    let action = reconcile(room(&recording), ctx)
+        .await
+        .expect("reported, not failed");
+    assert_eq!(action, Action::await_change());
+    let calls = event_and_status(&mock).await;
+    assert!(child_patches(&calls).is_empty(), "{calls:#?}");
+    assert!(
+        !calls.iter().any(|c| c.path().starts_with(OPERATOR_SECRETS)),
+        "the platform's Secrets are not even read: {calls:#?}"
+    );
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    assert_eq!(status["phase"], "Error");
+    let ready = &status["conditions"][0];
+    assert_eq!(ready["reason"], "MissingCredentials");
+    let message = ready["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("needs S3 credentials") && message.contains("credentialsSecretRef"),
+        "{message}"
+    );
+    let event = events(&calls).into_iter().next().expect("warning event");
+    assert_eq!(
+        (&event["type"], &event["reason"]),
+        (&json!("Warning"), &json!("MissingCredentials"))
+    );
+}
+
+#[tokio::test]
+async fn shared_platform_credentials_are_copied_only_when_the_platform_opts_in() {
+    let secret = |name: &str, key: &str, value: &str| {
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": name, "namespace": "roomcast-system"},
+               "data": {key: value}})
+    };
+    let behaviour = Behaviour {
+        existing: [
+            ("roomcast-s3", "AWS_SECRET_ACCESS_KEY", "czM="),
+            ("roomcast-mongodb", "uri", "bW9uZ28="),
+            ("roomcast-redis", "url", "cmVkaXM="),
+        ]
+        .into_iter()
+        .map(|(name, key, value)| {
+            (
+                format!("{OPERATOR_SECRETS}{name}"),
+                secret(name, key, value),
+            )
+        })
+        .collect(),
+        ..Behaviour::default()
+    };
+    let recording = ROOM.replace(
+        "chat: {replicas: 2}",
+        "chat: {replicas: 2}\n  recording: {enabled: true}",
+    );
+    let (ctx, mock) = context_with(
+        behaviour,
+        ChildStores::default(),
+        platform_with_secrets(true),
+        Tenancy::everywhere(),
+    );
+    reconcile(room(&recording), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let calls = mock.calls();
+    let copies: Vec<(String, Value)> = patches(&calls)
+        .into_iter()
+        .filter(|c| c.path().contains("/secrets/") && !c.path().ends_with("-keys"))
+        .map(|c| (c.path().to_owned(), c.body["data"].clone()))
+        .collect();
+    assert_eq!(
+        copies,
+        [
+            (
+                "/api/v1/namespaces/shows/secrets/lobby-s3".to_owned(),
+                json!({"AWS_SECRET_ACCESS_KEY": "czM="})
+            ),
+            (
+                "/api/v1/namespaces/shows/secrets/lobby-mongodb".to_owned(),
+                json!({"uri": "bW9uZ28="})
+            ),
+            (
+                "/api/v1/namespaces/shows/secrets/lobby-redis".to_owned(),
+                json!({"url": "cmVkaXM="})
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn chat_replicas_that_stopped_reporting_are_pruned_from_the_status() {
+    let ago = |seconds: i64| {
+        let at = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(seconds);
+        serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at))
+            .expect("time")
+    };
+    let mut seen: StreamRoom = serde_yaml::from_str(ROOM).expect("room parses");
+    seen.status = Some(
+        serde_json::from_value(json!({"chat": {"replicas": [
+            {"pod": "lobby-chat-live", "connections": 4, "reportedAt": ago(5)},
+            {"pod": "lobby-chat-crashed", "connections": 9, "reportedAt": ago(600)},
+        ]}}))
+        .expect("status parses"),
+    );
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(Arc::new(seen), ctx)
+        .await
+        .expect("reconcile succeeds");
+    let calls = mock.calls();
+    let prune = calls
+        .iter()
+        .find(|c| c.path() == STATUS_PATH && c.body.is_array())
+        .unwrap_or_else(|| panic!("no JSON patch of the status: {calls:#?}"));
+    assert_eq!(
+        prune.body,
+        json!([
+            {"op": "test", "path": "/status/chat/replicas/1/pod", "value": "lobby-chat-crashed"},
+            {"op": "test", "path": "/status/chat/replicas/1/reportedAt", "value": ago(600)},
+            {"op": "remove", "path": "/status/chat/replicas/1"},
+        ])
+    );
+}
+
+#[tokio::test]
+async fn fresh_chat_replicas_are_left_alone() {
+    let mut seen: StreamRoom = serde_yaml::from_str(ROOM).expect("room parses");
+    let now = serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        jiff::Timestamp::now(),
+    ))
+    .expect("time");
+    seen.status = Some(
+        serde_json::from_value(json!({"chat": {"replicas": [
+            {"pod": "lobby-chat-live", "connections": 4, "reportedAt": now},
+        ]}}))
+        .expect("status parses"),
+    );
+    let (ctx, mock) = context(Behaviour::default());
+    reconcile(Arc::new(seen), ctx)
+        .await
+        .expect("reconcile succeeds");
+    assert!(
+        !mock.calls().iter().any(|c| c.body.is_array()),
+        "nothing to prune"
+    );
+}
+
+#[tokio::test]
+async fn the_cache_proves_ownership_without_a_get_but_never_proves_someone_elses() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::runtime::{reflector, watcher};
+
+    const MEDIA: &str = "/apis/apps/v1/namespaces/shows/deployments/lobby-media";
+    for (uid, ours) in [(ROOM_UID, true), ("another-room-uid", false)] {
+        let (deployments, mut writer) = reflector::store::<Deployment>();
+        let cached: Deployment = serde_json::from_value(json!({
+            "metadata": {"name": "lobby-media", "namespace": "shows",
+                         "ownerReferences": owner(uid, true)}
+        }))
+        .expect("deployment");
+        writer.apply_watcher_event(&watcher::Event::Apply(cached));
+        let stores = ChildStores {
+            deployments: Some(deployments),
+            ..ChildStores::default()
+        };
+        let (ctx, mock) = context_with(
+            existing_at(MEDIA, owner(uid, true)),
+            stores,
+            test_config(),
+            Tenancy::everywhere(),
+        );
+        reconcile(room(ROOM), ctx)
+            .await
+            .expect("reconcile succeeds");
+        let calls = mock.calls();
+        let asked = calls
+            .iter()
+            .any(|c| c.method == Method::GET && c.path() == MEDIA);
+        let applied = child_patches(&calls).iter().any(|p| p == MEDIA);
+        assert_eq!((asked, applied), (!ours, ours), "owner {uid}: {calls:#?}");
+    }
+}
+
 /// Tenancy over namespace `shows` carrying `labels`, as the namespace watch would cache it.
 fn tenancy_with_shows_labelled(labels: &[(&str, &str)]) -> Tenancy {
     use k8s_openapi::api::core::v1::Namespace;
@@ -544,6 +907,7 @@ async fn a_room_in_a_namespace_that_has_not_opted_in_gets_one_event_and_nothing_
     let (ctx, mock) = context_with(
         Behaviour::default(),
         ChildStores::default(),
+        test_config(),
         tenancy_with_shows_labelled(&[("team", "shows")]),
     );
     for _ in 0..2 {
@@ -572,6 +936,7 @@ async fn a_room_in_a_namespace_that_opted_in_is_served() {
     let (ctx, mock) = context_with(
         Behaviour::default(),
         ChildStores::default(),
+        test_config(),
         tenancy_with_shows_labelled(&[("roomcast.dev/tenant", "enabled")]),
     );
     reconcile(room(ROOM), ctx).await.expect("reconciled");

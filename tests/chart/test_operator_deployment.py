@@ -42,7 +42,9 @@ OPERATOR_ENV = {
     "ROOMCAST_S3_ALLOW_HTTP_ENDPOINT",
     "ROOMCAST_S3_CREDENTIALS_SECRET",
     "ROOMCAST_MONGODB_SECRET",
-    "ROOMCAST_REDIS_URL",
+    "ROOMCAST_REDIS_SECRET",
+    "ROOMCAST_SHARE_DEFAULT_CREDENTIALS",
+    "ROOMCAST_IMAGE_PULL_SECRETS",
     "ROOMCAST_MEDIA_RESOURCES",
     "ROOMCAST_CHAT_RESOURCES",
     "ROOMCAST_CHAT_TRUSTED_PROXIES",
@@ -69,6 +71,7 @@ ALWAYS_SET = {
     "ROOMCAST_INGEST_SERVICE_TYPE",
     "ROOMCAST_S3_FORCE_PATH_STYLE",
     "ROOMCAST_S3_ALLOW_HTTP_ENDPOINT",
+    "ROOMCAST_SHARE_DEFAULT_CREDENTIALS",
     "ROOMCAST_MEDIA_RESOURCES",
     "ROOMCAST_CHAT_RESOURCES",
     "ROOMCAST_CHAT_TRUSTED_PROXIES",
@@ -144,6 +147,8 @@ def test_default_env_names_the_operator_config(chart) -> None:
     assert value(env, "ROOMCAST_EGRESS_MONGODB_PORTS") == "27017"
     assert value(env, "ROOMCAST_EGRESS_REDIS_PORTS") == "6379"
     assert value(env, "ROOMCAST_LEASE_NAME") == f"{RELEASE}-operator"
+    # Platform credentials stay in the release namespace unless the platform opts in.
+    assert value(env, "ROOMCAST_SHARE_DEFAULT_CREDENTIALS") == "false"
     defaults = chart.values["workers"]
     assert json.loads(value(env, "ROOMCAST_MEDIA_RESOURCES")) == defaults["media"]["resources"]
     assert json.loads(value(env, "ROOMCAST_CHAT_RESOURCES")) == defaults["chat"]["resources"]
@@ -176,7 +181,9 @@ def test_full_values_reach_the_operator_as_env(chart, full_values) -> None:
         "ROOMCAST_S3_ALLOW_HTTP_ENDPOINT": "true",
         "ROOMCAST_S3_CREDENTIALS_SECRET": s3["credentialsSecret"],
         "ROOMCAST_MONGODB_SECRET": v["mongodb"]["uriSecret"],
-        "ROOMCAST_REDIS_URL": v["redis"]["url"],
+        "ROOMCAST_REDIS_SECRET": v["redis"]["urlSecret"],
+        "ROOMCAST_SHARE_DEFAULT_CREDENTIALS": "true",
+        "ROOMCAST_IMAGE_PULL_SECRETS": ",".join(s["name"] for s in v["imagePullSecrets"]),
         "ROOMCAST_CHAT_TRUSTED_PROXIES": v["workers"]["chat"]["trustedProxies"],
         "ROOMCAST_LEADER_ELECTION": "true",
         "ROOMCAST_LOG_FORMAT": v["logFormat"],
@@ -231,6 +238,21 @@ def test_image_tag_and_pull_secrets(chart) -> None:
     env = env_of(objects)
     assert value(env, "ROOMCAST_MEDIA_IMAGE") == value(env, "ROOMCAST_CHAT_IMAGE") == "localhost:5000/roomcast:dev"
     assert pod_spec(objects)["imagePullSecrets"] == [{"name": "pull"}]
+    # The workers the operator creates get the same pull Secrets.
+    assert value(env, "ROOMCAST_IMAGE_PULL_SECRETS") == "pull"
+    two = env_of(render_objects(chart, {"imagePullSecrets": [{"name": "a"}, {"name": "b"}]}))
+    assert value(two, "ROOMCAST_IMAGE_PULL_SECRETS") == "a,b"
+
+
+@pytest.mark.parametrize("values", SCENARIOS.values(), ids=SCENARIOS.keys())
+def test_no_secret_is_a_plain_env_value(chart, values) -> None:
+    # Credentials reach the operator as Secret names; their content is read from the API.
+    env = env_of(render_objects(chart, values))
+    for name, entry in env.items():
+        # Endpoints are addresses, not credentials (a URL with userinfo is refused by the operator).
+        endpoints = ("ROOMCAST_S3_ENDPOINT", "ROOMCAST_S3_ALLOWED_ENDPOINTS")
+        assert "://" not in entry.get("value", "") or name in endpoints, (name, entry)
+        assert "@" not in entry.get("value", ""), (name, entry)
 
 
 def test_one_replica_without_leader_election_never_overlaps(chart) -> None:

@@ -62,7 +62,14 @@ BAD_VALUES: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "recording.s3.bucket upper case": ({"recording": {"s3": {"bucket": "VODS"}}}, ["/recording/s3/bucket"]),
     "mongodb.uriSecret not a name": ({"mongodb": {"uriSecret": "Mongo URI"}}, ["/mongodb/uriSecret"]),
-    "redis.url not redis": ({"redis": {"url": "http://redis:6379"}}, ["/redis/url"]),
+    "redis.urlSecret not a name": ({"redis": {"urlSecret": "redis://:pw@redis:6379"}}, ["/redis/urlSecret"]),
+    # The URL itself (password included) no longer goes into values.
+    "redis.url is gone": ({"redis": {"url": "redis://redis:6379"}}, ["/redis", "'url'"]),
+    "recording.shareDefaultCredentials: yes": (
+        {"recording": {"shareDefaultCredentials": "yes"}},
+        ["/recording/shareDefaultCredentials", "want boolean"],
+    ),
+    "imagePullSecrets name with a slash": ({"imagePullSecrets": [{"name": "a/b"}]}, ["/imagePullSecrets/0/name"]),
     "workers.media.resources bad quantity": (
         {"workers": {"media": {"resources": {"requests": {"cpu": "lots"}}}}},
         ["/workers/media/resources/requests/cpu"],
@@ -149,7 +156,7 @@ def test_bad_values_are_refused_naming_the_key(chart, values, expected) -> None:
         {"ingest": {"serviceType": "NodePort"}},
         {"ingest": {"serviceType": "ClusterIP"}},
         {"recording": {"s3": {"endpoint": "http://minio.storage.svc:9000"}}},
-        {"redis": {"url": "rediss://:secret@redis.example.com:6380/1"}},
+        {"redis": {"urlSecret": "roomcast-redis"}, "recording": {"shareDefaultCredentials": True}},
         {"workers": {"media": {"resources": {"requests": {"cpu": 2, "memory": "1.5Gi"}}}}},
         {"replicaCount": 3},
         {"logLevel": "warn,roomcast_operator=trace"},

@@ -20,11 +20,12 @@ ROOMS = sorted((REPO / "tests" / "fixtures" / "rooms").glob("*.yaml"))
 CONFIGS = {
     "defaults": [],
     "platform": ["--playback-host", "live.example.com", "--ingress-class", "nginx",
-                 "--redis-url", "redis://redis:6379", "--s3-bucket", "vods",
+                 "--redis-secret", "redis", "--s3-bucket", "vods",
                  "--s3-credentials-secret", "s3-creds", "--mongodb-secret", "mongo",
+                 "--share-default-credentials", "--image-pull-secrets", "regcred,mirror",
                  "--ingest-service-type", "NodePort"],
     # Every NetworkPolicy knob: stores as IPv4 and IPv6 CIDRs, an empty selector ({}).
-    "network": ["--redis-url", "redis://redis:6379", "--mongodb-secret", "mongo",
+    "network": ["--redis-secret", "redis", "--share-default-credentials", "--mongodb-secret", "mongo",
                 "--ingress-namespace-selector", "", "--monitoring-namespace-selector", "team=obs,tier=metrics",
                 "--egress-api-server-cidrs", "172.18.0.2", "--egress-api-server-ports", "6443",
                 "--egress-s3-cidrs", "52.95.0.0/16,2600:1f18::/32", "--egress-s3-ports", "443,9000",
@@ -78,6 +79,17 @@ def test_render_refuses_a_dvr_window_that_cannot_fit_the_media_memory_limit(tmp_
     # The operator's default limit (Helm value workers.media.resources) is the one checked.
     raised = ["--media-resources", '{"limits": {"memory": "16Gi"}}']
     assert render(room, raised)
+
+
+def test_render_refuses_a_room_that_needs_platform_credentials_the_platform_does_not_share(tmp_path: Path):
+    room = tmp_path / "room.yaml"
+    room.write_text(ROOM_HEADER + "spec: {}\n")
+    stderr = render_error(room, ["--mongodb-secret", "mongo"])
+    assert "needs MongoDB credentials" in stderr and "spec.mongodbSecretRef" in stderr, stderr
+    # With its own Secret the room renders, and no copy of the platform's is made.
+    room.write_text(ROOM_HEADER + "spec: {mongodbSecretRef: {name: own-mongo}}\n")
+    names = [o["metadata"]["name"] for o in render(room, ["--mongodb-secret", "mongo"]) if o["kind"] == "Secret"]
+    assert names == ["lobby-keys"], names
 
 
 def test_render_refuses_a_default_s3_prefix_without_trailing_slash():

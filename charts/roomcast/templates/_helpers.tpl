@@ -96,34 +96,38 @@ gives "", which the operator reads as "every namespace").
 
 {{/*
 RBAC rules the operator needs wherever rooms live, verb by verb from what it calls. No
-wildcards, no `update` (everything is server-side apply: `patch`, plus `create` when the
-object does not exist yet), no `get` where a watch cache answers.
+wildcards, and `update` only on `streamrooms/finalizers` (everything else is server-side
+apply: `patch`, plus `create` when the object does not exist yet).
 
 - streamrooms: list/watch (the controller's watch). Nothing writes the spec.
 - streamrooms/status: patch (status apply); get only because the per-room worker Role grants
   get+patch on it, and Kubernetes lets a subject create a Role only with what it holds itself.
+- streamrooms/finalizers: update. Every child's owner reference sets blockOwnerDeletion, and
+  clusters with the OwnerReferencesPermissionEnforcement admission plugin (OpenShift, for
+  one) accept that only from a subject that may update the owner's finalizers.
 - secrets: get as well (the keys Secret is read from the API before a key is generated, so a
   stale cache never replaces one; the default S3 / MongoDB Secrets are read by name).
-- other children: list/watch (caches), create/patch (apply), delete (children a room no
-  longer wants). Roles and RoleBindings are the per-room worker Role (get/patch on one
+- other children: get (before applying a child the cache does not prove is the room's own,
+  its metadata is read: a name held by anything else is a ChildConflict, never overwritten),
+  list/watch (caches), create/patch (apply), delete (children a room no longer wants). Roles and RoleBindings are the per-room worker Role (get/patch on one
   room's status) and its binding.
 - events.k8s.io events: create, patch (series). Core events are never written.
 None can carry resourceNames: children are named `<room>-<suffix>` for rooms that do not
 exist yet, and Kubernetes never applies resourceNames to create, list or watch.
 */}}
 {{- define "roomcast.roomRules" -}}
-{{- $children := list "list" "watch" "create" "patch" "delete" -}}
+{{- $children := list "get" "list" "watch" "create" "patch" "delete" -}}
 - apiGroups: ["roomcast.dev"]
   resources: ["streamrooms"]
   verbs: ["list", "watch"]
 - apiGroups: ["roomcast.dev"]
   resources: ["streamrooms/status"]
   verbs: ["get", "patch"]
+- apiGroups: ["roomcast.dev"]
+  resources: ["streamrooms/finalizers"]
+  verbs: ["update"]
 - apiGroups: [""]
-  resources: ["secrets"]
-  verbs: {{ toJson (prepend $children "get") }}
-- apiGroups: [""]
-  resources: ["configmaps", "services", "serviceaccounts"]
+  resources: ["secrets", "configmaps", "services", "serviceaccounts"]
   verbs: {{ toJson $children }}
 - apiGroups: ["apps"]
   resources: ["deployments"]

@@ -3,14 +3,16 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ConfigMap;
 use roomcast_crds::worker_config::{
     CHAT_SIGNING_KEY_KEY, CONFIG_KEY, ChatConfig, IngestConfig, KEYS_DIR, MONGODB_DIR,
-    MONGODB_URI_KEY, ORIGIN_SECRET_DIR, ORIGIN_SECRET_KEY, PlaybackConfig, RecordingConfig,
-    RoomIdentity, S3_CREDENTIALS_DIR, SPOOL_DIR, STREAM_KEY_DIR, STREAM_KEY_KEY, WorkerConfig,
+    MONGODB_URI_KEY, ORIGIN_SECRET_DIR, ORIGIN_SECRET_KEY, PlaybackConfig, REDIS_DIR,
+    REDIS_URL_KEY, RecordingConfig, RoomIdentity, S3_CREDENTIALS_DIR, SPOOL_DIR, STREAM_KEY_DIR,
+    STREAM_KEY_KEY, WorkerConfig,
 };
 
-use crate::{Result, config::OperatorConfig, labels::Component, validate::ValidRoom};
+use crate::{Result, labels::Component, validate::ValidRoom};
 
-/// The configuration both workers read, with file paths where secrets are mounted.
-pub fn worker_config(room: &ValidRoom, config: &OperatorConfig) -> WorkerConfig {
+/// The configuration both workers read, with file paths where secrets are mounted: nothing
+/// secret is written into it (a ConfigMap is readable by anyone who may list them).
+pub fn worker_config(room: &ValidRoom) -> WorkerConfig {
     let spec = &room.spec;
     let stream_key_file = match &spec.ingest.stream_key_secret_ref {
         Some(_) => format!("{STREAM_KEY_DIR}/{STREAM_KEY_KEY}"),
@@ -54,7 +56,10 @@ pub fn worker_config(room: &ValidRoom, config: &OperatorConfig) -> WorkerConfig 
                 ..spec.chat.clone()
             },
             signing_key_file: format!("{KEYS_DIR}/{CHAT_SIGNING_KEY_KEY}"),
-            redis_url: config.redis_url.clone().filter(|_| room.chat_replicas > 1),
+            redis_url_file: room
+                .redis
+                .as_ref()
+                .map(|_| format!("{REDIS_DIR}/{REDIS_URL_KEY}")),
         }),
         playback: PlaybackConfig {
             path_prefix: room.path_prefix(),
@@ -67,8 +72,8 @@ pub fn worker_config(room: &ValidRoom, config: &OperatorConfig) -> WorkerConfig 
                 .as_ref()
                 .map(|_| format!("{ORIGIN_SECRET_DIR}/{ORIGIN_SECRET_KEY}")),
         },
-        mongodb_uri_file: config
-            .mongodb_secret
+        mongodb_uri_file: room
+            .mongodb
             .as_ref()
             .map(|_| format!("{MONGODB_DIR}/{MONGODB_URI_KEY}")),
     }

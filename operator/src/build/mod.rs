@@ -35,22 +35,41 @@ pub use self::{
     service::{build_chat_service, build_hls_service, build_rtmp_service},
     workloads::{CHAT_TRUSTED_PROXIES_ENV, build_chat_deployment, build_media_deployment},
 };
-use crate::{Error, Result, config::OperatorConfig, keys::RoomKeys, validate::ValidRoom};
+use crate::{
+    Error, Result,
+    config::OperatorConfig,
+    keys::RoomKeys,
+    validate::{SecretSource, ValidRoom},
+};
 
 /// Secret suffixes of the children.
 pub const KEYS_SECRET: &str = "keys";
 pub const S3_SECRET: &str = "s3";
 pub const MONGODB_SECRET: &str = "mongodb";
+pub const REDIS_SECRET: &str = "redis";
 
 /// Inputs that come from the cluster rather than the spec: resolved keys and the contents
-/// of the operator's default Secrets to copy into the room's namespace.
+/// of the operator's default Secrets to copy into the room's namespace. The controller reads
+/// a default Secret only for a room that uses the shared copy ([`SecretSource::Shared`]), so
+/// without `--share-default-credentials` these stay empty.
 #[derive(Clone, Debug, Default)]
 pub struct BuildInputs {
     pub keys: RoomKeys,
     /// Data of the operator's default S3 credentials Secret, when the room uses it.
     pub default_s3_credentials: Option<BTreeMap<String, ByteString>>,
-    /// Data of the operator's default MongoDB Secret.
+    /// Data of the operator's default MongoDB Secret, when the room uses it.
     pub default_mongodb: Option<BTreeMap<String, ByteString>>,
+    /// Data of the operator's default Redis Secret, when the room uses it.
+    pub default_redis: Option<BTreeMap<String, ByteString>>,
+}
+
+/// The Secret a worker mounts for `source`: the room's own, or the shared copy
+/// `<room>-<suffix>`.
+pub fn secret_name(room: &ValidRoom, source: &SecretSource, suffix: &str) -> String {
+    match source {
+        SecretSource::Room(name) => name.clone(),
+        SecretSource::Shared => room.room.child(suffix),
+    }
 }
 
 /// Short SHA-256 of a JSON value, over its canonical form (object keys sorted), so the hash
@@ -124,7 +143,7 @@ pub fn build_children(
     config: &OperatorConfig,
     inputs: &BuildInputs,
 ) -> Result<Vec<Child>> {
-    let worker = worker_config(room, config);
+    let worker = worker_config(room);
     let config_map = build_config_map(room, &worker)?;
     let (media_hash, chat_hash) = (media_config_hash(&worker)?, chat_config_hash(&worker)?);
 
@@ -134,12 +153,13 @@ pub fn build_children(
     {
         children.push(Child::Secret(build_copied_secret(room, S3_SECRET, data)));
     }
-    if let Some(data) = &inputs.default_mongodb {
-        children.push(Child::Secret(build_copied_secret(
-            room,
-            MONGODB_SECRET,
-            data,
-        )));
+    for (source, suffix, data) in [
+        (&room.mongodb, MONGODB_SECRET, &inputs.default_mongodb),
+        (&room.redis, REDIS_SECRET, &inputs.default_redis),
+    ] {
+        if let (Some(SecretSource::Shared), Some(data)) = (source, data) {
+            children.push(Child::Secret(build_copied_secret(room, suffix, data)));
+        }
     }
     children.extend([
         Child::ConfigMap(config_map),
@@ -150,13 +170,13 @@ pub fn build_children(
         Child::NetworkPolicy(build_media_network_policy(room, config)),
         Child::Service(build_rtmp_service(room, config)),
         Child::Service(build_hls_service(room)),
-        Child::Deployment(build_media_deployment(room, config, inputs, &media_hash)),
+        Child::Deployment(build_media_deployment(room, config, &media_hash)),
     ]);
     if room.spec.chat.enabled {
         children.extend([
             Child::NetworkPolicy(build_chat_network_policy(room, config)),
             Child::Service(build_chat_service(room)),
-            Child::Deployment(build_chat_deployment(room, config, inputs, &chat_hash)),
+            Child::Deployment(build_chat_deployment(room, config, &chat_hash)),
             Child::PodDisruptionBudget(build_chat_pdb(room)),
         ]);
     }

@@ -44,7 +44,7 @@ pub fn build_media_network_policy(room: &ValidRoom, config: &OperatorConfig) -> 
         config,
         [
             room.recording.is_some().then(|| network.s3()),
-            config.mongodb_secret.is_some().then(|| network.mongodb()),
+            room.mongodb.is_some().then(|| network.mongodb()),
         ],
     );
     let mut ingress = vec![NetworkPolicyIngressRule {
@@ -63,8 +63,8 @@ pub fn build_chat_network_policy(room: &ValidRoom, config: &OperatorConfig) -> N
     let egress = egress(
         config,
         [
-            config.mongodb_secret.is_some().then(|| network.mongodb()),
-            config.redis_url.is_some().then(|| network.redis()),
+            room.mongodb.is_some().then(|| network.mongodb()),
+            room.redis.is_some().then(|| network.redis()),
         ],
     );
     policy(room, Component::Chat, served_ingress(config), egress)

@@ -6,19 +6,21 @@ use std::collections::BTreeMap;
 use k8s_openapi::{
     api::{
         apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment},
-        core::v1::{EnvVar, PodSpec, PodTemplateSpec},
+        core::v1::{EnvVar, LocalObjectReference, PodSpec, PodTemplateSpec},
     },
     apimachinery::pkg::{apis::meta::v1::ObjectMeta, util::intstr::IntOrString},
 };
 use roomcast_crds::worker_config::{
-    CONFIG_DIR, HTTP_PORT, KEYS_DIR, METRICS_PORT, MONGODB_DIR, ORIGIN_SECRET_DIR,
-    ORIGIN_SECRET_KEY, RTMP_PORT, S3_CREDENTIALS_DIR, SPOOL_DIR, STREAM_KEY_DIR, STREAM_KEY_KEY,
+    CHAT_SIGNING_KEY_KEY, CONFIG_DIR, HTTP_PORT, KEYS_DIR, METRICS_PORT, MONGODB_DIR,
+    MONGODB_URI_KEY, ORIGIN_SECRET_DIR, ORIGIN_SECRET_KEY, REDIS_DIR, REDIS_URL_KEY, RTMP_PORT,
+    S3_CREDENTIALS_DIR, SPOOL_DIR, STREAM_KEY_DIR, STREAM_KEY_KEY,
 };
 
 use super::{
-    BuildInputs, KEYS_SECRET, MONGODB_SECRET, S3_SECRET,
+    KEYS_SECRET, MONGODB_SECRET, REDIS_SECRET, S3_SECRET,
     pod::{self, Mount},
     rbac::WORKER_SUFFIX,
+    secret_name,
 };
 use crate::{config::OperatorConfig, labels::Component, validate::ValidRoom};
 
@@ -33,18 +35,40 @@ const TMP_SIZE_MIB: u32 = 64;
 pub const DATA_DIR: &str = "/var/lib/roomcast";
 const DATA_SIZE_MIB: u32 = 1024;
 
-fn common_mounts(room: &ValidRoom, inputs: &BuildInputs) -> Vec<Mount> {
-    let mut mounts = vec![
-        Mount::config_map("config", room.room.child("config"), CONFIG_DIR),
-        Mount::secret("keys", room.room.child(KEYS_SECRET), None, KEYS_DIR),
+/// One key of a Secret at `<dir>/<key>`: a pod sees only the key it uses, not whatever else
+/// the Secret holds.
+fn one_key_mount(volume: &str, secret: String, key: &str, dir: &str) -> Mount {
+    Mount::secret(
+        volume,
+        secret,
+        Some(vec![(key.to_owned(), key.to_owned())]),
+        dir,
+    )
+}
+
+/// One key of the room's `<room>-keys` Secret, at `KEYS_DIR/<key>`. Each pod mounts only
+/// the key it uses: a chat pod that is broken into must not yield the stream key, nor the
+/// media pod the key that signs chat tokens.
+fn room_key_mount(room: &ValidRoom, key: &str) -> Mount {
+    one_key_mount("keys", room.room.child(KEYS_SECRET), key, KEYS_DIR)
+}
+
+fn common_mounts(room: &ValidRoom, keys: Option<Mount>) -> Vec<Mount> {
+    let mut mounts = vec![Mount::config_map(
+        "config",
+        room.room.child("config"),
+        CONFIG_DIR,
+    )];
+    mounts.extend(keys);
+    mounts.extend([
         Mount::empty_dir("tmp", TMP_SIZE_MIB, "/tmp"),
         Mount::empty_dir("data", DATA_SIZE_MIB, DATA_DIR),
-    ];
-    if inputs.default_mongodb.is_some() {
-        mounts.push(Mount::secret(
+    ]);
+    if let Some(source) = &room.mongodb {
+        mounts.push(one_key_mount(
             "mongodb",
-            room.room.child(MONGODB_SECRET),
-            None,
+            secret_name(room, source, MONGODB_SECRET),
+            MONGODB_URI_KEY,
             MONGODB_DIR,
         ));
     }
@@ -53,6 +77,7 @@ fn common_mounts(room: &ValidRoom, inputs: &BuildInputs) -> Vec<Mount> {
 
 fn template(
     room: &ValidRoom,
+    config: &OperatorConfig,
     component: Component,
     config_hash: &str,
     mut container: k8s_openapi::api::core::v1::Container,
@@ -72,6 +97,13 @@ fn template(
         }),
         spec: Some(PodSpec {
             service_account_name: Some(room.room.child(WORKER_SUFFIX)),
+            image_pull_secrets: (!config.image_pull_secrets.is_empty()).then(|| {
+                config
+                    .image_pull_secrets
+                    .iter()
+                    .map(|name| LocalObjectReference { name: name.clone() })
+                    .collect()
+            }),
             security_context: Some(pod::pod_security_context()),
             containers: vec![container],
             volumes: Some(volumes),
@@ -85,11 +117,17 @@ fn template(
 pub fn build_media_deployment(
     room: &ValidRoom,
     config: &OperatorConfig,
-    inputs: &BuildInputs,
     config_hash: &str,
 ) -> Deployment {
     let spec = &room.spec;
-    let mut mounts = common_mounts(room, inputs);
+    // A room that brings its own stream key gets no generated one: nothing of `<room>-keys`
+    // is the media worker's then.
+    let generated_key = spec
+        .ingest
+        .stream_key_secret_ref
+        .is_none()
+        .then(|| room_key_mount(room, STREAM_KEY_KEY));
+    let mut mounts = common_mounts(room, generated_key);
     if let Some(key_ref) = &spec.ingest.stream_key_secret_ref {
         mounts.push(Mount::secret(
             "stream-key",
@@ -152,17 +190,36 @@ pub fn build_media_deployment(
                 type_: Some("Recreate".to_owned()),
                 ..DeploymentStrategy::default()
             }),
-            template: template(room, Component::Media, config_hash, container, mounts),
+            template: template(
+                room,
+                config,
+                Component::Media,
+                config_hash,
+                container,
+                mounts,
+            ),
             ..DeploymentSpec::default()
         }),
         ..Deployment::default()
     }
 }
 
+fn chat_mounts(room: &ValidRoom) -> Vec<Mount> {
+    let mut mounts = common_mounts(room, Some(room_key_mount(room, CHAT_SIGNING_KEY_KEY)));
+    if let Some(source) = &room.redis {
+        mounts.push(one_key_mount(
+            "redis",
+            secret_name(room, source, REDIS_SECRET),
+            REDIS_URL_KEY,
+            REDIS_DIR,
+        ));
+    }
+    mounts
+}
+
 pub fn build_chat_deployment(
     room: &ValidRoom,
     config: &OperatorConfig,
-    inputs: &BuildInputs,
     config_hash: &str,
 ) -> Deployment {
     let mut container = pod::worker_container(
@@ -200,10 +257,11 @@ pub fn build_chat_deployment(
             }),
             template: template(
                 room,
+                config,
                 Component::Chat,
                 config_hash,
                 container,
-                common_mounts(room, inputs),
+                chat_mounts(room),
             ),
             ..DeploymentSpec::default()
         }),

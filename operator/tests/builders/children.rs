@@ -60,6 +60,13 @@ fn every_child_is_controlled_by_the_room() {
             child.kind(),
             child.name()
         );
+        assert_eq!(
+            owner.block_owner_deletion,
+            Some(true),
+            "{} {}: a foreground deletion of the room must wait for it",
+            child.kind(),
+            child.name()
+        );
         assert_eq!(child.meta().namespace.as_deref(), Some(NAMESPACE));
     }
 }

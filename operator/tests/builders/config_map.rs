@@ -10,7 +10,7 @@ fn worker_config_in_the_config_map_parses_back_to_what_was_built() {
     let room = room(FULL_SPEC);
     let children = build(&room, &config);
     let parsed = worker_config_of(&children);
-    assert_eq!(parsed, worker_config(&valid(&room, &config), &config));
+    assert_eq!(parsed, worker_config(&valid(&room, &config)));
     assert_eq!(parsed.room.namespace, NAMESPACE);
     assert_eq!(parsed.room.name, ROOM);
     assert_eq!(parsed.playback.path_prefix, "/shows/lobby");

@@ -1,7 +1,11 @@
 //! The two worker Deployments: pod security, probes, replicas, images, resources, mounts.
 
 use k8s_openapi::{
-    api::core::v1::ResourceRequirements, apimachinery::pkg::util::intstr::IntOrString,
+    api::{
+        apps::v1::Deployment,
+        core::v1::{KeyToPath, ResourceRequirements},
+    },
+    apimachinery::pkg::util::intstr::IntOrString,
 };
 use roomcast_operator::{
     build::{BuildInputs, Child},
@@ -140,6 +144,7 @@ fn chat_replicas_follow_the_spec_when_redis_and_mongodb_are_configured() {
     let room = room("chat: {replicas: 3}");
     let children = build_with(&room, &config, |inputs| BuildInputs {
         default_mongodb: Some(secret_bytes(&[("uri", "mongodb://mongo:27017/roomcast")])),
+        default_redis: Some(secret_bytes(&[("url", "redis://:pw@redis:6379")])),
         ..inputs
     });
     let spec = deployment(&children, "lobby-chat")
@@ -154,7 +159,12 @@ fn chat_replicas_follow_the_spec_when_redis_and_mongodb_are_configured() {
 
     let chat = worker_config_of(&children).chat.expect("chat config");
     assert_eq!(chat.spec.replicas, 3);
-    assert_eq!(chat.redis_url, config.redis_url);
+    assert_eq!(
+        chat.redis_url_file.as_deref(),
+        Some("/etc/roomcast/redis/url")
+    );
+    let redis = secret_volume(deployment(&children, "lobby-chat"), "redis");
+    assert_eq!(redis.secret_name.as_deref(), Some("lobby-redis"));
     assert!(!valid(&room, &config).chat_scaled_down());
 }
 
@@ -186,7 +196,7 @@ fn chat_runs_one_replica_without_redis() {
 
     let chat = worker_config_of(&children).chat.expect("chat config");
     assert_eq!(chat.spec.replicas, 1);
-    assert_eq!(chat.redis_url, None);
+    assert_eq!(chat.redis_url_file, None);
     assert!(valid(&room, &config).chat_scaled_down());
 }
 
@@ -194,7 +204,7 @@ fn chat_runs_one_replica_without_redis() {
 fn single_chat_replica_does_not_use_redis_even_when_configured() {
     let children = build(&room("chat: {replicas: 1}"), &platform_config());
     let chat = worker_config_of(&children).chat.expect("chat config");
-    assert_eq!(chat.redis_url, None);
+    assert_eq!(chat.redis_url_file, None);
 }
 
 #[test]
@@ -248,7 +258,6 @@ fn chat_pods_mount_only_the_config_keys_and_scratch_space() {
         volume_names(deployment(&children, "lobby-media")),
         [
             "config",
-            "keys",
             "tmp",
             "data",
             "stream-key",
@@ -423,4 +432,92 @@ fn chat_gets_the_operators_trusted_proxies_and_media_does_not() {
             .iter()
             .any(|(name, _)| name == &wanted.0)
     );
+}
+
+/// The keys of `<room>-keys` a Deployment's pods can read, each with the file it lands at.
+fn room_key_files(deployment: &Deployment) -> Vec<(String, String)> {
+    let spec = pod_spec(deployment);
+    let mounts = spec.containers[0].volume_mounts.clone().unwrap_or_default();
+    spec.volumes
+        .iter()
+        .flatten()
+        .filter_map(|v| Some((v, v.secret.as_ref()?)))
+        .filter(|(_, s)| s.secret_name.as_deref() == Some("lobby-keys"))
+        .flat_map(|(volume, secret)| {
+            let dir = mounts
+                .iter()
+                .find(|m| m.name == volume.name)
+                .map(|m| m.mount_path.clone())
+                .unwrap_or_default();
+            // No `items` would expose every key of the Secret.
+            let items = secret.items.clone().unwrap_or_else(|| {
+                vec![KeyToPath {
+                    key: "*".to_owned(),
+                    path: "*".to_owned(),
+                    ..KeyToPath::default()
+                }]
+            });
+            items
+                .into_iter()
+                .map(move |i| (i.key, format!("{dir}/{}", i.path)))
+        })
+        .collect()
+}
+
+#[test]
+fn each_pod_mounts_only_the_room_key_it_uses_where_its_config_looks() {
+    let children = build(&room("{}"), &platform_config());
+    let worker = worker_config_of(&children);
+    assert_eq!(
+        room_key_files(deployment(&children, "lobby-media")),
+        [("stream-key".to_owned(), worker.ingest.stream_key_file)]
+    );
+    assert_eq!(
+        room_key_files(deployment(&children, "lobby-chat")),
+        [(
+            "chat-signing-key".to_owned(),
+            worker.chat.expect("chat").signing_key_file
+        )]
+    );
+}
+
+#[test]
+fn media_mounts_nothing_of_the_room_keys_when_the_room_brings_its_stream_key() {
+    let children = build(
+        &room("ingest: {streamKeySecretRef: {name: my-key, key: key}}"),
+        &platform_config(),
+    );
+    assert_eq!(
+        room_key_files(deployment(&children, "lobby-media")),
+        Vec::<(String, String)>::new()
+    );
+}
+
+#[test]
+fn worker_pods_get_the_operators_image_pull_secrets() {
+    let pulls = |children: &[Child], name: &str| -> Vec<String> {
+        pod_spec(deployment(children, name))
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.clone())
+            .collect()
+    };
+    let config = OperatorConfig {
+        image_pull_secrets: vec!["regcred".to_owned(), "mirror".to_owned()],
+        ..platform_config()
+    };
+    let children = build(&room("{}"), &config);
+    for name in ["lobby-media", "lobby-chat"] {
+        assert_eq!(pulls(&children, name), ["regcred", "mirror"], "{name}");
+    }
+    let children = build(&room("{}"), &platform_config());
+    for name in ["lobby-media", "lobby-chat"] {
+        assert!(
+            pod_spec(deployment(&children, name))
+                .image_pull_secrets
+                .is_none(),
+            "{name}: none configured, none set"
+        );
+    }
 }

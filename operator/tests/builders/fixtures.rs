@@ -57,11 +57,12 @@ pub fn bare_config() -> OperatorConfig {
     }
 }
 
-/// The operator of the snapshots: a default playback host and Redis.
+/// The operator of the snapshots: a default playback host and Redis, shared with rooms.
 pub fn platform_config() -> OperatorConfig {
     OperatorConfig {
         playback_host: Some("live.example.com".to_owned()),
-        redis_url: Some("redis://redis.roomcast-system:6379".to_owned()),
+        redis_secret: Some("roomcast-redis".to_owned()),
+        share_default_credentials: true,
         ..bare_config()
     }
 }
@@ -338,8 +339,8 @@ playback:
     segmentMaxAgeSeconds: 3600
 "#;
 
-/// Children of a room that uses every optional Secret copy too (default S3 credentials and
-/// MongoDB), so ownership and labels are checked on every kind the operator can make.
+/// Children of a room that uses every optional Secret copy too (default S3 credentials,
+/// MongoDB and Redis), so ownership and labels are checked on every kind the operator can make.
 pub fn children_of_every_kind() -> Vec<Child> {
     let config = OperatorConfig {
         mongodb_secret: Some("roomcast-mongodb".to_owned()),
@@ -354,6 +355,7 @@ pub fn children_of_every_kind() -> Vec<Child> {
     let children = build_with(&room, &config, |inputs| BuildInputs {
         default_s3_credentials: Some(secret_bytes(&[("AWS_ACCESS_KEY_ID", "AKIA")])),
         default_mongodb: Some(secret_bytes(&[("uri", "mongodb://db")])),
+        default_redis: Some(secret_bytes(&[("url", "redis://:pw@redis:6379")])),
         ..inputs
     });
     let kinds: BTreeSet<ChildKind> = children.iter().map(Child::child_kind).collect();
@@ -364,5 +366,6 @@ pub fn children_of_every_kind() -> Vec<Child> {
     );
     assert!(find(&children, "Secret", "lobby-s3").is_some());
     assert!(find(&children, "Secret", "lobby-mongodb").is_some());
+    assert!(find(&children, "Secret", "lobby-redis").is_some());
     children
 }

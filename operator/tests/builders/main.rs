@@ -7,6 +7,7 @@
 
 mod children;
 mod config_map;
+mod credentials;
 mod deployment;
 mod fixtures;
 mod ingress;

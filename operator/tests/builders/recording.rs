@@ -19,6 +19,7 @@ fn default_s3_config() -> OperatorConfig {
             credentials_secret: Some("roomcast-s3".to_owned()),
             ..Default::default()
         },
+        share_default_credentials: true,
         ..platform_config()
     }
 }

@@ -137,7 +137,12 @@ export async function startChat({ dir = tempDir(), namespace = "shows", room = "
   const keyFile = path.join(dir, "chat-signing-key");
   writeFileSync(keyFile, KEY + "\n");
   const chatSection = { signingKeyFile: keyFile, ...chat };
-  if (redisUrl) chatSection.redisUrl = redisUrl;
+  if (redisUrl) {
+    // The URL may carry a password: like the operator, mount it as a file, never inline.
+    const urlFile = path.join(dir, "redis-url");
+    writeFileSync(urlFile, redisUrl);
+    chatSection.redisUrlFile = urlFile;
+  }
   const config = {
     room: { namespace, name: room },
     ingest: { streamKeyFile: "/dev/null", maxBitrateKbps: 8000, reconnectGraceSeconds: 10 },

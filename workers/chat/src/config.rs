@@ -4,6 +4,7 @@
 use std::{path::PathBuf, time::Duration};
 
 use roomcast_crds::worker_config::WorkerConfig;
+use roomcast_runtime::Secret;
 use roomcast_store::mongo::MongoUri;
 
 use crate::{
@@ -96,17 +97,9 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
         })?),
         None => StoreConfig::Embedded(data_dir),
     };
-    let adapter = match chat.redis_url.as_deref().map(str::trim) {
-        Some(url) if !url.is_empty() => {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
-                return Err(Error::Config {
-                    field: "chat.redisUrl",
-                    message: "must start with redis:// or rediss://".into(),
-                });
-            }
-            AdapterConfig::Redis(RedisUrl::new(url))
-        }
-        _ => AdapterConfig::Memory,
+    let adapter = match &chat.redis_url_file {
+        Some(file) => AdapterConfig::Redis(redis_url_from_file(file)?),
+        None => AdapterConfig::Memory,
     };
     Ok(ChatSettings {
         room: RoomChat {
@@ -117,6 +110,23 @@ pub fn from_worker_config(config: &WorkerConfig, data_dir: PathBuf) -> Result<Ch
         store,
         adapter,
     })
+}
+
+/// The Redis URL mounted from a Secret. Errors name the file, never its content (a URL may
+/// carry a password).
+fn redis_url_from_file(file: &str) -> Result<RedisUrl> {
+    let url = Secret::from_file(file).map_err(|e| Error::Config {
+        field: "chat.redisUrlFile",
+        message: e.to_string(),
+    })?;
+    let url = url.expose();
+    if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+        return Err(Error::Config {
+            field: "chat.redisUrlFile",
+            message: format!("the URL in {file} must start with redis:// or rediss://"),
+        });
+    }
+    Ok(RedisUrl::new(url))
 }
 
 /// Open the configured store (creating MongoDB indexes).
@@ -196,12 +206,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let key = write(dir.path(), "key", "0123456789abcdef0123");
         let uri = write(dir.path(), "uri", "mongodb://db:27017/chat\n");
+        let redis = write(dir.path(), "redis", "redis://:hunter2@r:6379\n");
         let cfg = write(
             dir.path(),
             "room.yaml",
             &yaml(
                 &key,
-                ", redisUrl: 'redis://r:6379'",
+                &format!(", redisUrlFile: {redis}"),
                 &format!("mongodbUriFile: {uri}\n"),
             ),
         );
@@ -209,12 +220,41 @@ mod tests {
         assert!(
             matches!(s.store, StoreConfig::Mongo(ref u) if u.expose() == "mongodb://db:27017/chat")
         );
-        assert!(matches!(s.adapter, AdapterConfig::Redis(ref u) if u.expose() == "redis://r:6379"));
+        assert!(
+            matches!(s.adapter, AdapterConfig::Redis(ref u) if u.expose() == "redis://:hunter2@r:6379")
+        );
         let printed = format!("{s:?}");
         assert!(
             !printed.contains("redis://") && !printed.contains("mongodb://"),
             "{printed}"
         );
+    }
+
+    #[test]
+    fn a_bad_redis_url_file_is_refused_naming_the_field_but_never_the_url() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = write(dir.path(), "key", "0123456789abcdef0123");
+        let missing = dir.path().join("absent").display().to_string();
+        for (name, content) in [
+            ("http", Some("http://:hunter2@r:6379")),
+            ("empty", Some("  \n")),
+            ("unix", Some("unix:///hunter2.sock")),
+            ("spaces", Some(" hunter2 redis://r")),
+            ("missing", None),
+        ] {
+            let file = match content {
+                Some(content) => write(dir.path(), name, content),
+                None => missing.clone(),
+            };
+            let cfg = write(
+                dir.path(),
+                &format!("{name}.yaml"),
+                &yaml(&key, &format!(", redisUrlFile: {file}"), ""),
+            );
+            let err = load(&cfg, dir.path().into()).expect_err(name).to_string();
+            assert!(err.contains("chat.redisUrlFile"), "{name}: {err}");
+            assert!(!err.contains("hunter2"), "{name}: {err}");
+        }
     }
 
     #[test]
@@ -237,16 +277,6 @@ mod tests {
             .expect_err("zero length")
             .to_string();
         assert!(err.contains("chat.maxMessageLength"), "{err}");
-
-        let cfg = write(
-            dir.path(),
-            "c.yaml",
-            &yaml(&key, ", redisUrl: 'http://x'", ""),
-        );
-        let err = load(&cfg, dir.path().into())
-            .expect_err("bad redis")
-            .to_string();
-        assert!(err.contains("chat.redisUrl"), "{err}");
 
         let err = load("/nonexistent/room.yaml", dir.path().into())
             .expect_err("missing")
