@@ -1,11 +1,10 @@
 """The total RTMP connection cap must not lock honest publishers out. Attackers from several
 addresses (each under the per-address cap) fill every slot with connections that handshake and
-then hold on without publishing; an honest ffmpeg publisher arriving then must still go live,
-because at the cap the oldest connection that has not published within
-`--rtmp-evict-after-seconds` gives way."""
+then hold on without publishing; an honest ffmpeg publisher arriving then must still go live at
+once, because at the cap the address holding the most connections without a publish gives one
+up (whatever their age: churning them does not shelter them)."""
 
 import shutil
-import time
 
 import pytest
 
@@ -14,7 +13,7 @@ from conftest import ffmpeg_publish, require, roomcast_bin, start_dev, stop_dev,
 
 TOTAL = 24
 PER_IP = 8
-EVICT_AFTER = 1
+EVICT_AFTER = 60
 
 
 @pytest.fixture
@@ -41,12 +40,7 @@ def full_house():
 def test_an_honest_publisher_gets_in_when_squatters_hold_every_slot(full_house):
     require(shutil.which("ffmpeg") is not None, "ffmpeg", "the honest publisher")
     dev, squatters = full_house
-    # One more squatter within the grace is refused: nobody has waited long enough to give way.
-    late = rtmp.open_socket(dev.rtmp_port, source="127.0.1.99")
-    assert rtmp.closed_by_peer(late, within=2.0), "over the cap within the grace"
-    assert dev.refused_beyond("connections_total", 0) >= 1
-    time.sleep(EVICT_AFTER + 0.5)
-
+    # The squatters are younger than the grace (60 s here): youth does not protect them.
     publisher = ffmpeg_publish(dev, "shows/target", seconds=10, size="160x120", audio=False)
     try:
         assert wait_live(dev, "shows/target"), (

@@ -207,6 +207,33 @@ struct Counts {
 }
 
 impl Counts {
+    /// Whom a newcomer replaces at the cap: first, the oldest unsettled connection of the
+    /// address holding the most unsettled connections, when that is more than one (whatever
+    /// its age: an address that churns connections must not shelter behind their youth, and
+    /// a newcomer from that address replaces its own sibling). When every address holds at
+    /// most one, the oldest unsettled connection older than `after`. An honest publisher, alone
+    /// on its address, is so the last to go, and only once it has had `after` to publish.
+    fn victim(&self, now: Instant, after: Duration) -> Option<u64> {
+        let mut unsettled: HashMap<IpAddr, usize> = HashMap::new();
+        for slot in self.slots.values().filter(|s| !s.settled) {
+            *unsettled.entry(slot.ip).or_default() += 1;
+        }
+        let heaviest = unsettled
+            .iter()
+            .filter(|(_, n)| **n > 1)
+            .max_by_key(|(ip, n)| (**n, std::cmp::Reverse(**ip)))
+            .map(|(ip, _)| *ip);
+        self.slots
+            .iter()
+            .filter(|(_, s)| !s.settled)
+            .filter(|(_, s)| match heaviest {
+                Some(ip) => s.ip == ip,
+                None => now.saturating_duration_since(s.since) >= after,
+            })
+            .min_by_key(|(id, s)| (s.since, **id))
+            .map(|(id, _)| *id)
+    }
+
     fn release(&mut self, id: u64) -> Option<Slot> {
         let slot = self.slots.remove(&id)?;
         if let Some(n) = self.per_ip.get_mut(&slot.ip) {
@@ -223,8 +250,9 @@ impl Counts {
 /// are bounded by the total cap.
 ///
 /// With eviction on (the RTMP listener), the total cap does not lock honest clients out: at
-/// the cap, a new connection takes the slot of the oldest one that has been open for the
-/// eviction grace without settling ([`Admitted::settle`]), and that connection is told to end
+/// the cap, a new connection takes the slot of a connection that has not settled
+/// ([`Admitted::settle`]: published), chosen by [`Counts::victim`] (the address holding the
+/// most such connections gives one up first), and that connection is told to end
 /// ([`Admitted::evicted`]).
 pub struct ConnectionGate {
     max_total: usize,
@@ -280,13 +308,7 @@ impl ConnectionGate {
             return Err(Refusal::ConnectionsPerIp);
         }
         if c.slots.len() >= self.max_total {
-            let victim = self.evict_after.and_then(|after| {
-                c.slots
-                    .iter()
-                    .filter(|(_, s)| !s.settled && now.saturating_duration_since(s.since) >= after)
-                    .min_by_key(|(id, s)| (s.since, **id))
-                    .map(|(id, _)| *id)
-            });
+            let victim = self.evict_after.and_then(|after| c.victim(now, after));
             match victim.and_then(|id| c.release(id)) {
                 // The evicted task sees the notification at its next poll; its slot is free now.
                 Some(evicted) => evicted.evict.notify_one(),

@@ -56,6 +56,30 @@ fn at_the_cap_the_oldest_connection_that_has_not_settled_gives_way() {
 }
 
 #[test]
+fn at_the_cap_the_address_holding_most_unsettled_connections_gives_one_up_whatever_its_age() {
+    let gate = ConnectionGate::with_eviction(4, 8, Duration::from_secs(3));
+    let t0 = Instant::now();
+    let honest_elder = gate.admit(ip(1), t0).expect("an honest client, alone on its address");
+    // A churning attacker: three young connections from one address.
+    let attacker: Vec<Admitted> = (0..3)
+        .map(|i| gate.admit(ip(9), t0 + Duration::from_secs(10 + i)).expect("attacker"))
+        .collect();
+    // A newcomer from a third address, a moment later: the attacker's oldest gives way, even
+    // though every attacker connection is younger than the grace and the honest one is older.
+    let newcomer = gate
+        .admit(ip(2), t0 + Duration::from_millis(12_500))
+        .expect("admitted");
+    assert!(was_evicted(&attacker[0]));
+    assert!(!was_evicted(&attacker[1]) && !was_evicted(&honest_elder) && !was_evicted(&newcomer));
+    // The attacker's own next connection replaces its own sibling.
+    let _again = gate
+        .admit(ip(9), t0 + Duration::from_millis(12_600))
+        .expect("attacker again");
+    assert!(was_evicted(&attacker[1]));
+    assert!(!was_evicted(&honest_elder) && !was_evicted(&newcomer));
+}
+
+#[test]
 fn without_eviction_the_cap_refuses() {
     let gate = ConnectionGate::new(1, 1);
     let t0 = Instant::now();
