@@ -151,7 +151,8 @@ def main():
         print("attack:", attack, flush=True)
         refused = {r: dev.refused(r) for r in
                    ("connections_per_ip", "connections_total", "handshake_timeout",
-                    "publish_timeout", "idle_timeout", "message_too_large")}
+                    "publish_timeout", "idle_timeout", "message_too_large",
+                    "evicted_at_capacity", "no_keyframe", "bitrate_exceeded")}
         print(f"binary {conftest.roomcast_bin()}, {args.seconds} s per phase, 1 s segments")
         print(f"{'':22}{'quiet':>12}{'attack (' + str(args.attackers) + ')':>16}")
         rows = [("segments", "segments", "{:.0f}"), ("segments/s", "seg_per_s", "{:.2f}"),
