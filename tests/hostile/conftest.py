@@ -22,19 +22,22 @@ HANDSHAKE_TIMEOUT = 3
 PUBLISH_TIMEOUT = 5
 IDLE_TIMEOUT = 4
 RTMP_MAX_CONNECTIONS_PER_IP = 16
-ROOMS = """\
-apiVersion: roomcast.dev/v1alpha1
-kind: StreamRoom
-metadata: {name: lobby, namespace: shows}
-spec:
-  transcode: {segmentSeconds: 1, renditions: [{name: source}]}
----
-apiVersion: roomcast.dev/v1alpha1
-kind: StreamRoom
-metadata: {name: target, namespace: shows}
-spec:
-  transcode: {segmentSeconds: 1, renditions: [{name: source}]}
-"""
+
+
+def room_yaml(name, spec_extra=""):
+    """A StreamRoom in `shows` with 1 s source-only segments (and `spec_extra` spec lines)."""
+    return (
+        "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\n"
+        f"metadata: {{name: {name}, namespace: shows}}\nspec:\n{spec_extra}"
+        "  transcode: {segmentSeconds: 1, renditions: [{name: source}]}\n"
+    )
+
+
+def rooms_yaml(*rooms):
+    return "---\n".join(rooms)
+
+
+ROOMS = rooms_yaml(room_yaml("lobby"), room_yaml("target"))
 
 
 def in_ci():

@@ -8,30 +8,17 @@ import time
 
 import pytest
 
-from conftest import ffmpeg_publish, require, roomcast_bin, start_dev, stop_dev, wait_live
+from conftest import (
+    ffmpeg_publish, require, room_yaml, rooms_yaml, roomcast_bin, start_dev, stop_dev, wait_live,
+)
 
 # The room's segments are 1 s, so the keyframe limit is max(1 s, 4 segments) = 4 s.
 KEYFRAME_TIMEOUT = 1
-ROOMS = """\
-apiVersion: roomcast.dev/v1alpha1
-kind: StreamRoom
-metadata: {name: steady, namespace: shows}
-spec:
-  transcode: {segmentSeconds: 1, renditions: [{name: source}]}
----
-apiVersion: roomcast.dev/v1alpha1
-kind: StreamRoom
-metadata: {name: nokeys, namespace: shows}
-spec:
-  transcode: {segmentSeconds: 1, renditions: [{name: source}]}
----
-apiVersion: roomcast.dev/v1alpha1
-kind: StreamRoom
-metadata: {name: capped, namespace: shows}
-spec:
-  ingest: {maxBitrateKbps: 100}
-  transcode: {segmentSeconds: 1, renditions: [{name: source}]}
-"""
+ROOMS = rooms_yaml(
+    room_yaml("steady"),
+    room_yaml("nokeys"),
+    room_yaml("capped", "  ingest: {maxBitrateKbps: 100}\n"),
+)
 
 
 @pytest.fixture(scope="module")

@@ -506,16 +506,9 @@ pub async fn serve_http(
                     let mut connections = tokio::task::JoinSet::new();
                     while let Some((stream, peer, slot)) = rx.recv().await {
                         if let Ok(stream) = tokio::net::TcpStream::from_std(stream) {
-                            connections.spawn(serve_connection(
-                                stream,
-                                peer,
-                                slot,
-                                router.clone(),
-                                server.clone(),
-                                stop.clone(),
-                            ));
+                            let connection = (stream, peer, slot);
+                            spawn_connection(&mut connections, connection, &router, &server, &stop);
                         }
-                        while connections.try_join_next().is_some() {}
                     }
                     while connections.join_next().await.is_some() {}
                 })?;
@@ -539,15 +532,7 @@ pub async fn serve_http(
         };
         let _ = stream.set_nodelay(true);
         if senders.is_empty() {
-            local.spawn(serve_connection(
-                stream,
-                peer,
-                slot,
-                router.clone(),
-                server.clone(),
-                stop.clone(),
-            ));
-            while local.try_join_next().is_some() {}
+            spawn_connection(&mut local, (stream, peer, slot), &router, &server, &stop);
         } else if let Ok(stream) = stream.into_std() {
             let _ = senders[next % senders.len()].send((stream, peer, slot));
             next = next.wrapping_add(1);
@@ -562,6 +547,25 @@ pub async fn serve_http(
     .await;
     while local.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serve one admitted connection as a task of `set`, reaping the tasks that finished.
+fn spawn_connection(
+    set: &mut tokio::task::JoinSet<()>,
+    (stream, peer, slot): (tokio::net::TcpStream, SocketAddr, Admitted),
+    router: &Router,
+    server: &HttpServer,
+    stop: &watch::Receiver<bool>,
+) {
+    set.spawn(serve_connection(
+        stream,
+        peer,
+        slot,
+        router.clone(),
+        server.clone(),
+        stop.clone(),
+    ));
+    while set.try_join_next().is_some() {}
 }
 
 async fn serve_connection(

@@ -59,10 +59,15 @@ fn at_the_cap_the_oldest_connection_that_has_not_settled_gives_way() {
 fn at_the_cap_the_address_holding_most_unsettled_connections_gives_one_up_whatever_its_age() {
     let gate = ConnectionGate::with_eviction(4, 8, Duration::from_secs(3));
     let t0 = Instant::now();
-    let honest_elder = gate.admit(ip(1), t0).expect("an honest client, alone on its address");
+    let honest_elder = gate
+        .admit(ip(1), t0)
+        .expect("an honest client, alone on its address");
     // A churning attacker: three young connections from one address.
     let attacker: Vec<Admitted> = (0..3)
-        .map(|i| gate.admit(ip(9), t0 + Duration::from_secs(10 + i)).expect("attacker"))
+        .map(|i| {
+            gate.admit(ip(9), t0 + Duration::from_secs(10 + i))
+                .expect("attacker")
+        })
         .collect();
     // A newcomer from a third address, a moment later: the attacker's oldest gives way, even
     // though every attacker connection is younger than the grace and the honest one is older.
