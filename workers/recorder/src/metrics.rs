@@ -237,7 +237,9 @@ mod tests {
         metrics.room(&RoomIdentity::new("shows", "lobby"));
         let out = metrics.encode("recorder");
         assert!(
-            out.contains(r#"recorder_segments_dropped_total{room="shows/lobby",reason="spool_full"} 0"#),
+            out.contains(
+                r#"recorder_segments_dropped_total{room="shows/lobby",reason="spool_full"} 0"#
+            ),
             "{out}"
         );
         assert!(

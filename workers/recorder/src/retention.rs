@@ -241,14 +241,25 @@ mod tests {
             .await
             .expect("sweep");
         assert_eq!(report, SweepReport::default());
-        for hostile in ["", "/", "shows", "shows/", "/lobby", "shows/../x", "shows/Lobby"] {
+        for hostile in [
+            "",
+            "/",
+            "shows",
+            "shows/",
+            "/lobby",
+            "shows/../x",
+            "shows/Lobby",
+        ] {
             let err = sweep(&store, &catalog, hostile, retention, NOW, &metrics)
                 .await
                 .expect_err(hostile);
             assert_eq!(err.label(), "room", "{hostile:?}");
         }
         let text = metrics.encode("recorder");
-        assert!(!text.contains("retention_sessions_deleted_total{"), "{text}");
+        assert!(
+            !text.contains("retention_sessions_deleted_total{"),
+            "{text}"
+        );
         assert!(!text.contains("retention_objects_deleted_total{"), "{text}");
         assert!(!text.contains(r#"room="""#), "{text}");
         assert_eq!(

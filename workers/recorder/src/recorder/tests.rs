@@ -370,7 +370,13 @@ async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_unti
         took < Duration::from_millis(250),
         "record() blocked: {took:?}"
     );
-    assert_eq!(rec.metrics().room(&lobby()).dropped("spool_full").map(|c| c.get()), Some(46));
+    assert_eq!(
+        rec.metrics()
+            .room(&lobby())
+            .dropped("spool_full")
+            .map(|c| c.get()),
+        Some(46)
+    );
     assert_eq!(rec.metrics().room(&lobby()).dropped_total(), 46);
     assert!(!health.borrow().healthy);
     assert!(
@@ -685,7 +691,10 @@ async fn one_recorder_counts_each_of_its_rooms_under_its_own_label() {
     // A room that does not parse is never a label, not even an empty one.
     for hostile in ["", "shows", "shows/../x", "shows/Lobby"] {
         rec.record(in_room(hostile, started("h", &["source"])));
-        rec.record(in_room(hostile, segment("h", "source", 0, body("source", 0))));
+        rec.record(in_room(
+            hostile,
+            segment("h", "source", 0, body("source", 0)),
+        ));
     }
     rec.record(ended("a", 3, true));
     rec.record(in_room(STAGE, ended("b", 1, true)));
@@ -793,12 +802,20 @@ async fn recorders_sharing_metrics_add_up_their_spools_and_keep_their_rooms_apar
     for seq in 0..2 {
         lobby.record(segment("a", "source", seq, body("source", seq)));
     }
-    stage.record(in_room("shows/stage", segment("b", "source", 0, body("source", 0))));
+    stage.record(in_room(
+        "shows/stage",
+        segment("b", "source", 0, body("source", 0)),
+    ));
     wait_until("3 segments spooled", || {
         let text = metrics.encode("recorder");
-        series(&text, r#"recorder_segments_spooled_total{room="shows/lobby"}"#) == Some(2.0)
-            && series(&text, r#"recorder_segments_spooled_total{room="shows/stage"}"#)
-                == Some(1.0)
+        series(
+            &text,
+            r#"recorder_segments_spooled_total{room="shows/lobby"}"#,
+        ) == Some(2.0)
+            && series(
+                &text,
+                r#"recorder_segments_spooled_total{room="shows/stage"}"#,
+            ) == Some(1.0)
     })
     .await;
     let text = metrics.encode("recorder");
@@ -814,11 +831,17 @@ async fn recorders_sharing_metrics_add_up_their_spools_and_keep_their_rooms_apar
     let text = metrics.encode("recorder");
     assert_eq!(series(&text, "recorder_spool_bytes"), Some(0.0), "{text}");
     assert_eq!(
-        series(&text, r#"recorder_sessions_finalized_total{room="shows/lobby"}"#),
+        series(
+            &text,
+            r#"recorder_sessions_finalized_total{room="shows/lobby"}"#
+        ),
         Some(1.0)
     );
     assert_eq!(
-        series(&text, r#"recorder_sessions_finalized_total{room="shows/stage"}"#),
+        series(
+            &text,
+            r#"recorder_sessions_finalized_total{room="shows/stage"}"#
+        ),
         Some(1.0)
     );
 }

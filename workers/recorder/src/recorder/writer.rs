@@ -133,7 +133,13 @@ pub(super) async fn run(
                 }
                 if check_name(&rendition).is_err() {
                     shared.release(reserved);
-                    shared.drop_segment(&room_id, &session_id, &rendition, seq, "invalid_rendition");
+                    shared.drop_segment(
+                        &room_id,
+                        &session_id,
+                        &rendition,
+                        seq,
+                        "invalid_rendition",
+                    );
                     continue;
                 }
                 let m = sessions.entry(session_id.clone()).or_insert_with(|| {
