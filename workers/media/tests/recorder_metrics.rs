@@ -5,6 +5,7 @@
 mod common;
 
 use std::{
+    collections::HashMap,
     path::Path,
     sync::Arc,
     time::{Duration, SystemTime},
@@ -68,11 +69,15 @@ fn session(room: &RoomIdentity, segments: u64) -> Vec<RecordEvent> {
     events
 }
 
-/// The value of one series in a text exposition; `None` when the series is not there.
-fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+/// Every sample of a text exposition, by series (name and labels).
+fn samples(text: &str) -> HashMap<&str, f64> {
     text.lines()
-        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            Some((series, value.parse().ok()?))
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -102,7 +107,11 @@ async fn two_recordings_in_one_process_export_each_room_under_its_label_once() {
             let name = format!(
                 r#"roomcast_media_recorder_segments_dropped_total{{room="{room}",reason="{reason}"}}"#
             );
-            assert_eq!(series(&text, &name), Some(0.0), "{name} in\n{text}");
+            assert_eq!(
+                samples(&text).get(name.as_str()),
+                Some(&0.0),
+                "{name} in\n{text}"
+            );
         }
     }
 
@@ -125,8 +134,8 @@ async fn two_recordings_in_one_process_export_each_room_under_its_label_once() {
         for (room, expected) in [("shows/lobby", lobby), ("shows/stage", stage)] {
             let labelled = format!(r#"roomcast_media_recorder_{name}{{room="{room}"}}"#);
             assert_eq!(
-                series(&text, &labelled),
-                Some(expected),
+                samples(&text).get(labelled.as_str()),
+                Some(&expected),
                 "{labelled} in\n{text}"
             );
         }
@@ -142,8 +151,8 @@ async fn two_recordings_in_one_process_export_each_room_under_its_label_once() {
         assert_eq!(text.matches(&help).count(), 1, "{help} in\n{text}");
     }
     assert_eq!(
-        series(&text, "roomcast_media_recorder_spool_bytes"),
-        Some(0.0),
+        samples(&text).get("roomcast_media_recorder_spool_bytes"),
+        Some(&0.0),
         "{text}"
     );
     for recorder in recorders {

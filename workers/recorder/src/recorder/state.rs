@@ -26,6 +26,7 @@ const MIB: u64 = 1024 * 1024;
 fn gauge_bytes(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
+
 /// Capacity of [`super::Recorder::subscribe_uploads`].
 pub const UPLOADED_CAPACITY: usize = 1024;
 

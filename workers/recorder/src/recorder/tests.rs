@@ -91,6 +91,21 @@ async fn entry(catalog: &dyn Catalog, session: &str) -> crate::Recording {
         .unwrap_or_else(|| panic!("no catalog entry for {session}"))
 }
 
+/// A real S3 server that is down until restarted, its store, and a temp dir holding a catalog.
+async fn s3_down() -> (
+    S3TestServer,
+    DynStore,
+    tempfile::TempDir,
+    Arc<EmbeddedCatalog>,
+) {
+    let mut s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    s3.stop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    (s3, store, dir, catalog)
+}
+
 async fn flush(rec: &Recorder) {
     tokio::time::timeout(Duration::from_secs(60), rec.flush())
         .await
@@ -341,11 +356,7 @@ async fn a_killed_recorder_leaves_a_session_the_next_one_finalises_as_interrupte
 
 #[tokio::test]
 async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_until_it_drains() {
-    let mut s3 = S3TestServer::start().await;
-    let store: DynStore = Arc::new(s3.store().await);
-    s3.stop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let (mut s3, store, dir, catalog) = s3_down().await;
     let cfg = RecorderConfig {
         spool_size_bytes: 4 * 4096,
         ..fast_config(&dir.path().join("spool"))
@@ -741,11 +752,7 @@ async fn one_recorder_counts_each_of_its_rooms_under_its_own_label() {
 
 #[tokio::test]
 async fn a_room_that_only_overflows_the_spool_has_its_drops_and_zeros_labelled() {
-    let mut s3 = S3TestServer::start().await;
-    let store: DynStore = Arc::new(s3.store().await);
-    s3.stop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let (_s3, store, dir, catalog) = s3_down().await;
     let cfg = RecorderConfig {
         spool_size_bytes: 4096,
         ..fast_config(&dir.path().join("spool"))
@@ -782,11 +789,8 @@ async fn a_room_that_only_overflows_the_spool_has_its_drops_and_zeros_labelled()
 
 #[tokio::test]
 async fn recorders_sharing_metrics_add_up_their_spools_and_keep_their_rooms_apart() {
-    let mut s3 = S3TestServer::start().await;
-    let store: DynStore = Arc::new(s3.store().await);
-    s3.stop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalog: DynCatalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let (mut s3, store, dir, catalog) = s3_down().await;
+    let catalog: DynCatalog = catalog;
     let metrics = crate::metrics::Metrics::default();
     let start = |spool: &str| {
         let cfg = RecorderConfig {
