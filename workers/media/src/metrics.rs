@@ -60,6 +60,10 @@ pub struct Metrics {
     pub http_requests: Family<HttpLabels, Counter>,
     pub http_bytes_out: Counter,
     pub pipeline_errors: Family<RoomLabels, Counter>,
+    /// The recorder's metrics (`recorder_*`), one set for every recording of the process: each
+    /// recorder counts its rooms under their `room` label, and the set is registered once, by
+    /// the first recording ([`crate::recording::RoomRecorder::start`]).
+    pub recorder: roomcast_recorder::metrics::Metrics,
     /// Handles of the request counters every playlist and segment hit lands on, so the hot
     /// path takes no lock on the family.
     http_hot: Arc<Vec<(HttpLabels, Counter)>>,
@@ -92,6 +96,7 @@ impl Default for Metrics {
             http_requests: Family::default(),
             http_bytes_out: Counter::default(),
             pipeline_errors: Family::default(),
+            recorder: roomcast_recorder::metrics::Metrics::default(),
             http_hot: Arc::default(),
             registry: Arc::default(),
             parts: Arc::default(),

@@ -95,21 +95,19 @@ impl RoomRecorder {
         if config.poster.is_none() {
             config.poster = FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker);
         }
+        // Every recorder of the process counts into the server's one set of recorder metrics
+        // (rooms apart by their label), on /metrics as roomcast_media_recorder_*. The first
+        // recording registers it; for the next ones `register_part` has nothing left to do.
+        config.metrics = server.metrics.recorder.clone();
         let recorder = Arc::new(Recorder::start(config, store.clone(), catalog.clone()).await?);
-        // On the worker's /metrics as roomcast_media_recorder_*. The recorder's metrics carry no
-        // room label, so with several recordings in one process only the first one's show.
-        let metrics = recorder.metrics().clone();
-        if !server
+        server
             .metrics
-            .register_part("recorder", |r| metrics.register(r))
-        {
-            tracing::warn!(
-                "recorder metrics of this recording are not exported: another recording in this process already exports recorder_*"
-            );
-        }
+            .register_part("recorder", |r| server.metrics.recorder.register(r));
         let mut routes = axum::Router::new();
         let mut retention = Vec::new();
         for room in rooms {
+            // The room's series exist from the start, zeros before its first session.
+            recorder.metrics().room(&room.id);
             // Live first: the store and catalog may not answer yet. Sessions record into the
             // spool meanwhile; health says why recording is degraded until they answer.
             let (settling, id) = (recorder.clone(), room.id.to_string());

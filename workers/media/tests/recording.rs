@@ -220,11 +220,14 @@ async fn binary_records_a_session_to_s3_and_serves_it_as_a_past_broadcast() {
         "VOD duration {duration} s for 8 s published"
     );
 
-    // The recorder's figures are on the worker's /metrics.
+    // The recorder's figures are on the worker's /metrics, labelled with their room.
     let metrics = http_request(worker.http, "GET", "/metrics", &[])
         .await
         .text();
-    let uploaded = metric(&metrics, "roomcast_media_recorder_segments_uploaded_total");
+    let uploaded = metric(
+        &metrics,
+        r#"roomcast_media_recorder_segments_uploaded_total{room="shows/lobby"}"#,
+    );
     assert!(uploaded >= 3.0, "segments uploaded {uploaded}:\n{metrics}");
     worker.kill().await;
 }

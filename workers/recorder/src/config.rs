@@ -116,6 +116,10 @@ pub struct RecorderConfig {
     pub retry_max_delay: Duration,
     /// Makes `poster.jpg` from the session's first segment; `None`: no poster.
     pub poster: Option<crate::poster::DynPosterMaker>,
+    /// Where the recorder counts. A fresh set by default; the recorders of one process pass
+    /// clones of one set, registered once, so that two recorders never export the same names
+    /// twice (their rooms are told apart by the `room` label).
+    pub metrics: crate::metrics::Metrics,
 }
 
 impl std::fmt::Debug for RecorderConfig {
@@ -154,6 +158,7 @@ impl RecorderConfig {
             retry_min_delay: DEFAULT_RETRY_MIN_DELAY,
             retry_max_delay: DEFAULT_RETRY_MAX_DELAY,
             poster: None,
+            metrics: crate::metrics::Metrics::default(),
         }
     }
 

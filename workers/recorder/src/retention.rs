@@ -15,7 +15,8 @@ pub struct SweepReport {
     pub objects: u64,
 }
 
-/// Delete `room`'s sessions that ended before `now_ms - retention`.
+/// Delete `room`'s sessions that ended before `now_ms - retention`. A room that is not
+/// `namespace/name` is refused before anything is asked or deleted.
 pub async fn sweep(
     store: &dyn ObjectStore,
     catalog: &dyn Catalog,
@@ -24,15 +25,19 @@ pub async fn sweep(
     now_ms: i64,
     metrics: &Metrics,
 ) -> Result<SweepReport> {
+    let room_id = crate::parse_room(room)?;
     let cutoff = now_ms.saturating_sub(i64::try_from(retention.as_millis()).unwrap_or(i64::MAX));
     let mut report = SweepReport::default();
+    // Taken on the first deletion: a sweep that deletes nothing adds no series.
+    let mut counters = None;
     for rec in catalog.ended_before(room, cutoff).await? {
         let objects = store.delete_prefix(&rec.prefix).await?;
         catalog.delete(&rec.room, &rec.session_id).await?;
         report.sessions += 1;
         report.objects += objects;
-        metrics.retention_sessions_deleted.inc();
-        metrics.retention_objects_deleted.inc_by(objects);
+        let counters = counters.get_or_insert_with(|| metrics.retention(&room_id));
+        counters.sessions_deleted.inc();
+        counters.objects_deleted.inc_by(objects);
         info!(
             room, session = %rec.session_id, objects,
             ended_at = %crate::rfc3339(rec.ended_at.unwrap_or_default()),
@@ -79,6 +84,14 @@ mod tests {
     const DAY: i64 = 86_400_000;
     const NOW: i64 = 1_800_000_000_000;
 
+    /// A local store and an embedded catalog in a temp dir (kept alive by the first value).
+    fn stores() -> (tempfile::TempDir, LocalStore, EmbeddedCatalog) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = LocalStore::new(dir.path().join("recordings")).expect("store");
+        let catalog = EmbeddedCatalog::open(dir.path()).expect("catalog");
+        (dir, store, catalog)
+    }
+
     async fn session(
         store: &dyn ObjectStore,
         catalog: &dyn Catalog,
@@ -124,9 +137,7 @@ mod tests {
 
     #[tokio::test]
     async fn retention_sweep_deletes_exactly_the_expired_sessions() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = LocalStore::new(dir.path().join("recordings")).expect("store");
-        let catalog = EmbeddedCatalog::open(dir.path()).expect("catalog");
+        let (_dir, store, catalog) = stores();
         session(&store, &catalog, "old", Some(31)).await;
         session(&store, &catalog, "older", Some(400)).await;
         session(&store, &catalog, "recent", Some(29)).await;
@@ -159,7 +170,14 @@ mod tests {
                 objects: 10
             }
         );
-        assert_eq!(metrics.retention_sessions_deleted.get(), 2);
+        let lobby = metrics.retention(&crate::RoomIdentity::new("shows", "lobby"));
+        assert_eq!(lobby.sessions_deleted.get(), 2);
+        assert_eq!(lobby.objects_deleted.get(), 10);
+        let text = metrics.encode("recorder");
+        assert!(
+            text.contains(r#"recorder_retention_objects_deleted_total{room="shows/lobby"} 10"#),
+            "{text}"
+        );
         let mut left: Vec<String> = catalog
             .list("shows/lobby", 100, None)
             .await
@@ -215,5 +233,40 @@ mod tests {
         .await
         .expect("sweep");
         assert_eq!(again, SweepReport::default());
+    }
+
+    #[tokio::test]
+    async fn a_sweep_that_deletes_nothing_or_names_no_room_adds_no_series() {
+        let (_dir, store, catalog) = stores();
+        session(&store, &catalog, "recent", Some(1)).await;
+        let metrics = Metrics::default();
+        let retention = Duration::from_secs(30 * 86_400);
+        let report = sweep(&store, &catalog, "shows/lobby", retention, NOW, &metrics)
+            .await
+            .expect("sweep");
+        assert_eq!(report, SweepReport::default());
+        for hostile in [
+            "",
+            "/",
+            "shows",
+            "shows/",
+            "/lobby",
+            "shows/../x",
+            "shows/Lobby",
+        ] {
+            let err = sweep(&store, &catalog, hostile, retention, NOW, &metrics)
+                .await
+                .expect_err(hostile);
+            assert_eq!(err.label(), "room", "{hostile:?}");
+        }
+        let text = metrics.encode("recorder");
+        assert!(
+            !text.contains("retention_sessions_deleted_total{"),
+            "{text}"
+        );
+        assert!(!text.contains("retention_objects_deleted_total{"), "{text}");
+        assert!(!text.contains(r#"room="""#), "{text}");
+        let kept = catalog.get("shows/lobby", "recent").await.expect("get");
+        assert!(kept.is_some(), "a recent session survives the sweep");
     }
 }

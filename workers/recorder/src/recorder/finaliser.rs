@@ -8,7 +8,7 @@ use tracing::{info, warn};
 
 use super::state::Shared;
 use crate::{
-    Error, Recording, RecordingStatus, Result, parse_room, playlist, session_prefix,
+    Error, Recording, RecordingStatus, Result, RoomIdentity, parse_room, playlist, session_prefix,
     spool::{Manifest, SegmentEntry},
 };
 
@@ -46,6 +46,7 @@ struct SessionJson {
 /// Failures only cost the poster.
 async fn make_poster(
     shared: &Shared,
+    room: &RoomIdentity,
     prefix: &str,
     log: &[SegmentEntry],
     variants: &[(String, u64)],
@@ -62,7 +63,11 @@ async fn make_poster(
             .ok_or_else(|| Error::Poster(format!("{segment_key} not in the store")))?;
         let jpeg = maker.poster(segment).await?;
         shared
-            .put_retrying(&format!("{prefix}{}", crate::poster::POSTER_KEY), jpeg)
+            .put_retrying(
+                room,
+                &format!("{prefix}{}", crate::poster::POSTER_KEY),
+                jpeg,
+            )
             .await
     };
     match made.await {
@@ -79,19 +84,19 @@ async fn make_poster(
 pub(super) async fn finalize(shared: &Shared, session_id: &str) -> Result<()> {
     let m = shared.spool.read_manifest(session_id)?;
     let log = shared.spool.read_log(session_id)?;
-    write_session(shared, &m, &log).await?;
+    let room = write_session(shared, &m, &log).await?;
     shared.spool.remove_session(session_id).await?;
-    shared.metrics.sessions_finalized.inc();
+    shared.metrics.room(&room).sessions_finalized.inc();
     Ok(())
 }
 
 /// Playlists, poster, session.json and the catalog entry of a session whose segments are all
-/// stored.
+/// stored. Returns the session's room, parsed from its manifest.
 pub(super) async fn write_session(
     shared: &Shared,
     m: &Manifest,
     log: &[SegmentEntry],
-) -> Result<()> {
+) -> Result<RoomIdentity> {
     let session_id = m.session_id.as_str();
     let log = log.to_vec();
     let status = if m.clean == Some(true) {
@@ -116,7 +121,11 @@ pub(super) async fn write_session(
         }
         let playlist_key = format!("{prefix}{name}/index.m3u8");
         shared
-            .put_retrying(&playlist_key, Bytes::from(playlist::media_playlist(&segs)))
+            .put_retrying(
+                &room,
+                &playlist_key,
+                Bytes::from(playlist::media_playlist(&segs)),
+            )
             .await?;
         let bandwidth = playlist::peak_bandwidth(&segs);
         variants.push((name.clone(), bandwidth));
@@ -129,10 +138,11 @@ pub(super) async fn write_session(
             name,
         });
     }
-    let poster = make_poster(shared, &prefix, &log, &variants).await;
+    let poster = make_poster(shared, &room, &prefix, &log, &variants).await;
     if !variants.is_empty() {
         shared
             .put_retrying(
+                &room,
                 &format!("{prefix}index.m3u8"),
                 Bytes::from(playlist::master_playlist(&variants)),
             )
@@ -167,6 +177,7 @@ pub(super) async fn write_session(
     let names: Vec<String> = summary.renditions.iter().map(|r| r.name.clone()).collect();
     shared
         .put_retrying(
+            &room,
             &format!("{prefix}session.json"),
             Bytes::from(serde_json::to_vec_pretty(&summary)?),
         )
@@ -191,5 +202,5 @@ pub(super) async fn write_session(
         status = status.as_str(),
         segments, bytes, duration_seconds, "session finalised"
     );
-    Ok(())
+    Ok(room)
 }

@@ -92,6 +92,7 @@ impl Recorder {
     /// spool is dropped from the recording (counted, logged, and reported by [`Self::health`]).
     pub fn record(&self, event: RecordEvent) {
         if let RecordEvent::SegmentClosed {
+            room,
             rendition,
             bytes,
             session_id,
@@ -103,8 +104,15 @@ impl Recorder {
                 return;
             }
             if !self.shared.reserve(bytes.len() as u64) {
-                self.shared
-                    .drop_segment(session_id, rendition, *seq, "spool_full");
+                // A room that does not parse is ignored by the writer anyway; left uncounted
+                // here, it never becomes a label either.
+                match crate::parse_room(room) {
+                    Ok(room) => {
+                        self.shared
+                            .drop_segment(&room, session_id, rendition, *seq, "spool_full");
+                    }
+                    Err(e) => warn!(error = %e, "segment of an invalid room ignored"),
+                }
                 return;
             }
         }

@@ -5,7 +5,6 @@
 
 use std::{
     collections::{HashMap, HashSet},
-    sync::atomic::Ordering,
     time::{Duration, Instant},
 };
 
@@ -57,10 +56,10 @@ pub(super) async fn recover(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>) 
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
-            shared.used.fetch_add(meta.len(), Ordering::AcqRel);
+            shared.hold_recovered(meta.len());
             queued += 1;
             let _ = jobs.send(Job::Upload(UploadJob {
-                room: m.room.clone(),
+                room: room.clone(),
                 session_id: session_id.clone(),
                 key: format!(
                     "{}{}/{}.ts",
@@ -82,14 +81,10 @@ pub(super) async fn recover(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>) 
                 .max();
             shared.spool.write_manifest(&m).await?;
         }
-        shared.metrics.sessions_recovered.inc();
+        shared.metrics.room(&room).sessions_recovered.inc();
         warn!(room = %m.room, queued, logged = log.len(), "recovering a session from the spool");
         let _ = jobs.send(Job::Finalize(session_id));
     }
-    shared
-        .metrics
-        .spool_bytes
-        .set(shared.used.load(Ordering::Relaxed) as i64);
     Ok(())
 }
 
@@ -153,10 +148,10 @@ pub(super) async fn finalise_orphans(
         };
         let span = info_span!("orphan", room = %rec.room, session = %rec.session_id);
         warn!(parent: &span, segments = log.len(), "live session without a spool; finalising as interrupted");
-        finaliser::write_session(shared, &m, &log)
+        let room = finaliser::write_session(shared, &m, &log)
             .instrument(span)
             .await?;
-        shared.metrics.sessions_recovered.inc();
+        shared.metrics.room(&room).sessions_recovered.inc();
         finalised += 1;
     }
     Ok(finalised)

@@ -16,11 +16,17 @@ use tokio::sync::{broadcast, watch};
 use tracing::{error, info, warn};
 
 use crate::{
-    DynCatalog, DynStore, Error, Recording, Result, config::RecorderConfig, metrics::Metrics,
-    spool::Spool, store::content_type,
+    DynCatalog, DynStore, Error, Recording, Result, RoomIdentity, config::RecorderConfig,
+    metrics::Metrics, spool::Spool, store::content_type,
 };
 
 const MIB: u64 = 1024 * 1024;
+
+/// Bytes as the `spool_bytes` gauge counts them (i64; no spool comes near the limit).
+fn gauge_bytes(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
 /// Capacity of [`super::Recorder::subscribe_uploads`].
 pub const UPLOADED_CAPACITY: usize = 1024;
 
@@ -55,6 +61,7 @@ pub(super) struct Shared {
     pub(super) spool: Spool,
     pub(super) store: DynStore,
     pub(super) catalog: DynCatalog,
+    /// Shared with the other recorders of the process (from [`RecorderConfig::metrics`]).
     pub(super) metrics: Metrics,
     /// Spool bytes reserved: queued for writing or on disk awaiting upload.
     pub(super) used: AtomicU64,
@@ -78,11 +85,11 @@ impl Shared {
             message: "recording".into(),
         });
         Self {
+            metrics: cfg.metrics.clone(),
             cfg,
             spool,
             store,
             catalog,
-            metrics: Metrics::default(),
             used: AtomicU64::new(0),
             health,
             health_state: Mutex::new(HealthState::default()),
@@ -99,21 +106,27 @@ impl Shared {
                 (u + n <= cap).then_some(u + n)
             })
             .is_ok();
-        self.metrics
-            .spool_bytes
-            .set(self.used.load(Ordering::Relaxed) as i64);
+        if ok {
+            self.metrics.spool_bytes.inc_by(gauge_bytes(n));
+        }
         ok
     }
 
+    /// Count `n` bytes a previous run left in the spool as held.
+    pub(super) fn hold_recovered(&self, n: u64) {
+        self.used.fetch_add(n, Ordering::AcqRel);
+        self.metrics.spool_bytes.inc_by(gauge_bytes(n));
+    }
+
     pub(super) fn release(&self, n: u64) {
-        let now = self
+        let prev = self
             .used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
                 Some(u.saturating_sub(n))
             })
-            .map(|prev| prev.saturating_sub(n))
-            .unwrap_or(0);
-        self.metrics.spool_bytes.set(now as i64);
+            .unwrap_or_else(|prev| prev);
+        let now = prev.saturating_sub(n);
+        self.metrics.spool_bytes.dec_by(gauge_bytes(prev - now));
         if now <= self.cfg.spool_size_bytes / 2 {
             let changed = {
                 let mut st = self.lock_health();
@@ -129,16 +142,19 @@ impl Shared {
         }
     }
 
-    /// Leave a segment out of the recording; `why` is its `reason` label (one of
+    /// Leave a segment of `room` out of the recording; `why` is its `reason` label (one of
     /// [`crate::metrics::DROP_REASONS`]).
     pub(super) fn drop_segment(
         &self,
+        room: &RoomIdentity,
         session_id: &str,
         rendition: &str,
         seq: u64,
         why: &'static str,
     ) {
-        self.metrics.dropped(why).inc();
+        if let Some(dropped) = self.metrics.room(room).dropped(why) {
+            dropped.inc();
+        }
         if let Ok(mut d) = self.dropped.lock() {
             *d.entry(session_id.to_owned()).or_default() += 1;
         }
@@ -148,7 +164,7 @@ impl Shared {
             st.dropped += 1;
         }
         warn!(
-            session = %session_id, rendition, seq, why,
+            room = %room, session = %session_id, rendition, seq, why,
             spool_mib = self.used.load(Ordering::Relaxed) / MIB,
             "segment dropped from the recording"
         );
@@ -244,13 +260,19 @@ impl Shared {
             .without_max_times()
     }
 
-    /// Put with retries until it succeeds.
-    pub(super) async fn put_retrying(&self, key: &str, body: Bytes) -> Result<()> {
+    /// Put an object of `room` with retries until it succeeds.
+    pub(super) async fn put_retrying(
+        &self,
+        room: &RoomIdentity,
+        key: &str,
+        body: Bytes,
+    ) -> Result<()> {
+        let retries = self.metrics.room(room).upload_retries;
         (|| async { self.store.put(key, body.clone(), content_type(key)).await })
             .retry(self.retry_policy())
             .when(|e| !matches!(e, Error::Key(_)))
             .notify(|e, delay| {
-                self.metrics.upload_retries.inc();
+                retries.inc();
                 self.upload_failed(e);
                 warn!(key, error = %e, retry_in = ?delay, "store write failed; retrying");
             })

@@ -20,6 +20,11 @@ use crate::{
 const ROOM: &str = "shows/lobby";
 const T0: u64 = 1_800_000_000;
 
+/// [`ROOM`], parsed.
+fn lobby() -> crate::RoomIdentity {
+    crate::parse_room(ROOM).expect("room")
+}
+
 fn at(secs_after: f64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(T0) + Duration::from_secs_f64(secs_after)
 }
@@ -84,6 +89,21 @@ async fn entry(catalog: &dyn Catalog, session: &str) -> crate::Recording {
         .await
         .expect("get")
         .unwrap_or_else(|| panic!("no catalog entry for {session}"))
+}
+
+/// A real S3 server that is down until restarted, its store, and a temp dir holding a catalog.
+async fn s3_down() -> (
+    S3TestServer,
+    DynStore,
+    tempfile::TempDir,
+    Arc<EmbeddedCatalog>,
+) {
+    let mut s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    s3.stop().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    (s3, store, dir, catalog)
 }
 
 async fn flush(rec: &Recorder) {
@@ -179,7 +199,7 @@ async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
     assert_eq!(listed[0].status, RecordingStatus::Complete);
     assert_eq!(listed[0].segments, 10);
     assert_eq!(listed[0].prefix, prefix);
-    assert_eq!(rec.metrics().segments_uploaded.get(), 10);
+    assert_eq!(rec.metrics().room(&lobby()).segments_uploaded.get(), 10);
     assert_eq!(rec.spool_bytes(), 0);
     assert!(
         std::fs::read_dir(dir.path().join("spool"))
@@ -263,8 +283,8 @@ async fn s3_outage_mid_session_loses_and_duplicates_no_segment() {
         playlist_seqs(&*store, &format!("{prefix}index.m3u8")).await,
         (0..20).collect::<Vec<_>>()
     );
-    assert!(rec.metrics().upload_retries.get() > 0);
-    assert_eq!(rec.metrics().dropped_total(), 0);
+    assert!(rec.metrics().room(&lobby()).upload_retries.get() > 0);
+    assert_eq!(rec.metrics().room(&lobby()).dropped_total(), 0);
     assert!(health.borrow().healthy, "{:?}", *health.borrow());
     let got = entry(&*catalog, "s1").await;
     assert_eq!(got.status, RecordingStatus::Complete);
@@ -296,7 +316,7 @@ async fn a_killed_recorder_leaves_a_session_the_next_one_finalises_as_interrupte
         }
     }
     wait_until("6 more segments spooled", || {
-        first.metrics().segments_spooled.get() == 12
+        first.metrics().room(&lobby()).segments_spooled.get() == 12
     })
     .await;
     drop(first);
@@ -330,17 +350,13 @@ async fn a_killed_recorder_leaves_a_session_the_next_one_finalises_as_interrupte
         .expect("get")
         .expect("json");
     assert!(String::from_utf8_lossy(&summary).contains("\"status\": \"interrupted\""));
-    assert_eq!(second.metrics().sessions_recovered.get(), 1);
+    assert_eq!(second.metrics().room(&lobby()).sessions_recovered.get(), 1);
     assert!(!spool.join("s1").exists(), "spool emptied");
 }
 
 #[tokio::test]
 async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_until_it_drains() {
-    let mut s3 = S3TestServer::start().await;
-    let store: DynStore = Arc::new(s3.store().await);
-    s3.stop().await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let (mut s3, store, dir, catalog) = s3_down().await;
     let cfg = RecorderConfig {
         spool_size_bytes: 4 * 4096,
         ..fast_config(&dir.path().join("spool"))
@@ -365,8 +381,14 @@ async fn a_full_spool_drops_segments_without_blocking_and_reports_unhealthy_unti
         took < Duration::from_millis(250),
         "record() blocked: {took:?}"
     );
-    assert_eq!(rec.metrics().dropped("spool_full").get(), 46);
-    assert_eq!(rec.metrics().dropped_total(), 46);
+    assert_eq!(
+        rec.metrics()
+            .room(&lobby())
+            .dropped("spool_full")
+            .map(|c| c.get()),
+        Some(46)
+    );
+    assert_eq!(rec.metrics().room(&lobby()).dropped_total(), 46);
     assert!(!health.borrow().healthy);
     assert!(
         health.borrow().message.contains("spool full"),
@@ -640,4 +662,190 @@ async fn a_budget_larger_than_the_spools_disk_is_lowered_below_it_at_start() {
     };
     let rec = Recorder::start(cfg, store, catalog).await.expect("start");
     assert_eq!(rec.spool_budget(), 1 << 20);
+}
+
+/// `event` of another room than [`ROOM`].
+fn in_room(room: &str, mut event: RecordEvent) -> RecordEvent {
+    match &mut event {
+        RecordEvent::SessionStarted { room: r, .. }
+        | RecordEvent::SegmentClosed { room: r, .. }
+        | RecordEvent::SessionEnded { room: r, .. } => *r = room.to_owned(),
+    }
+    event
+}
+
+/// The value of one series in a text exposition; `None` when the series is not there.
+fn series(text: &str, name_and_labels: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name_and_labels)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn one_recorder_counts_each_of_its_rooms_under_its_own_label() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let rec = start_in(dir.path(), store, catalog).await;
+    const STAGE: &str = "shows/stage";
+
+    rec.record(started("a", &["source"]));
+    rec.record(in_room(STAGE, started("b", &["source"])));
+    for seq in 0..3 {
+        rec.record(segment("a", "source", seq, body("source", seq)));
+    }
+    rec.record(in_room(STAGE, segment("b", "source", 0, body("source", 0))));
+    // Renditions no room has, one of them a path: dropped, and counted for the room they came in.
+    for (seq, rendition) in [(1, "../../etc/passwd"), (2, ""), (3, "x y")] {
+        rec.record(in_room(STAGE, segment("b", rendition, seq, body("x", seq))));
+    }
+    // A room that does not parse is never a label, not even an empty one.
+    for hostile in ["", "shows", "shows/../x", "shows/Lobby"] {
+        rec.record(in_room(hostile, started("h", &["source"])));
+        rec.record(in_room(
+            hostile,
+            segment("h", "source", 0, body("source", 0)),
+        ));
+    }
+    rec.record(ended("a", 3, true));
+    rec.record(in_room(STAGE, ended("b", 1, true)));
+    flush(&rec).await;
+
+    let text = rec.metrics().encode("recorder");
+    let value = |name: &str, room: &str| {
+        series(&text, &format!("recorder_{name}{{room=\"{room}\"}}"))
+            .unwrap_or_else(|| panic!("{name} of {room} in\n{text}"))
+    };
+    for (name, lobby, stage) in [
+        ("segments_spooled_total", 3.0, 1.0),
+        ("segments_uploaded_total", 3.0, 1.0),
+        ("sessions_finalized_total", 1.0, 1.0),
+        ("upload_lag_seconds_count", 3.0, 1.0),
+        ("upload_retries_total", 0.0, 0.0),
+    ] {
+        assert_eq!(value(name, ROOM), lobby, "{name} of {ROOM}");
+        assert_eq!(value(name, STAGE), stage, "{name} of {STAGE}");
+    }
+    let body_len = body("source", 0).len() as f64;
+    assert_eq!(value("uploaded_bytes_total", ROOM), 3.0 * body_len);
+    assert_eq!(value("uploaded_bytes_total", STAGE), body_len);
+    let dropped = |room: &str, reason: &str| {
+        series(
+            &text,
+            &format!("recorder_segments_dropped_total{{room=\"{room}\",reason=\"{reason}\"}}"),
+        )
+        .unwrap_or_else(|| panic!("{reason} drops of {room} in\n{text}"))
+    };
+    assert_eq!(dropped(STAGE, "invalid_rendition"), 3.0);
+    assert_eq!(dropped(ROOM, "invalid_rendition"), 0.0);
+    for reason in ["spool_full", "spool_write_failed"] {
+        assert_eq!(dropped(ROOM, reason), 0.0);
+        assert_eq!(dropped(STAGE, reason), 0.0);
+    }
+    let rooms: std::collections::BTreeSet<&str> = text
+        .lines()
+        .filter_map(|l| l.split_once("room=\"")?.1.split_once('"').map(|(r, _)| r))
+        .collect();
+    assert_eq!(rooms, [ROOM, STAGE].into(), "{text}");
+    assert_eq!(series(&text, "recorder_spool_bytes"), Some(0.0), "{text}");
+}
+
+#[tokio::test]
+async fn a_room_that_only_overflows_the_spool_has_its_drops_and_zeros_labelled() {
+    let (_s3, store, dir, catalog) = s3_down().await;
+    let cfg = RecorderConfig {
+        spool_size_bytes: 4096,
+        ..fast_config(&dir.path().join("spool"))
+    };
+    let rec = Recorder::start(cfg, store, catalog).await.expect("start");
+    // No session start seen (the recorder came up mid-session): the first segment fills the
+    // spool, the next two are dropped.
+    for seq in 0..3 {
+        rec.record(in_room(
+            "shows/stage",
+            segment("b", "source", seq, Bytes::from(vec![1u8; 4096])),
+        ));
+    }
+    let text = rec.metrics().encode("recorder");
+    assert_eq!(
+        series(
+            &text,
+            r#"recorder_segments_dropped_total{room="shows/stage",reason="spool_full"}"#
+        ),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        series(
+            &text,
+            r#"recorder_segments_dropped_total{room="shows/stage",reason="spool_write_failed"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert_eq!(series(&text, "recorder_spool_bytes"), Some(4096.0));
+    assert!(!text.contains(ROOM), "{text}");
+}
+
+#[tokio::test]
+async fn recorders_sharing_metrics_add_up_their_spools_and_keep_their_rooms_apart() {
+    let (mut s3, store, dir, catalog) = s3_down().await;
+    let catalog: DynCatalog = catalog;
+    let metrics = crate::metrics::Metrics::default();
+    let start = |spool: &str| {
+        let cfg = RecorderConfig {
+            metrics: metrics.clone(),
+            ..fast_config(&dir.path().join(spool))
+        };
+        Recorder::start(cfg, store.clone(), catalog.clone())
+    };
+    let lobby = start("spool-lobby").await.expect("start");
+    let stage = start("spool-stage").await.expect("start");
+    lobby.record(started("a", &["source"]));
+    stage.record(in_room("shows/stage", started("b", &["source"])));
+    for seq in 0..2 {
+        lobby.record(segment("a", "source", seq, body("source", seq)));
+    }
+    stage.record(in_room(
+        "shows/stage",
+        segment("b", "source", 0, body("source", 0)),
+    ));
+    wait_until("3 segments spooled", || {
+        let text = metrics.encode("recorder");
+        series(
+            &text,
+            r#"recorder_segments_spooled_total{room="shows/lobby"}"#,
+        ) == Some(2.0)
+            && series(
+                &text,
+                r#"recorder_segments_spooled_total{room="shows/stage"}"#,
+            ) == Some(1.0)
+    })
+    .await;
+    let text = metrics.encode("recorder");
+    let held = (lobby.spool_bytes() + stage.spool_bytes()) as f64;
+    assert_eq!(held, 3.0 * body("source", 0).len() as f64);
+    assert_eq!(series(&text, "recorder_spool_bytes"), Some(held), "{text}");
+
+    s3.restart().await;
+    lobby.record(ended("a", 2, true));
+    stage.record(in_room("shows/stage", ended("b", 1, true)));
+    flush(&lobby).await;
+    flush(&stage).await;
+    let text = metrics.encode("recorder");
+    assert_eq!(series(&text, "recorder_spool_bytes"), Some(0.0), "{text}");
+    assert_eq!(
+        series(
+            &text,
+            r#"recorder_sessions_finalized_total{room="shows/lobby"}"#
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        series(
+            &text,
+            r#"recorder_sessions_finalized_total{room="shows/stage"}"#
+        ),
+        Some(1.0)
+    );
 }

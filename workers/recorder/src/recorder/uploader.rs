@@ -16,11 +16,11 @@ use super::{
     finaliser,
     state::{Shared, Uploaded},
 };
-use crate::{Error, Recording};
+use crate::{Error, Recording, RoomIdentity};
 
 /// One spooled segment to store under `key`.
 pub(super) struct UploadJob {
-    pub(super) room: String,
+    pub(super) room: RoomIdentity,
     pub(super) session_id: String,
     pub(super) key: String,
     pub(super) path: PathBuf,
@@ -108,7 +108,7 @@ async fn upload(shared: &Shared, job: UploadJob) {
             return;
         }
     };
-    if let Err(e) = shared.put_retrying(&job.key, body).await {
+    if let Err(e) = shared.put_retrying(&job.room, &job.key, body).await {
         error!(error = %e, "segment not stored");
         shared.release(job.bytes);
         return;
@@ -118,9 +118,10 @@ async fn upload(shared: &Shared, job: UploadJob) {
     }
     shared.release(job.bytes);
     let lag = job.closed_at.elapsed();
-    shared.metrics.segments_uploaded.inc();
-    shared.metrics.bytes_uploaded.inc_by(job.bytes);
-    shared.metrics.upload_lag_seconds.observe(lag.as_secs_f64());
+    let metrics = shared.metrics.room(&job.room);
+    metrics.segments_uploaded.inc();
+    metrics.bytes_uploaded.inc_by(job.bytes);
+    metrics.upload_lag_seconds.observe(lag.as_secs_f64());
     debug!(?lag, "segment stored");
     let _ = shared.uploaded.send(Uploaded {
         session_id: job.session_id,

@@ -109,6 +109,8 @@ pub(super) async fn run(
                     span.in_scope(|| error!(error = %e, "writing the session manifest"));
                 }
                 span.in_scope(|| info!(renditions = ?m.renditions, "session recording"));
+                // Every series of the room exists from its first session on: zeros on dashboards.
+                shared.metrics.room(&room_id);
                 let _ = jobs.send(Job::Catalog(live_recording(&shared, &room_id, &m)));
                 sessions.insert(session_id, m);
             }
@@ -131,7 +133,13 @@ pub(super) async fn run(
                 }
                 if check_name(&rendition).is_err() {
                     shared.release(reserved);
-                    shared.drop_segment(&session_id, &rendition, seq, "invalid_rendition");
+                    shared.drop_segment(
+                        &room_id,
+                        &session_id,
+                        &rendition,
+                        seq,
+                        "invalid_rendition",
+                    );
                     continue;
                 }
                 let m = sessions.entry(session_id.clone()).or_insert_with(|| {
@@ -160,13 +168,13 @@ pub(super) async fn run(
                     .await
                 {
                     Ok(path) => {
-                        shared.metrics.segments_spooled.inc();
+                        shared.metrics.room(&room_id).segments_spooled.inc();
                         let key = format!(
                             "{}{rendition}/{seq}.ts",
                             session_prefix(&shared.cfg.prefix, &room_id, &session_id)
                         );
                         let _ = jobs.send(Job::Upload(UploadJob {
-                            room,
+                            room: room_id,
                             session_id,
                             key,
                             path,
@@ -177,7 +185,13 @@ pub(super) async fn run(
                     Err(e) => {
                         span.in_scope(|| error!(error = %e, "spooling a segment"));
                         shared.release(reserved);
-                        shared.drop_segment(&session_id, &rendition, seq, "spool_write_failed");
+                        shared.drop_segment(
+                            &room_id,
+                            &session_id,
+                            &rendition,
+                            seq,
+                            "spool_write_failed",
+                        );
                     }
                 }
             }
