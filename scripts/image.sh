@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Builds the roomcast runtime image from Debian packages and the release binaries, with no image
+# registry and no Docker engine, loads it into podman and writes it as an OCI archive:
+#
+#   mmdebstrap (image/packages.txt) -> image_trim.py (image/plugins.txt, ldd) -> podman import
+#     = localhost/roomcast-base:<inputs>      (skipped when that tag exists)
+#   podman build image/Containerfile: + target/release binaries + SBOM
+#     = localhost/roomcast:<version>          (skipped when its inputs are unchanged)
+#   podman save --format oci-archive -> $WORK/roomcast-<version>.oci.tar (+ .spdx.json beside it)
+#
+#   scripts/image.sh          build what changed; prints the image name last
+#   scripts/image.sh --name   print the image name only (for harnesses), build nothing
+#
+# Environment: ROOMCAST_IMAGE_WORK (work dir, default ~/.cache/roomcast-image),
+# CARGO_TARGET_DIR (release binaries, default ~/.cache/roomcast-target),
+# ROOMCAST_DEBIAN_MIRROR (default http://deb.debian.org). Needs root and
+# `scripts/install-deps.sh image` (mmdebstrap, podman, runc).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO="$PWD"
+
+VERSION="$(sed -n 's/^version = "\(.*\)"$/\1/p' Cargo.toml | head -n 1)"
+IMAGE="localhost/roomcast:$VERSION"
+if [ "${1:-}" = "--name" ]; then
+  echo "$IMAGE"
+  exit 0
+fi
+
+WORK="${ROOMCAST_IMAGE_WORK:-$HOME/.cache/roomcast-image}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roomcast-target}"
+export CONTAINERS_CONF="$REPO/image/containers.conf"
+MIRROR="${ROOMCAST_DEBIAN_MIRROR:-http://deb.debian.org}"
+SUITE=bookworm
+
+step() { printf '==> %s\n' "$*" >&2; }
+seconds() { date +%s; }
+for tool in mmdebstrap podman runc; do
+  if ! command -v "$tool" >/dev/null 2>&1; then
+    echo "image.sh: $tool is missing: run scripts/install-deps.sh image" >&2
+    exit 1
+  fi
+done
+if [ "$(id -u)" -ne 0 ]; then
+  echo "image.sh: run as root (mmdebstrap chroots into the root filesystem it builds)" >&2
+  exit 1
+fi
+mkdir -p "$WORK"
+STARTED="$(seconds)"
+
+step "release binaries (cargo build --release)"
+cargo build --release --locked --workspace --bins
+# Every executable at the top of target/release is a workspace binary (as in the Dockerfile).
+mapfile -t BINARIES < <(find "$CARGO_TARGET_DIR/release" -maxdepth 1 -type f -executable | sort)
+
+# The base: Debian packages, trimmed. Its tag is a hash of everything that shapes it.
+BASE_INPUTS="$(cat image/packages.txt image/plugins.txt scripts/image_trim.py scripts/image.sh \
+  scripts/sbom.py | sha256sum | cut -c1-16)"
+BASE="localhost/roomcast-base:$BASE_INPUTS"
+BASE_DIR="$WORK/base-$BASE_INPUTS"
+if podman image exists "$BASE" && [ -f "$BASE_DIR/debian-packages.json" ]; then
+  step "base $BASE unchanged"
+else
+  step "base root filesystem: mmdebstrap $SUITE + $(grep -cv '^#' image/packages.txt) packages"
+  rm -rf "$BASE_DIR" && mkdir -p "$BASE_DIR"
+  ROOTFS="$BASE_DIR/rootfs"
+  PACKAGES="$(grep -v '^#' image/packages.txt | paste -sd, -)"
+  t0="$(seconds)"
+  # No docs, man pages or translations (a runtime image reads none), but the copyright files
+  # stay: the licences travel with the binaries, and the SBOM reads them.
+  mmdebstrap --variant=minbase --include="$PACKAGES" \
+    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
+    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
+    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
+    "$SUITE" "$ROOTFS" \
+    "deb $MIRROR/debian $SUITE main" \
+    "deb $MIRROR/debian $SUITE-updates main" \
+    "deb $MIRROR/debian-security $SUITE-security main"
+  echo "{\"mmdebstrap_seconds\": $(($(seconds) - t0))}" > "$BASE_DIR/report.jsonl"
+  step "trim: plugins outside image/plugins.txt, library packages ldd proves unused"
+  python3 scripts/image_trim.py "$ROOTFS" image/plugins.txt image/packages.txt \
+    >> "$BASE_DIR/report.jsonl"
+  # Numeric, so Kubernetes can check runAsNonRoot without reading /etc/passwd.
+  chroot "$ROOTFS" useradd --uid 10001 --user-group --no-create-home \
+    --home-dir /nonexistent --shell /usr/sbin/nologin roomcast
+  python3 scripts/sbom.py debian "$ROOTFS" > "$BASE_DIR/debian-packages.json"
+  tar --sort=name --numeric-owner -C "$ROOTFS" -cf "$BASE_DIR/rootfs.tar" .
+  echo "{\"rootfs_tar_bytes\": $(stat -c %s "$BASE_DIR/rootfs.tar")}" >> "$BASE_DIR/report.jsonl"
+  podman import --quiet "$BASE_DIR/rootfs.tar" "$BASE" >/dev/null
+  # podman holds the layer now; the directory and tarball would only double the disk use.
+  rm -rf "$ROOTFS" "$BASE_DIR/rootfs.tar"
+fi
+
+# The image: binaries + SBOM on the base. Skipped when neither they nor the base changed.
+CONTEXT="$WORK/context"
+rm -rf "$CONTEXT" && mkdir -p "$CONTEXT/bin"
+cp "${BINARIES[@]}" "$CONTEXT/bin/"
+cp image/Containerfile image/plugins.txt "$CONTEXT/"
+python3 scripts/sbom.py spdx --debian "$BASE_DIR/debian-packages.json" --name "roomcast-$VERSION" \
+  --version "$VERSION" > "$CONTEXT/sbom.spdx.json"
+INPUTS="$( (echo "$BASE"; cd "$CONTEXT" && find . -type f | sort | xargs sha256sum) | sha256sum | cut -c1-16)"
+ARCHIVE="$WORK/roomcast-$VERSION.oci.tar"
+current="$(podman image inspect --format '{{index .Labels "dev.roomcast.inputs"}}' "$IMAGE" 2>/dev/null || true)"
+if [ "$current" = "$INPUTS" ] && [ -f "$ARCHIVE" ]; then
+  step "image $IMAGE unchanged"
+else
+  step "podman build $IMAGE"
+  podman build --quiet --build-arg "BASE=$BASE" --label "dev.roomcast.inputs=$INPUTS" \
+    --label "org.opencontainers.image.version=$VERSION" \
+    -t "$IMAGE" -f "$CONTEXT/Containerfile" "$CONTEXT" >/dev/null
+  step "OCI archive $ARCHIVE"
+  rm -f "$ARCHIVE"
+  podman save --quiet --format oci-archive -o "$ARCHIVE" "$IMAGE"
+  cp "$CONTEXT/sbom.spdx.json" "$WORK/roomcast-$VERSION.spdx.json"
+  {
+    echo "{\"image_bytes\": $(podman image inspect --format '{{.Size}}' "$IMAGE")}"
+    echo "{\"oci_archive_bytes\": $(stat -c %s "$ARCHIVE")}"
+    echo "{\"oci_archive_gzip_bytes\": $(gzip -6 -c "$ARCHIVE" | wc -c)}"
+  } > "$WORK/image-report.jsonl"
+fi
+step "sizes: $(cat "$BASE_DIR/report.jsonl" "$WORK/image-report.jsonl" | python3 -c '
+import json, sys
+r = {}
+for line in sys.stdin:
+    r.update(json.loads(line))
+mb = lambda k: f"{r[k] / 1e6:.0f} MB" if k in r else "?"
+print(f"rootfs {mb(\"rootfs_bytes_installed\")} installed -> {mb(\"rootfs_bytes_trimmed\")} trimmed "
+      f"({r.get(\"plugins_kept\")} plugins kept, {len(r.get(\"packages_purged\", []))} packages purged); "
+      f"image {mb(\"image_bytes\")}, OCI archive {mb(\"oci_archive_bytes\")}, gzip {mb(\"oci_archive_gzip_bytes\")}")
+')"
+step "done in $(($(seconds) - STARTED)) s"
+echo "$IMAGE"
