@@ -6,8 +6,10 @@
 #
 #   docker build -t ghcr.io/roomcast/roomcast:0.1.0 .
 #
-# CI cannot build it (no image registry or Docker engine there). Package lists mirror
-# scripts/install-deps.sh: build headers here, GStreamer runtime plugins below.
+# For users who build with Docker. Without a registry or Docker engine, scripts/image.sh builds
+# the same image from Debian packages with mmdebstrap and podman, trimmed to the plugins the
+# ladder uses. The runtime packages below are image/packages.txt (tests/image fails when the two
+# lists differ); build headers mirror scripts/install-deps.sh.
 
 FROM rust:1.95-bookworm AS builder
 RUN apt-get update \

@@ -94,6 +94,8 @@ fi
 CONTEXT="$WORK/context"
 rm -rf "$CONTEXT" && mkdir -p "$CONTEXT/bin"
 cp "${BINARIES[@]}" "$CONTEXT/bin/"
+# The symbol tables are a quarter of each binary; panics keep their messages and locations.
+strip --strip-unneeded "$CONTEXT"/bin/*
 cp image/Containerfile image/plugins.txt "$CONTEXT/"
 python3 scripts/sbom.py spdx --debian "$BASE_DIR/debian-packages.json" --name "roomcast-$VERSION" \
   --version "$VERSION" > "$CONTEXT/sbom.spdx.json"
@@ -114,18 +116,8 @@ else
   {
     echo "{\"image_bytes\": $(podman image inspect --format '{{.Size}}' "$IMAGE")}"
     echo "{\"oci_archive_bytes\": $(stat -c %s "$ARCHIVE")}"
-    echo "{\"oci_archive_gzip_bytes\": $(gzip -6 -c "$ARCHIVE" | wc -c)}"
   } > "$WORK/image-report.jsonl"
 fi
-step "sizes: $(cat "$BASE_DIR/report.jsonl" "$WORK/image-report.jsonl" | python3 -c '
-import json, sys
-r = {}
-for line in sys.stdin:
-    r.update(json.loads(line))
-mb = lambda k: f"{r[k] / 1e6:.0f} MB" if k in r else "?"
-print(f"rootfs {mb(\"rootfs_bytes_installed\")} installed -> {mb(\"rootfs_bytes_trimmed\")} trimmed "
-      f"({r.get(\"plugins_kept\")} plugins kept, {len(r.get(\"packages_purged\", []))} packages purged); "
-      f"image {mb(\"image_bytes\")}, OCI archive {mb(\"oci_archive_bytes\")}, gzip {mb(\"oci_archive_gzip_bytes\")}")
-')"
+python3 scripts/image_trim.py --report "$BASE_DIR/report.jsonl" "$WORK/image-report.jsonl" >&2
 step "done in $(($(seconds) - STARTED)) s"
 echo "$IMAGE"

@@ -13,6 +13,7 @@ built from it lists exactly the installed packages. Prints the sizes before and 
 lines for scripts/image.sh's report.
 
     image_trim.py ROOTFS image/plugins.txt image/packages.txt
+    image_trim.py --report REPORT.jsonl...     one line of sizes from those JSON lines
 """
 
 import json
@@ -27,7 +28,7 @@ SCANNER = "/usr/lib/x86_64-linux-gnu/gstreamer1.0/gstreamer-1.0/gst-plugin-scann
 # Kept whatever ldd says: GStreamer itself (core elements, the plugin scanner).
 ALWAYS_KEEP = {"libgstreamer1.0-0"}
 # Still there after the purge: what a read-only root needs no more of (caches, logs, apt lists).
-CLEAN = ["var/cache/apt", "var/cache/debconf/templates.dat-old", "var/lib/apt/lists", "var/log"]
+CLEAN = ["usr/share/info", "var/cache/apt", "var/cache/debconf/templates.dat-old", "var/lib/apt/lists", "var/log"]
 
 
 def read_list(path):
@@ -155,7 +156,26 @@ def ldd(root, paths, cached=True):
     return needed
 
 
+def print_report(paths):
+    r = {}
+    for path in paths:
+        for line in pathlib.Path(path).read_text().splitlines():
+            r.update(json.loads(line))
+
+    def mb(key):
+        return f"{r[key] / 1e6:.0f} MB" if key in r else "?"
+
+    print(
+        f"==> rootfs {mb('rootfs_bytes_installed')} installed, {mb('rootfs_bytes_trimmed')} "
+        f"trimmed ({r.get('plugins_kept')} plugins kept, {len(r.get('packages_purged', []))} "
+        f"packages purged); image {mb('image_bytes')}, OCI archive {mb('oci_archive_bytes')} "
+        "(gzipped layers)"
+    )
+
+
 def main():
+    if sys.argv[1] == "--report":
+        return print_report(sys.argv[2:])
     root = pathlib.Path(sys.argv[1]).resolve()
     plugins = {row[0] for row in read_list(sys.argv[2])}
     top_level = {row[0] for row in read_list(sys.argv[3])}

@@ -133,10 +133,12 @@ def test_every_binary_and_plugin_in_the_image_finds_its_libraries(image):
 
 
 def test_image_has_no_ffmpeg_and_no_documentation(image):
-    out = run_in(image, "sh", "-c", "command -v ffmpeg; ls /usr/share/man /usr/share/locale 2>&1; "
-                 "find /usr/share/doc -type f ! -name copyright ! -path '*/roomcast/*' | head")
-    assert "ffmpeg" not in out
-    assert out.count("No such file") == 2, out
+    assert run_in(image, "sh", "-c", "command -v ffmpeg || true").strip() == ""
+    # Man pages, translations and docs are left out, except the copyright files and ours.
+    docs = run_in(image, "find", "/usr/share/man", "/usr/share/locale", "/usr/share/info",
+                  "/usr/share/doc", "-type", "f", "!", "-name", "copyright",
+                  "!", "-path", "/usr/share/doc/roomcast/*")
+    assert docs.split() == []
 
 
 def cargo_lock_versions():
