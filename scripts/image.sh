@@ -2,8 +2,8 @@
 # Builds the roomcast runtime image from Debian packages and the release binaries, with no image
 # registry and no Docker engine, loads it into podman and writes it as an OCI archive:
 #
-#   mmdebstrap (image/packages.txt) -> image_trim.py (image/plugins.txt, ldd) -> podman import
-#     = localhost/roomcast-base:<inputs>      (skipped when that tag exists)
+#   image_base.sh: mmdebstrap (image/packages.txt) -> image_trim.py (image/plugins.txt, ldd)
+#     -> podman import = localhost/roomcast-base:<inputs>   (skipped when that tag exists)
 #   podman build image/Containerfile: + target/release binaries + SBOM
 #     = localhost/roomcast:<version>          (skipped when its inputs are unchanged)
 #   podman save --format oci-archive -> $WORK/roomcast-<version>.oci.tar (+ .spdx.json beside it)
@@ -13,7 +13,8 @@
 #
 # Environment: ROOMCAST_IMAGE_WORK (work dir, default ~/.cache/roomcast-image),
 # CARGO_TARGET_DIR (release binaries, default ~/.cache/roomcast-target),
-# ROOMCAST_DEBIAN_MIRROR (default http://deb.debian.org). Needs root and
+# ROOMCAST_DEBIAN_MIRROR (default http://deb.debian.org), ROOMCAST_IMAGE_PROFILE (release, or
+# debug to reuse the test suite's debug binaries instead of a release build). Needs root and
 # `scripts/install-deps.sh image` (mmdebstrap, podman, runc).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ WORK="${ROOMCAST_IMAGE_WORK:-$HOME/.cache/roomcast-image}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roomcast-target}"
 export CONTAINERS_CONF="$REPO/image/containers.conf"
 MIRROR="${ROOMCAST_DEBIAN_MIRROR:-http://deb.debian.org}"
-SUITE=bookworm
+PROFILE="${ROOMCAST_IMAGE_PROFILE:-release}"
 
 step() { printf '==> %s\n' "$*" >&2; }
 seconds() { date +%s; }
@@ -47,48 +48,20 @@ fi
 mkdir -p "$WORK"
 STARTED="$(seconds)"
 
-step "release binaries (cargo build --release)"
-cargo build --release --locked --workspace --bins
-# Every executable at the top of target/release is a workspace binary (as in the Dockerfile).
-mapfile -t BINARIES < <(find "$CARGO_TARGET_DIR/release" -maxdepth 1 -type f -executable | sort)
+case "$PROFILE" in
+  release) step "release binaries (cargo build --release)"
+    cargo build --release --locked --workspace --bins ;;
+  debug) step "debug binaries (cargo build)"
+    cargo build --locked --workspace --bins ;;
+  *) echo "image.sh: ROOMCAST_IMAGE_PROFILE is release or debug, got $PROFILE" >&2; exit 1 ;;
+esac
+# Every executable at the top of the profile's directory is a workspace binary (as in the
+# Dockerfile).
+mapfile -t BINARIES < <(find "$CARGO_TARGET_DIR/$PROFILE" -maxdepth 1 -type f -executable | sort)
 
-# The base: Debian packages, trimmed. Its tag is a hash of everything that shapes it.
-BASE_INPUTS="$(cat image/packages.txt image/plugins.txt scripts/image_trim.py scripts/image.sh \
-  scripts/sbom.py | sha256sum | cut -c1-16)"
-BASE="localhost/roomcast-base:$BASE_INPUTS"
-BASE_DIR="$WORK/base-$BASE_INPUTS"
-if podman image exists "$BASE" && [ -f "$BASE_DIR/debian-packages.json" ]; then
-  step "base $BASE unchanged"
-else
-  step "base root filesystem: mmdebstrap $SUITE + $(grep -cv '^#' image/packages.txt) packages"
-  rm -rf "$BASE_DIR" && mkdir -p "$BASE_DIR"
-  ROOTFS="$BASE_DIR/rootfs"
-  PACKAGES="$(grep -v '^#' image/packages.txt | paste -sd, -)"
-  t0="$(seconds)"
-  # No docs, man pages or translations (a runtime image reads none), but the copyright files
-  # stay: the licences travel with the binaries, and the SBOM reads them.
-  mmdebstrap --variant=minbase --include="$PACKAGES" \
-    --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
-    --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
-    --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-exclude=/usr/share/lintian/*' \
-    "$SUITE" "$ROOTFS" \
-    "deb $MIRROR/debian $SUITE main" \
-    "deb $MIRROR/debian $SUITE-updates main" \
-    "deb $MIRROR/debian-security $SUITE-security main"
-  echo "{\"mmdebstrap_seconds\": $(($(seconds) - t0))}" > "$BASE_DIR/report.jsonl"
-  step "trim: plugins outside image/plugins.txt, library packages ldd proves unused"
-  python3 scripts/image_trim.py "$ROOTFS" image/plugins.txt image/packages.txt \
-    >> "$BASE_DIR/report.jsonl"
-  # Numeric, so Kubernetes can check runAsNonRoot without reading /etc/passwd.
-  chroot "$ROOTFS" useradd --uid 10001 --user-group --no-create-home \
-    --home-dir /nonexistent --shell /usr/sbin/nologin roomcast
-  python3 scripts/sbom.py debian "$ROOTFS" > "$BASE_DIR/debian-packages.json"
-  tar --sort=name --numeric-owner -C "$ROOTFS" -cf "$BASE_DIR/rootfs.tar" .
-  echo "{\"rootfs_tar_bytes\": $(stat -c %s "$BASE_DIR/rootfs.tar")}" >> "$BASE_DIR/report.jsonl"
-  podman import --quiet "$BASE_DIR/rootfs.tar" "$BASE" >/dev/null
-  # podman holds the layer now; the directory and tarball would only double the disk use.
-  rm -rf "$ROOTFS" "$BASE_DIR/rootfs.tar"
-fi
+# The base: Debian packages, trimmed (skipped when unchanged).
+BASE="$(bash scripts/image_base.sh "$WORK" "$MIRROR")"
+BASE_DIR="$WORK/base-${BASE##*:}"
 
 # The image: binaries + SBOM on the base. Skipped when neither they nor the base changed.
 CONTEXT="$WORK/context"
@@ -113,6 +86,12 @@ else
   rm -f "$ARCHIVE"
   podman save --quiet --format oci-archive -o "$ARCHIVE" "$IMAGE"
   cp "$CONTEXT/sbom.spdx.json" "$WORK/roomcast-$VERSION.spdx.json"
+  # Earlier builds: their images (dangling now, found by our label) first, then their bases.
+  podman image prune --force --filter label=dev.roomcast.inputs >/dev/null
+  for old in $(podman images --format '{{.Repository}}:{{.Tag}}' localhost/roomcast-base); do
+    if [ "$old" != "$BASE" ]; then podman rmi "$old" >/dev/null 2>&1 || true; fi
+  done
+  find "$WORK" -maxdepth 1 -name 'base-*' ! -name "base-${BASE##*:}" -exec rm -rf {} +
   {
     echo "{\"image_bytes\": $(podman image inspect --format '{{.Size}}' "$IMAGE")}"
     echo "{\"oci_archive_bytes\": $(stat -c %s "$ARCHIVE")}"
