@@ -37,6 +37,7 @@ RUN apt-get update \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin roomcast
 COPY --from=builder /out/bin/ /usr/local/bin/
+# scripts/image.sh puts every line below into its own image too (see image/Containerfile).
 # Pods run with a read-only root filesystem and an emptyDir at /tmp: keep GStreamer's plugin
 # registry cache there instead of under a home directory that does not exist.
 ENV GST_REGISTRY=/tmp/gstreamer-1.0-registry.bin

@@ -69,7 +69,11 @@ rm -rf "$CONTEXT" && mkdir -p "$CONTEXT/bin"
 cp "${BINARIES[@]}" "$CONTEXT/bin/"
 # The symbol tables are a quarter of each binary; panics keep their messages and locations.
 strip --strip-unneeded "$CONTEXT"/bin/*
-cp image/Containerfile image/plugins.txt "$CONTEXT/"
+cp image/plugins.txt "$CONTEXT/"
+{
+  cat image/Containerfile
+  sed -n '/^COPY --from=builder/,$p' Dockerfile | tail -n +2
+} > "$CONTEXT/Containerfile"
 python3 scripts/sbom.py spdx --debian "$BASE_DIR/debian-packages.json" --name "roomcast-$VERSION" \
   --version "$VERSION" > "$CONTEXT/sbom.spdx.json"
 INPUTS="$( (echo "$BASE"; cd "$CONTEXT" && find . -type f | sort | xargs sha256sum) | sha256sum | cut -c1-16)"

@@ -141,6 +141,15 @@ def test_image_has_no_ffmpeg_and_no_documentation(image):
     assert docs.split() == []
 
 
+def test_image_runs_as_the_dockerfile_says(image):
+    config = json.loads(subprocess.run(["podman", "image", "inspect", image], check=True,
+                                       capture_output=True, text=True).stdout)[0]["Config"]
+    assert config["User"] == "10001:10001"
+    assert config["Cmd"] == ["roomcast-operator", "run"]
+    assert "GST_REGISTRY=/tmp/gstreamer-1.0-registry.bin" in config["Env"]
+    assert set(config["ExposedPorts"]) == {"8080/tcp", "1935/tcp", "9090/tcp"}
+
+
 def cargo_lock_versions():
     text = (ROOT / "Cargo.lock").read_text()
     versions = {}
