@@ -337,11 +337,9 @@ mod tests {
         if !have(POSTER_ELEMENTS) || !have(VIDEO) {
             return;
         }
+        let mut maker = GstPoster::detect().expect("every poster element is installed");
         // A short deadline: the garbage below never reaches the end of a stream.
-        let maker = GstPoster {
-            timeout: Duration::from_secs(3),
-            ..GstPoster::detect().expect("every poster element is installed")
-        };
+        maker.timeout = Duration::from_secs(3);
         let jpeg = maker
             .poster(Bytes::from(h264_ts(160, 90)))
             .await
