@@ -48,8 +48,16 @@ SPDX_IDS = {
     "ISC": "ISC",
     "Zlib": "Zlib",
     "zlib": "Zlib",
+    "X11": "X11",
+    "CC0-1.0": "CC0-1.0",
+    "IJG": "IJG",
+    "Apache-2": "Apache-2.0",
+    "BSD-1-clause": "BSD-1-Clause",
+    "FSFAP": "FSFAP",
+    "GPL-3+ with Bison exception": "GPL-3.0-or-later WITH Bison-exception-2.2",
     "public-domain": None,
 }
+SPDX_IDS.update({name.lower(): spdx for name, spdx in list(SPDX_IDS.items())})
 CRATES_IO = "registry+https://github.com/rust-lang/crates.io-index"
 
 
@@ -124,7 +132,7 @@ def spdx_id(kind, name, version):
 
 
 def licence_expression(names):
-    ids = [SPDX_IDS.get(n) for n in names]
+    ids = [SPDX_IDS.get(n, SPDX_IDS.get(n.lower())) for n in names]
     if not names or any(i is None for i in ids):
         return "NOASSERTION"
     unique = list(dict.fromkeys(ids))
