@@ -6,8 +6,10 @@
 #
 #   docker build -t ghcr.io/roomcast/roomcast:0.1.0 .
 #
-# CI cannot build it (no image registry or Docker engine there). Package lists mirror
-# scripts/install-deps.sh: build headers here, GStreamer runtime plugins below.
+# For users who build with Docker. Without a registry or Docker engine, scripts/image.sh builds
+# the same image from Debian packages with mmdebstrap and podman, trimmed to the plugins the
+# ladder uses. The runtime packages below are image/packages.txt (tests/image fails when the two
+# lists differ); build headers mirror scripts/install-deps.sh.
 
 FROM rust:1.95-bookworm AS builder
 RUN apt-get update \
@@ -35,6 +37,7 @@ RUN apt-get update \
  && useradd --uid 10001 --user-group --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin roomcast
 COPY --from=builder /out/bin/ /usr/local/bin/
+# scripts/image.sh puts every line below into its own image too (see image/Containerfile).
 # Pods run with a read-only root filesystem and an emptyDir at /tmp: keep GStreamer's plugin
 # registry cache there instead of under a home directory that does not exist.
 ENV GST_REGISTRY=/tmp/gstreamer-1.0-registry.bin

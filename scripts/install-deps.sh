@@ -4,6 +4,8 @@
 #
 #   install-deps.sh          everything the test suite needs
 #   install-deps.sh demo     only what `roomcast dev` needs (build, GStreamer, ffmpeg)
+#   install-deps.sh image    that, plus what scripts/image.sh needs to build and run the image
+#                            without a registry or a Docker engine (mmdebstrap, podman, runc)
 set -euo pipefail
 MODE="${1:-test}"
 
@@ -25,7 +27,14 @@ TEST_APT_PACKAGES=(
   chromium fonts-dejavu-core
 )
 
+IMAGE_APT_PACKAGES=(
+  # scripts/image.sh: a Debian root filesystem straight from the archive, imported and run by
+  # podman; runc because crun refuses the hybrid cgroup layout of these machines.
+  mmdebstrap podman runc
+)
+
 if [ "$MODE" = "test" ]; then APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); fi
+if [ "$MODE" = "image" ]; then APT_PACKAGES+=("${IMAGE_APT_PACKAGES[@]}"); fi
 
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -41,7 +50,7 @@ if ! command -v cargo >/dev/null 2>&1; then
   echo "install-deps: cargo not found; install Rust 1.95 with rustup first" >&2
   exit 1
 fi
-if [ "$MODE" = "demo" ]; then exit 0; fi
+if [ "$MODE" = "demo" ] || [ "$MODE" = "image" ]; then exit 0; fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then
   echo "install-deps: cargo install cargo-nextest"

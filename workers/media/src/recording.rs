@@ -15,7 +15,20 @@ use roomcast_recorder::{
 };
 use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
 
-use crate::server::MediaServer;
+use crate::{server::MediaServer, transcode::poster::GstPoster};
+
+/// The poster maker a recording gets when its config names none: GStreamer, which the worker
+/// links anyway and the runtime image ships (jpegenc, tsdemux), else ffmpeg where installed,
+/// else none (sessions are recorded without `poster.jpg`).
+pub fn default_poster() -> Option<DynPosterMaker> {
+    if let Some(gst) = GstPoster::detect() {
+        return Some(Arc::new(gst));
+    }
+    tracing::info!(
+        "GStreamer lacks a poster element (tsdemux, jpegenc, ...); trying ffmpeg for poster frames"
+    );
+    FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker)
+}
 
 /// Forward the events of `rooms` (`namespace/name`) to `recorder` until the server's event
 /// channel closes.
@@ -84,7 +97,7 @@ impl RoomRecorder {
     /// previous process left in the spool are queued again, and `live` sessions whose spool
     /// was lost are finalised in the background once the store and catalog answer (retried
     /// with backoff; [`Recorder::health`] says why meanwhile). A poster maker is added when the
-    /// config has none and ffmpeg is installed.
+    /// config has none (see [`default_poster`]).
     pub async fn start(
         server: &MediaServer,
         rooms: &[RecordedRoom],
@@ -93,7 +106,7 @@ impl RoomRecorder {
         catalog: DynCatalog,
     ) -> Result<Self, roomcast_recorder::Error> {
         if config.poster.is_none() {
-            config.poster = FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker);
+            config.poster = default_poster();
         }
         // Every recorder of the process counts into the server's one set of recorder metrics
         // (rooms apart by their label), on /metrics as roomcast_media_recorder_*. The first

@@ -206,7 +206,13 @@ async fn binary_records_a_session_to_s3_and_serves_it_as_a_past_broadcast() {
     let session = entry["sessionId"].as_str().expect("session id").to_owned();
 
     let objects = session_objects(&s3, &session);
-    for expected in ["index.m3u8", "source/index.m3u8", "session.json"] {
+    // poster.jpg: made by the default poster maker (GStreamer, see recording::default_poster).
+    for expected in [
+        "index.m3u8",
+        "source/index.m3u8",
+        "session.json",
+        "poster.jpg",
+    ] {
         assert!(
             objects.contains(&expected.to_owned()),
             "{expected} missing: {objects:?}"

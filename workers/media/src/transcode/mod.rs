@@ -2,7 +2,8 @@
 //! ([`pipeline::TranscodePipeline`]) decodes the source once, scales and encodes every rung and
 //! muxes each to MPEG-TS; the `cutter` splits the muxed streams at the boundaries the source's
 //! keyframes decide ([`crate::mux::boundary`]), so the rungs cut where the passthrough source
-//! does.
+//! does. [`poster::GstPoster`] makes the recordings' poster frames with the same GStreamer.
 
 mod cutter;
 pub mod pipeline;
+pub mod poster;

@@ -75,12 +75,17 @@ pub const REQUIRED_ELEMENTS: &[&str] = &[
     "avenc_aac",
 ];
 
-/// Initialise GStreamer once and report missing elements.
-pub fn init() -> Result<()> {
+/// Initialise GStreamer once.
+pub(crate) fn init_gst() -> Result<()> {
     static INIT: OnceLock<std::result::Result<(), String>> = OnceLock::new();
     INIT.get_or_init(|| gst::init().map_err(|e| e.to_string()))
         .clone()
-        .map_err(Error::Gst)?;
+        .map_err(Error::Gst)
+}
+
+/// Initialise GStreamer once and report missing elements.
+pub fn init() -> Result<()> {
+    init_gst()?;
     match missing_elements().first() {
         Some(name) => Err(Error::MissingElement((*name).to_owned())),
         None => Ok(()),
@@ -121,7 +126,7 @@ pub struct TranscodePipeline {
     bus_thread: Option<std::thread::JoinHandle<()>>,
 }
 
-fn make(factory: &str, name: Option<&str>) -> Result<gst::Element> {
+pub(super) fn make(factory: &str, name: Option<&str>) -> Result<gst::Element> {
     let mut b = gst::ElementFactory::make(factory);
     if let Some(name) = name {
         b = b.name(name);
