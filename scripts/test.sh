@@ -32,6 +32,13 @@ bash scripts/fuzz.sh 20
 step "cargo build --bins (for the tests that run the binaries)"
 cargo build --workspace --bins --locked
 
+step "container image from Debian packages, no registry (scripts/image.sh), then tests/image"
+# The debug binaries just built: a cold release build would add about 40 minutes on 2 cores.
+# The trimmed base is cached in podman by the hash of its inputs.
+bash scripts/install-deps.sh image
+ROOMCAST_IMAGE_PROFILE=debug bash scripts/image.sh
+python3 -m pytest -q -rs -p no:cacheprovider tests/image
+
 step "chat: Node tests (official socket.io-client) against the real roomcast-chat binary"
 # The tests start their own redis-server and secantusd-py on free loopback ports.
 ROOMCAST_CHAT_BIN="$CARGO_TARGET_DIR/debug/roomcast-chat" \
