@@ -635,8 +635,11 @@ class Store:
         released = managed.get(mine, set()) - paths
         others = set().union(set(), *(v for k, v in managed.items() if k != mine))
         new = copy.deepcopy(live)
-        for path in sorted(released, key=len, reverse=True):
-            if path not in others:
+        # Whole list-map entries first (found by their key fields, which must still be there),
+        # then fields, deepest first; an entry's key fields go only with the entry.
+        for path in sorted(released, key=lambda p: (p[-1][0] != ".", -len(p))):
+            is_key = len(path) > 1 and path[-2][0] == "k" and path[-1][1] in json.loads(path[-2][1])
+            if path not in others and not is_key:
                 remove_at(new, path)
         new = merge_applied(new, {k: v for k, v in config.items() if k not in IDENTITY}, res.list_maps)
         for key, owned in managed.items():

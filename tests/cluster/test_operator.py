@@ -1,0 +1,270 @@
+"""The real `roomcast-operator` binary reconciling against the API server stand-in: children
+with owner references, status and printer columns, workers' status reports next to the
+operator's, a child name conflict, events, the Lease, and garbage collection on delete.
+
+The stand-in's limits (no admission, no RBAC, no CEL, no controllers but the garbage
+collector) are listed in README.md, "Cluster in a box"."""
+
+import os
+import pathlib
+import socket
+import subprocess
+import time
+
+import pytest
+import yaml
+
+from conftest import ROOT, Client, wait_for
+
+NAMESPACE = "shows"
+OPERATOR_NAMESPACE = "roomcast-system"
+POD_NAME = "roomcast-operator-0"
+ROOMS = f"/apis/roomcast.dev/v1alpha1/namespaces/{NAMESPACE}/streamrooms"
+ROOM_FILE = ROOT / "tests" / "fixtures" / "rooms" / "minimal.yaml"
+# Where each child kind lives in the API (the kinds of `child_kinds!` in operator/src/build/child.rs).
+CHILD_PATHS = {
+    "Secret": "/api/v1/namespaces/{ns}/secrets",
+    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
+    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
+    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
+    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
+    "Service": "/api/v1/namespaces/{ns}/services",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
+}
+STATUS_BASE = {"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom"}
+
+
+def in_ci():
+    return os.environ.get("CI", "").strip().lower() not in ("", "false", "0")
+
+
+def operator_bin():
+    explicit = os.environ.get("ROOMCAST_OPERATOR_BIN")
+    if explicit:
+        return pathlib.Path(explicit)
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return pathlib.Path(target) / "debug" / "roomcast-operator"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def room_named(name):
+    room = yaml.safe_load(ROOM_FILE.read_text())
+    room["metadata"].update(name=name, namespace=NAMESPACE)
+    return room
+
+
+def children(client, room_uid=None, namespace=NAMESPACE):
+    """(kind, name) -> object of every managed object in the namespace (of one room, by uid)."""
+    found = {}
+    for kind, path in CHILD_PATHS.items():
+        listed = client.ok("GET", path.format(ns=namespace)
+                           + "?labelSelector=app.kubernetes.io%2Fmanaged-by%3Droomcast-operator")
+        for obj in listed["items"]:
+            refs = obj["metadata"].get("ownerReferences") or []
+            if room_uid is None or any(r["uid"] == room_uid for r in refs):
+                found[(kind, obj["metadata"]["name"])] = obj
+    return found
+
+
+class Operator:
+    """The operator process, its environment and its log."""
+
+    def __init__(self, binary, kubeconfig, log):
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": OPERATOR_NAMESPACE,
+                    "POD_NAME": POD_NAME, "ROOMCAST_LEADER_ELECTION": "true",
+                    "ROOMCAST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "RUST_LOG": "info,kube=warn"}
+        for unset in ("WATCH_NAMESPACE", "ROOMCAST_TENANT_NAMESPACE_SELECTOR"):
+            self.env.pop(unset, None)
+        self.binary, self.log = binary, log
+        self.process = subprocess.Popen([str(binary), "run"], env=self.env, stdout=log.open("wb"),
+                                        stderr=subprocess.STDOUT)
+
+    def render(self, room_file):
+        """What the operator would apply for a room: the expected children."""
+        out = subprocess.run([str(self.binary), "render", "-f", str(room_file)], env=self.env,
+                             capture_output=True, text=True, check=True).stdout
+        return {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out) if d}
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    binary = operator_bin()
+    if not binary.exists():
+        why = f"{binary} is missing: build it with `cargo build -p roomcast-operator` (or set ROOMCAST_OPERATOR_BIN)"
+        if in_ci():
+            pytest.fail(f"roomcast-operator is missing in CI, where every test must run: {why}")
+        pytest.skip(why)
+    from apiserver import ApiServer
+
+    server = ApiServer().start()
+    client = Client(server.url)
+    tmp = tmp_path_factory.mktemp("box")
+    kubeconfig = tmp / "kubeconfig"
+    kubeconfig.write_text(server.kubeconfig())
+    client.namespace(OPERATOR_NAMESPACE)
+    client.namespace(NAMESPACE, {"roomcast.dev/tenant": "enabled"})
+    client.namespace("unserved")
+    client.install_crd()
+    operator = Operator(binary, kubeconfig, tmp / "operator.log")
+    room_file = tmp / "room.yaml"
+    room_file.write_text(yaml.safe_dump(room_named("lobby")))
+    expected = operator.render(room_file)
+    room = client.ok("POST", ROOMS, room_named("lobby"))
+    try:
+        yield client, operator, room, expected
+    finally:
+        operator.stop()
+        server.stop()
+        if in_ci() or os.environ.get("ROOMCAST_BOX_LOG"):
+            print(operator.log.read_text()[-20000:])
+
+
+def reconciled(client, name):
+    def check():
+        room = client.ok("GET", f"{ROOMS}/{name}")
+        status = room.get("status") or {}
+        return room if status.get("observedGeneration") == room["metadata"]["generation"] else None
+    return wait_for(f"room {name} to be reconciled", check, timeout=30)
+
+
+def test_operator_takes_the_lease(box):
+    client, _, _, _ = box
+    lease = wait_for("the Lease", lambda: client.request(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/roomcast-operator")[1]
+        .get("spec", {}).get("holderIdentity"), timeout=30)
+    assert lease == POD_NAME
+
+
+def test_every_child_is_created_and_controlled_by_the_room(box):
+    client, _, room, expected = box
+    uid = room["metadata"]["uid"]
+    found = wait_for("every rendered child", lambda: (lambda c: c if set(c) >= expected else None)(
+        children(client, uid)), timeout=30)
+    assert set(found) == expected
+    for (kind, name), obj in found.items():
+        refs = obj["metadata"]["ownerReferences"]
+        assert refs == [{"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom", "name": "lobby",
+                         "uid": uid, "controller": True, "blockOwnerDeletion": True}], (kind, name)
+        managers = {m["manager"] for m in obj["metadata"]["managedFields"]}
+        assert managers == {"roomcast-operator"}, (kind, name, managers)
+
+
+def test_status_and_printer_columns_read_right(box):
+    client, _, _, _ = box
+    room = reconciled(client, "lobby")
+    status = room["status"]
+    assert status["phase"] in ("Pending", "Idle", "Degraded"), status
+    assert {c["type"] for c in status["conditions"]} >= {"Ready"}
+    table = client.ok("GET", ROOMS, accept="application/json;as=Table;g=meta.k8s.io;v=v1")
+    crd = yaml.safe_load((ROOT / "crds" / "streamroom.yaml").read_text())
+    columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    row = next(r for r in table["rows"] if r["cells"][0] == "lobby")
+    cells = dict(zip([c["name"] for c in table["columnDefinitions"]], row["cells"]))
+    assert [c["name"] for c in columns] == list(cells)[1:]
+    assert cells["Phase"] == status["phase"]
+    assert cells["Ingest"] == status.get("ingestUrl")
+    assert cells["Playback"] == status.get("playbackUrl")
+    assert cells["Age"] == room["metadata"]["creationTimestamp"]
+
+
+def test_worker_reports_land_next_to_the_operators_fields(box):
+    client, _, _, _ = box
+    before = reconciled(client, "lobby")["status"]
+    path = f"{ROOMS}/lobby/status"
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    media = {"live": True, "viewers": 7, "reportedAt": now}
+    code, answer = client.apply(path, {**STATUS_BASE, "status": {"media": media}}, "roomcast-media")
+    assert code == 200, answer
+    for pod, connections in (("chat-a", 3), ("chat-b", 4)):
+        entry = {"pod": pod, "connections": connections, "reportedAt": now}
+        code, answer = client.apply(path, {**STATUS_BASE, "status": {"chat": {"replicas": [entry]}}},
+                                    f"roomcast-chat/{pod}")
+        assert code == 200, answer
+    room = client.ok("GET", f"{ROOMS}/lobby")
+    status = room["status"]
+    assert status["media"]["viewers"] == 7 and status["media"]["live"] is True
+    assert sorted((r["pod"], r["connections"]) for r in status["chat"]["replicas"]) == [("chat-a", 3), ("chat-b", 4)]
+    assert status["conditions"] and status["observedGeneration"] == before["observedGeneration"]
+    managers = {(m["manager"], m.get("subresource")) for m in room["metadata"]["managedFields"]}
+    assert {("roomcast-operator", "status"), ("roomcast-media", "status"), ("roomcast-chat/chat-a", "status"),
+            ("roomcast-chat/chat-b", "status")} <= managers
+    # `kubectl get rooms` reads the workers' fields through the CRD's printer columns.
+    table = client.ok("GET", ROOMS, accept="application/json;as=Table;g=meta.k8s.io;v=v1")
+    row = dict(zip([c["name"] for c in table["columnDefinitions"]],
+                   next(r for r in table["rows"] if r["cells"][0] == "lobby")["cells"]))
+    assert row["Live"] is True and row["Viewers"] == 7
+    # A replica that withdraws removes only its own entry.
+    code, answer = client.apply(path, {**STATUS_BASE, "status": {}}, "roomcast-chat/chat-a")
+    assert code == 200, answer["message"]
+    status = client.ok("GET", f"{ROOMS}/lobby")["status"]
+    assert [r["pod"] for r in status["chat"]["replicas"]] == ["chat-b"]
+    assert status["media"]["viewers"] == 7 and status["conditions"]
+
+
+def test_foreign_secret_holding_a_child_name_is_a_conflict(box):
+    client, _, _, _ = box
+    client.ok("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets",
+              {"metadata": {"name": "taken-keys"}, "stringData": {"mine": "not yours"}})
+    room = client.ok("POST", ROOMS, room_named("taken"))
+    status = wait_for("the conflict", lambda: (client.ok("GET", f"{ROOMS}/taken").get("status") or {})
+                      .get("conditions") and client.ok("GET", f"{ROOMS}/taken")["status"], timeout=30)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "ChildConflict", ready
+    assert "taken-keys" in ready["message"]
+    assert children(client, room["metadata"]["uid"]) == {}
+    secret = client.ok("GET", f"/api/v1/namespaces/{NAMESPACE}/secrets/taken-keys")
+    assert "ownerReferences" not in secret["metadata"]
+    events = wait_for("the ChildConflict event", lambda: [
+        e for e in client.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")["items"]
+        if e.get("reason") == "ChildConflict" and e["regarding"]["name"] == "taken"], timeout=10)
+    assert events[0]["type"] == "Warning" and "taken-keys" in events[0]["note"]
+
+
+def test_events_tell_what_the_operator_did(box):
+    client, _, _, _ = box
+    reconciled(client, "lobby")
+    reasons = wait_for("events about lobby", lambda: {
+        e["reason"] for e in client.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")["items"]
+        if e["regarding"]["name"] == "lobby"}, timeout=10)
+    assert "KeysGenerated" in reasons, reasons
+
+
+def test_rooms_outside_opted_in_namespaces_get_no_children(box):
+    client, _, _, _ = box
+    path = "/apis/roomcast.dev/v1alpha1/namespaces/unserved/streamrooms"
+    room = room_named("ignored")
+    room["metadata"]["namespace"] = "unserved"
+    client.ok("POST", path, room)
+    wait_for("the NamespaceNotServed event", lambda: [
+        e for e in client.ok("GET", "/apis/events.k8s.io/v1/namespaces/unserved/events")["items"]
+        if e.get("reason") == "NamespaceNotServed"], timeout=20)
+    assert children(client, namespace="unserved") == {}
+
+
+def test_deleting_the_room_removes_its_children_for_good(box):
+    client, _, room, expected = box
+    uid = room["metadata"]["uid"]
+    wait_for("the children", lambda: set(children(client, uid)) >= expected, timeout=30)
+    client.ok("DELETE", f"{ROOMS}/lobby", {"propagationPolicy": "Background"})
+    wait_for("the children to be collected", lambda: children(client, uid) == {}, timeout=15)
+    # The operator must not recreate them for a room that is gone (nor for a stale cache).
+    time.sleep(3)
+    assert children(client, uid) == {}
+    leftovers = {k for k in children(client) if k[1].startswith("lobby")}
+    assert leftovers == set()
