@@ -10,6 +10,7 @@ import pathlib
 import socket
 import subprocess
 import time
+import types
 
 import pytest
 import yaml
@@ -112,7 +113,7 @@ def box(tmp_path_factory):
         pytest.skip(why)
     from apiserver import ApiServer
 
-    server = ApiServer().start()
+    server = ApiServer(verbose=bool(os.environ.get("ROOMCAST_BOX_LOG"))).start()
     client = Client(server.url)
     tmp = tmp_path_factory.mktemp("box")
     kubeconfig = tmp / "kubeconfig"
@@ -127,7 +128,8 @@ def box(tmp_path_factory):
     expected = operator.render(room_file)
     room = client.ok("POST", ROOMS, room_named("lobby"))
     try:
-        yield client, operator, room, expected
+        yield types.SimpleNamespace(client=client, operator=operator, room=room, expected=expected,
+                                    server=server)
     finally:
         operator.stop()
         server.stop()
@@ -144,7 +146,7 @@ def reconciled(client, name):
 
 
 def test_operator_takes_the_lease(box):
-    client, _, _, _ = box
+    client = box.client
     lease = wait_for("the Lease", lambda: client.request(
         "GET", f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/roomcast-operator")[1]
         .get("spec", {}).get("holderIdentity"), timeout=30)
@@ -152,7 +154,7 @@ def test_operator_takes_the_lease(box):
 
 
 def test_every_child_is_created_and_controlled_by_the_room(box):
-    client, _, room, expected = box
+    client, room, expected = box.client, box.room, box.expected
     uid = room["metadata"]["uid"]
     found = wait_for("every rendered child", lambda: (lambda c: c if set(c) >= expected else None)(
         children(client, uid)), timeout=30)
@@ -166,7 +168,7 @@ def test_every_child_is_created_and_controlled_by_the_room(box):
 
 
 def test_status_and_printer_columns_read_right(box):
-    client, _, _, _ = box
+    client = box.client
     room = reconciled(client, "lobby")
     status = room["status"]
     assert status["phase"] in ("Pending", "Idle", "Degraded"), status
@@ -184,7 +186,7 @@ def test_status_and_printer_columns_read_right(box):
 
 
 def test_worker_reports_land_next_to_the_operators_fields(box):
-    client, _, _, _ = box
+    client = box.client
     before = reconciled(client, "lobby")["status"]
     path = f"{ROOMS}/lobby/status"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -217,8 +219,37 @@ def test_worker_reports_land_next_to_the_operators_fields(box):
     assert status["media"]["viewers"] == 7 and status["conditions"]
 
 
+def test_operator_settles_without_writing(box):
+    client = box.client
+    reconciled(client, "lobby")
+    store = box.server.store
+    time.sleep(1)  # let the last write's watch events reach the operator
+    with store.cond:
+        since = store.rv
+    time.sleep(3)
+    with store.cond:
+        writes = [(q, kind, new["metadata"]["name"]) for rv, q, kind, _, new in store.events
+                  if rv > since and not q.startswith(("leases.", "events."))]
+    # An apply loop (a field the server rewrites and the operator puts back) shows up here.
+    assert writes == []
+
+
+def test_deleted_child_is_put_back(box):
+    client = box.client
+    uid = reconciled(client, "lobby")["metadata"]["uid"]
+    wait_for("the children", lambda: set(children(client, uid)) >= box.expected, timeout=30)
+    path = f"/api/v1/namespaces/{NAMESPACE}/configmaps"
+    name = next(n for k, n in box.expected if k == "ConfigMap")
+    before = client.ok("GET", f"{path}/{name}")
+    client.ok("DELETE", f"{path}/{name}")
+    back = wait_for("the ConfigMap to come back", lambda: (lambda r: r[1] if r[0] == 200 else None)(
+        client.request("GET", f"{path}/{name}")), timeout=20)
+    assert back["metadata"]["uid"] != before["metadata"]["uid"]
+    assert back["data"] == before["data"]
+
+
 def test_foreign_secret_holding_a_child_name_is_a_conflict(box):
-    client, _, _, _ = box
+    client = box.client
     client.ok("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets",
               {"metadata": {"name": "taken-keys"}, "stringData": {"mine": "not yours"}})
     room = client.ok("POST", ROOMS, room_named("taken"))
@@ -237,7 +268,7 @@ def test_foreign_secret_holding_a_child_name_is_a_conflict(box):
 
 
 def test_events_tell_what_the_operator_did(box):
-    client, _, _, _ = box
+    client = box.client
     reconciled(client, "lobby")
     reasons = wait_for("events about lobby", lambda: {
         e["reason"] for e in client.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")["items"]
@@ -246,7 +277,7 @@ def test_events_tell_what_the_operator_did(box):
 
 
 def test_rooms_outside_opted_in_namespaces_get_no_children(box):
-    client, _, _, _ = box
+    client = box.client
     path = "/apis/roomcast.dev/v1alpha1/namespaces/unserved/streamrooms"
     room = room_named("ignored")
     room["metadata"]["namespace"] = "unserved"
@@ -258,7 +289,7 @@ def test_rooms_outside_opted_in_namespaces_get_no_children(box):
 
 
 def test_deleting_the_room_removes_its_children_for_good(box):
-    client, _, room, expected = box
+    client, room, expected = box.client, box.room, box.expected
     uid = room["metadata"]["uid"]
     wait_for("the children", lambda: set(children(client, uid)) >= expected, timeout=30)
     client.ok("DELETE", f"{ROOMS}/lobby", {"propagationPolicy": "Background"})
