@@ -7,6 +7,7 @@ collector) are listed in README.md, "Cluster in a box"."""
 
 import os
 import pathlib
+import re
 import socket
 import subprocess
 import time
@@ -36,6 +37,16 @@ CHILD_PATHS = {
     "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
 }
 STATUS_BASE = {"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom"}
+
+
+def worker_constant(name):
+    """A field manager name as the workers' status reporter defines it (workers/room-status)."""
+    source = (ROOT / "workers" / "room-status" / "src" / "lib.rs").read_text()
+    return re.search(rf'pub const {name}: &str = "([^"]+)";', source).group(1)
+
+
+MEDIA_MANAGER = worker_constant("MEDIA_FIELD_MANAGER")
+CHAT_MANAGER_PREFIX = worker_constant("CHAT_FIELD_MANAGER_PREFIX")
 
 
 def in_ci():
@@ -191,12 +202,12 @@ def test_worker_reports_land_next_to_the_operators_fields(box):
     path = f"{ROOMS}/lobby/status"
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     media = {"live": True, "viewers": 7, "reportedAt": now}
-    code, answer = client.apply(path, {**STATUS_BASE, "status": {"media": media}}, "roomcast-media")
+    code, answer = client.apply(path, {**STATUS_BASE, "status": {"media": media}}, MEDIA_MANAGER)
     assert code == 200, answer
     for pod, connections in (("chat-a", 3), ("chat-b", 4)):
         entry = {"pod": pod, "connections": connections, "reportedAt": now}
         code, answer = client.apply(path, {**STATUS_BASE, "status": {"chat": {"replicas": [entry]}}},
-                                    f"roomcast-chat/{pod}")
+                                    f"{CHAT_MANAGER_PREFIX}{pod}")
         assert code == 200, answer
     room = client.ok("GET", f"{ROOMS}/lobby")
     status = room["status"]
@@ -204,15 +215,15 @@ def test_worker_reports_land_next_to_the_operators_fields(box):
     assert sorted((r["pod"], r["connections"]) for r in status["chat"]["replicas"]) == [("chat-a", 3), ("chat-b", 4)]
     assert status["conditions"] and status["observedGeneration"] == before["observedGeneration"]
     managers = {(m["manager"], m.get("subresource")) for m in room["metadata"]["managedFields"]}
-    assert {("roomcast-operator", "status"), ("roomcast-media", "status"), ("roomcast-chat/chat-a", "status"),
-            ("roomcast-chat/chat-b", "status")} <= managers
+    assert {("roomcast-operator", "status"), (MEDIA_MANAGER, "status"), (f"{CHAT_MANAGER_PREFIX}chat-a", "status"),
+            (f"{CHAT_MANAGER_PREFIX}chat-b", "status")} <= managers
     # `kubectl get rooms` reads the workers' fields through the CRD's printer columns.
     table = client.ok("GET", ROOMS, accept="application/json;as=Table;g=meta.k8s.io;v=v1")
     row = dict(zip([c["name"] for c in table["columnDefinitions"]],
                    next(r for r in table["rows"] if r["cells"][0] == "lobby")["cells"]))
     assert row["Live"] is True and row["Viewers"] == 7
     # A replica that withdraws removes only its own entry.
-    code, answer = client.apply(path, {**STATUS_BASE, "status": {}}, "roomcast-chat/chat-a")
+    code, answer = client.apply(path, {**STATUS_BASE, "status": {}}, f"{CHAT_MANAGER_PREFIX}chat-a")
     assert code == 200, answer["message"]
     status = client.ok("GET", f"{ROOMS}/lobby")["status"]
     assert [r["pod"] for r in status["chat"]["replicas"]] == ["chat-b"]
@@ -246,6 +257,20 @@ def test_deleted_child_is_put_back(box):
         client.request("GET", f"{path}/{name}")), timeout=20)
     assert back["metadata"]["uid"] != before["metadata"]["uid"]
     assert back["data"] == before["data"]
+
+
+def test_operator_prunes_a_chat_replica_that_stopped_reporting(box):
+    client = box.client
+    reconciled(client, "lobby")
+    path = f"{ROOMS}/lobby/status"
+    gone = {"pod": "chat-gone", "connections": 9, "reportedAt": "2020-01-01T00:00:00Z"}
+    code, answer = client.apply(path, {**STATUS_BASE, "status": {"chat": {"replicas": [gone]}}},
+                                f"{CHAT_MANAGER_PREFIX}chat-gone")
+    assert code == 200, answer["message"]
+    # The operator removes it with a JSON patch guarded by `test` ops; the fresh entry stays.
+    pods = wait_for("the stale entry to be pruned", lambda: (lambda p: p if "chat-gone" not in p else None)(
+        [r["pod"] for r in client.ok("GET", f"{ROOMS}/lobby")["status"]["chat"]["replicas"]]), timeout=20)
+    assert pods == ["chat-b"]
 
 
 def test_foreign_secret_holding_a_child_name_is_a_conflict(box):
