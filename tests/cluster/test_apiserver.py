@@ -4,7 +4,7 @@ against hostile requests. Each case would pass on a real API server too."""
 import json
 import socket
 
-from conftest import CRD  # noqa: F401 (documents where the schema comes from)
+from box import wait_for
 
 ROOMS = "/apis/roomcast.dev/v1alpha1/namespaces/shows/streamrooms"
 SECRETS = "/api/v1/namespaces/shows/secrets"
@@ -169,7 +169,6 @@ def test_owner_reference_gc_background_and_foreground(client):
     client.ok("POST", SECRETS, {"metadata": {"name": "free"}})
     deleting = client.ok("DELETE", f"{ROOMS}/lobby", {"propagationPolicy": "Foreground"})
     assert deleting["metadata"]["deletionTimestamp"] and "foregroundDeletion" in deleting["metadata"]["finalizers"]
-    from conftest import wait_for
     wait_for("the owner and its child to go", lambda: client.request("GET", f"{ROOMS}/lobby")[0] == 404
              and client.request("GET", f"{SECRETS}/child")[0] == 404, timeout=5)
     assert client.request("GET", f"{SECRETS}/free")[0] == 200

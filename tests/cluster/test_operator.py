@@ -16,7 +16,8 @@ import types
 import pytest
 import yaml
 
-from conftest import ROOT, Client, wait_for
+from apiserver import ApiServer
+from box import ROOT, Client, wait_for
 
 NAMESPACE = "shows"
 OPERATOR_NAMESPACE = "roomcast-system"
@@ -122,8 +123,6 @@ def box(tmp_path_factory):
         if in_ci():
             pytest.fail(f"roomcast-operator is missing in CI, where every test must run: {why}")
         pytest.skip(why)
-    from apiserver import ApiServer
-
     server = ApiServer(verbose=bool(os.environ.get("ROOMCAST_BOX_LOG"))).start()
     client = Client(server.url)
     tmp = tmp_path_factory.mktemp("box")
