@@ -395,6 +395,8 @@ class Store:
 
     def __init__(self):
         self.cond = threading.Condition()
+        # Set on shutdown: open watches end.
+        self.closed = threading.Event()
         self.rv = 1
         self.objects = {}  # (plural-qualified, namespace, name) -> object
         self.events = []  # (rv, resource qualified name, type, old object, new object)
@@ -555,8 +557,8 @@ class Store:
             if not isinstance(new, dict) or not isinstance(new.get("metadata"), dict):
                 raise ApiError(400, "BadRequest", "the patched object is not a Kubernetes object")
         meta, old_meta = new["metadata"], old["metadata"]
-        if meta.get("resourceVersion") not in (None, "", old_meta["resourceVersion"]) and apply is None \
-                and change.__name__ == "replace":
+        # A resourceVersion in an update or patch body is a precondition.
+        if apply is None and meta.get("resourceVersion") not in (None, "", old_meta["resourceVersion"]):
             raise ApiError(409, "Conflict", f'Operation cannot be fulfilled on {res.qualified} "{name}": the '
                            "object has been modified; please apply your changes to the latest version and try "
                            "again", {"name": name, "group": res.group, "kind": res.plural})
@@ -828,7 +830,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def parse_body(self, raw, as_yaml=False):
         try:
             return yaml.safe_load(raw) if as_yaml else json.loads(raw or b"null")
-        except (ValueError, yaml.YAMLError) as e:
+        except (ValueError, RecursionError, yaml.YAMLError) as e:
             raise ApiError(400, "BadRequest", f"the body of the request cannot be decoded: {e}") from e
 
     def do_GET(self):
@@ -859,6 +861,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_json(e.code, e.status())
         except (BrokenPipeError, ConnectionResetError):
             pass
+        except RecursionError:
+            self.send_json(400, ApiError(400, "BadRequest", "the object is nested too deeply").status())
+        except Exception as e:  # noqa: BLE001 (answered like the real server's panic handler)
+            self.send_json(500, ApiError(500, "InternalError", f"an error on the server ({e!r}) has "
+                                         "prevented the request from succeeding").status())
 
     def discovery(self, parts):
         store = self.store
@@ -1070,7 +1077,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         try:
             for kind, obj in pending:
                 send(kind, show(obj))
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline and not store.closed.is_set():
                 with store.cond:
                     store.cond.wait(timeout=0.5)
                     fresh = [e for e in store.events[index:] if e[1] == res.qualified]
@@ -1122,6 +1129,7 @@ class ApiServer:
 
     def stop(self):
         self.stopping.set()
+        self.store.closed.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -61,6 +61,13 @@ def test_hostile_selectors_bodies_and_media_types_are_refused(client):
     assert code == 415
     code, _ = client.request("GET", "/apis/roomcast.dev/v1alpha1/namespaces/shows/streamrooms/x/exec")
     assert code == 404
+    code, _ = client.request("POST", SECRETS, b"[" * 100000 + b"]" * 100000)
+    assert code == 400
+    code, _ = client.request("PATCH", f"{ROOMS}/lobby?fieldManager=x", b"a: [" * 5000,
+                             content_type="application/apply-patch+yaml")
+    assert code in (400, 404)
+    # Still serving.
+    assert client.request("GET", SECRETS)[0] == 200
 
 
 def test_missing_and_duplicate_objects_answer_real_status_objects(client):
@@ -70,6 +77,11 @@ def test_missing_and_duplicate_objects_answer_real_status_objects(client):
     client.ok("POST", ROOMS, room())
     code, status = client.request("POST", ROOMS, room())
     assert code == 409 and status["reason"] == "AlreadyExists"
+    stale = client.ok("GET", f"{ROOMS}/lobby")
+    client.ok("PATCH", f"{ROOMS}/lobby", {"metadata": {"labels": {"a": "b"}}},
+              content_type="application/merge-patch+json")
+    code, status = client.request("PUT", f"{ROOMS}/lobby", stale)
+    assert code == 409 and status["reason"] == "Conflict"
     code, status = client.request("POST", "/api/v1/namespaces/absent/secrets", {"metadata": {"name": "x"}})
     assert code == 404
 
