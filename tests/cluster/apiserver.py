@@ -1115,7 +1115,7 @@ class ApiServer:
         self.httpd.daemon_threads = True
         self.httpd.verbose = verbose
         self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self.httpd.serve_forever, daemon=True),
+        self.threads = [threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True),
                         threading.Thread(target=self._gc_loop, daemon=True)]
 
     @property

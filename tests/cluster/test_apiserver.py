@@ -4,6 +4,8 @@ against hostile requests. Each case would pass on a real API server too."""
 import json
 import socket
 
+import apiserver
+
 from box import wait_for
 
 ROOMS = "/apis/roomcast.dev/v1alpha1/namespaces/shows/streamrooms"
@@ -150,7 +152,19 @@ def test_json_patch_test_op_guards_the_removal(client):
     assert got["status"]["chat"]["replicas"] == []
 
 
-def test_watch_streams_changes_after_a_resource_version_with_selectors(server, client):
+def test_discovery_lists_the_crd_once_installed(client):
+    assert "roomcast.dev" not in {g["name"] for g in client.ok("GET", "/apis")["groups"]}
+    ready(client)
+    groups = {g["name"]: g for g in client.ok("GET", "/apis")["groups"]}
+    assert groups["roomcast.dev"]["preferredVersion"]["version"] == "v1alpha1"
+    resources = {r["name"]: r for r in client.ok("GET", "/apis/roomcast.dev/v1alpha1")["resources"]}
+    assert resources["streamrooms"]["kind"] == "StreamRoom" and resources["streamrooms"]["namespaced"]
+    assert "room" in resources["streamrooms"]["shortNames"] and "streamrooms/status" in resources
+    assert "leases" in {r["name"] for r in client.ok("GET", "/apis/coordination.k8s.io/v1")["resources"]}
+
+
+def test_watch_streams_changes_after_a_resource_version_with_selectors(server, client, monkeypatch):
+    monkeypatch.setattr(apiserver, "BOOKMARK_INTERVAL_SECONDS", 0.3)
     ready(client)
     rv = client.ok("GET", SECRETS)["metadata"]["resourceVersion"]
     client.ok("POST", SECRETS, {"metadata": {"name": "seen", "labels": {"k": "v"}}})
@@ -158,7 +172,8 @@ def test_watch_streams_changes_after_a_resource_version_with_selectors(server, c
     client.ok("DELETE", f"{SECRETS}/seen")
     host, port = server.httpd.server_address
     with socket.create_connection((host, port), timeout=5) as sock:
-        sock.sendall((f"GET {SECRETS}?watch=1&resourceVersion={rv}&labelSelector=k%3Dv&timeoutSeconds=1 HTTP/1.1\r\n"
+        sock.sendall((f"GET {SECRETS}?watch=1&resourceVersion={rv}&labelSelector=k%3Dv&timeoutSeconds=1"
+                      "&allowWatchBookmarks=true HTTP/1.1\r\n"
                       f"Host: x\r\nAccept: application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1\r\n\r\n")
                      .encode())
         data = b""
@@ -168,6 +183,9 @@ def test_watch_streams_changes_after_a_resource_version_with_selectors(server, c
                 break
             data += chunk
     events = [json.loads(line) for line in data.split(b"\r\n") if line.startswith(b"{")]
+    bookmarks = [e for e in events if e["type"] == "BOOKMARK"]
+    events = [e for e in events if e["type"] != "BOOKMARK"]
+    assert bookmarks and int(bookmarks[-1]["object"]["metadata"]["resourceVersion"]) > int(rv)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "seen"), ("DELETED", "seen")]
     assert all(e["object"]["kind"] == "PartialObjectMetadata" for e in events)
 
