@@ -12,6 +12,8 @@ import socket
 import subprocess
 import time
 import types
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
@@ -90,15 +92,26 @@ def children(client, room_uid=None, namespace=NAMESPACE):
 class Operator:
     """The operator process, its environment and its log."""
 
-    def __init__(self, binary, kubeconfig, log):
+    def __init__(self, binary, kubeconfig, log, pod_name=POD_NAME):
+        self.pod_name = pod_name
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": OPERATOR_NAMESPACE,
-                    "POD_NAME": POD_NAME, "ROOMCAST_LEADER_ELECTION": "true",
+                    "POD_NAME": pod_name, "ROOMCAST_LEADER_ELECTION": "true",
                     "ROOMCAST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "RUST_LOG": "info,kube=warn"}
         for unset in ("WATCH_NAMESPACE", "ROOMCAST_TENANT_NAMESPACE_SELECTOR"):
             self.env.pop(unset, None)
         self.binary, self.log = binary, log
         self.process = subprocess.Popen([str(binary), "run"], env=self.env, stdout=log.open("wb"),
                                         stderr=subprocess.STDOUT)
+
+    def ready(self):
+        """What /readyz answers (None while the port is not open yet)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.env['ROOMCAST_HTTP_ADDR']}/readyz", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return None
 
     def render(self, room_file):
         """What the operator would apply for a room: the expected children."""
@@ -115,23 +128,44 @@ class Operator:
             self.process.wait()
 
 
-@pytest.fixture(scope="module")
-def box(tmp_path_factory):
+def required_binary():
     binary = operator_bin()
     if not binary.exists():
         why = f"{binary} is missing: build it with `cargo build -p roomcast-operator` (or set ROOMCAST_OPERATOR_BIN)"
         if in_ci():
             pytest.fail(f"roomcast-operator is missing in CI, where every test must run: {why}")
         pytest.skip(why)
+    return binary
+
+
+def cluster(tmp):
+    """A stand-in with the CRD, the operator's namespace and an opted-in tenant namespace; and
+    the kubeconfig that finds it."""
     server = ApiServer(verbose=bool(os.environ.get("ROOMCAST_BOX_LOG"))).start()
     client = Client(server.url)
-    tmp = tmp_path_factory.mktemp("box")
     kubeconfig = tmp / "kubeconfig"
     kubeconfig.write_text(server.kubeconfig())
     client.namespace(OPERATOR_NAMESPACE)
     client.namespace(NAMESPACE, {"roomcast.dev/tenant": "enabled"})
-    client.namespace("unserved")
     client.install_crd()
+    return server, client, kubeconfig
+
+
+def stop_all(server, *operators):
+    for operator in operators:
+        operator.stop()
+    server.stop()
+    if in_ci() or os.environ.get("ROOMCAST_BOX_LOG"):
+        for operator in operators:
+            print(operator.log.read_text()[-20000:])
+
+
+@pytest.fixture(scope="module")
+def box(tmp_path_factory):
+    binary = required_binary()
+    tmp = tmp_path_factory.mktemp("box")
+    server, client, kubeconfig = cluster(tmp)
+    client.namespace("unserved")
     operator = Operator(binary, kubeconfig, tmp / "operator.log")
     room_file = tmp / "room.yaml"
     room_file.write_text(yaml.safe_dump(room_named("lobby")))
@@ -141,10 +175,7 @@ def box(tmp_path_factory):
         yield types.SimpleNamespace(client=client, operator=operator, room=room, expected=expected,
                                     server=server)
     finally:
-        operator.stop()
-        server.stop()
-        if in_ci() or os.environ.get("ROOMCAST_BOX_LOG"):
-            print(operator.log.read_text()[-20000:])
+        stop_all(server, operator)
 
 
 def reconciled(client, name):
@@ -155,12 +186,35 @@ def reconciled(client, name):
     return wait_for(f"room {name} to be reconciled", check, timeout=30)
 
 
+def lease_holder(client):
+    code, lease = client.request(
+        "GET", f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/roomcast-operator")
+    return lease.get("spec", {}).get("holderIdentity") if code == 200 else None
+
+
 def test_operator_takes_the_lease(box):
-    client = box.client
-    lease = wait_for("the Lease", lambda: client.request(
-        "GET", f"/apis/coordination.k8s.io/v1/namespaces/{OPERATOR_NAMESPACE}/leases/roomcast-operator")[1]
-        .get("spec", {}).get("holderIdentity"), timeout=30)
-    assert lease == POD_NAME
+    assert wait_for("the Lease", lambda: lease_holder(box.client), timeout=30) == POD_NAME
+    assert wait_for("/readyz", lambda: box.operator.ready() == 200, timeout=30)
+
+
+def test_one_leader_at_a_time_and_a_follower_takes_over(tmp_path):
+    binary = required_binary()
+    server, client, kubeconfig = cluster(tmp_path)
+    first = Operator(binary, kubeconfig, tmp_path / "first.log", pod_name="operator-a")
+    second = None
+    try:
+        assert wait_for("the first leader", lambda: lease_holder(client), timeout=30) == "operator-a"
+        second = Operator(binary, kubeconfig, tmp_path / "second.log", pod_name="operator-b")
+        wait_for("the follower to answer /readyz", second.ready, timeout=30)
+        time.sleep(2)
+        assert second.ready() == 503 and lease_holder(client) == "operator-a"
+        assert first.ready() == 200
+        first.stop()
+        # The follower takes over once the Lease is released or expires (15 s).
+        assert wait_for("the follower to lead", lambda: lease_holder(client) == "operator-b" and
+                        second.ready() == 200, timeout=40)
+    finally:
+        stop_all(server, *[o for o in (first, second) if o is not None])
 
 
 def test_every_child_is_created_and_controlled_by_the_room(box):
