@@ -345,6 +345,22 @@ def test_foreign_secret_holding_a_child_name_is_a_conflict(box):
     assert events[0]["type"] == "Warning" and "taken-keys" in events[0]["note"]
 
 
+def test_room_breaking_a_cel_rule_is_refused_by_the_operator(box):
+    # The stand-in runs no CEL (see README), as an API server with an older CRD would not run a
+    # newer rule: the operator checks the CRD's rules itself before building anything.
+    client = box.client
+    room = room_named("echo")
+    room["spec"] = {"transcode": {"renditions": [{"name": "source"}, {"name": "source"}]}}
+    created = client.ok("POST", ROOMS, room)
+    wait_for("the refusal", lambda: (client.ok("GET", f"{ROOMS}/echo").get("status") or {}).get("phase"),
+             timeout=30)
+    status = client.ok("GET", f"{ROOMS}/echo")["status"]
+    assert status["phase"] == "Error", status
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "False" and "rendition names must be unique" in ready["message"], ready
+    assert children(client, created["metadata"]["uid"]) == {}
+
+
 def test_events_tell_what_the_operator_did(box):
     client = box.client
     reconciled(client, "lobby")
