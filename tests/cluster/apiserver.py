@@ -300,6 +300,7 @@ def json_merge(target, patch):
 
 # ---------------------------------------------------------------- selectors
 
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 SELECTOR_TERM = re.compile(
     r"^\s*(?P<key>[A-Za-z0-9._/-]+)\s*(?P<op>!=|==|=|in(?=\s*\()|notin(?=\s*\())?\s*(?P<value>.*?)\s*$")
 
@@ -317,7 +318,7 @@ def parse_label_selector(text):
             start = n + 1
     terms.append(text[start:])
     out = []
-    for op, key, value in _terms(terms):
+    for op, key, value in parse_terms(terms):
         for v in value if isinstance(value, set) else [value] if value is not None else []:
             if len(v) > 63 or not LABEL_VALUE.match(v):
                 raise ApiError(400, "BadRequest", f"unable to parse requirement: invalid label value: {v!r}")
@@ -325,10 +326,8 @@ def parse_label_selector(text):
     return out
 
 
-LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-def _terms(terms):
+def parse_terms(terms):
+    """(operator, key, value) of each selector term; values are checked by the caller."""
     out = []
     for term in terms:
         term = term.strip()
