@@ -92,13 +92,15 @@ def children(client, room_uid=None, namespace=NAMESPACE):
 class Operator:
     """The operator process, its environment and its log."""
 
-    def __init__(self, binary, kubeconfig, log, pod_name=POD_NAME):
-        self.pod_name = pod_name
+    def __init__(self, binary, kubeconfig, log, pod_name=POD_NAME, **settings):
+        """Cluster-wide with leader election and the default tenant selector, unless `settings`
+        (environment variables) say otherwise."""
         self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": OPERATOR_NAMESPACE,
                     "POD_NAME": pod_name, "ROOMCAST_LEADER_ELECTION": "true",
                     "ROOMCAST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "RUST_LOG": "info,kube=warn"}
         for unset in ("WATCH_NAMESPACE", "ROOMCAST_TENANT_NAMESPACE_SELECTOR"):
             self.env.pop(unset, None)
+        self.env.update(settings)
         self.binary, self.log = binary, log
         self.process = subprocess.Popen([str(binary), "run"], env=self.env, stdout=log.open("wb"),
                                         stderr=subprocess.STDOUT)
@@ -195,6 +197,29 @@ def lease_holder(client):
 def test_operator_takes_the_lease(box):
     assert wait_for("the Lease", lambda: lease_holder(box.client), timeout=30) == POD_NAME
     assert wait_for("/readyz", lambda: box.operator.ready() == 200, timeout=30)
+
+
+def test_namespaced_operator_serves_only_its_namespace(tmp_path):
+    binary = required_binary()
+    server, client, kubeconfig = cluster(tmp_path)
+    # Namespaced mode needs no tenant label: the namespace it watches is the opt-in.
+    client.namespace("studio")
+    operator = Operator(binary, kubeconfig, tmp_path / "operator.log", WATCH_NAMESPACE="studio",
+                        ROOMCAST_LEADER_ELECTION="false")
+    try:
+        mine = room_named("solo")
+        mine["metadata"]["namespace"] = "studio"
+        mine = client.ok("POST", "/apis/roomcast.dev/v1alpha1/namespaces/studio/streamrooms", mine)
+        other = client.ok("POST", ROOMS, room_named("elsewhere"))
+        wait_for("the studio room's children", lambda: children(client, mine["metadata"]["uid"], "studio"),
+                 timeout=30)
+        assert wait_for("/readyz", lambda: operator.ready() == 200, timeout=30)
+        assert lease_holder(client) is None
+        time.sleep(2)
+        assert children(client, other["metadata"]["uid"]) == {}
+        assert "status" not in client.ok("GET", f"{ROOMS}/elsewhere")
+    finally:
+        stop_all(server, operator)
 
 
 def test_one_leader_at_a_time_and_a_follower_takes_over(tmp_path):
