@@ -64,6 +64,12 @@ if [ -f "$PY_REQUIREMENTS" ]; then
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$PY_REQUIREMENTS"
 fi
 
+# cluster: the API server stand-in's few libraries (tests/cluster/requirements.txt).
+CLUSTER_PY_REQUIREMENTS="$(dirname "$0")/../tests/cluster/requirements.txt"
+if [ -f "$CLUSTER_PY_REQUIREMENTS" ]; then
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore -r "$CLUSTER_PY_REQUIREMENTS"
+fi
+
 # chat: the MongoDB-compatible test server (secantusd-py) used by the store tests. A
 # pre-release, so pinned exactly (pip never picks a pre-release by itself).
 CHAT_PY_REQUIREMENTS="$(dirname "$0")/../tests/chat/requirements.txt"

@@ -39,6 +39,11 @@ bash scripts/install-deps.sh image
 ROOMCAST_IMAGE_PROFILE=debug bash scripts/image.sh
 python3 -m pytest -q -rs -p no:cacheprovider tests/image
 
+step "cluster in a box: the real operator against the API server stand-in (tests/cluster)"
+# Its own run: tests/chart has a conftest module of the same name.
+ROOMCAST_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/roomcast-operator" \
+  python3 -m pytest -q -rs -p no:cacheprovider tests/cluster
+
 step "chat: Node tests (official socket.io-client) against the real roomcast-chat binary"
 # The tests start their own redis-server and secantusd-py on free loopback ports.
 ROOMCAST_CHAT_BIN="$CARGO_TARGET_DIR/debug/roomcast-chat" \

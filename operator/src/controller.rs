@@ -99,7 +99,7 @@ macro_rules! define_stores {
             /// True once every cache has its first full list (false if a watch ended first).
             async fn synced(&self) -> bool {
                 $(if let Some(store) = &self.$field
-                    && store.wait_until_ready().await.is_err()
+                    && !store_ready(store).await
                 {
                     return false;
                 })*
@@ -125,6 +125,28 @@ macro_rules! define_stores {
     };
 }
 child_kinds!(define_stores);
+
+/// How often [`store_ready`] looks at a store again.
+const STORE_READY_POLL: Duration = Duration::from_millis(200);
+
+/// True once `store` has its first full list; false if its writer is gone first.
+///
+/// Not `store.wait_until_ready().await` alone: kube-runtime 5 keeps one waker per store
+/// (a oneshot channel), so when two tasks wait on one store, only the last to poll is woken.
+/// The Controller itself waits on the room store before it starts reconciling, and either it
+/// or the readiness task would hang for good (`/readyz` then never turns ready). A fresh wait
+/// every [`STORE_READY_POLL`] registers its waker again and sees a store that became ready.
+pub async fn store_ready<K>(store: &Store<K>) -> bool
+where
+    K: Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    loop {
+        if let Ok(result) = tokio::time::timeout(STORE_READY_POLL, store.wait_until_ready()).await {
+            return result.is_ok();
+        }
+    }
+}
 
 fn lookup<K>(store: &Option<Store<K>>, namespace: &str, name: &str) -> Option<Arc<K>>
 where
@@ -773,7 +795,7 @@ pub async fn run(
     let children = stores.clone();
     tokio::spawn(async move {
         // Ready once the room cache and every child cache have their first full list.
-        if rooms.wait_until_ready().await.is_ok() && children.synced().await {
+        if store_ready(&rooms).await && children.synced().await {
             info!("caches synced");
             let _ = ready.send(true);
         }
@@ -791,4 +813,39 @@ pub async fn run(
         })
         .await;
     info!("controller stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::pin::pin;
+
+    use futures::poll;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::runtime::watcher;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn store_ready_sees_a_store_that_another_task_also_waits_on() {
+        let (reader, mut writer) = reflector::store::<ConfigMap>();
+        let waiting = reader.clone();
+        let ours = tokio::spawn(async move { store_ready(&waiting).await });
+        // Let our task poll the store once, then wait on it here too, as the Controller does:
+        // this takes the store's only waker, and a plain `wait_until_ready` in our task would
+        // never be woken again.
+        tokio::task::yield_now().await;
+        let mut theirs = pin!(reader.wait_until_ready());
+        assert!(poll!(theirs.as_mut()).is_pending());
+        writer.apply_watcher_event(&watcher::Event::InitDone);
+        let ready = tokio::time::timeout(Duration::from_secs(5), ours).await;
+        assert!(matches!(ready, Ok(Ok(true))), "{ready:?}");
+    }
+
+    #[tokio::test]
+    async fn store_ready_is_false_when_the_writer_is_gone() {
+        let (reader, writer) = reflector::store::<ConfigMap>();
+        drop(writer);
+        let ready = tokio::time::timeout(Duration::from_secs(5), store_ready(&reader)).await;
+        assert_eq!(ready, Ok(false));
+    }
 }

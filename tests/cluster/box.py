@@ -1,0 +1,63 @@
+"""Helpers of the cluster-in-a-box suite: a small client for the API server stand-in
+(`apiserver.py`), so tests speak plain HTTP to it exactly as kubectl or kube-rs would."""
+
+import json
+import pathlib
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CRD = ROOT / "crds" / "streamroom.yaml"
+
+
+class Client:
+    """Just enough of a Kubernetes client: JSON in, (code, JSON) out."""
+
+    def __init__(self, url):
+        self.url = url
+
+    def request(self, method, path, body=None, content_type="application/json", accept="application/json"):
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else (
+                yaml.safe_dump(body) if "yaml" in content_type else json.dumps(body)).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method,
+                                         headers={"Content-Type": content_type, "Accept": accept})
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
+
+    def ok(self, method, path, body=None, **kwargs):
+        code, answer = self.request(method, path, body, **kwargs)
+        assert code < 300, f"{method} {path}: {code} {answer}"
+        return answer
+
+    def apply(self, path, body, manager, force=True):
+        query = f"?fieldManager={manager}" + ("&force=true" if force else "")
+        return self.request("PATCH", path + query, body, content_type="application/apply-patch+yaml")
+
+    def namespace(self, name, labels=None):
+        return self.ok("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
+                                                      "metadata": {"name": name, "labels": labels or {}}})
+
+    def install_crd(self):
+        return self.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
+                       yaml.safe_load(CRD.read_text()))
+
+
+def wait_for(what, check, timeout=20.0, interval=0.1):
+    """Poll `check` until it returns something truthy; fail naming `what` otherwise."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
