@@ -4,12 +4,11 @@ then hold on without publishing; an honest ffmpeg publisher arriving then must s
 once, because at the cap the address holding the most connections without a publish gives one
 up (whatever their age: churning them does not shelter them)."""
 
-import shutil
 
 import pytest
 
 import rtmp_client as rtmp
-from conftest import ffmpeg_publish, require, roomcast_bin, start_dev, stop_dev, wait_live
+from conftest import ffmpeg_publish, start_dev, stop_dev, wait_live
 
 TOTAL = 24
 PER_IP = 8
@@ -18,8 +17,6 @@ EVICT_AFTER = 60
 
 @pytest.fixture
 def full_house():
-    binary = roomcast_bin()
-    require(binary.exists(), "the roomcast binary", f"{binary} (cargo build --bins)")
     server, data = start_dev(
         "--rtmp-max-connections", str(TOTAL),
         "--rtmp-max-connections-per-ip", str(PER_IP),
@@ -38,7 +35,6 @@ def full_house():
 
 
 def test_an_honest_publisher_gets_in_when_squatters_hold_every_slot(full_house):
-    require(shutil.which("ffmpeg") is not None, "ffmpeg", "the honest publisher")
     dev, squatters = full_house
     # The squatters are younger than the grace (60 s here): youth does not protect them.
     publisher = ffmpeg_publish(dev, "shows/target", seconds=10, size="160x120", audio=False)

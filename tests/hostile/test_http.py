@@ -7,16 +7,15 @@ import time
 
 import pytest
 
-from conftest import require, roomcast_bin, start_dev, stop_dev
+from conftest import start_dev, stop_dev
 
 HEADER_TIMEOUT = 2
 
 
 @pytest.fixture(scope="module")
 def dev():
-    binary = roomcast_bin()
-    require(binary.exists(), "the roomcast binary", f"{binary} (cargo build --bins)")
-    server, data = start_dev("--http-header-timeout-seconds", str(HEADER_TIMEOUT))
+    server, data = start_dev(
+        "--http-header-timeout-seconds", str(HEADER_TIMEOUT), needs_ffmpeg=False)
     yield server
     stop_dev(server, data)
 

@@ -3,13 +3,12 @@ binary: a source that stops sending keyframes (its open segments could only grow
 whose bitrate stays above the room's `maxBitrateKbps`. A well-behaved publisher in another
 room keeps going throughout."""
 
-import shutil
 import time
 
 import pytest
 
 from conftest import (
-    ffmpeg_publish, require, room_yaml, rooms_yaml, roomcast_bin, start_dev, stop_dev, wait_live,
+    ffmpeg_publish, room_yaml, rooms_yaml, start_dev, stop_dev, wait_live,
 )
 
 # The room's segments are 1 s, so the keyframe limit is max(1 s, 4 segments) = 4 s.
@@ -23,9 +22,6 @@ ROOMS = rooms_yaml(
 
 @pytest.fixture(scope="module")
 def dev():
-    binary = roomcast_bin()
-    require(binary.exists(), "the roomcast binary", f"{binary} (cargo build --bins)")
-    require(shutil.which("ffmpeg") is not None, "ffmpeg", "the publishers")
     server, data = start_dev(
         "--rtmp-keyframe-timeout-seconds", str(KEYFRAME_TIMEOUT), rooms_yaml=ROOMS)
     steady = ffmpeg_publish(server, "shows/steady", size="160x120")
