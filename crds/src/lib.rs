@@ -14,6 +14,7 @@
 
 pub mod defaults;
 pub mod identity;
+pub mod ingest_routes;
 pub mod room_file;
 pub mod status;
 pub mod validate;
