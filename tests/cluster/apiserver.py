@@ -17,11 +17,14 @@ Every known way it differs from a real API server is listed in README.md ("Clust
 Run it alone with `python3 tests/cluster/apiserver.py --port 8001`.
 """
 
+import base64
 import copy
 import datetime
 import http.server
 import json
+import pathlib
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -1104,22 +1107,54 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
 
 
-class ApiServer:
-    """The stand-in on 127.0.0.1:`port` (0: a free port), with its garbage collector thread."""
+class _TlsServer(http.server.ThreadingHTTPServer):
+    """Serves HTTPS when given a context. The handshake runs in the connection's own thread
+    (`finish_request`), so a client that stalls it holds up no one else."""
 
-    def __init__(self, port=0, verbose=False):
+    tls = None
+
+    def finish_request(self, request, client_address):
+        if self.tls is not None:
+            try:
+                request.settimeout(10)
+                request = self.tls.wrap_socket(request, server_side=True)
+                request.settimeout(None)
+            except (ssl.SSLError, OSError):
+                request.close()
+                return
+        super().finish_request(request, client_address)
+
+
+class ApiServer:
+    """The stand-in on `host`:`port` (0: a free port), with its garbage collector thread.
+
+    With `tls=(certfile, keyfile)` it serves HTTPS, as a real API server does: the workers in
+    the mini-kubelet's pods reach it with in-cluster configuration (service account token and
+    `ca.crt`), which kube-rs only speaks over TLS."""
+
+    def __init__(self, port=0, verbose=False, host="127.0.0.1", tls=None):
         self.store = Store()
         handler = type("BoundHandler", (Handler,), {"store": self.store})
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+        self.httpd = _TlsServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.httpd.verbose = verbose
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.httpd.tls = context
+        self.scheme = "https" if tls is not None else "http"
+        self.host = host
         self.stopping = threading.Event()
         self.threads = [threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True),
                         threading.Thread(target=self._gc_loop, daemon=True)]
 
     @property
+    def port(self):
+        return self.httpd.server_address[1]
+
+    @property
     def url(self):
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self):
         for thread in self.threads:
@@ -1139,10 +1174,15 @@ class ApiServer:
                 while self.store.collect_garbage():
                     pass
 
-    def kubeconfig(self, namespace="default"):
+    def kubeconfig(self, namespace="default", ca_file=None):
+        """A kubeconfig for this server; over TLS the cluster entry carries the CA, as a real
+        cluster's does."""
+        cluster = {"server": self.url}
+        if ca_file is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(pathlib.Path(ca_file).read_bytes()).decode()
         return yaml.safe_dump({
             "apiVersion": "v1", "kind": "Config", "current-context": "box",
-            "clusters": [{"name": "box", "cluster": {"server": self.url}}],
+            "clusters": [{"name": "box", "cluster": cluster}],
             "users": [{"name": "box", "user": {"token": "cluster-in-a-box"}}],
             "contexts": [{"name": "box", "context": {"cluster": "box", "user": "box", "namespace": namespace}}],
         })

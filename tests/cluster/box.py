@@ -2,7 +2,10 @@
 (`apiserver.py`), so tests speak plain HTTP to it exactly as kubectl or kube-rs would."""
 
 import json
+import os
 import pathlib
+import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -17,8 +20,10 @@ CRD = ROOT / "crds" / "streamroom.yaml"
 class Client:
     """Just enough of a Kubernetes client: JSON in, (code, JSON) out."""
 
-    def __init__(self, url):
+    def __init__(self, url, cafile=None):
         self.url = url
+        # Over TLS the server's certificate is checked against the cluster's CA, as kubectl does.
+        self.tls = ssl.create_default_context(cafile=cafile) if cafile else None
 
     def request(self, method, path, body=None, content_type="application/json", accept="application/json"):
         data = None
@@ -28,7 +33,7 @@ class Client:
         request = urllib.request.Request(self.url + path, data=data, method=method,
                                          headers={"Content-Type": content_type, "Accept": accept})
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=10, context=self.tls) as response:
                 return response.status, json.loads(response.read() or b"null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
@@ -49,6 +54,29 @@ class Client:
     def install_crd(self):
         return self.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                        yaml.safe_load(CRD.read_text()))
+
+
+def in_ci():
+    return os.environ.get("CI", "").strip().lower() not in ("", "false", "0")
+
+
+def binary(name, env_override=None):
+    """A workspace binary: `$<env_override>` when set, else `$CARGO_TARGET_DIR/debug/<name>`."""
+    explicit = os.environ.get(env_override) if env_override else None
+    if explicit:
+        return pathlib.Path(explicit)
+    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
+    return pathlib.Path(target) / "debug" / name
+
+
+def operator_bin():
+    return binary("roomcast-operator", "ROOMCAST_OPERATOR_BIN")
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
 
 
 def wait_for(what, check, timeout=20.0, interval=0.1):

@@ -6,9 +6,7 @@ The stand-in's limits (no admission, no RBAC, no CEL, no controllers but the gar
 collector) are listed in README.md, "Cluster in a box"."""
 
 import os
-import pathlib
 import re
-import socket
 import subprocess
 import time
 import types
@@ -19,7 +17,7 @@ import pytest
 import yaml
 
 from apiserver import ApiServer
-from box import ROOT, Client, wait_for
+from box import ROOT, Client, free_port, in_ci, operator_bin, wait_for
 
 NAMESPACE = "shows"
 OPERATOR_NAMESPACE = "roomcast-system"
@@ -50,24 +48,6 @@ def worker_constant(name):
 
 MEDIA_MANAGER = worker_constant("MEDIA_FIELD_MANAGER")
 CHAT_MANAGER_PREFIX = worker_constant("CHAT_FIELD_MANAGER_PREFIX")
-
-
-def in_ci():
-    return os.environ.get("CI", "").strip().lower() not in ("", "false", "0")
-
-
-def operator_bin():
-    explicit = os.environ.get("ROOMCAST_OPERATOR_BIN")
-    if explicit:
-        return pathlib.Path(explicit)
-    target = os.environ.get("CARGO_TARGET_DIR", str(ROOT / "target"))
-    return pathlib.Path(target) / "debug" / "roomcast-operator"
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def room_named(name):

@@ -38,9 +38,15 @@ pub struct S3TestServer {
 
 impl S3TestServer {
     pub async fn start() -> Self {
+        Self::start_on(SocketAddr::from(([127, 0, 0, 1], 0))).await
+    }
+
+    /// Serve on `addr` (port 0: a free one), e.g. on the address pods reach in the
+    /// cluster-in-a-box suite (`examples/s3-test-server.rs`).
+    pub async fn start_on(addr: SocketAddr) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::create_dir_all(dir.path().join(BUCKET)).expect("bucket dir");
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = TcpListener::bind(addr).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let mut server = Self {
             addr,
