@@ -31,6 +31,8 @@ IMAGE_APT_PACKAGES=(
   # scripts/image.sh: a Debian root filesystem straight from the archive, imported and run by
   # podman; runc because crun refuses the hybrid cgroup layout of these machines.
   mmdebstrap podman runc
+  # tests/cluster's mini-kubelet: a network namespace per pod (ip), the API server's CA (openssl).
+  iproute2 openssl
 )
 
 if [ "$MODE" = "test" ]; then APT_PACKAGES+=("${TEST_APT_PACKAGES[@]}"); fi

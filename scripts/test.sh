@@ -31,6 +31,8 @@ bash scripts/fuzz.sh 20
 
 step "cargo build --bins (for the tests that run the binaries)"
 cargo build --workspace --bins --locked
+# The recorder tests' S3 server as a process, for the cluster-in-a-box pods to record into.
+cargo build -p roomcast-recorder --features test-support --example s3-test-server --locked
 
 step "container image from Debian packages, no registry (scripts/image.sh), then tests/image"
 # The debug binaries just built: a cold release build would add about 40 minutes on 2 cores.
@@ -39,8 +41,9 @@ bash scripts/install-deps.sh image
 ROOMCAST_IMAGE_PROFILE=debug bash scripts/image.sh
 python3 -m pytest -q -rs -p no:cacheprovider tests/image
 
-step "cluster in a box: the real operator against the API server stand-in (tests/cluster)"
-# Its own run: tests/chart has a conftest module of the same name.
+step "cluster in a box: the real operator against the API server stand-in, its pods run by the mini-kubelet (tests/cluster)"
+# Its own run: tests/chart has a conftest module of the same name. test_pods.py runs the pods
+# from the image built just above.
 ROOMCAST_OPERATOR_BIN="$CARGO_TARGET_DIR/debug/roomcast-operator" \
   python3 -m pytest -q -rs -p no:cacheprovider tests/cluster
 
