@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from apiserver import ApiServer
+from scenario import CHILD_PATHS
 from box import ROOT, Client, free_port, in_ci, operator_bin, wait_for
 
 NAMESPACE = "shows"
@@ -24,19 +25,6 @@ OPERATOR_NAMESPACE = "roomcast-system"
 POD_NAME = "roomcast-operator-0"
 ROOMS = f"/apis/roomcast.dev/v1alpha1/namespaces/{NAMESPACE}/streamrooms"
 ROOM_FILE = ROOT / "tests" / "fixtures" / "rooms" / "minimal.yaml"
-# Where each child kind lives in the API (the kinds of `child_kinds!` in operator/src/build/child.rs).
-CHILD_PATHS = {
-    "Secret": "/api/v1/namespaces/{ns}/secrets",
-    "ConfigMap": "/api/v1/namespaces/{ns}/configmaps",
-    "ServiceAccount": "/api/v1/namespaces/{ns}/serviceaccounts",
-    "Role": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/roles",
-    "RoleBinding": "/apis/rbac.authorization.k8s.io/v1/namespaces/{ns}/rolebindings",
-    "Service": "/api/v1/namespaces/{ns}/services",
-    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
-    "Ingress": "/apis/networking.k8s.io/v1/namespaces/{ns}/ingresses",
-    "NetworkPolicy": "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
-    "PodDisruptionBudget": "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
-}
 STATUS_BASE = {"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom"}
 
 
