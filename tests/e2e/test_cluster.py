@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -61,7 +62,12 @@ def namespace():
     kubectl("apply", "--server-side", "-f", str(REPO / "charts/roomcast/crds/streamroom.yaml"))
     kubectl("wait", "--for=condition=Established", "crd/streamrooms.roomcast.dev", "--timeout=60s")
     kubectl("create", "namespace", ns)
-    env = {**os.environ, "KUBECONFIG": KUBECONFIG, "ROOMCAST_LOG_FORMAT": "pretty",
+    images = {"ROOMCAST_MEDIA_IMAGE": os.environ["ROOMCAST_E2E_IMAGE"],
+              "ROOMCAST_CHAT_IMAGE": os.environ["ROOMCAST_E2E_IMAGE"]} if os.environ.get("ROOMCAST_E2E_IMAGE") else {}
+    s3 = json.loads(os.environ.get("ROOMCAST_E2E_S3") or "{}")
+    if s3.get("endpoint"):
+        images["ROOMCAST_S3_ALLOWED_ENDPOINTS"] = s3["endpoint"]
+    env = {**os.environ, **images, "KUBECONFIG": KUBECONFIG, "ROOMCAST_LOG_FORMAT": "pretty",
            "ROOMCAST_HTTP_ADDR": "127.0.0.1:0", "WATCH_NAMESPACE": ns,
            "ROOMCAST_INGEST_SERVICE_TYPE": "ClusterIP", "ROOMCAST_PLAYBACK_HOST": "live.e2e.example.com"}
     operator = subprocess.Popen([str(OPERATOR), "run"], env=env)
@@ -125,3 +131,92 @@ def test_invalid_room_is_refused_at_apply_time(namespace):
 def test_deleting_the_room_removes_what_it_owned(namespace):
     kubectl("delete", "room", "lobby", "-n", namespace, "--wait=true")
     wait_for("garbage collection", lambda: not children(namespace) or None, timeout=120)
+
+
+# The cluster-in-a-box scenario (tests/cluster/scenario.py), against this cluster: the same
+# steps, reached through `kubectl proxy` and `kubectl port-forward` instead of the box's pod
+# network. It needs the image in the cluster and stores the pods can reach.
+sys.path.insert(0, str(REPO / "tests" / "cluster"))
+import box as cluster_box  # noqa: E402
+import scenario  # noqa: E402
+
+SCENARIO_ENV = ("ROOMCAST_E2E_IMAGE", "ROOMCAST_E2E_S3", "ROOMCAST_E2E_REDIS_URL", "ROOMCAST_E2E_MONGODB_URI")
+
+
+class PortForwards:
+    """`kubectl port-forward` processes, each giving a local port."""
+
+    def __init__(self):
+        self.processes = []
+
+    def open(self, namespace: str, target: str, port: int) -> tuple[str, int]:
+        process = subprocess.Popen(["kubectl", "--kubeconfig", KUBECONFIG, "-n", namespace, "port-forward",
+                                    target, f":{port}"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.processes.append(process)
+        line = process.stdout.readline()  # "Forwarding from 127.0.0.1:40123 -> 1935"
+        assert "Forwarding from 127.0.0.1:" in line, f"port-forward {target}: {line}{process.stderr.read()}"
+        return "127.0.0.1", int(line.split("127.0.0.1:")[1].split()[0])
+
+    def close(self):
+        for process in self.processes:
+            process.terminate()
+
+
+class RealCluster:
+    """The scenario's view of a real cluster (see tests/cluster/scenario.py)."""
+
+    def __init__(self, api_url: str, work: Path, forwards: PortForwards):
+        self.client = cluster_box.Client(api_url)
+        self.work, self.forwards = work, forwards
+
+    def reach(self, namespace, service, port_name):
+        svc = self.client.ok("GET", f"/api/v1/namespaces/{namespace}/services/{service}")
+        port = next(p["port"] for p in svc["spec"]["ports"] if p.get("name") == port_name)
+        return self.forwards.open(namespace, f"svc/{service}", port)
+
+    def chat_urls(self, namespace, service, port_name):
+        svc = self.client.ok("GET", f"/api/v1/namespaces/{namespace}/services/{service}")
+        selector = ",".join(f"{k}={v}" for k, v in svc["spec"]["selector"].items())
+        pods = json.loads(kubectl("get", "pods", "-n", namespace, "-l", selector, "-o", "json"))["items"]
+        target = next(p.get("targetPort", p["port"]) for p in svc["spec"]["ports"] if p.get("name") == port_name)
+        urls = []
+        for pod in pods:
+            number = target if isinstance(target, int) else next(
+                c["containerPort"] for c in pod["spec"]["containers"][0]["ports"] if c.get("name") == target)
+            host, local = self.forwards.open(namespace, f"pod/{pod['metadata']['name']}", number)
+            urls.append(f"http://{host}:{local}")
+        return urls
+
+    def containers(self, namespace):
+        return None  # the nodes are not ours to ask; pods are checked through the API
+
+    def bucket_objects(self):
+        return None  # the recording is checked through the recordings API
+
+    def check_pods(self, namespace, pods):
+        for pod in pods:
+            assert all(c["ready"] for c in pod["status"]["containerStatuses"]), pod["status"]
+
+
+@pytest.mark.skipif(any(not os.environ.get(v) for v in SCENARIO_ENV),
+                    reason="the example room's scenario needs " + ", ".join(SCENARIO_ENV)
+                    + " (image the cluster can pull; S3 as JSON {endpoint, bucket, accessKeyId, secretAccessKey}; "
+                      "Redis and MongoDB URLs the pods reach)")
+def test_example_room_day(namespace, tmp_path):
+    proxy = subprocess.Popen(["kubectl", "--kubeconfig", KUBECONFIG, "proxy", "--port=0"],
+                             stdout=subprocess.PIPE, text=True)
+    forwards = PortForwards()
+    try:
+        line = proxy.stdout.readline()  # "Starting to serve on 127.0.0.1:40123"
+        api_url = "http://" + line.rsplit(" ", 1)[1].strip()
+        tls = tmp_path / "tls"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                        "-nodes", "-keyout", f"{tls}.key", "-out", f"{tls}.crt", "-days", "1",
+                        "-subj", "/CN=live.example.com"], check=True, capture_output=True)
+        stores = {"s3": json.loads(os.environ["ROOMCAST_E2E_S3"]), "redis_url": os.environ["ROOMCAST_E2E_REDIS_URL"],
+                  "mongodb_uri": os.environ["ROOMCAST_E2E_MONGODB_URI"],
+                  "tls": (Path(f"{tls}.crt").read_text(), Path(f"{tls}.key").read_text())}
+        scenario.example_room_day(RealCluster(api_url, tmp_path, forwards), stores, namespace)
+    finally:
+        forwards.close()
+        proxy.terminate()
