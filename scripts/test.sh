@@ -4,13 +4,34 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Each step prints its wall-clock time and the CPU time of what it ran (user + system of the
+# finished children, from /proc), so a run on a shared machine still tells what a step costs.
+STEP_NAME=""
+STEP_WALL=$SECONDS
+cpu_ticks() { local st; read -r -a st < /proc/$$/stat; echo $(( st[15] + st[16] )); }
+STEP_CPU=$(cpu_ticks)
+TICKS=$(getconf CLK_TCK)
+step_done() {
+  if [ -n "$STEP_NAME" ]; then
+    printf '<== %s: %d s wall, %d s CPU\n' "$STEP_NAME" $(( SECONDS - STEP_WALL )) \
+      $(( ($(cpu_ticks) - STEP_CPU) / TICKS ))
+  fi
+}
+step() {
+  step_done
+  STEP_NAME="$*"
+  STEP_WALL=$SECONDS
+  STEP_CPU=$(cpu_ticks)
+  printf '\n==> %s\n' "$*"
+}
+trap 'step_done; printf "total: %d s\n" "$SECONDS"' EXIT
+
+step "install what the suite needs (scripts/install-deps.sh)"
 bash scripts/install-deps.sh
 
 # A persistent target directory outside the clone keeps CI incremental on 2 cores.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roomcast-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-
-step() { printf '\n==> %s\n' "$*"; }
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
