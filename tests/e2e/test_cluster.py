@@ -24,6 +24,10 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+# The cluster-in-a-box helpers and scenario (tests/cluster), shared with this suite.
+sys.path.insert(0, str(REPO / "tests" / "cluster"))
+import box as cluster_box  # noqa: E402
+import scenario  # noqa: E402
 KUBECONFIG = os.environ.get("ROOMCAST_E2E_KUBECONFIG", "")
 OPERATOR = Path(os.environ.get("CARGO_TARGET_DIR", Path.home() / ".cache" / "roomcast-target")) / "debug" / "roomcast-operator"
 
@@ -44,14 +48,7 @@ def kubectl(*args: str, stdin: str | None = None, check: bool = True) -> str:
 
 
 def wait_for(what: str, probe, timeout: float = 90.0):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}; last seen: {last!r}")
+    return cluster_box.wait_for(what, probe, timeout=timeout, interval=1.0)
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +133,6 @@ def test_deleting_the_room_removes_what_it_owned(namespace):
 # The cluster-in-a-box scenario (tests/cluster/scenario.py), against this cluster: the same
 # steps, reached through `kubectl proxy` and `kubectl port-forward` instead of the box's pod
 # network. It needs the image in the cluster and stores the pods can reach.
-sys.path.insert(0, str(REPO / "tests" / "cluster"))
-import box as cluster_box  # noqa: E402
-import scenario  # noqa: E402
 
 SCENARIO_ENV = ("ROOMCAST_E2E_IMAGE", "ROOMCAST_E2E_S3", "ROOMCAST_E2E_REDIS_URL", "ROOMCAST_E2E_MONGODB_URI")
 
