@@ -5,6 +5,7 @@ import json
 import os
 import pathlib
 import socket
+import subprocess
 import ssl
 import time
 import urllib.error
@@ -13,8 +14,12 @@ import urllib.request
 import pytest
 import yaml
 
+from node import Process
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CRD = ROOT / "crds" / "streamroom.yaml"
+OPERATOR_NAMESPACE = "roomcast-system"
+POD_NAME = "roomcast-operator-0"
 
 
 class Client:
@@ -89,3 +94,35 @@ def wait_for(what, check, timeout=20.0, interval=0.1):
             return last
         time.sleep(interval)
     pytest.fail(f"timed out after {timeout} s waiting for {what} (last: {last!r})")
+
+
+class Operator(Process):
+    """The real operator process (`roomcast-operator run`), its environment and its log."""
+
+    def __init__(self, binary, kubeconfig, log, pod_name=POD_NAME, **settings):
+        """Cluster-wide with leader election and the default tenant selector, unless `settings`
+        (environment variables) say otherwise."""
+        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": OPERATOR_NAMESPACE,
+                    "POD_NAME": pod_name, "ROOMCAST_LEADER_ELECTION": "true",
+                    "ROOMCAST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "RUST_LOG": "info,kube=warn"}
+        for unset in ("WATCH_NAMESPACE", "ROOMCAST_TENANT_NAMESPACE_SELECTOR"):
+            self.env.pop(unset, None)
+        self.env.update(settings)
+        self.binary = binary
+        super().__init__([str(binary), "run"], log, env=self.env)
+
+    def ready(self):
+        """What /readyz answers (None while the port is not open yet)."""
+        try:
+            with urllib.request.urlopen(f"http://{self.env['ROOMCAST_HTTP_ADDR']}/readyz", timeout=2) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+        except OSError:
+            return None
+
+    def render(self, room_file):
+        """What the operator would apply for a room: the expected children."""
+        out = subprocess.run([str(self.binary), "render", "-f", str(room_file)], env=self.env,
+                             capture_output=True, text=True, check=True).stdout
+        return {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out) if d}

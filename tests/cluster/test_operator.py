@@ -7,22 +7,17 @@ collector) are listed in README.md, "Cluster in a box"."""
 
 import os
 import re
-import subprocess
 import time
 import types
-import urllib.error
-import urllib.request
 
 import pytest
 import yaml
 
 from apiserver import ApiServer
+from box import OPERATOR_NAMESPACE, POD_NAME, ROOT, Client, Operator, in_ci, operator_bin, wait_for
 from scenario import CHILD_PATHS
-from box import ROOT, Client, free_port, in_ci, operator_bin, wait_for
 
 NAMESPACE = "shows"
-OPERATOR_NAMESPACE = "roomcast-system"
-POD_NAME = "roomcast-operator-0"
 ROOMS = f"/apis/roomcast.dev/v1alpha1/namespaces/{NAMESPACE}/streamrooms"
 ROOM_FILE = ROOT / "tests" / "fixtures" / "rooms" / "minimal.yaml"
 STATUS_BASE = {"apiVersion": "roomcast.dev/v1alpha1", "kind": "StreamRoom"}
@@ -55,47 +50,6 @@ def children(client, room_uid=None, namespace=NAMESPACE):
             if room_uid is None or any(r["uid"] == room_uid for r in refs):
                 found[(kind, obj["metadata"]["name"])] = obj
     return found
-
-
-class Operator:
-    """The operator process, its environment and its log."""
-
-    def __init__(self, binary, kubeconfig, log, pod_name=POD_NAME, **settings):
-        """Cluster-wide with leader election and the default tenant selector, unless `settings`
-        (environment variables) say otherwise."""
-        self.env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": OPERATOR_NAMESPACE,
-                    "POD_NAME": pod_name, "ROOMCAST_LEADER_ELECTION": "true",
-                    "ROOMCAST_HTTP_ADDR": f"127.0.0.1:{free_port()}", "RUST_LOG": "info,kube=warn"}
-        for unset in ("WATCH_NAMESPACE", "ROOMCAST_TENANT_NAMESPACE_SELECTOR"):
-            self.env.pop(unset, None)
-        self.env.update(settings)
-        self.binary, self.log = binary, log
-        self.process = subprocess.Popen([str(binary), "run"], env=self.env, stdout=log.open("wb"),
-                                        stderr=subprocess.STDOUT)
-
-    def ready(self):
-        """What /readyz answers (None while the port is not open yet)."""
-        try:
-            with urllib.request.urlopen(f"http://{self.env['ROOMCAST_HTTP_ADDR']}/readyz", timeout=2) as r:
-                return r.status
-        except urllib.error.HTTPError as e:
-            return e.code
-        except OSError:
-            return None
-
-    def render(self, room_file):
-        """What the operator would apply for a room: the expected children."""
-        out = subprocess.run([str(self.binary), "render", "-f", str(room_file)], env=self.env,
-                             capture_output=True, text=True, check=True).stdout
-        return {(d["kind"], d["metadata"]["name"]) for d in yaml.safe_load_all(out) if d}
-
-    def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def required_binary():

@@ -18,7 +18,7 @@ import pytest
 import node
 import scenario
 from apiserver import ApiServer
-from box import Client, binary, in_ci, operator_bin
+from box import Client, Operator, binary, in_ci, operator_bin
 from kubelet import MiniKubelet, PodNetwork, endpoints, podman, process_facts
 
 
@@ -101,15 +101,10 @@ def box(tmp_path_factory):
         client.install_crd()
         client.namespace("roomcast-system")
         client.namespace(NAMESPACE, {"roomcast.dev/tenant": "enabled"})
-        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "POD_NAMESPACE": "roomcast-system",
-               "POD_NAME": "roomcast-operator-0", "ROOMCAST_LEADER_ELECTION": "false",
-               "ROOMCAST_HTTP_ADDR": f"127.0.0.1:{node.free_port('127.0.0.1')}", "RUST_LOG": "info,kube=warn",
-               "ROOMCAST_MEDIA_IMAGE": IMAGE, "ROOMCAST_CHAT_IMAGE": IMAGE, "ROOMCAST_IMAGE_PULL_POLICY": "Never",
-               "ROOMCAST_INGEST_SERVICE_TYPE": "ClusterIP", "ROOMCAST_LOG_FORMAT": "pretty",
-               "ROOMCAST_S3_ALLOWED_ENDPOINTS": s3.settings["endpoint"]}
-        for unset in ("WATCH_NAMESPACE", "ROOMCAST_TENANT_NAMESPACE_SELECTOR"):
-            env.pop(unset, None)
-        operator = node.Process([str(operator_bin()), "run"], work / "operator.log", env=env)
+        operator = Operator(operator_bin(), kubeconfig, work / "operator.log", ROOMCAST_LEADER_ELECTION="false",
+                            ROOMCAST_MEDIA_IMAGE=IMAGE, ROOMCAST_CHAT_IMAGE=IMAGE, ROOMCAST_IMAGE_PULL_POLICY="Never",
+                            ROOMCAST_INGEST_SERVICE_TYPE="ClusterIP", ROOMCAST_LOG_FORMAT="pretty",
+                            ROOMCAST_S3_ALLOWED_ENDPOINTS=s3.settings["endpoint"])
         started.append(operator)
         kubelet = MiniKubelet(client, network, work / "node", api_host=network.node_ip, api_port=api.port,
                               ca_file=ca, log=lambda line: print(line, flush=True)).start()
