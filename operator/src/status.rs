@@ -130,12 +130,16 @@ pub fn prune_chat_replicas_patch(stale: &[(usize, ChatReplicaReport)]) -> serde_
     serde_json::Value::Array(ops)
 }
 
-/// RTMP URL streamers publish to. The stream key is the stream name after it.
+/// RTMP URL streamers publish to. The stream key is the stream name after it, and never
+/// part of the URL.
 pub fn ingest_url(
     valid: &ValidRoom,
     config: &OperatorConfig,
     rtmp: Option<&Service>,
 ) -> Option<String> {
+    if valid.through_gateway {
+        return config.gateway.url.clone();
+    }
     let spec = rtmp.and_then(|s| s.spec.as_ref());
     let port = match config.ingest_service_type {
         IngestServiceType::NodePort => spec
@@ -595,6 +599,25 @@ mod tests {
         assert_eq!(
             ingest_url(&valid, &config, None).as_deref(),
             Some("rtmp://lobby-rtmp.shows.svc:1935/live")
+        );
+    }
+
+    #[test]
+    fn behind_the_gateway_the_ingest_url_is_the_gateways_and_never_holds_the_key() {
+        let mut config = config();
+        config.gateway.url = Some("rtmps://ingest.example.com/live".into());
+        let through = validate(&room("", None), &config).expect("valid");
+        let status = compute_status(&room("", None), &through, &config, &both_up(), &at(0));
+        assert_eq!(
+            status.ingest_url.as_deref(),
+            Some("rtmps://ingest.example.com/live")
+        );
+        let own = room("ingest: {expose: service}", None);
+        let direct = validate(&own, &config).expect("valid");
+        assert_eq!(
+            ingest_url(&direct, &config, None),
+            None,
+            "a room exposed as a Service waits for its load balancer as before"
         );
     }
 
