@@ -184,13 +184,16 @@ fn chat_takes_socket_io_only_from_the_ingress_namespace_and_metrics_from_monitor
         .flatten()
         .map(ingress_summary)
         .collect();
-    assert_eq!(
-        ingress,
-        [
-            (INGRESS_NS.to_owned(), tcp(&[8080])),
-            (MONITORING_NS.to_owned(), tcp(&[9090])),
-        ]
-    );
+    assert_eq!(ingress, served());
+}
+
+/// HTTP from the Ingress controller's namespace and metrics from monitoring's: what every
+/// worker admits besides RTMP.
+fn served() -> [(String, Ports); 2] {
+    [
+        (INGRESS_NS.to_owned(), tcp(&[8080])),
+        (MONITORING_NS.to_owned(), tcp(&[9090])),
+    ]
 }
 
 #[test]
@@ -388,13 +391,7 @@ fn behind_the_gateway_rtmp_is_admitted_only_from_the_gateway_pods_and_the_rooms_
         .skip(1)
         .map(ingress_summary)
         .collect();
-    assert_eq!(
-        others,
-        [
-            (INGRESS_NS.to_owned(), tcp(&[8080])),
-            (MONITORING_NS.to_owned(), tcp(&[9090])),
-        ]
-    );
+    assert_eq!(others, served());
 }
 
 #[test]
