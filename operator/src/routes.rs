@@ -310,16 +310,24 @@ async fn pass(
         .values()
         .filter(|s| **s != RouteState::Routed)
         .count();
-    if left_out > 0 {
-        debug!(left_out, "rooms left out of the routing table");
-    }
     ctx.metrics
         .routes
         .set(i64::try_from(outcome.table.routes.len()).unwrap_or(i64::MAX));
     ctx.metrics
         .routes_left_out
         .set(i64::try_from(left_out).unwrap_or(i64::MAX));
-    Ok(ctx.routes.replace(outcome.states))
+    let changed = ctx.routes.replace(outcome.states.clone());
+    // Said once, when a room's state changes; the room's condition keeps saying it.
+    for room in &changed {
+        match outcome.states.get(room) {
+            Some(RouteState::LeftOut { reason, message }) => {
+                warn!(%room, reason, %message, "room left out of the ingest gateway's routing table");
+            }
+            Some(RouteState::Routed) => debug!(%room, "room routed by the ingest gateway"),
+            None => debug!(%room, "room no longer behind the ingest gateway"),
+        }
+    }
+    Ok(changed)
 }
 
 /// A room that should be routed, with its key; `None` for rooms the gateway does not serve.

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from helm_python.errors import HelmValuesError
 
-from conftest import NAMESPACE, RELEASE, by_kind, component, env_of, one, render_objects
+from conftest import NAMESPACE, RELEASE, by_kind, component, env_of, one, render_notes, render_objects
 
 ON: dict[str, Any] = {"enabled": True, "host": "ingest.example.com", "tls": {"secretName": "ingest-tls"}}
 
@@ -185,3 +185,10 @@ def test_hostile_gateway_values_are_refused_by_the_schema(chart, values, expecte
     with pytest.raises(HelmValuesError) as error:
         render_objects(chart, {"ingestGateway": {**ON, **values}})
     assert expected in str(error.value)
+
+
+def test_notes_tell_where_streamers_publish_and_what_to_point_the_host_at(chart) -> None:
+    notes = render_notes(chart, {"ingestGateway": ON})
+    assert "rtmps://ingest.example.com/live" in notes
+    assert f"get service {RELEASE}-ingest" in notes
+    assert "ingest gateway" not in render_notes(chart).lower()
