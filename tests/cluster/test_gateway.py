@@ -7,7 +7,9 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import time
+import urllib.request
 
 import pytest
 
@@ -175,3 +177,62 @@ def test_a_room_copying_another_rooms_key_is_left_out_and_told_why(gw):
     table = routes(gw)
     assert f"{NAMESPACE}/copycat" not in table
     assert table[f"{NAMESPACE}/lobby"]["keyHash"] == expected_hash(gw, "lobby")
+
+
+def metric(operator, name):
+    """A metric's value from the operator's /metrics (None while it does not answer)."""
+    try:
+        with urllib.request.urlopen(f"http://{operator.env['ROOMCAST_HTTP_ADDR']}/metrics", timeout=2) as r:
+            text = r.read().decode()
+    except OSError:
+        return None
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def gateway_operator(tmp_path, routing_key):
+    """A fresh stand-in whose routing key Secret someone created before the operator started."""
+    binary = required_binary()
+    server, client, kubeconfig = cluster(tmp_path)
+    client.ok("POST", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets", {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": ROUTING_KEY},
+        "data": {"key": base64.b64encode(routing_key).decode()}})
+    operator = Operator(binary, kubeconfig, tmp_path / "operator.log",
+                        ROOMCAST_INGEST_GATEWAY_URL=GATEWAY_URL,
+                        ROOMCAST_INGEST_GATEWAY_ROUTES_CONFIGMAP=ROUTES,
+                        ROOMCAST_INGEST_GATEWAY_ROUTING_KEY_SECRET=ROUTING_KEY)
+    return server, client, operator
+
+
+def test_a_routing_key_someone_else_created_is_used_as_it_is(tmp_path):
+    own_key = b"k" * 31 + b"\x00\xff binary \n"
+    server, client, operator = gateway_operator(tmp_path, own_key)
+    try:
+        client.ok("POST", ROOMS, room_named("lobby"))
+        stream_key = wait_for("the lobby's keys", lambda: secret_value(
+            client, f"/api/v1/namespaces/{NAMESPACE}/secrets/lobby-keys", "stream-key"), timeout=30)
+        want = hmac.new(own_key, stream_key.strip(), hashlib.sha256).hexdigest()
+        wait_for("the route keyed with the existing key", lambda: routed_as(client, "lobby", want), timeout=30)
+        assert secret_value(client, ROUTING_KEY_PATH, "key") == own_key
+    finally:
+        stop_all(server, operator)
+
+
+def test_a_routing_key_too_short_to_protect_the_hashes_publishes_nothing(tmp_path):
+    """Hostile or careless: a 31-byte key. The operator refuses to hash with it, keeps it (never
+    overwrites), writes no table, counts the failure and keeps running."""
+    server, client, operator = gateway_operator(tmp_path, b"k" * 31)
+    try:
+        client.ok("POST", ROOMS, room_named("lobby"))
+        reconciled(client, "lobby")
+        assert wait_for("failed passes to be counted",
+                        lambda: (metric(operator, "roomcast_operator_ingest_routes_errors_total") or 0) >= 2,
+                        timeout=30)
+        assert routes(client) is None
+        assert secret_value(client, ROUTING_KEY_PATH, "key") == b"k" * 31
+        assert operator.process.poll() is None, "the operator keeps running"
+        assert "at least 32 are required" in operator.log.read_text()
+        routed = condition(client.ok("GET", f"{ROOMS}/lobby"), "IngestRouted")
+        assert routed["status"] == "False" and routed["reason"] == "RoutePending"
+    finally:
+        stop_all(server, operator)
