@@ -299,16 +299,30 @@ pub fn compute_status(
     };
 
     // Only rooms behind the gateway carry it: a room with its own Service needs no route.
+    // Until the routes task has written its first table (just after the operator starts), the
+    // condition the room already has stands, so a restart does not flap every room.
     let routed = valid.through_gateway.then(|| {
-        let (ok, reason, message) = crate::routes::condition_parts(observed.route.as_ref());
-        condition(
-            crate::routes::INGEST_ROUTED,
-            ok,
-            reason,
-            message,
-            generation,
-            now,
-        )
+        let previous_routed = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::routes::INGEST_ROUTED);
+        match (&observed.route, previous_routed) {
+            (None, Some(known)) => Condition {
+                observed_generation: generation,
+                ..known.clone()
+            },
+            (state, _) => {
+                let (ok, reason, message) = crate::routes::condition_parts(state.as_ref());
+                condition(
+                    crate::routes::INGEST_ROUTED,
+                    ok,
+                    reason,
+                    message,
+                    generation,
+                    now,
+                )
+            }
+        }
     });
     let mut parts = vec![&ingest, &chat, &recording];
     parts.extend(routed.as_ref());
@@ -680,6 +694,16 @@ mod tests {
         );
         assert_eq!(routed.phase, Some(RoomPhase::Idle));
         assert_eq!(condition(&routed, READY).status, "True");
+        // Right after an operator restart the routes task has no state yet: the room keeps
+        // the condition it has instead of flapping to RoutePending and back.
+        let mut restarted = r.clone();
+        restarted.status = Some(routed.clone());
+        let kept = compute_status(&restarted, &valid, &config, &with(None), &at(50));
+        assert_eq!(
+            condition(&kept, crate::routes::INGEST_ROUTED),
+            condition(&routed, crate::routes::INGEST_ROUTED)
+        );
+        assert_eq!(kept.phase, Some(RoomPhase::Idle));
         // A room with its own Service has no such condition.
         let own = room("ingest: {expose: service}", None);
         let direct = compute_status(
