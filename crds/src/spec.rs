@@ -118,6 +118,25 @@ pub struct IngestSpec {
     #[serde(default = "defaults::reconnect_grace_seconds")]
     #[schemars(range(max = 300))]
     pub reconnect_grace_seconds: u32,
+    /// How streamers reach the room: `gateway` (the platform's shared RTMP/RTMPS ingest
+    /// gateway; the room's own RTMP Service stays in-cluster) or `service` (the room's own
+    /// RTMP Service, exposed as the platform chose). Unset: `gateway` when the platform runs
+    /// the gateway, else `service`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expose: Option<IngestExpose>,
+}
+
+/// How streamers reach the room: `gateway` (the platform's shared RTMP/RTMPS ingest gateway;
+/// the room's own RTMP Service stays, in-cluster only) or `service` (the room's own RTMP
+/// Service, exposed as the platform chose). Unset: `gateway` when the platform runs the
+/// gateway, else `service`.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum IngestExpose {
+    /// The platform's shared ingest gateway (`rtmps://<gateway host>/live`).
+    Gateway,
+    /// The room's own RTMP Service.
+    Service,
 }
 
 impl Default for IngestSpec {
@@ -126,6 +145,7 @@ impl Default for IngestSpec {
             stream_key_secret_ref: None,
             max_bitrate_kbps: defaults::MAX_BITRATE_KBPS,
             reconnect_grace_seconds: defaults::RECONNECT_GRACE_SECONDS,
+            expose: None,
         }
     }
 }

@@ -551,4 +551,44 @@ mod tests {
             );
         }
     }
+
+    #[test]
+    fn ingest_expose_is_gateway_service_or_unset() {
+        for (value, expected) in [
+            ("gateway", Some(crate::IngestExpose::Gateway)),
+            ("service", Some(crate::IngestExpose::Service)),
+        ] {
+            let yaml = format!("{HEADER}spec: {{ingest: {{expose: {value}}}}}");
+            assert_eq!(fields(&yaml), Vec::<String>::new(), "{value}");
+            assert_eq!(room(&yaml).spec.ingest.expose, expected);
+        }
+        assert_eq!(
+            room(&format!("{HEADER}spec: {{}}")).spec.ingest.expose,
+            None
+        );
+        // The API server refuses anything else through the schema's enum; files read by
+        // `roomcast dev` fail to parse.
+        let schema = crd_schema().expect("schema");
+        assert_eq!(
+            schema["properties"]["spec"]["properties"]["ingest"]["properties"]["expose"]["enum"],
+            serde_json::json!(["gateway", "service"])
+        );
+        for hostile in [
+            "Gateway",
+            "SERVICE",
+            "''",
+            "loadbalancer",
+            "'gateway '",
+            "1",
+            "[gateway]",
+            "{gateway: true}",
+            "\"gateway\\u0000\"",
+        ] {
+            let yaml = format!("{HEADER}spec: {{ingest: {{expose: {hostile}}}}}");
+            assert!(
+                serde_yaml::from_str::<StreamRoom>(&yaml).is_err(),
+                "{hostile} accepted"
+            );
+        }
+    }
 }

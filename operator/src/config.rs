@@ -99,6 +99,8 @@ pub struct OperatorConfig {
     #[command(flatten)]
     pub s3: DefaultS3,
     #[command(flatten)]
+    pub gateway: crate::gateway::GatewayConfig,
+    #[command(flatten)]
     pub network: crate::network::NetworkConfig,
     /// Secret in the operator's namespace with key `uri`: MongoDB for catalogs and chat.
     /// Copied into a room's namespace only with `--share-default-credentials`; otherwise a
@@ -330,6 +332,7 @@ impl OperatorConfig {
         ] {
             non_empty(value);
         }
+        self.gateway.normalize()?;
         self.image_pull_secrets = self
             .image_pull_secrets
             .iter()

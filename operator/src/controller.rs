@@ -35,6 +35,7 @@ use crate::{
     keys,
     labels::{self, MatchLabels},
     metrics::{ErrorLabels, KindLabels, Metrics},
+    routes::{self, RouteStates},
     status::{self, Observed},
     tenancy::{self, Tenancy},
     validate::{self, SecretSource, ValidRoom},
@@ -97,7 +98,7 @@ macro_rules! define_stores {
             }
 
             /// True once every cache has its first full list (false if a watch ended first).
-            async fn synced(&self) -> bool {
+            pub(crate) async fn synced(&self) -> bool {
                 $(if let Some(store) = &self.$field
                     && !store_ready(store).await
                 {
@@ -257,6 +258,8 @@ pub struct Context {
     pub resync: Duration,
     /// Which namespaces are served (every watched one unless set after `new`).
     pub tenancy: Tenancy,
+    /// Whether the ingest gateway routes each room, as the routes task last wrote it.
+    pub routes: Arc<RouteStates>,
     last_full_apply: Mutex<BTreeMap<String, Instant>>,
     failures: Mutex<BTreeMap<String, u32>>,
     default_secrets: Mutex<BTreeMap<String, CachedSecret>>,
@@ -282,6 +285,7 @@ impl Context {
             stores,
             resync,
             tenancy: Tenancy::everywhere(),
+            routes: Arc::default(),
             last_full_apply: Mutex::default(),
             failures: Mutex::default(),
             default_secrets: Mutex::default(),
@@ -585,6 +589,7 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
             &valid.room.child("rtmp"),
         )
         .map(|s| (*s).clone()),
+        route: ctx.routes.get(key),
     };
     let now = now();
     let status = status::compute_status(room, &valid, &ctx.config, &observed, &now);
@@ -790,7 +795,19 @@ pub async fn run(
         }
         _ => (controller, Tenancy::everywhere()),
     };
-    let controller = controller.graceful_shutdown_on(shutdown);
+    // The gateway's routing table: its own task, which reconciles a room again when the
+    // room's route appears, goes or changes state (the room's IngestRouted condition).
+    let (route_changes, routes_trigger) = futures::channel::mpsc::unbounded();
+    let controller = if config.gateway.enabled() {
+        controller.reconcile_on(routes_trigger)
+    } else {
+        controller
+    };
+    let (shutdown_tx, shutdown_rx) = tokio::sync::watch::channel(false);
+    let controller = controller.graceful_shutdown_on(async move {
+        shutdown.await;
+        let _ = shutdown_tx.send(true);
+    });
     let rooms = controller.store();
     let children = stores.clone();
     tokio::spawn(async move {
@@ -803,6 +820,17 @@ pub async fn run(
     let mut ctx = Context::new(client, config, metrics, stores, resync);
     ctx.tenancy = tenancy;
     let ctx = Arc::new(ctx);
+    if ctx.config.gateway.enabled() {
+        let mut stop = shutdown_rx;
+        tokio::spawn(routes::run(
+            ctx.clone(),
+            controller.store(),
+            route_changes,
+            async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            },
+        ));
+    }
 
     controller
         .run(reconcile, error_policy, ctx)

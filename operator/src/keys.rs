@@ -91,12 +91,18 @@ pub fn resolve_keys(
     keys
 }
 
-/// A new random key: 32 bytes from the OS generator, URL-safe (it becomes an RTMP stream name).
+/// A new random key: 40 alphanumeric characters (about 238 bits) from the OS generator,
+/// URL-safe (it becomes an RTMP stream name).
 pub fn random_key() -> String {
+    random_token(40)
+}
+
+/// `length` random alphanumeric characters from the OS generator.
+pub fn random_token(length: usize) -> String {
     use rand::{Rng, distr::Alphanumeric};
     rand::rng()
         .sample_iter(&Alphanumeric)
-        .take(40)
+        .take(length)
         .map(char::from)
         .collect()
 }

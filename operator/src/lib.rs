@@ -27,6 +27,7 @@ pub mod controller;
 pub mod endpoint;
 #[cfg(feature = "test-support")]
 pub mod fixtures;
+pub mod gateway;
 pub mod keys;
 pub mod labels;
 pub mod memory;
@@ -35,6 +36,7 @@ pub mod network;
 pub mod ops;
 pub mod quantity;
 pub mod render;
+pub mod routes;
 pub mod run;
 pub mod status;
 pub mod tenancy;

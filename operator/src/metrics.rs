@@ -36,6 +36,11 @@ pub struct Metrics {
     pub children_applied: Family<KindLabels, Counter>,
     pub children_unchanged: Counter,
     pub status_patches: Counter,
+    /// Routes in the ingest gateway's table, rooms left out of it, writes and failed passes.
+    pub routes: Gauge,
+    pub routes_left_out: Gauge,
+    pub routes_writes: Counter,
+    pub routes_errors: Counter,
     rooms_by_phase: Family<PhaseLabels, Gauge>,
     phases: Arc<Mutex<HashMap<String, RoomPhase>>>,
     registry: Arc<Registry>,
@@ -80,6 +85,30 @@ impl Default for Metrics {
             status_patches.clone(),
         );
         registry.register("rooms", "Rooms by phase", rooms_by_phase.clone());
+        let routes = Gauge::default();
+        let routes_left_out = Gauge::default();
+        let routes_writes = Counter::default();
+        let routes_errors = Counter::default();
+        registry.register(
+            "ingest_routes",
+            "Rooms the ingest gateway's routing table routes",
+            routes.clone(),
+        );
+        registry.register(
+            "ingest_routes_left_out",
+            "Rooms behind the ingest gateway left out of its routing table (see their IngestRouted condition)",
+            routes_left_out.clone(),
+        );
+        registry.register(
+            "ingest_routes_writes",
+            "Writes of the ingest gateway's routing table",
+            routes_writes.clone(),
+        );
+        registry.register(
+            "ingest_routes_errors",
+            "Passes that could not update the ingest gateway's routing table",
+            routes_errors.clone(),
+        );
         for phase in RoomPhase::ALL {
             rooms_by_phase
                 .get_or_create(&PhaseLabels {
@@ -94,6 +123,10 @@ impl Default for Metrics {
             children_applied,
             children_unchanged,
             status_patches,
+            routes,
+            routes_left_out,
+            routes_writes,
+            routes_errors,
             rooms_by_phase,
             phases: Arc::default(),
             registry: Arc::new(registry),

@@ -40,6 +40,8 @@ pub struct Observed {
     pub media: Option<Deployment>,
     pub chat: Option<Deployment>,
     pub rtmp_service: Option<Service>,
+    /// Whether the ingest gateway routes the room (rooms behind the gateway only).
+    pub route: Option<crate::routes::RouteState>,
 }
 
 fn available(deployment: Option<&Deployment>) -> i32 {
@@ -130,12 +132,16 @@ pub fn prune_chat_replicas_patch(stale: &[(usize, ChatReplicaReport)]) -> serde_
     serde_json::Value::Array(ops)
 }
 
-/// RTMP URL streamers publish to. The stream key is the stream name after it.
+/// RTMP URL streamers publish to. The stream key is the stream name after it, and never
+/// part of the URL.
 pub fn ingest_url(
     valid: &ValidRoom,
     config: &OperatorConfig,
     rtmp: Option<&Service>,
 ) -> Option<String> {
+    if valid.through_gateway {
+        return config.gateway.url.clone();
+    }
     let spec = rtmp.and_then(|s| s.spec.as_ref());
     let port = match config.ingest_service_type {
         IngestServiceType::NodePort => spec
@@ -292,7 +298,34 @@ pub fn compute_status(
         ),
     };
 
-    let parts = [&ingest, &chat, &recording];
+    // Only rooms behind the gateway carry it: a room with its own Service needs no route.
+    // Until the routes task has written its first table (just after the operator starts), the
+    // condition the room already has stands, so a restart does not flap every room.
+    let routed = valid.through_gateway.then(|| {
+        let previous_routed = previous
+            .conditions
+            .iter()
+            .find(|c| c.type_ == crate::routes::INGEST_ROUTED);
+        match (&observed.route, previous_routed) {
+            (None, Some(known)) => Condition {
+                observed_generation: generation,
+                ..known.clone()
+            },
+            (state, _) => {
+                let (ok, reason, message) = crate::routes::condition_parts(state.as_ref());
+                condition(
+                    crate::routes::INGEST_ROUTED,
+                    ok,
+                    reason,
+                    message,
+                    generation,
+                    now,
+                )
+            }
+        }
+    });
+    let mut parts = vec![&ingest, &chat, &recording];
+    parts.extend(routed.as_ref());
     let all_ready = parts.iter().all(|c| c.status == "True");
     let ready = if all_ready {
         condition(
@@ -322,7 +355,7 @@ pub fn compute_status(
     let live = report.is_some_and(|r| r.live);
     let phase = if !media_up {
         RoomPhase::Pending
-    } else if chat.status != "True" || recording.status != "True" {
+    } else if parts[1..].iter().any(|c| c.status != "True") {
         RoomPhase::Degraded
     } else if live {
         RoomPhase::Live
@@ -353,7 +386,10 @@ pub fn compute_status(
         observed_generation: generation,
         conditions: carry_transition_times(
             &previous.conditions,
-            vec![ready, ingest, chat, recording],
+            [ready, ingest, chat, recording]
+                .into_iter()
+                .chain(routed)
+                .collect(),
         ),
         // Worker-owned fields are not the operator's to write.
         media: None,
@@ -476,7 +512,7 @@ mod tests {
         Observed {
             media: Some(deployment(1)),
             chat: Some(deployment(2)),
-            rtmp_service: None,
+            ..Observed::default()
         }
     }
 
@@ -595,6 +631,93 @@ mod tests {
         assert_eq!(
             ingest_url(&valid, &config, None).as_deref(),
             Some("rtmp://lobby-rtmp.shows.svc:1935/live")
+        );
+    }
+
+    #[test]
+    fn behind_the_gateway_the_ingest_url_is_the_gateways_and_never_holds_the_key() {
+        let mut config = config();
+        config.gateway.url = Some("rtmps://ingest.example.com/live".into());
+        let through = validate(&room("", None), &config).expect("valid");
+        let status = compute_status(&room("", None), &through, &config, &both_up(), &at(0));
+        assert_eq!(
+            status.ingest_url.as_deref(),
+            Some("rtmps://ingest.example.com/live")
+        );
+        let own = room("ingest: {expose: service}", None);
+        let direct = validate(&own, &config).expect("valid");
+        assert_eq!(
+            ingest_url(&direct, &config, None),
+            None,
+            "a room exposed as a Service waits for its load balancer as before"
+        );
+    }
+
+    #[test]
+    fn a_room_behind_the_gateway_is_ready_only_once_routed_and_says_why_not() {
+        let mut config = config();
+        config.gateway.url = Some("rtmps://ingest.example.com/live".into());
+        let r = room("", Some(media_report(false, 0, None)));
+        let valid = validate(&r, &config).expect("valid");
+        let with = |route| Observed { route, ..both_up() };
+        let pending = compute_status(&r, &valid, &config, &with(None), &at(1));
+        assert_eq!(
+            condition(&pending, crate::routes::INGEST_ROUTED).reason,
+            "RoutePending"
+        );
+        assert_eq!(pending.phase, Some(RoomPhase::Degraded));
+        assert_eq!(condition(&pending, READY).status, "False");
+        let full = compute_status(
+            &r,
+            &valid,
+            &config,
+            &with(Some(crate::routes::RouteState::LeftOut {
+                reason: crate::routes::TABLE_FULL,
+                message: "full".into(),
+            })),
+            &at(1),
+        );
+        let routed_condition = condition(&full, crate::routes::INGEST_ROUTED);
+        assert_eq!(
+            (
+                routed_condition.status.as_str(),
+                routed_condition.reason.as_str()
+            ),
+            ("False", crate::routes::TABLE_FULL)
+        );
+        let routed = compute_status(
+            &r,
+            &valid,
+            &config,
+            &with(Some(crate::routes::RouteState::Routed)),
+            &at(1),
+        );
+        assert_eq!(routed.phase, Some(RoomPhase::Idle));
+        assert_eq!(condition(&routed, READY).status, "True");
+        // Right after an operator restart the routes task has no state yet: the room keeps
+        // the condition it has instead of flapping to RoutePending and back.
+        let mut restarted = r.clone();
+        restarted.status = Some(routed.clone());
+        let kept = compute_status(&restarted, &valid, &config, &with(None), &at(50));
+        assert_eq!(
+            condition(&kept, crate::routes::INGEST_ROUTED),
+            condition(&routed, crate::routes::INGEST_ROUTED)
+        );
+        assert_eq!(kept.phase, Some(RoomPhase::Idle));
+        // A room with its own Service has no such condition.
+        let own = room("ingest: {expose: service}", None);
+        let direct = compute_status(
+            &own,
+            &validate(&own, &config).expect("valid"),
+            &config,
+            &both_up(),
+            &at(1),
+        );
+        assert!(
+            !direct
+                .conditions
+                .iter()
+                .any(|c| c.type_ == crate::routes::INGEST_ROUTED)
         );
     }
 

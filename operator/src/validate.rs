@@ -33,6 +33,8 @@ pub enum RoomError {
         what: &'static str,
         fix: &'static str,
     },
+    #[error("StreamRoom {room}: {why}")]
+    GatewayUnavailable { room: String, why: &'static str },
     #[error("StreamRoom {room}: spec.recording.s3.endpoint {endpoint:?} {why}")]
     UnsafeEndpoint {
         room: String,
@@ -58,6 +60,7 @@ impl RoomError {
             } => "InvalidMemoryLimit",
             RoomError::UnsafeEndpoint { .. } => "UnsafeS3Endpoint",
             RoomError::MissingCredentials { .. } => "MissingCredentials",
+            RoomError::GatewayUnavailable { .. } => "IngestGatewayUnavailable",
         }
     }
 }
@@ -104,6 +107,9 @@ pub struct ValidRoom {
     pub redis: Option<SecretSource>,
     /// Rotation requests from the room's annotations (`roomcast.dev/rotate-<key>`).
     pub rotation_requests: std::collections::BTreeMap<String, String>,
+    /// Streamers publish through the platform's ingest gateway (`spec.ingest.expose`, or
+    /// the platform's default): the RTMP Service stays in-cluster and admits the gateway.
+    pub through_gateway: bool,
 }
 
 /// Annotation prefix on a room that asks for a key to be rotated: changing the value of
@@ -136,6 +142,15 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
             why,
         })?;
     }
+
+    let through_gateway =
+        config
+            .gateway
+            .routes_room(&spec)
+            .map_err(|why| RoomError::GatewayUnavailable {
+                room: name.clone(),
+                why,
+            })?;
 
     let recording = if spec.recording.enabled {
         let (s3, uses_default_credentials) = match &spec.recording.s3 {
@@ -225,6 +240,7 @@ pub fn validate(room: &StreamRoom, config: &OperatorConfig) -> Result<ValidRoom,
         mongodb,
         redis,
         rotation_requests,
+        through_gateway,
         spec,
     })
 }
@@ -282,6 +298,24 @@ mod tests {
                 "{endpoint}"
             );
         }
+    }
+
+    #[test]
+    fn a_room_that_asks_for_a_gateway_the_platform_does_not_run_is_refused_with_the_fix() {
+        let room: StreamRoom = serde_yaml::from_str(
+            "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {name: lobby, namespace: shows, uid: u1}\nspec: {ingest: {expose: gateway}}\n",
+        )
+        .expect("room parses");
+        let err = validate(&room, &OperatorConfig::default()).expect_err("no gateway");
+        assert_eq!(err.reason(), "IngestGatewayUnavailable");
+        assert!(err.to_string().contains("expose: service"), "{err}");
+        let mut with_gateway = OperatorConfig::default();
+        with_gateway.gateway.url = Some("rtmps://ingest.example.com/live".into());
+        assert!(
+            validate(&room, &with_gateway)
+                .expect("runs")
+                .through_gateway
+        );
     }
 
     #[test]

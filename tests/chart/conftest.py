@@ -35,6 +35,9 @@ SCENARIOS = {
         "mongodb": {"uriSecret": "mongo"},
     },
     "existing-service-account": {"serviceAccount": {"create": False, "name": "ops"}},
+    # The ingest gateway with its own certificate Secret, one replica (no PDB), NodePort.
+    "ingest-gateway": {"ingestGateway": {"enabled": True, "host": "ingest.example.com", "replicas": 1,
+                                         "service": {"type": "NodePort"}, "tls": {"secretName": "ingest-tls"}}},
 }
 
 
@@ -84,8 +87,14 @@ def one(objects: list[dict[str, Any]], kind: str) -> dict[str, Any]:
     return found[0]
 
 
+def component(objects: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The objects of one component (`operator`, `ingest-gateway`)."""
+    return [o for o in objects
+            if o["metadata"].get("labels", {}).get("app.kubernetes.io/component") == name]
+
+
 def operator_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
-    deployment = one(objects, "Deployment")
+    deployment = one(component(objects, "operator"), "Deployment")
     containers = deployment["spec"]["template"]["spec"]["containers"]
     assert [c["name"] for c in containers] == ["operator"]
     return containers[0]

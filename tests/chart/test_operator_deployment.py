@@ -14,6 +14,7 @@ from conftest import (
     RELEASE,
     SCENARIOS,
     by_kind,
+    component,
     env_of,
     one,
     operator_container,
@@ -23,6 +24,10 @@ from conftest import (
 
 # Every variable the operator reads (its clap flags' env fallbacks).
 OPERATOR_ENV = {
+    "ROOMCAST_INGEST_GATEWAY_URL",
+    "ROOMCAST_INGEST_GATEWAY_ROUTES_CONFIGMAP",
+    "ROOMCAST_INGEST_GATEWAY_ROUTING_KEY_SECRET",
+    "ROOMCAST_INGEST_GATEWAY_POD_LABELS",
     "WATCH_NAMESPACE",
     "POD_NAMESPACE",
     "POD_NAME",
@@ -101,7 +106,7 @@ def value(env: dict[str, dict[str, Any]], name: str) -> str:
 
 
 def pod_spec(objects) -> dict[str, Any]:
-    return one(objects, "Deployment")["spec"]["template"]["spec"]
+    return one(component(objects, "operator"), "Deployment")["spec"]["template"]["spec"]
 
 
 def test_default_image_command_and_args(chart) -> None:
@@ -194,6 +199,12 @@ def test_full_values_reach_the_operator_as_env(chart, full_values) -> None:
         "ROOMCAST_TENANT_NAMESPACE_SELECTOR": "roomcast.dev/tenant=enabled,team=streaming",
         "ROOMCAST_INGRESS_NAMESPACE_SELECTOR": "kubernetes.io/metadata.name=traefik",
         "ROOMCAST_MONITORING_NAMESPACE_SELECTOR": "",
+        # The gateway's Service port is not 443, so the URL carries it.
+        "ROOMCAST_INGEST_GATEWAY_URL": f"rtmps://{v['ingestGateway']['host']}:8443/live",
+        "ROOMCAST_INGEST_GATEWAY_ROUTES_CONFIGMAP": f"{v['fullnameOverride']}-ingest-routes",
+        "ROOMCAST_INGEST_GATEWAY_ROUTING_KEY_SECRET": f"{v['fullnameOverride']}-ingest-routing-key",
+        "ROOMCAST_INGEST_GATEWAY_POD_LABELS": "app.kubernetes.io/component=ingest-gateway,"
+                                              "app.kubernetes.io/instance=roomcast,app.kubernetes.io/name=roomcast",
     }
     for destination, env_name in (("apiServer", "API_SERVER"), ("s3", "S3"), ("mongodb", "MONGODB"), ("redis", "REDIS")):
         given = v["networkPolicy"]["egress"][destination]
@@ -250,14 +261,14 @@ def test_no_secret_is_a_plain_env_value(chart, values) -> None:
     env = env_of(render_objects(chart, values))
     for name, entry in env.items():
         # Endpoints are addresses, not credentials (a URL with userinfo is refused by the operator).
-        endpoints = ("ROOMCAST_S3_ENDPOINT", "ROOMCAST_S3_ALLOWED_ENDPOINTS")
+        endpoints = ("ROOMCAST_S3_ENDPOINT", "ROOMCAST_S3_ALLOWED_ENDPOINTS", "ROOMCAST_INGEST_GATEWAY_URL")
         assert "://" not in entry.get("value", "") or name in endpoints, (name, entry)
         assert "@" not in entry.get("value", ""), (name, entry)
 
 
 def test_one_replica_without_leader_election_never_overlaps(chart) -> None:
     objects = render_objects(chart)
-    deployment = one(objects, "Deployment")
+    deployment = one(component(objects, "operator"), "Deployment")
     assert deployment["spec"]["replicas"] == 1
     assert deployment["spec"]["strategy"] == {"type": "Recreate"}
     assert value(env_of(objects), "ROOMCAST_LEADER_ELECTION") == "false"
@@ -271,7 +282,7 @@ def test_one_replica_without_leader_election_never_overlaps(chart) -> None:
 )
 def test_leader_election_is_on_with_more_than_one_replica(chart, values, replicas) -> None:
     objects = render_objects(chart, values)
-    deployment = one(objects, "Deployment")
+    deployment = one(component(objects, "operator"), "Deployment")
     assert deployment["spec"]["replicas"] == replicas
     assert value(env_of(objects), "ROOMCAST_LEADER_ELECTION") == "true"
     assert operator_container(objects)["args"] == ["run", "--leader-election"]
@@ -285,10 +296,10 @@ def test_probes_and_metrics_share_the_http_port(chart) -> None:
     assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
-    service = one(objects, "Service")
+    service = one(component(objects, "operator"), "Service")
     assert service["spec"]["type"] == "ClusterIP"
     assert service["spec"]["ports"] == [{"name": "http", "port": 8080, "targetPort": "http", "protocol": "TCP"}]
-    pod_labels = one(objects, "Deployment")["spec"]["template"]["metadata"]["labels"]
+    pod_labels = one(component(objects, "operator"), "Deployment")["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
 
 
@@ -299,11 +310,11 @@ def test_resources_and_scheduling_come_from_values(chart, full_values) -> None:
     assert spec["nodeSelector"] == full_values["nodeSelector"]
     assert spec["tolerations"] == full_values["tolerations"]
     assert spec["affinity"] == full_values["affinity"]
-    annotations = one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    annotations = one(component(objects, "operator"), "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations == full_values["podAnnotations"]
     assert spec["imagePullSecrets"] == full_values["imagePullSecrets"]
     assert spec["serviceAccountName"] == full_values["serviceAccount"]["name"]
-    sa = one(objects, "ServiceAccount")
+    sa = one(component(objects, "operator"), "ServiceAccount")
     assert sa["metadata"]["annotations"] == full_values["serviceAccount"]["annotations"]
     assert operator_container(objects)["image"] == (
         f"{full_values['image']['repository']}:{full_values['image']['tag']}"
@@ -313,8 +324,13 @@ def test_resources_and_scheduling_come_from_values(chart, full_values) -> None:
 @pytest.mark.parametrize("values", SCENARIOS.values(), ids=SCENARIOS.keys())
 def test_pod_meets_the_restricted_pod_security_standard(chart, values) -> None:
     """The checks of the `restricted` Pod Security Standard (Kubernetes 1.33), plus a
-    read-only root filesystem and a fixed non-root uid, which roomcast asks for on top."""
-    spec = pod_spec(render_objects(chart, values))
+    read-only root filesystem and a fixed non-root uid, which roomcast asks for on top. Every
+    Deployment: the operator's and the ingest gateway's."""
+    for deployment in by_kind(render_objects(chart, values), "Deployment"):
+        restricted_pod(deployment["spec"]["template"]["spec"])
+
+
+def restricted_pod(spec: dict[str, Any]) -> None:
     pod_sc = spec.get("securityContext", {})
     for field in ("hostNetwork", "hostPID", "hostIPC"):
         assert spec.get(field) in (None, False), field
@@ -348,16 +364,16 @@ def test_every_object_carries_the_standard_labels(chart, values) -> None:
         labels = obj["metadata"]["labels"]
         assert STANDARD_LABELS <= set(labels), f"{obj['kind']} misses {STANDARD_LABELS - set(labels)}"
         assert labels["app.kubernetes.io/instance"] == RELEASE
-        assert labels["app.kubernetes.io/component"] == "operator"
+        assert labels["app.kubernetes.io/component"] in ("operator", "ingest-gateway")
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
         assert labels["app.kubernetes.io/version"] == chart.metadata["appVersion"]
         assert labels["helm.sh/chart"] == f"roomcast-{chart.metadata['version']}"
         if obj["kind"] not in ("ClusterRole", "ClusterRoleBinding"):
             assert obj["metadata"]["namespace"] in (NAMESPACE, values.get("watchNamespace"))
-    deployment = one(objects, "Deployment")
-    selector = deployment["spec"]["selector"]["matchLabels"]
-    assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-    assert "app.kubernetes.io/version" not in selector, "a selector must survive upgrades"
+    for deployment in by_kind(objects, "Deployment"):
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+        assert "app.kubernetes.io/version" not in selector, "a selector must survive upgrades"
 
 
 def test_notes_say_which_namespaces_are_served_and_how_to_opt_in(chart) -> None:

@@ -170,15 +170,44 @@ def test_full_values_rbac(chart, full_values) -> None:
     objects = render_objects(chart, full_values)
     (rooms,) = role_named(objects, "Role", full_values["watchNamespace"])
     assert rules_of(rooms) == ROOM_RULES
-    (home,) = role_named(objects, "Role", NAMESPACE)
-    lease = f"{full_values['fullnameOverride']}-operator"
+    prefix = full_values["fullnameOverride"]
+    (home,) = [r for r in role_named(objects, "Role", NAMESPACE) if r["metadata"]["name"] == f"{prefix}-operator-self"]
+    lease = f"{prefix}-operator"
     assert rules_of(home) == {
         ("coordination.k8s.io", "leases", ()): {"create"},
         ("coordination.k8s.io", "leases", (lease,)): {"get", "patch"},
-        ("", "secrets", ("s3-creds", "roomcast-mongodb")): {"get"},
+        # The ingest gateway's routing key (created once) and routes table (applied by name).
+        ("", "secrets", ("s3-creds", "roomcast-mongodb", f"{prefix}-ingest-routing-key")): {"get"},
+        ("", "secrets", ()): {"create"},
+        ("", "configmaps", ()): {"create"},
+        ("", "configmaps", (f"{prefix}-ingest-routes",)): {"patch"},
     }
     subjects = {s["name"] for b in by_kind(objects, "RoleBinding") for s in b["subjects"]}
-    assert subjects == {full_values["serviceAccount"]["name"]}
+    assert subjects == {full_values["serviceAccount"]["name"], f"{prefix}-ingest"}
+
+
+GATEWAY_ON = {"ingestGateway": {"enabled": True, "host": "ingest.example.com",
+                                "tls": {"secretName": "ingest-tls"}}}
+
+
+@pytest.mark.parametrize("values", [GATEWAY_ON, {**GATEWAY_ON, "watchNamespace": "shows"}],
+                         ids=["cluster-wide", "one-namespace"])
+def test_the_gateway_reads_only_its_routes_config_map(chart, values) -> None:
+    objects = render_objects(chart, values)
+    (role,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == f"{RELEASE}-ingest"]
+    assert role["metadata"]["namespace"] == NAMESPACE
+    assert rules_of(role) == {("", "configmaps", (f"{RELEASE}-ingest-routes",)): {"get", "list", "watch"}}
+    (binding,) = [b for b in by_kind(objects, "RoleBinding") if b["metadata"]["name"] == f"{RELEASE}-ingest"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": f"{RELEASE}-ingest", "namespace": NAMESPACE}]
+    assert binding["roleRef"]["name"] == f"{RELEASE}-ingest"
+    # Nothing cluster-wide for the gateway, and no Secret access through the API at all.
+    for obj in by_kind(objects, "ClusterRoleBinding"):
+        assert all(s["name"] != f"{RELEASE}-ingest" for s in obj["subjects"])
+    if values.get("watchNamespace"):
+        # The operator's own-namespace Role gains exactly the gateway's objects.
+        (home,) = [r for r in by_kind(objects, "Role") if r["metadata"]["name"] == f"{RELEASE}-operator-self"]
+        assert rules_of(home)[("", "configmaps", (f"{RELEASE}-ingest-routes",))] == {"patch"}
+        assert rules_of(home)[("", "secrets", (f"{RELEASE}-ingest-routing-key",))] == {"get"}
 
 
 def test_existing_service_account_is_bound_not_created(chart) -> None:

@@ -19,13 +19,18 @@ from conftest import (
     REPO,
     SCENARIOS,
     by_kind,
+    component,
     render_objects,
     strip,
 )
 
 # Objects of kinds Kubernetes itself does not define, so kubernetes-validate has no schema.
 # Each is checked by hand below; any other unknown kind fails.
-CUSTOM_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+CUSTOM_KINDS = {
+    ("monitoring.coreos.com/v1", "ServiceMonitor"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+    ("cert-manager.io/v1", "Certificate"),
+}
 
 
 def lint_problems(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -64,14 +69,23 @@ def test_default_values_render_the_operator_and_its_access(chart) -> None:
 def test_full_values_render_every_optional_object(chart, full_values) -> None:
     kinds = sorted(o["kind"] for o in render_objects(chart, full_values))
     # watchNamespace: Role/RoleBinding for rooms + own-namespace Role/RoleBinding (lease,
-    # default Secrets); ServiceMonitor on.
+    # default Secrets); ServiceMonitor on. The ingest gateway: Deployment, Service, PDB,
+    # ServiceAccount, Role/RoleBinding, Certificate, PodMonitor.
     assert kinds == [
+        "Certificate",
         "Deployment",
+        "Deployment",
+        "PodDisruptionBudget",
+        "PodMonitor",
         "Role",
         "Role",
+        "Role",
+        "RoleBinding",
         "RoleBinding",
         "RoleBinding",
         "Service",
+        "Service",
+        "ServiceAccount",
         "ServiceAccount",
         "ServiceMonitor",
     ]
@@ -98,7 +112,7 @@ def test_every_rendered_object_is_valid_kubernetes_1_33(chart, values) -> None:
 def test_service_monitor_scrapes_the_metrics_service(chart, full_values) -> None:
     objects = render_objects(chart, full_values)
     (monitor,) = by_kind(objects, "ServiceMonitor")
-    (service,) = by_kind(objects, "Service")
+    (service,) = by_kind(component(objects, "operator"), "Service")
     assert monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     assert monitor["spec"]["namespaceSelector"] == {"matchNames": [NAMESPACE]}
     (endpoint,) = monitor["spec"]["endpoints"]

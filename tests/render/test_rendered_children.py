@@ -30,6 +30,10 @@ CONFIGS = {
                 "--egress-api-server-cidrs", "172.18.0.2", "--egress-api-server-ports", "6443",
                 "--egress-s3-cidrs", "52.95.0.0/16,2600:1f18::/32", "--egress-s3-ports", "443,9000",
                 "--egress-mongodb-cidrs", "10.20.0.0/24", "--egress-redis-cidrs", "fd00::7"],
+    # The shared ingest gateway on: rooms default to expose: gateway.
+    "gateway": ["--ingest-gateway-url", "rtmps://ingest.example.com/live",
+                "--ingest-gateway-pod-labels",
+                "app.kubernetes.io/name=roomcast,app.kubernetes.io/component=ingest-gateway,app.kubernetes.io/instance=roomcast"],
 }
 
 
@@ -152,3 +156,48 @@ def test_the_operator_holds_every_permission_it_grants_a_worker_role(values: dic
     granted = {(group, resource, verb) for rule in worker_role["rules"]
                for group in rule["apiGroups"] for resource in rule["resources"] for verb in rule["verbs"]}
     assert granted and granted <= held, granted - held
+
+
+GATEWAY = CONFIGS["gateway"]
+
+
+def test_behind_the_gateway_the_rtmp_service_is_cluster_ip_and_admits_only_the_gateway(tmp_path: Path):
+    room = tmp_path / "room.yaml"
+    room.write_text(ROOM_HEADER.replace("{name: lobby}", "{name: lobby, namespace: shows}") + "spec: {}\n")
+    objects = render(room, GATEWAY)
+    rtmp = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "lobby-rtmp")
+    assert rtmp["spec"]["type"] == "ClusterIP"
+    policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "lobby-media")
+    rtmp_rule = next(r for r in policy["spec"]["ingress"] if r["ports"] == [{"port": 1935, "protocol": "TCP"}])
+    assert rtmp_rule["from"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "roomcast-system"}},
+         "podSelector": {"matchLabels": {"app.kubernetes.io/component": "ingest-gateway",
+                                         "app.kubernetes.io/instance": "roomcast",
+                                         "app.kubernetes.io/name": "roomcast"}}},
+        {"podSelector": {}},
+    ]
+    # expose: service keeps the platform's exposure and RTMP from anywhere.
+    room.write_text(ROOM_HEADER + "spec: {ingest: {expose: service}}\n")
+    objects = render(room, GATEWAY)
+    rtmp = next(o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "lobby-rtmp")
+    assert rtmp["spec"]["type"] == "LoadBalancer"
+
+
+@pytest.mark.parametrize("url", ["https://ingest.example.com/live", "rtmps://ingest.example.com",
+                                 "rtmps://u:p@ingest.example.com/live", "rtmps://ingest.example.com/live?k=1",
+                                 "rtmps://ingest.example.com:0/live", "rtmps://INGEST/live"])
+def test_render_refuses_a_hostile_gateway_url_naming_the_flag(tmp_path: Path, url: str):
+    room = tmp_path / "room.yaml"
+    room.write_text(ROOM_HEADER + "spec: {}\n")
+    stderr = render_error(room, ["--ingest-gateway-url", url])
+    assert "ROOMCAST_INGEST_GATEWAY_URL" in stderr, stderr
+
+
+def test_render_refuses_a_room_that_asks_for_a_gateway_the_platform_does_not_run(tmp_path: Path):
+    room = tmp_path / "room.yaml"
+    room.write_text(ROOM_HEADER + "spec: {ingest: {expose: gateway}}\n")
+    stderr = render_error(room)
+    assert "no ingest gateway" in stderr and "expose: service" in stderr, stderr
+    for bad in ["Gateway", "loadbalancer", "''"]:
+        room.write_text(ROOM_HEADER + f"spec: {{ingest: {{expose: {bad}}}}}\n")
+        assert "expected `gateway` or `service`" in render_error(room, GATEWAY)

@@ -145,3 +145,60 @@ exist yet, and Kubernetes never applies resourceNames to create, list or watch.
   resources: ["events"]
   verbs: ["create", "patch"]
 {{- end }}
+
+{{/*
+The ingest gateway: object names, and the labels of its pods (the operator's
+ROOMCAST_INGEST_GATEWAY_POD_LABELS names the same ones, so rooms' NetworkPolicies admit them).
+*/}}
+{{- define "roomcast.gatewayName" -}}
+{{- printf "%s-ingest" (include "roomcast.fullname" .) }}
+{{- end }}
+
+{{- define "roomcast.gatewayRoutesName" -}}
+{{- printf "%s-ingest-routes" (include "roomcast.fullname" .) }}
+{{- end }}
+
+{{- define "roomcast.gatewayRoutingKeyName" -}}
+{{- printf "%s-ingest-routing-key" (include "roomcast.fullname" .) }}
+{{- end }}
+
+{{- define "roomcast.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "roomcast.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: ingest-gateway
+{{- end }}
+
+{{- define "roomcast.gatewayLabels" -}}
+{{ include "roomcast.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ include "roomcast.chart" . }}
+{{- end }}
+
+{{/*
+The RTMPS certificate's Secret. Checked here, so a gateway without a certificate or a host
+fails the install with the value to set instead of pods that never start.
+*/}}
+{{- define "roomcast.gatewayTlsSecret" -}}
+{{- $gw := .Values.ingestGateway }}
+{{- if not $gw.host }}
+{{- fail "ingestGateway.enabled needs ingestGateway.host: the DNS name streamers publish to (rtmps://<host>/live)" }}
+{{- end }}
+{{- $issuer := $gw.tls.certManager.issuerRef }}
+{{- if and (not $gw.tls.secretName) (not $issuer.name) }}
+{{- fail "ingestGateway.enabled needs a certificate for RTMPS: set ingestGateway.tls.secretName (a kubernetes.io/tls Secret in the release namespace) or ingestGateway.tls.certManager.issuerRef (cert-manager issues one for ingestGateway.host)" }}
+{{- end }}
+{{- default (printf "%s-tls" (include "roomcast.gatewayName" .)) $gw.tls.secretName }}
+{{- end }}
+
+{{/*
+`rtmps://<host>[:<port>]/live`: what streamers type and rooms' status shows.
+*/}}
+{{- define "roomcast.gatewayUrl" -}}
+{{- $port := int .Values.ingestGateway.service.ports.rtmps }}
+{{- if eq $port 443 }}
+{{- printf "rtmps://%s/live" .Values.ingestGateway.host }}
+{{- else }}
+{{- printf "rtmps://%s:%d/live" .Values.ingestGateway.host $port }}
+{{- end }}
+{{- end }}

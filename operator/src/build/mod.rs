@@ -32,7 +32,7 @@ pub use self::{
     pdb::build_chat_pdb,
     rbac::{build_role, build_role_binding, build_service_account},
     secret::{build_copied_secret, build_keys_secret},
-    service::{build_chat_service, build_hls_service, build_rtmp_service},
+    service::{RTMP_SUFFIX, build_chat_service, build_hls_service, build_rtmp_service},
     workloads::{CHAT_TRUSTED_PROXIES_ENV, build_chat_deployment, build_media_deployment},
 };
 use crate::{

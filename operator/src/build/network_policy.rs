@@ -2,6 +2,7 @@
 //!
 //! ```text
 //!   anywhere ──RTMP 1935──────────────► media ──► DNS, API server, S3 (recording), MongoDB
+//!     (behind the ingest gateway: only the gateway's pods and the room's own namespace)
 //!   ingress namespaces ──HTTP 8080────► media, chat
 //!   monitoring namespaces ──9090──────► media, chat
 //!                                       chat ──► DNS, API server, MongoDB, Redis
@@ -35,7 +36,7 @@ const DNS_PORT: u16 = 53;
 const ANY_IPV4: (&str, &[&str]) = ("0.0.0.0/0", &["169.254.0.0/16", "100.100.100.200/32"]);
 const ANY_IPV6: (&str, &[&str]) = ("::/0", &["fe80::/10", "fd00:ec2::254/128"]);
 
-/// The media pod's policy: RTMP from anywhere, HLS from the Ingress controller, metrics from
+/// The media pod's policy: RTMP from anywhere (or the gateway), HLS from the Ingress controller, metrics from
 /// monitoring; out to DNS, the API server, S3 when the room records and MongoDB when the
 /// platform has one.
 pub fn build_media_network_policy(room: &ValidRoom, config: &OperatorConfig) -> NetworkPolicy {
@@ -48,12 +49,39 @@ pub fn build_media_network_policy(room: &ValidRoom, config: &OperatorConfig) -> 
         ],
     );
     let mut ingress = vec![NetworkPolicyIngressRule {
-        // Streamers publish from the internet (a future ingest gateway narrows this).
-        from: None,
+        from: rtmp_publishers(room, config),
         ports: Some(vec![port("TCP", RTMP_PORT)]),
     }];
     ingress.extend(served_ingress(config));
     policy(room, Component::Media, ingress, egress)
+}
+
+/// Who may publish RTMP. A room exposed as a Service takes streamers from the internet
+/// (`None`: anywhere). Behind the gateway, only the gateway's pods, and the pods of the room's
+/// own namespace: the Service stays for in-cluster publishers (a tenant's encoder or
+/// restreamer), and a namespace is the tenant's boundary, so other tenants' pods stay out.
+fn rtmp_publishers(room: &ValidRoom, config: &OperatorConfig) -> Option<Vec<NetworkPolicyPeer>> {
+    if !room.through_gateway {
+        return None;
+    }
+    let gateway = NetworkPolicyPeer {
+        namespace_selector: Some(namespace_named(&config.operator_namespace)),
+        pod_selector: Some(config.gateway.pod_labels.to_label_selector()),
+        ..NetworkPolicyPeer::default()
+    };
+    let own_namespace = NetworkPolicyPeer {
+        pod_selector: Some(LabelSelector::default()),
+        ..NetworkPolicyPeer::default()
+    };
+    Some(vec![gateway, own_namespace])
+}
+
+/// Selects the one namespace of that name (the label Kubernetes sets on every namespace).
+fn namespace_named(name: &str) -> LabelSelector {
+    LabelSelector {
+        match_labels: Some([("kubernetes.io/metadata.name".to_owned(), name.to_owned())].into()),
+        ..LabelSelector::default()
+    }
 }
 
 /// A chat pod's policy: socket.io from the Ingress controller, metrics from monitoring; out to
@@ -115,16 +143,7 @@ fn egress(
 ) -> Vec<NetworkPolicyEgressRule> {
     let dns = NetworkPolicyEgressRule {
         to: Some(vec![NetworkPolicyPeer {
-            namespace_selector: Some(LabelSelector {
-                match_labels: Some(
-                    [(
-                        "kubernetes.io/metadata.name".to_owned(),
-                        DNS_NAMESPACE.to_owned(),
-                    )]
-                    .into(),
-                ),
-                ..LabelSelector::default()
-            }),
+            namespace_selector: Some(namespace_named(DNS_NAMESPACE)),
             pod_selector: Some(LabelSelector {
                 match_labels: Some(
                     [(DNS_POD_LABEL.0.to_owned(), DNS_POD_LABEL.1.to_owned())].into(),

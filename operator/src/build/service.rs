@@ -4,7 +4,11 @@ use k8s_openapi::{
 };
 use roomcast_crds::worker_config::RTMP_PORT;
 
-use crate::{config::OperatorConfig, labels::Component, validate::ValidRoom};
+use crate::{
+    config::{IngestServiceType, OperatorConfig},
+    labels::Component,
+    validate::ValidRoom,
+};
 
 pub const RTMP_SUFFIX: &str = "rtmp";
 pub const HLS_SUFFIX: &str = "hls";
@@ -20,12 +24,19 @@ fn port(name: &str, port: i32, target: &str) -> ServicePort {
     }
 }
 
-/// `<room>-rtmp`: what streamers publish to, exposed as the platform chose.
+/// `<room>-rtmp`: what streamers publish to, exposed as the platform chose. Behind the
+/// ingest gateway it stays ClusterIP: the gateway relays to it, in-cluster publishers use it
+/// directly, and no room pays for a load balancer of its own.
 pub fn build_rtmp_service(room: &ValidRoom, config: &OperatorConfig) -> Service {
+    let type_ = if room.through_gateway {
+        IngestServiceType::ClusterIp
+    } else {
+        config.ingest_service_type
+    };
     Service {
         metadata: room.room.meta(RTMP_SUFFIX, Component::Media),
         spec: Some(ServiceSpec {
-            type_: Some(config.ingest_service_type.as_str().to_owned()),
+            type_: Some(type_.as_str().to_owned()),
             selector: Some(room.room.selector_labels(Component::Media)),
             ports: Some(vec![port("rtmp", i32::from(RTMP_PORT), "rtmp")]),
             ..ServiceSpec::default()

@@ -67,6 +67,17 @@ pub fn platform_config() -> OperatorConfig {
     }
 }
 
+/// The platform of the snapshots with the shared ingest gateway on.
+pub fn gateway_config() -> OperatorConfig {
+    let mut config = platform_config();
+    config.gateway.url = Some("rtmps://ingest.example.com/live".to_owned());
+    config.gateway.pod_labels = labels::MatchLabels::parse(
+        "app.kubernetes.io/component=ingest-gateway,app.kubernetes.io/instance=roomcast",
+    )
+    .expect("labels parse");
+    config
+}
+
 pub fn valid(room: &StreamRoom, config: &OperatorConfig) -> ValidRoom {
     validate(room, config).expect("room is valid")
 }

@@ -184,13 +184,16 @@ fn chat_takes_socket_io_only_from_the_ingress_namespace_and_metrics_from_monitor
         .flatten()
         .map(ingress_summary)
         .collect();
-    assert_eq!(
-        ingress,
-        [
-            (INGRESS_NS.to_owned(), tcp(&[8080])),
-            (MONITORING_NS.to_owned(), tcp(&[9090])),
-        ]
-    );
+    assert_eq!(ingress, served());
+}
+
+/// HTTP from the Ingress controller's namespace and metrics from monitoring's: what every
+/// worker admits besides RTMP.
+fn served() -> [(String, Ports); 2] {
+    [
+        (INGRESS_NS.to_owned(), tcp(&[8080])),
+        (MONITORING_NS.to_owned(), tcp(&[9090])),
+    ]
 }
 
 #[test]
@@ -349,4 +352,60 @@ fn a_tenants_s3_endpoint_never_widens_the_egress() {
 fn a_room_without_chat_has_no_chat_policy() {
     let children = build(&room("chat: {enabled: false}"), &platform_config());
     assert_eq!(names_of(&children, "NetworkPolicy"), ["lobby-media"]);
+}
+
+/// The media policy's RTMP rule, peer by peer, as YAML (namespace and pod selectors).
+fn rtmp_rule(children: &[roomcast_operator::build::Child]) -> serde_json::Value {
+    let rule = spec(children, "lobby-media")
+        .ingress
+        .iter()
+        .flatten()
+        .find(|r| ports_of(r.ports.as_ref()) == tcp(&[1935]))
+        .expect("an RTMP rule")
+        .clone();
+    serde_json::to_value(rule).expect("serializes")
+}
+
+#[test]
+fn behind_the_gateway_rtmp_is_admitted_only_from_the_gateway_pods_and_the_rooms_namespace() {
+    let children = build(&room("{}"), &gateway_config());
+    insta::assert_yaml_snapshot!(rtmp_rule(&children));
+    let rule = rtmp_rule(&children);
+    let peers = rule["from"].as_array().expect("peers, not anywhere");
+    assert_eq!(peers.len(), 2);
+    assert_eq!(
+        peers[0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "roomcast-system"
+    );
+    assert_eq!(
+        peers[0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"],
+        "ingest-gateway"
+    );
+    // A bare podSelector: pods of the policy's own namespace, never another tenant's.
+    assert_eq!(peers[1], serde_json::json!({"podSelector": {}}));
+    // HLS and metrics rules are untouched by the gateway.
+    let others: Vec<_> = spec(&children, "lobby-media")
+        .ingress
+        .iter()
+        .flatten()
+        .skip(1)
+        .map(ingress_summary)
+        .collect();
+    assert_eq!(others, served());
+}
+
+#[test]
+fn a_room_exposed_as_a_service_takes_rtmp_from_anywhere_even_with_the_gateway_on() {
+    for (spec_yaml, config) in [
+        ("{ingest: {expose: service}}", gateway_config()),
+        ("{}", platform_config()),
+        ("{ingest: {expose: service}}", platform_config()),
+    ] {
+        let children = build(&room(spec_yaml), &config);
+        assert_eq!(
+            rtmp_rule(&children),
+            serde_json::json!({"ports": [{"port": 1935, "protocol": "TCP"}]}),
+            "{spec_yaml}"
+        );
+    }
 }

@@ -89,3 +89,25 @@ fn service_ports_target_named_container_ports_that_exist() {
         );
     }
 }
+
+#[test]
+fn behind_the_gateway_the_rtmp_service_stays_in_cluster_whatever_the_platform_type() {
+    let rtmp_type = |spec: &str, config: &OperatorConfig| {
+        let children = build(&room(spec), config);
+        service(&children, "lobby-rtmp")
+            .spec
+            .as_ref()
+            .and_then(|s| s.type_.clone())
+    };
+    // The platform's type is LoadBalancer: a room behind the gateway must not get one.
+    let gateway = gateway_config();
+    assert_eq!(rtmp_type("{}", &gateway).as_deref(), Some("ClusterIP"));
+    assert_eq!(
+        rtmp_type("{ingest: {expose: gateway}}", &gateway).as_deref(),
+        Some("ClusterIP")
+    );
+    assert_eq!(
+        rtmp_type("{ingest: {expose: service}}", &gateway).as_deref(),
+        Some("LoadBalancer")
+    );
+}
