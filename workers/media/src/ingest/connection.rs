@@ -28,6 +28,7 @@ use crate::mux::fragment::FragmentSink;
 use crate::mux::passthrough::{SourceHints, SourceSegmenter};
 use crate::room::{Publish, Room, session::EpochSink};
 use crate::server::MediaServer;
+use crate::transcode::ladder::{self, SourceVideo};
 use crate::transcode::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
 
 /// FLV chunks queued between the socket task and the pipeline thread.
@@ -95,6 +96,8 @@ struct Publishing {
     /// The encoded rungs' pipeline, when the room has any.
     feeder: Option<Feeder>,
     metadata: Option<SourceHints>,
+    /// The metadata's `videodatarate`, kbit/s: what the ladder judges rungs against.
+    claimed_video_kbps: Option<u32>,
     /// Keeps later epochs of the session waiting until this one's pipeline drained.
     slot: Option<tokio::sync::OwnedMutexGuard<()>>,
     since: Instant,
@@ -117,6 +120,7 @@ impl Publishing {
             source: None,
             feeder: None,
             metadata: None,
+            claimed_video_kbps: None,
             slot: None,
             since: Instant::now(),
             last_over_limit: None,
@@ -358,6 +362,7 @@ async fn run(
                             size: md.video_width.zip(md.video_height),
                             frame_rate: md.video_frame_rate.map(f64::from),
                         });
+                        p.claimed_video_kbps = md.video_bitrate_kbps;
                     }
                 }
                 Output::Event(IngestEvent::Video { timestamp_ms, data }) => {
@@ -404,6 +409,15 @@ async fn media(
                 clock: Instant::now(),
             });
             let renditions = &p.room.cfg.renditions;
+            let video = SourceVideo::observe(
+                &tags,
+                hints.size,
+                p.claimed_video_kbps,
+                p.room.cfg.max_bitrate_kbps,
+            );
+            let ladder = ladder::choose(renditions, &video);
+            ladder.log(renditions, &video);
+            p.publish.session.serve(&ladder.served);
             let segment = Duration::from_secs(u64::from(p.room.cfg.segment_seconds));
             p.keyframes = Some(KeyframeGap::new(p.keyframe_timeout, segment));
             let sources: Vec<usize> = (0..renditions.len())
@@ -412,16 +426,16 @@ async fn media(
             if !sources.is_empty() {
                 p.source = Some(SourceSegmenter::new(sources, segment, hints, sink.clone()));
             }
-            if renditions.iter().any(|r| !r.is_source()) {
+            if !ladder.encoded.is_empty() {
                 let spec = PipelineSpec {
-                    renditions: renditions.clone(),
+                    renditions: ladder.encoded.clone(),
                     segment,
                     has_audio: shape.has_audio,
-                    source_size: hints.size,
+                    source_size: video.size,
                     frame_rate: hints.frame_rate,
                     speed_preset: p.room.speed_preset.clone(),
                 };
-                p.feeder = Some(spawn_feeder(p, spec, sink)?);
+                p.feeder = Some(spawn_feeder(p, spec, ladder.encoded_sink(sink))?);
             }
             if let Some(feeder) = &p.feeder {
                 feeder
