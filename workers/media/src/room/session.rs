@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use roomcast_crds::{Rendition, RoomIdentity};
 use tokio::sync::broadcast;
 
-use super::playlist::{MediaPlaylist, Segment, SegmentFormat, Variant, render_master};
+use super::playlist::{
+    MediaPlaylist, Segment, SegmentFormat, StreamAttributes, Variant, render_master,
+};
 use crate::config::RoomConfig;
 use crate::events::MediaEvent;
 use crate::metrics::{self, Metrics, RenditionLabels};
@@ -196,6 +198,7 @@ impl Session {
                 .unwrap_or_else(|_| chrono::Duration::zero());
         let (event, name) = {
             let mut st = lock(&self.state);
+            let has_audio = st.has_audio;
             let Some(r) = st.renditions.get_mut(fragment.rendition) else {
                 return;
             };
@@ -218,6 +221,7 @@ impl Session {
                 r.data.remove(&old.seq);
             }
             let name = r.rendition.name.clone();
+            let attributes = stream_attributes(r.info.as_ref(), has_audio);
             st.master = None;
             (
                 MediaEvent::SegmentClosed {
@@ -229,6 +233,7 @@ impl Session {
                     discontinuity,
                     program_date_time: pdt.into(),
                     bytes,
+                    attributes,
                 },
                 name,
             )
@@ -344,12 +349,21 @@ fn master_ready(segments: impl Iterator<Item = usize> + Clone) -> bool {
     segments.clone().all(|n| n > 0) || segments.into_iter().any(|n| n >= MASTER_WAIT_SEGMENTS)
 }
 
+/// The master's description of a rendition, live and (through the recorder) in the VOD master.
+fn stream_attributes(info: Option<&RenditionInfo>, has_audio: bool) -> StreamAttributes {
+    let audio = if has_audio { ",mp4a.40.2" } else { "" };
+    StreamAttributes {
+        codecs: info.map(|i| format!("{}{audio}", i.codecs)),
+        resolution: info.map(|i| (i.width, i.height)),
+        frame_rate: info.and_then(|i| i.frame_rate),
+    }
+}
+
 fn render_session_master(st: &SessionState) -> Option<String> {
     let served = st.renditions.iter().filter(|r| r.served);
     if !master_ready(served.clone().map(|r| r.playlist.segments.len())) {
         return None;
     }
-    let audio = if st.has_audio { ",mp4a.40.2" } else { "" };
     let variants: Vec<Variant> = served
         .filter(|r| !r.playlist.segments.is_empty())
         .map(|r| {
@@ -360,12 +374,12 @@ fn render_session_master(st: &SessionState) -> Option<String> {
             let configured = u64::from(r.rendition.video_kbps.unwrap_or(0) + audio_kbps) * 1000;
             let (peak, avg) = r.playlist.bandwidth().unwrap_or((configured, configured));
             Variant {
-                uri: format!("{}/index.m3u8", r.rendition.name),
-                bandwidth: peak.max(1),
-                average_bandwidth: Some(avg.max(1)),
-                resolution: r.info.as_ref().map(|i| (i.width, i.height)),
-                codecs: r.info.as_ref().map(|i| format!("{}{audio}", i.codecs)),
-                frame_rate: r.info.as_ref().and_then(|i| i.frame_rate),
+                average_bandwidth: Some(avg),
+                ..Variant::of_rendition(
+                    &r.rendition.name,
+                    peak,
+                    stream_attributes(r.info.as_ref(), st.has_audio),
+                )
             }
         })
         .collect();
