@@ -96,8 +96,6 @@ struct Publishing {
     /// The encoded rungs' pipeline, when the room has any.
     feeder: Option<Feeder>,
     metadata: Option<SourceHints>,
-    /// The metadata's `videodatarate`, kbit/s: what the ladder judges rungs against.
-    claimed_video_kbps: Option<u32>,
     /// Keeps later epochs of the session waiting until this one's pipeline drained.
     slot: Option<tokio::sync::OwnedMutexGuard<()>>,
     since: Instant,
@@ -120,7 +118,6 @@ impl Publishing {
             source: None,
             feeder: None,
             metadata: None,
-            claimed_video_kbps: None,
             slot: None,
             since: Instant::now(),
             last_over_limit: None,
@@ -361,8 +358,8 @@ async fn run(
                         p.metadata = Some(SourceHints {
                             size: md.video_width.zip(md.video_height),
                             frame_rate: md.video_frame_rate.map(f64::from),
+                            video_kbps: md.video_bitrate_kbps,
                         });
-                        p.claimed_video_kbps = md.video_bitrate_kbps;
                     }
                 }
                 Output::Event(IngestEvent::Video { timestamp_ms, data }) => {
@@ -409,12 +406,7 @@ async fn media(
                 clock: Instant::now(),
             });
             let renditions = &p.room.cfg.renditions;
-            let video = SourceVideo::observe(
-                &tags,
-                hints.size,
-                p.claimed_video_kbps,
-                p.room.cfg.max_bitrate_kbps,
-            );
+            let video = SourceVideo::observe(&tags, &hints, p.room.cfg.max_bitrate_kbps);
             let ladder = ladder::choose(renditions, &video);
             ladder.log(renditions, &video);
             p.publish.session.serve(&ladder.served);
@@ -432,7 +424,7 @@ async fn media(
                     segment,
                     has_audio: shape.has_audio,
                     source_size: video.size,
-                    frame_rate: hints.frame_rate,
+                    frame_rate: video.frame_rate,
                     speed_preset: p.room.speed_preset.clone(),
                 };
                 p.feeder = Some(spawn_feeder(p, spec, ladder.encoded_sink(sink))?);

@@ -14,6 +14,9 @@
 //! there the first rung at or above `H` is kept, encoded `H` tall (never upscaled), and the rest
 //! at or above `H` are dropped.
 //!
+//! The frame rate the encoders' keyframe interval follows is settled here too: the SPS's VUI
+//! timing, else the metadata's `framerate` when it is a number a camera could produce.
+//!
 //! Where `H` and `B` come from: `H` from the SPS in the H.264 sequence header (the picture the
 //! decoder will really output), the metadata's `width`/`height` only when the SPS cannot be read
 //! and only when plausible. `B` from the metadata's `videodatarate` (OBS and ffmpeg send their
@@ -32,6 +35,7 @@ use roomcast_crds::Rendition;
 use crate::mux::codec::AvcConfig;
 use crate::mux::flv::{Tag, TagKind};
 use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::mux::passthrough::SourceHints;
 
 /// A rung at the source's height must spend at most this share of the source's video bitrate.
 /// x264 re-encoding an already compressed picture at the same size needs most of the source's
@@ -43,12 +47,17 @@ pub const CLEARLY_BELOW: f64 = 0.75;
 
 /// Largest plausible picture side from metadata (H.264 level 6.2 tops out at 8192x4320).
 const MAX_METADATA_SIDE: u32 = 8192;
+/// Highest plausible frame rate from metadata; above it (or NaN, infinite, not positive) the
+/// encoders' keyframe interval would be nonsense.
+const MAX_METADATA_FRAME_RATE: f64 = 240.0;
 
 /// What the worker knows of the publisher's video when the stream starts.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SourceVideo {
     /// Width and height in pixels; `None` when neither the SPS nor the metadata tell.
     pub size: Option<(u32, u32)>,
+    /// Frames per second, from the SPS's VUI timing, else plausible metadata.
+    pub frame_rate: Option<f64>,
     /// Video bitrate in kbit/s the rungs are judged against.
     pub video_kbps: u32,
     /// Whether [`video_kbps`](Self::video_kbps) is the publisher's claim or the room's ceiling.
@@ -68,36 +77,41 @@ impl SourceVideo {
     /// From the tags the FLV muxer held until the stream's shape was known (they include the
     /// AVC sequence header) and the publisher's metadata. rml_rtmp hands metadata numbers over
     /// as `f64 as u32`, so NaN and negatives arrive as 0 and huge values as `u32::MAX`.
-    pub fn observe(
-        tags: &[Tag],
-        metadata_size: Option<(u32, u32)>,
-        metadata_video_kbps: Option<u32>,
-        max_bitrate_kbps: u32,
-    ) -> Self {
+    pub fn observe(tags: &[Tag], metadata: &SourceHints, max_bitrate_kbps: u32) -> Self {
         let plausible = |(w, h): (u32, u32)| {
             (2..=MAX_METADATA_SIDE).contains(&w) && (2..=MAX_METADATA_SIDE).contains(&h)
         };
-        let size = sps_size(tags).or(metadata_size.filter(|s| plausible(*s)));
+        let plausible_rate = |f: &f64| f.is_finite() && *f > 0.0 && *f <= MAX_METADATA_FRAME_RATE;
+        let sps = sps(tags);
+        let size = sps
+            .as_ref()
+            .map(|c| (c.width, c.height))
+            .filter(|(w, h)| *w > 0 && *h > 0)
+            .or(metadata.size.filter(|s| plausible(*s)));
+        let frame_rate = sps
+            .and_then(|c| c.frame_rate)
+            .or(metadata.frame_rate)
+            .filter(plausible_rate);
+        let metadata_video_kbps = metadata.video_kbps;
         let (video_kbps, kbps_from) = match metadata_video_kbps.filter(|k| *k > 0) {
             Some(k) => (k.min(max_bitrate_kbps), KbpsFrom::Metadata),
             None => (max_bitrate_kbps, KbpsFrom::RoomCeiling),
         };
         SourceVideo {
             size,
+            frame_rate,
             video_kbps,
             kbps_from,
         }
     }
 }
 
-/// Picture size from the last AVC sequence header among `tags`.
-fn sps_size(tags: &[Tag]) -> Option<(u32, u32)> {
+/// The last AVC sequence header among `tags` that parses.
+fn sps(tags: &[Tag]) -> Option<AvcConfig> {
     tags.iter()
         .rev()
         .filter(|t| t.kind == TagKind::Video && t.data.get(1) == Some(&0))
         .find_map(|t| AvcConfig::parse(t.data.get(5..)?).ok())
-        .map(|c| (c.width, c.height))
-        .filter(|(w, h)| *w > 0 && *h > 0)
 }
 
 /// Why a rung is not encoded for this publish.
@@ -306,9 +320,18 @@ mod tests {
         roomcast_crds::defaults::renditions()
     }
 
+    fn hints(size: Option<(u32, u32)>, video_kbps: Option<u32>) -> SourceHints {
+        SourceHints {
+            size,
+            frame_rate: None,
+            video_kbps,
+        }
+    }
+
     fn source(width: u32, height: u32, video_kbps: u32) -> SourceVideo {
         SourceVideo {
             size: Some((width, height)),
+            frame_rate: Some(30.0),
             video_kbps,
             kbps_from: KbpsFrom::Metadata,
         }
@@ -437,7 +460,7 @@ mod tests {
     #[test]
     fn a_source_without_video_gets_only_the_passthrough() {
         let ladder = default_ladder();
-        let video = SourceVideo::observe(&[], None, None, 8000);
+        let video = SourceVideo::observe(&[], &hints(None, None), 8000);
         assert_eq!(video.size, None);
         let chosen = choose(&ladder, &video);
         assert_eq!(served_names(&ladder, &chosen), ["source"]);
@@ -454,7 +477,7 @@ mod tests {
     fn the_sps_decides_the_height_whatever_the_metadata_claims() {
         let tags = [avc_header_tag(SPS_640X360)];
         for claimed in [Some((0, 0)), Some((1920, 99_999)), Some((7680, 4320)), None] {
-            let video = SourceVideo::observe(&tags, claimed, Some(2000), 8000);
+            let video = SourceVideo::observe(&tags, &hints(claimed, Some(2000)), 8000);
             assert_eq!(video.size, Some((640, 360)), "claimed {claimed:?}");
             let chosen = choose(&default_ladder(), &video);
             assert_eq!(
@@ -468,12 +491,12 @@ mod tests {
     #[test]
     fn implausible_metadata_sizes_are_ignored_without_an_sps() {
         for claimed in [(0, 720), (1280, 0), (1280, 99_999), (u32::MAX, u32::MAX)] {
-            let video = SourceVideo::observe(&[], Some(claimed), Some(2000), 8000);
+            let video = SourceVideo::observe(&[], &hints(Some(claimed), Some(2000)), 8000);
             assert_eq!(video.size, None, "claimed {claimed:?}");
             let chosen = choose(&default_ladder(), &video);
             assert!(chosen.encoded.is_empty(), "claimed {claimed:?}");
         }
-        let plausible = SourceVideo::observe(&[], Some((1280, 720)), Some(2000), 8000);
+        let plausible = SourceVideo::observe(&[], &hints(Some((1280, 720)), Some(2000)), 8000);
         assert_eq!(plausible.size, Some((1280, 720)));
     }
 
@@ -481,15 +504,15 @@ mod tests {
     fn hostile_videodatarate_is_unknown_or_capped_at_the_room_ceiling() {
         let tags = [avc_header_tag(SPS_1280X720)];
         // NaN and negative numbers reach us as 0 (rml_rtmp's `as u32`): unknown.
-        let zero = SourceVideo::observe(&tags, None, Some(0), 8000);
+        let zero = SourceVideo::observe(&tags, &hints(None, Some(0)), 8000);
         assert_eq!(
             (zero.video_kbps, zero.kbps_from),
             (8000, KbpsFrom::RoomCeiling)
         );
-        let absent = SourceVideo::observe(&tags, None, None, 8000);
+        let absent = SourceVideo::observe(&tags, &hints(None, None), 8000);
         assert_eq!(absent, zero);
         // Huge numbers saturate to u32::MAX: capped at what the ingest lets through.
-        let huge = SourceVideo::observe(&tags, None, Some(u32::MAX), 8000);
+        let huge = SourceVideo::observe(&tags, &hints(None, Some(u32::MAX)), 8000);
         assert_eq!(
             (huge.video_kbps, huge.kbps_from),
             (8000, KbpsFrom::Metadata)
@@ -507,9 +530,28 @@ mod tests {
             assert!(chosen.encoded.iter().all(|r| r.height <= Some(720)));
         }
         // A claimed tiny bitrate only costs the publisher its own-height rung.
-        let tiny = SourceVideo::observe(&tags, None, Some(1), 8000);
+        let tiny = SourceVideo::observe(&tags, &hints(None, Some(1)), 8000);
         let chosen = choose(&ladder, &tiny);
         assert_eq!(served_names(&ladder, &chosen), ["source", "360p"]);
+    }
+
+    #[test]
+    fn the_frame_rate_is_the_sps_s_else_a_plausible_claim() {
+        let claim = |frame_rate| SourceHints {
+            size: None,
+            frame_rate: Some(frame_rate),
+            video_kbps: None,
+        };
+        // x264's SPS carries VUI timing (30 fps); it wins over any claim.
+        let tags = [avc_header_tag(SPS_640X360)];
+        let video = SourceVideo::observe(&tags, &claim(1e300), 8000);
+        assert_eq!(video.frame_rate, Some(30.0));
+        for hostile in [f64::NAN, f64::INFINITY, -25.0, 0.0, 1e300, 241.0] {
+            let video = SourceVideo::observe(&[], &claim(hostile), 8000);
+            assert_eq!(video.frame_rate, None, "{hostile}");
+        }
+        let video = SourceVideo::observe(&[], &claim(25.0), 8000);
+        assert_eq!(video.frame_rate, Some(25.0));
     }
 
     #[test]
@@ -526,7 +568,7 @@ mod tests {
                 data: Bytes::from_static(&[0x17, 0]),
             },
         ];
-        let video = SourceVideo::observe(&garbage, Some((640, 360)), None, 8000);
+        let video = SourceVideo::observe(&garbage, &hints(Some((640, 360)), None), 8000);
         assert_eq!(video.size, Some((640, 360)), "falls back to the metadata");
     }
 
