@@ -4,7 +4,7 @@
 //! | field manager               | fields                                                    |
 //! |-----------------------------|-----------------------------------------------------------|
 //! | `roomcast-operator`         | phase, message, urls, observedGeneration, conditions      |
-//! | `roomcast-media`            | `media` (live, session, ingest bitrate, viewers)          |
+//! | `roomcast-media`            | `media` (live, session, renditions, bitrate, viewers)     |
 //! | `roomcast-chat/<pod>`       | its own entry of `chat.replicas` (a list-map keyed by pod) |
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -100,6 +100,11 @@ pub struct MediaReport {
     /// Distinct players that fetched a playlist in the last 30 s.
     #[serde(default)]
     pub viewers: u32,
+    /// Renditions of the current (or last) session that the master playlist lists: the room's
+    /// ladder without the rungs dropped for this source (taller than it, or as tall and not
+    /// clearly cheaper).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub renditions: Vec<String>,
     /// False while recording is degraded (spool full, S3 failing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording_healthy: Option<bool>,

@@ -43,9 +43,9 @@ def header0(csid, length, type_id, stream_id=0, timestamp=0):
     )
 
 
-def chunks(csid, type_id, payload, stream_id=0, chunk_size=CHUNK_SIZE):
+def chunks(csid, type_id, payload, stream_id=0, chunk_size=CHUNK_SIZE, timestamp=0):
     """A whole message cut into chunks: a type 0 header, then type 3 headers."""
-    out = header0(csid, len(payload), type_id, stream_id)
+    out = header0(csid, len(payload), type_id, stream_id, timestamp)
     for i in range(0, max(len(payload), 1), chunk_size):
         if i:
             out += bytes([0xC0 | (csid & 0x3F)])

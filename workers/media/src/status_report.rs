@@ -39,17 +39,31 @@ pub fn media_report(
             .map(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time),
         ingest_kbps: ingest_kbps.filter(|_| live),
         viewers: u32::try_from(room.viewers()).unwrap_or(u32::MAX),
+        renditions: session
+            .as_ref()
+            .map(|s| s.rendition_names())
+            .unwrap_or_default(),
         recording_healthy: recording.map(|h| h.healthy),
         recording_message: recording.filter(|h| !h.healthy).map(|h| h.message.clone()),
         reported_at: now(),
     }
 }
 
+type Significant = (
+    bool,
+    Option<String>,
+    Vec<String>,
+    Option<u32>,
+    u32,
+    Option<bool>,
+);
+
 /// The parts of a report whose change is worth a write (not the timestamp).
-fn significant(report: &MediaReport) -> (bool, Option<String>, Option<u32>, u32, Option<bool>) {
+fn significant(report: &MediaReport) -> Significant {
     (
         report.live,
         report.session_id.clone(),
+        report.renditions.clone(),
         // Bitrate in 100 kbit/s steps: jitter is not news.
         report.ingest_kbps.map(|k| k / 100),
         report.viewers,
@@ -143,6 +157,26 @@ mod tests {
         assert_eq!(
             (report.recording_healthy, report.recording_message),
             (Some(true), None)
+        );
+    }
+
+    #[test]
+    fn a_live_room_reports_the_renditions_its_ladder_serves() {
+        let r = room();
+        let publish = r.begin_publish(1).expect("publish");
+        let ladder = media_report(&r, None, None).renditions;
+        assert_eq!(
+            ladder,
+            ["source", "720p", "360p"],
+            "the whole ladder before the stream"
+        );
+        // The stream started and its ladder dropped the 720p rung.
+        publish.session.serve(&[0, 2]);
+        let report = media_report(&r, None, None);
+        assert_eq!(report.renditions, ["source", "360p"]);
+        assert_ne!(
+            significant(&report),
+            significant(&media_report(&room(), None, None)),
         );
     }
 

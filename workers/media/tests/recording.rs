@@ -220,6 +220,30 @@ async fn binary_records_a_session_to_s3_and_serves_it_as_a_past_broadcast() {
     }
     assert!(playlist_segments(&s3, &session).len() >= 3, "{objects:?}");
 
+    // The VOD master describes every variant as the live master does.
+    let key = format!("rooms/shows/lobby/{session}/index.m3u8");
+    let master = s3.read(&key).unwrap_or_else(|e| panic!("{key}: {e}"));
+    let master = m3u8_rs::parse_master_playlist_res(&master).expect("VOD master");
+    assert!(!master.variants.is_empty());
+    for v in &master.variants {
+        let codecs = v.codecs.as_deref().unwrap_or_default();
+        assert!(
+            codecs.starts_with("avc1.") && codecs.ends_with(",mp4a.40.2"),
+            "{v:?}"
+        );
+        assert!(
+            v.resolution.is_some() && v.average_bandwidth.is_some(),
+            "{v:?}"
+        );
+    }
+    let source = &master.variants[0];
+    assert_eq!(source.uri, "source/index.m3u8");
+    assert_eq!(
+        source.resolution.as_ref().map(|r| (r.width, r.height)),
+        Some((320, 240))
+    );
+    assert_eq!(source.frame_rate, Some(15.0), "{source:?}");
+
     let duration = worker.vod_duration(&session);
     assert!(
         (duration - 8.0).abs() <= 2.5,

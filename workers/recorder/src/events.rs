@@ -6,6 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 
+use crate::playlist::StreamAttributes;
+
 #[derive(Clone, Debug)]
 pub enum RecordEvent {
     SessionStarted {
@@ -25,6 +27,8 @@ pub enum RecordEvent {
         program_date_time: SystemTime,
         /// The MPEG-TS segment.
         bytes: Bytes,
+        /// What the rendition's stream looks like (for the VOD master).
+        attributes: StreamAttributes,
     },
     SessionEnded {
         session_id: String,

@@ -12,9 +12,10 @@ use crate::{
     api::{ApiState, router},
     catalog::embedded::EmbeddedCatalog,
     config::RecorderConfig,
+    playlist::StreamAttributes,
     poster::FfmpegPoster,
     store::local::LocalStore,
-    testing::ffprobe_duration,
+    testing::{ffprobe_duration, ffprobe_variants},
 };
 
 fn have(tool: &str) -> bool {
@@ -59,30 +60,44 @@ fn make_segments(dir: &std::path::Path) -> Vec<(f64, Bytes)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api() {
-    if !have("ffmpeg") || !have("ffprobe") {
-        roomcast_runtime::skip::missing(
-            "ffmpeg/ffprobe",
-            "not on PATH; scripts/install-deps.sh installs them",
-        );
-        return;
+/// The test video as the media worker would describe it.
+fn attributes() -> StreamAttributes {
+    StreamAttributes {
+        codecs: Some("avc1.64000c,mp4a.40.2".into()),
+        resolution: Some((160, 120)),
+        frame_rate: Some(10.0),
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let src = dir.path().join("src");
+}
+
+/// A finalised recording of [`make_segments`]' video as renditions `source` and `copy`,
+/// session `s1` of room `shows/lobby`, in a local store under `dir` (the layout `roomcast dev`
+/// writes).
+struct Recorded {
+    /// The store's root directory.
+    root: std::path::PathBuf,
+    /// `<root>/rooms/shows/lobby/s1`.
+    session_dir: std::path::PathBuf,
+    /// Seconds of media.
+    total: f64,
+    store: DynStore,
+    catalog: Arc<EmbeddedCatalog>,
+}
+
+async fn record_session(dir: &std::path::Path) -> Recorded {
+    let src = dir.join("src");
     std::fs::create_dir_all(&src).expect("mkdir");
     let segments = make_segments(&src);
     assert!(segments.len() >= 3, "{} segments", segments.len());
     let total: f64 = segments.iter().map(|(d, _)| d).sum();
 
-    let local = LocalStore::new(dir.path().join("recordings")).expect("store");
+    let local = LocalStore::new(dir.join("recordings")).expect("store");
     let root = local.root().to_owned();
     let store: DynStore = Arc::new(local);
-    let catalog = Arc::new(EmbeddedCatalog::open(&dir.path().join("data")).expect("catalog"));
+    let catalog = Arc::new(EmbeddedCatalog::open(&dir.join("data")).expect("catalog"));
     let cfg = RecorderConfig {
         prefix: "rooms/".into(),
         poster: Some(Arc::new(FfmpegPoster::default())),
-        ..RecorderConfig::new(dir.path().join("spool"))
+        ..RecorderConfig::new(dir.join("spool"))
     };
     let rec = Recorder::start(cfg, store.clone(), catalog.clone())
         .await
@@ -106,6 +121,7 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
                 discontinuity: false,
                 program_date_time: t0 + Duration::from_secs_f64(offset),
                 bytes: bytes.clone(),
+                attributes: attributes(),
             });
         }
         offset += duration;
@@ -121,6 +137,40 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
     tokio::time::timeout(Duration::from_secs(30), rec.flush())
         .await
         .expect("flush");
+    Recorded {
+        session_dir: root.join("rooms/shows/lobby/s1"),
+        root,
+        total,
+        store,
+        catalog,
+    }
+}
+
+/// ffmpeg and ffprobe are there, or the test says it skips (and fails in CI).
+fn media_tools() -> bool {
+    let ok = have("ffmpeg") && have("ffprobe");
+    if !ok {
+        roomcast_runtime::skip::missing(
+            "ffmpeg/ffprobe",
+            "not on PATH; scripts/install-deps.sh installs them",
+        );
+    }
+    ok
+}
+
+#[tokio::test]
+async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api() {
+    if !media_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let Recorded {
+        root,
+        session_dir,
+        total,
+        store,
+        catalog,
+    } = record_session(dir.path()).await;
 
     let listed = catalog.list("shows/lobby", 10, None).await.expect("list");
     assert_eq!(listed.len(), 1);
@@ -130,7 +180,6 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
     assert!(jpeg.starts_with(&[0xFF, 0xD8, 0xFF]), "a JPEG");
 
     let tolerance = 2.1;
-    let session_dir = root.join("rooms/shows/lobby/s1");
     for playlist in ["index.m3u8", "source/index.m3u8", "copy/index.m3u8"] {
         let got =
             ffprobe_duration(&session_dir.join(playlist).display().to_string()).expect("ffprobe");
@@ -164,4 +213,134 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
         "via the API: {got} s vs {total} s"
     );
     server.abort();
+}
+
+/// A static file server (Python's `http.server`) over `root` on a free loopback port: what a
+/// bucket behind a CDN looks like to a player, with no roomcast process in the path.
+struct StaticServer {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl StaticServer {
+    fn start(root: &std::path::Path) -> Option<StaticServer> {
+        use std::io::BufRead;
+        let mut child = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(root)
+            .arg("0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let mut line = String::new();
+        let stdout = child.stdout.take()?;
+        std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => Some(StaticServer { child, port }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every URI in the session's playlists is relative: a player resolves it against the
+/// playlist's own URL, whatever host and path prefix serve the bucket.
+fn assert_relative_uris(session_dir: &std::path::Path) {
+    let master = std::fs::read(session_dir.join("index.m3u8")).expect("master");
+    let master = m3u8_rs::parse_master_playlist_res(&master).expect("master playlist");
+    assert!(!master.variants.is_empty());
+    for variant in &master.variants {
+        let uri = &variant.uri;
+        assert!(
+            !uri.contains("://") && !uri.starts_with('/'),
+            "absolute URI {uri}"
+        );
+        let media = std::fs::read(session_dir.join(uri)).expect("media playlist");
+        let media = m3u8_rs::parse_media_playlist_res(&media).expect("media playlist");
+        for segment in &media.segments {
+            let uri = &segment.uri;
+            assert!(
+                !uri.contains("://") && !uri.starts_with('/') && !uri.contains(".."),
+                "absolute URI {uri}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_finalised_recording_plays_from_a_plain_static_file_server() {
+    if !media_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rec = record_session(dir.path()).await;
+    assert_relative_uris(&rec.session_dir);
+
+    // The VOD master describes each variant as the live one does.
+    let master = std::fs::read_to_string(rec.session_dir.join("index.m3u8")).expect("master");
+    for needle in [
+        "CODECS=\"avc1.64000c,mp4a.40.2\"",
+        "RESOLUTION=160x120",
+        "FRAME-RATE=10",
+        "AVERAGE-BANDWIDTH=",
+    ] {
+        assert_eq!(master.matches(needle).count(), 2, "{needle} in\n{master}");
+    }
+
+    let Some(server) = StaticServer::start(&rec.root) else {
+        roomcast_runtime::skip::missing(
+            "python3 (http.server)",
+            "the plain static file server this test serves the recording with",
+        );
+        return;
+    };
+    let url = format!(
+        "http://127.0.0.1:{}/rooms/shows/lobby/s1/index.m3u8",
+        server.port
+    );
+    let probe = |url: String| tokio::task::spawn_blocking(move || ffprobe_variants(&url));
+    let variants = probe(url.clone())
+        .await
+        .expect("ffprobe task")
+        .expect("every variant decodes from the static server");
+    // 10 fps test video: every frame of every variant arrives.
+    let frames = (rec.total * 10.0).round() as u64;
+    assert_eq!(variants.len(), 2, "{variants:?}");
+    for v in &variants {
+        assert_eq!(v.height, Some(120), "{v:?}");
+        assert_eq!(v.video_frames, frames, "{v:?}");
+        assert!(v.audio_frames > 0, "{v:?}");
+    }
+
+    // The check itself fails when a file of the recording is missing.
+    std::fs::remove_file(rec.session_dir.join("copy/1.ts")).expect("remove a segment");
+    let broken = probe(url).await.expect("ffprobe task");
+    assert!(
+        broken.is_err(),
+        "a missing segment went unnoticed: {broken:?}"
+    );
 }

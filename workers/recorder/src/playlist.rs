@@ -1,5 +1,8 @@
-//! VOD playlists as plain data with a pure renderer (m3u8-rs). URIs are relative, so a session's
-//! prefix plays from the origin, from the bucket, or from a CDN in front of either:
+//! VOD playlists as plain data with a pure renderer (m3u8-rs), and the master playlist renderer
+//! the live origin shares ([`render_master`]): a recording's master carries the same
+//! `CODECS`, `RESOLUTION` and `FRAME-RATE` as the live one, which Safari and Apple's validator
+//! expect. URIs are relative, so a session's prefix plays from the origin, from the bucket, or
+//! from a CDN in front of either:
 //!
 //! ```text
 //! <session>/index.m3u8            master: one variant per rendition -> <rendition>/index.m3u8
@@ -7,6 +10,7 @@
 //! ```
 
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, VariantStream};
+use serde::{Deserialize, Serialize};
 
 use crate::spool::SegmentEntry;
 
@@ -57,15 +61,80 @@ pub fn peak_bandwidth(segments: &[SegmentEntry]) -> u64 {
         .unwrap_or(0)
 }
 
-/// The master playlist: one variant per `(rendition, bandwidth)`, in the given order.
-pub fn master_playlist(variants: &[(String, u64)]) -> String {
+/// Mean bits per second over the segments (`AVERAGE-BANDWIDTH`).
+pub fn average_bandwidth(segments: &[SegmentEntry]) -> u64 {
+    let seconds: f64 = segments.iter().map(|s| s.duration.max(0.0)).sum();
+    let bytes: u64 = segments.iter().map(|s| s.bytes).sum();
+    if seconds > 0.0 {
+        (bytes as f64 * 8.0 / seconds) as u64
+    } else {
+        0
+    }
+}
+
+/// What a player learns of a rendition from the master before fetching it. The media worker
+/// knows it from the stream (SPS, caps) and hands it on with every segment.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct StreamAttributes {
+    /// RFC 6381 codecs, video then audio: `avc1.64001f,mp4a.40.2`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codecs: Option<String>,
+    /// Width and height in pixels.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolution: Option<(u32, u32)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_rate: Option<f64>,
+}
+
+/// One entry of a master playlist.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Variant {
+    /// Relative URI of the media playlist, `<rendition>/index.m3u8`.
+    pub uri: String,
+    /// Peak bits per second.
+    pub bandwidth: u64,
+    pub average_bandwidth: Option<u64>,
+    pub attributes: StreamAttributes,
+}
+
+impl Variant {
+    /// The variant of rendition `name`, whose media playlist is `<name>/index.m3u8`.
+    pub fn of_rendition(name: &str, bandwidth: u64, attributes: StreamAttributes) -> Self {
+        Variant {
+            uri: format!("{name}/index.m3u8"),
+            bandwidth,
+            average_bandwidth: None,
+            attributes,
+        }
+    }
+}
+
+/// The master playlist, live or VOD: one `EXT-X-STREAM-INF` per variant, in the given order.
+pub fn render_master(variants: &[Variant]) -> String {
     let playlist = MasterPlaylist {
         version: Some(3),
+        independent_segments: true,
         variants: variants
             .iter()
-            .map(|(name, bandwidth)| VariantStream {
-                uri: format!("{name}/index.m3u8"),
-                bandwidth: (*bandwidth).max(1),
+            .map(|v| VariantStream {
+                uri: v.uri.clone(),
+                bandwidth: v.bandwidth.max(1),
+                average_bandwidth: v.average_bandwidth.map(|b| b.max(1)),
+                codecs: v.attributes.codecs.clone(),
+                resolution: v
+                    .attributes
+                    .resolution
+                    .filter(|(w, h)| *w > 0 && *h > 0)
+                    .map(|(w, h)| m3u8_rs::Resolution {
+                        width: u64::from(w),
+                        height: u64::from(h),
+                    }),
+                frame_rate: v
+                    .attributes
+                    .frame_rate
+                    .filter(|f| f.is_finite() && *f > 0.0)
+                    .map(|f| (f * 1000.0).round() / 1000.0),
                 ..VariantStream::default()
             })
             .collect(),
@@ -123,12 +192,77 @@ mod tests {
         assert!(parsed.end_list);
     }
 
+    fn ladder() -> Vec<Variant> {
+        vec![
+            Variant {
+                average_bandwidth: Some(1_500_000),
+                ..Variant::of_rendition(
+                    "source",
+                    2_000_000,
+                    StreamAttributes {
+                        codecs: Some("avc1.64001f,mp4a.40.2".into()),
+                        resolution: Some((1280, 720)),
+                        frame_rate: Some(30.0),
+                    },
+                )
+            },
+            Variant::of_rendition(
+                "360p",
+                900_000,
+                StreamAttributes {
+                    codecs: Some("avc1.42c01e,mp4a.40.2".into()),
+                    resolution: Some((640, 360)),
+                    frame_rate: Some(29.97002997),
+                },
+            ),
+            // A rendition whose stream was never described (a recording made before the media
+            // worker sent attributes): BANDWIDTH only, still a valid master.
+            Variant::of_rendition("old", 0, StreamAttributes::default()),
+        ]
+    }
+
     #[test]
-    fn master_playlist_points_at_relative_media_playlists() {
-        let text = master_playlist(&[("source".into(), 2_000_000), ("360p".into(), 800_000)]);
+    fn master_carries_codecs_resolution_and_frame_rate() {
+        let text = render_master(&ladder());
+        insta::assert_snapshot!(text, @r#"
+        #EXTM3U
+        #EXT-X-VERSION:3
+        #EXT-X-INDEPENDENT-SEGMENTS
+        #EXT-X-STREAM-INF:BANDWIDTH=2000000,AVERAGE-BANDWIDTH=1500000,CODECS="avc1.64001f,mp4a.40.2",RESOLUTION=1280x720,FRAME-RATE=30
+        source/index.m3u8
+        #EXT-X-STREAM-INF:BANDWIDTH=900000,CODECS="avc1.42c01e,mp4a.40.2",RESOLUTION=640x360,FRAME-RATE=29.97
+        360p/index.m3u8
+        #EXT-X-STREAM-INF:BANDWIDTH=1
+        old/index.m3u8
+        "#);
         let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("valid");
-        assert_eq!(parsed.variants[0].uri, "source/index.m3u8");
-        assert_eq!(parsed.variants[1].bandwidth, 800_000);
+        let uris: Vec<&str> = parsed.variants.iter().map(|v| v.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            ["source/index.m3u8", "360p/index.m3u8", "old/index.m3u8"]
+        );
         assert_eq!(peak_bandwidth(&[seg(0, false)]), 999_000);
+        let mut small = seg(1, false);
+        small.bytes = 125_000;
+        assert_eq!(average_bandwidth(&[seg(0, false), small]), 749_250);
+        assert_eq!(average_bandwidth(&[]), 0);
+    }
+
+    #[test]
+    fn attributes_a_publisher_could_make_up_leave_the_master_valid() {
+        for frame_rate in [f64::NAN, f64::INFINITY, -30.0, 0.0] {
+            let text = render_master(&[Variant::of_rendition(
+                "source",
+                1_000,
+                StreamAttributes {
+                    frame_rate: Some(frame_rate),
+                    resolution: Some((0, 0)),
+                    codecs: None,
+                },
+            )]);
+            assert!(!text.contains("FRAME-RATE"), "{frame_rate}: {text}");
+            assert!(!text.contains("RESOLUTION"), "{text}");
+            m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("valid");
+        }
     }
 }

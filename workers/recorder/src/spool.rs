@@ -11,12 +11,13 @@
 //! stored; a file without a log entry was never accepted and is removed. The log is the list of
 //! segments of the session's VOD playlist.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::{Error, Result, check_name};
+use crate::{Error, Result, check_name, playlist::StreamAttributes};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const LOG: &str = "segments.log";
@@ -37,6 +38,10 @@ pub struct Manifest {
     /// Segments left out of the recording (spool full, write errors).
     #[serde(default)]
     pub dropped_segments: u64,
+    /// What each rendition's stream looks like, for the VOD master; the latest the media
+    /// worker described (a reconnect may change the source).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, StreamAttributes>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -262,6 +267,7 @@ mod tests {
             ended_at: None,
             clean: None,
             dropped_segments: 0,
+            attributes: BTreeMap::new(),
         };
         spool.write_manifest(&m).await.expect("manifest");
         spool

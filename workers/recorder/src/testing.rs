@@ -6,6 +6,7 @@
 //! - [`LogCapture`]: a `tracing` writer into memory, for tests proving secrets never reach the
 //!   logs.
 //! - [`ffprobe_duration`]: how long a player finds a recording (a playlist file or URL).
+//! - [`ffprobe_variants`]: every variant of a master playlist, decoded to its last frame.
 
 use std::{
     net::SocketAddr,
@@ -215,4 +216,56 @@ pub fn ffprobe_duration(input: &str) -> Result<f64, String> {
     text.trim()
         .parse()
         .map_err(|e| format!("ffprobe {input} printed {text:?}: {e}"))
+}
+
+/// One variant of a master playlist as ffprobe decoded it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedVariant {
+    /// Height of its video stream, when it has one.
+    pub height: Option<u64>,
+    pub video_frames: u64,
+    pub audio_frames: u64,
+}
+
+/// Decode every variant of the master playlist `master` (a file path or an `http://` URL), in
+/// the master's order. ffprobe itself exits 0 when a media playlist or a segment cannot be
+/// fetched (it skips it and warns), so any warning is an error here: a missing file or a URI
+/// the server cannot resolve fails the caller instead of shortening the count.
+pub fn ffprobe_variants(master: &str) -> Result<Vec<DecodedVariant>, String> {
+    let out = Command::new("ffprobe")
+        .args(["-v", "warning", "-count_frames"])
+        .args([
+            "-show_entries",
+            "program=program_id:stream=codec_type,height,nb_read_frames",
+        ])
+        .args(["-of", "json", "-protocol_whitelist", "file,http,tcp"])
+        .arg(master)
+        .output()
+        .map_err(|e| format!("running ffprobe: {e}"))?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() || !stderr.trim().is_empty() {
+        return Err(format!("ffprobe {master}: {stderr}"));
+    }
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("ffprobe {master} printed no JSON: {e}"))?;
+    let frames = |s: &serde_json::Value| {
+        s["nb_read_frames"]
+            .as_str()
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let programs = json["programs"].as_array().cloned().unwrap_or_default();
+    Ok(programs
+        .iter()
+        .map(|p| {
+            let streams = p["streams"].as_array().cloned().unwrap_or_default();
+            let of = |kind: &str| streams.iter().find(|s| s["codec_type"] == kind).cloned();
+            let video = of("video");
+            DecodedVariant {
+                height: video.as_ref().and_then(|v| v["height"].as_u64()),
+                video_frames: video.as_ref().map_or(0, frames),
+                audio_frames: of("audio").as_ref().map_or(0, frames),
+            }
+        })
+        .collect())
 }

@@ -215,6 +215,7 @@ mod tests {
             session_started_at: Some(now()),
             ingest_kbps: Some(4200),
             viewers: 17,
+            renditions: vec!["source".into(), "360p".into()],
             recording_healthy: Some(true),
             recording_message: None,
             reported_at: now(),

@@ -28,6 +28,7 @@ use crate::mux::fragment::FragmentSink;
 use crate::mux::passthrough::{SourceHints, SourceSegmenter};
 use crate::room::{Publish, Room, session::EpochSink};
 use crate::server::MediaServer;
+use crate::transcode::ladder::{self, SourceVideo};
 use crate::transcode::pipeline::{FINISH_TIMEOUT, PipelineSpec, TranscodePipeline};
 
 /// FLV chunks queued between the socket task and the pipeline thread.
@@ -357,6 +358,7 @@ async fn run(
                         p.metadata = Some(SourceHints {
                             size: md.video_width.zip(md.video_height),
                             frame_rate: md.video_frame_rate.map(f64::from),
+                            video_kbps: md.video_bitrate_kbps,
                         });
                     }
                 }
@@ -404,6 +406,10 @@ async fn media(
                 clock: Instant::now(),
             });
             let renditions = &p.room.cfg.renditions;
+            let video = SourceVideo::observe(&tags, &hints, p.room.cfg.max_bitrate_kbps);
+            let ladder = ladder::choose(renditions, &video);
+            ladder.log(renditions, &video);
+            p.publish.session.serve(&ladder.served);
             let segment = Duration::from_secs(u64::from(p.room.cfg.segment_seconds));
             p.keyframes = Some(KeyframeGap::new(p.keyframe_timeout, segment));
             let sources: Vec<usize> = (0..renditions.len())
@@ -412,16 +418,16 @@ async fn media(
             if !sources.is_empty() {
                 p.source = Some(SourceSegmenter::new(sources, segment, hints, sink.clone()));
             }
-            if renditions.iter().any(|r| !r.is_source()) {
+            if !ladder.encoded.is_empty() {
                 let spec = PipelineSpec {
-                    renditions: renditions.clone(),
+                    renditions: ladder.encoded.clone(),
                     segment,
                     has_audio: shape.has_audio,
-                    source_size: hints.size,
-                    frame_rate: hints.frame_rate,
+                    source_size: video.size,
+                    frame_rate: video.frame_rate,
                     speed_preset: p.room.speed_preset.clone(),
                 };
-                p.feeder = Some(spawn_feeder(p, spec, sink)?);
+                p.feeder = Some(spawn_feeder(p, spec, ladder.encoded_sink(sink))?);
             }
             if let Some(feeder) = &p.feeder {
                 feeder

@@ -27,6 +27,8 @@ const FRAME_TYPE_KEY: u8 = 1;
 pub struct SourceHints {
     pub size: Option<(u32, u32)>,
     pub frame_rate: Option<f64>,
+    /// `videodatarate`, kbit/s: what the ladder judges rungs against.
+    pub video_kbps: Option<u32>,
 }
 
 /// Segments the source rendition(s) of one epoch.

@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+/// The master playlist is rendered by the code the recorder renders VOD masters with, so live
+/// and replay carry the same attributes.
+pub use roomcast_recorder::playlist::{StreamAttributes, Variant, render_master};
+
 /// Container of the media segments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SegmentFormat {
@@ -162,43 +166,6 @@ impl MediaPlaylist {
     }
 }
 
-/// One entry of the master playlist.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Variant {
-    /// Relative URI of the media playlist, `<rendition>/index.m3u8`.
-    pub uri: String,
-    pub bandwidth: u64,
-    pub average_bandwidth: Option<u64>,
-    pub resolution: Option<(u32, u32)>,
-    pub codecs: Option<String>,
-    pub frame_rate: Option<f64>,
-}
-
-/// Render the master playlist.
-pub fn render_master(variants: &[Variant]) -> String {
-    let playlist = m3u8_rs::MasterPlaylist {
-        version: Some(3),
-        independent_segments: true,
-        variants: variants
-            .iter()
-            .map(|v| m3u8_rs::VariantStream {
-                uri: v.uri.clone(),
-                bandwidth: v.bandwidth,
-                average_bandwidth: v.average_bandwidth,
-                codecs: v.codecs.clone(),
-                resolution: v.resolution.map(|(w, h)| m3u8_rs::Resolution {
-                    width: u64::from(w),
-                    height: u64::from(h),
-                }),
-                frame_rate: v.frame_rate.map(|f| (f * 1000.0).round() / 1000.0),
-                ..Default::default()
-            })
-            .collect(),
-        ..Default::default()
-    };
-    write_string(|w| playlist.write_to(w))
-}
-
 fn write_string(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
     let mut out = Vec::new();
     // Writing into a Vec cannot fail.
@@ -303,40 +270,6 @@ mod tests {
         let text = p.render();
         assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{text}");
         assert!(text.contains("0.m4s"), "{text}");
-    }
-
-    #[test]
-    fn master_lists_every_variant_with_attributes() {
-        let text = render_master(&[
-            Variant {
-                uri: "source/index.m3u8".into(),
-                bandwidth: 2_000_000,
-                average_bandwidth: Some(1_500_000),
-                resolution: Some((1280, 720)),
-                codecs: Some("avc1.64001f,mp4a.40.2".into()),
-                frame_rate: Some(30.0),
-            },
-            Variant {
-                uri: "360p/index.m3u8".into(),
-                bandwidth: 900_000,
-                average_bandwidth: Some(800_000),
-                resolution: Some((640, 360)),
-                codecs: Some("avc1.42c01e,mp4a.40.2".into()),
-                frame_rate: Some(29.97),
-            },
-        ]);
-        for needle in [
-            "BANDWIDTH=2000000",
-            "AVERAGE-BANDWIDTH=1500000",
-            "RESOLUTION=1280x720",
-            "CODECS=\"avc1.64001f,mp4a.40.2\"",
-            "FRAME-RATE=30",
-            "source/index.m3u8",
-            "RESOLUTION=640x360",
-            "360p/index.m3u8",
-        ] {
-            assert!(text.contains(needle), "{needle} missing in\n{text}");
-        }
     }
 
     #[test]

@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use roomcast_crds::{Rendition, RoomIdentity};
 use tokio::sync::broadcast;
 
-use super::playlist::{MediaPlaylist, Segment, SegmentFormat, Variant, render_master};
+use super::playlist::{
+    MediaPlaylist, Segment, SegmentFormat, StreamAttributes, Variant, render_master,
+};
 use crate::config::RoomConfig;
 use crate::events::MediaEvent;
 use crate::metrics::{self, Metrics, RenditionLabels};
@@ -34,6 +36,8 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One rendition's live state.
 pub struct RenditionState {
     pub rendition: Rendition,
+    /// Served by the current epoch (see [`Session::serve`]); every rung until a stream starts.
+    pub served: bool,
     pub playlist: MediaPlaylist,
     data: HashMap<u64, Bytes>,
     pub info: Option<RenditionInfo>,
@@ -104,6 +108,7 @@ impl Session {
             .iter()
             .map(|r| RenditionState {
                 rendition: r.clone(),
+                served: true,
                 playlist: MediaPlaylist::new(SegmentFormat::MpegTs, cfg.segment_seconds, window),
                 data: HashMap::new(),
                 info: None,
@@ -152,12 +157,26 @@ impl Session {
         lock(&self.state).ended.is_some()
     }
 
+    /// The renditions served: the room's whole ladder until a stream starts, then what its
+    /// ladder kept ([`crate::transcode::ladder`]).
     pub fn rendition_names(&self) -> Vec<String> {
         lock(&self.state)
             .renditions
             .iter()
+            .filter(|r| r.served)
             .map(|r| r.rendition.name.clone())
             .collect()
+    }
+
+    /// The epoch starting now serves the renditions at these indexes of the room's ladder; the
+    /// master lists only those. Rungs it drops keep their earlier segments (DVR) and get no new
+    /// ones.
+    pub fn serve(&self, served: &[usize]) {
+        let mut st = lock(&self.state);
+        for (i, r) in st.renditions.iter_mut().enumerate() {
+            r.served = served.contains(&i);
+        }
+        st.master = None;
     }
 
     /// A fragment closed: move its bytes into memory, extend the playlist, drop what left the
@@ -179,6 +198,7 @@ impl Session {
                 .unwrap_or_else(|_| chrono::Duration::zero());
         let (event, name) = {
             let mut st = lock(&self.state);
+            let has_audio = st.has_audio;
             let Some(r) = st.renditions.get_mut(fragment.rendition) else {
                 return;
             };
@@ -201,6 +221,7 @@ impl Session {
                 r.data.remove(&old.seq);
             }
             let name = r.rendition.name.clone();
+            let attributes = stream_attributes(r.info.as_ref(), has_audio);
             st.master = None;
             (
                 MediaEvent::SegmentClosed {
@@ -212,6 +233,7 @@ impl Session {
                     discontinuity,
                     program_date_time: pdt.into(),
                     bytes,
+                    attributes,
                 },
                 name,
             )
@@ -327,14 +349,22 @@ fn master_ready(segments: impl Iterator<Item = usize> + Clone) -> bool {
     segments.clone().all(|n| n > 0) || segments.into_iter().any(|n| n >= MASTER_WAIT_SEGMENTS)
 }
 
+/// The master's description of a rendition, live and (through the recorder) in the VOD master.
+fn stream_attributes(info: Option<&RenditionInfo>, has_audio: bool) -> StreamAttributes {
+    let audio = if has_audio { ",mp4a.40.2" } else { "" };
+    StreamAttributes {
+        codecs: info.map(|i| format!("{}{audio}", i.codecs)),
+        resolution: info.map(|i| (i.width, i.height)),
+        frame_rate: info.and_then(|i| i.frame_rate),
+    }
+}
+
 fn render_session_master(st: &SessionState) -> Option<String> {
-    if !master_ready(st.renditions.iter().map(|r| r.playlist.segments.len())) {
+    let served = st.renditions.iter().filter(|r| r.served);
+    if !master_ready(served.clone().map(|r| r.playlist.segments.len())) {
         return None;
     }
-    let audio = if st.has_audio { ",mp4a.40.2" } else { "" };
-    let variants: Vec<Variant> = st
-        .renditions
-        .iter()
+    let variants: Vec<Variant> = served
         .filter(|r| !r.playlist.segments.is_empty())
         .map(|r| {
             let audio_kbps = r
@@ -344,12 +374,12 @@ fn render_session_master(st: &SessionState) -> Option<String> {
             let configured = u64::from(r.rendition.video_kbps.unwrap_or(0) + audio_kbps) * 1000;
             let (peak, avg) = r.playlist.bandwidth().unwrap_or((configured, configured));
             Variant {
-                uri: format!("{}/index.m3u8", r.rendition.name),
-                bandwidth: peak.max(1),
-                average_bandwidth: Some(avg.max(1)),
-                resolution: r.info.as_ref().map(|i| (i.width, i.height)),
-                codecs: r.info.as_ref().map(|i| format!("{}{audio}", i.codecs)),
-                frame_rate: r.info.as_ref().and_then(|i| i.frame_rate),
+                average_bandwidth: Some(avg),
+                ..Variant::of_rendition(
+                    &r.rendition.name,
+                    peak,
+                    stream_attributes(r.info.as_ref(), st.has_audio),
+                )
             }
         })
         .collect();
@@ -359,6 +389,49 @@ fn render_session_master(st: &SessionState) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fragment(rendition: usize, seq: u64) -> ClosedFragment {
+        ClosedFragment {
+            rendition,
+            bytes: Bytes::from_static(&[0x47; 188]),
+            start: Duration::from_secs(seq * 2),
+            end: Duration::from_secs(seq * 2 + 2),
+        }
+    }
+
+    fn info(width: u32, height: u32) -> RenditionInfo {
+        RenditionInfo {
+            width,
+            height,
+            frame_rate: Some(30.0),
+            codecs: "avc1.64001f".into(),
+        }
+    }
+
+    #[test]
+    fn the_master_lists_only_the_renditions_the_ladder_serves() {
+        let cfg = RoomConfig::for_test("lobby", "/nonexistent".into());
+        let (events, _) = broadcast::channel(16);
+        let session = Session::new(&cfg, events, Metrics::default());
+        session.begin_epoch();
+        // Default ladder: source, 720p, 360p; this source's ladder dropped 720p.
+        session.serve(&[0, 2]);
+        assert_eq!(session.rendition_names(), ["source", "360p"]);
+        let (started, clock) = (Utc::now(), Instant::now());
+        session.add_fragment(fragment(0, 0), Some(info(640, 360)), started, clock);
+        assert!(
+            session.master_playlist().is_none(),
+            "360p has no segment yet"
+        );
+        session.add_fragment(fragment(2, 0), Some(info(640, 360)), started, clock);
+        let master = session
+            .master_playlist()
+            .expect("every served rendition has a segment");
+        let text = String::from_utf8_lossy(&master.body).into_owned();
+        let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("master");
+        let uris: Vec<&str> = parsed.variants.iter().map(|v| v.uri.as_str()).collect();
+        assert_eq!(uris, ["source/index.m3u8", "360p/index.m3u8"], "{text}");
+    }
 
     #[test]
     fn master_waits_for_every_rendition_unless_one_is_far_behind() {

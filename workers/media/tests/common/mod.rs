@@ -223,6 +223,9 @@ pub struct Publisher {
     pub bframes: u32,
     pub audio: &'static str,
     pub video_source: &'static str,
+    /// `-b:v` in kbit/s; ffmpeg announces it as `videodatarate` in onMetaData (CRF when unset,
+    /// announced as 0).
+    pub video_kbps: Option<u32>,
 }
 
 impl Default for Publisher {
@@ -236,6 +239,7 @@ impl Default for Publisher {
             bframes: 0,
             audio: "aac",
             video_source: "testsrc2",
+            video_kbps: None,
         }
     }
 }
@@ -274,6 +278,9 @@ impl Publisher {
             "-bf",
             &self.bframes.to_string(),
         ]);
+        if let Some(kbps) = self.video_kbps {
+            cmd.args(["-b:v", &format!("{kbps}k")]);
+        }
         match self.audio {
             "none" => {
                 cmd.arg("-an");

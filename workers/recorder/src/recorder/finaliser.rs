@@ -8,7 +8,9 @@ use tracing::{info, warn};
 
 use super::state::Shared;
 use crate::{
-    Error, Recording, RecordingStatus, Result, RoomIdentity, parse_room, playlist, session_prefix,
+    Error, Recording, RecordingStatus, Result, RoomIdentity, parse_room,
+    playlist::{self, Variant},
+    session_prefix,
     spool::{Manifest, SegmentEntry},
 };
 
@@ -49,10 +51,10 @@ async fn make_poster(
     room: &RoomIdentity,
     prefix: &str,
     log: &[SegmentEntry],
-    variants: &[(String, u64)],
+    rendition: Option<&str>,
 ) -> Option<String> {
     let maker = shared.cfg.poster.as_ref()?;
-    let (rendition, _) = variants.first()?;
+    let rendition = rendition?;
     let first = playlist::ordered(log, rendition).into_iter().next()?;
     let segment_key = format!("{prefix}{rendition}/{}.ts", first.seq);
     let made = async {
@@ -128,7 +130,14 @@ pub(super) async fn write_session(
             )
             .await?;
         let bandwidth = playlist::peak_bandwidth(&segs);
-        variants.push((name.clone(), bandwidth));
+        variants.push(Variant {
+            average_bandwidth: Some(playlist::average_bandwidth(&segs)),
+            ..Variant::of_rendition(
+                &name,
+                bandwidth,
+                m.attributes.get(&name).cloned().unwrap_or_default(),
+            )
+        });
         renditions.push(RenditionSummary {
             playlist: format!("{name}/index.m3u8"),
             segments: segs.len() as u64,
@@ -138,13 +147,14 @@ pub(super) async fn write_session(
             name,
         });
     }
-    let poster = make_poster(shared, &room, &prefix, &log, &variants).await;
+    let first = renditions.first().map(|r| r.name.as_str());
+    let poster = make_poster(shared, &room, &prefix, &log, first).await;
     if !variants.is_empty() {
         shared
             .put_retrying(
                 &room,
                 &format!("{prefix}index.m3u8"),
-                Bytes::from(playlist::master_playlist(&variants)),
+                Bytes::from(playlist::render_master(&variants)),
             )
             .await?;
     }

@@ -116,7 +116,11 @@ impl Recorder {
                 return;
             }
         }
-        if self.tx.send(Cmd::Event(event, Instant::now())).is_err() {
+        if self
+            .tx
+            .send(Cmd::Event(Box::new(event), Instant::now()))
+            .is_err()
+        {
             warn!("recorder stopped; event ignored");
         }
     }

@@ -145,6 +145,7 @@ pub(super) async fn finalise_orphans(
             ended_at: None,
             clean: Some(false),
             dropped_segments: 0,
+            attributes: Default::default(),
         };
         let span = info_span!("orphan", room = %rec.room, session = %rec.session_id);
         warn!(parent: &span, segments = log.len(), "live session without a spool; finalising as interrupted");

@@ -13,6 +13,7 @@ use super::*;
 use crate::{
     Catalog, DynCatalog, ObjectStore, RecordingStatus,
     catalog::embedded::EmbeddedCatalog,
+    playlist::StreamAttributes,
     store::local::LocalStore,
     testing::{LogCapture, S3TestServer},
 };
@@ -48,6 +49,17 @@ fn segment(session: &str, rendition: &str, seq: u64, body: Bytes) -> RecordEvent
         discontinuity: false,
         program_date_time: at(seq as f64 * 2.0),
         bytes: body,
+        attributes: attributes(rendition),
+    }
+}
+
+/// How the media worker describes each test rendition.
+fn attributes(rendition: &str) -> StreamAttributes {
+    let height = if rendition == "source" { 720 } else { 360 };
+    StreamAttributes {
+        codecs: Some("avc1.64001f,mp4a.40.2".into()),
+        resolution: Some((height * 16 / 9, height)),
+        frame_rate: Some(30.0),
     }
 }
 
@@ -180,6 +192,18 @@ async fn a_session_is_stored_finalised_and_catalogued_as_complete() {
     let master = m3u8_rs::parse_master_playlist_res(&master).expect("master playlist");
     let uris: Vec<_> = master.variants.iter().map(|v| v.uri.as_str()).collect();
     assert_eq!(uris, ["source/index.m3u8", "360p/index.m3u8"]);
+    // The live master's attributes, as the media worker described each stream.
+    for (variant, (width, height)) in master.variants.iter().zip([(1280, 720), (640, 360)]) {
+        assert_eq!(
+            variant.codecs.as_deref(),
+            Some("avc1.64001f,mp4a.40.2"),
+            "{variant:?}"
+        );
+        let resolution = variant.resolution.as_ref().map(|r| (r.width, r.height));
+        assert_eq!(resolution, Some((width, height)), "{variant:?}");
+        assert_eq!(variant.frame_rate, Some(30.0), "{variant:?}");
+        assert!(variant.average_bandwidth.is_some(), "{variant:?}");
+    }
     let summary: serde_json::Value = serde_json::from_slice(
         &store
             .get(&format!("{prefix}session.json"))

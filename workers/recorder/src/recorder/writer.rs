@@ -18,7 +18,9 @@ use super::{
 use crate::{
     Recording, RecordingStatus, RoomIdentity, check_name,
     events::RecordEvent,
-    parse_room, session_prefix,
+    parse_room,
+    playlist::StreamAttributes,
+    session_prefix,
     spool::{Manifest, SegmentEntry},
     unix_ms,
 };
@@ -28,7 +30,8 @@ const ENDED_REMEMBERED: usize = 64;
 
 /// What [`super::Recorder`] sends the writer.
 pub(super) enum Cmd {
-    Event(RecordEvent, Instant),
+    /// Boxed: an event is large, the flush that shares the channel is a pointer.
+    Event(Box<RecordEvent>, Instant),
     Flush(oneshot::Sender<()>),
 }
 
@@ -41,6 +44,7 @@ fn manifest_of(room: &str, session_id: &str, renditions: Vec<String>, started_at
         ended_at: None,
         clean: None,
         dropped_segments: 0,
+        attributes: Default::default(),
     }
 }
 
@@ -76,7 +80,7 @@ pub(super) async fn run(
                 let _ = jobs.send(Job::Flush(tx));
                 continue;
             }
-            Cmd::Event(e, at) => (e, at),
+            Cmd::Event(e, at) => (*e, at),
         };
         let span = info_span!("session", room = %event.room(), session = %event.session_id());
         let reserved = match &event {
@@ -123,6 +127,7 @@ pub(super) async fn run(
                 discontinuity,
                 program_date_time,
                 bytes,
+                attributes,
             } => {
                 if ended.contains(&session_id) {
                     span.in_scope(|| {
@@ -148,11 +153,21 @@ pub(super) async fn run(
                     let _ = jobs.send(Job::Catalog(live_recording(&shared, &room_id, &m)));
                     m
                 });
-                if !m.renditions.contains(&rendition) {
+                let new_rendition = !m.renditions.contains(&rendition);
+                if new_rendition {
                     m.renditions.push(rendition.clone());
-                    if let Err(e) = shared.spool.write_manifest(m).await {
-                        span.in_scope(|| error!(error = %e, "writing the session manifest"));
-                    }
+                }
+                // Rewritten only when a stream's description changes: once per rendition, and
+                // again when a reconnect brings another source.
+                let described = attributes != StreamAttributes::default()
+                    && m.attributes.get(&rendition) != Some(&attributes);
+                if described {
+                    m.attributes.insert(rendition.clone(), attributes);
+                }
+                if (new_rendition || described)
+                    && let Err(e) = shared.spool.write_manifest(m).await
+                {
+                    span.in_scope(|| error!(error = %e, "writing the session manifest"));
                 }
                 let entry = SegmentEntry {
                     rendition: rendition.clone(),
