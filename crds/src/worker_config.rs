@@ -113,6 +113,12 @@ pub struct PlaybackConfig {
     /// File holding the CDN origin secret; requests without it get 403.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_secret_file: Option<String>,
+    /// `spec.playback.latency`; absent in configs written before low latency existed.
+    #[serde(default)]
+    pub latency: crate::Latency,
+    /// `spec.playback.partTargetMs`.
+    #[serde(default = "crate::defaults::part_target_ms")]
+    pub part_target_ms: u32,
 }
 
 impl WorkerConfig {

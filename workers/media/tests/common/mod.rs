@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomcast_crds::{Rendition, RoomIdentity};
+use roomcast_crds::{Latency, Rendition, RoomIdentity};
 use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -73,6 +73,8 @@ pub struct RoomSpec {
     pub renditions: Vec<Rendition>,
     pub origin_secret: Option<&'static str>,
     pub max_bitrate_kbps: u32,
+    pub latency: Latency,
+    pub part_target: Duration,
 }
 
 impl RoomSpec {
@@ -87,7 +89,15 @@ impl RoomSpec {
             renditions: vec![source(), rung("144p", 144, 150)],
             origin_secret: None,
             max_bitrate_kbps: 8000,
+            latency: Latency::Standard,
+            part_target: Duration::from_millis(500),
         }
+    }
+
+    /// The same room with low latency (LL-HLS on CMAF).
+    pub fn low_latency(mut self) -> Self {
+        self.latency = Latency::Low;
+        self
     }
 }
 
@@ -125,6 +135,8 @@ impl TestServer {
                     playlist_max_age_seconds: 1,
                     segment_max_age_seconds: 86400,
                     origin_secret_file,
+                    latency: r.latency,
+                    part_target: r.part_target,
                 }
             })
             .collect();
