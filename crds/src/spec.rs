@@ -409,7 +409,9 @@ impl Default for PlaybackSpec {
 }
 
 /// How far behind live a room plays, and what that costs (see [`PlaybackSpec::latency`]).
-#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
 #[serde(rename_all = "camelCase")]
 pub enum Latency {
     /// MPEG-TS segments; every player and CDN handles them without configuration.

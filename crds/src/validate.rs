@@ -336,8 +336,13 @@ mod tests {
             );
         }
         let schema = crd_schema().expect("schema");
-        let latency = &schema["properties"]["spec"]["properties"]["playback"]["properties"]["latency"];
-        assert_eq!(latency["enum"], serde_json::json!(["standard", "low"]), "{latency}");
+        let latency =
+            &schema["properties"]["spec"]["properties"]["playback"]["properties"]["latency"];
+        assert_eq!(
+            latency["enum"],
+            serde_json::json!(["standard", "low"]),
+            "{latency}"
+        );
     }
 
     #[test]

@@ -245,7 +245,11 @@ playback: {pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeco
     #[test]
     fn latency_mode_is_read_and_hostile_part_targets_are_refused() {
         let room = parse(ROOM).expect("valid");
-        assert_eq!(room.latency, Latency::Standard, "configs without it stay standard");
+        assert_eq!(
+            room.latency,
+            Latency::Standard,
+            "configs without it stay standard"
+        );
         let low = ROOM.replace(
             "segmentMaxAgeSeconds: 86400",
             "segmentMaxAgeSeconds: 86400, latency: low, partTargetMs: 333",
