@@ -194,6 +194,8 @@ impl Session {
                 discontinuity,
                 program_date_time: pdt,
                 size: bytes.len(),
+                init: 0,
+                parts: Vec::new(),
             });
             r.data.insert(seq, bytes.clone());
             r.rendered = None;
