@@ -92,6 +92,11 @@ impl RoomConfig {
         Ok(room)
     }
 
+    /// The LL-HLS part target of a low-latency room; `None` for a standard one.
+    pub fn part_target(&self) -> Option<Duration> {
+        (self.latency == Latency::Low).then_some(self.part_target)
+    }
+
     /// The transcode part, as the CRD spells it.
     pub fn transcode(&self) -> TranscodeSpec {
         TranscodeSpec {

@@ -410,7 +410,13 @@ async fn media(
                 .filter(|&i| renditions[i].is_source())
                 .collect();
             if !sources.is_empty() {
-                p.source = Some(SourceSegmenter::new(sources, segment, hints, sink.clone()));
+                p.source = Some(SourceSegmenter::new(
+                    sources,
+                    segment,
+                    hints,
+                    sink.clone(),
+                    p.room.cfg.part_target(),
+                ));
             }
             if renditions.iter().any(|r| !r.is_source()) {
                 let spec = PipelineSpec {

@@ -16,11 +16,14 @@ use chrono::{DateTime, Utc};
 use roomcast_crds::{Rendition, RoomIdentity};
 use tokio::sync::broadcast;
 
-use super::playlist::{MediaPlaylist, Segment, SegmentFormat, Variant, render_master};
+use super::low_latency::{Block, RenditionReport};
+use super::playlist::{MediaPlaylist, Part, Segment, SegmentFormat, Variant, render_master};
 use crate::config::RoomConfig;
 use crate::events::MediaEvent;
 use crate::metrics::{self, Metrics, RenditionLabels};
 use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::mux::parts::PartOutput;
+use roomcast_crds::Latency;
 
 /// A header value from text this crate formats (digits and ASCII), never invalid.
 pub(super) fn header_value(text: String) -> http::HeaderValue {
@@ -41,7 +44,16 @@ pub struct RenditionState {
     pending_discontinuity: bool,
     /// Rendered playlist and its ETag, until the playlist changes.
     rendered: Option<Rendered>,
+    /// Low latency: init segments by id, the parts of the last segments by (seq, index), and
+    /// the id of the init the open segment uses.
+    inits: HashMap<u32, Bytes>,
+    parts: HashMap<(u64, usize), Bytes>,
+    current_init: u32,
 }
+
+/// Segments whose parts stay servable: those listed in the playlist (three target durations)
+/// and a margin for players that fetched the playlist a moment earlier.
+const PART_SEGMENTS_KEPT: u64 = 6;
 
 /// A rendered playlist with its ETag, both ready to send as they are.
 #[derive(Clone)]
@@ -84,6 +96,8 @@ pub struct Session {
     pub pipeline_slot: Arc<tokio::sync::Mutex<()>>,
     events: broadcast::Sender<MediaEvent>,
     metrics: Metrics,
+    /// Bumped whenever a playlist changes: blocking playlist and part requests wait on it.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn new_session_id(now: DateTime<Utc>) -> String {
@@ -99,17 +113,30 @@ impl Session {
     ) -> Self {
         let now = Utc::now();
         let window = Duration::from_secs(u64::from(cfg.dvr_window_seconds));
+        let low = cfg.latency == Latency::Low;
+        let format = if low {
+            SegmentFormat::Fmp4
+        } else {
+            SegmentFormat::MpegTs
+        };
         let renditions = cfg
             .renditions
             .iter()
-            .map(|r| RenditionState {
-                rendition: r.clone(),
-                playlist: MediaPlaylist::new(SegmentFormat::MpegTs, cfg.segment_seconds, window),
-                data: HashMap::new(),
-                info: None,
-                next_seq: 0,
-                pending_discontinuity: false,
-                rendered: None,
+            .map(|r| {
+                let mut playlist = MediaPlaylist::new(format.clone(), cfg.segment_seconds, window);
+                playlist.part_target = low.then_some(cfg.part_target);
+                RenditionState {
+                    rendition: r.clone(),
+                    playlist,
+                    data: HashMap::new(),
+                    info: None,
+                    next_seq: 0,
+                    pending_discontinuity: false,
+                    rendered: None,
+                    inits: HashMap::new(),
+                    parts: HashMap::new(),
+                    current_init: 0,
+                }
             })
             .collect();
         Session {
@@ -126,6 +153,7 @@ impl Session {
             pipeline_slot: Arc::new(tokio::sync::Mutex::new(())),
             events,
             metrics,
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -188,22 +216,25 @@ impl Session {
             let seq = r.next_seq;
             r.next_seq += 1;
             let discontinuity = std::mem::take(&mut r.pending_discontinuity);
+            let parts = r.playlist.open_parts.clone();
             let removed = r.playlist.push(Segment {
                 seq,
                 duration,
                 discontinuity,
                 program_date_time: pdt,
                 size: bytes.len(),
-                init: 0,
-                parts: Vec::new(),
+                init: r.current_init,
+                parts,
             });
             r.data.insert(seq, bytes.clone());
-            r.rendered = None;
+            r.parts.retain(|(s, _), _| s + PART_SEGMENTS_KEPT > seq);
             for old in removed {
                 r.data.remove(&old.seq);
             }
+            let first_init = r.playlist.segments.front().map_or(0, |s| s.init);
+            r.inits.retain(|id, _| *id >= first_init);
             let name = r.rendition.name.clone();
-            st.master = None;
+            st.changed();
             (
                 MediaEvent::SegmentClosed {
                     session_id: self.id.clone(),
@@ -231,7 +262,44 @@ impl Session {
             .get_or_create(&metrics::room(&self.room))
             .set(lag.as_millis() as i64);
         tracing::debug!(rendition = %name, ?duration, "segment closed");
+        self.changes.send_modify(|v| *v += 1);
         let _ = self.events.send(event);
+    }
+
+    /// A CMAF init segment or part closed (a segment goes through [`Self::add_fragment`]).
+    fn add_cmaf(&self, rendition: usize, output: PartOutput, info: Option<RenditionInfo>) {
+        {
+            let mut st = lock(&self.state);
+            let Some(r) = st.renditions.get_mut(rendition) else {
+                return;
+            };
+            if info.is_some() {
+                r.info = info;
+            }
+            match output {
+                PartOutput::Init { bytes, .. } => {
+                    // Ids restart with every epoch's segmenter; the session numbers them itself.
+                    r.current_init += 1;
+                    r.inits.insert(r.current_init, bytes);
+                    return;
+                }
+                PartOutput::Part {
+                    bytes,
+                    duration,
+                    independent,
+                } => {
+                    let index = r.playlist.open_parts.len();
+                    r.parts.insert((r.next_seq, index), bytes);
+                    r.playlist.push_part(Part {
+                        duration,
+                        independent,
+                    });
+                }
+                PartOutput::Segment { .. } => return,
+            }
+            st.changed();
+        }
+        self.changes.send_modify(|v| *v += 1);
     }
 
     pub(super) fn end(&self) -> bool {
@@ -244,10 +312,11 @@ impl Session {
             st.ended = Some(now);
             for r in &mut st.renditions {
                 r.playlist.ended = true;
-                r.rendered = None;
             }
+            st.changed();
             (st.renditions.first().map(|r| r.next_seq).unwrap_or(0), now)
         };
+        self.changes.send_modify(|v| *v += 1);
         let _ = self.events.send(MediaEvent::SessionEnded {
             session_id: self.id.clone(),
             room: self.room.to_string(),
@@ -262,17 +331,80 @@ impl Session {
     /// The media playlist of a rendition, rendered once per change.
     pub fn media_playlist(&self, rendition: &str) -> Option<Rendered> {
         let mut st = lock(&self.state);
+        let index = st
+            .renditions
+            .iter()
+            .position(|r| r.rendition.name == rendition)?;
+        if let Some(r) = &st.renditions[index].rendered {
+            return Some(r.clone());
+        }
+        let r = &st.renditions[index];
+        let rendered = if r.playlist.part_target.is_some() {
+            let reports: Vec<RenditionReport> = st
+                .renditions
+                .iter()
+                .filter(|o| o.rendition.name != rendition)
+                .filter_map(|o| {
+                    let (last_msn, last_part) = o.playlist.last_part()?;
+                    Some(RenditionReport {
+                        uri: format!("../{}/index.m3u8", o.rendition.name),
+                        last_msn,
+                        last_part,
+                    })
+                })
+                .collect();
+            let playable = r.playlist.segments.len() + r.playlist.open_parts.len();
+            Rendered::new(r.playlist.render_low_latency(&reports), playable)
+        } else {
+            Rendered::new(r.playlist.render(), r.playlist.segments.len())
+        };
+        st.renditions[index].rendered = Some(rendered.clone());
+        Some(rendered)
+    }
+
+    /// Where a blocking request for `(msn, part)` of a rendition stands, and how long it may
+    /// wait; `None` for an unknown rendition or a room without low latency.
+    pub fn block(&self, rendition: &str, msn: u64, part: Option<u64>) -> Option<(Block, Duration)> {
+        let st = lock(&self.state);
         let r = st
             .renditions
-            .iter_mut()
+            .iter()
             .find(|r| r.rendition.name == rendition)?;
-        Some(
-            r.rendered
-                .get_or_insert_with(|| {
-                    Rendered::new(r.playlist.render(), r.playlist.segments.len())
-                })
-                .clone(),
-        )
+        r.playlist.part_target?;
+        Some((r.playlist.block(msn, part), r.playlist.block_timeout()))
+    }
+
+    /// Changes of any playlist of the session (blocking requests wait on it).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// An init segment of a low-latency rendition.
+    pub fn init_segment(&self, rendition: &str, id: u32) -> Option<Bytes> {
+        let st = lock(&self.state);
+        let r = st
+            .renditions
+            .iter()
+            .find(|r| r.rendition.name == rendition)?;
+        r.inits.get(&id).cloned()
+    }
+
+    /// A part, or whether it is the next one to be written (a preload hint's target) when it
+    /// is not there yet.
+    pub fn part(&self, rendition: &str, seq: u64, index: usize) -> PartLookup {
+        let st = lock(&self.state);
+        let Some(r) = st.renditions.iter().find(|r| r.rendition.name == rendition) else {
+            return PartLookup::Missing;
+        };
+        if let Some(bytes) = r.parts.get(&(seq, index)) {
+            return PartLookup::Ready(bytes.clone());
+        }
+        let next = seq == r.playlist.open_seq() && index == r.playlist.open_parts.len();
+        if next && !r.playlist.ended && r.playlist.part_target.is_some() {
+            PartLookup::Next(r.playlist.block_timeout())
+        } else {
+            PartLookup::Missing
+        }
     }
 
     /// Segment bytes while the segment is in the window.
@@ -304,6 +436,25 @@ impl Session {
     }
 }
 
+/// What [`Session::part`] found.
+pub enum PartLookup {
+    Ready(Bytes),
+    /// The next part (a preload hint): worth waiting for, up to this long.
+    Next(Duration),
+    Missing,
+}
+
+impl SessionState {
+    /// A playlist changed: every rendered playlist (they carry each other's rendition reports)
+    /// and the master are stale.
+    fn changed(&mut self) {
+        for r in &mut self.renditions {
+            r.rendered = None;
+        }
+        self.master = None;
+    }
+}
+
 /// Fragment sink of one epoch.
 pub struct EpochSink {
     pub session: Arc<Session>,
@@ -315,6 +466,25 @@ impl FragmentSink for EpochSink {
     fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>) {
         self.session
             .add_fragment(fragment, info, self.started, self.clock);
+    }
+
+    fn cmaf(&self, rendition: usize, output: PartOutput, info: Option<RenditionInfo>) {
+        match output {
+            PartOutput::Segment {
+                bytes, start, end, ..
+            } => self.session.add_fragment(
+                ClosedFragment {
+                    rendition,
+                    bytes,
+                    start,
+                    end,
+                },
+                info,
+                self.started,
+                self.clock,
+            ),
+            other => self.session.add_cmaf(rendition, other, info),
+        }
     }
 }
 

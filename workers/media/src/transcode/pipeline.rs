@@ -562,6 +562,7 @@ mod tests {
     struct Discard;
     impl FragmentSink for Discard {
         fn fragment_closed(&self, _: ClosedFragment, _: Option<RenditionInfo>) {}
+        fn cmaf(&self, _: usize, _: crate::mux::parts::PartOutput, _: Option<RenditionInfo>) {}
     }
 
     fn rung(name: &str, height: u32, audio_kbps: u32) -> Rendition {
