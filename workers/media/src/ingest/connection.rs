@@ -426,6 +426,7 @@ async fn media(
                     source_size: hints.size,
                     frame_rate: hints.frame_rate,
                     speed_preset: p.room.speed_preset.clone(),
+                    part_target: p.room.cfg.part_target(),
                 };
                 p.feeder = Some(spawn_feeder(p, spec, sink)?);
             }

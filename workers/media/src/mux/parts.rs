@@ -71,6 +71,7 @@ pub struct PartSegmenter {
     /// Id of the last init segment handed on, and whether the configuration changed since.
     init_id: u32,
     init_current: bool,
+    last_init: Option<Bytes>,
     /// `mfhd` sequence number of the next fragment.
     sequence: u32,
     first_pts: Option<u64>,
@@ -96,6 +97,7 @@ impl PartSegmenter {
             aac: None,
             init_id: 0,
             init_current: false,
+            last_init: None,
             sequence: 1,
             first_pts: None,
             segment: None,
@@ -221,16 +223,6 @@ impl PartSegmenter {
 
     fn open_segment(&mut self, pts: u64, dts: u64) {
         self.first_pts.get_or_insert(pts);
-        if !self.init_current
-            && let Some(avc) = &self.avc
-        {
-            self.init_id += 1;
-            self.init_current = true;
-            self.out.push(PartOutput::Init {
-                id: self.init_id,
-                bytes: init_segment(avc, self.aac.as_ref()),
-            });
-        }
         self.segment = Some(OpenSegment {
             start_pts: pts,
             parts: Vec::new(),
@@ -240,10 +232,34 @@ impl PartSegmenter {
         self.part_independent = true;
     }
 
+    /// The init segment of the segment whose first part closes now. Made this late, not when
+    /// the segment opens, so an audio header that arrives just after the first keyframe (as
+    /// ffmpeg sends them) is in the very first init.
+    fn current_init(&mut self) -> u32 {
+        if !self.init_current
+            && let Some(avc) = &self.avc
+        {
+            self.init_current = true;
+            let bytes = init_segment(avc, self.aac.as_ref());
+            // Publishers resend their headers (ffmpeg with new extradata, OBS on reconnect):
+            // the same bytes are the same init.
+            if self.last_init.as_ref() != Some(&bytes) {
+                self.init_id += 1;
+                self.last_init = Some(bytes.clone());
+                self.out.push(PartOutput::Init {
+                    id: self.init_id,
+                    bytes,
+                });
+            }
+        }
+        self.init_id
+    }
+
     /// Close the open part before the video frame at `next_dts` (`u64::MAX`: at the end).
     fn close_part(&mut self, next_dts: u64) {
-        let Some(segment) = &mut self.segment else {
-            return;
+        let first_part = match &self.segment {
+            None => return,
+            Some(segment) => segment.parts.is_empty(),
         };
         let mut audio = Vec::new();
         while let Some((t, _)) = self.audio.front() {
@@ -262,6 +278,12 @@ impl PartSegmenter {
             _ => next_dts,
         };
         let duration = ticks_to_duration(end.saturating_sub(self.part_start));
+        if first_part {
+            let init = self.current_init();
+            if let Some(segment) = &mut self.segment {
+                segment.init = init;
+            }
+        }
         let video = std::mem::take(&mut self.video);
         let bytes = fragment(
             self.sequence,
@@ -277,7 +299,9 @@ impl PartSegmenter {
             ],
         );
         self.sequence = self.sequence.wrapping_add(1);
-        segment.parts.push(bytes.clone());
+        if let Some(segment) = &mut self.segment {
+            segment.parts.push(bytes.clone());
+        }
         self.out.push(PartOutput::Part {
             bytes,
             duration,
@@ -428,10 +452,21 @@ mod tests {
     fn a_new_configuration_makes_a_new_init_at_the_next_segment() {
         let mut s = PartSegmenter::new(Duration::from_millis(500));
         s.set_avc(avc());
-        for i in 0..120u64 {
-            if i == 10 {
+        for i in 0..180u64 {
+            if i == 5 {
+                // Before the first part closed: still in the first init.
+                s.set_aac(AacConfig::parse(&[0x11, 0x90]).expect("asc"));
+            }
+            if i == 20 {
                 s.set_avc(avc()); // the same header again (OBS resends it): no new init
                 s.set_aac(AacConfig::parse(&[0x12, 0x10]).expect("asc"));
+            }
+            if i == 70 {
+                // Another configuration that writes the same init bytes: no new init either.
+                s.set_avc(AvcConfig {
+                    frame_rate: Some(25.0),
+                    ..avc()
+                });
             }
             let key = i % 60 == 0;
             s.push_video(3000 * i, 0, key, key, Bytes::from_static(b"frame"));
@@ -446,7 +481,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(inits, vec![1, 101, 2, 102]);
+        assert_eq!(inits, vec![1, 101, 2, 102, 102]);
     }
 
     /// ffprobe (a real MP4 demuxer) reads the init segment and a segment back: both tracks,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::playlist::{MediaPlaylist, Part, Segment};
+use super::playlist::{MediaPlaylist, Part, Segment, init_uri};
 
 /// Parts are listed for the segments within this many target durations of the playlist's end
 /// (4.4.4.9: older part tags should go; the segments stay for the DVR window).
@@ -164,6 +164,18 @@ impl MediaPlaylist {
             return text;
         }
         let seq = self.open_seq();
+        // Parts of a segment whose init no listed segment uses yet (the first segment of the
+        // session, or a new codec configuration) need its map before them.
+        let mapped = self
+            .segments
+            .back()
+            .is_some_and(|s| s.init == self.open_init);
+        if !self.open_parts.is_empty() && !mapped {
+            text.push_str(&format!(
+                "#EXT-X-MAP:URI=\"{}\"\n",
+                init_uri(self.open_init)
+            ));
+        }
         for (i, p) in self.open_parts.iter().enumerate() {
             text.push_str(&format!("{}\n", part_tag(seq, i, p)));
         }
@@ -199,6 +211,7 @@ mod tests {
     fn playlist(segments: u64, open: usize) -> MediaPlaylist {
         let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(12));
         p.part_target = Some(Duration::from_millis(500));
+        p.open_init = 1;
         let base = chrono::Utc
             .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
             .single()
@@ -277,6 +290,23 @@ mod tests {
         p.push_part(part(533, true));
         assert!(p.render_low_latency(&[]).contains("PART-TARGET=0.533\n"));
         assert!(p.render_low_latency(&[]).contains("PART-HOLD-BACK=1.599\n"));
+    }
+
+    #[test]
+    fn parts_before_the_first_segment_come_with_their_map() {
+        let p = playlist(0, 2);
+        let text = p.render_low_latency(&[]);
+        let map = text.find("#EXT-X-MAP:URI=\"init-1.mp4\"\n").expect(&text);
+        assert!(map < text.find("URI=\"0.0.m4s\"").expect(&text), "{text}");
+        let mut p = playlist(2, 1);
+        let text = p.render_low_latency(&[]);
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
+        p.open_init = 2;
+        let text = p.render_low_latency(&[]);
+        assert!(
+            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-PART:"),
+            "{text}"
+        );
     }
 
     #[test]

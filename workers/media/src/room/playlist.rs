@@ -82,6 +82,8 @@ pub struct MediaPlaylist {
     /// part may be longer), and the parts of the open segment.
     pub part_target: Option<Duration>,
     pub open_parts: Vec<Part>,
+    /// Init segment id of the open segment's parts.
+    pub open_init: u32,
 }
 
 impl MediaPlaylist {
@@ -95,6 +97,7 @@ impl MediaPlaylist {
             ended: false,
             part_target: None,
             open_parts: Vec::new(),
+            open_init: 0,
         }
     }
 

@@ -26,7 +26,7 @@ use crate::mux::parts::PartOutput;
 use roomcast_crds::Latency;
 
 /// A header value from text this crate formats (digits and ASCII), never invalid.
-pub(super) fn header_value(text: String) -> http::HeaderValue {
+pub(crate) fn header_value(text: String) -> http::HeaderValue {
     http::HeaderValue::try_from(text).unwrap_or(http::HeaderValue::from_static(""))
 }
 
@@ -281,6 +281,7 @@ impl Session {
                     // Ids restart with every epoch's segmenter; the session numbers them itself.
                     r.current_init += 1;
                     r.inits.insert(r.current_init, bytes);
+                    r.playlist.open_init = r.current_init;
                     return;
                 }
                 PartOutput::Part {
