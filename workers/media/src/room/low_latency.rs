@@ -100,7 +100,7 @@ impl MediaPlaylist {
         if let (Some(p), Some(target)) = (part, self.rendered_part_target()) {
             // The Advance Part Limit: three seconds of parts (three parts if they are 1 s+).
             let limit = (3_000 / target.as_millis().max(1) as u64).max(3);
-            let per_segment = (u64::from(self.target_duration) * 1000)
+            let per_segment = (self.target_duration * 1000)
                 .div_ceil(target.as_millis().max(1) as u64)
                 .max(1);
             let ahead = (msn - last_msn.min(msn))
