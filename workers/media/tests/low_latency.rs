@@ -205,20 +205,7 @@ async fn low_latency_room_serves_parts_blocks_reloads_and_every_rendition_decode
         assert_eq!(parts, last_segment, "{name}: parts and segment differ");
 
         let path = write_temp(tmp.path(), &format!("{name}.mp4"), &file);
-        let streams = probe_streams(&path);
-        let streams = streams["streams"].as_array().expect("streams");
-        let video = streams
-            .iter()
-            .find(|s| s["codec_type"] == "video")
-            .expect("video stream");
-        assert_eq!(video["codec_name"], "h264", "{name}");
-        assert_eq!(video["height"].as_i64(), Some(height), "{name}");
-        assert!(
-            streams
-                .iter()
-                .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac"),
-            "{name} has no AAC audio"
-        );
+        assert_h264_and_aac(&path, height, name);
         let frames = probe_video_frames(&path);
         assert!(frames.first().is_some_and(|f| f.1), "{name}: {frames:?}");
         // 9 s at 15 fps, give or take the first GOP the segmenter waits for.

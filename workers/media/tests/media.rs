@@ -105,20 +105,7 @@ async fn ladder_segments_decode_at_their_resolution_and_start_on_aligned_keyfram
             let seg = srv.get(&format!("{base}/{name}/{uri}")).await;
             assert_eq!(seg.status, 200, "{name}/{uri}");
             let path = write_temp(tmp.path(), &format!("{name}-{uri}"), &seg.body);
-            let streams = probe_streams(&path);
-            let streams = streams["streams"].as_array().expect("streams");
-            let video = streams
-                .iter()
-                .find(|s| s["codec_type"] == "video")
-                .expect("video stream");
-            assert_eq!(video["codec_name"], "h264", "{name}/{uri}");
-            assert_eq!(video["height"].as_i64(), Some(height), "{name}/{uri}");
-            assert!(
-                streams
-                    .iter()
-                    .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac"),
-                "{name}/{uri} has no AAC audio"
-            );
+            assert_h264_and_aac(&path, height, &format!("{name}/{uri}"));
             let frames = probe_video_frames(&path);
             assert!(!frames.is_empty(), "{name}/{uri} has no frames");
             assert!(

@@ -315,6 +315,27 @@ mod tests {
         tag(TagKind::Video, ts, body)
     }
 
+    /// Where [`feed`]'s stream is cut, in both renditions: (rendition, start ms, end ms).
+    const CUTS: [(usize, u64, u64); 6] = [
+        (0, 0, 2000),
+        (2, 0, 2000),
+        (0, 2000, 4000),
+        (2, 2000, 4000),
+        (0, 4000, 5500),
+        (2, 4000, 5500),
+    ];
+
+    /// 5.5 s of 10 fps video with a keyframe a second, and audio, after both headers.
+    fn feed(s: &mut SourceSegmenter) {
+        s.push(&avc_header()).expect("config");
+        s.push(&tag(TagKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
+            .expect("asc");
+        for ts in (100..=5500).step_by(100) {
+            s.push(&frame(ts, (ts - 100) % 1000 == 0)).expect("frame");
+            s.push(&audio(ts + 20)).expect("audio");
+        }
+    }
+
     fn audio(ts: u32) -> Tag {
         tag(TagKind::Audio, ts, vec![0xaf, 1, 0x21, 0x10, 0x04])
     }
@@ -357,17 +378,7 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(
-            spans,
-            vec![
-                (0, 0, 2000),
-                (2, 0, 2000),
-                (0, 2000, 4000),
-                (2, 2000, 4000),
-                (0, 4000, 5500),
-                (2, 4000, 5500),
-            ]
-        );
+        assert_eq!(spans, CUTS);
         for (f, info) in got.iter() {
             assert_eq!(f.bytes.len() % PACKET, 0);
             assert_eq!(
@@ -393,13 +404,7 @@ mod tests {
             sink.clone(),
             part,
         );
-        s.push(&avc_header()).expect("config");
-        s.push(&tag(TagKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
-            .expect("asc");
-        for ts in (100..=5500).step_by(100) {
-            s.push(&frame(ts, (ts - 100) % 1000 == 0)).expect("frame");
-            s.push(&audio(ts + 20)).expect("audio");
-        }
+        feed(&mut s);
         s.finish();
         assert!(sink.0.lock().expect("lock").is_empty(), "no MPEG-TS");
         let got = sink.1.lock().expect("lock");
@@ -412,17 +417,7 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            spans,
-            vec![
-                (0, 0, 2000),
-                (2, 0, 2000),
-                (0, 2000, 4000),
-                (2, 2000, 4000),
-                (0, 4000, 5500),
-                (2, 4000, 5500),
-            ]
-        );
+        assert_eq!(spans, CUTS);
         let parts: Vec<Duration> = got
             .iter()
             .filter_map(|(r, o)| match o {

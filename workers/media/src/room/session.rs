@@ -367,10 +367,7 @@ impl Session {
     /// wait; `None` for an unknown rendition or a room without low latency.
     pub fn block(&self, rendition: &str, msn: u64, part: Option<u64>) -> Option<(Block, Duration)> {
         let st = lock(&self.state);
-        let r = st
-            .renditions
-            .iter()
-            .find(|r| r.rendition.name == rendition)?;
+        let r = st.rendition(rendition)?;
         r.playlist.part_target?;
         Some((r.playlist.block(msn, part), r.playlist.block_timeout()))
     }
@@ -383,10 +380,7 @@ impl Session {
     /// An init segment of a low-latency rendition.
     pub fn init_segment(&self, rendition: &str, id: u32) -> Option<Bytes> {
         let st = lock(&self.state);
-        let r = st
-            .renditions
-            .iter()
-            .find(|r| r.rendition.name == rendition)?;
+        let r = st.rendition(rendition)?;
         r.inits.get(&id).cloned()
     }
 
@@ -394,7 +388,7 @@ impl Session {
     /// is not there yet.
     pub fn part(&self, rendition: &str, seq: u64, index: usize) -> PartLookup {
         let st = lock(&self.state);
-        let Some(r) = st.renditions.iter().find(|r| r.rendition.name == rendition) else {
+        let Some(r) = st.rendition(rendition) else {
             return PartLookup::Missing;
         };
         if let Some(bytes) = r.parts.get(&(seq, index)) {
@@ -411,10 +405,7 @@ impl Session {
     /// Segment bytes while the segment is in the window.
     pub fn segment(&self, rendition: &str, seq: u64) -> Option<Bytes> {
         let st = lock(&self.state);
-        let r = st
-            .renditions
-            .iter()
-            .find(|r| r.rendition.name == rendition)?;
+        let r = st.rendition(rendition)?;
         r.data.get(&seq).cloned()
     }
 
@@ -446,6 +437,9 @@ pub enum PartLookup {
 }
 
 impl SessionState {
+    fn rendition(&self, name: &str) -> Option<&RenditionState> {
+        self.renditions.iter().find(|r| r.rendition.name == name)
+    }
     /// A playlist changed: every rendered playlist (they carry each other's rendition reports)
     /// and the master are stale.
     fn changed(&mut self) {

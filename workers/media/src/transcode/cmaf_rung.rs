@@ -34,8 +34,18 @@ pub(super) struct CmafRung {
     video_caps_from: gst::Pad,
 }
 
-fn codec_data(caps: &gst::CapsRef) -> Option<gst::Buffer> {
-    caps.structure(0)?.get::<gst::Buffer>("codec_data").ok()
+/// The codec configuration a caps event carries in `codec_data`, parsed by `parse`.
+fn configuration<T>(
+    caps: &gst::CapsRef,
+    parse: impl FnOnce(&[u8]) -> crate::Result<T>,
+) -> Option<T> {
+    let buffer = caps.structure(0)?.get::<gst::Buffer>("codec_data").ok()?;
+    let map = buffer.map_readable().ok()?;
+    parse(map.as_slice())
+        .inspect_err(
+            |e| tracing::error!(error = %e, "a rung's encoder configuration cannot be muxed"),
+        )
+        .ok()
 }
 
 fn bytes_of(buffer: &gst::BufferRef) -> Option<Bytes> {
@@ -102,15 +112,7 @@ impl CmafRung {
             }
             Some(gst::PadProbeData::Event(event)) => match event.view() {
                 gst::EventView::Caps(caps) => {
-                    let avc = codec_data(caps.caps()).and_then(|b| {
-                        let map = b.map_readable().ok()?;
-                        AvcConfig::parse(map.as_slice())
-                            .inspect_err(
-                                |e| tracing::error!(error = %e, "rung decoder configuration"),
-                            )
-                            .ok()
-                    });
-                    if let Some(avc) = avc {
+                    if let Some(avc) = configuration(caps.caps(), AvcConfig::parse) {
                         self.with_state(|st| st.parts.set_avc(avc));
                     }
                 }
@@ -136,15 +138,7 @@ impl CmafRung {
             }
             Some(gst::PadProbeData::Event(event)) => match event.view() {
                 gst::EventView::Caps(caps) => {
-                    let aac = codec_data(caps.caps()).and_then(|b| {
-                        let map = b.map_readable().ok()?;
-                        AacConfig::parse(map.as_slice())
-                            .inspect_err(
-                                |e| tracing::error!(error = %e, "rung audio configuration"),
-                            )
-                            .ok()
-                    });
-                    if let Some(aac) = aac {
+                    if let Some(aac) = configuration(caps.caps(), AacConfig::parse) {
                         self.with_state(|st| st.parts.set_aac(aac));
                     }
                 }

@@ -185,6 +185,24 @@ fn fakesink() -> Result<gst::Element> {
     Ok(out)
 }
 
+/// Where an encoded stream of a rung goes: its MPEG-TS muxer, or the CMAF rung's `probe`.
+fn output(
+    pipeline: &gst::Pipeline,
+    mux: Option<&gst::Element>,
+    cmaf: Option<&CmafRung>,
+    src: &gst::Pad,
+    probe: fn(&CmafRung, &gst::Pad, &gst::PadProbeInfo),
+) -> Result<()> {
+    match (mux, cmaf) {
+        (Some(mux), _) => mux_pad(mux, "sink_%d", src),
+        (None, Some(rung)) => {
+            let rung = rung.clone();
+            probed_sink(pipeline, src, move |pad, info| probe(&rung, pad, info))
+        }
+        (None, None) => Ok(()),
+    }
+}
+
 /// A fakesink after `src` whose sink pad's buffers and events go to `probe`.
 fn probed_sink(
     pipeline: &gst::Pipeline,
@@ -388,16 +406,13 @@ impl TranscodePipeline {
                     video_caps.clone(),
                 )
             });
-            match (&mux, &cmaf) {
-                (Some(mux), _) => mux_pad(mux, "sink_%d", &video_out)?,
-                (None, Some(rung)) => {
-                    let rung = rung.clone();
-                    probed_sink(&pipeline, &video_out, move |pad, info| {
-                        rung.on_video(pad, info)
-                    })?;
-                }
-                (None, None) => {}
-            }
+            output(
+                &pipeline,
+                mux.as_ref(),
+                cmaf.as_ref(),
+                &video_out,
+                CmafRung::on_video,
+            )?;
 
             if let Some((_, atee)) = &audio {
                 let audio_out = {
@@ -425,16 +440,13 @@ impl TranscodePipeline {
                     out.static_pad("src")
                         .ok_or_else(|| Error::Gst("queue src".into()))?
                 };
-                match (&mux, &cmaf) {
-                    (Some(mux), _) => mux_pad(mux, "sink_%d", &audio_out)?,
-                    (None, Some(rung)) => {
-                        let rung = rung.clone();
-                        probed_sink(&pipeline, &audio_out, move |pad, info| {
-                            rung.on_audio(pad, info)
-                        })?;
-                    }
-                    (None, None) => {}
-                }
+                output(
+                    &pipeline,
+                    mux.as_ref(),
+                    cmaf.as_ref(),
+                    &audio_out,
+                    CmafRung::on_audio,
+                )?;
             }
 
             let Some(mux) = mux else {

@@ -397,6 +397,24 @@ pub fn probe_streams(path: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
 }
 
+/// `path` holds H.264 of `height` and AAC (ffprobe's reading); `what` names it in failures.
+pub fn assert_h264_and_aac(path: &Path, height: i64, what: &str) {
+    let streams = probe_streams(path);
+    let streams = streams["streams"].as_array().expect("streams");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("video stream");
+    assert_eq!(video["codec_name"], "h264", "{what}");
+    assert_eq!(video["height"].as_i64(), Some(height), "{what}");
+    assert!(
+        streams
+            .iter()
+            .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac"),
+        "{what} has no AAC audio"
+    );
+}
+
 /// Video frames of a segment: (pts_time, key_frame).
 pub fn probe_video_frames(path: &Path) -> Vec<(f64, bool)> {
     let out = std::process::Command::new("ffprobe")
