@@ -478,6 +478,18 @@ async fn http_origin_sends_cache_headers_etags_cors_and_enforces_the_origin_secr
         Some("application/vnd.apple.mpegurl")
     );
     assert_eq!(r.header("cache-control"), Some("public, max-age=1"));
+    // A standard room has no blocking reload: delivery directives, even malformed ones, get
+    // the plain playlist, at once and with the plain cache time; so do the CMAF files' names.
+    for query in ["_HLS_msn=999&_HLS_part=0", "_HLS_msn=abc", "_HLS_part=1"] {
+        let plain = srv.get_with(&format!("{media}?{query}"), &secret).await;
+        assert_eq!(plain.status, 200, "{query}");
+        assert_eq!(plain.body, r.body, "{query}");
+        assert_eq!(plain.header("cache-control"), Some("public, max-age=1"));
+    }
+    for file in ["0.m4s", "0.0.m4s", "init-1.mp4"] {
+        let path = format!("/shows/lobby/hls/source/{file}");
+        assert_eq!(srv.get_with(&path, &secret).await.status, 404, "{file}");
+    }
     let etag = r.header("etag").expect("etag").to_owned();
     let r304 = srv
         .get_with(media, &[secret[0], ("If-None-Match", &etag)])

@@ -294,16 +294,21 @@ async fn media(
     request: Request,
 ) -> Response {
     let req = Req::new(&server, &request, Some(peer), Kind::Media);
-    let blocking = match directive(request.uri().query()) {
+    let room = match req.room(&ns, &name) {
+        Err(r) => return req.finish(*r),
+        Ok(room) => room,
+    };
+    // Delivery directives mean something in low-latency rooms only; a standard room answers
+    // them as a plain request, as a server without blocking reload must (6.2.5.2).
+    let directives = match room.cfg.part_target() {
+        Some(_) => directive(request.uri().query()),
+        None => Ok(None),
+    };
+    let blocking = match directives {
         Err(message) => return req.finish(plain(StatusCode::BAD_REQUEST, message)),
         Ok(None) => false,
         Ok(Some(directive)) => {
-            let session = match req.room(&ns, &name).map(|room| room.liveness()) {
-                Err(r) => return req.finish(*r),
-                Ok(Liveness::Session(s)) => Some(s),
-                Ok(Liveness::Idle) => None,
-            };
-            if let Some(s) = session
+            if let Liveness::Session(s) = room.liveness()
                 && let Err((status, message)) = wait_for_playlist(&s, &rendition, directive).await
             {
                 return req.finish(plain(status, message));
