@@ -15,6 +15,10 @@ pub const SEGMENT_MAX_AGE_SECONDS: u32 = 86_400;
 /// which meets a 2 s glass-to-glass goal without tripling the origin's request rate the way
 /// the spec's 200 ms floor would.
 pub const PART_TARGET_MS: u32 = 500;
+/// Segments whose LL-HLS parts a media worker keeps besides the segments (the parts its
+/// playlists list, three target durations, and a margin for players a reload behind); the
+/// operator's memory estimate counts them.
+pub const LOW_LATENCY_PART_SEGMENTS: u32 = 6;
 pub const SPOOL_SIZE_MIB: u32 = 2_048;
 pub const STREAM_KEY_SECRET_KEY: &str = "stream-key";
 /// Name of the passthrough rendition: the publisher's own stream, not re-encoded.

@@ -51,9 +51,10 @@ pub struct RenditionState {
     current_init: u32,
 }
 
-/// Segments whose parts stay servable: those listed in the playlist (three target durations)
-/// and a margin for players that fetched the playlist a moment earlier.
-const PART_SEGMENTS_KEPT: u64 = 6;
+/// Segments whose parts stay servable (while they are in the window): those listed in the
+/// playlist (three target durations) and a margin for players that fetched the playlist a
+/// moment earlier. The operator's memory estimate counts them.
+const PART_SEGMENTS_KEPT: u64 = roomcast_crds::defaults::LOW_LATENCY_PART_SEGMENTS as u64;
 
 /// A rendered playlist with its ETag, both ready to send as they are.
 #[derive(Clone)]
@@ -227,7 +228,9 @@ impl Session {
                 parts,
             });
             r.data.insert(seq, bytes.clone());
-            r.parts.retain(|(s, _), _| s + PART_SEGMENTS_KEPT > seq);
+            let first = r.playlist.media_sequence();
+            r.parts
+                .retain(|(s, _), _| s + PART_SEGMENTS_KEPT > seq && *s >= first);
             for old in removed {
                 r.data.remove(&old.seq);
             }
