@@ -530,6 +530,126 @@ fn render_session_master(st: &SessionState) -> Option<String> {
 mod tests {
     use super::*;
 
+    /// A low-latency session of `source` + `360p` with 2 s segments and a 6 s window, and
+    /// its epoch sink.
+    fn low_latency_session() -> (Arc<Session>, EpochSink) {
+        let mut cfg = RoomConfig::for_test("lobby", "/nonexistent".into());
+        cfg.latency = Latency::Low;
+        cfg.dvr_window_seconds = 6;
+        cfg.renditions.truncate(2);
+        let (events, _) = broadcast::channel(64);
+        let session = Arc::new(Session::new(&cfg, events, Metrics::default()));
+        let sink = EpochSink {
+            session: session.clone(),
+            started: Utc::now(),
+            clock: Instant::now(),
+        };
+        (session, sink)
+    }
+
+    fn part(sink: &EpochSink, rendition: usize, byte: u8) {
+        sink.cmaf(
+            rendition,
+            PartOutput::Part {
+                bytes: Bytes::from(vec![byte; 10]),
+                duration: Duration::from_millis(500),
+                independent: byte % 4 == 0,
+            },
+            None,
+        );
+    }
+
+    fn segment(sink: &EpochSink, rendition: usize, seq: u64) {
+        sink.cmaf(
+            rendition,
+            PartOutput::Segment {
+                bytes: Bytes::from(vec![0; 40]),
+                start: Duration::from_secs(2 * seq),
+                end: Duration::from_secs(2 * seq + 2),
+                init: 1,
+            },
+            None,
+        );
+    }
+
+    #[test]
+    fn low_latency_sessions_serve_parts_hint_the_next_and_forget_what_left_the_window() {
+        let (session, sink) = low_latency_session();
+        for r in 0..2 {
+            sink.cmaf(
+                r,
+                PartOutput::Init {
+                    id: 1,
+                    bytes: Bytes::from_static(b"init"),
+                },
+                None,
+            );
+        }
+        // Ten segments of four parts in each rendition; the source one part ahead at the end.
+        for seq in 0..10u64 {
+            for r in 0..2 {
+                for i in 0..4 {
+                    part(&sink, r, (seq * 4 + i) as u8);
+                }
+                segment(&sink, r, seq);
+            }
+        }
+        part(&sink, 0, 200);
+        let source = session.media_playlist("source").expect("source");
+        let text = String::from_utf8_lossy(&source.body).into_owned();
+        assert!(
+            text.contains(
+                "#EXT-X-RENDITION-REPORT:URI=\"../720p/index.m3u8\",LAST-MSN=9,LAST-PART=3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"10.1.m4s\""),
+            "{text}"
+        );
+        let other = session.media_playlist("720p").expect("720p");
+        assert!(
+            String::from_utf8_lossy(&other.body).contains(
+                "#EXT-X-RENDITION-REPORT:URI=\"../source/index.m3u8\",LAST-MSN=10,LAST-PART=0"
+            ),
+            "reports follow the other rendition's parts"
+        );
+        assert!(matches!(session.part("source", 10, 0), PartLookup::Ready(b) if b[0] == 200));
+        assert!(matches!(session.part("source", 9, 3), PartLookup::Ready(b) if b[0] == 39));
+        assert!(
+            matches!(session.part("source", 10, 1), PartLookup::Next(t) if t == Duration::from_secs(6))
+        );
+        assert!(
+            matches!(session.part("source", 10, 2), PartLookup::Missing),
+            "not the next part"
+        );
+        assert!(matches!(session.part("source", 11, 0), PartLookup::Missing));
+        // The 6 s window holds segments 7..=9: older parts are gone even though fewer than six
+        // segments passed since.
+        assert!(matches!(session.part("source", 7, 0), PartLookup::Ready(_)));
+        assert!(matches!(session.part("source", 6, 3), PartLookup::Missing));
+        assert!(matches!(session.part("nope", 10, 1), PartLookup::Missing));
+        assert_eq!(
+            session.init_segment("source", 1).as_deref(),
+            Some(&b"init"[..])
+        );
+        assert!(session.init_segment("source", 2).is_none());
+        assert!(matches!(
+            session.block("source", 10, Some(1)),
+            Some((Block::Wait, _))
+        ));
+        assert!(matches!(
+            session.block("source", 10, Some(0)),
+            Some((Block::Ready, _))
+        ));
+        assert!(session.block("nope", 0, None).is_none());
+        session.end();
+        assert!(
+            matches!(session.part("source", 10, 1), PartLookup::Missing),
+            "ended: no more parts"
+        );
+    }
+
     #[test]
     fn master_waits_for_every_rendition_unless_one_is_far_behind() {
         assert!(!master_ready([1, 0, 0].into_iter()));
