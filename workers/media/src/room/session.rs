@@ -553,7 +553,7 @@ mod tests {
             PartOutput::Part {
                 bytes: Bytes::from(vec![byte; 10]),
                 duration: Duration::from_millis(500),
-                independent: byte % 4 == 0,
+                independent: byte.is_multiple_of(4),
             },
             None,
         );
