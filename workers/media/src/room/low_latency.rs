@@ -176,6 +176,9 @@ impl MediaPlaylist {
                 init_uri(self.open_init)
             ));
         }
+        if !self.open_parts.is_empty() && self.open_discontinuity {
+            text.push_str("#EXT-X-DISCONTINUITY\n");
+        }
         for (i, p) in self.open_parts.iter().enumerate() {
             text.push_str(&format!("{}\n", part_tag(seq, i, p)));
         }
@@ -307,6 +310,28 @@ mod tests {
             text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-PART:"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn parts_after_a_reconnect_follow_a_discontinuity() {
+        let mut p = playlist(2, 1);
+        p.open_discontinuity = true;
+        p.open_init = 2;
+        let text = p.render_low_latency(&[]);
+        assert!(
+            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY\n#EXT-X-PART:DURATION=0.480,URI=\"2.0.m4s\""),
+            "{text}"
+        );
+        p.push(Segment {
+            seq: 2,
+            duration: Duration::from_millis(480),
+            discontinuity: true,
+            program_date_time: chrono::Utc::now(),
+            size: 1,
+            init: 2,
+            parts: p.open_parts.clone(),
+        });
+        assert!(!p.open_discontinuity, "the closed segment carries it now");
     }
 
     #[test]

@@ -82,8 +82,10 @@ pub struct MediaPlaylist {
     /// part may be longer), and the parts of the open segment.
     pub part_target: Option<Duration>,
     pub open_parts: Vec<Part>,
-    /// Init segment id of the open segment's parts.
+    /// Init segment id of the open segment's parts, and whether that segment follows a
+    /// publisher reconnect (its parts then come after an `EXT-X-DISCONTINUITY`).
     pub open_init: u32,
+    pub open_discontinuity: bool,
 }
 
 impl MediaPlaylist {
@@ -98,6 +100,7 @@ impl MediaPlaylist {
             part_target: None,
             open_parts: Vec::new(),
             open_init: 0,
+            open_discontinuity: false,
         }
     }
 
@@ -131,6 +134,7 @@ impl MediaPlaylist {
         self.target_duration = self.target_duration.max(rounded);
         self.segments.push_back(segment);
         self.open_parts.clear();
+        self.open_discontinuity = false;
         let mut removed = Vec::new();
         while let Some(front) = self.segments.front() {
             if self.duration().saturating_sub(front.duration) < self.window {

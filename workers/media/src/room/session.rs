@@ -293,6 +293,7 @@ impl Session {
                     independent,
                 } => {
                     let index = r.playlist.open_parts.len();
+                    r.playlist.open_discontinuity = r.pending_discontinuity;
                     r.parts.insert((r.next_seq, index), bytes);
                     r.playlist.push_part(Part {
                         duration,
