@@ -222,3 +222,54 @@ async fn low_latency_room_serves_parts_blocks_reloads_and_every_rendition_decode
     );
     srv.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconnect_continues_the_session_with_a_discontinuity_and_a_new_init() {
+    if !media_tools_available() {
+        return;
+    }
+    let mut room = low_latency_room();
+    room.renditions = vec![source()];
+    room.grace_seconds = 4;
+    let srv = TestServer::start(vec![room]).await;
+    for _ in 0..2 {
+        let publisher = Publisher {
+            seconds: 4,
+            ..Default::default()
+        }
+        .spawn(&srv.url("lobby-key"));
+        assert!(wait_exit(publisher, LONG).await, "ffmpeg publish failed");
+    }
+    let playlist = format!("{BASE}/source/index.m3u8");
+    let text = srv
+        .wait_for(&playlist, LONG, |t| t.contains("#EXT-X-ENDLIST"))
+        .await
+        .text();
+    let maps = tag_lines(&text, "#EXT-X-MAP:");
+    assert_eq!(maps.len(), 2, "one init per publisher connection:\n{text}");
+    // The second connection's first segment: its own init, after a discontinuity.
+    let (before, after) = text
+        .split_once("#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY\n")
+        .expect(&text);
+    assert!(
+        before.contains("init-1.mp4") && !before.contains("DISCONTINUITY"),
+        "{text}"
+    );
+    // The second connection's segments decode with the second init.
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut file = srv.get(&format!("{BASE}/source/init-2.mp4")).await.body;
+    for uri in after
+        .lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+    {
+        let seg = srv.get(&format!("{BASE}/source/{uri}")).await;
+        assert_eq!(seg.status, 200, "{uri}");
+        file.extend_from_slice(&seg.body);
+    }
+    let path = write_temp(tmp.path(), "second.mp4", &file);
+    assert_h264_and_aac(&path, 240, "after the reconnect");
+    let frames = probe_video_frames(&path);
+    assert!(frames.first().is_some_and(|f| f.1), "{frames:?}");
+    assert!(frames.len() >= 45, "{} frames", frames.len());
+    srv.stop().await;
+}
