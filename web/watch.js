@@ -20,11 +20,16 @@ function showError(text) {
   box.hidden = !text;
 }
 
+function lowLatency() {
+  return Boolean(room && room.latency === "low" && playing === "live");
+}
+
 function load(url) {
   showError("");
   if (window.Hls && Hls.isSupported()) {
     if (hls) hls.destroy();
-    hls = new Hls({ lowLatencyMode: false, backBufferLength: 600 });
+    // Low-latency rooms: blocking playlist reloads, parts and preload hints (LL-HLS).
+    hls = new Hls({ lowLatencyMode: lowLatency(), backBufferLength: 600 });
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
       fillQualityMenu();
       video.play().catch(() => {});
@@ -112,8 +117,16 @@ function updatePosition() {
     return;
   }
   const behind = Math.max(0, liveEdge() - video.currentTime);
-  position.textContent = behind > 5 ? `${Math.round(behind)} s behind live` : "at live edge";
   position.dataset.behind = String(behind);
+  // A low-latency room plays seconds behind live: say how many (hls.js measures the distance
+  // to the end of the last part it knows).
+  if (lowLatency() && hls && Number.isFinite(hls.latency) && behind < 5) {
+    position.textContent = `${hls.latency.toFixed(1)} s behind live`;
+    position.dataset.latency = String(hls.latency);
+    return;
+  }
+  delete position.dataset.latency;
+  position.textContent = behind > 5 ? `${Math.round(behind)} s behind live` : "at live edge";
 }
 
 video.addEventListener("timeupdate", updatePosition);

@@ -298,7 +298,7 @@ mod tests {
     fn a_typo_is_refused_with_the_field_named_not_dropped() {
         for (spec, field) in [
             ("transcod: {segmentSeconds: 2}", "spec.transcod"),
-            ("playback: {latency: low}", "spec.playback.latency"),
+            ("playback: {latncy: low}", "spec.playback.latncy"),
         ] {
             let text = format!(
                 "apiVersion: roomcast.dev/v1alpha1\nkind: StreamRoom\nmetadata: {{name: a}}\nspec:\n  {spec}\n"

@@ -73,6 +73,7 @@ impl DevState {
                 .collect(),
             segment_seconds: room.worker.transcode.segment_seconds,
             dvr_window_seconds: room.worker.transcode.dvr_window_seconds,
+            latency: room.worker.playback.latency,
         }
     }
 }
@@ -91,6 +92,8 @@ pub struct RoomSummary {
     pub renditions: Vec<String>,
     pub segment_seconds: u32,
     pub dvr_window_seconds: u32,
+    /// `standard` or `low`: the page turns on hls.js's low-latency mode for `low`.
+    pub latency: roomcast_crds::Latency,
 }
 
 type AppState = Arc<DevState>;

@@ -11,6 +11,14 @@ pub const CHAT_MAX_MESSAGE_LENGTH: u32 = 500;
 pub const CHAT_RATE_LIMIT_PER_MINUTE: u32 = 30;
 pub const PLAYLIST_MAX_AGE_SECONDS: u32 = 1;
 pub const SEGMENT_MAX_AGE_SECONDS: u32 = 86_400;
+/// LL-HLS part target: players hold back three parts (1.5 s) and poll about twice a second,
+/// which meets a 2 s glass-to-glass goal without tripling the origin's request rate the way
+/// the spec's 200 ms floor would.
+pub const PART_TARGET_MS: u32 = 500;
+/// Segments whose LL-HLS parts a media worker keeps besides the segments (the parts its
+/// playlists list, three target durations, and a margin for players a reload behind); the
+/// operator's memory estimate counts them.
+pub const LOW_LATENCY_PART_SEGMENTS: u32 = 6;
 pub const SPOOL_SIZE_MIB: u32 = 2_048;
 pub const STREAM_KEY_SECRET_KEY: &str = "stream-key";
 /// Name of the passthrough rendition: the publisher's own stream, not re-encoded.
@@ -18,6 +26,9 @@ pub const SOURCE_RENDITION: &str = "source";
 /// AAC bitrate of an encoded rendition that names no `audioKbps`.
 pub const AUDIO_KBPS: u32 = 128;
 
+pub(crate) fn part_target_ms() -> u32 {
+    PART_TARGET_MS
+}
 pub(crate) fn segment_seconds() -> u32 {
     SEGMENT_SECONDS
 }

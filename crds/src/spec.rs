@@ -384,7 +384,7 @@ impl Default for ChatSpec {
 }
 
 /// Viewer-facing settings.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PlaybackSpec {
     /// Public host of the Ingress. Unset uses the operator's default host (Helm value
@@ -402,6 +402,43 @@ pub struct PlaybackSpec {
     /// Settings for a CDN in front of the Ingress.
     #[serde(default)]
     pub cdn: CdnSpec,
+    /// `standard`: MPEG-TS segments, a player sits about three segments behind live.
+    /// `low`: Low-Latency HLS on CMAF (fMP4 parts, blocking playlist reload, preload hints),
+    /// about two seconds behind live; the CDN must forward the `_HLS_msn`, `_HLS_part` and
+    /// `_HLS_skip` query strings.
+    #[serde(default)]
+    pub latency: Latency,
+    /// Target duration of an LL-HLS partial segment, in ms (`latency: low` only). Players
+    /// hold back three parts from the live edge, so this sets the latency.
+    #[serde(default = "defaults::part_target_ms")]
+    #[schemars(range(min = 200, max = 1000))]
+    pub part_target_ms: u32,
+}
+
+impl Default for PlaybackSpec {
+    fn default() -> Self {
+        Self {
+            host: None,
+            ingress_class_name: None,
+            tls_secret_ref: None,
+            cdn: CdnSpec::default(),
+            latency: Latency::default(),
+            part_target_ms: defaults::PART_TARGET_MS,
+        }
+    }
+}
+
+/// How far behind live a room plays, and what that costs (see [`PlaybackSpec::latency`]).
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Latency {
+    /// MPEG-TS segments; every player and CDN handles them without configuration.
+    #[default]
+    Standard,
+    /// LL-HLS on CMAF.
+    Low,
 }
 
 /// Caching and origin protection for a CDN.

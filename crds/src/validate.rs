@@ -286,6 +286,66 @@ mod tests {
     }
 
     #[test]
+    fn latency_defaults_to_standard_with_half_second_parts() {
+        let room = room(&format!("{HEADER}spec: {{}}"));
+        assert_eq!(room.spec.playback.latency, crate::Latency::Standard);
+        assert_eq!(room.spec.playback.part_target_ms, 500);
+        let low = room_with_playback("{latency: low, partTargetMs: 333}");
+        assert_eq!(low.spec.playback.latency, crate::Latency::Low);
+        assert!(validate_room(&low).is_ok());
+    }
+
+    fn room_with_playback(playback: &str) -> StreamRoom {
+        room(&format!("{HEADER}spec:\n  playback: {playback}\n"))
+    }
+
+    #[test]
+    fn part_targets_outside_200_to_1000_ms_are_refused() {
+        for (value, message) in [
+            ("0", "must be at least 200"),
+            ("199", "must be at least 200"),
+            ("1001", "must be at most 1000"),
+            ("4294967295", "must be at most 1000"),
+        ] {
+            let errs = fields(&format!(
+                "{HEADER}spec:\n  playback: {{latency: low, partTargetMs: {value}}}\n"
+            ));
+            assert!(
+                errs.iter()
+                    .any(|e| e.starts_with(&format!("spec.playback.partTargetMs {message}"))),
+                "{value}: {errs:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_latency_modes_and_negative_parts_do_not_parse() {
+        for playback in [
+            "{latency: ultra}",
+            "{latency: LOW}",
+            "{latency: 1}",
+            "{latency: ''}",
+            "{partTargetMs: -500}",
+            "{partTargetMs: 99999999999}",
+            "{partTargetMs: '500; drop'}",
+        ] {
+            let yaml = format!("{HEADER}spec:\n  playback: {playback}\n");
+            assert!(
+                serde_yaml::from_str::<StreamRoom>(&yaml).is_err(),
+                "{playback} parsed"
+            );
+        }
+        let schema = crd_schema().expect("schema");
+        let latency =
+            &schema["properties"]["spec"]["properties"]["playback"]["properties"]["latency"];
+        assert_eq!(
+            latency["enum"],
+            serde_json::json!(["standard", "low"]),
+            "{latency}"
+        );
+    }
+
+    #[test]
     fn dvr_window_must_hold_three_segments() {
         let errs = fields(&format!(
             "{HEADER}spec:\n  transcode: {{segmentSeconds: 4, dvrWindowSeconds: 11}}\n"

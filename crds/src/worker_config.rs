@@ -113,6 +113,25 @@ pub struct PlaybackConfig {
     /// File holding the CDN origin secret; requests without it get 403.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin_secret_file: Option<String>,
+    /// `spec.playback.latency`. Defaults are left out of the YAML, so a standard room's
+    /// ConfigMap (and its config hash) stays what it was before low latency existed and an
+    /// operator upgrade restarts no media pod.
+    #[serde(default, skip_serializing_if = "is_standard")]
+    pub latency: crate::Latency,
+    /// `spec.playback.partTargetMs`.
+    #[serde(
+        default = "crate::defaults::part_target_ms",
+        skip_serializing_if = "is_default_part_target"
+    )]
+    pub part_target_ms: u32,
+}
+
+fn is_standard(latency: &crate::Latency) -> bool {
+    *latency == crate::Latency::Standard
+}
+
+fn is_default_part_target(ms: &u32) -> bool {
+    *ms == crate::defaults::PART_TARGET_MS
 }
 
 impl WorkerConfig {
@@ -124,5 +143,30 @@ impl WorkerConfig {
     /// Serialize for the ConfigMap.
     pub fn to_yaml(&self) -> Result<String, serde_yaml::Error> {
         crate::yaml::to_string(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ROOM: &str = "room: {namespace: shows, name: lobby}\ningest: {streamKeyFile: /k, maxBitrateKbps: 8000, reconnectGraceSeconds: 10}\ntranscode: {segmentSeconds: 2, dvrWindowSeconds: 120, renditions: [{name: source}]}\nplayback: {pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400";
+
+    #[test]
+    fn standard_rooms_write_the_config_they_wrote_before_low_latency() {
+        let standard = WorkerConfig::from_yaml(&format!("{ROOM}}}\n")).expect("yaml");
+        let text = standard.to_yaml().expect("yaml");
+        assert!(
+            !text.contains("latency") && !text.contains("partTargetMs"),
+            "{text}"
+        );
+        let low = WorkerConfig::from_yaml(&format!("{ROOM}, latency: low, partTargetMs: 400}}\n"))
+            .expect("yaml");
+        let text = low.to_yaml().expect("yaml");
+        assert!(
+            text.contains("latency: low") && text.contains("partTargetMs: 400"),
+            "{text}"
+        );
+        assert_eq!(WorkerConfig::from_yaml(&text).expect("round trip"), low);
     }
 }

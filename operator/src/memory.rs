@@ -10,12 +10,16 @@
 //!            others: videoKbps + audioKbps (128 when unset)
 //! ```
 //!
+//! A low-latency room also keeps the CMAF parts of its last segments besides the segments
+//! themselves: its window counts `min(dvrWindowSeconds, 6 × segmentSeconds)` seconds more
+//! ([`held_seconds`]).
+//!
 //! Everything here is pure arithmetic on the spec; the limit comes from
 //! [`OperatorConfig::media_resources_for`], the same function the Deployment builder uses.
 
 use std::fmt;
 
-use roomcast_crds::StreamRoomSpec;
+use roomcast_crds::{Latency, StreamRoomSpec, defaults};
 
 use crate::config::{OperatorConfig, ResourcesFrom};
 use crate::quantity::quantity_bytes;
@@ -56,6 +60,21 @@ fn total_kbps(rendition_kbps: impl IntoIterator<Item = u32>) -> u64 {
         .fold(0u64, |sum, kbps| sum.saturating_add(u64::from(kbps)))
 }
 
+/// Seconds of media the worker holds per rendition: the DVR window, plus in a low-latency
+/// room the parts of the last [`defaults::LOW_LATENCY_PART_SEGMENTS`] segments still in it.
+pub fn held_seconds(spec: &StreamRoomSpec) -> u32 {
+    let dvr = spec.transcode.dvr_window_seconds;
+    match spec.playback.latency {
+        Latency::Standard => dvr,
+        Latency::Low => {
+            let parts = defaults::LOW_LATENCY_PART_SEGMENTS
+                .saturating_mul(spec.transcode.segment_seconds)
+                .min(dvr);
+            dvr.saturating_add(parts)
+        }
+    }
+}
+
 /// The nominal bitrate of every rendition of a room, in ladder order.
 pub fn ladder_kbps(spec: &StreamRoomSpec) -> impl Iterator<Item = u32> + '_ {
     spec.transcode
@@ -68,6 +87,8 @@ pub fn ladder_kbps(spec: &StreamRoomSpec) -> impl Iterator<Item = u32> + '_ {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MemoryOverrun {
     pub dvr_window_seconds: u32,
+    /// Seconds of low-latency parts held besides the window (0 in a standard room).
+    pub part_seconds: u32,
     pub ladder_kbps: u64,
     pub needed_bytes: u64,
     pub limit_bytes: u64,
@@ -77,9 +98,13 @@ pub struct MemoryOverrun {
 impl fmt::Display for MemoryOverrun {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (numerator, denominator) = SAFETY_FACTOR;
+        let parts = match self.part_seconds {
+            0 => String::new(),
+            s => format!(" + {s} s of low-latency parts"),
+        };
         write!(
             f,
-            "DVR {} s × {:.1} Mbit/s (spec.transcode.renditions, source at spec.ingest.maxBitrateKbps) × {} headroom + {} base ≈ {} > media memory limit {} ({}): lower spec.transcode.dvrWindowSeconds or the ladder, or raise spec.resources.media.limits.memory",
+            "DVR {} s{parts} × {:.1} Mbit/s (spec.transcode.renditions, source at spec.ingest.maxBitrateKbps) × {} headroom + {} base ≈ {} > media memory limit {} ({}): lower spec.transcode.dvrWindowSeconds or the ladder, or raise spec.resources.media.limits.memory",
             self.dvr_window_seconds,
             self.ladder_kbps as f64 / 1000.0,
             numerator as f64 / denominator as f64,
@@ -118,12 +143,13 @@ pub fn check_media_memory(
         value: limit.0.clone(),
     })?;
     let dvr_window_seconds = spec.transcode.dvr_window_seconds;
-    let needed_bytes = media_memory_bytes(dvr_window_seconds, ladder_kbps(spec));
+    let needed_bytes = media_memory_bytes(held_seconds(spec), ladder_kbps(spec));
     if needed_bytes <= limit_bytes {
         return Ok(());
     }
     Err(MemoryError::Overrun(Box::new(MemoryOverrun {
         dvr_window_seconds,
+        part_seconds: held_seconds(spec) - dvr_window_seconds,
         ladder_kbps: total_kbps(ladder_kbps(spec)),
         needed_bytes,
         limit_bytes,
@@ -192,6 +218,36 @@ mod tests {
         );
         assert_eq!(media_memory_bytes(0, [8_000, 2_928]), MEDIA_BASE_BYTES);
         assert_eq!(media_memory_bytes(100, []), MEDIA_BASE_BYTES);
+    }
+
+    #[test]
+    fn low_latency_rooms_count_their_parts_and_the_message_says_so() {
+        // 100 s window, 2 s segments: 12 s of parts on top.
+        let low = spec(
+            "ingest: {maxBitrateKbps: 8000}\ntranscode: {dvrWindowSeconds: 100, renditions: [{name: source}]}\nplayback: {latency: low}",
+        );
+        assert_eq!(held_seconds(&low), 112);
+        let needed = 140_000_000 + MEDIA_BASE_BYTES;
+        let config = OperatorConfig::default();
+        assert_eq!(
+            check_media_memory(&with_limit(low.clone(), &needed.to_string()), &config),
+            Ok(())
+        );
+        let message = check_media_memory(&with_limit(low, &(needed - 1).to_string()), &config)
+            .expect_err("one byte short")
+            .to_string();
+        assert!(
+            message.starts_with("DVR 100 s + 12 s of low-latency parts × 8.0 Mbit/s"),
+            "{message}"
+        );
+        // Parts never count more than the window itself (a 6 s window of 2 s segments).
+        let short =
+            spec("transcode: {segmentSeconds: 2, dvrWindowSeconds: 6}\nplayback: {latency: low}");
+        assert_eq!(held_seconds(&short), 12);
+        let hostile = spec(
+            "transcode: {segmentSeconds: 4294967295, dvrWindowSeconds: 4294967295}\nplayback: {latency: low}",
+        );
+        assert_eq!(held_seconds(&hostile), u32::MAX, "saturates");
     }
 
     #[test]

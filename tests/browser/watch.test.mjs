@@ -49,6 +49,18 @@ spec:
       - {name: source}
       - {name: 240p, height: 240, videoKbps: 400, audioKbps: 64}
       - {name: 144p, height: 144, videoKbps: 150, audioKbps: 64}
+---
+apiVersion: roomcast.dev/v1alpha1
+kind: StreamRoom
+metadata: {name: fast, namespace: shows}
+spec:
+  transcode:
+    segmentSeconds: 2
+    dvrWindowSeconds: 120
+    renditions:
+      - {name: source}
+      - {name: 144p, height: 144, videoKbps: 150, audioKbps: 64}
+  playback: {latency: low, partTargetMs: 500}
 `;
 
 let dev;
@@ -56,6 +68,7 @@ let publisher;
 let browser;
 let base;
 let rtmpUrl;
+let fastUrl;
 let devLog = "";
 
 function sleep(ms) {
@@ -73,6 +86,16 @@ async function waitFor(what, probe, timeoutMs = 30000, intervalMs = 250) {
   throw new Error(`timed out waiting for ${what} (last: ${JSON.stringify(last)})\n${devLog.slice(-3000)}`);
 }
 
+function publish(url) {
+  const ffmpeg = spawn("ffmpeg", ["-loglevel", "error", "-re",
+    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
+    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
+    "-c:a", "aac", "-b:a", "64k", "-f", "flv", url], { stdio: ["ignore", "ignore", "pipe"] });
+  ffmpeg.stderr.on("data", (chunk) => { devLog += `[ffmpeg] ${chunk}`; });
+  return ffmpeg;
+}
+
 before(async () => {
   if (skip) return;
   assert.ok(bin, "set ROOMCAST_BIN to the roomcast binary");
@@ -85,14 +108,11 @@ before(async () => {
   dev.stderr.on("data", (chunk) => { devLog += chunk; });
   await waitFor("the dev banner", () => /rooms\s+http:\/\/\S+/.test(banner));
   base = banner.match(/rooms\s+(http:\/\/\S+?)\/?\s/)[1];
-  const [, server, key] = banner.match(/OBS\s+server (\S+)\s+stream key (\S+)/);
-  rtmpUrl = `${server}/${key}`;
-  publisher = spawn("ffmpeg", ["-loglevel", "error", "-re",
-    "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=15",
-    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
-    "-c:v", "libx264", "-preset", "ultrafast", "-tune", "zerolatency", "-g", "30", "-pix_fmt", "yuv420p",
-    "-c:a", "aac", "-b:a", "64k", "-f", "flv", rtmpUrl], { stdio: ["ignore", "ignore", "pipe"] });
-  publisher.stderr.on("data", (chunk) => { devLog += `[ffmpeg] ${chunk}`; });
+  const urls = Object.fromEntries([...banner.matchAll(/room (\S+)\s+OBS\s+server (\S+)\s+stream key (\S+)/g)]
+    .map(([, room, server, key]) => [room, `${server}/${key}`]));
+  rtmpUrl = urls["shows/lobby"];
+  fastUrl = urls["shows/fast"];
+  publisher = publish(rtmpUrl);
   browser = await chromium.launch({
     executablePath: chromiumPath,
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -111,11 +131,11 @@ after(async () => {
   }
 });
 
-async function openWatchPage(context) {
+async function openWatchPage(context, room = "lobby") {
   const page = await context.newPage();
   const errors = [];
   page.on("pageerror", (error) => errors.push(String(error)));
-  await page.goto(`${base}/shows/lobby/`);
+  await page.goto(`${base}/shows/${room}/`);
   page.errors = errors;
   return page;
 }
@@ -242,4 +262,58 @@ test("after the publisher stops, the session is a past broadcast that plays to i
   assert.equal(await page.locator("#player-error").isVisible(), false);
   await page.screenshot({ path: join(artifacts, "09-past-broadcast-ended.png") });
   assert.deepEqual(page.errors, []);
+});
+
+test("a low-latency room plays about two seconds behind live, switches quality, rewinds and returns", { skip }, async () => {
+  const fast = publish(fastUrl);
+  try {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await openWatchPage(context, "fast");
+    const parts = [];
+    let blockingReloads = 0;
+    page.on("request", (request) => {
+      const url = request.url();
+      const part = url.match(/\/hls\/([^/]+)\/\d+\.\d+\.m4s$/);
+      if (part) parts.push(part[1]);
+      if (/\/index\.m3u8\?_HLS_msn=\d+&_HLS_part=\d+/.test(url)) blockingReloads += 1;
+    });
+    await waitFor("playback to start", async () => (await currentTime(page)) > 1, 40000);
+    assert.equal(await page.evaluate(() => hls.config.lowLatencyMode), true, "hls.js in low-latency mode");
+    const latency = await waitFor("a latency reading", async () => {
+      const text = await page.locator("#position").textContent();
+      return /^\d+\.\d s behind live$/.test(text) ? Number(await page.locator("#position").getAttribute("data-latency")) : 0;
+    }, 20000);
+    assert.ok(latency > 0 && latency < 4, `low-latency playback ${latency} s behind live`);
+    assert.ok(parts.length > 0, "parts are fetched");
+    assert.ok(blockingReloads > 0, "playlists are reloaded with blocking requests");
+    await page.screenshot({ path: join(artifacts, "10-low-latency-playing.png") });
+
+    const value = await page.locator("#quality option", { hasText: "144p" }).getAttribute("value");
+    parts.length = 0;
+    await page.selectOption("#quality", value);
+    await waitFor("a 144p part request", () => parts.includes("144p"), 20000);
+
+    await waitFor("35 s in the DVR window", () => page.evaluate(() => {
+      const r = document.getElementById("video").seekable;
+      return r.length > 0 && r.end(r.length - 1) - r.start(0) > 35;
+    }), 60000, 1000);
+    await page.click("#rewind-30");
+    const behind = await waitFor("playback 30 s behind live", async () => {
+      const b = Number(await page.locator("#position").getAttribute("data-behind"));
+      return b > 20 ? b : 0;
+    }, 15000);
+    assert.ok(behind < 45, `~30 s behind live, got ${behind}`);
+    await page.screenshot({ path: join(artifacts, "11-low-latency-rewound.png") });
+    await page.click("#go-live");
+    const back = await waitFor("back near live", async () => {
+      const l = Number(await page.locator("#position").getAttribute("data-latency"));
+      return l > 0 && l < 4 ? l : 0;
+    }, 20000);
+    assert.ok(back < 4, `back to ${back} s behind live`);
+    await page.screenshot({ path: join(artifacts, "12-low-latency-back-to-live.png") });
+    assert.deepEqual(page.errors, []);
+    await context.close();
+  } finally {
+    fast.kill("SIGINT");
+  }
 });

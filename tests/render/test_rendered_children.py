@@ -119,7 +119,7 @@ def test_yaml_1_1_boolean_words_survive_kubectl_style_parsing(tmp_path: Path):
     "spec, field",
     [
         ("transcod: {segmentSeconds: 2}", "spec.transcod\"; did you mean \"transcode\"?"),
-        ("playback: {latency: low}", "spec.playback.latency"),
+        ("playback: {latncy: low}", "spec.playback.latncy"),
         ("transcode: {renditions: [{name: source, bitrat: 5}]}", "spec.transcode.renditions[0].bitrat"),
     ],
 )

@@ -71,6 +71,8 @@ pub fn worker_config(room: &ValidRoom) -> WorkerConfig {
                 .origin_secret_ref
                 .as_ref()
                 .map(|_| format!("{ORIGIN_SECRET_DIR}/{ORIGIN_SECRET_KEY}")),
+            latency: spec.playback.latency,
+            part_target_ms: spec.playback.part_target_ms,
         },
         mongodb_uri_file: room
             .mongodb

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use roomcast_crds::worker_config::WorkerConfig;
-use roomcast_crds::{Rendition, RoomIdentity, TranscodeSpec};
+use roomcast_crds::{Latency, Rendition, RoomIdentity, TranscodeSpec, defaults};
 
 use crate::error::{Error, Result};
 
@@ -17,6 +17,11 @@ pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 pub const DEFAULT_AUDIO_KBPS: u32 = 128;
 /// The RTMP application publishers must use: `rtmp://HOST:1935/live/STREAM_KEY`.
 pub const RTMP_APP: &str = "live";
+
+/// Bounds of the LL-HLS part target, as the CRD has them: parts much shorter than 200 ms cost
+/// a request each and a `moof` per few frames; longer than a second is no longer low latency.
+pub const MIN_PART_TARGET: Duration = Duration::from_millis(200);
+pub const MAX_PART_TARGET: Duration = Duration::from_millis(1000);
 
 /// Default x264 speed preset of encoded rungs.
 pub const DEFAULT_SPEED_PRESET: &str = "veryfast";
@@ -55,6 +60,10 @@ pub struct RoomConfig {
     pub playlist_max_age_seconds: u32,
     pub segment_max_age_seconds: u32,
     pub origin_secret_file: Option<PathBuf>,
+    /// `low`: LL-HLS on CMAF; `standard`: MPEG-TS.
+    pub latency: Latency,
+    /// LL-HLS part target duration (`latency: low` only).
+    pub part_target: Duration,
 }
 
 impl RoomConfig {
@@ -76,9 +85,16 @@ impl RoomConfig {
             playlist_max_age_seconds: cfg.playback.playlist_max_age_seconds,
             segment_max_age_seconds: cfg.playback.segment_max_age_seconds,
             origin_secret_file: cfg.playback.origin_secret_file.as_ref().map(PathBuf::from),
+            latency: cfg.playback.latency,
+            part_target: Duration::from_millis(u64::from(cfg.playback.part_target_ms)),
         };
         room.validate()?;
         Ok(room)
+    }
+
+    /// The LL-HLS part target of a low-latency room; `None` for a standard one.
+    pub fn part_target(&self) -> Option<Duration> {
+        (self.latency == Latency::Low).then_some(self.part_target)
     }
 
     /// The transcode part, as the CRD spells it.
@@ -119,6 +135,12 @@ impl RoomConfig {
             return Err(Error::config(
                 "transcode.dvrWindowSeconds",
                 "must hold at least three segments (3 x segmentSeconds)",
+            ));
+        }
+        if !(MIN_PART_TARGET..=MAX_PART_TARGET).contains(&self.part_target) {
+            return Err(Error::config(
+                "playback.partTargetMs",
+                "must be between 200 and 1000",
             ));
         }
         if self.renditions.is_empty() {
@@ -175,6 +197,8 @@ impl RoomConfig {
             playlist_max_age_seconds: 1,
             segment_max_age_seconds: 86400,
             origin_secret_file: None,
+            latency: Latency::Standard,
+            part_target: Duration::from_millis(u64::from(defaults::PART_TARGET_MS)),
         }
     }
 }
@@ -221,5 +245,37 @@ playback: {pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeco
         let bad = ROOM.replace("pathPrefix: /shows/lobby", "pathPrefix: /other/lobby");
         let err = parse(&bad).expect_err("invalid").to_string();
         assert!(err.contains("playback.pathPrefix"), "{err}");
+    }
+
+    #[test]
+    fn latency_mode_is_read_and_hostile_part_targets_are_refused() {
+        let room = parse(ROOM).expect("valid");
+        assert_eq!(
+            room.latency,
+            Latency::Standard,
+            "configs without it stay standard"
+        );
+        let low = ROOM.replace(
+            "segmentMaxAgeSeconds: 86400",
+            "segmentMaxAgeSeconds: 86400, latency: low, partTargetMs: 333",
+        );
+        let room = parse(&low).expect("valid");
+        assert_eq!(room.latency, Latency::Low);
+        assert_eq!(room.part_target, Duration::from_millis(333));
+        for hostile in ["0", "199", "1001", "4294967295"] {
+            let bad = ROOM.replace(
+                "segmentMaxAgeSeconds: 86400",
+                &format!("segmentMaxAgeSeconds: 86400, latency: low, partTargetMs: {hostile}"),
+            );
+            let err = parse(&bad).expect_err(hostile).to_string();
+            assert!(err.contains("playback.partTargetMs"), "{hostile}: {err}");
+        }
+        for hostile in ["latency: ultra", "partTargetMs: -1", "latency: [low]"] {
+            let bad = ROOM.replace(
+                "segmentMaxAgeSeconds: 86400",
+                &format!("segmentMaxAgeSeconds: 86400, {hostile}"),
+            );
+            assert!(WorkerConfig::from_yaml(&bad).is_err(), "{hostile} parsed");
+        }
     }
 }

@@ -105,20 +105,7 @@ async fn ladder_segments_decode_at_their_resolution_and_start_on_aligned_keyfram
             let seg = srv.get(&format!("{base}/{name}/{uri}")).await;
             assert_eq!(seg.status, 200, "{name}/{uri}");
             let path = write_temp(tmp.path(), &format!("{name}-{uri}"), &seg.body);
-            let streams = probe_streams(&path);
-            let streams = streams["streams"].as_array().expect("streams");
-            let video = streams
-                .iter()
-                .find(|s| s["codec_type"] == "video")
-                .expect("video stream");
-            assert_eq!(video["codec_name"], "h264", "{name}/{uri}");
-            assert_eq!(video["height"].as_i64(), Some(height), "{name}/{uri}");
-            assert!(
-                streams
-                    .iter()
-                    .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac"),
-                "{name}/{uri} has no AAC audio"
-            );
+            assert_h264_and_aac(&path, height, &format!("{name}/{uri}"));
             let frames = probe_video_frames(&path);
             assert!(!frames.is_empty(), "{name}/{uri} has no frames");
             assert!(
@@ -491,6 +478,18 @@ async fn http_origin_sends_cache_headers_etags_cors_and_enforces_the_origin_secr
         Some("application/vnd.apple.mpegurl")
     );
     assert_eq!(r.header("cache-control"), Some("public, max-age=1"));
+    // A standard room has no blocking reload: delivery directives, even malformed ones, get
+    // the plain playlist, at once and with the plain cache time; so do the CMAF files' names.
+    for query in ["_HLS_msn=999&_HLS_part=0", "_HLS_msn=abc", "_HLS_part=1"] {
+        let plain = srv.get_with(&format!("{media}?{query}"), &secret).await;
+        assert_eq!(plain.status, 200, "{query}");
+        assert_eq!(plain.body, r.body, "{query}");
+        assert_eq!(plain.header("cache-control"), Some("public, max-age=1"));
+    }
+    for file in ["0.m4s", "0.0.m4s", "init-1.mp4"] {
+        let path = format!("/shows/lobby/hls/source/{file}");
+        assert_eq!(srv.get_with(&path, &secret).await.status, 404, "{file}");
+    }
     let etag = r.header("etag").expect("etag").to_owned();
     let r304 = srv
         .get_with(media, &[secret[0], ("If-None-Match", &etag)])

@@ -416,7 +416,13 @@ async fn media(
                 .filter(|&i| renditions[i].is_source())
                 .collect();
             if !sources.is_empty() {
-                p.source = Some(SourceSegmenter::new(sources, segment, hints, sink.clone()));
+                p.source = Some(SourceSegmenter::new(
+                    sources,
+                    segment,
+                    hints,
+                    sink.clone(),
+                    p.room.cfg.part_target(),
+                ));
             }
             if !ladder.encoded.is_empty() {
                 let spec = PipelineSpec {
@@ -426,6 +432,7 @@ async fn media(
                     source_size: video.size,
                     frame_rate: video.frame_rate,
                     speed_preset: p.room.speed_preset.clone(),
+                    part_target: p.room.cfg.part_target(),
                 };
                 p.feeder = Some(spawn_feeder(p, spec, ladder.encoded_sink(sink))?);
             }

@@ -4,8 +4,10 @@
 //! ([`fragment`]).
 
 pub mod boundary;
+pub mod cmaf;
 pub mod codec;
 pub mod flv;
 pub mod fragment;
+pub mod parts;
 pub mod passthrough;
 pub mod ts;

@@ -2,7 +2,8 @@
 //! segments ([`crate::mux::ts::TsMuxer`]), cut on the source's keyframes by the same rule
 //! ([`Boundaries`]) the GStreamer graph of the encoded rungs uses. Runs inline on the
 //! connection's task: a tag costs a few copies and no thread hand-off, which is what a
-//! source-only room should cost.
+//! source-only room should cost. A low-latency room gets CMAF parts instead, from the same
+//! tags and the same cuts ([`PartSegmenter`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,7 +14,8 @@ use crate::error::Result;
 use crate::mux::boundary::Boundaries;
 use crate::mux::codec::{AacConfig, AvcConfig};
 use crate::mux::flv::{Tag, TagKind};
-use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo, deliver_parts};
+use crate::mux::parts::PartSegmenter;
 use crate::mux::ts::TsMuxer;
 
 const AVC_SEQUENCE_HEADER: u8 = 0;
@@ -50,6 +52,13 @@ pub struct SourceSegmenter {
     last_dts_ms: Option<i64>,
     frame_ms: i64,
     data: Vec<u8>,
+    /// Low latency: CMAF parts instead of MPEG-TS segments.
+    parts: Option<PartSegmenter>,
+}
+
+/// A publisher's ms timestamp in 90 kHz ticks (FLV timestamps are never negative).
+fn ticks(ms: i64) -> u64 {
+    u64::try_from(ms).unwrap_or(0) * 90
 }
 
 fn si24(b: &[u8]) -> i32 {
@@ -62,6 +71,7 @@ impl SourceSegmenter {
         segment: Duration,
         hints: SourceHints,
         sink: Arc<dyn FragmentSink>,
+        part_target: Option<Duration>,
     ) -> Self {
         SourceSegmenter {
             renditions,
@@ -76,7 +86,9 @@ impl SourceSegmenter {
             last_video_ms: None,
             last_dts_ms: None,
             frame_ms: 0,
-            data: Vec::with_capacity(1 << 20),
+            // CMAF parts are built per part, not in one growing buffer.
+            data: Vec::with_capacity(if part_target.is_some() { 0 } else { 1 << 20 }),
+            parts: part_target.map(PartSegmenter::new),
         }
     }
 
@@ -89,6 +101,10 @@ impl SourceSegmenter {
                 AVC_SEQUENCE_HEADER => {
                     let avc = AvcConfig::parse(&body[5..])?;
                     self.info = Some(self.rendition_info(&avc));
+                    if let Some(parts) = &mut self.parts {
+                        parts.set_avc(avc);
+                        return Ok(());
+                    }
                     match &mut self.mux {
                         Some(mux) => mux.set_avc(avc),
                         None => self.mux = Some(TsMuxer::new(avc, self.aac)),
@@ -98,6 +114,10 @@ impl SourceSegmenter {
                 AVC_NALU => {
                     let keyframe = body[0] >> 4 == FRAME_TYPE_KEY;
                     let cts = si24(&body[2..5]);
+                    if self.parts.is_some() {
+                        self.cmaf_video(ts, cts, keyframe, body.slice(5..));
+                        return Ok(());
+                    }
                     self.video(ts, cts, keyframe, &body[5..])
                 }
                 _ => Ok(()), // end of sequence
@@ -106,9 +126,19 @@ impl SourceSegmenter {
                 AAC_SEQUENCE_HEADER => {
                     let aac = AacConfig::parse(&body[2..])?;
                     self.aac = Some(aac);
+                    if let Some(parts) = &mut self.parts {
+                        parts.set_aac(aac);
+                    }
                     if let Some(mux) = &mut self.mux {
                         mux.set_aac(aac);
                     }
+                    Ok(())
+                }
+                AAC_RAW if self.parts.is_some() => {
+                    if let Some(parts) = &mut self.parts {
+                        parts.push_audio(ticks(ts), body.slice(2..));
+                    }
+                    self.deliver_parts();
                     Ok(())
                 }
                 AAC_RAW => match (&mut self.mux, self.open_since_ms) {
@@ -155,6 +185,30 @@ impl SourceSegmenter {
         mux.write_video(&mut self.data, dts, cts, keyframe, avcc)
     }
 
+    /// A video frame of a low-latency room: segments open on the keyframes [`Boundaries`]
+    /// picks, as in the MPEG-TS path.
+    fn cmaf_video(&mut self, dts: i64, cts: i32, keyframe: bool, avcc: Bytes) {
+        let pts = dts + i64::from(cts);
+        let opens = keyframe && {
+            let first = *self.first_ms.get_or_insert(pts);
+            let at = Duration::from_millis(pts.saturating_sub(first).max(0) as u64);
+            self.boundaries.keyframe_opens_segment(at)
+        };
+        if let Some(parts) = &mut self.parts {
+            parts.push_video(ticks(dts), cts.saturating_mul(90), keyframe, opens, avcc);
+        }
+        self.deliver_parts();
+    }
+
+    fn deliver_parts(&mut self) {
+        if let Some(parts) = &mut self.parts {
+            let out = parts.drain();
+            if !out.is_empty() {
+                deliver_parts(&*self.sink, &self.renditions, out, self.info.as_ref());
+            }
+        }
+    }
+
     /// Close the open segment at `end_ms`; the next keyframe opens the next one.
     fn close(&mut self, end_ms: i64) {
         let (Some(start), Some(first)) = (self.open_since_ms.take(), self.first_ms) else {
@@ -184,6 +238,11 @@ impl SourceSegmenter {
 
     /// End of the epoch: close the last segment after its last frame.
     pub fn finish(mut self) {
+        if let Some(parts) = &mut self.parts {
+            parts.finish();
+            self.deliver_parts();
+            return;
+        }
         if let Some(last) = self.last_video_ms {
             self.close(last + self.frame_ms);
         }
@@ -212,14 +271,21 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::mux::parts::PartOutput;
     use crate::mux::ts::PACKET;
 
     #[derive(Default)]
-    struct Collect(Mutex<Vec<(ClosedFragment, Option<RenditionInfo>)>>);
+    struct Collect(
+        Mutex<Vec<(ClosedFragment, Option<RenditionInfo>)>>,
+        Mutex<Vec<(usize, PartOutput)>>,
+    );
 
     impl FragmentSink for Collect {
         fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>) {
             self.0.lock().expect("lock").push((fragment, info));
+        }
+        fn cmaf(&self, rendition: usize, output: PartOutput, _: Option<RenditionInfo>) {
+            self.1.lock().expect("lock").push((rendition, output));
         }
     }
 
@@ -251,6 +317,27 @@ mod tests {
         tag(TagKind::Video, ts, body)
     }
 
+    /// Where [`feed`]'s stream is cut, in both renditions: (rendition, start ms, end ms).
+    const CUTS: [(usize, u64, u64); 6] = [
+        (0, 0, 2000),
+        (2, 0, 2000),
+        (0, 2000, 4000),
+        (2, 2000, 4000),
+        (0, 4000, 5500),
+        (2, 4000, 5500),
+    ];
+
+    /// 5.5 s of 10 fps video with a keyframe a second, and audio, after both headers.
+    fn feed(s: &mut SourceSegmenter) {
+        s.push(&avc_header()).expect("config");
+        s.push(&tag(TagKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
+            .expect("asc");
+        for ts in (100..=5500).step_by(100) {
+            s.push(&frame(ts, (ts - 100) % 1000 == 0)).expect("frame");
+            s.push(&audio(ts + 20)).expect("audio");
+        }
+    }
+
     fn audio(ts: u32) -> Tag {
         tag(TagKind::Audio, ts, vec![0xaf, 1, 0x21, 0x10, 0x04])
     }
@@ -259,7 +346,13 @@ mod tests {
     fn segments_are_cut_on_keyframes_and_start_with_tables() {
         let sink = Arc::new(Collect::default());
         let hints = SourceHints::default();
-        let mut s = SourceSegmenter::new(vec![0, 2], Duration::from_secs(2), hints, sink.clone());
+        let mut s = SourceSegmenter::new(
+            vec![0, 2],
+            Duration::from_secs(2),
+            hints,
+            sink.clone(),
+            None,
+        );
         s.push(&avc_header()).expect("config");
         s.push(&tag(TagKind::Audio, 0, vec![0xaf, 0, 0x12, 0x10]))
             .expect("asc");
@@ -287,17 +380,7 @@ mod tests {
                 )
             })
             .collect();
-        assert_eq!(
-            spans,
-            vec![
-                (0, 0, 2000),
-                (2, 0, 2000),
-                (0, 2000, 4000),
-                (2, 2000, 4000),
-                (0, 4000, 5500),
-                (2, 4000, 5500),
-            ]
-        );
+        assert_eq!(spans, CUTS);
         for (f, info) in got.iter() {
             assert_eq!(f.bytes.len() % PACKET, 0);
             assert_eq!(
@@ -312,6 +395,48 @@ mod tests {
     }
 
     #[test]
+    fn low_latency_rooms_get_cmaf_parts_cut_where_ts_segments_are() {
+        let sink = Arc::new(Collect::default());
+        let hints = SourceHints::default();
+        let part = Some(Duration::from_millis(500));
+        let mut s = SourceSegmenter::new(
+            vec![0, 2],
+            Duration::from_secs(2),
+            hints,
+            sink.clone(),
+            part,
+        );
+        feed(&mut s);
+        s.finish();
+        assert!(sink.0.lock().expect("lock").is_empty(), "no MPEG-TS");
+        let got = sink.1.lock().expect("lock");
+        let spans: Vec<(usize, u64, u64)> = got
+            .iter()
+            .filter_map(|(r, o)| match o {
+                PartOutput::Segment { start, end, .. } => {
+                    Some((*r, start.as_millis() as u64, end.as_millis() as u64))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(spans, CUTS);
+        let parts: Vec<Duration> = got
+            .iter()
+            .filter_map(|(r, o)| match o {
+                PartOutput::Part { duration, .. } if *r == 0 => Some(*duration),
+                _ => None,
+            })
+            .collect();
+        // 10 fps: five frames make a part of 500 ms, the target.
+        assert_eq!(parts.len(), 11, "{parts:?}");
+        assert!(
+            parts.iter().all(|d| *d == Duration::from_millis(500)),
+            "{parts:?}"
+        );
+        assert!(matches!(got[0], (0, PartOutput::Init { id: 1, .. })));
+    }
+
+    #[test]
     fn malformed_configuration_is_an_error_not_a_hang() {
         let sink = Arc::new(Collect::default());
         let mut s = SourceSegmenter::new(
@@ -319,6 +444,7 @@ mod tests {
             Duration::from_secs(2),
             SourceHints::default(),
             sink,
+            None,
         );
         let err = s
             .push(&tag(TagKind::Video, 0, vec![0x17, 0, 0, 0, 0, 1, 0x64]))

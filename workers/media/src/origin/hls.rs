@@ -6,9 +6,14 @@
 //! GET|HEAD /<ns>/<room>/hls/<rendition>/<seq>.ts      segment (immutable)
 //! GET      /<ns>/<room>/status                        JSON live state
 //! ```
+//!
+//! Low-latency rooms serve CMAF instead: `<seq>.m4s` segments, `<seq>.<part>.m4s` parts and
+//! `init-<id>.mp4` init segments, and media playlist requests with `_HLS_msn`/`_HLS_part`
+//! block until the playlist has that part ([`super::low_latency`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -23,6 +28,9 @@ use roomcast_runtime::origin::{
     ERROR_CACHE_CONTROL, check_origin_secret, no_store_on_error, plain_error as plain,
 };
 
+use super::low_latency::{
+    MediaFile, blocking_cache_control, directive, wait_for_part, wait_for_playlist,
+};
 use crate::metrics::HTTP_KINDS;
 use crate::room::session::{Rendered, Session};
 use crate::room::{Liveness, Room};
@@ -236,7 +244,13 @@ enum Found {
 
 /// The two playlist routes: look the room up, then let `find` pick the playlist from its
 /// session; the answers around it (idle, starting, cached with ETag) are the same.
-fn playlist(req: &Req<'_>, ns: &str, name: &str, find: impl FnOnce(&Session) -> Found) -> Response {
+fn playlist(
+    req: &Req<'_>,
+    ns: &str,
+    name: &str,
+    blocking: bool,
+    find: impl FnOnce(&Session) -> Found,
+) -> Response {
     let resp = match req.room(ns, name) {
         Err(r) => *r,
         Ok(room) => match room.liveness() {
@@ -246,13 +260,14 @@ fn playlist(req: &Req<'_>, ns: &str, name: &str, find: impl FnOnce(&Session) -> 
                 Found::Starting => starting(&room),
                 Found::Ready(p) => {
                     req.saw_viewer(&room);
-                    cached(
-                        req,
-                        p.body,
-                        p.etag,
-                        PLAYLIST_CONTENT_TYPE,
-                        room.playlist_cache_control.clone(),
-                    )
+                    let cache_control = if blocking {
+                        blocking_cache_control(Duration::from_secs(u64::from(
+                            room.cfg.segment_seconds,
+                        )))
+                    } else {
+                        room.playlist_cache_control.clone()
+                    };
+                    cached(req, p.body, p.etag, PLAYLIST_CONTENT_TYPE, cache_control)
                 }
             },
         },
@@ -267,7 +282,7 @@ async fn master(
     request: Request,
 ) -> Response {
     let req = Req::new(&server, &request, Some(peer), Kind::Master);
-    playlist(&req, &ns, &name, |s| {
+    playlist(&req, &ns, &name, false, |s| {
         s.master_playlist().map_or(Found::Starting, Found::Ready)
     })
 }
@@ -279,10 +294,34 @@ async fn media(
     request: Request,
 ) -> Response {
     let req = Req::new(&server, &request, Some(peer), Kind::Media);
-    playlist(&req, &ns, &name, |s| match s.media_playlist(&rendition) {
-        None => Found::Unknown,
-        Some(p) if p.segments == 0 => Found::Starting,
-        Some(p) => Found::Ready(p),
+    let room = match req.room(&ns, &name) {
+        Err(r) => return req.finish(*r),
+        Ok(room) => room,
+    };
+    // Delivery directives mean something in low-latency rooms only; a standard room answers
+    // them as a plain request, as a server without blocking reload must (6.2.5.2).
+    let directives = match room.cfg.part_target() {
+        Some(_) => directive(request.uri().query()),
+        None => Ok(None),
+    };
+    let blocking = match directives {
+        Err(message) => return req.finish(plain(StatusCode::BAD_REQUEST, message)),
+        Ok(None) => false,
+        Ok(Some(directive)) => {
+            if let Liveness::Session(s) = room.liveness()
+                && let Err((status, message)) = wait_for_playlist(&s, &rendition, directive).await
+            {
+                return req.finish(plain(status, message));
+            }
+            true
+        }
+    };
+    playlist(&req, &ns, &name, blocking, |s| {
+        match s.media_playlist(&rendition) {
+            None => Found::Unknown,
+            Some(p) if p.segments == 0 => Found::Starting,
+            Some(p) => Found::Ready(p),
+        }
     })
 }
 
@@ -294,36 +333,48 @@ async fn segment(
     let req = Req::new(&server, &request, None, Kind::Segment);
     let resp = match req.room(&ns, &name) {
         Err(r) => *r,
-        Ok(room) => {
-            let seq = file.strip_suffix(".ts").and_then(|s| s.parse::<u64>().ok());
-            match (seq, room.liveness()) {
-                (None, _) => plain(StatusCode::NOT_FOUND, "no such segment\n"),
-                (Some(_), Liveness::Idle) => plain(
-                    StatusCode::NOT_FOUND,
-                    "segment not available: the room is idle\n",
-                ),
-                (Some(seq), Liveness::Session(s)) => match s.segment(&rendition, seq) {
-                    None => plain(
-                        StatusCode::NOT_FOUND,
-                        "segment not in the DVR window (expired or not yet written)\n",
-                    ),
-                    Some(body) => {
-                        match HeaderValue::from_str(&format!("\"{}-{rendition}-{seq}\"", s.id)) {
-                            Ok(etag) => cached(
-                                &req,
-                                body,
-                                etag,
-                                "video/mp2t",
-                                room.segment_cache_control.clone(),
-                            ),
-                            Err(_) => plain(StatusCode::NOT_FOUND, "no such segment\n"),
-                        }
-                    }
-                },
-            }
-        }
+        Ok(room) => media_file(&req, &room, &rendition, &file).await,
     };
     req.finish(resp)
+}
+
+/// A segment, part or init segment of a rendition: immutable once written.
+async fn media_file(req: &Req<'_>, room: &Room, rendition: &str, file: &str) -> Response {
+    let low_latency = room.cfg.part_target().is_some();
+    let wanted = MediaFile::parse(file).filter(|f| match f {
+        MediaFile::Segment { cmaf, .. } => *cmaf == low_latency,
+        MediaFile::Part { .. } | MediaFile::Init { .. } => low_latency,
+    });
+    let Some(wanted) = wanted else {
+        return plain(StatusCode::NOT_FOUND, "no such segment\n");
+    };
+    let Liveness::Session(s) = room.liveness() else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "segment not available: the room is idle\n",
+        );
+    };
+    let body = match wanted {
+        MediaFile::Segment { seq, .. } => s.segment(rendition, seq),
+        MediaFile::Part { seq, index } => wait_for_part(&s, rendition, seq, index).await,
+        MediaFile::Init { id } => s.init_segment(rendition, id),
+    };
+    let Some(body) = body else {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "segment not in the DVR window (expired or not yet written)\n",
+        );
+    };
+    match HeaderValue::from_str(&format!("\"{}-{rendition}-{file}\"", s.id)) {
+        Ok(etag) => cached(
+            req,
+            body,
+            etag,
+            wanted.content_type(),
+            room.segment_cache_control.clone(),
+        ),
+        Err(_) => plain(StatusCode::NOT_FOUND, "no such segment\n"),
+    }
 }
 
 async fn status(

@@ -3,4 +3,5 @@
 //! router; the caller composes the HTTP port from them and whatever else it serves there.
 
 pub mod hls;
+pub mod low_latency;
 pub mod ops;

@@ -8,6 +8,7 @@
 //!  publisher left ──► Room::publisher_left ─► grace timer ─► Session ends (ENDLIST)
 //! ```
 
+pub mod low_latency;
 pub mod playlist;
 pub mod registry;
 pub mod session;

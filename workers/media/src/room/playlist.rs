@@ -2,9 +2,9 @@
 //! `hlssink3/src/playlist.rs`, rendered through `m3u8-rs`).
 //!
 //! [`MediaPlaylist`] is a sliding DVR window: [`MediaPlaylist::push`] appends a closed segment and
-//! drops the oldest ones while the rest still cover the window. It knows the segment format so an
-//! fMP4/CMAF variant only adds an `EXT-X-MAP`; LL-HLS partial segments would hang off [`Segment`]
-//! the same way.
+//! drops the oldest ones while the rest still cover the window. It knows the segment format: an
+//! fMP4/CMAF playlist adds `EXT-X-MAP` where the init segment changes, and a low-latency one
+//! (a part target set) the LL-HLS tags of [`super::low_latency`].
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -20,22 +20,28 @@ pub use roomcast_recorder::playlist::{StreamAttributes, Variant, render_master};
 pub enum SegmentFormat {
     /// MPEG-TS segments (`<seq>.ts`), what is served today.
     MpegTs,
-    /// fMP4/CMAF segments with an init section (`EXT-X-MAP`).
-    Fmp4 { init_uri: String },
+    /// fMP4/CMAF segments (`<seq>.m4s`) with init sections (`EXT-X-MAP`, [`init_uri`]).
+    Fmp4,
+}
+
+/// URI of an init segment: every new codec configuration (a publisher reconnecting at another
+/// size, say) gets its own, so a cached old one is never served for new segments.
+pub fn init_uri(id: u32) -> String {
+    format!("init-{id}.mp4")
 }
 
 impl SegmentFormat {
     pub fn extension(&self) -> &'static str {
         match self {
             SegmentFormat::MpegTs => "ts",
-            SegmentFormat::Fmp4 { .. } => "m4s",
+            SegmentFormat::Fmp4 => "m4s",
         }
     }
 
     pub fn content_type(&self) -> &'static str {
         match self {
             SegmentFormat::MpegTs => "video/mp2t",
-            SegmentFormat::Fmp4 { .. } => "video/iso.segment",
+            SegmentFormat::Fmp4 => "video/iso.segment",
         }
     }
 }
@@ -52,6 +58,18 @@ pub struct Segment {
     pub program_date_time: DateTime<Utc>,
     /// Size in bytes (for bandwidth figures).
     pub size: usize,
+    /// Init segment id of an fMP4 segment (0 for MPEG-TS).
+    pub init: u32,
+    /// LL-HLS parts, in order (empty for MPEG-TS).
+    pub parts: Vec<Part>,
+}
+
+/// One LL-HLS partial segment.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Part {
+    pub duration: Duration,
+    /// Starts with a keyframe.
+    pub independent: bool,
 }
 
 /// A live media playlist with a sliding window.
@@ -64,6 +82,14 @@ pub struct MediaPlaylist {
     pub discontinuity_sequence: u64,
     pub segments: VecDeque<Segment>,
     pub ended: bool,
+    /// Low latency: the part target, raised to the longest part seen (RFC 8216bis 4.4.3.7: no
+    /// part may be longer), and the parts of the open segment.
+    pub part_target: Option<Duration>,
+    pub open_parts: Vec<Part>,
+    /// Init segment id of the open segment's parts, and whether that segment follows a
+    /// publisher reconnect (its parts then come after an `EXT-X-DISCONTINUITY`).
+    pub open_init: u32,
+    pub open_discontinuity: bool,
 }
 
 impl MediaPlaylist {
@@ -75,7 +101,24 @@ impl MediaPlaylist {
             discontinuity_sequence: 0,
             segments: VecDeque::new(),
             ended: false,
+            part_target: None,
+            open_parts: Vec::new(),
+            open_init: 0,
+            open_discontinuity: false,
         }
+    }
+
+    /// Sequence number the open (or next) segment gets.
+    pub fn open_seq(&self) -> u64 {
+        self.segments.back().map_or(0, |s| s.seq + 1)
+    }
+
+    /// A part of the open segment closed.
+    pub fn push_part(&mut self, part: Part) {
+        if let Some(target) = &mut self.part_target {
+            *target = (*target).max(part.duration);
+        }
+        self.open_parts.push(part);
     }
 
     /// Sequence number of the first segment in the window.
@@ -94,6 +137,8 @@ impl MediaPlaylist {
         let rounded = (segment.duration.as_secs_f64()).round() as u64;
         self.target_duration = self.target_duration.max(rounded);
         self.segments.push_back(segment);
+        self.open_parts.clear();
+        self.open_discontinuity = false;
         let mut removed = Vec::new();
         while let Some(front) = self.segments.front() {
             if self.duration().saturating_sub(front.duration) < self.window {
@@ -131,29 +176,35 @@ impl MediaPlaylist {
 
     /// Render as `index.m3u8`. Segment URIs are relative: `<seq>.<ext>`.
     pub fn render(&self) -> String {
-        let map = match &self.format {
-            SegmentFormat::MpegTs => None,
-            SegmentFormat::Fmp4 { init_uri } => Some(m3u8_rs::Map {
-                uri: init_uri.clone(),
-                ..Default::default()
-            }),
-        };
+        self.render_with(|_| Vec::new())
+    }
+
+    /// Render, with `tags(segment)` written before each segment's `EXTINF` (its LL-HLS parts).
+    pub(super) fn render_with(&self, tags: impl Fn(&Segment) -> Vec<m3u8_rs::ExtTag>) -> String {
+        let fmp4 = self.format == SegmentFormat::Fmp4;
         let ext = self.format.extension();
         let segments = self
             .segments
             .iter()
             .enumerate()
-            .map(|(i, s)| m3u8_rs::MediaSegment {
-                uri: format!("{}.{ext}", s.seq),
-                duration: (s.duration.as_millis() as f32) / 1000.0,
-                discontinuity: s.discontinuity,
-                map: if i == 0 { map.clone() } else { None },
-                program_date_time: Some(s.program_date_time.fixed_offset()),
-                ..Default::default()
+            .map(|(i, s)| {
+                let new_init = i == 0 || self.segments[i - 1].init != s.init;
+                m3u8_rs::MediaSegment {
+                    uri: format!("{}.{ext}", s.seq),
+                    duration: (s.duration.as_millis() as f32) / 1000.0,
+                    discontinuity: s.discontinuity,
+                    map: (fmp4 && new_init).then(|| m3u8_rs::Map {
+                        uri: init_uri(s.init),
+                        ..Default::default()
+                    }),
+                    program_date_time: Some(s.program_date_time.fixed_offset()),
+                    unknown_tags: tags(s),
+                    ..Default::default()
+                }
             })
             .collect();
         let playlist = m3u8_rs::MediaPlaylist {
-            version: Some(if map.is_some() { 7 } else { 3 }),
+            version: Some(if fmp4 { 7 } else { 3 }),
             target_duration: self.target_duration,
             media_sequence: self.media_sequence(),
             discontinuity_sequence: self.discontinuity_sequence,
@@ -189,6 +240,8 @@ mod tests {
             discontinuity,
             program_date_time: base + chrono::Duration::seconds(seq as i64 * 2),
             size: 250_000,
+            init: 0,
+            parts: Vec::new(),
         }
     }
 
@@ -259,16 +312,24 @@ mod tests {
 
     #[test]
     fn fmp4_playlists_carry_the_init_section() {
-        let mut p = MediaPlaylist::new(
-            SegmentFormat::Fmp4 {
-                init_uri: "init.mp4".into(),
-            },
-            2,
-            Duration::from_secs(60),
-        );
-        p.push(seg(0, 2000, false));
+        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(60));
+        for (seq, init) in [(0, 1), (1, 1), (2, 2)] {
+            p.push(Segment {
+                init,
+                ..seg(seq, 2000, seq == 2)
+            });
+        }
         let text = p.render();
-        assert!(text.contains("#EXT-X-MAP:URI=\"init.mp4\""), "{text}");
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 2, "{text}");
+        assert!(
+            text.contains("#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY"),
+            "{text}"
+        );
+        assert!(text.contains("#EXT-X-VERSION:7"), "{text}");
         assert!(text.contains("0.m4s"), "{text}");
     }
 

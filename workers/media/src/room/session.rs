@@ -16,16 +16,19 @@ use chrono::{DateTime, Utc};
 use roomcast_crds::{Rendition, RoomIdentity};
 use tokio::sync::broadcast;
 
+use super::low_latency::{Block, RenditionReport};
 use super::playlist::{
-    MediaPlaylist, Segment, SegmentFormat, StreamAttributes, Variant, render_master,
+    MediaPlaylist, Part, Segment, SegmentFormat, StreamAttributes, Variant, render_master,
 };
 use crate::config::RoomConfig;
 use crate::events::MediaEvent;
 use crate::metrics::{self, Metrics, RenditionLabels};
 use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::mux::parts::PartOutput;
+use roomcast_crds::Latency;
 
 /// A header value from text this crate formats (digits and ASCII), never invalid.
-pub(super) fn header_value(text: String) -> http::HeaderValue {
+pub(crate) fn header_value(text: String) -> http::HeaderValue {
     http::HeaderValue::try_from(text).unwrap_or(http::HeaderValue::from_static(""))
 }
 
@@ -45,7 +48,17 @@ pub struct RenditionState {
     pending_discontinuity: bool,
     /// Rendered playlist and its ETag, until the playlist changes.
     rendered: Option<Rendered>,
+    /// Low latency: init segments by id, the parts of the last segments by (seq, index), and
+    /// the id of the init the open segment uses.
+    inits: HashMap<u32, Bytes>,
+    parts: HashMap<(u64, usize), Bytes>,
+    current_init: u32,
 }
+
+/// Segments whose parts stay servable (while they are in the window): those listed in the
+/// playlist (three target durations) and a margin for players that fetched the playlist a
+/// moment earlier. The operator's memory estimate counts them.
+const PART_SEGMENTS_KEPT: u64 = roomcast_crds::defaults::LOW_LATENCY_PART_SEGMENTS as u64;
 
 /// A rendered playlist with its ETag, both ready to send as they are.
 #[derive(Clone)]
@@ -88,6 +101,8 @@ pub struct Session {
     pub pipeline_slot: Arc<tokio::sync::Mutex<()>>,
     events: broadcast::Sender<MediaEvent>,
     metrics: Metrics,
+    /// Bumped whenever a playlist changes: blocking playlist and part requests wait on it.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 fn new_session_id(now: DateTime<Utc>) -> String {
@@ -103,18 +118,31 @@ impl Session {
     ) -> Self {
         let now = Utc::now();
         let window = Duration::from_secs(u64::from(cfg.dvr_window_seconds));
+        let low = cfg.latency == Latency::Low;
+        let format = if low {
+            SegmentFormat::Fmp4
+        } else {
+            SegmentFormat::MpegTs
+        };
         let renditions = cfg
             .renditions
             .iter()
-            .map(|r| RenditionState {
-                rendition: r.clone(),
-                served: true,
-                playlist: MediaPlaylist::new(SegmentFormat::MpegTs, cfg.segment_seconds, window),
-                data: HashMap::new(),
-                info: None,
-                next_seq: 0,
-                pending_discontinuity: false,
-                rendered: None,
+            .map(|r| {
+                let mut playlist = MediaPlaylist::new(format.clone(), cfg.segment_seconds, window);
+                playlist.part_target = low.then_some(cfg.part_target);
+                RenditionState {
+                    rendition: r.clone(),
+                    served: true,
+                    playlist,
+                    data: HashMap::new(),
+                    info: None,
+                    next_seq: 0,
+                    pending_discontinuity: false,
+                    rendered: None,
+                    inits: HashMap::new(),
+                    parts: HashMap::new(),
+                    current_init: 0,
+                }
             })
             .collect();
         Session {
@@ -131,6 +159,7 @@ impl Session {
             pipeline_slot: Arc::new(tokio::sync::Mutex::new(())),
             events,
             metrics,
+            changes: tokio::sync::watch::Sender::new(0),
         }
     }
 
@@ -208,21 +237,28 @@ impl Session {
             let seq = r.next_seq;
             r.next_seq += 1;
             let discontinuity = std::mem::take(&mut r.pending_discontinuity);
+            let parts = r.playlist.open_parts.clone();
             let removed = r.playlist.push(Segment {
                 seq,
                 duration,
                 discontinuity,
                 program_date_time: pdt,
                 size: bytes.len(),
+                init: r.current_init,
+                parts,
             });
             r.data.insert(seq, bytes.clone());
-            r.rendered = None;
+            let first = r.playlist.media_sequence();
+            r.parts
+                .retain(|(s, _), _| s + PART_SEGMENTS_KEPT > seq && *s >= first);
             for old in removed {
                 r.data.remove(&old.seq);
             }
+            let first_init = r.playlist.segments.front().map_or(0, |s| s.init);
+            r.inits.retain(|id, _| *id >= first_init);
             let name = r.rendition.name.clone();
             let attributes = stream_attributes(r.info.as_ref(), has_audio);
-            st.master = None;
+            st.changed();
             (
                 MediaEvent::SegmentClosed {
                     session_id: self.id.clone(),
@@ -251,7 +287,46 @@ impl Session {
             .get_or_create(&metrics::room(&self.room))
             .set(lag.as_millis() as i64);
         tracing::debug!(rendition = %name, ?duration, "segment closed");
+        self.changes.send_modify(|v| *v += 1);
         let _ = self.events.send(event);
+    }
+
+    /// A CMAF init segment or part closed (a segment goes through [`Self::add_fragment`]).
+    fn add_cmaf(&self, rendition: usize, output: PartOutput, info: Option<RenditionInfo>) {
+        {
+            let mut st = lock(&self.state);
+            let Some(r) = st.renditions.get_mut(rendition) else {
+                return;
+            };
+            if info.is_some() {
+                r.info = info;
+            }
+            match output {
+                PartOutput::Init { bytes, .. } => {
+                    // Ids restart with every epoch's segmenter; the session numbers them itself.
+                    r.current_init += 1;
+                    r.inits.insert(r.current_init, bytes);
+                    r.playlist.open_init = r.current_init;
+                    return;
+                }
+                PartOutput::Part {
+                    bytes,
+                    duration,
+                    independent,
+                } => {
+                    let index = r.playlist.open_parts.len();
+                    r.playlist.open_discontinuity = r.pending_discontinuity;
+                    r.parts.insert((r.next_seq, index), bytes);
+                    r.playlist.push_part(Part {
+                        duration,
+                        independent,
+                    });
+                }
+                PartOutput::Segment { .. } => return,
+            }
+            st.changed();
+        }
+        self.changes.send_modify(|v| *v += 1);
     }
 
     pub(super) fn end(&self) -> bool {
@@ -264,10 +339,11 @@ impl Session {
             st.ended = Some(now);
             for r in &mut st.renditions {
                 r.playlist.ended = true;
-                r.rendered = None;
             }
+            st.changed();
             (st.renditions.first().map(|r| r.next_seq).unwrap_or(0), now)
         };
+        self.changes.send_modify(|v| *v += 1);
         let _ = self.events.send(MediaEvent::SessionEnded {
             session_id: self.id.clone(),
             room: self.room.to_string(),
@@ -282,26 +358,81 @@ impl Session {
     /// The media playlist of a rendition, rendered once per change.
     pub fn media_playlist(&self, rendition: &str) -> Option<Rendered> {
         let mut st = lock(&self.state);
-        let r = st
+        let index = st
             .renditions
-            .iter_mut()
-            .find(|r| r.rendition.name == rendition)?;
-        Some(
-            r.rendered
-                .get_or_insert_with(|| {
-                    Rendered::new(r.playlist.render(), r.playlist.segments.len())
+            .iter()
+            .position(|r| r.rendition.name == rendition)?;
+        if let Some(r) = &st.renditions[index].rendered {
+            return Some(r.clone());
+        }
+        let r = &st.renditions[index];
+        let rendered = if r.playlist.part_target.is_some() {
+            let reports: Vec<RenditionReport> = st
+                .renditions
+                .iter()
+                // Only renditions this publish serves: a rung the ladder dropped has no parts.
+                .filter(|o| o.served && o.rendition.name != rendition)
+                .filter_map(|o| {
+                    let (last_msn, last_part) = o.playlist.last_part()?;
+                    Some(RenditionReport {
+                        uri: format!("../{}/index.m3u8", o.rendition.name),
+                        last_msn,
+                        last_part,
+                    })
                 })
-                .clone(),
-        )
+                .collect();
+            let playable = r.playlist.segments.len() + r.playlist.open_parts.len();
+            Rendered::new(r.playlist.render_low_latency(&reports), playable)
+        } else {
+            Rendered::new(r.playlist.render(), r.playlist.segments.len())
+        };
+        st.renditions[index].rendered = Some(rendered.clone());
+        Some(rendered)
+    }
+
+    /// Where a blocking request for `(msn, part)` of a rendition stands, and how long it may
+    /// wait; `None` for an unknown rendition or a room without low latency.
+    pub fn block(&self, rendition: &str, msn: u64, part: Option<u64>) -> Option<(Block, Duration)> {
+        let st = lock(&self.state);
+        let r = st.rendition(rendition)?;
+        r.playlist.part_target?;
+        Some((r.playlist.block(msn, part), r.playlist.block_timeout()))
+    }
+
+    /// Changes of any playlist of the session (blocking requests wait on it).
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// An init segment of a low-latency rendition.
+    pub fn init_segment(&self, rendition: &str, id: u32) -> Option<Bytes> {
+        let st = lock(&self.state);
+        let r = st.rendition(rendition)?;
+        r.inits.get(&id).cloned()
+    }
+
+    /// A part, or whether it is the next one to be written (a preload hint's target) when it
+    /// is not there yet.
+    pub fn part(&self, rendition: &str, seq: u64, index: usize) -> PartLookup {
+        let st = lock(&self.state);
+        let Some(r) = st.rendition(rendition) else {
+            return PartLookup::Missing;
+        };
+        if let Some(bytes) = r.parts.get(&(seq, index)) {
+            return PartLookup::Ready(bytes.clone());
+        }
+        let next = seq == r.playlist.open_seq() && index == r.playlist.open_parts.len();
+        if next && !r.playlist.ended && r.playlist.part_target.is_some() {
+            PartLookup::Next(r.playlist.block_timeout())
+        } else {
+            PartLookup::Missing
+        }
     }
 
     /// Segment bytes while the segment is in the window.
     pub fn segment(&self, rendition: &str, seq: u64) -> Option<Bytes> {
         let st = lock(&self.state);
-        let r = st
-            .renditions
-            .iter()
-            .find(|r| r.rendition.name == rendition)?;
+        let r = st.rendition(rendition)?;
         r.data.get(&seq).cloned()
     }
 
@@ -324,6 +455,28 @@ impl Session {
     }
 }
 
+/// What [`Session::part`] found.
+pub enum PartLookup {
+    Ready(Bytes),
+    /// The next part (a preload hint): worth waiting for, up to this long.
+    Next(Duration),
+    Missing,
+}
+
+impl SessionState {
+    fn rendition(&self, name: &str) -> Option<&RenditionState> {
+        self.renditions.iter().find(|r| r.rendition.name == name)
+    }
+    /// A playlist changed: every rendered playlist (they carry each other's rendition reports)
+    /// and the master are stale.
+    fn changed(&mut self) {
+        for r in &mut self.renditions {
+            r.rendered = None;
+        }
+        self.master = None;
+    }
+}
+
 /// Fragment sink of one epoch.
 pub struct EpochSink {
     pub session: Arc<Session>,
@@ -335,6 +488,25 @@ impl FragmentSink for EpochSink {
     fn fragment_closed(&self, fragment: ClosedFragment, info: Option<RenditionInfo>) {
         self.session
             .add_fragment(fragment, info, self.started, self.clock);
+    }
+
+    fn cmaf(&self, rendition: usize, output: PartOutput, info: Option<RenditionInfo>) {
+        match output {
+            PartOutput::Segment {
+                bytes, start, end, ..
+            } => self.session.add_fragment(
+                ClosedFragment {
+                    rendition,
+                    bytes,
+                    start,
+                    end,
+                },
+                info,
+                self.started,
+                self.clock,
+            ),
+            other => self.session.add_cmaf(rendition, other, info),
+        }
     }
 }
 
@@ -431,6 +603,126 @@ mod tests {
         let parsed = m3u8_rs::parse_master_playlist_res(text.as_bytes()).expect("master");
         let uris: Vec<&str> = parsed.variants.iter().map(|v| v.uri.as_str()).collect();
         assert_eq!(uris, ["source/index.m3u8", "360p/index.m3u8"], "{text}");
+    }
+
+    /// A low-latency session of `source` + `360p` with 2 s segments and a 6 s window, and
+    /// its epoch sink.
+    fn low_latency_session() -> (Arc<Session>, EpochSink) {
+        let mut cfg = RoomConfig::for_test("lobby", "/nonexistent".into());
+        cfg.latency = Latency::Low;
+        cfg.dvr_window_seconds = 6;
+        cfg.renditions.truncate(2);
+        let (events, _) = broadcast::channel(64);
+        let session = Arc::new(Session::new(&cfg, events, Metrics::default()));
+        let sink = EpochSink {
+            session: session.clone(),
+            started: Utc::now(),
+            clock: Instant::now(),
+        };
+        (session, sink)
+    }
+
+    fn part(sink: &EpochSink, rendition: usize, byte: u8) {
+        sink.cmaf(
+            rendition,
+            PartOutput::Part {
+                bytes: Bytes::from(vec![byte; 10]),
+                duration: Duration::from_millis(500),
+                independent: byte.is_multiple_of(4),
+            },
+            None,
+        );
+    }
+
+    fn segment(sink: &EpochSink, rendition: usize, seq: u64) {
+        sink.cmaf(
+            rendition,
+            PartOutput::Segment {
+                bytes: Bytes::from(vec![0; 40]),
+                start: Duration::from_secs(2 * seq),
+                end: Duration::from_secs(2 * seq + 2),
+                init: 1,
+            },
+            None,
+        );
+    }
+
+    #[test]
+    fn low_latency_sessions_serve_parts_hint_the_next_and_forget_what_left_the_window() {
+        let (session, sink) = low_latency_session();
+        for r in 0..2 {
+            sink.cmaf(
+                r,
+                PartOutput::Init {
+                    id: 1,
+                    bytes: Bytes::from_static(b"init"),
+                },
+                None,
+            );
+        }
+        // Ten segments of four parts in each rendition; the source one part ahead at the end.
+        for seq in 0..10u64 {
+            for r in 0..2 {
+                for i in 0..4 {
+                    part(&sink, r, (seq * 4 + i) as u8);
+                }
+                segment(&sink, r, seq);
+            }
+        }
+        part(&sink, 0, 200);
+        let source = session.media_playlist("source").expect("source");
+        let text = String::from_utf8_lossy(&source.body).into_owned();
+        assert!(
+            text.contains(
+                "#EXT-X-RENDITION-REPORT:URI=\"../720p/index.m3u8\",LAST-MSN=9,LAST-PART=3"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"10.1.m4s\""),
+            "{text}"
+        );
+        let other = session.media_playlist("720p").expect("720p");
+        assert!(
+            String::from_utf8_lossy(&other.body).contains(
+                "#EXT-X-RENDITION-REPORT:URI=\"../source/index.m3u8\",LAST-MSN=10,LAST-PART=0"
+            ),
+            "reports follow the other rendition's parts"
+        );
+        assert!(matches!(session.part("source", 10, 0), PartLookup::Ready(b) if b[0] == 200));
+        assert!(matches!(session.part("source", 9, 3), PartLookup::Ready(b) if b[0] == 39));
+        assert!(
+            matches!(session.part("source", 10, 1), PartLookup::Next(t) if t == Duration::from_secs(6))
+        );
+        assert!(
+            matches!(session.part("source", 10, 2), PartLookup::Missing),
+            "not the next part"
+        );
+        assert!(matches!(session.part("source", 11, 0), PartLookup::Missing));
+        // The 6 s window holds segments 7..=9: older parts are gone even though fewer than six
+        // segments passed since.
+        assert!(matches!(session.part("source", 7, 0), PartLookup::Ready(_)));
+        assert!(matches!(session.part("source", 6, 3), PartLookup::Missing));
+        assert!(matches!(session.part("nope", 10, 1), PartLookup::Missing));
+        assert_eq!(
+            session.init_segment("source", 1).as_deref(),
+            Some(&b"init"[..])
+        );
+        assert!(session.init_segment("source", 2).is_none());
+        assert!(matches!(
+            session.block("source", 10, Some(1)),
+            Some((Block::Wait, _))
+        ));
+        assert!(matches!(
+            session.block("source", 10, Some(0)),
+            Some((Block::Ready, _))
+        ));
+        assert!(session.block("nope", 0, None).is_none());
+        session.end();
+        assert!(
+            matches!(session.part("source", 10, 1), PartLookup::Missing),
+            "ended: no more parts"
+        );
     }
 
     #[test]

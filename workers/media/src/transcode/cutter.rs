@@ -170,7 +170,7 @@ impl Cutter {
     }
 }
 
-fn rendition_info(pad: &gst::Pad) -> Option<RenditionInfo> {
+pub(super) fn rendition_info(pad: &gst::Pad) -> Option<RenditionInfo> {
     let caps = pad.current_caps()?;
     let s = caps.structure(0)?;
     let width = u32::try_from(s.get::<i32>("width").ok()?).ok()?;

@@ -35,6 +35,7 @@ use roomcast_crds::Rendition;
 use crate::mux::codec::AvcConfig;
 use crate::mux::flv::{Tag, TagKind};
 use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use crate::mux::parts::PartOutput;
 use crate::mux::passthrough::SourceHints;
 
 /// A rung at the source's height must spend at most this share of the source's video bitrate.
@@ -276,17 +277,29 @@ struct LadderSink {
     index: Vec<usize>,
 }
 
+impl LadderSink {
+    /// The room's ladder index of the pipeline's output `output`.
+    fn ladder_index(&self, output: usize) -> Option<usize> {
+        let index = self.index.get(output).copied();
+        if index.is_none() {
+            tracing::error!(output, "output the ladder does not have");
+        }
+        index
+    }
+}
+
 impl FragmentSink for LadderSink {
     fn fragment_closed(&self, mut fragment: ClosedFragment, info: Option<RenditionInfo>) {
-        let Some(&index) = self.index.get(fragment.rendition) else {
-            tracing::error!(
-                output = fragment.rendition,
-                "fragment of an output the ladder does not have"
-            );
-            return;
-        };
-        fragment.rendition = index;
-        self.session.fragment_closed(fragment, info);
+        if let Some(index) = self.ladder_index(fragment.rendition) {
+            fragment.rendition = index;
+            self.session.fragment_closed(fragment, info);
+        }
+    }
+
+    fn cmaf(&self, output: usize, part: PartOutput, info: Option<RenditionInfo>) {
+        if let Some(index) = self.ladder_index(output) {
+            self.session.cmaf(index, part, info);
+        }
     }
 }
 
@@ -578,6 +591,12 @@ mod tests {
         fn fragment_closed(&self, fragment: ClosedFragment, _: Option<RenditionInfo>) {
             if let Ok(mut v) = self.0.lock() {
                 v.push(fragment.rendition);
+            }
+        }
+
+        fn cmaf(&self, rendition: usize, _: PartOutput, _: Option<RenditionInfo>) {
+            if let Ok(mut v) = self.0.lock() {
+                v.push(rendition);
             }
         }
     }

@@ -44,6 +44,7 @@ use gstreamer_app as gst_app;
 use gstreamer_video as gst_video;
 use roomcast_crds::Rendition;
 
+use super::cmaf_rung::CmafRung;
 use super::cutter::{Cutter, MediaClock, running_time, zero_based_segment};
 use crate::config::DEFAULT_AUDIO_KBPS;
 use crate::error::{Error, Result};
@@ -115,6 +116,8 @@ pub struct PipelineSpec {
     pub frame_rate: Option<f64>,
     /// x264 speed preset.
     pub speed_preset: String,
+    /// Low latency: CMAF parts of this target instead of MPEG-TS segments.
+    pub part_target: Option<Duration>,
 }
 
 /// A running pipeline. [`push`](Self::push) blocks while the pipeline is full.
@@ -173,6 +176,53 @@ fn mux_pad(mux: &gst::Element, template: &str, src: &gst::Pad) -> Result<()> {
     src.link(&pad)
         .map(|_| ())
         .map_err(|e| Error::Gst(format!("link to mpegtsmux: {e:?}")))
+}
+
+fn fakesink() -> Result<gst::Element> {
+    let out = make("fakesink", None)?;
+    out.set_property("sync", false);
+    out.set_property("async", false);
+    Ok(out)
+}
+
+/// Where an encoded stream of a rung goes: its MPEG-TS muxer, or the CMAF rung's `probe`.
+fn output(
+    pipeline: &gst::Pipeline,
+    mux: Option<&gst::Element>,
+    cmaf: Option<&CmafRung>,
+    src: &gst::Pad,
+    probe: fn(&CmafRung, &gst::Pad, &gst::PadProbeInfo),
+) -> Result<()> {
+    match (mux, cmaf) {
+        (Some(mux), _) => mux_pad(mux, "sink_%d", src),
+        (None, Some(rung)) => {
+            let rung = rung.clone();
+            probed_sink(pipeline, src, move |pad, info| probe(&rung, pad, info))
+        }
+        (None, None) => Ok(()),
+    }
+}
+
+/// A fakesink after `src` whose sink pad's buffers and events go to `probe`.
+fn probed_sink(
+    pipeline: &gst::Pipeline,
+    src: &gst::Pad,
+    probe: impl Fn(&gst::Pad, &gst::PadProbeInfo) + Send + Sync + 'static,
+) -> Result<()> {
+    let out = fakesink()?;
+    pipeline.add(&out).map_err(|e| Error::Gst(e.to_string()))?;
+    link_pads(src, &out)?;
+    let pad = out
+        .static_pad("sink")
+        .ok_or_else(|| Error::Gst("fakesink sink".into()))?;
+    pad.add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |pad, info| {
+            probe(pad, info);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    Ok(())
 }
 
 /// Width for `height` keeping the source aspect ratio, rounded to an even number.
@@ -278,12 +328,17 @@ impl TranscodePipeline {
             .enumerate()
             .filter(|(_, r)| !r.is_source());
         for (index, rendition) in encoded {
-            let mux = make("mpegtsmux", Some(&format!("rendition-{index}")))?;
-            let out = make("fakesink", None)?;
-            out.set_property("sync", false);
-            out.set_property("async", false);
-            add(&[&mux, &out])?;
-            link(&[&mux, &out])?;
+            // Standard latency muxes MPEG-TS in GStreamer; low latency muxes CMAF in Rust.
+            let mux = match spec.part_target {
+                Some(_) => None,
+                None => {
+                    let mux = make("mpegtsmux", Some(&format!("rendition-{index}")))?;
+                    let out = fakesink()?;
+                    add(&[&mux, &out])?;
+                    link(&[&mux, &out])?;
+                    Some(mux)
+                }
+            };
 
             let (video_out, video_caps) = {
                 let height = rendition.height.unwrap_or(360);
@@ -319,18 +374,45 @@ impl TranscodePipeline {
                     .min_by_key(|(h, _)| *h)
                     .map_or_else(|| dtee.clone(), |(_, t)| t.clone());
                 let stee = make("tee", None)?;
-                add(&[&q, &scale, &caps, &stee, &enc, &parse, &out])?;
+                // CMAF carries length-prefixed NAL units with the parameter sets in the init
+                // segment (`avcC`, from the caps' codec_data).
+                let format = make("capsfilter", None)?;
+                if spec.part_target.is_some() {
+                    format.set_property(
+                        "caps",
+                        gst::Caps::builder("video/x-h264")
+                            .field("stream-format", "avc")
+                            .field("alignment", "au")
+                            .build(),
+                    );
+                }
+                add(&[&q, &scale, &caps, &stee, &enc, &parse, &format, &out])?;
                 tee_to(&from, &q)?;
                 link(&[&q, &scale, &caps, &stee])?;
                 tee_to(&stee, &enc)?;
-                link(&[&enc, &parse, &out])?;
+                link(&[&enc, &parse, &format, &out])?;
                 scaled.push((height, stee));
                 let pad = out
                     .static_pad("src")
                     .ok_or_else(|| Error::Gst("queue src".into()))?;
                 (pad.clone(), pad)
             };
-            mux_pad(&mux, "sink_%d", &video_out)?;
+            let cmaf = spec.part_target.map(|target| {
+                CmafRung::new(
+                    index,
+                    target,
+                    spec.has_audio,
+                    sink.clone(),
+                    video_caps.clone(),
+                )
+            });
+            output(
+                &pipeline,
+                mux.as_ref(),
+                cmaf.as_ref(),
+                &video_out,
+                CmafRung::on_video,
+            )?;
 
             if let Some((_, atee)) = &audio {
                 let audio_out = {
@@ -358,9 +440,18 @@ impl TranscodePipeline {
                     out.static_pad("src")
                         .ok_or_else(|| Error::Gst("queue src".into()))?
                 };
-                mux_pad(&mux, "sink_%d", &audio_out)?;
+                output(
+                    &pipeline,
+                    mux.as_ref(),
+                    cmaf.as_ref(),
+                    &audio_out,
+                    CmafRung::on_audio,
+                )?;
             }
 
+            let Some(mux) = mux else {
+                continue;
+            };
             // Cut the muxed stream where the force-key-unit events come out of the muxer.
             let cutter = Cutter::new(index, video_caps, clock.clone(), sink.clone());
             let mux_src = mux
@@ -562,6 +653,7 @@ mod tests {
     struct Discard;
     impl FragmentSink for Discard {
         fn fragment_closed(&self, _: ClosedFragment, _: Option<RenditionInfo>) {}
+        fn cmaf(&self, _: usize, _: crate::mux::parts::PartOutput, _: Option<RenditionInfo>) {}
     }
 
     fn rung(name: &str, height: u32, audio_kbps: u32) -> Rendition {
@@ -601,6 +693,7 @@ mod tests {
             source_size: Some((854, 480)),
             frame_rate: Some(30.0),
             speed_preset: "veryfast".into(),
+            part_target: None,
         }
     }
 

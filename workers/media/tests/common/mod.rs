@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use roomcast_crds::{Rendition, RoomIdentity};
+use roomcast_crds::{Latency, Rendition, RoomIdentity};
 use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
@@ -73,6 +73,8 @@ pub struct RoomSpec {
     pub renditions: Vec<Rendition>,
     pub origin_secret: Option<&'static str>,
     pub max_bitrate_kbps: u32,
+    pub latency: Latency,
+    pub part_target: Duration,
 }
 
 impl RoomSpec {
@@ -87,7 +89,15 @@ impl RoomSpec {
             renditions: vec![source(), rung("144p", 144, 150)],
             origin_secret: None,
             max_bitrate_kbps: 8000,
+            latency: Latency::Standard,
+            part_target: Duration::from_millis(500),
         }
+    }
+
+    /// The same room with low latency (LL-HLS on CMAF).
+    pub fn low_latency(mut self) -> Self {
+        self.latency = Latency::Low;
+        self
     }
 }
 
@@ -125,6 +135,8 @@ impl TestServer {
                     playlist_max_age_seconds: 1,
                     segment_max_age_seconds: 86400,
                     origin_secret_file,
+                    latency: r.latency,
+                    part_target: r.part_target,
                 }
             })
             .collect();
@@ -390,6 +402,24 @@ pub fn probe_streams(path: &Path) -> serde_json::Value {
         .output()
         .expect("ffprobe");
     serde_json::from_slice(&out.stdout).expect("ffprobe json")
+}
+
+/// `path` holds H.264 of `height` and AAC (ffprobe's reading); `what` names it in failures.
+pub fn assert_h264_and_aac(path: &Path, height: i64, what: &str) {
+    let streams = probe_streams(path);
+    let streams = streams["streams"].as_array().expect("streams");
+    let video = streams
+        .iter()
+        .find(|s| s["codec_type"] == "video")
+        .expect("video stream");
+    assert_eq!(video["codec_name"], "h264", "{what}");
+    assert_eq!(video["height"].as_i64(), Some(height), "{what}");
+    assert!(
+        streams
+            .iter()
+            .any(|s| s["codec_type"] == "audio" && s["codec_name"] == "aac"),
+        "{what} has no AAC audio"
+    );
 }
 
 /// Video frames of a segment: (pts_time, key_frame).

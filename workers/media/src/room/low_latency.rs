@@ -1,0 +1,377 @@
+//! Low-Latency HLS on top of [`MediaPlaylist`] (draft-pantos-hls-rfc8216bis): the part tags of
+//! the last segments and of the open one, the preload hint of the next part, server control
+//! (blocking reload, part hold-back), rendition reports, and the rules the origin applies to a
+//! blocking request (`_HLS_msn` / `_HLS_part`). Pure: playlist in, text or a verdict out.
+
+use std::time::Duration;
+
+use super::playlist::{MediaPlaylist, Part, Segment, init_uri};
+
+/// Parts are listed for the segments within this many target durations of the playlist's end
+/// (4.4.4.9: older part tags should go; the segments stay for the DVR window).
+const PART_TAG_TARGET_DURATIONS: u32 = 3;
+/// PART-HOLD-BACK in part targets: the spec's floor is two, three is its recommendation and
+/// what hls.js aims at.
+pub const PART_HOLD_BACK_PARTS: u32 = 3;
+
+/// `EXT-X-RENDITION-REPORT` of another rendition of the same session.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RenditionReport {
+    /// Relative URI of its media playlist, `../<rendition>/index.m3u8`.
+    pub uri: String,
+    pub last_msn: u64,
+    pub last_part: u64,
+}
+
+/// What a blocking playlist request asks for, checked against the playlist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Block {
+    /// The playlist already has it: answer now.
+    Ready,
+    /// Not yet: wait for the next part, up to [`MediaPlaylist::block_timeout`].
+    Wait,
+    /// Further ahead than a server is asked to wait for (6.2.5.2): 400.
+    TooFar,
+}
+
+/// URI of a part: `<seq>.<index>.m4s`.
+pub fn part_uri(seq: u64, index: usize) -> String {
+    format!("{seq}.{index}.m4s")
+}
+
+/// Seconds with millisecond precision, rounded up so a rounded duration is never shorter than
+/// the part it describes.
+fn secs_up(d: Duration) -> String {
+    let ms = d.as_micros().div_ceil(1000);
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+fn secs(d: Duration) -> String {
+    let ms = (d.as_micros() + 500) / 1000;
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+fn part_tag(seq: u64, index: usize, part: &Part) -> m3u8_rs::ExtTag {
+    let independent = if part.independent {
+        ",INDEPENDENT=YES"
+    } else {
+        ""
+    };
+    m3u8_rs::ExtTag {
+        tag: "X-PART".into(),
+        rest: Some(format!(
+            "DURATION={},URI=\"{}\"{independent}",
+            secs(part.duration),
+            part_uri(seq, index)
+        )),
+    }
+}
+
+impl MediaPlaylist {
+    /// The advertised part target (`EXT-X-PART-INF`), in whole ms.
+    fn rendered_part_target(&self) -> Option<Duration> {
+        let t = self.part_target?;
+        Some(Duration::from_millis(t.as_micros().div_ceil(1000) as u64))
+    }
+
+    /// Last part of the playlist as (media sequence number, part index).
+    pub fn last_part(&self) -> Option<(u64, u64)> {
+        if let Some(n) = self.open_parts.len().checked_sub(1) {
+            return Some((self.open_seq(), n as u64));
+        }
+        let last = self.segments.back()?;
+        Some((last.seq, last.parts.len().checked_sub(1)? as u64))
+    }
+
+    /// Answer to `_HLS_msn=msn[&_HLS_part=part]` (6.2.5.2).
+    pub fn block(&self, msn: u64, part: Option<u64>) -> Block {
+        let (last_msn, last_part) = self.last_part().unwrap_or((0, 0));
+        let ready = match part {
+            // A whole segment: ready once it closed.
+            None => msn < self.open_seq(),
+            Some(p) => (msn, p) <= (last_msn, last_part) || msn.saturating_add(1) < self.open_seq(),
+        };
+        if ready || self.ended {
+            return Block::Ready;
+        }
+        if msn > last_msn.saturating_add(2) {
+            return Block::TooFar;
+        }
+        if let (Some(p), Some(target)) = (part, self.rendered_part_target()) {
+            // The Advance Part Limit: three seconds of parts (three parts if they are 1 s+).
+            let limit = (3_000 / target.as_millis().max(1) as u64).max(3);
+            let per_segment = (self.target_duration * 1000)
+                .div_ceil(target.as_millis().max(1) as u64)
+                .max(1);
+            let ahead = (msn - last_msn.min(msn))
+                .saturating_mul(per_segment)
+                .saturating_add(p);
+            if ahead > last_part.saturating_add(limit) {
+                return Block::TooFar;
+            }
+        }
+        Block::Wait
+    }
+
+    /// How long a blocking request may wait before the origin gives up with 503: three target
+    /// durations (6.2.5.2).
+    pub fn block_timeout(&self) -> Duration {
+        Duration::from_secs(self.target_duration * 3)
+    }
+
+    /// Whether `segment` is recent enough for its parts to be listed.
+    fn lists_parts(&self, segment: &Segment) -> bool {
+        let horizon =
+            Duration::from_secs(self.target_duration * u64::from(PART_TAG_TARGET_DURATIONS));
+        let after: Duration = self
+            .segments
+            .iter()
+            .filter(|s| s.seq > segment.seq)
+            .map(|s| s.duration)
+            .sum::<Duration>()
+            + self.open_parts.iter().map(|p| p.duration).sum::<Duration>();
+        after < horizon
+    }
+
+    /// Render the low-latency playlist; `reports` are the other renditions' last parts.
+    pub fn render_low_latency(&self, reports: &[RenditionReport]) -> String {
+        let Some(target) = self.rendered_part_target() else {
+            return self.render();
+        };
+        let mut text = self.render_with(|s| {
+            if self.lists_parts(s) {
+                s.parts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| part_tag(s.seq, i, p))
+                    .collect()
+            } else {
+                Vec::new()
+            }
+        });
+        let control = format!(
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}\n#EXT-X-PART-INF:PART-TARGET={}\n",
+            secs_up(target * PART_HOLD_BACK_PARTS),
+            secs_up(target),
+        );
+        // After the header's TARGETDURATION line, which m3u8-rs always writes.
+        if let Some(at) = text.find("#EXT-X-TARGETDURATION:")
+            && let Some(nl) = text[at..].find('\n')
+        {
+            text.insert_str(at + nl + 1, &control);
+        }
+        if self.ended {
+            return text;
+        }
+        let seq = self.open_seq();
+        // Parts of a segment whose init no listed segment uses yet (the first segment of the
+        // session, or a new codec configuration) need its map before them.
+        let mapped = self
+            .segments
+            .back()
+            .is_some_and(|s| s.init == self.open_init);
+        if !self.open_parts.is_empty() && !mapped {
+            text.push_str(&format!(
+                "#EXT-X-MAP:URI=\"{}\"\n",
+                init_uri(self.open_init)
+            ));
+        }
+        if !self.open_parts.is_empty() && self.open_discontinuity {
+            text.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        for (i, p) in self.open_parts.iter().enumerate() {
+            text.push_str(&format!("{}\n", part_tag(seq, i, p)));
+        }
+        text.push_str(&format!(
+            "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"\n",
+            part_uri(seq, self.open_parts.len())
+        ));
+        for r in reports {
+            text.push_str(&format!(
+                "#EXT-X-RENDITION-REPORT:URI=\"{}\",LAST-MSN={},LAST-PART={}\n",
+                r.uri, r.last_msn, r.last_part
+            ));
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::room::playlist::SegmentFormat;
+
+    fn part(ms: u64, independent: bool) -> Part {
+        Part {
+            duration: Duration::from_millis(ms),
+            independent,
+        }
+    }
+
+    /// A playlist of `segments` closed two-second segments of four parts and `open` parts.
+    fn playlist(segments: u64, open: usize) -> MediaPlaylist {
+        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(12));
+        p.part_target = Some(Duration::from_millis(500));
+        p.open_init = 1;
+        let base = chrono::Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("date");
+        for seq in 0..segments {
+            for i in 0..4 {
+                p.push_part(part(500, i == 0));
+            }
+            p.push(Segment {
+                seq,
+                duration: Duration::from_secs(2),
+                discontinuity: false,
+                program_date_time: base + chrono::Duration::seconds(seq as i64 * 2),
+                size: 100_000,
+                init: 1,
+                parts: p.open_parts.clone(),
+            });
+        }
+        for i in 0..open {
+            p.push_part(part(480, i == 0));
+        }
+        p
+    }
+
+    fn report() -> Vec<RenditionReport> {
+        vec![RenditionReport {
+            uri: "../360p/index.m3u8".into(),
+            last_msn: 9,
+            last_part: 1,
+        }]
+    }
+
+    #[test]
+    fn low_latency_playlist_snapshot() {
+        insta::assert_snapshot!(playlist(10, 2).render_low_latency(&report()));
+    }
+
+    #[test]
+    fn parts_follow_the_spec_rules() {
+        let p = playlist(10, 2);
+        let text = p.render_low_latency(&report());
+        let target: f64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
+            .and_then(|v| v.parse().ok())
+            .expect("PART-TARGET");
+        let hold_back: f64 = text
+            .lines()
+            .find_map(|l| l.split("PART-HOLD-BACK=").nth(1))
+            .and_then(|v| v.parse().ok())
+            .expect("PART-HOLD-BACK");
+        assert!(hold_back >= 3.0 * target, "{hold_back} < 3 x {target}");
+        let durations: Vec<f64> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("#EXT-X-PART:DURATION="))
+            .filter_map(|l| l.split(',').next()?.parse().ok())
+            .collect();
+        assert!(!durations.is_empty());
+        assert!(durations.iter().all(|d| *d <= target), "{durations:?}");
+        // Parts of the last three target durations only: 6 s = the open parts and the last
+        // two segments (and a half) -> segments 7, 8 and 9 keep theirs, 6 does not.
+        assert!(text.contains("URI=\"7.0.m4s\""), "{text}");
+        assert!(!text.contains("URI=\"6.3.m4s\""), "{text}");
+        // Every part tag comes before its segment's EXTINF and the hint is the next part.
+        let hint = text
+            .find("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"10.2.m4s\"")
+            .expect("hint");
+        assert!(text.find("URI=\"10.1.m4s\"").expect("open part") < hint);
+        assert!(text.find("URI=\"9.3.m4s\"").expect("part") < text.find("\n9.m4s").expect("seg"));
+        assert!(!text.contains("ENDLIST"));
+    }
+
+    #[test]
+    fn a_longer_part_raises_the_part_target() {
+        let mut p = playlist(1, 0);
+        p.push_part(part(533, true));
+        assert!(p.render_low_latency(&[]).contains("PART-TARGET=0.533\n"));
+        assert!(p.render_low_latency(&[]).contains("PART-HOLD-BACK=1.599\n"));
+    }
+
+    #[test]
+    fn parts_before_the_first_segment_come_with_their_map() {
+        let p = playlist(0, 2);
+        let text = p.render_low_latency(&[]);
+        let map = text.find("#EXT-X-MAP:URI=\"init-1.mp4\"\n").expect(&text);
+        assert!(map < text.find("URI=\"0.0.m4s\"").expect(&text), "{text}");
+        let mut p = playlist(2, 1);
+        let text = p.render_low_latency(&[]);
+        assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
+        p.open_init = 2;
+        let text = p.render_low_latency(&[]);
+        assert!(
+            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-PART:"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn parts_after_a_reconnect_follow_a_discontinuity() {
+        let mut p = playlist(2, 1);
+        p.open_discontinuity = true;
+        p.open_init = 2;
+        let text = p.render_low_latency(&[]);
+        assert!(
+            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY\n#EXT-X-PART:DURATION=0.480,URI=\"2.0.m4s\""),
+            "{text}"
+        );
+        p.push(Segment {
+            seq: 2,
+            duration: Duration::from_millis(480),
+            discontinuity: true,
+            program_date_time: chrono::Utc::now(),
+            size: 1,
+            init: 2,
+            parts: p.open_parts.clone(),
+        });
+        assert!(!p.open_discontinuity, "the closed segment carries it now");
+    }
+
+    #[test]
+    fn an_ended_playlist_has_no_hint_and_no_reports() {
+        let mut p = playlist(3, 0);
+        p.ended = true;
+        let text = p.render_low_latency(&report());
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
+        assert!(!text.contains("PRELOAD-HINT") && !text.contains("RENDITION-REPORT"));
+    }
+
+    #[test]
+    fn blocking_requests_wait_answer_or_are_refused() {
+        let p = playlist(10, 2); // last part: 10.1
+        assert_eq!(p.last_part(), Some((10, 1)));
+        assert_eq!(p.block(10, Some(1)), Block::Ready);
+        assert_eq!(p.block(3, Some(0)), Block::Ready);
+        assert_eq!(
+            p.block(9, Some(7)),
+            Block::Ready,
+            "past the segment's parts, closed"
+        );
+        assert_eq!(p.block(9, None), Block::Ready);
+        assert_eq!(p.block(10, None), Block::Wait, "segment 10 is still open");
+        assert_eq!(p.block(10, Some(2)), Block::Wait);
+        assert_eq!(p.block(11, Some(0)), Block::Wait);
+        assert_eq!(p.block(12, None), Block::Wait);
+        // Hostile: far ahead in segments or parts, and the u64 edges.
+        assert_eq!(p.block(13, None), Block::TooFar);
+        assert_eq!(p.block(10, Some(8)), Block::TooFar);
+        assert_eq!(p.block(u64::MAX - 1, Some(u64::MAX)), Block::TooFar);
+        assert_eq!(p.block(10, Some(u64::MAX)), Block::TooFar);
+        assert_eq!(p.block(0, Some(u64::MAX)), Block::Ready, "long gone");
+        let mut ended = p.clone();
+        ended.ended = true;
+        assert_eq!(
+            ended.block(11, Some(0)),
+            Block::Ready,
+            "nothing more will come"
+        );
+        assert_eq!(p.block_timeout(), Duration::from_secs(6));
+    }
+}
