@@ -15,8 +15,7 @@ pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 /// Audio bitrate of an encoded rung that names none.
 pub const DEFAULT_AUDIO_KBPS: u32 = 128;
-/// The RTMP application publishers must use: `rtmp://HOST:1935/live/STREAM_KEY`.
-pub const RTMP_APP: &str = "live";
+pub use roomcast_rtmp::RTMP_APP;
 
 /// Default x264 speed preset of encoded rungs.
 pub const DEFAULT_SPEED_PRESET: &str = "veryfast";

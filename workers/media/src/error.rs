@@ -45,6 +45,17 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+/// The shared RTMP core's errors keep their meaning (and labels) in the worker.
+impl From<roomcast_rtmp::Error> for Error {
+    fn from(e: roomcast_rtmp::Error) -> Self {
+        match e {
+            roomcast_rtmp::Error::Handshake(m) => Error::Handshake(m),
+            roomcast_rtmp::Error::Rtmp(m) => Error::Rtmp(m),
+            roomcast_rtmp::Error::Limit(l) => Error::Limit(l),
+        }
+    }
+}
+
 impl Error {
     /// Short stable label for metrics.
     pub fn label(&self) -> &'static str {

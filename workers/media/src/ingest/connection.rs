@@ -316,7 +316,7 @@ async fn run(
                                 room,
                                 conn,
                                 publish,
-                                Duration::from_secs(server.limits.rtmp_keyframe_timeout_seconds),
+                                server.limits.keyframe_timeout(),
                             ));
                             slot.settle();
                             queue.extend(core.accept_publish(request_id, Instant::now())?);
