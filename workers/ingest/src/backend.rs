@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rml_rtmp::handshake::{Handshake, HandshakeProcessResult, PeerType};
+use rml_rtmp::rml_amf0::Amf0Value;
 use rml_rtmp::sessions::{
     ClientSession, ClientSessionConfig, ClientSessionError, ClientSessionEvent,
     ClientSessionResult, PublishRequestType, StreamMetadata,
@@ -161,6 +162,17 @@ impl Backend {
                 ClientSessionResult::RaisedEvent(
                     ClientSessionEvent::UnhandleableOnStatusCode { code },
                 ) if code.starts_with("NetStream.Publish.") => answer = Some(Answer::Refused(code)),
+                // rml_rtmp's servers (the media worker) refuse a publish with an `_error` of
+                // transaction 0, which the client reports as an unknown transaction.
+                ClientSessionResult::RaisedEvent(
+                    ClientSessionEvent::UnknownTransactionResultReceived {
+                        additional_values, ..
+                    },
+                ) => {
+                    if let Some(why) = publish_refusal(&additional_values) {
+                        answer = Some(Answer::Refused(why));
+                    }
+                }
                 ClientSessionResult::RaisedEvent(event) => {
                     tracing::debug!(?event, "backend event during setup")
                 }
@@ -243,6 +255,20 @@ impl Backend {
     pub fn addr(&self) -> &str {
         &self.addr
     }
+}
+
+/// `<code>: <description>` of a status object refusing a publish.
+fn publish_refusal(values: &[Amf0Value]) -> Option<String> {
+    let Some(Amf0Value::Object(status)) = values.first() else {
+        return None;
+    };
+    let text = |name: &str| match status.get(name) {
+        Some(Amf0Value::Utf8String(s)) => s.as_str(),
+        _ => "",
+    };
+    let code = text("code");
+    code.starts_with("NetStream.Publish.")
+        .then(|| format!("{code}: {}", text("description")))
 }
 
 fn outbound(results: Vec<ClientSessionResult>) -> Vec<u8> {

@@ -143,3 +143,107 @@ impl TlsFiles {
         }
     }
 }
+
+/// A self-signed certificate for local use (`roomcast dev`): where it is and its SHA-256
+/// fingerprint, which a streamer compares with what their client shows.
+#[derive(Clone, Debug)]
+pub struct SelfSigned {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    /// SHA-256 of the DER certificate, as colon-separated upper-case hex (what browsers and
+    /// `openssl x509 -fingerprint -sha256` print).
+    pub fingerprint: String,
+}
+
+/// The self-signed certificate in `dir` (`tls.crt`, `tls.key`), made on first use for
+/// `localhost` and `127.0.0.1` and kept afterwards, so a client that pinned it keeps trusting
+/// it across runs.
+pub fn ensure_self_signed(dir: &Path) -> Result<SelfSigned> {
+    let cert = dir.join("tls.crt");
+    let key = dir.join("tls.key");
+    let io = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::Io { path, source }
+    };
+    if !cert.exists() || !key.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let made = rcgen::generate_simple_self_signed(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])
+        .map_err(|e| Error::Tls(format!("generating a certificate: {e}")))?;
+        std::fs::write(&key, made.signing_key.serialize_pem()).map_err(io(&key))?;
+        std::fs::write(&cert, made.cert.pem()).map_err(io(&cert))?;
+    }
+    let pem = read_pem(&cert)?;
+    // Refuse a pair that does not load now, not at the first handshake.
+    server_config(&pem, &read_pem(&key)?)?;
+    let der = CertificateDer::pem_slice_iter(&pem)
+        .next()
+        .and_then(|c| c.ok())
+        .ok_or_else(|| Error::Tls(format!("{}: no certificate", cert.display())))?;
+    Ok(SelfSigned {
+        cert,
+        key,
+        fingerprint: fingerprint(&der),
+    })
+}
+
+/// SHA-256 fingerprint of a DER certificate, `AB:CD:...`.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(name: &str) -> (String, String) {
+        let made = rcgen::generate_simple_self_signed(vec![name.to_owned()]).expect("self-signed");
+        (made.cert.pem(), made.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn a_changed_pair_is_put_in_use_and_a_bad_one_is_refused_keeping_the_last() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let (c1, k1) = pair("one.example");
+        std::fs::write(&cert, &c1).expect("cert");
+        std::fs::write(&key, &k1).expect("key");
+        let files = TlsFiles::load(&cert, &key).expect("load");
+        assert!(
+            !files.reload().expect("unchanged"),
+            "same bytes: nothing to do"
+        );
+        let (c2, k2) = pair("two.example");
+        std::fs::write(&cert, &c2).expect("cert");
+        // Half-rotated: the new certificate with the old key does not load.
+        let err = files.reload().expect_err("mismatched pair").to_string();
+        assert!(err.contains("certificate and key"), "{err}");
+        std::fs::write(&key, &k2).expect("key");
+        assert!(files.reload().expect("rotated"), "new pair in use");
+        std::fs::write(&cert, b"-----BEGIN CERTIFICATE-----\ngarbage\n").expect("cert");
+        assert!(files.reload().is_err(), "garbage refused");
+        std::fs::write(&key, b"").expect("key");
+        assert!(files.reload().is_err(), "empty key refused");
+        assert!(
+            TlsFiles::load(&cert, &key).is_err(),
+            "a bad pair at start is an error"
+        );
+    }
+
+    #[test]
+    fn the_self_signed_certificate_is_made_once_and_kept() {
+        let dir = tempfile::tempdir().expect("dir");
+        let first = ensure_self_signed(dir.path()).expect("made");
+        let again = ensure_self_signed(dir.path()).expect("kept");
+        assert_eq!(first.fingerprint, again.fingerprint);
+        assert_eq!(first.fingerprint.len(), 32 * 3 - 1, "{}", first.fingerprint);
+        TlsFiles::load(&first.cert, &first.key).expect("usable");
+    }
+}
