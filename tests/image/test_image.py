@@ -203,7 +203,7 @@ class Container:
              "-v", f"{data}:/data:Z", "-e", "RUST_LOG=info", image,
              "roomcast", "dev", "-f", "/etc/roomcast/rooms.yaml", "--data-dir", "/data",
              "--http-addr", f"127.0.0.1:{self.http}", "--rtmp-addr", f"127.0.0.1:{self.rtmp}",
-             "--speed-preset", "ultrafast"],
+             "--rtmps-addr", "127.0.0.1:0", "--speed-preset", "ultrafast"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self.key = None

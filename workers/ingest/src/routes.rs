@@ -60,6 +60,30 @@ impl Routes {
         *write(&self.table) = Some(Arc::new(table.index()));
     }
 
+    /// Route keys this process already knows (`roomcast dev`: its own rooms): `(stream key,
+    /// room "ns/name", backend "host:port")`. The routing key is fresh and random: nothing
+    /// outside this process needs to compute the hashes. Checked like a table from the operator.
+    pub fn set_known<'a>(
+        &self,
+        rooms: impl IntoIterator<Item = (&'a str, String, String)>,
+    ) -> Result<()> {
+        let key = RoutingKey::new(rand::random::<[u8; 32]>().to_vec())?;
+        let table = RouteTable::new(
+            rooms
+                .into_iter()
+                .map(|(stream_key, room, backend)| Route {
+                    key_hash: key.hash(stream_key),
+                    room,
+                    backend,
+                })
+                .collect(),
+        );
+        table.validate()?;
+        self.set_key(key);
+        self.set_table(&table);
+        Ok(())
+    }
+
     /// Rooms in the table now.
     pub fn len(&self) -> usize {
         read(&self.table).as_ref().map_or(0, |t| t.len())
@@ -301,6 +325,30 @@ mod tests {
     }
 
     use prometheus_client::metrics::counter::Counter;
+
+    #[test]
+    fn known_rooms_route_and_a_bad_one_is_refused() {
+        let routes = Routes::default();
+        routes
+            .set_known([(
+                "k1",
+                "default/lobby".to_owned(),
+                "127.0.0.1:1935".to_owned(),
+            )])
+            .expect("known");
+        assert_eq!(
+            routes.lookup(&PresentedKey::new("k1")).map(|r| r.room),
+            Some("default/lobby".to_owned())
+        );
+        assert!(routes.lookup(&PresentedKey::new("k2")).is_none());
+        let err =
+            routes.set_known([("k1", "no-namespace".to_owned(), "127.0.0.1:1935".to_owned())]);
+        assert!(err.is_err());
+        assert!(
+            routes.lookup(&PresentedKey::new("k1")).is_some(),
+            "the good table stays"
+        );
+    }
 
     #[test]
     fn oversized_files_are_not_read() {
