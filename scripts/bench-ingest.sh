@@ -6,7 +6,7 @@
 #
 #   bash scripts/bench-ingest.sh                  # debug build (what the test runs build)
 #   PROFILE=release bash scripts/bench-ingest.sh  # release build (the figures to quote)
-#   PUBLISH_SECONDS=20 SEGMENT=2 ROUNDS=4 BENCH_SIZE=854x480 are the defaults
+#   PUBLISH_SECONDS=20 SEGMENT=2 ROUNDS=2 FIRST_ROUNDS=10 BENCH_SIZE=854x480 are the defaults
 #
 # Needs ffmpeg and openssl (scripts/install-deps.sh). Everything runs on 127.0.0.1.
 set -euo pipefail

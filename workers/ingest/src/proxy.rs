@@ -54,8 +54,9 @@ pub async fn read_header<S: AsyncRead + Unpin>(
     client_address(&buf, peer)
 }
 
-/// The client address of a whole header.
-fn client_address(header: &[u8], peer: SocketAddr) -> Result<SocketAddr> {
+/// The client address of a whole header (what [`read_header`] read; public for the fuzz
+/// target).
+pub fn client_address(header: &[u8], peer: SocketAddr) -> Result<SocketAddr> {
     let bad = |e: String| Error::ProxyHeader(e);
     match HeaderResult::parse(header) {
         HeaderResult::V2(Ok(h)) => Ok(match (h.command, h.addresses) {
