@@ -54,7 +54,10 @@ async fn exit_output(child: Child) -> (bool, String) {
         .await
         .expect("exits")
         .expect("output");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test]
@@ -82,7 +85,10 @@ async fn ready_only_with_a_good_table_and_sigterm_drains_to_a_clean_exit() {
     let body = readyz_becomes(ops, 503).await;
     assert!(body.contains("routing table"), "{body}");
     let metrics = http_request(ops, "GET", "/metrics", &[]).await.text();
-    assert!(metrics.contains("roomcast_ingest_route_errors_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("roomcast_ingest_route_errors_total 1"),
+        "{metrics}"
+    );
     // The operator writes a good table: ready, and the route works at once.
     let key = RoutingKey::new(b"a-routing-key-of-at-least-32-bytes!!".to_vec()).expect("key");
     let table = RouteTable::new(vec![Route {
@@ -103,8 +109,15 @@ async fn ready_only_with_a_good_table_and_sigterm_drains_to_a_clean_exit() {
     assert!(status.success());
     let (ok, stderr) = exit_output(child).await;
     assert!(ok, "exit after SIGTERM: {stderr}");
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
-    assert!(tokio::net::TcpStream::connect(rtmp).await.is_err(), "still listening");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        tokio::net::TcpStream::connect(rtmp).await.is_err(),
+        "still listening"
+    );
 }
 
 #[tokio::test]
@@ -128,14 +141,25 @@ async fn start_up_errors_name_the_flag() {
             "tls",
         ),
         (
-            vec!["--routes-file", "/nonexistent", "--key-attempts-per-minute", "0"],
+            vec![
+                "--routes-file",
+                "/nonexistent",
+                "--key-attempts-per-minute",
+                "0",
+            ],
             "--key-attempts-per-minute",
         ),
     ];
     for (args, named) in cases {
         let mut all = vec!["--ops-listen", &ops];
         all.extend(args.iter().copied());
-        let (ok, stderr) = exit_output(ingest(&all).env_remove("POD_NAMESPACE").spawn().expect("start")).await;
+        let (ok, stderr) = exit_output(
+            ingest(&all)
+                .env_remove("POD_NAMESPACE")
+                .spawn()
+                .expect("start"),
+        )
+        .await;
         assert!(!ok, "{args:?} started");
         assert!(stderr.contains(named), "{args:?}: {stderr}");
     }
