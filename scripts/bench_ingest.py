@@ -25,8 +25,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_media import (  # noqa: E402 - the shared measuring helpers
-    FPS, GOP, SECONDS, SEGMENT, SIZE, cpu_seconds, cpu_seconds_precise, free_port, get,
-    publish, segments, wait_port,
+    FPS, GOP, SECONDS, SEGMENT, SIZE, cpu_seconds, cpu_seconds_precise, encode_input, free_port,
+    get, publish, segments, wait_port,
 )
 
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
@@ -76,15 +76,7 @@ def main():
         print(f"bench-ingest ({profile} build): {SECONDS} s of {SIZE}@{FPS} H.264+AAC 2 Mbit/s, "
               f"{SEGMENT} s segments, GOP {GOP}, {ROUNDS} round(s) per way in")
         short = os.path.join(work, "short.flv")
-        subprocess.run(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate={FPS}",
-             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-             "-t", str(SECONDS), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2000k",
-             "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0",
-             "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", media],
-            check=True,
-        )
+        encode_input(media)
         subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-i", media,
                         "-t", str(FIRST_SECONDS), "-c", "copy", short], check=True)
         # One passthrough room per (way, round): every publish starts a fresh session.

@@ -153,6 +153,19 @@ def measure_live(name, rtmp_url, playlist_url, media, pids_fn):
     return first, mean, worst, cpu
 
 
+def encode_input(path):
+    """The publishers' input: SECONDS of SIZE@FPS H.264 (2 Mbit/s, GOP = one segment) + AAC."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate={FPS}",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+         "-t", str(SECONDS), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2000k",
+         "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", path],
+        check=True,
+    )
+
+
 def fmt(v):
     return "n/a" if v is None else f"{v:.2f}"
 
@@ -213,15 +226,7 @@ def main():
     try:
         media = os.path.join(work, "input.flv")
         print(f"bench: {SECONDS} s of {SIZE}@{FPS} H.264+AAC, {SEGMENT} s segments, GOP {GOP}")
-        subprocess.run(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate={FPS}",
-             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-             "-t", str(SECONDS), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2000k",
-             "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0",
-             "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", media],
-            check=True,
-        )
+        encode_input(media)
 
         # nginx with the RTMP module.
         n_rtmp, n_http = free_port(), free_port()

@@ -148,6 +148,17 @@ impl TestGateway {
         );
     }
 
+    /// Wait until `roomcast_ingest_refusals_total{listener, reason}` reaches `at_least`.
+    async fn refusals_reach(&self, listener: &str, reason: &str, at_least: f64) -> f64 {
+        self.metric_reaches(
+            &format!(
+                "roomcast_ingest_refusals_total{{listener=\"{listener}\",reason=\"{reason}\"}}"
+            ),
+            at_least,
+        )
+        .await
+    }
+
     /// A publish attempt with an in-process RTMP client: Ok, or the refusal's text.
     async fn try_publish(&self, key: &str) -> Result<Backend, String> {
         Backend::open(
@@ -169,6 +180,21 @@ impl TestGateway {
             let _ = tokio::time::timeout(Duration::from_secs(10), t).await;
         }
     }
+}
+
+/// The media worker with room `shows/lobby` (key [`LOBBY_KEY`]) behind a gateway that routes
+/// that key to it; `None` (skipped) without ffmpeg or GStreamer.
+async fn lobby_behind_gateway() -> Option<(TestServer, TestGateway)> {
+    if !media_tools_available() {
+        return None;
+    }
+    let srv = TestServer::start(vec![room("lobby", LOBBY_KEY)]).await;
+    let gw = TestGateway::start(
+        GatewayOptions::default(),
+        &[(LOBBY_KEY, "shows/lobby", srv.rtmp)],
+    )
+    .await;
+    Some((srv, gw))
 }
 
 fn room(name: &'static str, key: &'static str) -> RoomSpec {
@@ -274,15 +300,9 @@ async fn two_rooms_publish_at_once_over_rtmp_and_rtmps_each_with_its_own_stream(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gstreamer_rtmp2sink_publishes_over_rtmps() {
-    if !media_tools_available() {
+    let Some((srv, gw)) = lobby_behind_gateway().await else {
         return;
-    }
-    let srv = TestServer::start(vec![room("lobby", LOBBY_KEY)]).await;
-    let gw = TestGateway::start(
-        GatewayOptions::default(),
-        &[(LOBBY_KEY, "shows/lobby", srv.rtmp)],
-    )
-    .await;
+    };
     // The certificate is self-signed: validation off, as a streamer testing locally would.
     let pipeline = format!(
         "videotestsrc is-live=true num-buffers=90 ! video/x-raw,width=256,height=144,framerate=30/1 \
@@ -315,22 +335,12 @@ async fn gstreamer_rtmp2sink_publishes_over_rtmps() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_key_is_refused_at_the_gateway_with_its_reason() {
-    if !media_tools_available() {
+    let Some((srv, gw)) = lobby_behind_gateway().await else {
         return;
-    }
-    let srv = TestServer::start(vec![room("lobby", LOBBY_KEY)]).await;
-    let gw = TestGateway::start(
-        GatewayOptions::default(),
-        &[(LOBBY_KEY, "shows/lobby", srv.rtmp)],
-    )
-    .await;
+    };
     let ffmpeg = Publisher::default().spawn(&gw.url("rtmp", "not-the-key"));
     assert!(!wait_exit(ffmpeg, LONG).await, "ffmpeg must fail");
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"unknown_key\"}",
-        1.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "unknown_key", 1.0).await;
     assert_eq!(gw.metric("roomcast_ingest_active_relays"), 0.0);
     let refusal = gw.try_publish("also-wrong").await.err().expect("refused");
     assert!(refusal.contains("NetStream.Publish.BadName"), "{refusal}");
@@ -360,11 +370,7 @@ async fn the_room_refusing_the_key_is_passed_back_to_the_publisher() {
     .await;
     let refusal = gw.try_publish("stale-key").await.err().expect("refused");
     assert!(refusal.contains("NetStream.Publish.BadName"), "{refusal}");
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"backend_refused\"}",
-        1.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "backend_refused", 1.0).await;
     let media = String::from_utf8_lossy(&srv.get("/metrics").await.body).into_owned();
     assert_eq!(
         metric(
@@ -380,15 +386,9 @@ async fn the_room_refusing_the_key_is_passed_back_to_the_publisher() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_key_is_refused_at_once_and_the_new_key_works() {
-    if !media_tools_available() {
+    let Some((srv, gw)) = lobby_behind_gateway().await else {
         return;
-    }
-    let srv = TestServer::start(vec![room("lobby", LOBBY_KEY)]).await;
-    let gw = TestGateway::start(
-        GatewayOptions::default(),
-        &[(LOBBY_KEY, "shows/lobby", srv.rtmp)],
-    )
-    .await;
+    };
     let publish = gw
         .try_publish(LOBBY_KEY)
         .await
@@ -404,11 +404,7 @@ async fn a_rotated_key_is_refused_at_once_and_the_new_key_works() {
         .err()
         .expect("old key refused at once");
     assert!(refusal.contains("BadName"), "{refusal}");
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"unknown_key\"}",
-        1.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "unknown_key", 1.0).await;
     // The media worker re-reads its key file every few seconds; the gateway already routes.
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     loop {
@@ -560,11 +556,7 @@ async fn tls_garbage_on_the_rtmps_listener_is_refused_and_counted() {
         2.0,
     )
     .await;
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmps\",reason=\"tls_handshake\"}",
-        2.0,
-    )
-    .await;
+    gw.refusals_reach("rtmps", "tls_handshake", 2.0).await;
     gw.stop().await;
 }
 
@@ -583,18 +575,10 @@ async fn key_guessing_over_the_limit_is_refused_before_any_lookup() {
             .expect("refused");
         assert!(refusal.contains("BadName"), "{refusal}");
     }
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"unknown_key\"}",
-        3.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "unknown_key", 3.0).await;
     // Over the limit even the right key is not looked up (its backend would be tried then).
     assert!(gw.try_publish(LOBBY_KEY).await.is_err());
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"key_guessing\"}",
-        1.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "key_guessing", 1.0).await;
     assert_eq!(
         gw.metric("roomcast_ingest_relay_errors_total"),
         0.0,
@@ -608,11 +592,7 @@ async fn an_overlong_stream_name_is_refused_without_hashing_it() {
     let gw = lone_gateway(GatewayOptions::default()).await;
     let long = "k".repeat(8 * 1024);
     assert!(gw.try_publish(&long).await.is_err());
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"key_too_long\"}",
-        1.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "key_too_long", 1.0).await;
     gw.stop().await;
 }
 
@@ -639,11 +619,7 @@ async fn with_proxy_protocol_garbage_headers_are_refused_and_limits_see_the_name
             "{garbage:?} kept open"
         );
     }
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"proxy_header\"}",
-        3.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "proxy_header", 3.0).await;
     // Every connection comes from 127.0.0.1 (the "balancer"); the cap of one per client
     // applies to the addresses the headers name.
     let header = |client: &str| format!("PROXY TCP4 {client} 10.0.0.1 40000 1935\r\n");
@@ -668,11 +644,7 @@ async fn with_proxy_protocol_garbage_headers_are_refused_and_limits_see_the_name
         !closed(&mut b, Duration::from_millis(300)).await,
         "another client is not capped"
     );
-    gw.metric_reaches(
-        "roomcast_ingest_refusals_total{listener=\"rtmp\",reason=\"connections_per_ip\"}",
-        1.0,
-    )
-    .await;
+    gw.refusals_reach("rtmp", "connections_per_ip", 1.0).await;
     gw.stop().await;
 }
 

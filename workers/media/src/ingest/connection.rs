@@ -300,7 +300,10 @@ async fn run(
                     key,
                 }) => {
                     if publishing.is_some() {
-                        return Err(Error::Rtmp("second publish on one connection".into()));
+                        return Err(roomcast_rtmp::Error::Rtmp(
+                            "second publish on one connection".into(),
+                        )
+                        .into());
                     }
                     match authorize(server, &app, &key)
                         .and_then(|room| room.begin_publish(conn).map(|p| (room, p)))
