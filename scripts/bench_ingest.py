@@ -26,7 +26,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_media import (  # noqa: E402 - the shared measuring helpers
     FPS, GOP, SECONDS, SEGMENT, SIZE, cpu_seconds, cpu_seconds_precise, encode_input, free_port,
-    get, publish, segments, wait_port,
+    get, publish, segments, wait_port, write_room,
 )
 
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
@@ -81,23 +81,10 @@ def main():
                         "-t", str(FIRST_SECONDS), "-c", "copy", short], check=True)
         # One passthrough room per (way, round): every publish starts a fresh session.
         rooms = [(way, r) for r in range(ROUNDS + FIRST_ROUNDS) for way in WAYS]
-        configs, routes = [], []
+        configs = []
         for way, r in rooms:
             name, key = f"{way}-{r}", f"bench-{way}-{r}-key-0123456789"
-            with open(os.path.join(work, f"{name}.key"), "w") as f:
-                f.write(key)
-            path = os.path.join(work, f"{name}.yaml")
-            with open(path, "w") as f:
-                f.write(f"""room: {{namespace: bench, name: {name}}}
-ingest: {{streamKeyFile: {work}/{name}.key, maxBitrateKbps: 8000, reconnectGraceSeconds: 1}}
-transcode:
-  segmentSeconds: {SEGMENT}
-  dvrWindowSeconds: 600
-  renditions:
-    - {{name: source}}
-playback: {{pathPrefix: /bench/{name}, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400}}
-""")
-            configs.append(path)
+            configs.append(write_room(work, name, key, "    - {name: source}\n", grace=1))
         m_rtmp, m_http = free_port(), free_port()
         env = dict(os.environ, RUST_LOG="warn")
         media_proc = subprocess.Popen(

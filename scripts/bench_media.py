@@ -153,6 +153,24 @@ def measure_live(name, rtmp_url, playlist_url, media, pids_fn):
     return first, mean, worst, cpu
 
 
+def write_room(rdir, room, key, renditions, grace):
+    """A media worker config for room `bench/<room>` with `key` and `renditions` (YAML list
+    lines); its path."""
+    with open(os.path.join(rdir, f"{room}.key"), "w") as f:
+        f.write(key)
+    path = os.path.join(rdir, f"{room}.yaml")
+    with open(path, "w") as f:
+        f.write(f"""room: {{namespace: bench, name: {room}}}
+ingest: {{streamKeyFile: {rdir}/{room}.key, maxBitrateKbps: 8000, reconnectGraceSeconds: {grace}}}
+transcode:
+  segmentSeconds: {SEGMENT}
+  dvrWindowSeconds: 600
+  renditions:
+{renditions}playback: {{pathPrefix: /bench/{room}, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400}}
+""")
+    return path
+
+
 def encode_input(path):
     """The publishers' input: SECONDS of SIZE@FPS H.264 (2 Mbit/s, GOP = one segment) + AAC."""
     subprocess.run(
@@ -275,22 +293,10 @@ http {{
         os.makedirs(rdir)
         configs = []
         for room, key, rungs in [("pass", "pass-key", []), ("ladder", "ladder-key", LADDER)]:
-            with open(os.path.join(rdir, f"{room}.key"), "w") as f:
-                f.write(key)
             source = room == "pass" or LADDER_SOURCE
             rend = ("    - {name: source}\n" if source else "") + "".join(
                 f"    - {{name: {n}, height: {h}, videoKbps: {v}, audioKbps: {a}}}\n" for n, h, v, a in rungs)
-            path = os.path.join(rdir, f"{room}.yaml")
-            with open(path, "w") as f:
-                f.write(f"""room: {{namespace: bench, name: {room}}}
-ingest: {{streamKeyFile: {rdir}/{room}.key, maxBitrateKbps: 8000, reconnectGraceSeconds: 120}}
-transcode:
-  segmentSeconds: {SEGMENT}
-  dvrWindowSeconds: 600
-  renditions:
-{rend}playback: {{pathPrefix: /bench/{room}, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400}}
-""")
-            configs.append(path)
+            configs.append(write_room(rdir, room, key, rend, grace=120))
         env = dict(os.environ, RUST_LOG="warn")
         rc = subprocess.Popen(
             [binary, "--config", ",".join(configs), "--rtmp-addr", f"127.0.0.1:{r_rtmp}",
