@@ -125,11 +125,13 @@ pub fn read_table(path: &Path) -> Result<RouteTable> {
 }
 
 /// One file the gateway follows: re-read when its bytes change, applied when good, refused
-/// (logged once per change, counted) when not.
+/// (logged and counted once per change: a file that stays missing or bad is not reported every
+/// second) when not.
 struct Followed {
     path: PathBuf,
     what: &'static str,
-    last: Option<Vec<u8>>,
+    /// What the last look found (`Some(None)`: no readable file); `None` before the first look.
+    seen: Option<Option<Vec<u8>>>,
 }
 
 impl Followed {
@@ -137,18 +139,18 @@ impl Followed {
         Followed {
             path,
             what,
-            last: None,
+            seen: None,
         }
     }
 
     /// Call `apply` with the file's bytes when they changed since the last look.
     fn check(&mut self, metrics: &Metrics, apply: impl FnOnce(&Path) -> Result<()>) {
         let bytes = std::fs::read(&self.path).ok();
-        if bytes.is_some() && bytes == self.last {
+        if self.seen.as_ref() == Some(&bytes) {
             return;
         }
-        let first = self.last.is_none();
-        self.last = bytes;
+        let first = self.seen.is_none();
+        self.seen = Some(bytes);
         match apply(&self.path) {
             Ok(()) => {
                 metrics.route_reloads.inc();
@@ -320,6 +322,12 @@ mod tests {
             routes.lookup(&PresentedKey::new("abc")).is_some(),
             "the last good table and key stay"
         );
+        // A file that goes missing is reported once, not at every look.
+        std::fs::remove_file(&table_file).expect("remove");
+        wait(3, &metrics.route_errors).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(metrics.route_errors.get(), 3, "counted once while missing");
+        assert!(routes.lookup(&PresentedKey::new("abc")).is_some());
         let _ = tx.send(true);
         let _ = task.await;
     }

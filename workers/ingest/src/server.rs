@@ -20,7 +20,7 @@ use crate::tls::TlsFiles;
 
 /// Publish attempts one client address may make a minute. OBS retries a failed connection
 /// every 10 s by default and a studio may run a few encoders behind one address; 20 lets that
-/// through while a guesser gets 20 tries a minute out of 2^190 keys.
+/// through, while a guesser from one address gets 20 tries a minute at a random key.
 pub const DEFAULT_KEY_ATTEMPTS_PER_MINUTE: u32 = 20;
 /// How often the key-attempt limiter forgets addresses that have been quiet for a minute, so
 /// its memory is bounded by the addresses of the last minute.
