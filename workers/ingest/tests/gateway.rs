@@ -76,6 +76,11 @@ impl TestGateway {
         this.rtmp = rtmp.local_addr().expect("addr");
         this.rtmps = rtmps.local_addr().expect("addr");
         let tls = TlsFiles::load(&this.cert.cert, &this.cert.key).expect("tls");
+        this.tasks.push(tokio::spawn(tls.clone().watch(
+            gw.metrics.clone(),
+            RELOAD,
+            gw.stopping(),
+        )));
         this.tasks
             .push(tokio::spawn(gw.clone().serve(rtmp, ListenerKind::Rtmp)));
         this.tasks.push(tokio::spawn(
@@ -661,5 +666,55 @@ async fn draining_stops_accepting_and_is_not_ready() {
         "still accepting while draining"
     );
     drain.await.expect("drain");
+    gw.stop().await;
+}
+
+/// A TLS handshake with the RTMPS listener by a client that trusts only `cert_pem`.
+async fn handshake_trusting(addr: SocketAddr, cert_pem: &[u8]) -> std::io::Result<()> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(cert_pem) {
+        roots.add(cert.expect("pem")).expect("root");
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = TcpStream::connect(addr).await?;
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    connector.connect(name, tcp).await.map(|_| ())
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_served_without_a_restart_and_a_bad_one_is_not() {
+    let gw = lone_gateway(GatewayOptions::default()).await;
+    let old = std::fs::read(&gw.cert.cert).expect("cert");
+    handshake_trusting(gw.rtmps, &old)
+        .await
+        .expect("the first certificate");
+    // cert-manager renews: the kubelet swaps both files.
+    let renewed = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+    std::fs::write(&gw.cert.key, renewed.signing_key.serialize_pem()).expect("key");
+    std::fs::write(&gw.cert.cert, renewed.cert.pem()).expect("cert");
+    gw.metric_reaches("roomcast_ingest_tls_reloads_total", 1.0)
+        .await;
+    handshake_trusting(gw.rtmps, renewed.cert.pem().as_bytes())
+        .await
+        .expect("the renewed certificate is served");
+    assert!(
+        handshake_trusting(gw.rtmps, &old).await.is_err(),
+        "the old certificate is still served"
+    );
+    // A broken write: refused, counted, and the renewed pair stays in use.
+    std::fs::write(&gw.cert.cert, b"-----BEGIN CERTIFICATE-----\ntruncated").expect("cert");
+    gw.metric_reaches("roomcast_ingest_tls_reload_errors_total", 1.0)
+        .await;
+    handshake_trusting(gw.rtmps, renewed.cert.pem().as_bytes())
+        .await
+        .expect("the last good certificate stays");
     gw.stop().await;
 }
