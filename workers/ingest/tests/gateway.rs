@@ -718,3 +718,42 @@ async fn a_renewed_certificate_is_served_without_a_restart_and_a_bad_one_is_not(
         .expect("the last good certificate stays");
     gw.stop().await;
 }
+
+/// Stream keys never reach the logs, not even at debug level: the gateway's span names the
+/// client and the room, never the key, whether the key is refused or relayed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_keys_never_reach_the_logs() {
+    let captured = roomcast_recorder::testing::LogCapture::default();
+    let writer = captured.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .init();
+    let Some((srv, gw)) = lobby_behind_gateway().await else {
+        return;
+    };
+    let wrong = "wrong-key-8c1e7d2a";
+    assert!(gw.try_publish(wrong).await.is_err());
+    let right = Publisher {
+        seconds: 2,
+        ..Default::default()
+    }
+    .spawn(&gw.url("rtmps", LOBBY_KEY));
+    assert!(wait_exit(right, LONG).await);
+    gw.stop().await;
+    srv.stop().await;
+    let logs = captured.text();
+    assert!(logs.contains("publish accepted; relaying"), "{logs}");
+    assert!(
+        logs.contains("room=shows/lobby") || logs.contains("room=\"shows/lobby\""),
+        "{logs}"
+    );
+    assert!(logs.contains("unknown_key"), "{logs}");
+    for secret in [LOBBY_KEY, wrong] {
+        assert!(
+            !logs.contains(secret),
+            "{secret} leaked into the logs:\n{logs}"
+        );
+    }
+}
