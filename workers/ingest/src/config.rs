@@ -82,6 +82,7 @@ impl IngestArgs {
             limits: self.limits.clone(),
             proxy_protocol: self.proxy_protocol,
             key_attempts_per_minute: self.key_attempts_per_minute,
+            ..GatewayOptions::default()
         }
     }
 

@@ -5,7 +5,7 @@
 //!
 //! Memory stays bounded: one read buffer per side, and the bytes one read produces are written
 //! to the backend before the publisher is read again, so a slow backend slows the publisher
-//! (TCP backpressure) and one that stalls for [`BACKEND_WRITE_TIMEOUT`] ends the relay.
+//! (TCP backpressure) and one that stalls for `backend_write_timeout` (10 s) ends the relay.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,9 +26,6 @@ use crate::error::{Error, Result};
 use crate::metrics::{ListenerLabels, room};
 use crate::server::{Gateway, ListenerKind};
 
-/// A backend that accepts no bytes for this long ends the relay (`backend_slow`). The media
-/// worker stalls its socket only while its transcoder catches up, for well under this.
-pub const BACKEND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Read buffer per side.
 const READ_BUFFER: usize = 64 * 1024;
 /// How often the bitrate gauge is brought up to date.
@@ -148,6 +145,7 @@ struct Relay {
     window_start: Instant,
     window_bytes: u64,
     active: Gauge,
+    write_timeout: Duration,
 }
 
 impl Relay {
@@ -161,25 +159,24 @@ impl Relay {
             window_start: Instant::now(),
             window_bytes: 0,
             active: gw.metrics.active_relays.clone(),
+            write_timeout: gw.options.backend_write_timeout,
         }
     }
 
-    /// Write to the backend, counting, within [`BACKEND_WRITE_TIMEOUT`].
+    /// Write to the backend, counting, within the backend write timeout.
     async fn send(&mut self, bytes: &[u8]) -> Result<()> {
         if bytes.is_empty() {
             return Ok(());
         }
         let addr = self.backend.addr().to_owned();
-        match tokio::time::timeout(BACKEND_WRITE_TIMEOUT, self.backend.stream.write_all(bytes))
-            .await
-        {
+        match tokio::time::timeout(self.write_timeout, self.backend.stream.write_all(bytes)).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => return Err(Error::backend(&addr, "backend_closed", e.to_string())),
             Err(_) => {
                 return Err(Error::backend(
                     &addr,
                     "backend_slow",
-                    format!("accepted no bytes for {BACKEND_WRITE_TIMEOUT:?}"),
+                    format!("accepted no bytes for {:?}", self.write_timeout),
                 ));
             }
         }

@@ -22,6 +22,8 @@ use crate::tls::TlsFiles;
 /// every 10 s by default and a studio may run a few encoders behind one address; 20 lets that
 /// through, while a guesser from one address gets 20 tries a minute at a random key.
 pub const DEFAULT_KEY_ATTEMPTS_PER_MINUTE: u32 = 20;
+/// See [`GatewayOptions::backend_write_timeout`].
+pub const DEFAULT_BACKEND_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the key-attempt limiter forgets addresses that have been quiet for a minute, so
 /// its memory is bounded by the addresses of the last minute.
 const LIMITER_SWEEP: Duration = Duration::from_secs(60);
@@ -48,6 +50,10 @@ pub struct GatewayOptions {
     pub limits: RtmpLimits,
     pub proxy_protocol: bool,
     pub key_attempts_per_minute: u32,
+    /// A backend that accepts no bytes for this long ends the relay (`backend_slow`). Not a
+    /// flag: the media worker stalls its socket only while its transcoder catches up, for well
+    /// under the default.
+    pub backend_write_timeout: Duration,
 }
 
 impl Default for GatewayOptions {
@@ -56,6 +62,7 @@ impl Default for GatewayOptions {
             limits: RtmpLimits::default(),
             proxy_protocol: false,
             key_attempts_per_minute: DEFAULT_KEY_ATTEMPTS_PER_MINUTE,
+            backend_write_timeout: DEFAULT_BACKEND_WRITE_TIMEOUT,
         }
     }
 }

@@ -757,3 +757,86 @@ async fn stream_keys_never_reach_the_logs() {
         );
     }
 }
+
+/// A media worker that accepts the publish and then reads nothing more: the shared RTMP core
+/// as a server, then a socket left unread.
+async fn stalling_backend() -> (SocketAddr, JoinHandle<()>) {
+    use roomcast_rtmp::core::{IngestEvent, Output, RtmpCore};
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        let (mut socket, _) = listener.accept().await.expect("accept");
+        let now = std::time::Instant::now();
+        let mut core = RtmpCore::new(Default::default(), now);
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let n = socket.read(&mut buf).await.expect("read");
+            let mut outputs: std::collections::VecDeque<Output> =
+                core.handle_input(&buf[..n], now).expect("rtmp").into();
+            let mut accepted = false;
+            while let Some(out) = outputs.pop_front() {
+                match out {
+                    Output::Send(bytes) => socket.write_all(&bytes).await.expect("write"),
+                    Output::Event(IngestEvent::PublishRequested { request_id, .. }) => {
+                        outputs.extend(core.accept_publish(request_id, now).expect("accept"));
+                        accepted = true;
+                    }
+                    Output::Event(_) => {}
+                }
+            }
+            if accepted {
+                // Hold the socket, read nothing: its buffers fill and the relay's writes stall.
+                tokio::time::sleep(Duration::from_secs(120)).await;
+                return;
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_backend_that_stops_reading_ends_the_relay_with_bounded_memory() {
+    let (backend, stall) = stalling_backend().await;
+    let gw = TestGateway::start(
+        GatewayOptions {
+            backend_write_timeout: Duration::from_secs(1),
+            ..GatewayOptions::default()
+        },
+        &[(LOBBY_KEY, "shows/lobby", backend)],
+    )
+    .await;
+    let mut publisher = gw.try_publish(LOBBY_KEY).await.expect("relayed");
+    assert_eq!(gw.metric("roomcast_ingest_active_relays"), 1.0);
+    // Keyframe-sized messages as fast as the gateway takes them, until it hangs up.
+    let frame = bytes::Bytes::from(vec![0x17u8; 60_000]);
+    let started = std::time::Instant::now();
+    let mut sent = 0usize;
+    for ts in 0u32.. {
+        let bytes = publisher.video(ts * 33, frame.clone()).expect("video");
+        match tokio::time::timeout(Duration::from_secs(5), publisher.stream.write_all(&bytes)).await
+        {
+            Ok(Ok(())) => sent += bytes.len(),
+            _ => break,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the relay never ended"
+        );
+    }
+    gw.metric_reaches(
+        "roomcast_ingest_relay_errors_total{reason=\"backend_slow\"}",
+        1.0,
+    )
+    .await;
+    for _ in 0..100 {
+        if gw.metric("roomcast_ingest_active_relays") == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gw.metric("roomcast_ingest_active_relays"), 0.0);
+    // What the gateway took before stalling is what the sockets buffer, not the stream.
+    assert!(sent < 64 * 1024 * 1024, "{sent} bytes taken");
+    stall.abort();
+    gw.stop().await;
+}
