@@ -10,26 +10,35 @@ to a fresh room:
   2. First segment: FIRST_ROUNDS publishes of 5 s per way in: time from starting the publisher
      to the first segment in the room's media playlist. It varies by a hundred ms or more with
      ffmpeg's start on a busy machine, hence many short rounds and their median.
+  3. Publish setup: SETUP_ROUNDS times per way in, a minimal RTMP client (tests/hostile's)
+     times TCP connect (+ TLS) + handshake + connect + createStream + publish until
+     NetStream.Publish.Start: the gateway's own share of the time to the first segment,
+     without ffmpeg's start-up in it.
 and then the relay's mean CPU per publisher in % of one core next to the passthrough's, and the time
 the gateway adds to the first playable segment (medians). Goals (issue #15): relay CPU <= passthrough CPU,
 and under 50 ms added to the first segment.
 """
 import hashlib
-import json
 import hmac
+import json
 import os
+import socket
+import ssl
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "hostile"))
+import rtmp_client  # noqa: E402 - the hostile suite's minimal RTMP client
 from bench_media import (  # noqa: E402 - the shared measuring helpers
     FPS, GOP, SECONDS, SEGMENT, SIZE, cpu_seconds, cpu_seconds_precise, encode_input, free_port,
     get, publish, segments, wait_port, write_room,
 )
 
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
+SETUP_ROUNDS = int(os.environ.get("SETUP_ROUNDS", "20"))
 FIRST_ROUNDS = int(os.environ.get("FIRST_ROUNDS", "10"))
 FIRST_SECONDS = 5
 WAYS = ["direct", "rtmp", "rtmps"]
@@ -65,6 +74,30 @@ def measure(url, playlist_url, media_pid, gateway_pid, media):
     if pub.returncode != 0:
         raise SystemExit(f"publisher to {url.split('/live/')[0]} failed ({pub.returncode})")
     return first, cpu_since(media_pid, m0), cpu_since(gateway_pid, g0), wall
+
+
+# Made once: loading a context costs tens of ms that are the client's, not the server's.
+TLS_CLIENT = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+TLS_CLIENT.check_hostname = False
+TLS_CLIENT.verify_mode = ssl.CERT_NONE  # the bench's throwaway self-signed certificate
+
+
+def publish_setup(port, key, tls):
+    """Seconds from opening the connection to NetStream.Publish.Start."""
+    t0 = time.monotonic()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if tls:
+        sock = TLS_CLIENT.wrap_socket(sock, server_hostname="localhost")
+    try:
+        rtmp_client.handshake(sock)
+        sock.sendall(rtmp_client.connect_command())
+        rtmp_client.read_until(sock, b"NetConnection.Connect.Success")
+        sock.sendall(rtmp_client.publish_commands(key))
+        rtmp_client.read_until(sock, b"NetStream.Publish.Start")
+        return time.monotonic() - t0
+    finally:
+        sock.close()
 
 
 def main():
@@ -152,6 +185,14 @@ def main():
         for way in WAYS:
             listed = " ".join(f"{1000 * f:.0f}" for f in sorted(firsts[way]))
             print(f"  first segment, {way:<6} ms: {listed}")
+        ports = {"direct": (m_rtmp, False), "rtmp": (g_rtmp, False), "rtmps": (g_rtmps, True)}
+        setups = {way: [] for way in WAYS}
+        setup_key = "bench-direct-0-key-0123456789"
+        for _ in range(SETUP_ROUNDS):
+            for way in WAYS:
+                port, tls = ports[way]
+                setups[way].append(publish_setup(port, setup_key, tls))
+                time.sleep(0.05)
 
         def mean(way, i):
             vals = [x[i] for x in results[way]]
@@ -181,6 +222,11 @@ def main():
             print(f"  first segment via {way:<5} {1000 * median(way):7.0f} ms vs direct "
                   f"{1000 * median('direct'):5.0f} ms (medians): added {added:+5.0f} ms "
                   f"(< 50 ms: {verdict_t})")
+        setup_median = {way: sorted(v)[len(v) // 2] for way, v in setups.items()}
+        print(f"\npublish setup (connect to NetStream.Publish.Start), median of {SETUP_ROUNDS}: "
+              f"direct {1000 * setup_median['direct']:.1f} ms, via rtmp "
+              f"{1000 * setup_median['rtmp']:.1f} ms, via rtmps {1000 * setup_median['rtmps']:.1f} ms "
+              f"(TLS handshake included)")
         print("\ngoals met" if ok else "\ngoals NOT met")
     finally:
         for p in procs:
