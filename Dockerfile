@@ -1,8 +1,8 @@
 # syntax=docker/dockerfile:1
 # One image with every roomcast binary (roomcast-operator, roomcast-media, roomcast-chat,
-# roomcast, crdgen: whichever the workspace has). The Helm chart runs it as
+# roomcast-ingest, roomcast, crdgen: whichever the workspace has). The Helm chart runs it as
 # ghcr.io/roomcast/roomcast:<appVersion> with `command: [roomcast-operator]`; the operator
-# starts the media and chat workers from the same image.
+# starts the media and chat workers from the same image, the chart the ingest gateway.
 #
 #   docker build -t ghcr.io/roomcast/roomcast:0.1.0 .
 #
@@ -46,6 +46,7 @@ USER 10001:10001
 LABEL org.opencontainers.image.source="https://github.com/roomcast/roomcast" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.description="roomcast: live-streaming rooms as a Kubernetes resource"
-# 8080 http (/healthz, /readyz, /metrics, HLS origin), 1935 RTMP ingest, 9090 worker metrics.
-EXPOSE 8080 1935 9090
+# 8080 http (/healthz, /readyz, /metrics, HLS origin), 1935 RTMP ingest, 1936 RTMPS ingest
+# (the gateway; the Service maps 443 to it), 9090 worker metrics.
+EXPOSE 8080 1935 1936 9090
 CMD ["roomcast-operator", "run"]

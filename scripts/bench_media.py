@@ -153,6 +153,37 @@ def measure_live(name, rtmp_url, playlist_url, media, pids_fn):
     return first, mean, worst, cpu
 
 
+def write_room(rdir, room, key, renditions, grace):
+    """A media worker config for room `bench/<room>` with `key` and `renditions` (YAML list
+    lines); its path."""
+    with open(os.path.join(rdir, f"{room}.key"), "w") as f:
+        f.write(key)
+    path = os.path.join(rdir, f"{room}.yaml")
+    with open(path, "w") as f:
+        f.write(f"""room: {{namespace: bench, name: {room}}}
+ingest: {{streamKeyFile: {rdir}/{room}.key, maxBitrateKbps: 8000, reconnectGraceSeconds: {grace}}}
+transcode:
+  segmentSeconds: {SEGMENT}
+  dvrWindowSeconds: 600
+  renditions:
+{renditions}playback: {{pathPrefix: /bench/{room}, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400}}
+""")
+    return path
+
+
+def encode_input(path):
+    """The publishers' input: SECONDS of SIZE@FPS H.264 (2 Mbit/s, GOP = one segment) + AAC."""
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate={FPS}",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
+         "-t", str(SECONDS), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2000k",
+         "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", path],
+        check=True,
+    )
+
+
 def fmt(v):
     return "n/a" if v is None else f"{v:.2f}"
 
@@ -213,15 +244,7 @@ def main():
     try:
         media = os.path.join(work, "input.flv")
         print(f"bench: {SECONDS} s of {SIZE}@{FPS} H.264+AAC, {SEGMENT} s segments, GOP {GOP}")
-        subprocess.run(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", f"testsrc2=size={SIZE}:rate={FPS}",
-             "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
-             "-t", str(SECONDS), "-c:v", "libx264", "-preset", "veryfast", "-b:v", "2000k",
-             "-g", str(GOP), "-keyint_min", str(GOP), "-sc_threshold", "0", "-bf", "0",
-             "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "128k", media],
-            check=True,
-        )
+        encode_input(media)
 
         # nginx with the RTMP module.
         n_rtmp, n_http = free_port(), free_port()
@@ -270,22 +293,10 @@ http {{
         os.makedirs(rdir)
         configs = []
         for room, key, rungs in [("pass", "pass-key", []), ("ladder", "ladder-key", LADDER)]:
-            with open(os.path.join(rdir, f"{room}.key"), "w") as f:
-                f.write(key)
             source = room == "pass" or LADDER_SOURCE
             rend = ("    - {name: source}\n" if source else "") + "".join(
                 f"    - {{name: {n}, height: {h}, videoKbps: {v}, audioKbps: {a}}}\n" for n, h, v, a in rungs)
-            path = os.path.join(rdir, f"{room}.yaml")
-            with open(path, "w") as f:
-                f.write(f"""room: {{namespace: bench, name: {room}}}
-ingest: {{streamKeyFile: {rdir}/{room}.key, maxBitrateKbps: 8000, reconnectGraceSeconds: 120}}
-transcode:
-  segmentSeconds: {SEGMENT}
-  dvrWindowSeconds: 600
-  renditions:
-{rend}playback: {{pathPrefix: /bench/{room}, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400}}
-""")
-            configs.append(path)
+            configs.append(write_room(rdir, room, key, rend, grace=120))
         env = dict(os.environ, RUST_LOG="warn")
         rc = subprocess.Popen(
             [binary, "--config", ",".join(configs), "--rtmp-addr", f"127.0.0.1:{r_rtmp}",

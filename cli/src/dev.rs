@@ -6,6 +6,8 @@ use std::{net::SocketAddr, path::PathBuf, sync::Arc};
 
 use roomcast_chat::{AdapterConfig, ChatHandle, ChatServer, RedisUrl, RoomChat};
 use roomcast_crds::worker_config::RTMP_PORT;
+use roomcast_ingest::tls::{SelfSigned, TlsFiles, ensure_self_signed};
+use roomcast_ingest::{Gateway, GatewayOptions, ListenerKind};
 use roomcast_media::{
     MediaOptions, MediaServer, RoomConfig,
     recording::{RecordedRoom, RoomRecorder},
@@ -29,6 +31,8 @@ use crate::{
 pub const DEFAULT_DATA_DIR: &str = "./roomcast-data";
 pub const DEFAULT_HTTP_ADDR: &str = "127.0.0.1:8080";
 pub const DEFAULT_RTMP_ADDR: &str = "127.0.0.1:1935";
+/// The ingest gateway's RTMPS port (1936, as in the cluster: 443 needs root).
+pub const DEFAULT_RTMPS_ADDR: &str = "127.0.0.1:1936";
 
 /// Settings of a `roomcast dev` run: the subcommand's flags (each with an env fallback).
 #[derive(clap::Args, Clone, Debug)]
@@ -45,6 +49,10 @@ pub struct DevOptions {
     /// RTMP address streamers publish to.
     #[arg(long, env = "ROOMCAST_RTMP_ADDR", default_value = DEFAULT_RTMP_ADDR)]
     pub rtmp_addr: SocketAddr,
+    /// RTMPS address streamers publish to (the ingest gateway, in-process, with a self-signed
+    /// certificate kept in the data directory).
+    #[arg(long, env = "ROOMCAST_RTMPS_ADDR", default_value = DEFAULT_RTMPS_ADDR)]
+    pub rtmps_addr: SocketAddr,
     /// MongoDB URI for chat history (and the recordings catalog) instead of the embedded store.
     #[arg(long, env = "ROOMCAST_MONGODB_URI")]
     pub mongodb_uri: Option<String>,
@@ -84,7 +92,12 @@ impl DevOptions {
 const RECORDING_FLUSH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What a person needs to publish to and watch a room.
-pub fn room_banner(room: &DevRoom, rtmp: SocketAddr, http: SocketAddr) -> String {
+pub fn room_banner(
+    room: &DevRoom,
+    rtmp: SocketAddr,
+    rtmps: SocketAddr,
+    http: SocketAddr,
+) -> String {
     let rtmp_host = if rtmp.port() == RTMP_PORT {
         rtmp.ip().to_string()
     } else {
@@ -93,7 +106,7 @@ pub fn room_banner(room: &DevRoom, rtmp: SocketAddr, http: SocketAddr) -> String
     let base = format!("http://{http}{}", room.id().path_prefix());
     let rtmp_url = format!("rtmp://{rtmp_host}/live");
     format!(
-        "room {id}\n  OBS     server {rtmp_url}   stream key {key}\n  ffmpeg  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac -f flv {rtmp_url}/{key}\n  watch   {base}/\n  HLS     {base}/hls/index.m3u8\n",
+        "room {id}\n  OBS     server {rtmp_url}   stream key {key}\n  RTMPS   server rtmps://{rtmps}/live   (same key; self-signed certificate, see below)\n  ffmpeg  ffmpeg -re -f lavfi -i testsrc2=size=1280x720:rate=30 -f lavfi -i sine=frequency=440:sample_rate=48000 -c:v libx264 -preset veryfast -tune zerolatency -g 60 -pix_fmt yuv420p -c:a aac -f flv {rtmp_url}/{key}\n  watch   {base}/\n  HLS     {base}/hls/index.m3u8\n",
         id = room.id(),
         key = room.stream_key.expose(),
     )
@@ -151,6 +164,8 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
 
     let (rtmp, rtmp_addr) = bind(options.rtmp_addr).await?;
     let (http, http_addr) = bind(options.http_addr).await?;
+    let (rtmps, rtmps_addr) = bind(options.rtmps_addr).await?;
+    let (gateway, certificate) = start_gateway(&rooms, &options, rtmp_addr)?;
 
     let state = Arc::new(web::DevState {
         rooms,
@@ -171,14 +186,21 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         options.data_dir.display()
     );
     for room in state.rooms.iter() {
-        println!("{}", room_banner(room, rtmp_addr, http_addr));
+        println!("{}", room_banner(room, rtmp_addr, rtmps_addr, http_addr));
     }
+    println!(
+        "rtmps   certificate {} (self-signed), SHA-256 {}\n        ffmpeg publishes to it as is; OBS needs it trusted (or pinned) first",
+        certificate.cert.display(),
+        certificate.fingerprint
+    );
     println!(
         "rooms   http://{http_addr}/\nPress Ctrl-C to stop (live sessions are ended cleanly)."
     );
 
     let live_sync = tokio::spawn(web::sync_live_state(state.clone()));
     let rtmp_task = tokio::spawn(roomcast_media::listen::serve_rtmp(media.clone(), rtmp));
+    let tls = TlsFiles::load(&certificate.cert, &certificate.key)?;
+    let rtmps_task = tokio::spawn(gateway.clone().serve(rtmps, ListenerKind::Rtmps(tls)));
     // The media worker's HTTP listener, with its connection caps and header and body limits,
     // on this runtime: chat's socketioxide tasks and WebSocket upgrades live here.
     let http_task = tokio::spawn(roomcast_media::listen::serve_http(
@@ -190,6 +212,9 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
 
     stop.await;
     info!("stopping: closing live sessions");
+    // The relays first, so that media sees its publishers leave before it shuts down.
+    gateway.drain(std::time::Duration::ZERO).await;
+    let _ = rtmps_task.await;
     media
         .shutdown(roomcast_media::transcode::pipeline::FINISH_TIMEOUT)
         .await;
@@ -206,6 +231,34 @@ pub async fn run(options: DevOptions, stop: impl std::future::Future<Output = ()
         warn!(error = %e, "http server");
     }
     Ok(())
+}
+
+/// The ingest gateway in-process: RTMPS with the data directory's self-signed certificate
+/// (made on the first run), routing every room's key to this process's own RTMP listener.
+fn start_gateway(
+    rooms: &DevRooms,
+    options: &DevOptions,
+    rtmp: SocketAddr,
+) -> Result<(Arc<Gateway>, SelfSigned)> {
+    let certificate = ensure_self_signed(&options.data_dir.join("tls"))?;
+    let gateway = Gateway::new(GatewayOptions {
+        limits: options.limits.rtmp.clone(),
+        ..GatewayOptions::default()
+    })?;
+    // A wildcard listen address is no address to connect to; the relay stays on this host.
+    let backend = if rtmp.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], rtmp.port()))
+    } else {
+        rtmp
+    };
+    gateway.routes.set_known(rooms.iter().map(|room| {
+        (
+            room.stream_key.expose(),
+            room.id().to_string(),
+            backend.to_string(),
+        )
+    }))?;
+    Ok((gateway, certificate))
 }
 
 /// The chat of every room that has one, with the signing keys the rooms hold; history in
@@ -296,12 +349,17 @@ mod tests {
         let banner = room_banner(
             room,
             "127.0.0.1:1935".parse().expect("addr"),
+            "127.0.0.1:1936".parse().expect("addr"),
             "127.0.0.1:8080".parse().expect("addr"),
         );
         let key = room.stream_key.expose();
         assert!(banner.starts_with("room default/lobby\n"), "{banner}");
         assert!(
             banner.contains(&format!("server rtmp://127.0.0.1/live   stream key {key}")),
+            "{banner}"
+        );
+        assert!(
+            banner.contains("RTMPS   server rtmps://127.0.0.1:1936/live "),
             "{banner}"
         );
         assert!(
@@ -377,6 +435,7 @@ mod tests {
                 data_dir: dir.path().join("data"),
                 http_addr: "127.0.0.1:0".parse().expect("addr"),
                 rtmp_addr: "127.0.0.1:0".parse().expect("addr"),
+                rtmps_addr: "127.0.0.1:0".parse().expect("addr"),
                 mongodb_uri: None,
                 redis_url: None,
                 speed_preset: "ultrafast".into(),

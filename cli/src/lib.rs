@@ -52,6 +52,8 @@ pub enum Error {
     #[error(transparent)]
     Media(#[from] roomcast_media::Error),
     #[error(transparent)]
+    Ingest(#[from] roomcast_ingest::Error),
+    #[error(transparent)]
     Chat(#[from] roomcast_chat::Error),
     #[error(transparent)]
     Operator(#[from] roomcast_operator::Error),

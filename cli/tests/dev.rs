@@ -55,6 +55,7 @@ async fn ctrl_c_during_a_live_session_finalises_its_recording_in_s3() {
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .args(["--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0"])
+        .args(["--rtmps-addr", "127.0.0.1:0"])
         .args([
             "--s3-bucket",
             BUCKET,

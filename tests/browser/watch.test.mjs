@@ -102,7 +102,7 @@ before(async () => {
   const dir = mkdtempSync(join(tmpdir(), "roomcast-browser-"));
   writeFileSync(join(dir, "rooms.yaml"), ROOMS);
   dev = spawn(bin, ["dev", "-f", join(dir, "rooms.yaml"), "--data-dir", join(dir, "data"),
-    "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
+    "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--rtmps-addr", "127.0.0.1:0"], { stdio: ["ignore", "pipe", "pipe"] });
   let banner = "";
   dev.stdout.on("data", (chunk) => { banner += chunk; devLog += chunk; });
   dev.stderr.on("data", (chunk) => { devLog += chunk; });

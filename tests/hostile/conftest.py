@@ -73,11 +73,14 @@ def rss_kib(pid):
 class Dev:
     """A running `roomcast dev`: its process, ports and the two rooms' keys."""
 
-    def __init__(self, proc, rtmp_port, http_port, keys):
+    def __init__(self, proc, rtmp_port, http_port, keys, rtmps_port=None, fingerprint=None):
         self.proc = proc
         self.rtmp_port = rtmp_port
         self.http_port = http_port
         self.keys = keys
+        # The in-process ingest gateway's RTMPS port and its certificate's SHA-256.
+        self.rtmps_port = rtmps_port
+        self.fingerprint = fingerprint
 
     def alive(self):
         return self.proc.poll() is None
@@ -120,11 +123,13 @@ def start_dev(*flags, rooms_yaml=ROOMS, needs_ffmpeg=True):
     rooms.write_text(rooms_yaml)
     proc = subprocess.Popen(
         [str(binary), "dev", "-f", str(rooms), "--data-dir", f"{data}/data",
-         "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0", "--no-recording", *flags],
+         "--http-addr", "127.0.0.1:0", "--rtmp-addr", "127.0.0.1:0",
+         "--rtmps-addr", "127.0.0.1:0", "--no-recording", *flags],
         stdout=subprocess.PIPE, stderr=open(f"{data}/stderr.log", "w"), text=True,
         env={**os.environ, "RUST_LOG": "warn"},
     )
     keys, rtmp_port, http_port, room = {}, None, None, None
+    rtmps_port, fingerprint = None, None
     deadline = time.time() + 60
     while time.time() < deadline:
         line = proc.stdout.readline()
@@ -136,14 +141,21 @@ def start_dev(*flags, rooms_yaml=ROOMS, needs_ffmpeg=True):
             rtmp_port, keys[room] = int(m.group(1)), m.group(2)
         if m := re.search(r"HLS\s+http://127\.0\.0\.1:(\d+)/", line):
             http_port = int(m.group(1))
+        if m := re.search(r"server rtmps://127\.0\.0\.1:(\d+)/live", line):
+            rtmps_port = int(m.group(1))
+        if m := re.search(r"SHA-256 ((?:[0-9A-F]{2}:){31}[0-9A-F]{2})", line):
+            fingerprint = m.group(1)
     expected = rooms_yaml.count("kind: StreamRoom")
     assert rtmp_port and http_port and len(keys) == expected, f"no banner; see {data}/stderr.log"
     threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
-    return Dev(proc, rtmp_port, http_port, keys), data
+    return Dev(proc, rtmp_port, http_port, keys, rtmps_port, fingerprint), data
 
 
-def ffmpeg_publish(dev, room, *, seconds=600, size="320x240", audio=True, video_args=()):
-    """ffmpeg publishing a test pattern (and a tone) to `room` in real time; the Popen."""
+def ffmpeg_publish(dev, room, *, seconds=600, size="320x240", audio=True, video_args=(),
+                   scheme="rtmp"):
+    """ffmpeg publishing a test pattern (and a tone) to `room` in real time, over `scheme`
+    (`rtmp`, or `rtmps` through the in-process gateway); the Popen."""
+    port = dev.rtmps_port if scheme == "rtmps" else dev.rtmp_port
     audio_input = ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100"] if audio else []
     audio_codec = ["-c:a", "aac"] if audio else []
     return subprocess.Popen(
@@ -151,7 +163,7 @@ def ffmpeg_publish(dev, room, *, seconds=600, size="320x240", audio=True, video_
          "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=15", *audio_input,
          "-t", str(seconds), "-c:v", "libx264", "-preset", "ultrafast", "-g", "15",
          *video_args, "-pix_fmt", "yuv420p", *audio_codec, "-f", "flv",
-         f"rtmp://127.0.0.1:{dev.rtmp_port}/live/{dev.keys[room]}"],
+         f"{scheme}://127.0.0.1:{port}/live/{dev.keys[room]}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
 

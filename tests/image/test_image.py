@@ -147,7 +147,19 @@ def test_image_runs_as_the_dockerfile_says(image):
     assert config["User"] == "10001:10001"
     assert config["Cmd"] == ["roomcast-operator", "run"]
     assert "GST_REGISTRY=/tmp/gstreamer-1.0-registry.bin" in config["Env"]
-    assert set(config["ExposedPorts"]) == {"8080/tcp", "1935/tcp", "9090/tcp"}
+    assert set(config["ExposedPorts"]) == {"8080/tcp", "1935/tcp", "1936/tcp", "9090/tcp"}
+
+
+def test_every_server_binary_starts_in_the_image(image):
+    """Each binary the chart or the operator runs answers `--help` under the pod's
+    restrictions (its libraries load, its flags parse)."""
+    for binary in ("roomcast-operator", "roomcast-media", "roomcast-chat", "roomcast-ingest"):
+        out = run_in(image, binary, "--help")
+        assert "Usage:" in out, f"{binary}: {out}"
+    ingest = run_in(image, "roomcast-ingest", "--help")
+    for flag in ("--rtmps-listen", "--tls-cert-file", "--routes-configmap", "--proxy-protocol",
+                 "--drain-seconds", "--key-attempts-per-minute"):
+        assert flag in ingest, flag
 
 
 def cargo_lock_versions():
@@ -203,7 +215,7 @@ class Container:
              "-v", f"{data}:/data:Z", "-e", "RUST_LOG=info", image,
              "roomcast", "dev", "-f", "/etc/roomcast/rooms.yaml", "--data-dir", "/data",
              "--http-addr", f"127.0.0.1:{self.http}", "--rtmp-addr", f"127.0.0.1:{self.rtmp}",
-             "--speed-preset", "ultrafast"],
+             "--rtmps-addr", "127.0.0.1:0", "--speed-preset", "ultrafast"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self.key = None

@@ -15,8 +15,7 @@ pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_METRICS_ADDR: &str = "0.0.0.0:9090";
 /// Audio bitrate of an encoded rung that names none.
 pub const DEFAULT_AUDIO_KBPS: u32 = 128;
-/// The RTMP application publishers must use: `rtmp://HOST:1935/live/STREAM_KEY`.
-pub const RTMP_APP: &str = "live";
+pub use roomcast_rtmp::RTMP_APP;
 
 /// Bounds of the LL-HLS part target, as the CRD has them: parts much shorter than 200 ms cost
 /// a request each and a `moof` per few frames; longer than a second is no longer low latency.

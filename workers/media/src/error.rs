@@ -15,10 +15,9 @@ pub enum Error {
     },
     #[error("network: {0}")]
     Net(#[from] std::io::Error),
-    #[error("rtmp handshake: {0}")]
-    Handshake(String),
-    #[error("rtmp session: {0}")]
-    Rtmp(String),
+    /// The shared RTMP core's handshake or session errors (its limits become [`Error::Limit`]).
+    #[error(transparent)]
+    Rtmp(roomcast_rtmp::Error),
     #[error("listener limit: {0}")]
     Limit(crate::limits::Limit),
     #[error("publish refused: {0}")]
@@ -45,6 +44,17 @@ pub enum Error {
     Kube(#[from] kube::Error),
 }
 
+/// The shared RTMP core's errors keep their meaning (and labels) in the worker: its limits are
+/// the worker's limits, counted as refusals.
+impl From<roomcast_rtmp::Error> for Error {
+    fn from(e: roomcast_rtmp::Error) -> Self {
+        match e {
+            roomcast_rtmp::Error::Limit(l) => Error::Limit(l),
+            e => Error::Rtmp(e),
+        }
+    }
+}
+
 impl Error {
     /// Short stable label for metrics.
     pub fn label(&self) -> &'static str {
@@ -52,8 +62,7 @@ impl Error {
             Error::Config { .. } => "config",
             Error::Io { .. } => "io",
             Error::Net(_) => "net",
-            Error::Handshake(_) => "handshake",
-            Error::Rtmp(_) => "rtmp",
+            Error::Rtmp(e) => e.label(),
             Error::Limit(l) => l.label(),
             Error::Refused(r) => r.label(),
             Error::Unsupported(_) => "unsupported_media",

@@ -21,11 +21,7 @@ pub struct RefusedLabels {
 }
 
 /// Labels of `refused_connections_total`: which listener, which limit.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct LimitLabels {
-    pub listener: &'static str,
-    pub reason: &'static str,
-}
+pub use roomcast_rtmp::limits::LimitLabels;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RenditionLabels {

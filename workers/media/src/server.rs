@@ -70,11 +70,7 @@ impl MediaServer {
             events,
             shutting_down: AtomicBool::new(false),
             shutdown_tx,
-            rtmp_gate: ConnectionGate::with_eviction(
-                limits.rtmp_max_connections,
-                limits.rtmp_max_connections_per_ip,
-                Duration::from_secs(limits.rtmp_evict_after_seconds),
-            ),
+            rtmp_gate: limits.rtmp.gate(),
             http_gate: limits.http.gate(),
             limits,
             offenders: OffenderLog::default(),

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use roomcast_media::limits::{HttpLimits, ListenerLimits};
+use roomcast_media::limits::{HttpLimits, ListenerLimits, RtmpLimits};
 use roomcast_media::listen::{Accept, Workers, serve_http, serve_rtmp};
 use roomcast_media::{MediaOptions, MediaServer, RoomConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -241,7 +241,10 @@ async fn a_slowloris_client_is_cut_at_the_header_timeout() {
 /// one frees its slot.
 async fn the_per_ip_cap_holds(kind: &str) {
     let limits = ListenerLimits {
-        rtmp_max_connections_per_ip: 2,
+        rtmp: RtmpLimits {
+            rtmp_max_connections_per_ip: 2,
+            ..RtmpLimits::default()
+        },
         http: HttpLimits {
             http_max_connections_per_ip: 2,
             ..HttpLimits::default()
@@ -292,7 +295,10 @@ async fn rtmp_connections_over_the_per_ip_cap_are_closed_and_counted() {
 async fn a_socket_that_sends_nothing_is_cut_at_the_handshake_deadline() {
     let (server, addr, task) = listening(
         ListenerLimits {
-            rtmp_handshake_timeout_seconds: 1,
+            rtmp: RtmpLimits {
+                rtmp_handshake_timeout_seconds: 1,
+                ..RtmpLimits::default()
+            },
             ..ListenerLimits::default()
         },
         "rtmp",

@@ -301,7 +301,10 @@ async fn run(
                     key,
                 }) => {
                     if publishing.is_some() {
-                        return Err(Error::Rtmp("second publish on one connection".into()));
+                        return Err(roomcast_rtmp::Error::Rtmp(
+                            "second publish on one connection".into(),
+                        )
+                        .into());
                     }
                     match authorize(server, &app, &key)
                         .and_then(|room| room.begin_publish(conn).map(|p| (room, p)))
@@ -317,7 +320,7 @@ async fn run(
                                 room,
                                 conn,
                                 publish,
-                                Duration::from_secs(server.limits.rtmp_keyframe_timeout_seconds),
+                                server.limits.keyframe_timeout(),
                             ));
                             slot.settle();
                             queue.extend(core.accept_publish(request_id, Instant::now())?);

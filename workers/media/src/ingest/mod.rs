@@ -4,4 +4,5 @@
 
 pub mod connection;
 pub mod key;
-pub mod rtmp;
+/// The shared sans-I/O core (one copy for every RTMP listener, in `roomcast-rtmp`).
+pub use roomcast_rtmp::core as rtmp;

@@ -1,6 +1,6 @@
 //! Sans-I/O RTMP ingest core: bytes from the publisher in, bytes to send back and
 //! [`IngestEvent`]s out. Built on rml_rtmp's `Handshake` and `ServerSession`; the socket loop
-//! in [`crate::ingest::connection`] only moves bytes, so this is tested without sockets or sleeps.
+//! of each listener (the media worker's ingest, the gateway's relay) only moves bytes, so this is tested without sockets or sleeps.
 //! The core also keeps the connection's deadlines ([`SessionLimits`]): time is passed in, and
 //! [`RtmpCore::deadline`] says when the loop must look again and which limit it would cut for.
 
@@ -12,9 +12,9 @@ use rml_rtmp::sessions::{
     ServerSession, ServerSessionConfig, ServerSessionEvent, ServerSessionResult, StreamMetadata,
 };
 
-use crate::config::RTMP_APP;
+use crate::RTMP_APP;
 use crate::error::{Error, Result};
-use crate::ingest::key::PresentedKey;
+use crate::key::PresentedKey;
 use crate::limits::{Limit, SessionLimits};
 
 /// Something the connection loop must act on.
