@@ -181,6 +181,20 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
         panic!("no {status} session listed within {timeout:?}: {listing}");
     }
 
+    /// Publish for `seconds` and wait for ffmpeg to finish.
+    async fn published(&self, seconds: u32) {
+        assert!(
+            wait_exit(self.publish(seconds), Duration::from_secs(60)).await,
+            "ffmpeg published"
+        );
+    }
+
+    /// The id of the session the catalog lists `complete`, once it does.
+    async fn completed_session(&self, timeout: Duration) -> String {
+        let entry = self.wait_for_session("complete", timeout).await;
+        entry["sessionId"].as_str().expect("session id").to_owned()
+    }
+
     /// Duration of a recorded session, played through the origin by ffprobe.
     fn vod_duration(&self, session: &str) -> f64 {
         ffprobe_duration(&format!(
@@ -197,6 +211,16 @@ fn session_objects(s3: &S3TestServer, session: &str) -> Vec<String> {
         .into_iter()
         .filter_map(|o| o.strip_prefix(&prefix).map(str::to_owned))
         .collect()
+}
+
+/// Every one of `expected` is among a session's `objects`.
+fn assert_stored(objects: &[String], expected: &[&str]) {
+    for key in expected {
+        assert!(
+            objects.iter().any(|o| o == key),
+            "{key} missing: {objects:?}"
+        );
+    }
 }
 
 fn playlist_segments(s3: &S3TestServer, session: &str) -> Vec<String> {
@@ -217,30 +241,22 @@ async fn binary_records_a_session_to_s3_and_serves_it_as_a_past_broadcast() {
     let s3 = S3TestServer::start().await;
     let mut worker = Worker::new(&s3);
     worker.start().await;
-    assert!(
-        wait_exit(worker.publish(8), Duration::from_secs(60)).await,
-        "ffmpeg published"
-    );
+    worker.published(8).await;
 
     // The session ends after the 1 s grace; then the recorder finalises it.
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(30))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let session = worker.completed_session(Duration::from_secs(30)).await;
 
     let objects = session_objects(&s3, &session);
     // poster.jpg: made by the default poster maker (GStreamer, see recording::default_poster).
-    for expected in [
-        "index.m3u8",
-        "source/index.m3u8",
-        "session.json",
-        "poster.jpg",
-    ] {
-        assert!(
-            objects.contains(&expected.to_owned()),
-            "{expected} missing: {objects:?}"
-        );
-    }
+    assert_stored(
+        &objects,
+        &[
+            "index.m3u8",
+            "source/index.m3u8",
+            "session.json",
+            "poster.jpg",
+        ],
+    );
     assert!(playlist_segments(&s3, &session).len() >= 3, "{objects:?}");
 
     // The VOD master describes every variant as the live master does.
@@ -303,10 +319,7 @@ async fn s3_gone_for_20_seconds_loses_and_duplicates_nothing() {
         "ffmpeg published"
     );
 
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(90))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let session = worker.completed_session(Duration::from_secs(90)).await;
     let listed = playlist_segments(&s3, &session);
     let stored: Vec<String> = session_objects(&s3, &session)
         .into_iter()
@@ -389,10 +402,7 @@ async fn s3_down_at_start_leaves_live_up_and_later_segments_land_once_it_answers
         wait_exit(publisher, Duration::from_secs(60)).await,
         "ffmpeg published"
     );
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(90))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let session = worker.completed_session(Duration::from_secs(90)).await;
     let segments = playlist_segments(&s3, &session);
     assert!(
         segments.len() >= 5,
@@ -469,30 +479,22 @@ async fn a_low_latency_session_is_recorded_as_cmaf_and_plays_from_the_api_and_th
     let mut worker = Worker::new(&s3);
     worker.low_latency(1);
     worker.start().await;
-    assert!(
-        wait_exit(worker.publish(8), Duration::from_secs(60)).await,
-        "ffmpeg published"
-    );
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(30))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    worker.published(8).await;
+    let session = worker.completed_session(Duration::from_secs(30)).await;
 
     let objects = session_objects(&s3, &session);
-    for expected in [
-        "index.m3u8",
-        "session.json",
-        "poster.jpg",
-        "source/index.m3u8",
-        "source/init-1.mp4",
-        "144p/index.m3u8",
-        "144p/init-1.mp4",
-    ] {
-        assert!(
-            objects.contains(&expected.to_owned()),
-            "{expected} missing: {objects:?}"
-        );
-    }
+    assert_stored(
+        &objects,
+        &[
+            "index.m3u8",
+            "session.json",
+            "poster.jpg",
+            "source/index.m3u8",
+            "source/init-1.mp4",
+            "144p/index.m3u8",
+            "144p/init-1.mp4",
+        ],
+    );
     assert!(!objects.iter().any(|o| o.ends_with(".ts")), "{objects:?}");
     for rendition in ["source", "144p"] {
         let text = media_playlist(&s3, &session, rendition);
@@ -584,15 +586,9 @@ async fn a_low_latency_reconnect_within_grace_is_recorded_with_a_second_init_and
     );
     worker.start().await;
     for _ in 0..2 {
-        assert!(
-            wait_exit(worker.publish(4), Duration::from_secs(60)).await,
-            "ffmpeg published"
-        );
+        worker.published(4).await;
     }
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(30))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let session = worker.completed_session(Duration::from_secs(30)).await;
     let listing = http_request(worker.http, "GET", "/shows/lobby/recordings", &[])
         .await
         .text();
@@ -613,9 +609,7 @@ async fn a_low_latency_reconnect_within_grace_is_recorded_with_a_second_init_and
     );
     assert!(after.contains(".m4s"), "{text}");
     let objects = session_objects(&s3, &session);
-    for init in ["source/init-1.mp4", "source/init-2.mp4"] {
-        assert!(objects.contains(&init.to_owned()), "{init}: {objects:?}");
-    }
+    assert_stored(&objects, &["source/init-1.mp4", "source/init-2.mp4"]);
 
     // Each connection's segments decode after their own init, fetched through the recordings
     // API as a player would. (ffprobe reads one stream across a discontinuity as one timeline

@@ -311,6 +311,21 @@ mod tests {
         }
     }
 
+    /// The manifest of live session `s1` of `shows/lobby`, one rendition.
+    fn live_manifest() -> Manifest {
+        Manifest {
+            room: "shows/lobby".into(),
+            session_id: "s1".into(),
+            renditions: vec!["720p".into()],
+            started_at: 1_800_000_000_000,
+            ended_at: None,
+            clean: None,
+            dropped_segments: 0,
+            attributes: BTreeMap::new(),
+            inits: BTreeMap::new(),
+        }
+    }
+
     #[test]
     fn the_spools_room_counts_its_own_files_and_the_free_space() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -329,17 +344,7 @@ mod tests {
     async fn a_torn_log_line_and_unlogged_files_are_ignored_after_a_crash() {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = Spool::open(dir.path()).expect("spool");
-        let m = Manifest {
-            room: "shows/lobby".into(),
-            session_id: "s1".into(),
-            renditions: vec!["720p".into()],
-            started_at: 1_800_000_000_000,
-            ended_at: None,
-            clean: None,
-            dropped_segments: 0,
-            attributes: BTreeMap::new(),
-            inits: BTreeMap::new(),
-        };
+        let m = live_manifest();
         spool.write_manifest(&m).await.expect("manifest");
         spool
             .write_segment("s1", &entry(0), b"abc")
@@ -375,17 +380,7 @@ mod tests {
             init: Some(1),
             ..entry(seq)
         };
-        let mut m = Manifest {
-            room: "shows/lobby".into(),
-            session_id: "s1".into(),
-            renditions: vec!["720p".into()],
-            started_at: 1_800_000_000_000,
-            ended_at: None,
-            clean: None,
-            dropped_segments: 0,
-            attributes: BTreeMap::new(),
-            inits: BTreeMap::new(),
-        };
+        let mut m = live_manifest();
         let init = spool
             .write_init("s1", "720p", 1, b"ftypmoov")
             .await

@@ -66,6 +66,20 @@ fn live_recording(shared: &Shared, room: &RoomIdentity, m: &Manifest) -> Recordi
     }
 }
 
+/// A segment the spool could not take (or whose init it could not take): its reservation goes
+/// back and it is left out of the recording.
+fn not_spooled(
+    shared: &Shared,
+    reserved: u64,
+    room: &RoomIdentity,
+    session_id: &str,
+    rendition: &str,
+    seq: u64,
+) {
+    shared.release(reserved);
+    shared.drop_segment(room, session_id, rendition, seq, "spool_write_failed");
+}
+
 /// Spools events in order and hands the remote work to the uploader.
 pub(super) async fn run(
     shared: Arc<Shared>,
@@ -213,14 +227,7 @@ pub(super) async fn run(
                 }
                 if init_failed {
                     // Without its init the segment plays nowhere: leave it out.
-                    shared.release(reserved);
-                    shared.drop_segment(
-                        &room_id,
-                        &session_id,
-                        &rendition,
-                        seq,
-                        "spool_write_failed",
-                    );
+                    not_spooled(&shared, reserved, &room_id, &session_id, &rendition, seq);
                     continue;
                 }
                 let entry = SegmentEntry {
@@ -258,14 +265,7 @@ pub(super) async fn run(
                     }
                     Err(e) => {
                         span.in_scope(|| error!(error = %e, "spooling a segment"));
-                        shared.release(reserved);
-                        shared.drop_segment(
-                            &room_id,
-                            &session_id,
-                            &rendition,
-                            seq,
-                            "spool_write_failed",
-                        );
+                        not_spooled(&shared, reserved, &room_id, &session_id, &rendition, seq);
                     }
                 }
             }
