@@ -296,15 +296,6 @@ async fn start_recording(
     let recorded: Vec<&DevRoom> = rooms
         .iter()
         .filter(|r| r.worker.recording.is_some())
-        .filter(
-            |r| match roomcast_media::recording::unsupported(&r.worker) {
-                Some(e) => {
-                    tracing::warn!(room = %r.id(), error = %e, "not recording this room");
-                    false
-                }
-                None => true,
-            },
-        )
         .collect();
     let Some(first) = recorded.first().and_then(|r| r.worker.recording.as_ref()) else {
         return Ok(None);

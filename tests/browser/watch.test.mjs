@@ -317,3 +317,34 @@ test("a low-latency room plays about two seconds behind live, switches quality, 
     fast.kill("SIGINT");
   }
 });
+
+test("a low-latency room's session is a past broadcast, recorded as CMAF, that plays to its end", { skip }, async () => {
+  // The previous test published to the fast room for well over half a minute, then stopped.
+  const page = await openWatchPage(await browser.newContext(), "fast");
+  const media = [];
+  page.on("request", (request) => {
+    const file = request.url().match(/\/recordings\/[^/]+\/[^/]+\/((?:init-\d+\.mp4)|(?:\d+\.m4s))$/);
+    if (file) media.push(file[1]);
+  });
+  const entry = page.locator("#past button").first();
+  await waitFor("a past broadcast", async () => (await page.locator("#past button").count()) > 0, 90000, 1000);
+  assert.doesNotMatch(await entry.textContent(), /interrupted/, "a clean stop is a complete session");
+  await entry.click();
+  const duration = await waitFor("the VOD to load", () => page.evaluate(() => {
+    const d = document.getElementById("video").duration;
+    return Number.isFinite(d) && d > 0 ? d : 0;
+  }), 30000);
+  assert.ok(duration > 30, `VOD duration ${duration}`);
+  assert.equal(await page.evaluate(() => hls.config.lowLatencyMode), false, "a recording is not low latency");
+  await page.evaluate(() => {
+    const video = document.getElementById("video");
+    video.currentTime = video.duration - 4;
+    video.play();
+  });
+  await waitFor("the VOD to play to its end", () => page.evaluate(() => document.getElementById("video").ended), 30000);
+  assert.ok(media.some((f) => f.startsWith("init-")), `an init segment fetched: ${media}`);
+  assert.ok(media.some((f) => f.endsWith(".m4s")), `CMAF segments fetched: ${media}`);
+  assert.equal(await page.locator("#player-error").isVisible(), false);
+  await page.screenshot({ path: join(artifacts, "13-low-latency-past-broadcast-ended.png") });
+  assert.deepEqual(page.errors, []);
+});

@@ -100,11 +100,6 @@ pub async fn run(args: WorkerArgs, stop: impl std::future::Future<Output = ()>) 
     // catalog that does not answer yet is retried by the recorder itself.
     for worker in &workers {
         if let Some(rec) = &worker.recording {
-            if let Some(e) = crate::recording::unsupported(worker) {
-                tracing::warn!(room = %worker.room, error = %e, "recording not started; the room is live without it");
-                health.insert(worker.room.clone(), recording_off(&e));
-                continue;
-            }
             match start_recording(&server, worker, rec, &args.data_dir).await {
                 Ok(recorder) => {
                     health.insert(worker.room.clone(), recorder.recorder.health());

@@ -18,7 +18,7 @@ use tokio::{sync::broadcast::error::RecvError, task::JoinHandle};
 use crate::{server::MediaServer, transcode::poster::GstPoster};
 
 /// The poster maker a recording gets when its config names none: GStreamer, which the worker
-/// links anyway and the runtime image ships (jpegenc, tsdemux), else ffmpeg where installed,
+/// links anyway and the runtime image ships (jpegenc, tsdemux, qtdemux), else ffmpeg where installed,
 /// else none (sessions are recorded without `poster.jpg`).
 pub fn default_poster() -> Option<DynPosterMaker> {
     if let Some(gst) = GstPoster::detect() {
@@ -28,19 +28,6 @@ pub fn default_poster() -> Option<DynPosterMaker> {
         "GStreamer lacks a poster element (tsdemux, jpegenc, ...); trying ffmpeg for poster frames"
     );
     FfmpegPoster::detect().map(|p| Arc::new(p) as DynPosterMaker)
-}
-
-/// Why a room's sessions cannot be recorded, when they cannot: the recorder stores MPEG-TS
-/// segments and TS VOD playlists, and a low-latency room makes CMAF (no init segments in the
-/// store, no `EXT-X-MAP` in its playlists yet). Such a room stays live, reported with its
-/// recording off, rather than storing replays no player could open.
-pub fn unsupported(worker: &roomcast_crds::worker_config::WorkerConfig) -> Option<crate::Error> {
-    (worker.playback.latency == roomcast_crds::Latency::Low).then(|| {
-        crate::Error::config(
-            "playback.latency",
-            "recording a low-latency (CMAF) room is not supported yet; set playback.latency: standard to record it",
-        )
-    })
 }
 
 /// Forward the events of `rooms` (`namespace/name`) to `recorder` until the server's event
@@ -194,24 +181,5 @@ impl RoomRecorder {
         for task in self.retention {
             task.abort();
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use roomcast_crds::worker_config::WorkerConfig;
-
-    const ROOM: &str = "room: {namespace: shows, name: lobby}\ningest: {streamKeyFile: /k, maxBitrateKbps: 8000, reconnectGraceSeconds: 10}\ntranscode: {segmentSeconds: 2, dvrWindowSeconds: 120, renditions: [{name: source}]}\nplayback: {pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSeconds: 86400";
-
-    #[test]
-    fn low_latency_rooms_are_not_recorded_and_say_why() {
-        let standard = WorkerConfig::from_yaml(&format!("{ROOM}}}\n")).expect("yaml");
-        assert!(super::unsupported(&standard).is_none());
-        let low = WorkerConfig::from_yaml(&format!("{ROOM}, latency: low}}\n")).expect("yaml");
-        let why = super::unsupported(&low).expect("refused").to_string();
-        assert!(
-            why.contains("playback.latency") && why.contains("standard"),
-            "{why}"
-        );
     }
 }

@@ -57,6 +57,7 @@ fn session(room: &RoomIdentity, segments: u64) -> Vec<RecordEvent> {
         discontinuity: false,
         program_date_time: at + Duration::from_secs(seq),
         bytes: Bytes::from(vec![0x47; 188 * 10]),
+        init: None,
         attributes: Default::default(),
     }));
     events.push(RecordEvent::SessionEnded {

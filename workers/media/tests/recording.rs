@@ -6,8 +6,14 @@ mod common;
 
 use std::{net::SocketAddr, path::PathBuf, process::Stdio, time::Duration};
 
-use common::{Publisher, http_request, media_tools_available, metric, wait_exit};
-use roomcast_recorder::testing::{ACCESS_KEY, BUCKET, S3TestServer, SECRET_KEY, ffprobe_duration};
+use common::{
+    Publisher, assert_h264_and_aac, http_request, media_tools_available, metric,
+    probe_video_frames, wait_exit, write_temp,
+};
+use roomcast_recorder::testing::{
+    ACCESS_KEY, BUCKET, DecodedVariant, S3TestServer, SECRET_KEY, StaticServer, ffprobe_duration,
+    ffprobe_variants,
+};
 use tokio::process::{Child, Command};
 
 const KEY: &str = "test-stream-key-0123456789";
@@ -99,12 +105,29 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
         std::fs::write(&self.config, text.replace(from, to)).expect("config");
     }
 
+    /// Make the room low latency (CMAF) with a two-rung ladder, publisher drops shorter than
+    /// `grace_seconds` continuing the session; before [`Worker::start`].
+    fn low_latency(&self, grace_seconds: u32) {
+        self.edit_config(
+            "segmentMaxAgeSeconds: 86400}",
+            "segmentMaxAgeSeconds: 86400, latency: low}",
+        );
+        self.edit_config(
+            "renditions: [{name: source}]",
+            "renditions: [{name: source}, {name: 144p, height: 144, videoKbps: 150, audioKbps: 64}]",
+        );
+        self.edit_config(
+            "reconnectGraceSeconds: 1}",
+            &format!("reconnectGraceSeconds: {grace_seconds}}}"),
+        );
+    }
+
     /// Wait until the room's live HLS serves a media playlist with a segment.
     async fn wait_live(&self, timeout: Duration) {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let r = http_request(self.http, "GET", "/shows/lobby/hls/source/index.m3u8", &[]).await;
-            if r.status == 200 && r.text().contains(".ts") {
+            if r.status == 200 && (r.text().contains(".ts") || r.text().contains(".m4s")) {
                 return;
             }
             assert!(
@@ -158,6 +181,20 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
         panic!("no {status} session listed within {timeout:?}: {listing}");
     }
 
+    /// Publish for `seconds` and wait for ffmpeg to finish.
+    async fn published(&self, seconds: u32) {
+        assert!(
+            wait_exit(self.publish(seconds), Duration::from_secs(60)).await,
+            "ffmpeg published"
+        );
+    }
+
+    /// The id of the session the catalog lists `complete`, once it does.
+    async fn completed_session(&self, timeout: Duration) -> String {
+        let entry = self.wait_for_session("complete", timeout).await;
+        entry["sessionId"].as_str().expect("session id").to_owned()
+    }
+
     /// Duration of a recorded session, played through the origin by ffprobe.
     fn vod_duration(&self, session: &str) -> f64 {
         ffprobe_duration(&format!(
@@ -174,6 +211,16 @@ fn session_objects(s3: &S3TestServer, session: &str) -> Vec<String> {
         .into_iter()
         .filter_map(|o| o.strip_prefix(&prefix).map(str::to_owned))
         .collect()
+}
+
+/// Every one of `expected` is among a session's `objects`.
+fn assert_stored(objects: &[String], expected: &[&str]) {
+    for key in expected {
+        assert!(
+            objects.iter().any(|o| o == key),
+            "{key} missing: {objects:?}"
+        );
+    }
 }
 
 fn playlist_segments(s3: &S3TestServer, session: &str) -> Vec<String> {
@@ -194,30 +241,22 @@ async fn binary_records_a_session_to_s3_and_serves_it_as_a_past_broadcast() {
     let s3 = S3TestServer::start().await;
     let mut worker = Worker::new(&s3);
     worker.start().await;
-    assert!(
-        wait_exit(worker.publish(8), Duration::from_secs(60)).await,
-        "ffmpeg published"
-    );
+    worker.published(8).await;
 
     // The session ends after the 1 s grace; then the recorder finalises it.
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(30))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let session = worker.completed_session(Duration::from_secs(30)).await;
 
     let objects = session_objects(&s3, &session);
     // poster.jpg: made by the default poster maker (GStreamer, see recording::default_poster).
-    for expected in [
-        "index.m3u8",
-        "source/index.m3u8",
-        "session.json",
-        "poster.jpg",
-    ] {
-        assert!(
-            objects.contains(&expected.to_owned()),
-            "{expected} missing: {objects:?}"
-        );
-    }
+    assert_stored(
+        &objects,
+        &[
+            "index.m3u8",
+            "source/index.m3u8",
+            "session.json",
+            "poster.jpg",
+        ],
+    );
     assert!(playlist_segments(&s3, &session).len() >= 3, "{objects:?}");
 
     // The VOD master describes every variant as the live master does.
@@ -280,10 +319,7 @@ async fn s3_gone_for_20_seconds_loses_and_duplicates_nothing() {
         "ffmpeg published"
     );
 
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(90))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let session = worker.completed_session(Duration::from_secs(90)).await;
     let listed = playlist_segments(&s3, &session);
     let stored: Vec<String> = session_objects(&s3, &session)
         .into_iter()
@@ -366,10 +402,7 @@ async fn s3_down_at_start_leaves_live_up_and_later_segments_land_once_it_answers
         wait_exit(publisher, Duration::from_secs(60)).await,
         "ffmpeg published"
     );
-    let entry = worker
-        .wait_for_session("complete", Duration::from_secs(90))
-        .await;
-    let session = entry["sessionId"].as_str().expect("session id").to_owned();
+    let session = worker.completed_session(Duration::from_secs(90)).await;
     let segments = playlist_segments(&s3, &session);
     assert!(
         segments.len() >= 5,
@@ -420,5 +453,187 @@ async fn a_bad_prefix_or_an_unreachable_mongodb_leaves_the_room_live() {
     );
     assert_eq!(listing.header("cache-control"), Some("no-store"));
     let _ = wait_exit(publisher, Duration::from_secs(30)).await;
+    worker.kill().await;
+}
+
+/// Every variant of a recording's master at `url`, decoded by ffprobe (off the runtime).
+async fn decode_variants(url: String) -> Vec<DecodedVariant> {
+    tokio::task::spawn_blocking(move || ffprobe_variants(&url))
+        .await
+        .expect("ffprobe task")
+        .unwrap_or_else(|e| panic!("every variant decodes: {e}"))
+}
+
+/// A recorded session's `<rendition>/index.m3u8`, from the bucket.
+fn media_playlist(s3: &S3TestServer, session: &str, rendition: &str) -> String {
+    let key = format!("rooms/shows/lobby/{session}/{rendition}/index.m3u8");
+    String::from_utf8_lossy(&s3.read(&key).unwrap_or_else(|e| panic!("{key}: {e}"))).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_latency_session_is_recorded_as_cmaf_and_plays_from_the_api_and_the_bucket() {
+    if !media_tools_available() {
+        return;
+    }
+    let s3 = S3TestServer::start().await;
+    let mut worker = Worker::new(&s3);
+    worker.low_latency(1);
+    worker.start().await;
+    worker.published(8).await;
+    let session = worker.completed_session(Duration::from_secs(30)).await;
+
+    let objects = session_objects(&s3, &session);
+    assert_stored(
+        &objects,
+        &[
+            "index.m3u8",
+            "session.json",
+            "poster.jpg",
+            "source/index.m3u8",
+            "source/init-1.mp4",
+            "144p/index.m3u8",
+            "144p/init-1.mp4",
+        ],
+    );
+    assert!(!objects.iter().any(|o| o.ends_with(".ts")), "{objects:?}");
+    for rendition in ["source", "144p"] {
+        let text = media_playlist(&s3, &session, rendition);
+        assert!(text.contains("#EXT-X-VERSION:7"), "{text}");
+        assert!(text.contains("#EXT-X-PLAYLIST-TYPE:VOD"), "{text}");
+        assert!(text.trim_end().ends_with("#EXT-X-ENDLIST"), "{text}");
+        // One publisher connection, one init, mapped before the first segment.
+        assert_eq!(text.matches("#EXT-X-MAP:").count(), 1, "{text}");
+        let map = text.find("#EXT-X-MAP:URI=\"init-1.mp4\"").expect(&text);
+        let first = text.find(".m4s").expect(&text);
+        assert!(map < first, "{text}");
+        let segments = text.lines().filter(|l| l.ends_with(".m4s")).count();
+        assert!(segments >= 3, "{text}");
+        for line in text.lines().filter(|l| l.ends_with(".m4s")) {
+            assert!(
+                objects.contains(&format!("{rendition}/{line}")),
+                "{line} listed, not stored: {objects:?}"
+            );
+        }
+    }
+    // The VOD master describes both variants as the live one does.
+    let master = s3
+        .read(&format!("rooms/shows/lobby/{session}/index.m3u8"))
+        .expect("master");
+    let master = m3u8_rs::parse_master_playlist_res(&master).expect("VOD master");
+    let heights: Vec<_> = master
+        .variants
+        .iter()
+        .map(|v| v.resolution.as_ref().map(|r| r.height))
+        .collect();
+    assert_eq!(heights, [Some(240), Some(144)], "{master:?}");
+    assert!(
+        master
+            .variants
+            .iter()
+            .all(|v| v.codecs.as_deref().is_some_and(|c| c.starts_with("avc1.")))
+    );
+
+    // Through the recordings API: content types and cache headers a CDN keeps.
+    for (file, content_type) in [
+        ("source/init-1.mp4", "video/mp4"),
+        ("source/0.m4s", "video/iso.segment"),
+    ] {
+        let path = format!("/shows/lobby/recordings/{session}/{file}");
+        let r = http_request(worker.http, "GET", &path, &[]).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("content-type"), Some(content_type), "{path}");
+        assert_eq!(
+            r.header("cache-control"),
+            Some(roomcast_recorder::api::SEGMENT_CACHE_CONTROL),
+            "{path}"
+        );
+    }
+    let via_api = decode_variants(format!(
+        "http://{}/shows/lobby/recordings/{session}/index.m3u8",
+        worker.http
+    ))
+    .await;
+    assert_eq!(via_api.len(), 2, "{via_api:?}");
+    for (v, height) in via_api.iter().zip([240, 144]) {
+        assert_eq!(v.height, Some(height), "{v:?}");
+        // 8 s at 15 fps, give or take the segment cut at the end.
+        assert!(v.video_frames >= 90, "{v:?}");
+        assert!(v.audio_frames > 0, "{v:?}");
+    }
+
+    // Straight from the bucket's directory, with no roomcast process in the path.
+    worker.kill().await;
+    let server = StaticServer::start(&s3.dir.path().join(BUCKET)).expect("python3 http.server");
+    let from_bucket = decode_variants(format!(
+        "http://127.0.0.1:{}/rooms/shows/lobby/{session}/index.m3u8",
+        server.port
+    ))
+    .await;
+    assert_eq!(from_bucket, via_api);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_low_latency_reconnect_within_grace_is_recorded_with_a_second_init_and_decodes() {
+    if !media_tools_available() {
+        return;
+    }
+    let s3 = S3TestServer::start().await;
+    let mut worker = Worker::new(&s3);
+    worker.low_latency(4);
+    worker.edit_config(
+        "renditions: [{name: source}, {name: 144p, height: 144, videoKbps: 150, audioKbps: 64}]",
+        "renditions: [{name: source}]",
+    );
+    worker.start().await;
+    for _ in 0..2 {
+        worker.published(4).await;
+    }
+    let session = worker.completed_session(Duration::from_secs(30)).await;
+    let listing = http_request(worker.http, "GET", "/shows/lobby/recordings", &[])
+        .await
+        .text();
+    assert_eq!(
+        listing.matches("\"sessionId\"").count(),
+        1,
+        "one session: {listing}"
+    );
+
+    let text = media_playlist(&s3, &session, "source");
+    assert_eq!(text.matches("#EXT-X-MAP:").count(), 2, "{text}");
+    let (before, after) = text
+        .split_once("#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY\n")
+        .expect(&text);
+    assert!(
+        before.contains("#EXT-X-MAP:URI=\"init-1.mp4\"") && !before.contains("DISCONTINUITY"),
+        "{text}"
+    );
+    assert!(after.contains(".m4s"), "{text}");
+    let objects = session_objects(&s3, &session);
+    assert_stored(&objects, &["source/init-1.mp4", "source/init-2.mp4"]);
+
+    // Each connection's segments decode after their own init, fetched through the recordings
+    // API as a player would. (ffprobe reads one stream across a discontinuity as one timeline
+    // and warns about the restart, so each side is probed on its own, as the live test does.)
+    let tmp = tempfile::tempdir().expect("tmp");
+    for (init, side) in [("init-1.mp4", before), ("init-2.mp4", after)] {
+        let get = |file: String| {
+            let path = format!("/shows/lobby/recordings/{session}/source/{file}");
+            async move {
+                let r = http_request(worker.http, "GET", &path, &[]).await;
+                assert_eq!(r.status, 200, "{path}");
+                r.body
+            }
+        };
+        let mut file = get(init.to_owned()).await;
+        for uri in side.lines().filter(|l| l.ends_with(".m4s")) {
+            file.extend_from_slice(&get(uri.to_owned()).await);
+        }
+        let path = write_temp(tmp.path(), init, &file);
+        assert_h264_and_aac(&path, 240, init);
+        let frames = probe_video_frames(&path);
+        assert!(frames.first().is_some_and(|f| f.1), "{init}: {frames:?}");
+        // A 4 s publish at 15 fps, give or take the last segment's cut.
+        assert!(frames.len() >= 40, "{init}: {} frames", frames.len());
+    }
     worker.kill().await;
 }

@@ -4,7 +4,8 @@
 //!   of the following page (absent on the last page).
 //! - `GET recordings/{session}`: one session.
 //! - `GET recordings/{session}/{path}`: VOD playback (`index.m3u8`, `<rendition>/index.m3u8`,
-//!   `<rendition>/<seq>.ts`, `session.json`) proxied from the object store.
+//!   `<rendition>/<seq>.ts`, or for CMAF `<rendition>/init-<id>.mp4` and `<rendition>/<seq>.m4s`,
+//!   `session.json`) proxied from the object store.
 //!
 //! Proxy rather than presigned redirects: a player needs no S3 credentials nor a reachable
 //! bucket, the CDN in front of the origin caches segments for a year (they never change:
@@ -32,10 +33,17 @@ use serde::{Deserialize, Serialize};
 use crate::{
     DynCatalog, DynStore, Error, Recording, RecordingStatus,
     catalog::{DEFAULT_PAGE, clamp_limit},
+    events::{parse_init_file_name, parse_segment_file_name},
     store::{check_key, content_type},
 };
 
-/// Segments never change once stored.
+/// Whether `file` is a segment or an init segment: each is written once under a name never
+/// reused (a reconnect brings a new init id), so caches may keep it forever.
+fn is_segment_or_init(file: &str) -> bool {
+    parse_segment_file_name(file).is_some() || parse_init_file_name(file).is_some()
+}
+
+/// Segments (and CMAF init segments) never change once stored.
 pub const SEGMENT_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 /// Playlists and session.json of finished sessions change only if retention deletes them.
 pub const FINISHED_CACHE_CONTROL: &str = "public, max-age=3600";
@@ -163,7 +171,8 @@ async fn object(
     let Some(body) = s.store.get(&key).await? else {
         return Err(not_found());
     };
-    let cache = if path.ends_with(".ts") {
+    let file = path.rsplit('/').next().unwrap_or_default();
+    let cache = if is_segment_or_init(file) {
         SEGMENT_CACHE_CONTROL
     } else if rec.status == RecordingStatus::Live {
         LIVE_CACHE_CONTROL
@@ -321,7 +330,12 @@ mod tests {
         for (key, body) in [
             ("rooms/shows/lobby/s1/index.m3u8", &b"#EXTM3U\n"[..]),
             ("rooms/shows/lobby/s1/source/0.ts", b"TS"),
+            ("rooms/shows/lobby/s1/low/init-1.mp4", b"ftypmoov"),
+            ("rooms/shows/lobby/s1/low/0.m4s", b"moofmdat"),
+            ("rooms/shows/lobby/s1/low/notes.mp4", b"not an init"),
             ("rooms/shows/lobby/secret.txt", b"not a recording"),
+            ("rooms/shows/lobby/secret.mp4", b"not a recording"),
+            ("rooms/shows/lobby/secret.m4s", b"not a recording"),
         ] {
             store
                 .put(key, Bytes::copy_from_slice(body), "x")
@@ -379,6 +393,38 @@ mod tests {
         assert_eq!(&body[..], b"TS");
         assert_eq!(headers[header::CACHE_CONTROL], SEGMENT_CACHE_CONTROL);
         assert_eq!(ok("/recordings").await.0, StatusCode::OK);
+        // CMAF: the init and its segments, as a CDN and a player need them.
+        for (uri, body, content_type, cache) in [
+            (
+                "/recordings/s1/low/init-1.mp4",
+                &b"ftypmoov"[..],
+                "video/mp4",
+                SEGMENT_CACHE_CONTROL,
+            ),
+            (
+                "/recordings/s1/low/0.m4s",
+                b"moofmdat",
+                "video/iso.segment",
+                SEGMENT_CACHE_CONTROL,
+            ),
+            // Not a name the recorder writes: served, but never as immutable.
+            (
+                "/recordings/s1/low/notes.mp4",
+                b"not an init",
+                "video/mp4",
+                FINISHED_CACHE_CONTROL,
+            ),
+        ] {
+            let (status, headers, got) = ok(uri).await;
+            assert_eq!(status, StatusCode::OK, "{uri}");
+            assert_eq!(&got[..], body, "{uri}");
+            assert_eq!(headers[header::CONTENT_TYPE], content_type, "{uri}");
+            assert_eq!(headers[header::CACHE_CONTROL], cache, "{uri}");
+        }
+        assert_eq!(
+            ok("/recordings/s1/low/init-2.mp4").await.0,
+            StatusCode::NOT_FOUND
+        );
 
         // Without a secret configured, no header is needed.
         let dir = tempfile::tempdir().expect("tempdir");
@@ -402,6 +448,13 @@ mod tests {
             "/recordings/s1//etc/passwd",
             "/recordings/s1/source%5C..%5C..%5Csecret.txt",
             "/recordings/s1/%00.ts",
+            "/recordings/s1/%00.m4s",
+            "/recordings/s1/low/..%2F..%2Fsecret.m4s",
+            "/recordings/s1/low/%2e%2e/%2e%2e/secret.mp4",
+            "/recordings/s1/low/init-1.mp4/..%2F..%2F..%2Fsecret.mp4",
+            "/recordings/s1/low/init-%2e%2e.mp4",
+            "/recordings/s1/low/init-1.mp4%00",
+            "/recordings/..%2Fsecret.m4s",
             "/recordings/..%2Fsecret.txt",
             "/recordings/%2e%2e/secret.txt",
             "/recordings/..",

@@ -48,6 +48,7 @@ fn emit(rec: &Recorder, seq: u64, segment_secs: u64, bodies: &[Bytes]) {
             discontinuity: false,
             program_date_time: SystemTime::now(),
             bytes: body.clone(),
+            init: None,
             attributes: Default::default(),
         });
     }

@@ -10,10 +10,11 @@
 //!                                   │ unbounded queue, bytes bounded by the spool budget
 //!                                   v
 //!                              spool writer ──> <spool>/<session>/{manifest.json, segments.log,
-//!                                   │                               <rendition>/<seq>.ts}
+//!                                   │                  <rendition>/<seq>.ts | init-<id>.mp4 + <seq>.m4s}
 //!                                   v
 //!                              uploader (N concurrent, backon retries with jitter)
 //!                                   │  PUT <prefix><ns>/<room>/<session>/<rendition>/<seq>.ts
+//!                                   │   (CMAF: each init-<id>.mp4 once, then <seq>.m4s)
 //!                                   │  then deletes the spooled file
 //!                                   v
 //!                              finaliser (after every segment of the session is stored)
@@ -54,7 +55,7 @@ pub mod testing;
 
 pub use catalog::{Catalog, DynCatalog, Recording, RecordingStatus};
 pub use config::{RecorderConfig, Secret};
-pub use events::RecordEvent;
+pub use events::{InitSegment, RecordEvent, SegmentFormat};
 pub use recorder::{Health, Recorder, Uploaded};
 pub use roomcast_crds::RoomIdentity;
 pub use store::{DynStore, ObjectStore};
@@ -165,6 +166,21 @@ pub fn parse_room(room: &str) -> Result<RoomIdentity> {
 /// The key prefix of one session: `<prefix><namespace>/<room>/<session-id>/`.
 pub fn session_prefix(prefix: &str, room: &RoomIdentity, session_id: &str) -> String {
     format!("{prefix}{room}/{session_id}/")
+}
+
+/// The key of a file of one rendition of a session (a segment, an init segment, a playlist):
+/// `<prefix><namespace>/<room>/<session-id>/<rendition>/<file>`.
+pub fn rendition_key(
+    prefix: &str,
+    room: &RoomIdentity,
+    session_id: &str,
+    rendition: &str,
+    file: &str,
+) -> String {
+    format!(
+        "{}{rendition}/{file}",
+        session_prefix(prefix, room, session_id)
+    )
 }
 
 /// Milliseconds since the Unix epoch.

@@ -15,7 +15,7 @@ use crate::{
     playlist::StreamAttributes,
     poster::FfmpegPoster,
     store::local::LocalStore,
-    testing::{ffprobe_duration, ffprobe_variants},
+    testing::{StaticServer, ffprobe_duration, ffprobe_variants},
 };
 
 fn have(tool: &str) -> bool {
@@ -121,6 +121,7 @@ async fn record_session(dir: &std::path::Path) -> Recorded {
                 discontinuity: false,
                 program_date_time: t0 + Duration::from_secs_f64(offset),
                 bytes: bytes.clone(),
+                init: None,
                 attributes: attributes(),
             });
         }
@@ -213,58 +214,6 @@ async fn a_recorded_session_plays_end_to_end_from_the_store_and_through_the_api(
         "via the API: {got} s vs {total} s"
     );
     server.abort();
-}
-
-/// A static file server (Python's `http.server`) over `root` on a free loopback port: what a
-/// bucket behind a CDN looks like to a player, with no roomcast process in the path.
-struct StaticServer {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl StaticServer {
-    fn start(root: &std::path::Path) -> Option<StaticServer> {
-        use std::io::BufRead;
-        let mut child = Command::new("python3")
-            .args([
-                "-u",
-                "-m",
-                "http.server",
-                "--bind",
-                "127.0.0.1",
-                "--directory",
-            ])
-            .arg(root)
-            .arg("0")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .ok()?;
-        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
-        let mut line = String::new();
-        let stdout = child.stdout.take()?;
-        std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
-        let port = line
-            .split_whitespace()
-            .skip_while(|w| *w != "port")
-            .nth(1)
-            .and_then(|p| p.parse().ok());
-        match port {
-            Some(port) => Some(StaticServer { child, port }),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                None
-            }
-        }
-    }
-}
-
-impl Drop for StaticServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// Every URI in the session's playlists is relative: a player resolves it against the

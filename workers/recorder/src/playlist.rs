@@ -7,12 +7,13 @@
 //! ```text
 //! <session>/index.m3u8            master: one variant per rendition -> <rendition>/index.m3u8
 //! <session>/<rendition>/index.m3u8  media: #EXT-X-PLAYLIST-TYPE:VOD ... <seq>.ts ... #EXT-X-ENDLIST
+//!                                   CMAF: #EXT-X-MAP:URI="init-<id>.mp4" ... <seq>.m4s ...
 //! ```
 
 use m3u8_rs::{MasterPlaylist, MediaPlaylist, MediaPlaylistType, MediaSegment, VariantStream};
 use serde::{Deserialize, Serialize};
 
-use crate::spool::SegmentEntry;
+use crate::{events::init_file_name, spool::SegmentEntry};
 
 /// The segments of one rendition in playlist order: sorted by sequence number, each once.
 pub fn ordered(entries: &[SegmentEntry], rendition: &str) -> Vec<SegmentEntry> {
@@ -27,11 +28,15 @@ pub fn ordered(entries: &[SegmentEntry], rendition: &str) -> Vec<SegmentEntry> {
 }
 
 /// A VOD media playlist over `segments` (already [`ordered`]). A gap in sequence numbers
-/// (segments left out of the recording) is marked as a discontinuity like a flagged one.
+/// (segments left out of the recording) is marked as a discontinuity like a flagged one. CMAF
+/// segments get an `EXT-X-MAP` before the first and wherever the init segment changes (a
+/// publisher reconnect), and the playlist version that allows `EXT-X-MAP` without I-frames
+/// only (7).
 pub fn media_playlist(segments: &[SegmentEntry]) -> String {
     let max = segments.iter().map(|s| s.duration).fold(0.0_f64, f64::max);
+    let cmaf = segments.iter().any(|s| s.init.is_some());
     let playlist = MediaPlaylist {
-        version: Some(3),
+        version: Some(if cmaf { 7 } else { 3 }),
         target_duration: max.ceil().max(1.0) as u64,
         media_sequence: segments.first().map_or(0, |s| s.seq),
         playlist_type: Some(MediaPlaylistType::Vod),
@@ -40,9 +45,16 @@ pub fn media_playlist(segments: &[SegmentEntry]) -> String {
             .iter()
             .enumerate()
             .map(|(i, s)| MediaSegment {
-                uri: format!("{}.ts", s.seq),
+                uri: s.file_name(),
                 duration: s.duration as f32,
                 discontinuity: i > 0 && (s.discontinuity || s.seq != segments[i - 1].seq + 1),
+                map: s
+                    .init
+                    .filter(|id| i == 0 || segments[i - 1].init != Some(*id))
+                    .map(|id| m3u8_rs::Map {
+                        uri: init_file_name(id),
+                        ..m3u8_rs::Map::default()
+                    }),
                 ..MediaSegment::default()
             })
             .collect(),
@@ -162,7 +174,50 @@ mod tests {
             discontinuity,
             program_date_time: 0,
             bytes: 250_000,
+            init: None,
         }
+    }
+
+    #[test]
+    fn cmaf_vod_playlist_maps_each_init_where_it_starts() {
+        let cmaf = |seq, init, discontinuity| SegmentEntry {
+            init: Some(init),
+            ..seg(seq, discontinuity)
+        };
+        // A reconnect after segment 1: a new init, flagged; segment 3 was dropped (a gap).
+        let log = vec![
+            cmaf(0, 1, false),
+            cmaf(1, 1, false),
+            cmaf(2, 2, true),
+            cmaf(4, 2, false),
+        ];
+        let text = media_playlist(&ordered(&log, "720p"));
+        insta::assert_snapshot!(text, @r#"
+        #EXTM3U
+        #EXT-X-VERSION:7
+        #EXT-X-TARGETDURATION:3
+        #EXT-X-PLAYLIST-TYPE:VOD
+        #EXT-X-MAP:URI="init-1.mp4"
+        #EXTINF:2.002,
+        0.m4s
+        #EXTINF:2.002,
+        1.m4s
+        #EXT-X-MAP:URI="init-2.mp4"
+        #EXT-X-DISCONTINUITY
+        #EXTINF:2.002,
+        2.m4s
+        #EXT-X-DISCONTINUITY
+        #EXTINF:2.002,
+        4.m4s
+        #EXT-X-ENDLIST
+        "#);
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("valid playlist");
+        let maps: Vec<_> = parsed
+            .segments
+            .iter()
+            .map(|s| s.map.as_ref().map(|m| m.uri.as_str()))
+            .collect();
+        assert_eq!(maps, [Some("init-1.mp4"), None, Some("init-2.mp4"), None]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::{Error, Result};
+use crate::{Error, Result, events::SegmentFormat};
 
 /// Key of the poster, relative to the session's prefix.
 pub const POSTER_KEY: &str = "poster.jpg";
@@ -16,13 +16,14 @@ const TIMEOUT: Duration = Duration::from_secs(20);
 
 #[async_trait]
 pub trait PosterMaker: Send + Sync + 'static {
-    /// One JPEG frame from an MPEG-TS segment.
-    async fn poster(&self, segment: Bytes) -> Result<Bytes>;
+    /// One JPEG frame from a segment: MPEG-TS, or for CMAF its init segment followed by the
+    /// segment.
+    async fn poster(&self, segment: Bytes, format: SegmentFormat) -> Result<Bytes>;
 }
 
 pub type DynPosterMaker = Arc<dyn PosterMaker>;
 
-/// `ffmpeg -f mpegts -i pipe:0 -frames:v 1 -f image2 -c:v mjpeg pipe:1`.
+/// `ffmpeg -f mpegts|mp4 -i pipe:0 -frames:v 1 -f image2 -c:v mjpeg pipe:1`.
 #[derive(Clone, Debug)]
 pub struct FfmpegPoster {
     pub program: PathBuf,
@@ -57,13 +58,17 @@ fn poster_err(message: impl Into<String>) -> Error {
 
 #[async_trait]
 impl PosterMaker for FfmpegPoster {
-    async fn poster(&self, segment: Bytes) -> Result<Bytes> {
+    async fn poster(&self, segment: Bytes, format: SegmentFormat) -> Result<Bytes> {
+        let demuxer = match format {
+            SegmentFormat::MpegTs => "mpegts",
+            SegmentFormat::Cmaf => "mp4",
+        };
         let mut child = tokio::process::Command::new(&self.program)
             .args([
                 "-v",
                 "error",
                 "-f",
-                "mpegts",
+                demuxer,
                 "-i",
                 "pipe:0",
                 "-frames:v",

@@ -3,21 +3,28 @@
 //! ```text
 //! <spool>/<session-id>/manifest.json          room, renditions, start; end + status once ended
 //! <spool>/<session-id>/segments.log           one JSON line per accepted segment (append-only)
-//! <spool>/<session-id>/<rendition>/<seq>.ts   segments not yet uploaded (deleted once stored)
+//! <spool>/<session-id>/<rendition>/<seq>.ts   segments not yet uploaded (deleted once stored);
+//!                                             <seq>.m4s for CMAF, next to their init-<id>.mp4
 //! ```
 //!
 //! A segment is written to a temporary file, renamed into place, then logged. So after a crash:
 //! a logged entry whose file exists still has to be uploaded; a logged entry without a file was
 //! stored; a file without a log entry was never accepted and is removed. The log is the list of
-//! segments of the session's VOD playlist.
+//! segments of the session's VOD playlist. A CMAF init segment is written, then named in the
+//! manifest (`inits`), before the first segment that needs it is logged: an init file the manifest
+//! does not name was never needed and is removed like an unlogged segment.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 
-use crate::{Error, Result, check_name, playlist::StreamAttributes};
+use crate::{
+    Error, Result, check_name,
+    events::{SegmentFormat, init_file_name},
+    playlist::StreamAttributes,
+};
 
 pub const MANIFEST: &str = "manifest.json";
 pub const LOG: &str = "segments.log";
@@ -42,6 +49,10 @@ pub struct Manifest {
     /// worker described (a reconnect may change the source).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, StreamAttributes>,
+    /// CMAF init segments spooled per rendition, by id (none for an MPEG-TS session): each is
+    /// uploaded once, whatever the number of segments that need it.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub inits: BTreeMap<String, BTreeSet<u32>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -56,6 +67,25 @@ pub struct SegmentEntry {
     /// Unix ms of the segment's first frame.
     pub program_date_time: i64,
     pub bytes: u64,
+    /// The init segment a CMAF segment plays after; absent for MPEG-TS (and in logs written
+    /// before CMAF was recorded, which were all MPEG-TS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<u32>,
+}
+
+impl SegmentEntry {
+    pub fn format(&self) -> SegmentFormat {
+        if self.init.is_some() {
+            SegmentFormat::Cmaf
+        } else {
+            SegmentFormat::MpegTs
+        }
+    }
+
+    /// Its file name in the rendition's directory, in the spool and in the store.
+    pub fn file_name(&self) -> String {
+        format!("{}.{}", self.seq, self.format().extension())
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -96,11 +126,34 @@ impl Spool {
         self.dir.join(session_id)
     }
 
-    pub fn segment_path(&self, session_id: &str, rendition: &str, seq: u64) -> PathBuf {
+    pub fn segment_path(&self, session_id: &str, entry: &SegmentEntry) -> PathBuf {
+        self.dir
+            .join(session_id)
+            .join(&entry.rendition)
+            .join(entry.file_name())
+    }
+
+    pub fn init_path(&self, session_id: &str, rendition: &str, id: u32) -> PathBuf {
         self.dir
             .join(session_id)
             .join(rendition)
-            .join(format!("{seq}.ts"))
+            .join(init_file_name(id))
+    }
+
+    /// Put a CMAF init segment in place (the manifest names it next). Returns the file's path.
+    pub async fn write_init(
+        &self,
+        session_id: &str,
+        rendition: &str,
+        id: u32,
+        body: &[u8],
+    ) -> Result<PathBuf> {
+        check_name(session_id)?;
+        check_name(rendition)?;
+        let path = self.init_path(session_id, rendition, id);
+        create_parent(&path).await?;
+        write_atomic(&path, body).await?;
+        Ok(path)
     }
 
     pub async fn write_manifest(&self, m: &Manifest) -> Result<()> {
@@ -127,12 +180,8 @@ impl Spool {
     ) -> Result<PathBuf> {
         check_name(session_id)?;
         check_name(&entry.rendition)?;
-        let path = self.segment_path(session_id, &entry.rendition, entry.seq);
-        if let Some(dir) = path.parent() {
-            tokio::fs::create_dir_all(dir)
-                .await
-                .map_err(|e| Error::spool(dir, e))?;
-        }
+        let path = self.segment_path(session_id, entry);
+        create_parent(&path).await?;
         write_atomic(&path, body).await?;
         let mut line = serde_json::to_vec(entry)?;
         line.push(b'\n');
@@ -178,12 +227,23 @@ impl Spool {
         Ok(out)
     }
 
-    /// Files in the session's rendition directories that the log does not name (accepted
-    /// never, e.g. a crash between write and log): removed; returns their paths.
-    pub fn remove_unlogged(&self, session_id: &str, log: &[SegmentEntry]) -> Vec<PathBuf> {
+    /// Files in the session's rendition directories that neither the log nor the manifest's
+    /// `inits` name (accepted never, e.g. a crash between write and log): removed; returns
+    /// their paths.
+    pub fn remove_unlogged(
+        &self,
+        session_id: &str,
+        m: &Manifest,
+        log: &[SegmentEntry],
+    ) -> Vec<PathBuf> {
+        let inits = m.inits.iter().flat_map(|(rendition, ids)| {
+            ids.iter()
+                .map(|id| self.init_path(session_id, rendition, *id))
+        });
         let logged: std::collections::HashSet<PathBuf> = log
             .iter()
-            .map(|e| self.segment_path(session_id, &e.rendition, e.seq))
+            .map(|e| self.segment_path(session_id, e))
+            .chain(inits)
             .collect();
         let mut removed = Vec::new();
         let Ok(dirs) = std::fs::read_dir(self.session_dir(session_id)) else {
@@ -207,6 +267,15 @@ impl Spool {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::spool(&dir, e)),
             _ => Ok(()),
         }
+    }
+}
+
+async fn create_parent(path: &Path) -> Result<()> {
+    match path.parent() {
+        Some(dir) => tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(|e| Error::spool(dir, e)),
+        None => Ok(()),
     }
 }
 
@@ -238,6 +307,22 @@ mod tests {
             discontinuity: false,
             program_date_time: 1_800_000_000_000 + seq as i64 * 2000,
             bytes: 3,
+            init: None,
+        }
+    }
+
+    /// The manifest of live session `s1` of `shows/lobby`, one rendition.
+    fn live_manifest() -> Manifest {
+        Manifest {
+            room: "shows/lobby".into(),
+            session_id: "s1".into(),
+            renditions: vec!["720p".into()],
+            started_at: 1_800_000_000_000,
+            ended_at: None,
+            clean: None,
+            dropped_segments: 0,
+            attributes: BTreeMap::new(),
+            inits: BTreeMap::new(),
         }
     }
 
@@ -259,16 +344,7 @@ mod tests {
     async fn a_torn_log_line_and_unlogged_files_are_ignored_after_a_crash() {
         let dir = tempfile::tempdir().expect("tempdir");
         let spool = Spool::open(dir.path()).expect("spool");
-        let m = Manifest {
-            room: "shows/lobby".into(),
-            session_id: "s1".into(),
-            renditions: vec!["720p".into()],
-            started_at: 1_800_000_000_000,
-            ended_at: None,
-            clean: None,
-            dropped_segments: 0,
-            attributes: BTreeMap::new(),
-        };
+        let m = live_manifest();
         spool.write_manifest(&m).await.expect("manifest");
         spool
             .write_segment("s1", &entry(0), b"abc")
@@ -283,16 +359,57 @@ mod tests {
         let mut text = std::fs::read_to_string(&log).expect("log");
         text.push_str("{\"rendition\":\"720p\",\"se");
         std::fs::write(&log, text).expect("tear");
-        std::fs::write(spool.segment_path("s1", "720p", 2), b"ghi").expect("orphan");
+        std::fs::write(spool.segment_path("s1", &entry(2)), b"ghi").expect("orphan");
 
         assert_eq!(spool.sessions().expect("sessions"), vec!["s1".to_owned()]);
         assert_eq!(spool.read_manifest("s1").expect("manifest"), m);
         let entries = spool.read_log("s1").expect("log");
         assert_eq!(entries, vec![entry(0), entry(1)]);
-        let removed = spool.remove_unlogged("s1", &entries);
-        assert_eq!(removed, vec![spool.segment_path("s1", "720p", 2)]);
-        assert!(spool.segment_path("s1", "720p", 1).exists());
+        let removed = spool.remove_unlogged("s1", &m, &entries);
+        assert_eq!(removed, vec![spool.segment_path("s1", &entry(2))]);
+        assert!(spool.segment_path("s1", &entry(1)).exists());
         spool.remove_session("s1").await.expect("remove");
         assert!(spool.sessions().expect("sessions").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cmaf_session_keeps_the_inits_its_manifest_names_after_a_crash() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).expect("spool");
+        let cmaf = |seq| SegmentEntry {
+            init: Some(1),
+            ..entry(seq)
+        };
+        let mut m = live_manifest();
+        let init = spool
+            .write_init("s1", "720p", 1, b"ftypmoov")
+            .await
+            .expect("init");
+        assert!(init.ends_with("s1/720p/init-1.mp4"), "{}", init.display());
+        m.inits.insert("720p".into(), BTreeSet::from([1]));
+        spool.write_manifest(&m).await.expect("manifest");
+        let segment = spool
+            .write_segment("s1", &cmaf(0), b"moofmdat")
+            .await
+            .expect("segment");
+        assert!(segment.ends_with("s1/720p/0.m4s"), "{}", segment.display());
+        // A crash right after an init was written, before the manifest named it.
+        let unnamed = spool
+            .write_init("s1", "720p", 2, b"ftypmoov")
+            .await
+            .expect("init");
+
+        let back = spool.read_manifest("s1").expect("manifest");
+        assert_eq!(back, m);
+        let log = spool.read_log("s1").expect("log");
+        assert_eq!(log, vec![cmaf(0)]);
+        assert_eq!(spool.remove_unlogged("s1", &back, &log), vec![unnamed]);
+        assert!(init.exists() && segment.exists());
+        // An entry from before CMAF was recorded (no `init`) reads as MPEG-TS.
+        let old: SegmentEntry = serde_json::from_str(
+            r#"{"rendition":"720p","seq":7,"duration":2.0,"programDateTime":0,"bytes":1}"#,
+        )
+        .expect("old entry");
+        assert_eq!(old.file_name(), "7.ts");
     }
 }

@@ -7,6 +7,8 @@
 //!   logs.
 //! - [`ffprobe_duration`]: how long a player finds a recording (a playlist file or URL).
 //! - [`ffprobe_variants`]: every variant of a master playlist, decoded to its last frame.
+//! - [`StaticServer`]: a plain static file server over a directory, as a bucket behind a CDN
+//!   looks to a player.
 
 use std::{
     net::SocketAddr,
@@ -268,4 +270,57 @@ pub fn ffprobe_variants(master: &str) -> Result<Vec<DecodedVariant>, String> {
             }
         })
         .collect())
+}
+
+/// A static file server (Python's `http.server`) over `root` on a free loopback port: what a
+/// bucket behind a CDN looks like to a player, with no roomcast process in the path.
+pub struct StaticServer {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl StaticServer {
+    /// `None` when python3 is missing or does not say its port.
+    pub fn start(root: &std::path::Path) -> Option<StaticServer> {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(root)
+            .arg("0")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .ok()?;
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let mut line = String::new();
+        let stdout = child.stdout.take()?;
+        std::io::BufReader::new(stdout).read_line(&mut line).ok()?;
+        let port = line
+            .split_whitespace()
+            .skip_while(|w| *w != "port")
+            .nth(1)
+            .and_then(|p| p.parse().ok());
+        match port {
+            Some(port) => Some(StaticServer { child, port }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                None
+            }
+        }
+    }
+}
+
+impl Drop for StaticServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -25,10 +25,9 @@ pub enum SegmentFormat {
 }
 
 /// URI of an init segment: every new codec configuration (a publisher reconnecting at another
-/// size, say) gets its own, so a cached old one is never served for new segments.
-pub fn init_uri(id: u32) -> String {
-    format!("init-{id}.mp4")
-}
+/// size, say) gets its own, so a cached old one is never served for new segments. The recorder
+/// stores it under the same name, so live and VOD playlists map the same files.
+pub use roomcast_recorder::events::init_file_name as init_uri;
 
 impl SegmentFormat {
     pub fn extension(&self) -> &'static str {

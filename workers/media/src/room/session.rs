@@ -26,6 +26,7 @@ use crate::metrics::{self, Metrics, RenditionLabels};
 use crate::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
 use crate::mux::parts::PartOutput;
 use roomcast_crds::Latency;
+use roomcast_recorder::InitSegment;
 
 /// A header value from text this crate formats (digits and ASCII), never invalid.
 pub(crate) fn header_value(text: String) -> http::HeaderValue {
@@ -258,6 +259,14 @@ impl Session {
             r.inits.retain(|id, _| *id >= first_init);
             let name = r.rendition.name.clone();
             let attributes = stream_attributes(r.info.as_ref(), has_audio);
+            // A CMAF segment plays only after its init: the recorder stores both.
+            let init = (r.playlist.format == SegmentFormat::Fmp4)
+                .then(|| r.inits.get(&r.current_init))
+                .flatten()
+                .map(|bytes| InitSegment {
+                    id: r.current_init,
+                    bytes: bytes.clone(),
+                });
             st.changed();
             (
                 MediaEvent::SegmentClosed {
@@ -269,6 +278,7 @@ impl Session {
                     discontinuity,
                     program_date_time: pdt.into(),
                     bytes,
+                    init,
                     attributes,
                 },
                 name,

@@ -1,8 +1,9 @@
 //! Session posters with the GStreamer the worker already links, so the runtime image needs no
-//! ffmpeg. One JPEG of the first video frame of an MPEG-TS segment (segments open on a keyframe):
+//! ffmpeg. One JPEG of the first video frame of a segment (segments open on a keyframe): an
+//! MPEG-TS segment, or a CMAF one given after its init segment (fragmented MP4 in push mode):
 //!
 //! ```text
-//! appsrc(MPEG-TS, whole segment, then EOS) ! tsdemux ─video/x-h264─ h264parse ! avdec_h264
+//! appsrc(whole segment, then EOS) ! tsdemux | qtdemux ─video/x-h264─ h264parse ! avdec_h264
 //!     ! videoconvert ! jpegenc ! appsink (first buffer)
 //! ```
 //!
@@ -17,7 +18,7 @@ use bytes::Bytes;
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use roomcast_recorder::poster::PosterMaker;
+use roomcast_recorder::{SegmentFormat, poster::PosterMaker};
 
 use super::pipeline::{init_gst, make};
 use crate::error::{Error, Result};
@@ -26,6 +27,7 @@ use crate::error::{Error, Result};
 pub const POSTER_ELEMENTS: &[&str] = &[
     "appsrc",
     "tsdemux",
+    "qtdemux",
     "h264parse",
     "avdec_h264",
     "videoconvert",
@@ -61,9 +63,13 @@ impl GstPoster {
 
 #[async_trait]
 impl PosterMaker for GstPoster {
-    async fn poster(&self, segment: Bytes) -> roomcast_recorder::Result<Bytes> {
+    async fn poster(
+        &self,
+        segment: Bytes,
+        format: SegmentFormat,
+    ) -> roomcast_recorder::Result<Bytes> {
         let timeout = self.timeout;
-        tokio::task::spawn_blocking(move || poster_jpeg(&segment, timeout))
+        tokio::task::spawn_blocking(move || poster_jpeg(&segment, format, timeout))
             .await
             .map_err(|e| roomcast_recorder::Error::Poster(format!("poster task: {e}")))?
             .map(Bytes::from)
@@ -71,21 +77,32 @@ impl PosterMaker for GstPoster {
     }
 }
 
-/// The first video frame of the MPEG-TS `segment` as a JPEG, or an error within `timeout`.
-/// Blocks; async callers go through [`GstPoster`].
-pub fn poster_jpeg(segment: &[u8], timeout: Duration) -> Result<Vec<u8>> {
+/// The first video frame of `segment` as a JPEG, or an error within `timeout`. A CMAF segment
+/// comes after its init segment, in the same bytes. Blocks; async callers go through
+/// [`GstPoster`].
+pub fn poster_jpeg(segment: &[u8], format: SegmentFormat, timeout: Duration) -> Result<Vec<u8>> {
     init_gst()?;
     let deadline = Instant::now() + timeout;
     let pipeline = gst::Pipeline::new();
-    let appsrc = gst_app::AppSrc::builder()
-        .caps(
-            &gst::Caps::builder("video/mpegts")
+    let (caps, demuxer) = match format {
+        SegmentFormat::MpegTs => (
+            gst::Caps::builder("video/mpegts")
                 .field("systemstream", true)
                 .build(),
-        )
+            "tsdemux",
+        ),
+        SegmentFormat::Cmaf => (
+            gst::Caps::builder("video/quicktime")
+                .field("variant", "iso-fragmented")
+                .build(),
+            "qtdemux",
+        ),
+    };
+    let appsrc = gst_app::AppSrc::builder()
+        .caps(&caps)
         .format(gst::Format::Bytes)
         .build();
-    let demux = make("tsdemux", None)?;
+    let demux = make(demuxer, None)?;
     let parse = make("h264parse", None)?;
     let decode = make("avdec_h264", None)?;
     let convert = make("videoconvert", None)?;
@@ -262,7 +279,7 @@ mod tests {
             return;
         }
         let ts = h264_ts(320, 180);
-        let jpeg = poster_jpeg(&ts, POSTER_TIMEOUT).expect("poster");
+        let jpeg = poster_jpeg(&ts, SegmentFormat::MpegTs, POSTER_TIMEOUT).expect("poster");
         assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
         assert!(jpeg.ends_with(&[0xFF, 0xD9]), "JPEG not complete");
         assert_eq!(jpeg_size(&jpeg), Some((320, 180)));
@@ -278,8 +295,68 @@ mod tests {
              ! x264enc speed-preset=ultrafast ! h264parse ! queue ! mux. \
              audiotestsrc num-buffers=40 ! avenc_aac ! aacparse ! queue ! mux. mpegtsmux name=mux",
         );
-        let jpeg = poster_jpeg(&ts, POSTER_TIMEOUT).expect("poster");
+        let jpeg = poster_jpeg(&ts, SegmentFormat::MpegTs, POSTER_TIMEOUT).expect("poster");
         assert_eq!(jpeg_size(&jpeg), Some((256, 144)));
+    }
+
+    /// A CMAF segment after its init, as the recorder hands it over: fragmented MP4 from a real
+    /// muxer (`ftyp` + `moov` with `mvex`, then `moof` + `mdat` pairs).
+    fn h264_fmp4(width: u32, height: u32) -> Vec<u8> {
+        make_ts(&format!(
+            "videotestsrc num-buffers=30 ! video/x-raw,width={width},height={height},framerate=15/1 \
+             ! x264enc speed-preset=ultrafast key-int-max=15 ! h264parse \
+             ! mp4mux fragment-duration=500 streamable=true"
+        ))
+    }
+
+    #[test]
+    fn poster_of_a_cmaf_segment_after_its_init_is_a_jpeg_of_its_size() {
+        if !have(POSTER_ELEMENTS) || !have(VIDEO) || !have(&["mp4mux"]) {
+            return;
+        }
+        let fmp4 = h264_fmp4(320, 180);
+        assert_eq!(&fmp4[4..8], b"ftyp", "an init segment first");
+        let jpeg = poster_jpeg(&fmp4, SegmentFormat::Cmaf, POSTER_TIMEOUT).expect("poster");
+        assert!(jpeg.starts_with(&[0xFF, 0xD8]), "not a JPEG");
+        assert_eq!(jpeg_size(&jpeg), Some((320, 180)));
+        // The same bytes read as MPEG-TS are no segment at all: the format decides the demuxer.
+        assert!(poster_jpeg(&fmp4, SegmentFormat::MpegTs, Duration::from_secs(2)).is_err());
+    }
+
+    /// Hostile CMAF: an init alone, a segment without its init, boxes that lie about their size.
+    #[test]
+    fn poster_of_hostile_cmaf_segments_is_an_error_in_bounded_time() {
+        if !have(POSTER_ELEMENTS) || !have(VIDEO) || !have(&["mp4mux"]) {
+            return;
+        }
+        let fmp4 = h264_fmp4(160, 90);
+        let moof = fmp4
+            .windows(4)
+            .position(|w| w == b"moof")
+            .expect("a fragment")
+            - 4;
+        let mut huge_box = fmp4[..moof].to_vec();
+        huge_box.extend_from_slice(&u32::MAX.to_be_bytes());
+        huge_box.extend_from_slice(b"moof");
+        huge_box.extend_from_slice(&[0; 64]);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", Vec::new()),
+            ("init only", fmp4[..moof].to_vec()),
+            ("segment without its init", fmp4[moof..].to_vec()),
+            ("a box claiming 4 GiB", huge_box),
+            ("zero-sized boxes", [0u8; 4096].to_vec()),
+        ];
+        let timeout = Duration::from_secs(5);
+        for (name, segment) in cases {
+            let started = Instant::now();
+            let result = poster_jpeg(&segment, SegmentFormat::Cmaf, timeout);
+            assert!(
+                started.elapsed() < timeout + Duration::from_secs(2),
+                "{name}: took {:?}",
+                started.elapsed()
+            );
+            assert!(result.is_err(), "{name}: made a poster");
+        }
     }
 
     /// Hostile or broken segments: each is an error well within the deadline, never a panic.
@@ -318,7 +395,7 @@ mod tests {
         let timeout = Duration::from_secs(5);
         for (name, segment) in cases {
             let started = Instant::now();
-            let result = poster_jpeg(&segment, timeout);
+            let result = poster_jpeg(&segment, SegmentFormat::MpegTs, timeout);
             assert!(
                 started.elapsed() < timeout + Duration::from_secs(2),
                 "{name}: took {:?}",
@@ -341,11 +418,18 @@ mod tests {
         // A short deadline: the garbage below never reaches the end of a stream.
         maker.timeout = Duration::from_secs(3);
         let jpeg = maker
-            .poster(Bytes::from(h264_ts(160, 90)))
+            .poster(Bytes::from(h264_ts(160, 90)), SegmentFormat::MpegTs)
             .await
             .expect("poster");
         assert_eq!(jpeg_size(&jpeg), Some((160, 90)));
-        let err = maker.poster(Bytes::from_static(b"not a segment")).await;
-        assert!(matches!(err, Err(roomcast_recorder::Error::Poster(_))));
+        for format in [SegmentFormat::MpegTs, SegmentFormat::Cmaf] {
+            let err = maker
+                .poster(Bytes::from_static(b"not a segment"), format)
+                .await;
+            assert!(
+                matches!(err, Err(roomcast_recorder::Error::Poster(_))),
+                "{format:?}"
+            );
+        }
     }
 }

@@ -8,7 +8,9 @@ use tracing::{info, warn};
 
 use super::state::Shared;
 use crate::{
-    Error, Recording, RecordingStatus, Result, RoomIdentity, parse_room,
+    Error, Recording, RecordingStatus, Result, RoomIdentity,
+    events::init_file_name,
+    parse_room,
     playlist::{self, Variant},
     session_prefix,
     spool::{Manifest, SegmentEntry},
@@ -44,7 +46,8 @@ struct SessionJson {
     poster: Option<String>,
 }
 
-/// `poster.jpg` from the first segment of the first rendition, when a poster maker is set.
+/// `poster.jpg` from the first segment of the first rendition (with its init segment, for
+/// CMAF), when a poster maker is set.
 /// Failures only cost the poster.
 async fn make_poster(
     shared: &Shared,
@@ -56,14 +59,28 @@ async fn make_poster(
     let maker = shared.cfg.poster.as_ref()?;
     let rendition = rendition?;
     let first = playlist::ordered(log, rendition).into_iter().next()?;
-    let segment_key = format!("{prefix}{rendition}/{}.ts", first.seq);
     let made = async {
-        let segment = shared
-            .store
-            .get(&segment_key)
-            .await?
-            .ok_or_else(|| Error::Poster(format!("{segment_key} not in the store")))?;
-        let jpeg = maker.poster(segment).await?;
+        let get = |file: String| async move {
+            let key = format!("{prefix}{rendition}/{file}");
+            shared
+                .store
+                .get(&key)
+                .await?
+                .ok_or_else(|| Error::Poster(format!("{key} not in the store")))
+        };
+        let media = get(first.file_name()).await?;
+        // A CMAF segment decodes only after its init segment: the demuxer gets both at once.
+        let segment = match first.init {
+            Some(id) => {
+                let init = get(init_file_name(id)).await?;
+                let mut both = Vec::with_capacity(init.len() + media.len());
+                both.extend_from_slice(&init);
+                both.extend_from_slice(&media);
+                Bytes::from(both)
+            }
+            None => media,
+        };
+        let jpeg = maker.poster(segment, first.format()).await?;
         shared
             .put_retrying(
                 room,

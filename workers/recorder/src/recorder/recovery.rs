@@ -19,7 +19,8 @@ use super::{
 use crate::{
     RecordingStatus, Result,
     catalog::MAX_PAGE,
-    parse_room, session_prefix,
+    events::{SegmentFormat, init_file_name, parse_init_file_name, parse_segment_file_name},
+    parse_room, rendition_key,
     spool::{MANIFEST, Manifest, SegmentEntry},
 };
 
@@ -43,33 +44,52 @@ pub(super) async fn recover(shared: &Shared, jobs: &mpsc::UnboundedSender<Job>) 
             }
         };
         let log = shared.spool.read_log(&session_id)?;
-        for p in shared.spool.remove_unlogged(&session_id, &log) {
+        for p in shared.spool.remove_unlogged(&session_id, &m, &log) {
             debug!(path = %p.display(), "removed a segment that was never logged");
         }
+        let sid = session_id.as_str();
+        let key = &|rendition: &str, file: &str| {
+            rendition_key(&shared.cfg.prefix, &room, sid, rendition, file)
+        };
+        // Inits first: a player that finds a segment in the store finds its init there too.
+        let inits = m.inits.iter().flat_map(|(rendition, ids)| {
+            ids.iter().map(move |id| {
+                (
+                    shared.spool.init_path(sid, rendition, *id),
+                    key(rendition, &init_file_name(*id)),
+                    true,
+                )
+            })
+        });
         let mut seen = HashSet::new();
+        let segments = log
+            .iter()
+            .filter(|e| seen.insert((e.rendition.clone(), e.seq)))
+            .map(|e| {
+                (
+                    shared.spool.segment_path(sid, e),
+                    key(&e.rendition, &e.file_name()),
+                    false,
+                )
+            });
         let mut queued = 0;
-        for e in &log {
-            if !seen.insert((e.rendition.clone(), e.seq)) {
-                continue;
-            }
-            let path = shared.spool.segment_path(&session_id, &e.rendition, e.seq);
+        for (path, key, init) in inits.chain(segments).collect::<Vec<_>>() {
+            // No file: it was stored before the crash.
             let Ok(meta) = std::fs::metadata(&path) else {
                 continue;
             };
-            shared.hold_recovered(meta.len());
+            // Init segments are outside the spool budget, as when they were first spooled.
+            let bytes = if init { 0 } else { meta.len() };
+            shared.hold_recovered(bytes);
             queued += 1;
             let _ = jobs.send(Job::Upload(UploadJob {
                 room: room.clone(),
                 session_id: session_id.clone(),
-                key: format!(
-                    "{}{}/{}.ts",
-                    session_prefix(&shared.cfg.prefix, &room, &session_id),
-                    e.rendition,
-                    e.seq
-                ),
+                key,
                 path,
-                bytes: meta.len(),
+                bytes,
                 closed_at: Instant::now(),
+                init,
             }));
         }
         if m.clean.is_none() {
@@ -109,12 +129,20 @@ pub(super) async fn finalise_orphans(
             continue;
         }
         let mut log = Vec::new();
+        // The lowest init id stored per rendition: which segment followed which init went
+        // with the spool, and a session without a reconnect has only the one.
+        let mut inits: HashMap<String, u32> = HashMap::new();
         for key in shared.store.list(&rec.prefix).await? {
             let rest = key.strip_prefix(&rec.prefix).unwrap_or_default();
             let Some((rendition, file)) = rest.split_once('/') else {
                 continue;
             };
-            let Some(seq) = file.strip_suffix(".ts").and_then(|n| n.parse::<u64>().ok()) else {
+            if let Some(id) = parse_init_file_name(file) {
+                let lowest = inits.entry(rendition.to_owned()).or_insert(id);
+                *lowest = (*lowest).min(id);
+                continue;
+            }
+            let Some((seq, format)) = parse_segment_file_name(file) else {
                 continue;
             };
             log.push(SegmentEntry {
@@ -124,8 +152,18 @@ pub(super) async fn finalise_orphans(
                 discontinuity: false,
                 program_date_time: 0,
                 bytes: 0,
+                // Placeholder, set from `inits` once the listing is read.
+                init: (format == SegmentFormat::Cmaf).then_some(0),
             });
         }
+        // A CMAF segment without any init in the store plays nowhere: left out.
+        log.retain_mut(|e| match e.init {
+            Some(_) => inits
+                .get(&e.rendition)
+                .map(|id| e.init = Some(*id))
+                .is_some(),
+            None => true,
+        });
         // Time from the first sequence number of each rendition.
         let mut first: HashMap<String, u64> = HashMap::new();
         for e in &log {
@@ -146,6 +184,7 @@ pub(super) async fn finalise_orphans(
             clean: Some(false),
             dropped_segments: 0,
             attributes: Default::default(),
+            inits: Default::default(),
         };
         let span = info_span!("orphan", room = %rec.room, session = %rec.session_id);
         warn!(parent: &span, segments = log.len(), "live session without a spool; finalising as interrupted");

@@ -49,6 +49,7 @@ fn segment(session: &str, rendition: &str, seq: u64, body: Bytes) -> RecordEvent
         discontinuity: false,
         program_date_time: at(seq as f64 * 2.0),
         bytes: body,
+        init: None,
         attributes: attributes(rendition),
     }
 }
@@ -871,5 +872,254 @@ async fn recorders_sharing_metrics_add_up_their_spools_and_keep_their_rooms_apar
             r#"recorder_sessions_finalized_total{room="shows/stage"}"#
         ),
         Some(1.0)
+    );
+}
+
+/// A CMAF segment of [`segment`]'s shape that plays after init segment `init` (whose bytes say
+/// which init it is, so a test sees which one was stored).
+fn cmaf(session: &str, rendition: &str, seq: u64, init: u32, discontinuity: bool) -> RecordEvent {
+    let mut event = segment(session, rendition, seq, body(rendition, seq));
+    if let RecordEvent::SegmentClosed {
+        init: i,
+        discontinuity: d,
+        ..
+    } = &mut event
+    {
+        *i = Some(crate::InitSegment {
+            id: init,
+            bytes: init_body(rendition, init),
+        });
+        *d = discontinuity;
+    }
+    event
+}
+
+fn init_body(rendition: &str, init: u32) -> Bytes {
+    Bytes::from(format!("ftyp-moov-{rendition}-{init}"))
+}
+
+#[tokio::test]
+async fn a_cmaf_session_stores_each_init_once_and_maps_it_in_the_vod_playlist() {
+    let s3 = S3TestServer::start().await;
+    let store: DynStore = Arc::new(s3.store().await);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let rec = start_in(dir.path(), store.clone(), catalog.clone()).await;
+    let prefix = "rooms/shows/lobby/s1/source/";
+
+    rec.record(started("s1", &["source"]));
+    rec.record(cmaf("s1", "source", 0, 1, false));
+    flush(&rec).await;
+    assert_eq!(
+        store
+            .get(&format!("{prefix}init-1.mp4"))
+            .await
+            .expect("get"),
+        Some(init_body("source", 1))
+    );
+    // Gone from the store, init 1 must not come back with the next segment that needs it:
+    // it was uploaded once, not with every segment.
+    store
+        .delete_prefix(&format!("{prefix}init-1.mp4"))
+        .await
+        .expect("delete");
+    rec.record(cmaf("s1", "source", 1, 1, false));
+    // A publisher reconnect: a new init, and a discontinuity.
+    rec.record(cmaf("s1", "source", 2, 2, true));
+    rec.record(cmaf("s1", "source", 3, 2, false));
+    rec.record(ended("s1", 4, true));
+    flush(&rec).await;
+
+    let mut keys = store.list("rooms/shows/lobby/s1/").await.expect("list");
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "rooms/shows/lobby/s1/index.m3u8",
+            "rooms/shows/lobby/s1/session.json",
+            "rooms/shows/lobby/s1/source/0.m4s",
+            "rooms/shows/lobby/s1/source/1.m4s",
+            "rooms/shows/lobby/s1/source/2.m4s",
+            "rooms/shows/lobby/s1/source/3.m4s",
+            "rooms/shows/lobby/s1/source/index.m3u8",
+            "rooms/shows/lobby/s1/source/init-2.mp4",
+        ]
+    );
+    assert_eq!(
+        store
+            .get(&format!("{prefix}init-2.mp4"))
+            .await
+            .expect("get"),
+        Some(init_body("source", 2))
+    );
+    assert_eq!(
+        store.get(&format!("{prefix}2.m4s")).await.expect("get"),
+        Some(body("source", 2))
+    );
+    // Inits are not segments: the counters see four.
+    assert_eq!(rec.metrics().room(&lobby()).segments_uploaded.get(), 4);
+    let playlist = store
+        .get(&format!("{prefix}index.m3u8"))
+        .await
+        .expect("get")
+        .expect("playlist");
+    insta::assert_snapshot!(String::from_utf8_lossy(&playlist), @r#"
+    #EXTM3U
+    #EXT-X-VERSION:7
+    #EXT-X-TARGETDURATION:2
+    #EXT-X-PLAYLIST-TYPE:VOD
+    #EXT-X-MAP:URI="init-1.mp4"
+    #EXTINF:2,
+    0.m4s
+    #EXTINF:2,
+    1.m4s
+    #EXT-X-MAP:URI="init-2.mp4"
+    #EXT-X-DISCONTINUITY
+    #EXTINF:2,
+    2.m4s
+    #EXTINF:2,
+    3.m4s
+    #EXT-X-ENDLIST
+    "#);
+    assert_eq!(
+        entry(&*catalog, "s1").await.status,
+        RecordingStatus::Complete
+    );
+}
+
+#[tokio::test]
+async fn a_killed_recorder_recovers_a_cmaf_session_with_its_inits() {
+    let (mut s3, store, dir, catalog) = s3_down().await;
+    let spool = dir.path().join("spool");
+    let first = Recorder::start(fast_config(&spool), store.clone(), catalog.clone())
+        .await
+        .expect("start");
+    first.record(started("s1", &["source", "360p"]));
+    for r in ["source", "360p"] {
+        first.record(cmaf("s1", r, 0, 1, false));
+        first.record(cmaf("s1", r, 1, 2, true));
+    }
+    wait_until("4 segments spooled", || {
+        first.metrics().room(&lobby()).segments_spooled.get() == 4
+    })
+    .await;
+    drop(first);
+    // A crash between writing an init and naming it in the manifest leaves a stray file.
+    let stray = spool.join("s1/source/init-9.mp4");
+    std::fs::write(&stray, b"never needed").expect("stray init");
+
+    s3.restart().await;
+    let second = Recorder::start(fast_config(&spool), store.clone(), catalog.clone())
+        .await
+        .expect("restart");
+    flush(&second).await;
+
+    assert_eq!(
+        entry(&*catalog, "s1").await.status,
+        RecordingStatus::Interrupted
+    );
+    for r in ["source", "360p"] {
+        let prefix = format!("rooms/shows/lobby/s1/{r}/");
+        for init in [1, 2] {
+            assert_eq!(
+                store
+                    .get(&format!("{prefix}init-{init}.mp4"))
+                    .await
+                    .expect("get"),
+                Some(init_body(r, init)),
+                "{r} init {init}"
+            );
+        }
+        for seq in [0, 1] {
+            assert_eq!(
+                store.get(&format!("{prefix}{seq}.m4s")).await.expect("get"),
+                Some(body(r, seq))
+            );
+        }
+        let text = store
+            .get(&format!("{prefix}index.m3u8"))
+            .await
+            .expect("get")
+            .expect("playlist");
+        let parsed = m3u8_rs::parse_media_playlist_res(&text).expect("playlist");
+        let listed: Vec<_> = parsed
+            .segments
+            .iter()
+            .map(|s| (s.map.as_ref().map(|m| m.uri.clone()), s.uri.clone()))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                (Some("init-1.mp4".to_owned()), "0.m4s".to_owned()),
+                (Some("init-2.mp4".to_owned()), "1.m4s".to_owned()),
+            ]
+        );
+        assert!(parsed.segments[1].discontinuity);
+    }
+    assert!(
+        !store
+            .list("rooms/shows/lobby/s1/")
+            .await
+            .expect("list")
+            .iter()
+            .any(|k| k.ends_with("init-9.mp4"))
+    );
+    assert!(!spool.join("s1").exists(), "spool emptied");
+}
+
+#[tokio::test]
+async fn an_orphaned_cmaf_session_is_finalised_with_its_init_from_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("rec")).expect("store"));
+    let catalog = Arc::new(EmbeddedCatalog::open(dir.path()).expect("catalog"));
+    let mut live = crate::catalog::suite::recording(ROOM, "s1", 1_000, RecordingStatus::Live);
+    live.prefix = "rooms/shows/lobby/s1/".into();
+    catalog.upsert(&live).await.expect("upsert");
+    for (key, body) in [
+        ("source/init-1.mp4", init_body("source", 1)),
+        ("source/0.m4s", body("source", 0)),
+        ("source/1.m4s", body("source", 1)),
+        // A rendition whose init never reached the store plays nowhere: left out.
+        ("360p/0.m4s", body("360p", 0)),
+        ("source/init-x.mp4", Bytes::from_static(b"not ours")),
+    ] {
+        store
+            .put(&format!("{}{key}", live.prefix), body, "x")
+            .await
+            .expect("put");
+    }
+    let rec = start_in(dir.path(), store.clone(), catalog.clone()).await;
+    assert_eq!(
+        rec.finalise_orphans(ROOM, Duration::from_secs(2))
+            .await
+            .expect("finalise"),
+        1
+    );
+    let text = store
+        .get("rooms/shows/lobby/s1/source/index.m3u8")
+        .await
+        .expect("get")
+        .expect("playlist");
+    let text = String::from_utf8_lossy(&text);
+    assert!(text.contains("#EXT-X-VERSION:7"), "{text}");
+    assert_eq!(
+        text.matches("#EXT-X-MAP:URI=\"init-1.mp4\"").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        text.contains("0.m4s\n") && text.contains("1.m4s\n"),
+        "{text}"
+    );
+    assert!(
+        store
+            .get("rooms/shows/lobby/s1/360p/index.m3u8")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert_eq!(
+        entry(&*catalog, "s1").await.status,
+        RecordingStatus::Interrupted
     );
 }

@@ -27,6 +27,9 @@ pub(super) struct UploadJob {
     /// Spool bytes it holds, released once stored (or given up).
     pub(super) bytes: u64,
     pub(super) closed_at: Instant,
+    /// A CMAF init segment: outside the spool budget (a few hundred bytes, once per reconnect)
+    /// and not counted as a segment.
+    pub(super) init: bool,
 }
 
 pub(super) enum Job {
@@ -117,6 +120,10 @@ async fn upload(shared: &Shared, job: UploadJob) {
         warn!(error = %e, "removing an uploaded segment from the spool");
     }
     shared.release(job.bytes);
+    if job.init {
+        debug!("init segment stored");
+        return;
+    }
     let lag = job.closed_at.elapsed();
     let metrics = shared.metrics.room(&job.room);
     metrics.segments_uploaded.inc();

@@ -17,10 +17,10 @@ use super::{
 };
 use crate::{
     Recording, RecordingStatus, RoomIdentity, check_name,
-    events::RecordEvent,
+    events::{RecordEvent, init_file_name},
     parse_room,
     playlist::StreamAttributes,
-    session_prefix,
+    rendition_key, session_prefix,
     spool::{Manifest, SegmentEntry},
     unix_ms,
 };
@@ -45,6 +45,7 @@ fn manifest_of(room: &str, session_id: &str, renditions: Vec<String>, started_at
         clean: None,
         dropped_segments: 0,
         attributes: Default::default(),
+        inits: Default::default(),
     }
 }
 
@@ -63,6 +64,20 @@ fn live_recording(shared: &Shared, room: &RoomIdentity, m: &Manifest) -> Recordi
         segments: 0,
         dropped_segments: 0,
     }
+}
+
+/// A segment the spool could not take (or whose init it could not take): its reservation goes
+/// back and it is left out of the recording.
+fn not_spooled(
+    shared: &Shared,
+    reserved: u64,
+    room: &RoomIdentity,
+    session_id: &str,
+    rendition: &str,
+    seq: u64,
+) {
+    shared.release(reserved);
+    shared.drop_segment(room, session_id, rendition, seq, "spool_write_failed");
 }
 
 /// Spools events in order and hands the remote work to the uploader.
@@ -127,6 +142,7 @@ pub(super) async fn run(
                 discontinuity,
                 program_date_time,
                 bytes,
+                init,
                 attributes,
             } => {
                 if ended.contains(&session_id) {
@@ -164,10 +180,55 @@ pub(super) async fn run(
                 if described {
                     m.attributes.insert(rendition.clone(), attributes);
                 }
-                if (new_rendition || described)
+                // A CMAF init is spooled (and uploaded) once, before the first segment that
+                // needs it; the manifest names it so recovery keeps and uploads it.
+                let new_init = init.as_ref().filter(|i| {
+                    !m.inits
+                        .get(&rendition)
+                        .is_some_and(|ids| ids.contains(&i.id))
+                });
+                let mut init_failed = false;
+                if let Some(i) = new_init {
+                    match shared
+                        .spool
+                        .write_init(&session_id, &rendition, i.id, &i.bytes)
+                        .await
+                    {
+                        Ok(path) => {
+                            m.inits.entry(rendition.clone()).or_default().insert(i.id);
+                            let _ = jobs.send(Job::Upload(UploadJob {
+                                room: room_id.clone(),
+                                session_id: session_id.clone(),
+                                key: rendition_key(
+                                    &shared.cfg.prefix,
+                                    &room_id,
+                                    &session_id,
+                                    &rendition,
+                                    &init_file_name(i.id),
+                                ),
+                                path,
+                                bytes: 0,
+                                closed_at,
+                                init: true,
+                            }));
+                        }
+                        Err(e) => {
+                            span.in_scope(
+                                || error!(error = %e, init = i.id, "spooling an init segment"),
+                            );
+                            init_failed = true;
+                        }
+                    }
+                }
+                if (new_rendition || described || (new_init.is_some() && !init_failed))
                     && let Err(e) = shared.spool.write_manifest(m).await
                 {
                     span.in_scope(|| error!(error = %e, "writing the session manifest"));
+                }
+                if init_failed {
+                    // Without its init the segment plays nowhere: leave it out.
+                    not_spooled(&shared, reserved, &room_id, &session_id, &rendition, seq);
+                    continue;
                 }
                 let entry = SegmentEntry {
                     rendition: rendition.clone(),
@@ -176,6 +237,7 @@ pub(super) async fn run(
                     discontinuity,
                     program_date_time: unix_ms(program_date_time),
                     bytes: reserved,
+                    init: init.map(|i| i.id),
                 };
                 match shared
                     .spool
@@ -184,9 +246,12 @@ pub(super) async fn run(
                 {
                     Ok(path) => {
                         shared.metrics.room(&room_id).segments_spooled.inc();
-                        let key = format!(
-                            "{}{rendition}/{seq}.ts",
-                            session_prefix(&shared.cfg.prefix, &room_id, &session_id)
+                        let key = rendition_key(
+                            &shared.cfg.prefix,
+                            &room_id,
+                            &session_id,
+                            &rendition,
+                            &entry.file_name(),
                         );
                         let _ = jobs.send(Job::Upload(UploadJob {
                             room: room_id,
@@ -195,18 +260,12 @@ pub(super) async fn run(
                             path,
                             bytes: reserved,
                             closed_at,
+                            init: false,
                         }));
                     }
                     Err(e) => {
                         span.in_scope(|| error!(error = %e, "spooling a segment"));
-                        shared.release(reserved);
-                        shared.drop_segment(
-                            &room_id,
-                            &session_id,
-                            &rendition,
-                            seq,
-                            "spool_write_failed",
-                        );
+                        not_spooled(&shared, reserved, &room_id, &session_id, &rendition, seq);
                     }
                 }
             }

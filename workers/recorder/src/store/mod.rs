@@ -72,5 +72,8 @@ mod tests {
             "application/vnd.apple.mpegurl"
         );
         assert_eq!(content_type("a/1.ts"), "video/mp2t");
+        // CMAF recordings: what a CDN serving the bucket passes on to players.
+        assert_eq!(content_type("a/init-1.mp4"), "video/mp4");
+        assert_eq!(content_type("a/12.m4s"), "video/iso.segment");
     }
 }
