@@ -8,10 +8,12 @@
 #   PROFILE=release bash scripts/bench-ingest.sh  # release build (the figures to quote)
 #   PUBLISH_SECONDS=20 SEGMENT=2 ROUNDS=2 FIRST_ROUNDS=10 BENCH_SIZE=854x480 are the defaults
 #
-# Needs ffmpeg and openssl (scripts/install-deps.sh). Everything runs on 127.0.0.1.
+# Needs ffmpeg, openssl and socat (scripts/install-deps.sh). Everything runs on 127.0.0.1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+bash scripts/install-deps.sh demo >/dev/null
+command -v socat >/dev/null || bash scripts/install-deps.sh
 PROFILE="${PROFILE:-debug}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roomcast-target}"
 case "$PROFILE" in

@@ -41,7 +41,9 @@ ROUNDS = int(os.environ.get("ROUNDS", "2"))
 SETUP_ROUNDS = int(os.environ.get("SETUP_ROUNDS", "20"))
 FIRST_ROUNDS = int(os.environ.get("FIRST_ROUNDS", "10"))
 FIRST_SECONDS = 5
-WAYS = ["direct", "rtmp", "rtmps"]
+# `tls-only`: socat terminating TLS in front of the media worker, with no routing or relay: what
+# any RTMPS front door costs, so the gateway's own share of the RTMPS figure can be told apart.
+WAYS = ["direct", "rtmp", "rtmps", "tls-only"]
 ROUTING_KEY = b"bench-routing-key-0123456789abcdef0123"
 
 
@@ -160,10 +162,17 @@ def main():
                 raise SystemExit("the gateway never got ready")
             time.sleep(0.1)
 
+        t_port = free_port()
+        procs.append(subprocess.Popen(
+            ["socat", f"OPENSSL-LISTEN:{t_port},bind=127.0.0.1,reuseaddr,fork,verify=0,"
+                      f"cert={os.path.join(work, 'tls.crt')},key={os.path.join(work, 'tls.key')}",
+             f"TCP:127.0.0.1:{m_rtmp}"]))
+        wait_port(t_port)
         urls = {
             "direct": f"rtmp://127.0.0.1:{m_rtmp}/live",
             "rtmp": f"rtmp://127.0.0.1:{g_rtmp}/live",
             "rtmps": f"rtmps://127.0.0.1:{g_rtmps}/live",
+            "tls-only": f"rtmps://127.0.0.1:{t_port}/live",
         }
         results = {way: [] for way in WAYS}
         firsts = {way: [] for way in WAYS}
@@ -185,7 +194,8 @@ def main():
         for way in WAYS:
             listed = " ".join(f"{1000 * f:.0f}" for f in sorted(firsts[way]))
             print(f"  first segment, {way:<6} ms: {listed}")
-        ports = {"direct": (m_rtmp, False), "rtmp": (g_rtmp, False), "rtmps": (g_rtmps, True)}
+        ports = {"direct": (m_rtmp, False), "rtmp": (g_rtmp, False), "rtmps": (g_rtmps, True),
+                 "tls-only": (t_port, True)}
         setups = {way: [] for way in WAYS}
         setup_key = "bench-direct-0-key-0123456789"
         for _ in range(SETUP_ROUNDS):
@@ -222,11 +232,15 @@ def main():
             print(f"  first segment via {way:<5} {1000 * median(way):7.0f} ms vs direct "
                   f"{1000 * median('direct'):5.0f} ms (medians): added {added:+5.0f} ms "
                   f"(< 50 ms: {verdict_t})")
+        tls_front = 1000 * (median("tls-only") - median("direct"))
+        print(f"  first segment via socat's TLS alone (no gateway) {1000 * median('tls-only'):7.0f} ms: "
+              f"added {tls_front:+5.0f} ms, so the gateway's own share over rtmps is "
+              f"{1000 * (median('rtmps') - median('tls-only')):+5.0f} ms")
         setup_median = {way: sorted(v)[len(v) // 2] for way, v in setups.items()}
         print(f"\npublish setup (connect to NetStream.Publish.Start), median of {SETUP_ROUNDS}: "
               f"direct {1000 * setup_median['direct']:.1f} ms, via rtmp "
-              f"{1000 * setup_median['rtmp']:.1f} ms, via rtmps {1000 * setup_median['rtmps']:.1f} ms "
-              f"(TLS handshake included)")
+              f"{1000 * setup_median['rtmp']:.1f} ms, via rtmps {1000 * setup_median['rtmps']:.1f} ms, "
+              f"via socat's TLS alone {1000 * setup_median['tls-only']:.1f} ms (TLS handshake included)")
         print("\ngoals met" if ok else "\ngoals NOT met")
     finally:
         for p in procs:

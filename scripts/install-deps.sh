@@ -25,6 +25,8 @@ TEST_APT_PACKAGES=(
   redis-server
   # watch page: the browser tests drive Debian's Chromium (no browser download from npm).
   chromium fonts-dejavu-core
+  # scripts/bench-ingest.sh: a plain TLS terminator, the baseline of the gateway's RTMPS figure.
+  socat
 )
 
 IMAGE_APT_PACKAGES=(
