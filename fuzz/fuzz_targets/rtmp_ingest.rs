@@ -1,7 +1,8 @@
 //! roomcast's whole ingest path for one publisher, as the connection loop drives it: a valid
 //! handshake, then the fuzz input as everything the publisher sends; every publish is accepted,
 //! and every audio/video message goes through the FLV muxer into the source segmenter (the
-//! passthrough rendition's TS muxer).
+//! passthrough rendition's TS muxer, or its CMAF part muxer when the input's length is odd: a
+//! low-latency room).
 #![no_main]
 
 use std::{
@@ -14,11 +15,13 @@ use roomcast_media::ingest::rtmp::{IngestEvent, Output, RtmpCore};
 use roomcast_media::limits::SessionLimits;
 use roomcast_media::mux::flv::{FlvMuxer, FlvOutput, TagKind};
 use roomcast_media::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
+use roomcast_media::mux::parts::PartOutput;
 use roomcast_media::mux::passthrough::{SourceHints, SourceSegmenter};
 
 struct Discard;
 impl FragmentSink for Discard {
     fn fragment_closed(&self, _: ClosedFragment, _: Option<RenditionInfo>) {}
+    fn cmaf(&self, _: usize, _: PartOutput, _: Option<RenditionInfo>) {}
 }
 
 /// C0 + C1 (simple handshake) and C2: the server echoes C1 as S2 and accepts any C2.
@@ -35,6 +38,8 @@ fuzz_target!(|data: &[u8]| {
     if core.handle_input(&handshake(), now).is_err() {
         return;
     }
+    // The length's parity picks the room's latency, so the committed corpus covers both.
+    let part_target = (data.len() % 2 == 1).then(|| Duration::from_millis(500));
     let mut flv = FlvMuxer::new();
     let mut segmenter: Option<SourceSegmenter> = None;
     for piece in data.chunks(1024) {
@@ -62,6 +67,7 @@ fuzz_target!(|data: &[u8]| {
                         Duration::from_secs(2),
                         SourceHints::default(),
                         Arc::new(Discard),
+                        part_target,
                     ));
                     held
                 }
