@@ -37,6 +37,9 @@ function load(url) {
     hls.on(Hls.Events.LEVEL_SWITCHED, () => updatePosition());
     hls.on(Hls.Events.ERROR, (_event, data) => {
       if (!data.fatal) return;
+      // Said in the console so that a viewer's report (and the browser test) can tell why the
+      // player reloaded or gave up.
+      console.warn(`hls.js fatal error: ${data.type} ${data.details}`);
       if (data.type === Hls.ErrorTypes.NETWORK_ERROR && playing === "live") {
         // Idle room or a publisher reconnecting: try again shortly.
         $("player-idle").hidden = false;
