@@ -61,6 +61,7 @@ def test_default_values_render_the_operator_and_its_access(chart) -> None:
         "ClusterRole",
         "ClusterRoleBinding",
         "Deployment",
+        "NetworkPolicy",
         "Service",
         "ServiceAccount",
     ]
@@ -70,11 +71,13 @@ def test_full_values_render_every_optional_object(chart, full_values) -> None:
     kinds = sorted(o["kind"] for o in render_objects(chart, full_values))
     # watchNamespace: Role/RoleBinding for rooms + own-namespace Role/RoleBinding (lease,
     # default Secrets); ServiceMonitor on. The ingest gateway: Deployment, Service, PDB,
-    # ServiceAccount, Role/RoleBinding, Certificate, PodMonitor.
+    # ServiceAccount, Role/RoleBinding, Certificate, PodMonitor. A NetworkPolicy each.
     assert kinds == [
         "Certificate",
         "Deployment",
         "Deployment",
+        "NetworkPolicy",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "PodMonitor",
         "Role",

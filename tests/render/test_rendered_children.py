@@ -201,3 +201,39 @@ def test_render_refuses_a_room_that_asks_for_a_gateway_the_platform_does_not_run
     for bad in ["Gateway", "loadbalancer", "''"]:
         room.write_text(ROOM_HEADER + f"spec: {{ingest: {{expose: {bad}}}}}\n")
         assert "expected `gateway` or `service`" in render_error(room, GATEWAY)
+
+
+def test_the_chart_gateway_and_the_rooms_the_operator_builds_admit_each_other():
+    """The two halves of the gateway's RTMP path are written in two places: the chart's gateway
+    NetworkPolicy (egress to media pods) and the operator's room policy (ingress from the
+    gateway's pods). Each must select what the other side really runs."""
+    from helm_python.chart import Chart
+
+    values = {"ingestGateway": {"enabled": True, "host": "ingest.example.com", "tls": {"secretName": "tls"}}}
+    with Chart.load(REPO / "charts" / "roomcast") as chart:
+        manifests = chart.render(values=values, name="roomcast", namespace="roomcast-system")
+    released = [d for path, text in manifests.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+    gateway_policy = next(o for o in released if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == "roomcast-ingest")
+    gateway_pods = next(o for o in released if o["kind"] == "Deployment" and o["metadata"]["name"] == "roomcast-ingest")
+    gateway_labels = gateway_pods["spec"]["template"]["metadata"]["labels"]
+    env = {e["name"]: e.get("value") for o in released if o["kind"] == "Deployment"
+           and o["metadata"]["name"] == "roomcast-operator" for e in o["spec"]["template"]["spec"]["containers"][0]["env"]}
+
+    room = render(REPO / "charts" / "roomcast" / "examples" / "room.yaml",
+                  ["--ingest-gateway-url", env["ROOMCAST_INGEST_GATEWAY_URL"],
+                   "--ingest-gateway-pod-labels", env["ROOMCAST_INGEST_GATEWAY_POD_LABELS"]])
+    media = next(o for o in room if o["kind"] == "Deployment" and o["metadata"]["name"].endswith("-media"))
+    media_labels = media["spec"]["template"]["metadata"]["labels"]
+    (container,) = [c for c in media["spec"]["template"]["spec"]["containers"] if any(p["name"] == "rtmp" for p in c["ports"])]
+    rtmp_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "rtmp")
+
+    # The gateway may reach the media pod's RTMP port...
+    (to_media,) = [r for r in gateway_policy["spec"]["egress"] if any("podSelector" in p for p in r["to"])
+                   and r["to"][0]["podSelector"]["matchLabels"].get("app.kubernetes.io/component") == "media"]
+    assert to_media["to"][0]["podSelector"]["matchLabels"].items() <= media_labels.items()
+    assert to_media["ports"] == [{"protocol": "TCP", "port": rtmp_port}]
+    # ...and the room's media policy admits the gateway's pods there.
+    room_policy = next(o for o in room if o["kind"] == "NetworkPolicy" and o["metadata"]["name"].endswith("-media"))
+    rtmp_rule = next(r for r in room_policy["spec"]["ingress"] if {"protocol": "TCP", "port": rtmp_port} in r["ports"])
+    assert any(peer.get("podSelector", {}).get("matchLabels", {}).items() <= gateway_labels.items()
+               and "podSelector" in peer for peer in rtmp_rule["from"]), rtmp_rule

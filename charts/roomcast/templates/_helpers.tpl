@@ -202,3 +202,49 @@ fails the install with the value to set instead of pods that never start.
 {{- printf "rtmps://%s:%d/live" .Values.ingestGateway.host $port }}
 {{- end }}
 {{- end }}
+
+{{/*
+Egress every release pod needs (the argument is `networkPolicy.egress.apiServer`): DNS at the
+cluster's resolver pods, and the API server at its CIDRs or, without any, on its ports at any
+address but the cloud metadata ones (the rule rooms' policies follow).
+*/}}
+{{- define "roomcast.policyEgressCommon" -}}
+# DNS: the cluster's resolver pods only.
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+  ports:
+    - {protocol: UDP, port: 53}
+    - {protocol: TCP, port: 53}
+# The API server.
+- to:
+    {{- if .cidrs }}
+    {{- range .cidrs }}
+    - ipBlock:
+        cidr: {{ . | quote }}
+    {{- end }}
+    {{- else }}
+    - ipBlock:
+        cidr: 0.0.0.0/0
+        except: [169.254.0.0/16, 100.100.100.200/32]
+    - ipBlock:
+        cidr: ::/0
+        except: [fe80::/10, fd00:ec2::254/128]
+    {{- end }}
+  ports:
+    {{- range .ports }}
+    - {protocol: TCP, port: {{ . }}}
+    {{- end }}
+{{- end }}
+
+{{/*
+A namespaceSelector (as flow-style JSON) from namespace labels; null or empty selects every
+namespace.
+*/}}
+{{- define "roomcast.namespaceSelector" -}}
+{{- if . }}{{ dict "matchLabels" . | toJson }}{{ else }}{}{{ end }}
+{{- end }}
