@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import rtmp_client  # noqa: E402 - the hostile suite's minimal RTMP client
 from bench_media import (  # noqa: E402 - the shared measuring helpers
     FPS, GOP, SECONDS, SEGMENT, SIZE, cpu_seconds, cpu_seconds_precise, encode_input, free_port,
-    get, publish, segments, wait_port, write_room,
+    get, publish, segments, stop, wait_port, write_room,
 )
 
 ROUNDS = int(os.environ.get("ROUNDS", "2"))
@@ -243,13 +243,7 @@ def main():
               f"via socat's TLS alone {1000 * setup_median['tls-only']:.1f} ms (TLS handshake included)")
         print("\ngoals met" if ok else "\ngoals NOT met")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=10)
 
 
 if __name__ == "__main__":

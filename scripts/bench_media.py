@@ -196,6 +196,17 @@ def wrk(url):
     return float(m.group(1)) if m else 0.0
 
 
+def stop(procs, timeout):
+    """SIGTERM every process first (they shut down in parallel), then wait; kill stragglers."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def wait_port(port, timeout=20):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -354,13 +365,7 @@ http {{
         for what, (r_rps, n_rps) in results.items():
             print(f"  GET {what:<18}      {r_rps / max(n_rps, 1):.2f}x of nginx (>= 0.8x)")
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(procs, timeout=20)
         shutil.rmtree(work, ignore_errors=True)
 
 
