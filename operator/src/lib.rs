@@ -36,6 +36,7 @@ pub mod network;
 pub mod ops;
 pub mod quantity;
 pub mod render;
+pub mod room_secrets;
 pub mod routes;
 pub mod run;
 pub mod status;
