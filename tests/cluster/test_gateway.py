@@ -73,7 +73,7 @@ def routed_as(client, room, key_hash):
 
 
 def condition(room, type_):
-    return next((c for c in room["status"].get("conditions", []) if c["type"] == type_), None)
+    return next((c for c in (room.get("status") or {}).get("conditions", []) if c["type"] == type_), None)
 
 
 def test_the_routing_key_is_generated_once_and_never_overwritten(gw):
@@ -120,6 +120,72 @@ def test_a_rotated_key_reaches_the_table_within_seconds(gw):
     assert want != before
     wait_for("the rotated hash", lambda: routed_as(gw, "rotating", want), timeout=FOLLOWS_WITHIN)
     print(f"rotation reached the table in {time.monotonic() - started:.2f} s")
+
+
+def own_key_secret(name, value):
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+            "data": {"stream-key": base64.b64encode(value.encode()).decode()}}
+
+
+def test_a_key_rotated_in_the_rooms_own_secret_reaches_the_table_within_seconds(gw):
+    """The room names its own stream key Secret (`spec.ingest.streamKeySecretRef`). The operator
+    watches it by metadata and re-reads it when its resourceVersion moves, so the old key's route
+    goes and the new one's appears within a few ticks, not after the 60 s safety net."""
+    secrets = f"/api/v1/namespaces/{NAMESPACE}/secrets"
+    gw.ok("POST", secrets, own_key_secret("own-key", "own-key-before-" + "a" * 24))
+    room = room_named("owner")
+    room["spec"].setdefault("ingest", {})["streamKeySecretRef"] = {"name": "own-key"}
+    gw.ok("POST", ROOMS, room)
+    routing_key = wait_for("the routing key", lambda: secret_value(gw, ROUTING_KEY_PATH, "key"), timeout=30)
+
+    def keyed(value):
+        return hmac.new(routing_key, value.encode(), hashlib.sha256).hexdigest()
+    before = keyed("own-key-before-" + "a" * 24)
+    wait_for("the first route", lambda: routed_as(gw, "owner", before), timeout=30)
+    # Past the first read, so only the watch can bring the new key in time.
+    time.sleep(2)
+
+    fresh = "own-key-after-" + "b" * 24
+    gw.ok("PATCH", f"{secrets}/own-key", {"data": {"stream-key": base64.b64encode(fresh.encode()).decode()}},
+          content_type="application/merge-patch+json")
+    started = time.monotonic()
+    wait_for("the rotated hash", lambda: routed_as(gw, "owner", keyed(fresh)), timeout=FOLLOWS_WITHIN)
+    took = time.monotonic() - started
+    assert not any(r["keyHash"] == before for r in routes(gw).values()), "the old key's route is gone"
+    print(f"a rotation in the room's own Secret reached the table in {took:.2f} s")
+
+
+def test_a_room_naming_a_missing_secret_says_so_until_it_is_created(gw):
+    room = room_named("keyless")
+    room["spec"].setdefault("ingest", {})["streamKeySecretRef"] = {"name": "keyless-key"}
+    # Hostile neighbour: a Secret of that name in the operator's namespace is not the room's.
+    gw.ok("POST", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets", own_key_secret("keyless-key", "x" * 32))
+    gw.ok("POST", ROOMS, room)
+
+    def ready_reason(reason):
+        def check():
+            ready = condition(gw.ok("GET", f"{ROOMS}/keyless"), "Ready")
+            return ready if ready and ready["reason"] == reason else None
+        return check
+    ready = wait_for("Ready=False SecretNotFound", ready_reason("SecretNotFound"), timeout=30)
+    assert ready["status"] == "False"
+    assert ready["message"].startswith(
+        f"Secret keyless-key (spec.ingest.streamKeySecretRef) does not exist in namespace {NAMESPACE}"), ready
+    events = gw.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")["items"]
+    warned = [e for e in events if e.get("reason") == "SecretNotFound"
+              and e.get("regarding", {}).get("name") == "keyless"]
+    assert warned and warned[0]["type"] == "Warning" and "keyless-key" in warned[0]["note"], warned
+    # The children are applied anyway: the media worker starts as soon as the Secret exists.
+    gw.ok("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/keyless-media")
+
+    gw.ok("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", own_key_secret("keyless-key", "keyless-" + "k" * 32))
+    started = time.monotonic()
+
+    def cleared():
+        ready = condition(gw.ok("GET", f"{ROOMS}/keyless"), "Ready")
+        return ready if ready and ready["reason"] != "SecretNotFound" else None
+    wait_for("the condition to clear", cleared, timeout=FOLLOWS_WITHIN)
+    print(f"a created Secret cleared the condition in {time.monotonic() - started:.2f} s")
 
 
 def test_switching_a_room_to_its_own_service_removes_its_route(gw):
