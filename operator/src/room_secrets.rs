@@ -205,7 +205,7 @@ pub enum Seen {
 
 /// How long a reconcile waits for the first list of Secrets before it reports none missing.
 /// A room reconciled earlier is reconciled again once the list arrives.
-const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The cache of the Secrets in the watched namespaces, by metadata.
 #[derive(Clone, Default)]
