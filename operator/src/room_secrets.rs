@@ -246,16 +246,19 @@ impl NamedSecrets {
     }
 
     /// The Secrets the room's pods mount that do not exist. Empty when nothing is known: no
-    /// watch, or no first list within [`FIRST_LIST_WAIT`].
+    /// watch, or no first list within [`FIRST_LIST_WAIT`] (a room that mounts none of its
+    /// own never waits).
     pub async fn missing(&self, valid: &ValidRoom) -> Vec<NamedSecret> {
-        if self.store.is_none()
+        let mounted = mounted_by(valid);
+        if mounted.is_empty()
+            || self.store.is_none()
             || !tokio::time::timeout(FIRST_LIST_WAIT, self.synced())
                 .await
                 .unwrap_or(false)
         {
             return Vec::new();
         }
-        mounted_by(valid)
+        mounted
             .into_iter()
             .filter(|named| self.seen(&valid.room.namespace, &named.name) == Seen::Absent)
             .collect()

@@ -155,39 +155,6 @@ def test_a_key_rotated_in_the_rooms_own_secret_reaches_the_table_within_seconds(
     print(f"a rotation in the room's own Secret reached the table in {took:.2f} s")
 
 
-def test_a_room_naming_a_missing_secret_says_so_until_it_is_created(gw):
-    room = room_named("keyless")
-    room["spec"].setdefault("ingest", {})["streamKeySecretRef"] = {"name": "keyless-key"}
-    # Hostile neighbour: a Secret of that name in the operator's namespace is not the room's.
-    gw.ok("POST", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets", own_key_secret("keyless-key", "x" * 32))
-    gw.ok("POST", ROOMS, room)
-
-    def ready_reason(reason):
-        def check():
-            ready = condition(gw.ok("GET", f"{ROOMS}/keyless"), "Ready")
-            return ready if ready and ready["reason"] == reason else None
-        return check
-    ready = wait_for("Ready=False SecretNotFound", ready_reason("SecretNotFound"), timeout=30)
-    assert ready["status"] == "False"
-    assert ready["message"].startswith(
-        f"Secret keyless-key (spec.ingest.streamKeySecretRef) does not exist in namespace {NAMESPACE}"), ready
-    events = gw.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")["items"]
-    warned = [e for e in events if e.get("reason") == "SecretNotFound"
-              and e.get("regarding", {}).get("name") == "keyless"]
-    assert warned and warned[0]["type"] == "Warning" and "keyless-key" in warned[0]["note"], warned
-    # The children are applied anyway: the media worker starts as soon as the Secret exists.
-    gw.ok("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/keyless-media")
-
-    gw.ok("POST", f"/api/v1/namespaces/{NAMESPACE}/secrets", own_key_secret("keyless-key", "keyless-" + "k" * 32))
-    started = time.monotonic()
-
-    def cleared():
-        ready = condition(gw.ok("GET", f"{ROOMS}/keyless"), "Ready")
-        return ready if ready and ready["reason"] != "SecretNotFound" else None
-    wait_for("the condition to clear", cleared, timeout=FOLLOWS_WITHIN)
-    print(f"a created Secret cleared the condition in {time.monotonic() - started:.2f} s")
-
-
 def test_switching_a_room_to_its_own_service_removes_its_route(gw):
     gw.ok("POST", ROOMS, room_named("switcher"))
     wait_for("the switcher's route", lambda: (lambda t: t and f"{NAMESPACE}/switcher" in t)(routes(gw)), timeout=30)
