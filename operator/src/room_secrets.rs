@@ -4,12 +4,14 @@
 //! only.
 //!
 //! ```text
-//!   watch Secrets (metadata) ─► strip to name/namespace/uid/resourceVersion ─► NamedSecrets
-//!        │                                                                     │    │
-//!        └─► the rooms naming a changed Secret ─► reconcile                    │    └─► routes: re-read a
-//!            (every room naming any Secret once a full list arrives)           │        room's own key only
-//!                                                                              │        when its version moved
-//!                                              status: Ready=False SecretNotFound ◄┘
+//!   watch Secrets (metadata) ─► keep name/namespace/uid/resourceVersion ─► NamedSecrets
+//!        │                                                                   │
+//!        ├─► the rooms naming a changed Secret ─► reconcile                  ├─► status: a mounted
+//!        │                                                                   │   one missing is
+//!        └─► at the end of a full list: every room naming any Secret         │   Ready=False
+//!                                                                            │   SecretNotFound
+//!                                                  routes: re-read a room's ◄┘
+//!                                                  own key when its version moved
 //! ```
 //!
 //! Tenants own these Secrets and the operator never writes them; it reads their data only for

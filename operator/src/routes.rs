@@ -18,8 +18,9 @@
 //! changes costs one write. A rotated key reaches the table within about a second
 //! ([`ROUTES_TICK`]), wherever it lives: the `<room>-keys` Secret is cached whole; a Secret the
 //! room names itself (`spec.ingest.streamKeySecretRef`) is watched by metadata only
-//! ([`NamedSecrets`](crate::room_secrets::NamedSecrets)), and its data is read through the API once per resourceVersion, so the
-//! operator holds tenants' keys only for the rooms behind the gateway.
+//! ([`NamedSecrets`](crate::room_secrets::NamedSecrets)), and its data is read through the API
+//! once per resourceVersion, so the operator holds tenants' own keys only for the rooms behind
+//! the gateway.
 //!
 //! A room left out of the table (no key yet, a key another room already routes, a table that
 //! would outgrow its ConfigMap) keeps running and says why in its `IngestRouted` condition.
