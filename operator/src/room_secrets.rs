@@ -19,7 +19,7 @@
 //! `kubectl apply` leaves a Secret's data, in base64, in the `last-applied-configuration`
 //! annotation, and a metadata watch would otherwise hold every tenant's credentials in memory.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use futures::{Stream, StreamExt};
 use k8s_openapi::{api::core::v1::Secret, apimachinery::pkg::apis::meta::v1::ObjectMeta};
@@ -207,7 +207,7 @@ pub enum Seen {
 
 /// How long a reconcile waits for the first list of Secrets before it reports none missing.
 /// A room reconciled earlier is reconciled again once the list arrives.
-pub const FIRST_LIST_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const FIRST_LIST_WAIT: Duration = Duration::from_secs(10);
 
 /// The cache of the Secrets in the watched namespaces, by metadata.
 #[derive(Clone, Default)]
@@ -251,10 +251,14 @@ impl NamedSecrets {
     /// watch, or no first list within [`FIRST_LIST_WAIT`] (a room that mounts none of its
     /// own never waits).
     pub async fn missing(&self, valid: &ValidRoom) -> Vec<NamedSecret> {
+        self.missing_after_at_most(valid, FIRST_LIST_WAIT).await
+    }
+
+    async fn missing_after_at_most(&self, valid: &ValidRoom, wait: Duration) -> Vec<NamedSecret> {
         let mounted = mounted_by(valid);
         if mounted.is_empty()
             || self.store.is_none()
-            || !tokio::time::timeout(FIRST_LIST_WAIT, self.synced())
+            || !tokio::time::timeout(wait, self.synced())
                 .await
                 .unwrap_or(false)
         {
@@ -496,6 +500,27 @@ mod tests {
         assert_eq!(cached.metadata.namespace.as_deref(), Some("shows"));
         assert_eq!(cached.metadata.uid.as_deref(), Some("u-1"));
         assert_eq!(cached.metadata.resource_version.as_deref(), Some("7"));
+    }
+
+    #[tokio::test]
+    async fn nothing_is_missing_before_the_cache_has_its_first_full_list() {
+        let (store, mut writer) = reflector::store::<SecretMeta>();
+        let secrets = NamedSecrets::from_store(store);
+        let valid = validate(
+            &room(
+                "shows",
+                "lobby",
+                "ingest: {streamKeySecretRef: {name: key}}",
+            ),
+            &OperatorConfig::default(),
+        )
+        .expect("valid");
+        // An empty cache mid-list says nothing: the Secret may be in the part not listed yet.
+        writer.apply_watcher_event(&Event::Init);
+        let wait = Duration::from_millis(300);
+        assert!(secrets.missing_after_at_most(&valid, wait).await.is_empty());
+        writer.apply_watcher_event(&Event::InitDone);
+        assert_eq!(secrets.missing_after_at_most(&valid, wait).await.len(), 1);
     }
 
     #[tokio::test]
