@@ -35,6 +35,7 @@ use crate::{
     keys,
     labels::{self, MatchLabels},
     metrics::{ErrorLabels, KindLabels, Metrics},
+    room_secrets::{self, NamedSecrets},
     routes::{self, RouteStates},
     status::{self, Observed},
     tenancy::{self, Tenancy},
@@ -260,6 +261,8 @@ pub struct Context {
     pub tenancy: Tenancy,
     /// Whether the ingest gateway routes each room, as the routes task last wrote it.
     pub routes: Arc<RouteStates>,
+    /// The Secrets in the watched namespaces, by metadata (none unless set after `new`).
+    pub named_secrets: NamedSecrets,
     last_full_apply: Mutex<BTreeMap<String, Instant>>,
     failures: Mutex<BTreeMap<String, u32>>,
     default_secrets: Mutex<BTreeMap<String, CachedSecret>>,
@@ -286,6 +289,7 @@ impl Context {
             resync,
             tenancy: Tenancy::everywhere(),
             routes: Arc::default(),
+            named_secrets: NamedSecrets::default(),
             last_full_apply: Mutex::default(),
             failures: Mutex::default(),
             default_secrets: Mutex::default(),
@@ -569,7 +573,11 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
         }
     }
 
-    // 4. status
+    // 4. status. A Secret the room's pods mount that does not exist did not stop the apply
+    // above: the Deployments wait for it (their pods cannot start, which a cluster shows only
+    // as CreateContainerConfigError), the Secret may be created a moment later, and the watch
+    // of Secrets reconciles the room as soon as it is, which clears the condition. Holding the
+    // children back would only make the room slower to start once it exists.
     let observed = Observed {
         media: lookup(
             &ctx.stores.deployments,
@@ -590,10 +598,22 @@ async fn reconcile_inner(room: &StreamRoom, ctx: &Context, key: &str) -> Result<
         )
         .map(|s| (*s).clone()),
         route: ctx.routes.get(key),
+        missing_secrets: ctx.named_secrets.missing(&valid).await,
     };
     let now = now();
     let status = status::compute_status(room, &valid, &ctx.config, &observed, &now);
     if needs_status_patch(room, &status) {
+        if let Some(note) = status::missing_secrets_news(room, &status) {
+            warn!(%note, "the room names Secrets that do not exist");
+            ctx.publish(
+                room,
+                EventType::Warning,
+                room_secrets::SECRET_NOT_FOUND,
+                "Reconcile",
+                note,
+            )
+            .await;
+        }
         write_status(room, ctx, &status).await?;
     }
     prune_stale_chat_replicas(room, ctx, &valid, &now).await;
@@ -795,6 +815,10 @@ pub async fn run(
         }
         _ => (controller, Tenancy::everywhere()),
     };
+    // The Secrets rooms name, by metadata: a change reconciles the rooms naming it, so a
+    // missing Secret that gets created clears the room's condition at once.
+    let (named_secrets, secret_changes) = room_secrets::watch(&client, ns, controller.store());
+    let controller = controller.reconcile_on(secret_changes);
     // The gateway's routing table: its own task, which reconciles a room again when the
     // room's route appears, goes or changes state (the room's IngestRouted condition).
     let (route_changes, routes_trigger) = futures::channel::mpsc::unbounded();
@@ -810,15 +834,18 @@ pub async fn run(
     });
     let rooms = controller.store();
     let children = stores.clone();
+    let secrets = named_secrets.clone();
     tokio::spawn(async move {
-        // Ready once the room cache and every child cache have their first full list.
-        if store_ready(&rooms).await && children.synced().await {
+        // Ready once the room cache, every child cache and the Secrets cache have their first
+        // full list.
+        if store_ready(&rooms).await && children.synced().await && secrets.synced().await {
             info!("caches synced");
             let _ = ready.send(true);
         }
     });
     let mut ctx = Context::new(client, config, metrics, stores, resync);
     ctx.tenancy = tenancy;
+    ctx.named_secrets = named_secrets;
     let ctx = Arc::new(ctx);
     if ctx.config.gateway.enabled() {
         let mut stop = shutdown_rx;

@@ -9,6 +9,9 @@
 //!   (reflector stores: skip what is already applied)   Ingress, NetworkPolicy, PDB, RBAC
 //!        │
 //!        └─► status (pure: phase, conditions, urls) ─► one status patch when it changed
+//!              ▲
+//!   Secrets rooms name (metadata watch, [`room_secrets`]): a change reconciles the rooms
+//!   naming it; one their pods mount that does not exist is Ready=False SecretNotFound
 //! ```
 //!
 //! Builders take a validated room and the operator's [`config::OperatorConfig`] and return
@@ -36,6 +39,7 @@ pub mod network;
 pub mod ops;
 pub mod quantity;
 pub mod render;
+pub mod room_secrets;
 pub mod routes;
 pub mod run;
 pub mod status;

@@ -5,17 +5,22 @@
 //! ```text
 //!   room cache ──┐                                   ┌─► ConfigMap <routes> (SSA, own field
 //!   keys Secret  ├─► every second: build_table ──────┤    manager, only when it changed)
-//!   cache ───────┘   (pure: keyed hashes, limits)    └─► route state per room ─► reconcile of
-//!   routing key Secret (created once, re-read)                the rooms whose state changed
+//!   cache ───────┤   (pure: keyed hashes, limits)    └─► route state per room ─► reconcile of
+//!   named Secrets┘                                            the rooms whose state changed
+//!   (metadata; a room's own key is re-read when its resourceVersion moved)
+//!   routing key Secret (created once, re-read)
 //! ```
 //!
 //! The table is one aggregate over every room, so it is rebuilt in one place rather than by
 //! each room's reconcile (which would race on one object). It is recomputed from the
 //! controller's caches once a second: the reflector stores offer no change notification, and a
 //! pass is a few thousand HMACs at most. That tick is also the debounce: a burst of room
-//! changes costs one write. A rotated key (the `<room>-keys` Secret is watched) reaches the
-//! table within about a second; a key in a Secret the room names itself is re-read every
-//! [`SECRET_TTL`], because the operator does not watch tenants' own Secrets.
+//! changes costs one write. A rotated key reaches the table within about a second
+//! ([`ROUTES_TICK`]), wherever it lives: the `<room>-keys` Secret is cached whole; a Secret the
+//! room names itself (`spec.ingest.streamKeySecretRef`) is watched by metadata only
+//! ([`NamedSecrets`](crate::room_secrets::NamedSecrets)), and its data is read through the API
+//! once per resourceVersion, so the operator holds tenants' own keys only for the rooms behind
+//! the gateway.
 //!
 //! A room left out of the table (no key yet, a key another room already routes, a table that
 //! would outgrow its ConfigMap) keeps running and says why in its `IngestRouted` condition.
@@ -52,6 +57,7 @@ use crate::{
     build::{KEYS_SECRET, RTMP_SUFFIX},
     controller::{Context, store_ready},
     labels,
+    room_secrets::Seen,
 };
 
 /// Field manager of the routing table: apart from the room children's, so neither ever
@@ -59,7 +65,9 @@ use crate::{
 pub const ROUTES_FIELD_MANAGER: &str = "roomcast-operator-routes";
 /// How often the table is recomputed from the caches (and at most how often it is written).
 pub const ROUTES_TICK: Duration = Duration::from_secs(1);
-/// How long the routing key and rooms' own stream-key Secrets are trusted before re-reading.
+/// How long the routing key is trusted before re-reading. A room's own stream key is re-read
+/// when the watch shows a new resourceVersion, and after this long in any case: a safety net
+/// for a watch that missed an event (and the only refresh where no watch runs).
 pub const SECRET_TTL: Duration = Duration::from_secs(60);
 /// The table's share of the API server's 1 MiB object limit; the rest is the ConfigMap's
 /// metadata (managed fields grow with every writer).
@@ -240,9 +248,33 @@ type KeyRead = std::result::Result<String, String>;
 #[derive(Default)]
 struct Keeper {
     routing_key: Option<(RoutingKey, Instant)>,
-    /// `(namespace, secret, key)` -> value or why there is none, and when it was read.
-    own_keys: HashMap<(String, String, String), (KeyRead, Instant)>,
+    /// `(namespace, secret, key)` -> the last read of a room's own stream key.
+    own_keys: HashMap<(String, String, String), OwnKeyRead>,
     last_written: Option<String>,
+}
+
+/// One read of a Secret a room names, through the API.
+#[derive(Clone, Debug)]
+struct OwnKeyRead {
+    value: KeyRead,
+    /// The Secret's resourceVersion as read; `None` when it was not there (or not readable).
+    resource_version: Option<String>,
+    read_at: Instant,
+}
+
+impl OwnKeyRead {
+    /// Whether this read still stands, given what the watch shows now: the same version (or
+    /// still no Secret), and younger than [`SECRET_TTL`]. Without a watch, the age decides.
+    fn still_current(&self, seen: &Seen, now: Instant) -> bool {
+        if now.saturating_duration_since(self.read_at) >= SECRET_TTL {
+            return false;
+        }
+        match seen {
+            Seen::Present(version) => self.resource_version.as_ref() == Some(version),
+            Seen::Absent => self.resource_version.is_none(),
+            Seen::Unknown => true,
+        }
+    }
 }
 
 /// Keep the routing table until `shutdown`. Runs only while the operator leads (it is part of
@@ -255,7 +287,9 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let mut shutdown = std::pin::pin!(shutdown);
-    let synced = async { store_ready(&rooms).await && ctx.stores.synced().await };
+    let synced = async {
+        store_ready(&rooms).await && ctx.stores.synced().await && ctx.named_secrets.synced().await
+    };
     tokio::select! {
         ready = synced => if !ready { return },
         () = &mut shutdown => return,
@@ -376,7 +410,7 @@ fn data_value(data: Option<&BTreeMap<String, ByteString>>, key: &str) -> Option<
 }
 
 /// A key from a Secret the room names (`spec.ingest.streamKeySecretRef`), read through the
-/// API and kept for [`SECRET_TTL`].
+/// API again only when the watch shows the Secret changed (see [`OwnKeyRead::still_current`]).
 async fn own_key(
     ctx: &Context,
     keeper: &mut Keeper,
@@ -385,24 +419,45 @@ async fn own_key(
     key: &str,
 ) -> KeyRead {
     let id = (namespace.to_owned(), name.to_owned(), key.to_owned());
-    if let Some((value, read_at)) = keeper.own_keys.get(&id)
-        && read_at.elapsed() < SECRET_TTL
+    let seen = ctx.named_secrets.seen(namespace, name);
+    if let Some(read) = keeper.own_keys.get(&id)
+        && read.still_current(&seen, Instant::now())
     {
-        return value.clone();
+        return read.value.clone();
     }
     let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-    let value = match api.get_opt(name).await {
-        Ok(Some(secret)) => data_value(secret.data.as_ref(), key)
-            .ok_or_else(|| format!("Secret {name} has no key {key}")),
-        Ok(None) => Err(format!(
-            "Secret {name} (spec.ingest.streamKeySecretRef) does not exist"
-        )),
+    let (value, resource_version) = match api.get_opt(name).await {
+        Ok(Some(secret)) => (
+            data_value(secret.data.as_ref(), key)
+                .ok_or_else(|| format!("Secret {name} has no key {key}")),
+            secret.metadata.resource_version,
+        ),
+        Ok(None) => (
+            Err(format!(
+                "Secret {name} (spec.ingest.streamKeySecretRef) does not exist"
+            )),
+            None,
+        ),
         Err(error) => {
             warn!(%namespace, secret = %name, %error, "cannot read a room's stream key Secret");
-            Err(format!("cannot read Secret {name}"))
+            // Taken as a read of the version the watch shows, so a failing API server is asked
+            // again after SECRET_TTL or a change, not on every tick for every room.
+            let seen_version = match &seen {
+                Seen::Present(version) => Some(version.clone()),
+                Seen::Absent | Seen::Unknown => None,
+            };
+            (Err(format!("cannot read Secret {name}")), seen_version)
         }
     };
-    keeper.own_keys.insert(id, (value.clone(), Instant::now()));
+    debug!(%namespace, secret = %name, ?seen, "read a room's own stream key Secret");
+    keeper.own_keys.insert(
+        id,
+        OwnKeyRead {
+            value: value.clone(),
+            resource_version,
+            read_at: Instant::now(),
+        },
+    );
     value
 }
 
@@ -421,7 +476,7 @@ async fn routing_key(ctx: &Context, keeper: &mut Keeper) -> Result<RoutingKey> {
     // Entries of rooms' own Secrets age out here too, so the map never outgrows the rooms.
     keeper
         .own_keys
-        .retain(|_, (_, read_at)| read_at.elapsed() < SECRET_TTL);
+        .retain(|_, read| read.read_at.elapsed() < SECRET_TTL);
     Ok(key)
 }
 
@@ -696,6 +751,30 @@ mod tests {
         changed.sort();
         assert_eq!(changed, ["a/x", "b/y", "c/z"]);
         assert!(states.get("b/y").is_none());
+    }
+
+    #[test]
+    fn a_kept_own_key_stands_only_while_the_watch_shows_the_version_it_was_read_at() {
+        let read_at = Instant::now();
+        let read = |version: Option<&str>| OwnKeyRead {
+            value: Ok("key".into()),
+            resource_version: version.map(str::to_owned),
+            read_at,
+        };
+        let soon = read_at + ROUTES_TICK;
+        let present = |v: &str| Seen::Present(v.to_owned());
+        assert!(read(Some("5")).still_current(&present("5"), soon));
+        // Rotated (or replaced): a new version is read at the next tick.
+        assert!(!read(Some("5")).still_current(&present("6"), soon));
+        // Deleted since the read, or created since a read that found nothing.
+        assert!(!read(Some("5")).still_current(&Seen::Absent, soon));
+        assert!(!read(None).still_current(&present("1"), soon));
+        assert!(read(None).still_current(&Seen::Absent, soon));
+        // The safety net, and the only refresh where no watch runs.
+        let late = read_at + SECRET_TTL;
+        assert!(!read(Some("5")).still_current(&present("5"), late));
+        assert!(read(Some("5")).still_current(&Seen::Unknown, soon));
+        assert!(!read(Some("5")).still_current(&Seen::Unknown, late));
     }
 
     #[test]

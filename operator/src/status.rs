@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::{
     config::IngestServiceType,
     config::OperatorConfig,
+    room_secrets::{NamedSecret, SECRET_NOT_FOUND},
     validate::{RoomError, ValidRoom},
 };
 
@@ -42,6 +43,8 @@ pub struct Observed {
     pub rtmp_service: Option<Service>,
     /// Whether the ingest gateway routes the room (rooms behind the gateway only).
     pub route: Option<crate::routes::RouteState>,
+    /// Secrets the room's pods mount that do not exist (empty while that is unknown).
+    pub missing_secrets: Vec<NamedSecret>,
 }
 
 fn available(deployment: Option<&Deployment>) -> i32 {
@@ -327,7 +330,17 @@ pub fn compute_status(
     let mut parts = vec![&ingest, &chat, &recording];
     parts.extend(routed.as_ref());
     let all_ready = parts.iter().all(|c| c.status == "True");
-    let ready = if all_ready {
+    let missing_secrets = missing_secrets_message(valid, &observed.missing_secrets);
+    let ready = if let Some(message) = &missing_secrets {
+        condition(
+            READY,
+            false,
+            SECRET_NOT_FOUND,
+            message.clone(),
+            generation,
+            now,
+        )
+    } else if all_ready {
         condition(
             READY,
             true,
@@ -355,7 +368,7 @@ pub fn compute_status(
     let live = report.is_some_and(|r| r.live);
     let phase = if !media_up {
         RoomPhase::Pending
-    } else if parts[1..].iter().any(|c| c.status != "True") {
+    } else if missing_secrets.is_some() || parts[1..].iter().any(|c| c.status != "True") {
         RoomPhase::Degraded
     } else if live {
         RoomPhase::Live
@@ -363,6 +376,8 @@ pub fn compute_status(
         RoomPhase::Idle
     };
     let message = match phase {
+        // A missing Secret explains more than "no available replica": it is why there is none.
+        _ if missing_secrets.is_some() => ready.message.clone(),
         RoomPhase::Pending => ingest.message.clone(),
         RoomPhase::Degraded => ready.message.clone(),
         RoomPhase::Live => "a publisher is live".into(),
@@ -395,6 +410,47 @@ pub fn compute_status(
         media: None,
         chat: None,
     }
+}
+
+/// What `Ready` says when Secrets the room's pods mount do not exist: each Secret and the
+/// field naming it, so `kubectl describe` tells the user exactly what to create.
+fn missing_secrets_message(valid: &ValidRoom, missing: &[NamedSecret]) -> Option<String> {
+    if missing.is_empty() {
+        return None;
+    }
+    let (list, verb, them) = match missing {
+        [one] => (one.to_string(), "does", "it"),
+        many => (
+            many.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
+            "do",
+            "them",
+        ),
+    };
+    Some(format!(
+        "{list} {verb} not exist in namespace {}; the room's pods that mount {them} cannot start until {them} {} created",
+        valid.room.namespace,
+        if them == "it" { "is" } else { "are" },
+    ))
+}
+
+/// The Warning Event's note when `next` newly reports missing Secrets: `Ready` turns to
+/// `SecretNotFound`, or names other Secrets than the room's current status does. Said once
+/// per change; the condition keeps saying it.
+pub fn missing_secrets_news(room: &StreamRoom, next: &StreamRoomStatus) -> Option<String> {
+    let ready = |status: &StreamRoomStatus| {
+        status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == READY)
+            .filter(|c| c.reason == SECRET_NOT_FOUND)
+            .map(|c| c.message.clone())
+    };
+    let now = ready(next)?;
+    let before = room.status.as_ref().and_then(ready);
+    (before.as_deref() != Some(now.as_str())).then_some(now)
 }
 
 /// Status of a room that cannot run: phase Error, Ready=False with the reason.
@@ -730,6 +786,91 @@ mod tests {
             "",
             Some(serde_json::json!({"chat": {"replicas": replicas}})),
         )
+    }
+
+    #[test]
+    fn a_missing_secret_is_named_with_its_field_in_ready_and_the_phase_message() {
+        use crate::room_secrets::{NamedSecret, SecretField};
+        let missing = |fields: &[(SecretField, &str)]| Observed {
+            missing_secrets: fields
+                .iter()
+                .map(|(field, name)| NamedSecret {
+                    field: *field,
+                    name: (*name).to_owned(),
+                })
+                .collect(),
+            ..Observed::default()
+        };
+        let room = room("ingest: {streamKeySecretRef: {name: lobby-key}}", None);
+        let status = compute(
+            &room,
+            &missing(&[(SecretField::StreamKey, "lobby-key")]),
+            &at(0),
+        );
+        let ready = condition(&status, READY);
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", SECRET_NOT_FOUND)
+        );
+        assert_eq!(
+            ready.message,
+            "Secret lobby-key (spec.ingest.streamKeySecretRef) does not exist in namespace shows; the room's pods that mount it cannot start until it is created"
+        );
+        assert_eq!(status.phase, Some(RoomPhase::Pending));
+        assert_eq!(status.message.as_deref(), Some(ready.message.as_str()));
+
+        // Several at once; a room whose workers still run (a Secret deleted under them) is
+        // Degraded, not Live.
+        let mut both = missing(&[
+            (SecretField::StreamKey, "lobby-key"),
+            (SecretField::Mongodb, "mongo"),
+        ]);
+        both.media = Some(deployment(1));
+        both.chat = Some(deployment(2));
+        let status = compute(&room, &both, &at(0));
+        assert!(
+            condition(&status, READY).message.starts_with(
+                "Secret lobby-key (spec.ingest.streamKeySecretRef), Secret mongo (spec.mongodbSecretRef) do not exist in namespace shows"
+            ),
+            "{:?}",
+            condition(&status, READY)
+        );
+        assert_eq!(status.phase, Some(RoomPhase::Degraded));
+
+        // Created: the condition clears.
+        let status = compute(&room, &both_up(), &at(0));
+        assert_eq!(condition(&status, READY).reason, "RoomReady");
+    }
+
+    #[test]
+    fn missing_secrets_are_news_once_per_change() {
+        use crate::room_secrets::{NamedSecret, SecretField};
+        let observed = |name: &str| Observed {
+            missing_secrets: vec![NamedSecret {
+                field: SecretField::StreamKey,
+                name: name.to_owned(),
+            }],
+            ..Observed::default()
+        };
+        let fresh = room("ingest: {streamKeySecretRef: {name: a}}", None);
+        let first = compute(&fresh, &observed("a"), &at(0));
+        let note = missing_secrets_news(&fresh, &first).expect("news");
+        assert!(
+            note.starts_with("Secret a (spec.ingest.streamKeySecretRef)"),
+            "{note}"
+        );
+        // Already said: the same condition on the room is no news.
+        let reported = room(
+            "ingest: {streamKeySecretRef: {name: a}}",
+            Some(serde_json::to_value(&first).expect("json")),
+        );
+        let again = compute(&reported, &observed("a"), &at(5));
+        assert_eq!(missing_secrets_news(&reported, &again), None);
+        // Another Secret missing is news again; none missing is not.
+        let other = compute(&reported, &observed("b"), &at(5));
+        assert!(missing_secrets_news(&reported, &other).is_some());
+        let cleared = compute(&reported, &Observed::default(), &at(5));
+        assert_eq!(missing_secrets_news(&reported, &cleared), None);
     }
 
     #[test]

@@ -946,3 +946,102 @@ async fn a_room_in_a_namespace_that_opted_in_is_served() {
         "{applied:#?}"
     );
 }
+
+/// The context's cache of Secrets, listed with `secrets` (`(namespace, name)`).
+fn with_named_secrets(ctx: Arc<Context>, secrets: &[(&str, &str)]) -> Arc<Context> {
+    use kube::{
+        core::PartialObjectMeta,
+        runtime::{reflector, watcher::Event},
+    };
+    use roomcast_operator::room_secrets::NamedSecrets;
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&Event::Init);
+    for (namespace, name) in secrets {
+        let mut secret = PartialObjectMeta::<k8s_openapi::api::core::v1::Secret>::default();
+        secret.metadata.namespace = Some((*namespace).to_owned());
+        secret.metadata.name = Some((*name).to_owned());
+        secret.metadata.resource_version = Some("1".to_owned());
+        writer.apply_watcher_event(&Event::InitApply(secret));
+    }
+    writer.apply_watcher_event(&Event::InitDone);
+    // The writer may go: the store keeps what it was given.
+    let mut ctx = Arc::into_inner(ctx).expect("only the test holds the context");
+    ctx.named_secrets = NamedSecrets::from_store(store);
+    Arc::new(ctx)
+}
+
+fn room_naming_its_own_key() -> String {
+    format!("{ROOM}  ingest: {{streamKeySecretRef: {{name: lobby-key}}}}\n")
+}
+
+const MISSING_KEY_MESSAGE: &str = "Secret lobby-key (spec.ingest.streamKeySecretRef) does not exist in namespace shows; the room's pods that mount it cannot start until it is created";
+
+#[tokio::test]
+async fn a_missing_secret_the_room_names_is_reported_and_the_children_still_applied() {
+    let (ctx, mock) = context(Behaviour::default());
+    // A Secret of that name in another namespace is another tenant's: still missing here.
+    let ctx = with_named_secrets(ctx, &[("other", "lobby-key"), ("shows", "unrelated")]);
+    reconcile(room(&room_naming_its_own_key()), ctx)
+        .await
+        .expect("a missing Secret is no reconcile error");
+    let calls = mock.calls();
+
+    // Applied anyway: the media worker waits for the Secret, and starts once it exists.
+    let applied = child_patches(&calls);
+    assert!(
+        applied
+            .iter()
+            .any(|p| p == "/apis/apps/v1/namespaces/shows/deployments/lobby-media"),
+        "{applied:#?}"
+    );
+    let event = events(&calls)
+        .into_iter()
+        .find(|e| e["reason"] == "SecretNotFound")
+        .expect("a SecretNotFound event");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["note"], MISSING_KEY_MESSAGE);
+
+    let status = &status_patch(&calls).expect("status patched")["status"];
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("Ready");
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "SecretNotFound");
+    assert_eq!(ready["message"], MISSING_KEY_MESSAGE);
+    assert_eq!(status["message"], MISSING_KEY_MESSAGE);
+}
+
+#[tokio::test]
+async fn a_named_secret_that_appears_clears_the_condition_without_another_warning() {
+    let (ctx, mock) = context(Behaviour::default());
+    let ctx = with_named_secrets(ctx, &[]);
+    reconcile(room(&room_naming_its_own_key()), ctx)
+        .await
+        .expect("first pass");
+    let reported = status_patch(&mock.calls()).expect("status patched")["status"].clone();
+    assert_eq!(reported["conditions"][0]["reason"], "SecretNotFound");
+
+    // The Secret is created; the watch reconciles the room, whose status still says missing.
+    let (ctx, mock) = context(Behaviour::default());
+    let ctx = with_named_secrets(ctx, &[("shows", "lobby-key")]);
+    let mut seen: StreamRoom =
+        serde_yaml::from_str(&room_naming_its_own_key()).expect("room parses");
+    seen.status = Some(serde_json::from_value(reported).expect("status parses"));
+    reconcile(Arc::new(seen), ctx).await.expect("second pass");
+    let calls = mock.calls();
+    let status = &status_patch(&calls).expect("the cleared status is written")["status"];
+    let ready = status["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .expect("Ready");
+    assert_ne!(ready["reason"], "SecretNotFound", "{ready}");
+    assert!(
+        !ready["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("lobby-key"),
+        "{ready}"
+    );
+    assert!(!has_event(&calls, "SecretNotFound"), "{calls:#?}");
+}

@@ -329,6 +329,43 @@ def test_rooms_outside_opted_in_namespaces_get_no_children(box):
     assert children(client, namespace="unserved") == {}
 
 
+def test_a_room_naming_a_missing_secret_says_so_until_it_is_created(box):
+    """Without the ingest gateway nothing else would say it: the media pod would only fail with
+    CreateContainerConfigError. The room's Ready condition and a Warning Event name the Secret and
+    the field; creating the Secret clears it within seconds (the operator watches Secrets)."""
+    client = box.client
+    secrets = f"/api/v1/namespaces/{NAMESPACE}/secrets"
+    own_key = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "keyless-key"},
+               "data": {"stream-key": "a2V5bGVzcy1rZXktMDEyMzQ1Njc4OWFiY2RlZg=="}}
+    # Hostile neighbour: a Secret of that name in another namespace is not the room's.
+    client.ok("POST", f"/api/v1/namespaces/{OPERATOR_NAMESPACE}/secrets", own_key)
+    room = room_named("keyless")
+    room["spec"].setdefault("ingest", {})["streamKeySecretRef"] = {"name": "keyless-key"}
+    client.ok("POST", ROOMS, room)
+
+    def ready(reason_wanted):
+        def check():
+            status = client.ok("GET", f"{ROOMS}/keyless").get("status") or {}
+            found = next((c for c in status.get("conditions", []) if c["type"] == "Ready"), None)
+            return found if found and reason_wanted(found["reason"]) else None
+        return check
+    missing = wait_for("Ready=False SecretNotFound", ready(lambda r: r == "SecretNotFound"), timeout=30)
+    message = (f"Secret keyless-key (spec.ingest.streamKeySecretRef) does not exist in namespace {NAMESPACE}; "
+               "the room's pods that mount it cannot start until it is created")
+    assert missing["status"] == "False" and missing["message"] == message, missing
+    assert client.ok("GET", f"{ROOMS}/keyless")["status"]["message"] == message
+    events = client.ok("GET", f"/apis/events.k8s.io/v1/namespaces/{NAMESPACE}/events")["items"]
+    warned = [e for e in events if e.get("reason") == "SecretNotFound" and e["regarding"]["name"] == "keyless"]
+    assert len(warned) == 1 and warned[0]["type"] == "Warning" and warned[0]["note"] == message, warned
+    # Applied anyway: the media worker starts as soon as the Secret exists.
+    client.ok("GET", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/keyless-media")
+
+    client.ok("POST", secrets, own_key)
+    started = time.monotonic()
+    wait_for("the condition to clear", ready(lambda r: r != "SecretNotFound"), timeout=5)
+    print(f"a created Secret cleared the condition in {time.monotonic() - started:.2f} s")
+
+
 def test_deleting_the_room_removes_its_children_for_good(box):
     client, room, expected = box.client, box.room, box.expected
     uid = room["metadata"]["uid"]

@@ -106,7 +106,10 @@ apply: `patch`, plus `create` when the object does not exist yet).
   clusters with the OwnerReferencesPermissionEnforcement admission plugin (OpenShift, for
   one) accept that only from a subject that may update the owner's finalizers.
 - secrets: get as well (the keys Secret is read from the API before a key is generated, so a
-  stale cache never replaces one; the default S3 / MongoDB Secrets are read by name).
+  stale cache never replaces one; the default S3 / MongoDB Secrets are read by name; a room's
+  own stream key Secret is read when it changed). list/watch also serve a metadata-only watch
+  of every Secret (unlabelled too): a change to a Secret a room names reconciles the room, and
+  a missing one is reported on it (SecretNotFound).
 - other children: get (before applying a child the cache does not prove is the room's own,
   its metadata is read: a name held by anything else is a ChildConflict, never overwritten),
   list/watch (caches), create/patch (apply), delete (children a room no longer wants). Roles and RoleBindings are the per-room worker Role (get/patch on one
