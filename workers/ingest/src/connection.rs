@@ -278,7 +278,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let mut to_backend = Vec::new();
         while let Some(out) = pending.pop_front() {
             match out {
-                Output::Send(bytes) => publisher.write_all(&bytes).await?,
+                Output::Send(bytes) => write_by_deadline(&mut publisher, &core, &bytes).await?,
                 Output::Event(IngestEvent::PublishRequested {
                     request_id, key, ..
                 }) => {
@@ -302,7 +302,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             };
                             for o in core.reject_publish(request_id, &message)? {
                                 if let Output::Send(b) = o {
-                                    publisher.write_all(&b).await?;
+                                    write_by_deadline(&mut publisher, &core, &b).await?;
                                 }
                             }
                             let _ = publisher.shutdown().await;
@@ -335,6 +335,21 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(r) = relay.as_mut() {
             r.send(&to_backend).await?;
         }
+    }
+}
+
+/// Write to the publisher, but not past the connection's deadline. While a write waits, the
+/// loop polls neither the deadline, the eviction nor the stop: a client that sends commands and
+/// never reads their answers would otherwise hold its slot for ever.
+async fn write_by_deadline<S: AsyncWrite + Unpin>(
+    publisher: &mut S,
+    core: &RtmpCore,
+    bytes: &[u8],
+) -> Result<()> {
+    let (at, limit) = core.deadline();
+    match tokio::time::timeout_at(at.into(), publisher.write_all(bytes)).await {
+        Ok(written) => Ok(written?),
+        Err(_) => Err(limit_error(limit)),
     }
 }
 
