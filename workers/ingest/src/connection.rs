@@ -99,21 +99,25 @@ async fn identify(
     }
     // Until the header names the client, the per-address cap cannot apply; this bounds how
     // many such connections wait at once.
-    let Ok(_permit) = gw.unidentified.clone().try_acquire_owned() else {
-        gw.refused(
-            listener,
-            peer,
-            Refusal::ConnectionsTotal.label(),
-            &Refusal::ConnectionsTotal,
-        );
-        return None;
+    let waiting = match gw.unidentified.admit(peer.ip(), Instant::now()) {
+        Ok(waiting) => waiting,
+        Err(refusal) => {
+            gw.refused(listener, peer, refusal.label(), &refusal);
+            return None;
+        }
     };
-    match tokio::time::timeout(
+    let header = tokio::time::timeout(
         gw.session.handshake,
         crate::proxy::read_header(stream, peer),
-    )
-    .await
-    {
+    );
+    let read = tokio::select! {
+        read = header => read,
+        _ = waiting.evicted() => {
+            gw.refused(listener, peer, Refusal::Evicted.label(), &Refusal::Evicted);
+            return None;
+        }
+    };
+    match read {
         Ok(Ok(client)) => Some(client),
         Ok(Err(e)) => {
             gw.refused(listener, peer, "proxy_header", &e);
