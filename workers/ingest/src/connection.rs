@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use roomcast_rtmp::core::{IngestEvent, Output, RtmpCore};
+use roomcast_rtmp::io::write_by_deadline;
 use roomcast_rtmp::key::{MAX_STREAM_NAME_BYTES, PresentedKey};
 use roomcast_rtmp::limits::{Admitted, Limit, Refusal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -339,21 +340,6 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         if let Some(r) = relay.as_mut() {
             r.send(&to_backend).await?;
         }
-    }
-}
-
-/// Write to the publisher, but not past the connection's deadline. While a write waits, the
-/// loop polls neither the deadline, the eviction nor the stop: a client that sends commands and
-/// never reads their answers would otherwise hold its slot for ever.
-async fn write_by_deadline<S: AsyncWrite + Unpin>(
-    publisher: &mut S,
-    core: &RtmpCore,
-    bytes: &[u8],
-) -> Result<()> {
-    let (at, limit) = core.deadline();
-    match tokio::time::timeout_at(at.into(), publisher.write_all(bytes)).await {
-        Ok(written) => Ok(written?),
-        Err(_) => Err(limit_error(limit)),
     }
 }
 

@@ -10,7 +10,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Publisher, RoomSpec, TestServer, media_tools_available, metric, source, wait_exit};
+use common::{
+    Publisher, RoomSpec, TestServer, flood_unread_answers, media_tools_available, metric, source,
+    wait_exit,
+};
 use roomcast_crds::ingest_routes::{Route, RouteTable, RoutingKey};
 use roomcast_ingest::backend::Backend;
 use roomcast_ingest::routes::watch_files;
@@ -841,25 +844,6 @@ async fn a_backend_that_stops_reading_ends_the_relay_with_bounded_memory() {
     gw.stop().await;
 }
 
-/// One RTMP `connect` command to app `live` as a single type-0 chunk on chunk stream 3.
-fn connect_command(transaction: f64) -> Vec<u8> {
-    let mut payload = vec![0x02, 0x00, 0x07];
-    payload.extend_from_slice(b"connect");
-    payload.push(0x00);
-    payload.extend_from_slice(&transaction.to_be_bytes());
-    payload.extend_from_slice(&[0x03, 0x00, 0x03]);
-    payload.extend_from_slice(b"app");
-    payload.extend_from_slice(&[0x02, 0x00, 0x04]);
-    payload.extend_from_slice(b"live");
-    payload.extend_from_slice(&[0x00, 0x00, 0x09]);
-    let len = payload.len() as u32;
-    let mut chunk = vec![0x03, 0, 0, 0];
-    chunk.extend_from_slice(&len.to_be_bytes()[1..]);
-    chunk.extend_from_slice(&[0x14, 0, 0, 0, 0]);
-    chunk.extend(payload);
-    chunk
-}
-
 #[tokio::test]
 async fn a_client_that_stops_reading_is_still_cut_at_its_publish_deadline() {
     let gw = lone_gateway(GatewayOptions {
@@ -870,24 +854,7 @@ async fn a_client_that_stops_reading_is_still_cut_at_its_publish_deadline() {
         ..GatewayOptions::default()
     })
     .await;
-    // An attacker's socket with the smallest receive window it can ask for.
-    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
-    socket.set_recv_buffer_size(4096).expect("rcvbuf");
-    let mut s = socket.connect(gw.rtmp).await.expect("connect");
-    let mut hello = vec![3u8];
-    hello.extend(std::iter::repeat_n(0u8, 1536 * 2));
-    s.write_all(&hello).await.expect("handshake");
-    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
-    s.read_exact(&mut s0s1s2).await.expect("server handshake");
-    // Each `connect` is answered with a `_result` about five times its size; never read them.
-    let flood: Vec<u8> = (0..40_000)
-        .flat_map(|i| connect_command(f64::from(i)))
-        .collect();
-    let (_read, mut write) = s.into_split();
-    let writer = tokio::spawn(async move {
-        let _ = write.write_all(&flood).await;
-        write
-    });
+    let (_read, writer) = flood_unread_answers(gw.rtmp).await;
     // The publish deadline (2 s) passes while the gateway's answers sit unread: the
     // connection must still be cut and its slot freed.
     tokio::time::sleep(Duration::from_secs(2)).await;
