@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use roomcast_rtmp::core::{IngestEvent, Output, RtmpCore};
+use roomcast_rtmp::io::write_by_deadline;
 use roomcast_rtmp::key::{MAX_STREAM_NAME_BYTES, PresentedKey};
 use roomcast_rtmp::limits::{Admitted, Limit, Refusal};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -99,21 +100,25 @@ async fn identify(
     }
     // Until the header names the client, the per-address cap cannot apply; this bounds how
     // many such connections wait at once.
-    let Ok(_permit) = gw.unidentified.clone().try_acquire_owned() else {
-        gw.refused(
-            listener,
-            peer,
-            Refusal::ConnectionsTotal.label(),
-            &Refusal::ConnectionsTotal,
-        );
-        return None;
+    let waiting = match gw.unidentified.admit(peer.ip(), Instant::now()) {
+        Ok(waiting) => waiting,
+        Err(refusal) => {
+            gw.refused(listener, peer, refusal.label(), &refusal);
+            return None;
+        }
     };
-    match tokio::time::timeout(
+    let header = tokio::time::timeout(
         gw.session.handshake,
         crate::proxy::read_header(stream, peer),
-    )
-    .await
-    {
+    );
+    let read = tokio::select! {
+        read = header => read,
+        _ = waiting.evicted() => {
+            gw.refused(listener, peer, Refusal::Evicted.label(), &Refusal::Evicted);
+            return None;
+        }
+    };
+    match read {
         Ok(Ok(client)) => Some(client),
         Ok(Err(e)) => {
             gw.refused(listener, peer, "proxy_header", &e);
@@ -278,7 +283,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let mut to_backend = Vec::new();
         while let Some(out) = pending.pop_front() {
             match out {
-                Output::Send(bytes) => publisher.write_all(&bytes).await?,
+                Output::Send(bytes) => write_by_deadline(&mut publisher, &core, &bytes).await?,
                 Output::Event(IngestEvent::PublishRequested {
                     request_id, key, ..
                 }) => {
@@ -302,7 +307,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                             };
                             for o in core.reject_publish(request_id, &message)? {
                                 if let Output::Send(b) = o {
-                                    publisher.write_all(&b).await?;
+                                    write_by_deadline(&mut publisher, &core, &b).await?;
                                 }
                             }
                             let _ = publisher.shutdown().await;

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use roomcast_rtmp::limits::{self, ConnectionGate, OffenderLog, RtmpLimits, SessionLimits};
 use roomcast_runtime::listen::{Accept, accept_retrying};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
 use crate::error::{Error, Result};
 use crate::metrics::{ListenerLabels, Metrics};
@@ -77,8 +77,9 @@ pub struct Gateway {
     pub(crate) offenders: OffenderLog,
     pub(crate) key_attempts: DefaultKeyedRateLimiter<IpAddr>,
     /// Connections still reading their PROXY header (not yet under the per-address cap, which
-    /// needs the address the header names).
-    pub(crate) unidentified: Arc<Semaphore>,
+    /// needs the address the header names). They all come from the balancer, so at the cap the
+    /// oldest one gives way: connections that never send a header cannot lock the others out.
+    pub(crate) unidentified: Arc<ConnectionGate>,
     /// Set when the drain starts: the acceptors stop.
     drain_tx: watch::Sender<bool>,
     listeners_up: AtomicUsize,
@@ -102,7 +103,11 @@ impl Gateway {
             gate: options.limits.gate(),
             offenders: OffenderLog::default(),
             key_attempts: RateLimiter::keyed(Quota::per_minute(per_minute)),
-            unidentified: Arc::new(Semaphore::new(options.limits.rtmp_max_connections)),
+            unidentified: ConnectionGate::with_eviction(
+                options.limits.rtmp_max_connections,
+                usize::MAX,
+                Duration::from_secs(options.limits.rtmp_evict_after_seconds),
+            ),
             options,
             drain_tx,
             listeners_up: AtomicUsize::new(0),

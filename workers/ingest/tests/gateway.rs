@@ -10,7 +10,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Publisher, RoomSpec, TestServer, media_tools_available, metric, source, wait_exit};
+use common::{
+    Publisher, RoomSpec, TestServer, flood_unread_answers, media_tools_available, metric, source,
+    wait_exit,
+};
 use roomcast_crds::ingest_routes::{Route, RouteTable, RoutingKey};
 use roomcast_ingest::backend::Backend;
 use roomcast_ingest::routes::watch_files;
@@ -838,5 +841,60 @@ async fn a_backend_that_stops_reading_ends_the_relay_with_bounded_memory() {
     // What the gateway took before stalling is what the sockets buffer, not the stream.
     assert!(sent < 64 * 1024 * 1024, "{sent} bytes taken");
     stall.abort();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_still_cut_at_its_publish_deadline() {
+    let gw = lone_gateway(GatewayOptions {
+        limits: roomcast_rtmp::limits::RtmpLimits {
+            rtmp_publish_timeout_seconds: 2,
+            ..Default::default()
+        },
+        ..GatewayOptions::default()
+    })
+    .await;
+    let (_read, writer) = flood_unread_answers(gw.rtmp).await;
+    // The publish deadline (2 s) passes while the gateway's answers sit unread: the
+    // connection must still be cut and its slot freed.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    gw.refusals_reach("rtmp", "publish_timeout", 1.0).await;
+    writer.abort();
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn connections_that_send_no_proxy_header_cannot_lock_out_the_clients_that_do() {
+    let gw = lone_gateway(GatewayOptions {
+        proxy_protocol: true,
+        limits: roomcast_rtmp::limits::RtmpLimits {
+            rtmp_max_connections: 4,
+            ..Default::default()
+        },
+        ..GatewayOptions::default()
+    })
+    .await;
+    // One peer opens as many connections as the gateway takes in total and sends nothing.
+    let mut silent = Vec::new();
+    for _ in 0..4 {
+        silent.push(TcpStream::connect(gw.rtmp).await.expect("connect"));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A client the balancer names at once is still served.
+    let mut honest = TcpStream::connect(gw.rtmp).await.expect("connect");
+    honest
+        .write_all(b"PROXY TCP4 198.51.100.1 10.0.0.1 40000 1935\r\n")
+        .await
+        .expect("header");
+    assert!(
+        !closed(&mut honest, Duration::from_secs(1)).await,
+        "refused while silent connections wait for their headers"
+    );
+    assert!(
+        closed(&mut silent[0], Duration::from_secs(1)).await,
+        "the oldest silent connection gave way"
+    );
+    gw.refusals_reach("rtmp", "evicted_at_capacity", 1.0).await;
+    drop(silent);
     gw.stop().await;
 }

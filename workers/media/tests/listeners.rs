@@ -1,6 +1,8 @@
 //! The listeners under failure: `accept()` errors are retried, a listener that ends makes the
 //! worker not ready.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -310,6 +312,32 @@ async fn a_socket_that_sends_nothing_is_cut_at_the_handshake_deadline() {
         refused_eventually(&server, "rtmp", "handshake_timeout", 1).await,
         1
     );
+    server.shutdown(Duration::from_secs(1)).await;
+    let _ = task.await;
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_still_cut_at_its_publish_deadline() {
+    let (server, addr, task) = listening(
+        ListenerLimits {
+            rtmp: RtmpLimits {
+                rtmp_publish_timeout_seconds: 2,
+                ..RtmpLimits::default()
+            },
+            ..ListenerLimits::default()
+        },
+        "rtmp",
+    )
+    .await;
+    let (_read, writer) = common::flood_unread_answers(addr).await;
+    // The publish deadline (2 s) passes while the worker's answers sit unread: the connection
+    // must still be cut and its slot freed.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        refused_eventually(&server, "rtmp", "publish_timeout", 1).await,
+        1
+    );
+    writer.abort();
     server.shutdown(Duration::from_secs(1)).await;
     let _ = task.await;
 }

@@ -200,10 +200,14 @@ impl RtmpCore {
                 request_id,
                 app_name,
             } => {
-                let results = if app_name.trim_end_matches('/') == RTMP_APP {
+                let known = app_name.trim_end_matches('/') == RTMP_APP;
+                let results = if known {
                     session.accept_request(request_id)
                 } else {
-                    tracing::warn!(app = %app_name, "RTMP connect to an unknown application refused; use /{RTMP_APP}");
+                    // The name is the peer's: escaped (`?`) and cut, so it can neither forge
+                    // log lines nor fill the log.
+                    let app: String = app_name.chars().take(64).collect();
+                    tracing::warn!(app = ?app, "RTMP connect to an unknown application refused; use /{RTMP_APP}");
                     session.reject_request(
                         request_id,
                         "NetConnection.Connect.Rejected",
@@ -212,6 +216,10 @@ impl RtmpCore {
                 }
                 .map_err(|e| Error::Rtmp(e.to_string()))?;
                 self.absorb(results, out)?;
+                if !known {
+                    // Nothing more is read from a refused connection: one warning per connection.
+                    self.state = State::Closed;
+                }
             }
             ServerSessionEvent::PublishStreamRequested {
                 request_id,
@@ -450,6 +458,59 @@ mod tests {
         publish_request(&mut pair, "live", "supersecretkey").expect("publish requested");
         let printed = format!("{:?}", pair.events);
         assert!(!printed.contains("supersecretkey"), "{printed}");
+    }
+
+    /// A `tracing` writer into a shared buffer, to read what a test logged.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn hostile_application_names_cost_one_escaped_log_line_per_connection() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .compact()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let forged = "2026-01-01T00:00:00Z  INFO forged: publish accepted";
+        let app = format!("x\n{forged}\n{}", "A".repeat(60_000));
+        tracing::subscriber::with_default(subscriber, || {
+            let mut pair = Pair::new();
+            assert!(publish_request(&mut pair, &app, "key").is_none());
+            // The same connection asks again and again (a fresh client session each time: one
+            // rml_rtmp client connects only once).
+            for _ in 0..50 {
+                let (mut again, _) =
+                    ClientSession::new(ClientSessionConfig::new()).expect("client");
+                let ClientSessionResult::OutboundResponse(packet) =
+                    again.request_connection(app.clone()).expect("connect")
+                else {
+                    panic!("expected bytes for the server");
+                };
+                let _ = pair.server.handle_input(&packet.bytes, pair.now);
+            }
+        });
+        let logs = String::from_utf8_lossy(&captured.0.lock().expect("logs")).into_owned();
+        assert!(
+            !logs.lines().any(|l| l.starts_with(forged)),
+            "a peer wrote its own log line"
+        );
+        assert!(logs.lines().count() <= 1, "{} lines", logs.lines().count());
+        assert!(logs.len() < 1024, "{} bytes logged", logs.len());
     }
 
     fn secs(n: u64) -> std::time::Duration {

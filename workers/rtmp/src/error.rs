@@ -9,6 +9,8 @@ pub enum Error {
     Rtmp(String),
     #[error("listener limit: {0}")]
     Limit(crate::limits::Limit),
+    #[error("socket: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl Error {
@@ -18,6 +20,7 @@ impl Error {
             Error::Handshake(_) => "handshake",
             Error::Rtmp(_) => "rtmp",
             Error::Limit(l) => l.label(),
+            Error::Io(_) => "io",
         }
     }
 }

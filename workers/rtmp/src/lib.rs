@@ -7,12 +7,14 @@
 //!               │     ├─ limits::SessionLimits: handshake / publish / idle deadlines, message size
 //!               │     └─ key::PresentedKey: the stream name, redacted in every log line
 //!               └─► core::IngestEvent (publish requested, metadata, audio, video, finished)
+//!  answers      ─► io::write_by_deadline (a peer that stops reading is cut at the deadline)
 //!  listener     ─► limits::RtmpLimits (the shared clap flags: caps, deadlines, sizes)
 //!               ─► limits::refused (count by listener and reason, log once per offender)
 //! ```
 
 pub mod core;
 mod error;
+pub mod io;
 pub mod key;
 pub mod limits;
 

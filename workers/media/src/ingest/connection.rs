@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use futures::FutureExt;
+use roomcast_rtmp::io::write_by_deadline;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -294,7 +295,7 @@ async fn run(
         let mut queue: std::collections::VecDeque<Output> = outputs.into();
         while let Some(out) = queue.pop_front() {
             match out {
-                Output::Send(bytes) => stream.write_all(&bytes).await?,
+                Output::Send(bytes) => write_by_deadline(&mut stream, &core, &bytes).await?,
                 Output::Event(IngestEvent::PublishRequested {
                     request_id,
                     app,
@@ -345,7 +346,7 @@ async fn run(
                                 .inc();
                             for o in core.reject_publish(request_id, &reason.to_string())? {
                                 if let Output::Send(b) = o {
-                                    stream.write_all(&b).await?;
+                                    write_by_deadline(&mut stream, &core, &b).await?;
                                 }
                             }
                             let _ = stream.shutdown().await;

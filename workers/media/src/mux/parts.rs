@@ -436,6 +436,28 @@ mod tests {
         assert!(boxes > 0 && boxes < 5 * 1024, "{boxes}");
     }
 
+    /// Review finding: media time is the publisher's. Keyframes whose timestamps never advance
+    /// (or run backwards) close no part and no segment, and the keyframe-gap watch is content
+    /// (every frame is a keyframe): the open part grows at the publisher's bitrate until the
+    /// pod runs out of memory. Run with `--run-ignored all` to see it fail.
+    #[test]
+    #[ignore = "review finding: frozen publisher timestamps grow the open part without bound"]
+    fn keyframes_with_frozen_timestamps_still_close_parts() {
+        let mut s = PartSegmenter::new(Duration::from_millis(500));
+        s.set_avc(avc());
+        let mut out = Vec::new();
+        // 10 000 keyframes of 100 bytes, all at media time 0: 5.5 minutes at 30 fps.
+        for _ in 0..10_000 {
+            s.push_video(0, 0, true, false, access_unit(true));
+            out.extend(s.drain());
+        }
+        assert!(
+            out.iter().any(|o| matches!(o, PartOutput::Part { .. })),
+            "no part closed: {} frames held in one open part",
+            s.video.len()
+        );
+    }
+
     #[test]
     fn frames_before_the_first_keyframe_and_without_a_configuration_are_dropped() {
         let mut s = PartSegmenter::new(Duration::from_millis(500));

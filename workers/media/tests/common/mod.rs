@@ -467,3 +467,51 @@ pub fn metric(text: &str, name_and_labels_prefix: &str) -> f64 {
         .filter_map(|v| v.parse::<f64>().ok())
         .sum()
 }
+
+/// One RTMP `connect` command to app `live` as a single type-0 chunk on chunk stream 3.
+fn connect_command(transaction: f64) -> Vec<u8> {
+    let mut payload = vec![0x02, 0x00, 0x07];
+    payload.extend_from_slice(b"connect");
+    payload.push(0x00);
+    payload.extend_from_slice(&transaction.to_be_bytes());
+    payload.extend_from_slice(&[0x03, 0x00, 0x03]);
+    payload.extend_from_slice(b"app");
+    payload.extend_from_slice(&[0x02, 0x00, 0x04]);
+    payload.extend_from_slice(b"live");
+    payload.extend_from_slice(&[0x00, 0x00, 0x09]);
+    let len = payload.len() as u32;
+    let mut chunk = vec![0x03, 0, 0, 0];
+    chunk.extend_from_slice(&len.to_be_bytes()[1..]);
+    chunk.extend_from_slice(&[0x14, 0, 0, 0, 0]);
+    chunk.extend(payload);
+    chunk
+}
+
+/// A hostile RTMP client at `addr`: the smallest receive window it can ask for, a handshake,
+/// then 40 000 `connect` commands (each answered with a `_result` about five times its size)
+/// whose answers it never reads. The returned task keeps writing until aborted; the read half
+/// keeps the socket open.
+pub async fn flood_unread_answers(
+    addr: SocketAddr,
+) -> (
+    tokio::net::tcp::OwnedReadHalf,
+    tokio::task::JoinHandle<tokio::net::tcp::OwnedWriteHalf>,
+) {
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("rcvbuf");
+    let mut s = socket.connect(addr).await.expect("connect");
+    let mut hello = vec![3u8];
+    hello.extend(std::iter::repeat_n(0u8, 1536 * 2));
+    s.write_all(&hello).await.expect("handshake");
+    let mut s0s1s2 = vec![0u8; 1 + 1536 * 2];
+    s.read_exact(&mut s0s1s2).await.expect("server handshake");
+    let flood: Vec<u8> = (0..40_000)
+        .flat_map(|i| connect_command(f64::from(i)))
+        .collect();
+    let (read, mut write) = s.into_split();
+    let writer = tokio::spawn(async move {
+        let _ = write.write_all(&flood).await;
+        write
+    });
+    (read, writer)
+}
