@@ -1,11 +1,12 @@
 //! Low-Latency HLS on top of [`MediaPlaylist`] (draft-pantos-hls-rfc8216bis): the part tags of
 //! the last segments and of the open one, the preload hint of the next part, server control
-//! (blocking reload, part hold-back), rendition reports, and the rules the origin applies to a
-//! blocking request (`_HLS_msn` / `_HLS_part`). Pure: playlist in, text or a verdict out.
+//! (blocking reload, part hold-back, delta updates), rendition reports, and the rules the origin
+//! applies to a blocking request (`_HLS_msn` / `_HLS_part`) and to a delta update request
+//! (`_HLS_skip`). Pure: playlist in, text or a verdict out.
 
 use std::time::Duration;
 
-use super::playlist::{MediaPlaylist, Part, Segment, init_uri};
+use super::playlist::{MediaPlaylist, Part, Segment, Skipped, init_uri};
 
 /// Parts are listed for the segments within this many target durations of the playlist's end
 /// (4.4.4.9: older part tags should go; the segments stay for the DVR window).
@@ -13,6 +14,34 @@ const PART_TAG_TARGET_DURATIONS: u32 = 3;
 /// PART-HOLD-BACK in part targets: the spec's floor is two, three is its recommendation and
 /// what hls.js aims at.
 pub const PART_HOLD_BACK_PARTS: u32 = 3;
+/// The Skip Boundary (`CAN-SKIP-UNTIL`) in target durations: the spec's floor (4.4.3.8). The
+/// smallest boundary leaves the most out of a delta update; its cost is that a client may ask
+/// for one only while its copy is younger than half the boundary (6.3.7), three target
+/// durations, which a low-latency client reloading at every part always is.
+pub const SKIP_BOUNDARY_TARGET_DURATIONS: u64 = 6;
+
+/// What a playlist request asks to leave out (`_HLS_skip`, 6.2.5.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Skip {
+    /// No `_HLS_skip`: the whole playlist.
+    #[default]
+    Nothing,
+    /// `_HLS_skip=YES`: the segments older than the skip boundary.
+    Segments,
+    /// `_HLS_skip=v2`: those segments and old `EXT-X-DATERANGE` tags. The playlists carry no
+    /// date ranges, so this is the `YES` update plus the (empty) list of removed date ranges the
+    /// spec requires in answer to `v2` (4.4.5.2).
+    SegmentsAndDateRanges,
+}
+
+impl Skip {
+    /// Every value, in the order of [`Skip::index`]: a rendition caches one rendering of each.
+    pub const ALL: [Skip; 3] = [Skip::Nothing, Skip::Segments, Skip::SegmentsAndDateRanges];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
 
 /// `EXT-X-RENDITION-REPORT` of another rendition of the same session.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,6 +148,39 @@ impl MediaPlaylist {
         Duration::from_secs(self.target_duration * 3)
     }
 
+    /// The Skip Boundary this playlist advertises (`CAN-SKIP-UNTIL`), or `None` when it offers no
+    /// delta updates: not low latency, ended (6.2.5.1: `_HLS_skip` is then ignored), or a DVR
+    /// window too short for a delta update to leave anything out.
+    pub fn skip_boundary(&self) -> Option<Duration> {
+        if self.part_target.is_none() || self.ended {
+            return None;
+        }
+        let target = Duration::from_secs(self.target_duration);
+        let boundary = Duration::from_secs(
+            self.target_duration
+                .saturating_mul(SKIP_BOUNDARY_TARGET_DURATIONS),
+        );
+        // A full window holds at least `window` of media and its oldest segment lasts at most a
+        // target duration, so a window longer than the boundary plus one target duration always
+        // has a segment that ends beyond the boundary.
+        (self.window > boundary + target).then_some(boundary)
+    }
+
+    /// How many of the oldest segments a delta update leaves out: those that end further than
+    /// `boundary` from the end of the last segment (6.2.5.1; the open segment's parts do not
+    /// count). A segment that reaches into the boundary stays, so a client always gets at least
+    /// `boundary` of media.
+    pub fn skipped_segments(&self, boundary: Duration) -> usize {
+        let mut to_end = Duration::ZERO;
+        for (i, s) in self.segments.iter().enumerate().rev() {
+            if to_end > boundary {
+                return i + 1;
+            }
+            to_end += s.duration;
+        }
+        0
+    }
+
     /// Whether `segment` is recent enough for its parts to be listed.
     fn lists_parts(&self, segment: &Segment) -> bool {
         let horizon =
@@ -133,12 +195,30 @@ impl MediaPlaylist {
         after < horizon
     }
 
-    /// Render the low-latency playlist; `reports` are the other renditions' last parts.
-    pub fn render_low_latency(&self, reports: &[RenditionReport]) -> String {
+    /// Render the low-latency playlist; `reports` are the other renditions' last parts. A
+    /// `skip` asked of a playlist that offers no delta updates gets the whole playlist, as the
+    /// spec requires (6.2.5.1).
+    pub fn render_low_latency(&self, reports: &[RenditionReport], skip: Skip) -> String {
         let Some(target) = self.rendered_part_target() else {
             return self.render();
         };
-        let mut text = self.render_with(|s| {
+        let boundary = self.skip_boundary();
+        let skipped_count = match (skip, boundary) {
+            (Skip::Nothing, _) | (_, None) => None,
+            (_, Some(b)) => Some(self.skipped_segments(b)),
+        };
+        let skip_tag = skipped_count.map(|n| {
+            let removed_date_ranges = if skip == Skip::SegmentsAndDateRanges {
+                ",RECENTLY-REMOVED-DATERANGES=\"\""
+            } else {
+                ""
+            };
+            format!("#EXT-X-SKIP:SKIPPED-SEGMENTS={n}{removed_date_ranges}")
+        });
+        let skipped = skipped_count
+            .zip(skip_tag.as_deref())
+            .map(|(segments, tag)| Skipped { segments, tag });
+        let mut text = self.render_with(skipped, |s| {
             if self.lists_parts(s) {
                 s.parts
                     .iter()
@@ -149,8 +229,11 @@ impl MediaPlaylist {
                 Vec::new()
             }
         });
+        let can_skip = boundary
+            .map(|b| format!(",CAN-SKIP-UNTIL={}", secs(b)))
+            .unwrap_or_default();
         let control = format!(
-            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}\n#EXT-X-PART-INF:PART-TARGET={}\n",
+            "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK={}{can_skip}\n#EXT-X-PART-INF:PART-TARGET={}\n",
             secs_up(target * PART_HOLD_BACK_PARTS),
             secs_up(target),
         );
@@ -249,13 +332,13 @@ mod tests {
 
     #[test]
     fn low_latency_playlist_snapshot() {
-        insta::assert_snapshot!(playlist(10, 2).render_low_latency(&report()));
+        insta::assert_snapshot!(playlist(10, 2).render_low_latency(&report(), Skip::Nothing));
     }
 
     #[test]
     fn parts_follow_the_spec_rules() {
         let p = playlist(10, 2);
-        let text = p.render_low_latency(&report());
+        let text = p.render_low_latency(&report(), Skip::Nothing);
         let target: f64 = text
             .lines()
             .find_map(|l| l.strip_prefix("#EXT-X-PART-INF:PART-TARGET="))
@@ -291,21 +374,27 @@ mod tests {
     fn a_longer_part_raises_the_part_target() {
         let mut p = playlist(1, 0);
         p.push_part(part(533, true));
-        assert!(p.render_low_latency(&[]).contains("PART-TARGET=0.533\n"));
-        assert!(p.render_low_latency(&[]).contains("PART-HOLD-BACK=1.599\n"));
+        assert!(
+            p.render_low_latency(&[], Skip::Nothing)
+                .contains("PART-TARGET=0.533\n")
+        );
+        assert!(
+            p.render_low_latency(&[], Skip::Nothing)
+                .contains("PART-HOLD-BACK=1.599\n")
+        );
     }
 
     #[test]
     fn parts_before_the_first_segment_come_with_their_map() {
         let p = playlist(0, 2);
-        let text = p.render_low_latency(&[]);
+        let text = p.render_low_latency(&[], Skip::Nothing);
         let map = text.find("#EXT-X-MAP:URI=\"init-1.mp4\"\n").expect(&text);
         assert!(map < text.find("URI=\"0.0.m4s\"").expect(&text), "{text}");
         let mut p = playlist(2, 1);
-        let text = p.render_low_latency(&[]);
+        let text = p.render_low_latency(&[], Skip::Nothing);
         assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
         p.open_init = 2;
-        let text = p.render_low_latency(&[]);
+        let text = p.render_low_latency(&[], Skip::Nothing);
         assert!(
             text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-PART:"),
             "{text}"
@@ -317,7 +406,7 @@ mod tests {
         let mut p = playlist(2, 1);
         p.open_discontinuity = true;
         p.open_init = 2;
-        let text = p.render_low_latency(&[]);
+        let text = p.render_low_latency(&[], Skip::Nothing);
         assert!(
             text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY\n#EXT-X-PART:DURATION=0.480,URI=\"2.0.m4s\""),
             "{text}"
@@ -338,7 +427,7 @@ mod tests {
     fn an_ended_playlist_has_no_hint_and_no_reports() {
         let mut p = playlist(3, 0);
         p.ended = true;
-        let text = p.render_low_latency(&report());
+        let text = p.render_low_latency(&report(), Skip::Nothing);
         assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
         assert!(!text.contains("PRELOAD-HINT") && !text.contains("RENDITION-REPORT"));
     }
