@@ -463,4 +463,261 @@ mod tests {
         );
         assert_eq!(p.block_timeout(), Duration::from_secs(6));
     }
+
+    /// A 30 s window of two-second segments after 20 segments and two open parts, with
+    /// publisher reconnects (new init, discontinuity) at segments 2 (gone from the window), 9
+    /// (in the range a delta update skips) and 16 (in the part it keeps).
+    fn dvr_playlist() -> MediaPlaylist {
+        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(30));
+        p.part_target = Some(Duration::from_millis(500));
+        let base = chrono::Utc
+            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
+            .single()
+            .expect("date");
+        let mut reconnects = 0;
+        for seq in 0..20u64 {
+            let reconnect = [2, 9, 16].contains(&seq);
+            reconnects += i64::from(reconnect);
+            if reconnect || seq == 0 {
+                p.open_init += 1;
+            }
+            for i in 0..4 {
+                p.push_part(part(500, i == 0));
+            }
+            p.push(Segment {
+                seq,
+                duration: Duration::from_secs(2),
+                discontinuity: reconnect,
+                // Each reconnect came three seconds after the publisher dropped.
+                program_date_time: base
+                    + chrono::Duration::seconds(seq as i64 * 2 + 3 * reconnects),
+                size: 100_000,
+                init: p.open_init,
+                parts: p.open_parts.clone(),
+            });
+        }
+        p.push_part(part(500, true));
+        p.push_part(part(500, false));
+        p
+    }
+
+    fn uris(text: &str) -> Vec<&str> {
+        text.lines()
+            .filter(|l| l.ends_with(".m4s") && !l.starts_with('#'))
+            .collect()
+    }
+
+    fn header_value<'a>(text: &'a str, tag: &str) -> Option<&'a str> {
+        text.lines().find_map(|l| l.strip_prefix(tag))
+    }
+
+    #[test]
+    fn delta_update_snapshot() {
+        insta::assert_snapshot!(dvr_playlist().render_low_latency(&report(), Skip::Segments));
+    }
+
+    #[test]
+    fn a_delta_update_replaces_the_segments_beyond_the_boundary_and_keeps_what_applies_after() {
+        let p = dvr_playlist();
+        let full = p.render_low_latency(&report(), Skip::Nothing);
+        let delta = p.render_low_latency(&report(), Skip::Segments);
+        assert!(
+            full.contains(",CAN-SKIP-UNTIL=12.000\n") && delta.contains(",CAN-SKIP-UNTIL=12.000\n"),
+            "{full}"
+        );
+        assert!(!full.contains("EXT-X-SKIP") && full.contains("#EXT-X-VERSION:7\n"));
+        // Version 9 for EXT-X-SKIP; the sequence numbers are those of the whole playlist.
+        assert_eq!(header_value(&delta, "#EXT-X-VERSION:"), Some("9"));
+        for tag in [
+            "#EXT-X-MEDIA-SEQUENCE:",
+            "#EXT-X-DISCONTINUITY-SEQUENCE:",
+            "#EXT-X-TARGETDURATION:",
+        ] {
+            assert!(header_value(&full, tag).is_some(), "{tag}");
+            assert_eq!(header_value(&delta, tag), header_value(&full, tag), "{tag}");
+        }
+        assert_eq!(header_value(&full, "#EXT-X-MEDIA-SEQUENCE:"), Some("5"));
+        assert_eq!(
+            header_value(&full, "#EXT-X-DISCONTINUITY-SEQUENCE:"),
+            Some("1")
+        );
+        // Segments 5..=12 end 14 s or more before the end of segment 19: skipped. Segment 13
+        // ends exactly 12 s before it, not further: kept.
+        assert_eq!(delta.matches("#EXT-X-SKIP:").count(), 1);
+        assert_eq!(
+            header_value(&delta, "#EXT-X-SKIP:"),
+            Some("SKIPPED-SEGMENTS=8")
+        );
+        let (full_uris, delta_uris) = (uris(&full), uris(&delta));
+        assert_eq!(full_uris.len(), 15);
+        assert_eq!(
+            delta_uris,
+            full_uris[8..],
+            "the delta is the tail of the playlist"
+        );
+        // The skip stands where the skipped segments were: after the header, before anything
+        // of the first kept segment.
+        let skip = delta.find("#EXT-X-SKIP:").expect("skip");
+        let first_kept = delta.find("#EXT-X-MAP:").expect("map");
+        assert!(
+            skip < first_kept && delta[..skip].contains("#EXT-X-PART-INF:"),
+            "{delta}"
+        );
+        // What applies to the first kept segment stays: its init and its wall clock.
+        assert!(
+            delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=8\n#EXT-X-MAP:URI=\"init-3.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:37.000Z\n#EXTINF:2,\n13.m4s\n"),
+            "{delta}"
+        );
+        // The reconnect inside the skipped range goes with it; the one after it stays.
+        assert_eq!(full.matches("#EXT-X-DISCONTINUITY\n").count(), 2, "{full}");
+        assert_eq!(
+            delta.matches("#EXT-X-DISCONTINUITY\n").count(),
+            1,
+            "{delta}"
+        );
+        assert!(delta.contains("#EXT-X-MAP:URI=\"init-4.mp4\"\n#EXT-X-DISCONTINUITY\n"));
+        // Everything after the skipped segments is the whole playlist's, line for line: every
+        // part, the hint and the reports (parts are listed for 6 s, never beyond the boundary).
+        let tail_start = full
+            .find("#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:37")
+            .expect("13");
+        let tail = &full[tail_start..];
+        assert!(delta.ends_with(tail), "{delta}");
+        assert!(
+            tail.contains("#EXT-X-PART:")
+                && tail.contains("PRELOAD-HINT")
+                && tail.contains("RENDITION-REPORT")
+        );
+        assert_eq!(
+            full.matches("#EXT-X-PART:").count(),
+            delta.matches("#EXT-X-PART:").count()
+        );
+        assert!(delta.len() < full.len());
+    }
+
+    #[test]
+    fn v2_updates_list_no_removed_date_ranges_because_there_are_none() {
+        let p = dvr_playlist();
+        let yes = p.render_low_latency(&[], Skip::Segments);
+        let v2 = p.render_low_latency(&[], Skip::SegmentsAndDateRanges);
+        assert_eq!(
+            v2,
+            yes.replace(
+                "SKIPPED-SEGMENTS=8\n",
+                "SKIPPED-SEGMENTS=8,RECENTLY-REMOVED-DATERANGES=\"\"\n"
+            )
+        );
+        assert!(
+            !v2.contains("CAN-SKIP-DATERANGES"),
+            "not advertised: nothing to skip"
+        );
+    }
+
+    #[test]
+    fn the_skip_boundary_is_six_target_durations_when_the_window_is_long_enough() {
+        let mut p = dvr_playlist();
+        assert_eq!(p.skip_boundary(), Some(Duration::from_secs(12)));
+        // A segment that ran long raised the target duration: the boundary follows it.
+        p.target_duration = 3;
+        assert_eq!(p.skip_boundary(), Some(Duration::from_secs(18)));
+        // The window must exceed the boundary by more than a target duration, or no full
+        // window would hold a segment beyond it.
+        p.target_duration = 2;
+        p.window = Duration::from_secs(14);
+        assert_eq!(p.skip_boundary(), None);
+        p.window = Duration::from_secs(15);
+        assert_eq!(p.skip_boundary(), Some(Duration::from_secs(12)));
+        let mut ended = p.clone();
+        ended.ended = true;
+        assert_eq!(
+            ended.skip_boundary(),
+            None,
+            "an ended playlist offers no delta"
+        );
+        let mut standard = p.clone();
+        standard.part_target = None;
+        assert_eq!(standard.skip_boundary(), None);
+        // The default low-latency playlist of these tests has a 12 s window: no CAN-SKIP-UNTIL.
+        assert_eq!(playlist(10, 2).skip_boundary(), None);
+        assert!(
+            !playlist(10, 2)
+                .render_low_latency(&[], Skip::Nothing)
+                .contains("CAN-SKIP")
+        );
+    }
+
+    #[test]
+    fn segments_are_skipped_only_when_they_end_beyond_the_boundary() {
+        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(600));
+        p.part_target = Some(Duration::from_millis(500));
+        let b = Duration::from_secs(12);
+        assert_eq!(p.skipped_segments(b), 0, "empty");
+        let mut push = |p: &mut MediaPlaylist, seq: u64, ms: u64| {
+            p.push(Segment {
+                seq,
+                duration: Duration::from_millis(ms),
+                discontinuity: false,
+                program_date_time: chrono::Utc::now(),
+                size: 1,
+                init: 1,
+                parts: Vec::new(),
+            });
+        };
+        for seq in 0..6 {
+            push(&mut p, seq, 2_000);
+        }
+        assert_eq!(
+            p.skipped_segments(b),
+            0,
+            "segment 0 ends 10 s before the end"
+        );
+        push(&mut p, 6, 2_000);
+        assert_eq!(
+            p.skipped_segments(b),
+            0,
+            "segment 0 ends exactly 12 s before the end"
+        );
+        push(&mut p, 7, 1);
+        assert_eq!(p.skipped_segments(b), 1, "now 12.001 s: skipped");
+        push(&mut p, 8, 1_999);
+        assert_eq!(
+            p.skipped_segments(b),
+            1,
+            "segment 1 ends exactly 12 s before the end"
+        );
+        // Open parts are not the end of the last segment.
+        p.push_part(part(500, true));
+        assert_eq!(p.skipped_segments(b), 1);
+        assert_eq!(p.skipped_segments(Duration::ZERO), 8, "all but the last");
+        assert_eq!(p.skipped_segments(Duration::MAX), 0);
+    }
+
+    #[test]
+    fn a_skip_the_playlist_does_not_offer_gets_the_whole_playlist() {
+        // Too short a window, and an ended playlist: _HLS_skip is ignored (6.2.5.1).
+        let short = playlist(10, 2);
+        for skip in Skip::ALL {
+            assert_eq!(
+                short.render_low_latency(&report(), skip),
+                short.render_low_latency(&report(), Skip::Nothing)
+            );
+        }
+        let mut ended = dvr_playlist();
+        ended.ended = true;
+        let text = ended.render_low_latency(&report(), Skip::Segments);
+        assert!(
+            !text.contains("EXT-X-SKIP") && !text.contains("CAN-SKIP-UNTIL"),
+            "{text}"
+        );
+        assert_eq!(uris(&text).len(), 15);
+        assert!(text.ends_with("#EXT-X-ENDLIST\n"));
+        // Early in a session nothing is beyond the boundary yet: a delta that skips nothing.
+        let mut young = dvr_playlist();
+        while young.segments.len() > 6 {
+            young.segments.pop_front();
+        }
+        let text = young.render_low_latency(&[], Skip::Segments);
+        assert!(text.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=0\n"), "{text}");
+        assert_eq!(uris(&text).len(), 6);
+    }
 }
