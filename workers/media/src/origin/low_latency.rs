@@ -56,7 +56,7 @@ pub fn delivery(query: Option<&str>) -> Result<Delivery, &'static str> {
             _ => false,
         };
         if given_twice {
-            return Err("a delivery directive is given twice\n");
+            return Err("_HLS_msn, _HLS_part and _HLS_skip may each be given once\n");
         }
     }
     let block = match (msn, part) {
@@ -295,7 +295,7 @@ mod tests {
         );
         assert_eq!(
             delivery(Some("_HLS_skip=YES&_HLS_skip=YES")),
-            Err("a delivery directive is given twice\n")
+            Err("_HLS_msn, _HLS_part and _HLS_skip may each be given once\n")
         );
         let long = format!("_HLS_skip={}", "Y".repeat(100_000));
         assert!(delivery(Some(&long)).is_err());

@@ -652,7 +652,7 @@ mod tests {
         p.part_target = Some(Duration::from_millis(500));
         let b = Duration::from_secs(12);
         assert_eq!(p.skipped_segments(b), 0, "empty");
-        let mut push = |p: &mut MediaPlaylist, seq: u64, ms: u64| {
+        let push = |p: &mut MediaPlaylist, seq: u64, ms: u64| {
             p.push(Segment {
                 seq,
                 duration: Duration::from_millis(ms),
