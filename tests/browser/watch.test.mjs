@@ -264,7 +264,7 @@ test("after the publisher stops, the session is a past broadcast that plays to i
   assert.deepEqual(page.errors, []);
 });
 
-test("a low-latency room plays about two seconds behind live, switches quality, rewinds and returns", { skip }, async () => {
+test("a low-latency room plays about two seconds behind live, switches quality, rewinds and returns", { skip }, async (t) => {
   const fast = publish(fastUrl);
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
@@ -313,6 +313,7 @@ test("a low-latency room plays about two seconds behind live, switches quality, 
     await waitFor("a delta update that skips segments", () => deltaUpdates > 0, 10000);
     const playedAt = await currentTime(page);
     await waitFor("playback to go on over delta updates", async () => (await currentTime(page)) > playedAt + 2, 10000);
+    t.diagnostic(`${blockingReloads} blocking reloads, ${deltaRequests} with _HLS_skip=YES, ${deltaUpdates} answers skipped segments`);
     await page.click("#rewind-30");
     const behind = await waitFor("playback 30 s behind live", async () => {
       const b = Number(await page.locator("#position").getAttribute("data-behind"));
