@@ -295,29 +295,47 @@ mod tests {
 
     /// A playlist of `segments` closed two-second segments of four parts and `open` parts.
     fn playlist(segments: u64, open: usize) -> MediaPlaylist {
-        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(12));
+        let mut p = playlist_with_reconnects(Duration::from_secs(12), segments, &[]);
+        for i in 0..open {
+            p.push_part(part(480, i == 0));
+        }
+        p
+    }
+
+    /// `segments` closed two-second segments of four parts in a `window`; a publisher
+    /// reconnect (new init, discontinuity, three seconds of wall clock lost) before each of
+    /// `reconnects`.
+    fn playlist_with_reconnects(
+        window: Duration,
+        segments: u64,
+        reconnects: &[u64],
+    ) -> MediaPlaylist {
+        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, window);
         p.part_target = Some(Duration::from_millis(500));
         p.open_init = 1;
         let base = chrono::Utc
             .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
             .single()
             .expect("date");
+        let mut lost = 0;
         for seq in 0..segments {
+            let reconnect = reconnects.contains(&seq);
+            if reconnect {
+                p.open_init += 1;
+                lost += 3;
+            }
             for i in 0..4 {
                 p.push_part(part(500, i == 0));
             }
             p.push(Segment {
                 seq,
                 duration: Duration::from_secs(2),
-                discontinuity: false,
-                program_date_time: base + chrono::Duration::seconds(seq as i64 * 2),
+                discontinuity: reconnect,
+                program_date_time: base + chrono::Duration::seconds(seq as i64 * 2 + lost),
                 size: 100_000,
-                init: 1,
+                init: p.open_init,
                 parts: p.open_parts.clone(),
             });
-        }
-        for i in 0..open {
-            p.push_part(part(480, i == 0));
         }
         p
     }
@@ -465,37 +483,10 @@ mod tests {
     }
 
     /// A 30 s window of two-second segments after 20 segments and two open parts, with
-    /// publisher reconnects (new init, discontinuity) at segments 2 (gone from the window), 9
-    /// (in the range a delta update skips) and 16 (in the part it keeps).
+    /// publisher reconnects at segments 2 (gone from the window), 9 (in the range a delta update
+    /// skips) and 16 (in the part it keeps).
     fn dvr_playlist() -> MediaPlaylist {
-        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(30));
-        p.part_target = Some(Duration::from_millis(500));
-        let base = chrono::Utc
-            .with_ymd_and_hms(2026, 1, 2, 3, 4, 5)
-            .single()
-            .expect("date");
-        let mut reconnects = 0;
-        for seq in 0..20u64 {
-            let reconnect = [2, 9, 16].contains(&seq);
-            reconnects += i64::from(reconnect);
-            if reconnect || seq == 0 {
-                p.open_init += 1;
-            }
-            for i in 0..4 {
-                p.push_part(part(500, i == 0));
-            }
-            p.push(Segment {
-                seq,
-                duration: Duration::from_secs(2),
-                discontinuity: reconnect,
-                // Each reconnect came three seconds after the publisher dropped.
-                program_date_time: base
-                    + chrono::Duration::seconds(seq as i64 * 2 + 3 * reconnects),
-                size: 100_000,
-                init: p.open_init,
-                parts: p.open_parts.clone(),
-            });
-        }
+        let mut p = playlist_with_reconnects(Duration::from_secs(30), 20, &[2, 9, 16]);
         p.push_part(part(500, true));
         p.push_part(part(500, false));
         p
