@@ -233,8 +233,8 @@ impl MediaPlaylist {
         };
         let mut text = write_string(|w| playlist.write_to(w));
         if let Some(skipped) = skipped {
-            // m3u8-rs writes no playlist-level tags of its own choosing: the header it writes
-            // without segments is where the segments begin.
+            // m3u8-rs has no EXT-X-SKIP; the same header written without segments ends where
+            // the first listed segment's tags begin, which is where the skip stands.
             let at = write_string(|w| header.write_to(w)).len();
             text.insert_str(at, &format!("{}\n", skipped.tag));
         }
