@@ -37,6 +37,16 @@ def write(target, name, data):
 
 
 def main():
+    # origin_request: the queries and file names a low-latency player sends.
+    (HERE / "corpus" / "origin_request").mkdir(parents=True, exist_ok=True)
+    for name, text in [
+        ("seed-blocking", "_HLS_msn=12&_HLS_part=3"),
+        ("seed-delta", "_HLS_msn=12&_HLS_part=3&_HLS_skip=YES"),
+        ("seed-delta-v2", "_HLS_skip=v2"),
+        ("seed-part", "12.3.m4s"),
+        ("seed-init", "init-2.mp4"),
+    ]:
+        write("origin_request", name, text.encode())
     # rtmp_ingest: everything ffmpeg sends after the handshake, in the order it sends it.
     session = rtmp.connect_command() + rtmp.publish_commands("seed-key")
     meta = rtmp.command("@setDataFrame", "onMetaData", {"width": 320, "height": 240, "framerate": 15})

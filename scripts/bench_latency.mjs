@@ -2,6 +2,10 @@
 // a low-latency room, watched one after the other (so the dev process's CPU in each window is
 // that room's) by Chromium + hls.js while ffmpeg publishes to it.
 //
+// The low-latency room is watched twice: as hls.js plays it (delta updates, `_HLS_skip=YES`,
+// once the window passes the skip boundary) and with `_HLS_skip` stripped from its playlist
+// requests, so the playlist bytes a viewer costs are measured with and without delta updates.
+//
 // Latency is wall clock minus hls.js's `playingDate` (the playhead's EXT-X-PROGRAM-DATE-TIME),
 // sampled every 250 ms once playback runs; the server stamps PDT when it receives the media, so
 // this is ingest-to-screen latency.
@@ -57,14 +61,27 @@ function publish(url) {
     "-c:a", "aac", "-b:a", "96k", "-f", "flv", url], { stdio: ["ignore", "ignore", "inherit"] });
 }
 
-async function watch(browser, base, name, pid) {
+async function watch(browser, base, { label, name, stripSkip }, pid) {
   const context = await browser.newContext();
   const page = await context.newPage();
   let requests = 0;
+  let playlistBytes = 0;
   let counting = false;
   page.on("request", (request) => {
     if (counting && request.url().includes("/hls/")) requests += 1;
   });
+  page.on("response", async (response) => {
+    if (!counting || !/\/index\.m3u8(\?|$)/.test(response.url())) return;
+    const body = await response.body().catch(() => null);
+    if (body) playlistBytes += body.length;
+  });
+  if (stripSkip) {
+    await page.route(/\/index\.m3u8\?/, (route) => {
+      const url = new URL(route.request().url());
+      url.searchParams.delete("_HLS_skip");
+      return route.continue({ url: url.toString() });
+    });
+  }
   await page.goto(`${base}/bench/${name}/`);
   const deadline = Date.now() + 60000;
   while (Date.now() < deadline) {
@@ -93,13 +110,14 @@ async function watch(browser, base, name, pid) {
   await context.close();
   samples.sort((a, b) => a - b);
   return {
-    room: name,
+    room: label,
     lowLatencyMode,
     samples: samples.length,
     medianLatency: quantile(samples, 0.5),
     p95Latency: quantile(samples, 0.95),
     stalls,
     requestsPerSecond: requests / elapsed,
+    playlistBytesPerSecond: playlistBytes / elapsed,
     cpuCores: cpu,
   };
 }
@@ -123,10 +141,15 @@ async function main() {
   });
   const results = [];
   try {
-    for (const name of ["standard", "low"]) {
-      const publisher = publish(urls[`bench/${name}`]);
+    const passes = [
+      { label: "standard", name: "standard" },
+      { label: "low", name: "low" },
+      { label: "low-full", name: "low", stripSkip: true },
+    ];
+    for (const pass of passes) {
+      const publisher = publish(urls[`bench/${pass.name}`]);
       try {
-        results.push(await watch(browser, base, name, dev.pid));
+        results.push(await watch(browser, base, pass, dev.pid));
       } finally {
         publisher.kill("SIGINT");
         await sleep(3000);
@@ -137,13 +160,16 @@ async function main() {
     dev.kill("SIGINT");
   }
   const fmt = (v, digits = 2) => Number.isFinite(v) ? v.toFixed(digits) : "n/a";
-  console.log("room      ll-mode  samples  latency-median  latency-p95  stalls  req/viewer/s  cpu-cores");
+  console.log("room      ll-mode  samples  latency-median  latency-p95  stalls  req/viewer/s  playlist-B/viewer/s  cpu-cores");
   for (const r of results) {
     console.log(`${r.room.padEnd(9)} ${String(r.lowLatencyMode).padEnd(8)} ${String(r.samples).padEnd(8)} ` +
       `${fmt(r.medianLatency).padEnd(15)} ${fmt(r.p95Latency).padEnd(12)} ${String(r.stalls).padEnd(7)} ` +
-      `${fmt(r.requestsPerSecond).padEnd(13)} ${fmt(r.cpuCores)}`);
+      `${fmt(r.requestsPerSecond).padEnd(13)} ${fmt(r.playlistBytesPerSecond, 0).padEnd(20)} ${fmt(r.cpuCores)}`);
   }
-  const [standard, low] = results;
+  const [standard, low, lowFull] = results;
+  console.log(`low-latency playlist bytes per viewer per second: ${fmt(low.playlistBytesPerSecond, 0)} with delta ` +
+    `updates, ${fmt(lowFull.playlistBytesPerSecond, 0)} without (low-full: _HLS_skip stripped), ` +
+    `${fmt(low.playlistBytesPerSecond / lowFull.playlistBytesPerSecond)}x`);
   console.log(`low-latency CPU / standard CPU: ${fmt(low.cpuCores / standard.cpuCores)}x`);
   console.log(`goals: median <= 2.0 s ${low.medianLatency <= 2.0 ? "met" : "MISSED"}, ` +
     `p95 <= 3.0 s ${low.p95Latency <= 3.0 ? "met" : "MISSED"}, ` +

@@ -306,18 +306,28 @@ test("after the publisher stops, the session is a past broadcast that plays to i
   assert.deepEqual(page.errors, []);
 });
 
-test("a low-latency room plays about two seconds behind live, switches quality, rewinds and returns", { skip }, async () => {
+test("a low-latency room plays about two seconds behind live, switches quality, rewinds and returns", { skip }, async (t) => {
   const fast = publish(fastUrl);
   try {
     const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
     const page = await openWatchPage(context, "fast");
     const parts = [];
     let blockingReloads = 0;
+    let deltaRequests = 0;
+    let deltaUpdates = 0;
     page.on("request", (request) => {
       const url = request.url();
       const part = url.match(/\/hls\/([^/]+)\/\d+\.\d+\.m4s$/);
       if (part) parts.push(part[1]);
       if (/\/index\.m3u8\?_HLS_msn=\d+&_HLS_part=\d+/.test(url)) blockingReloads += 1;
+      if (/\/index\.m3u8\?.*\b_HLS_skip=YES\b/.test(url)) deltaRequests += 1;
+    });
+    // hls.js asks for delta updates once the playlist advertises CAN-SKIP-UNTIL; count the
+    // answers that actually left segments out.
+    page.on("response", async (response) => {
+      if (!/\b_HLS_skip=YES\b/.test(response.url()) || response.status() !== 200) return;
+      const skipped = (await response.text().catch(() => "")).match(/#EXT-X-SKIP:SKIPPED-SEGMENTS=(\d+)/);
+      if (skipped && Number(skipped[1]) > 0) deltaUpdates += 1;
     });
     await waitFor("playback to start", async () => (await currentTime(page)) > 1, 40000);
     assert.equal(await page.evaluate(() => hls.config.lowLatencyMode), true, "hls.js in low-latency mode");
@@ -335,6 +345,17 @@ test("a low-latency room plays about two seconds behind live, switches quality, 
     await page.selectOption("#quality", value);
     await waitFor("a 144p part request", () => parts.includes("144p"), 20000);
 
+    await waitFor("35 s in the DVR window", () => page.evaluate(() => {
+      const r = document.getElementById("video").seekable;
+      return r.length > 0 && r.end(r.length - 1) - r.start(0) > 35;
+    }), 60000, 1000);
+    // By now the window is longer than the skip boundary (12 s): reloads are delta updates
+    // that leave segments out, and playback goes on on top of them.
+    assert.ok(deltaRequests > 0, "hls.js asks for delta updates (_HLS_skip=YES)");
+    await waitFor("a delta update that skips segments", () => deltaUpdates > 0, 10000);
+    const playedAt = await currentTime(page);
+    await waitFor("playback to go on over delta updates", async () => (await currentTime(page)) > playedAt + 2, 10000);
+    t.diagnostic(`${blockingReloads} blocking reloads, ${deltaRequests} with _HLS_skip=YES, ${deltaUpdates} answers skipped segments`);
     await rewindThirtySeconds(page);
     await page.screenshot({ path: join(artifacts, "11-low-latency-rewound.png") });
     await page.click("#go-live");

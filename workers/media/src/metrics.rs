@@ -71,7 +71,7 @@ pub struct Metrics {
 
 /// Request kinds of the HTTP origin, the `kind` label of `http_requests_total`, in the order of
 /// `http::Kind`'s variants.
-pub const HTTP_KINDS: [&str; 4] = ["master", "media", "segment", "status"];
+pub const HTTP_KINDS: [&str; 5] = ["master", "media", "segment", "part", "status"];
 
 impl Default for Metrics {
     fn default() -> Self {

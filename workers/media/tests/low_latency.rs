@@ -273,3 +273,210 @@ async fn a_reconnect_continues_the_session_with_a_discontinuity_and_a_new_init()
     assert!(frames.len() >= 45, "{} frames", frames.len());
     srv.stop().await;
 }
+
+/// Media sequence numbers of the segment lines of a playlist.
+fn segment_numbers(text: &str) -> Vec<u64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.ends_with(".m4s"))
+        .filter_map(|l| l.trim_end_matches(".m4s").parse().ok())
+        .collect()
+}
+
+/// The number after `tag`; a missing `EXT-X-MEDIA-SEQUENCE` is 0 (m3u8-rs leaves it out).
+fn header_number(text: &str, tag: &str) -> u64 {
+    let value = text
+        .lines()
+        .find_map(|l| l.strip_prefix(tag))
+        .and_then(|v| v.split(',').next()?.parse().ok());
+    match value {
+        None if tag == "#EXT-X-MEDIA-SEQUENCE:" => 0,
+        v => v.unwrap_or_else(|| panic!("no {tag}:\n{text}")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_updates_leave_out_the_old_segments_and_merge_into_the_whole_playlist() {
+    if !media_tools_available() {
+        return;
+    }
+    // One-second segments: a 6 s skip boundary in a 30 s window. Next to it a low-latency room
+    // whose 7 s window is too short to skip anything, and a standard room.
+    let mut long = RoomSpec::new("lobby", "lobby-key").low_latency();
+    long.renditions = vec![source()];
+    let mut short = RoomSpec::new("short", "short-key").low_latency();
+    short.renditions = vec![source()];
+    short.dvr_window_seconds = 7;
+    let mut standard = RoomSpec::new("plain", "plain-key");
+    standard.renditions = vec![source()];
+    let srv = TestServer::start(vec![long, short, standard]).await;
+    let publishers: Vec<_> = ["lobby-key", "short-key", "plain-key"]
+        .into_iter()
+        .map(|key| {
+            Publisher {
+                seconds: 20,
+                ..Default::default()
+            }
+            .spawn(&srv.url(key))
+        })
+        .collect();
+
+    let source = format!("{BASE}/source/index.m3u8");
+    let full = srv
+        .wait_for(&source, LONG, |t| segment_numbers(t).len() >= 10)
+        .await
+        .text();
+    assert!(
+        full.contains(",CAN-SKIP-UNTIL=6.000\n") && full.contains("#EXT-X-VERSION:7\n"),
+        "{full}"
+    );
+
+    // A blocking reload with _HLS_skip=YES: the hinted part, in a delta update.
+    let (seq, part) = hint(&full);
+    let delta = srv
+        .get(&format!(
+            "{source}?_HLS_msn={seq}&_HLS_part={part}&_HLS_skip=YES"
+        ))
+        .await;
+    assert_eq!(delta.status, 200, "{}", delta.text());
+    assert_eq!(delta.header("cache-control"), Some("public, max-age=1"));
+    let text = delta.text();
+    assert!(text.contains("#EXT-X-VERSION:9\n"), "{text}");
+    assert!(
+        text.contains(&format!("URI=\"{seq}.{part}.m4s\"")),
+        "{text}"
+    );
+    let skipped = header_number(&text, "#EXT-X-SKIP:SKIPPED-SEGMENTS=");
+    assert!(skipped > 0, "{text}");
+    assert_eq!(
+        header_number(&text, "#EXT-X-MEDIA-SEQUENCE:") + skipped,
+        segment_numbers(&text)[0],
+        "the first listed segment follows the skipped ones:\n{text}"
+    );
+
+    // Merged into the whole playlist of the same moment, a delta update is that playlist: the
+    // same header numbers, its segments minus the skipped ones, the same lines after them.
+    // (Parts arrive every half second: retry until both reads saw the same playlist.)
+    let (full, delta) = loop {
+        let before = srv.get(&source).await.text();
+        let delta = srv.get(&format!("{source}?_HLS_skip=YES")).await;
+        let after = srv.get(&source).await.text();
+        if before == after {
+            break (after, delta);
+        }
+    };
+    assert_eq!(delta.status, 200);
+    assert_eq!(
+        delta.header("cache-control"),
+        Some("public, max-age=1"),
+        "a delta without _HLS_msn is cached as the playlist"
+    );
+    assert_ne!(delta.header("etag"), None);
+    let text = delta.text();
+    for tag in ["#EXT-X-MEDIA-SEQUENCE:", "#EXT-X-TARGETDURATION:"] {
+        assert_eq!(
+            header_number(&text, tag),
+            header_number(&full, tag),
+            "{tag}"
+        );
+    }
+    let skipped = header_number(&text, "#EXT-X-SKIP:SKIPPED-SEGMENTS=") as usize;
+    let whole = segment_numbers(&full);
+    assert_eq!(segment_numbers(&text), whole[skipped..], "{text}");
+    let kept = &full[full
+        .find(&format!("\n{}.m4s\n", whole[skipped]))
+        .expect("kept")..];
+    assert!(text.ends_with(kept), "{text}\n---\n{full}");
+    // The kept segments are the last 6 s and a bit: none that ends beyond the boundary.
+    assert!((6..=8).contains(&(whole.len() - skipped)), "{text}");
+    let v2 = srv.get(&format!("{source}?_HLS_skip=v2")).await.text();
+    assert!(v2.contains(",RECENTLY-REMOVED-DATERANGES=\"\"\n"), "{v2}");
+
+    // Hostile values: 400 with a reason, never cached.
+    for query in [
+        "_HLS_skip=1",
+        "_HLS_skip=yes",
+        "_HLS_skip=YESS",
+        "_HLS_skip=",
+        "_HLS_skip=%59ES",
+        "_HLS_skip=YES&_HLS_skip=YES",
+        "_HLS_skip=YES&_HLS_skip=v2",
+        "_HLS_skip=99999999999999999999999999999999999999",
+        "_HLS_skip=YES&_HLS_part=1",
+        "_HLS_skip=YES&_HLS_msn=99999999",
+    ] {
+        let r = srv.get(&format!("{source}?{query}")).await;
+        assert_eq!(r.status, 400, "{query}: {}", r.text());
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{query}");
+        assert!(r.text().contains("_HLS_"), "{query}: {}", r.text());
+    }
+    let huge = format!("{source}?_HLS_skip={}", "Y".repeat(16 * 1024));
+    let r = srv.get(&huge).await;
+    assert_eq!(r.status, 400, "{}", r.text());
+
+    // Playlists that do not offer delta updates answer _HLS_skip with the whole playlist.
+    let short = "/shows/short/hls/source/index.m3u8";
+    let text = srv
+        .wait_for(&format!("{short}?_HLS_skip=YES"), LONG, |t| {
+            segment_numbers(t).len() >= 6
+        })
+        .await
+        .text();
+    assert!(
+        !text.contains("CAN-SKIP-UNTIL")
+            && !text.contains("EXT-X-SKIP")
+            && text.contains("#EXT-X-VERSION:7\n"),
+        "{text}"
+    );
+    let plain = "/shows/plain/hls/source/index.m3u8";
+    for query in ["_HLS_skip=YES", "_HLS_skip=garbage"] {
+        let r = srv.get(&format!("{plain}?{query}")).await;
+        assert_eq!(r.status, 200, "{query}: {}", r.text());
+        assert!(
+            !r.text().contains("EXT-X-SKIP") && r.text().contains(".ts\n"),
+            "{query}"
+        );
+    }
+
+    // ffmpeg still reads the live playlist that advertises CAN-SKIP-UNTIL.
+    let url = format!("http://{}{source}", srv.http);
+    tokio::task::spawn_blocking(move || {
+        assert_h264_and_aac(std::path::Path::new(&url), 240, "the live playlist")
+    })
+    .await
+    .expect("ffprobe");
+
+    // Part requests are counted as parts, segment requests as segments.
+    let metrics = srv.get("/metrics").await.text();
+    let parts = |m: &str| {
+        metric(
+            m,
+            "roomcast_media_http_requests_total{kind=\"part\",status=\"200\"}",
+        )
+    };
+    let segments = |m: &str| {
+        metric(
+            m,
+            "roomcast_media_http_requests_total{kind=\"segment\",status=\"200\"}",
+        )
+    };
+    let (parts_before, segments_before) = (parts(&metrics), segments(&metrics));
+    let first = segment_numbers(&full)[skipped];
+    assert_eq!(
+        srv.get(&format!("{BASE}/source/{}.0.m4s", whole[whole.len() - 1]))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        srv.get(&format!("{BASE}/source/{first}.m4s")).await.status,
+        200
+    );
+    let metrics = srv.get("/metrics").await.text();
+    assert_eq!(parts(&metrics), parts_before + 1.0, "{metrics}");
+    assert_eq!(segments(&metrics), segments_before + 1.0, "{metrics}");
+
+    for publisher in publishers {
+        assert!(wait_exit(publisher, LONG).await, "ffmpeg publish failed");
+    }
+    srv.stop().await;
+}

@@ -617,7 +617,10 @@ async fn graceful_shutdown_closes_the_live_session_with_endlist() {
         roomcast_media::room::Liveness::Idle => panic!("session vanished"),
     };
     assert!(session.is_ended());
-    let text = session.media_playlist("source").expect("playlist").body;
+    let text = session
+        .media_playlist("source", roomcast_media::room::low_latency::Skip::Nothing)
+        .expect("playlist")
+        .body;
     let text = String::from_utf8_lossy(&text);
     assert!(text.ends_with("#EXT-X-ENDLIST\n"), "{text}");
     let mut ended = false;

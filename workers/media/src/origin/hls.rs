@@ -8,8 +8,9 @@
 //! ```
 //!
 //! Low-latency rooms serve CMAF instead: `<seq>.m4s` segments, `<seq>.<part>.m4s` parts and
-//! `init-<id>.mp4` init segments, and media playlist requests with `_HLS_msn`/`_HLS_part`
-//! block until the playlist has that part ([`super::low_latency`]).
+//! `init-<id>.mp4` init segments, media playlist requests with `_HLS_msn`/`_HLS_part`
+//! block until the playlist has that part, and `_HLS_skip` asks for a delta update
+//! ([`super::low_latency`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -29,7 +30,7 @@ use roomcast_runtime::origin::{
 };
 
 use super::low_latency::{
-    MediaFile, blocking_cache_control, directive, wait_for_part, wait_for_playlist,
+    Delivery, MediaFile, blocking_cache_control, delivery, wait_for_part, wait_for_playlist,
 };
 use crate::metrics::HTTP_KINDS;
 use crate::room::session::{Rendered, Session};
@@ -94,6 +95,7 @@ enum Kind {
     Master,
     Media,
     Segment,
+    Part,
     Status,
 }
 
@@ -299,25 +301,25 @@ async fn media(
         Ok(room) => room,
     };
     // Delivery directives mean something in low-latency rooms only; a standard room answers
-    // them as a plain request, as a server without blocking reload must (6.2.5.2).
+    // them as a plain request, as a server without blocking reload or delta updates must
+    // (6.2.5.1, 6.2.5.2).
     let directives = match room.cfg.part_target() {
-        Some(_) => directive(request.uri().query()),
-        None => Ok(None),
+        Some(_) => delivery(request.uri().query()),
+        None => Ok(Delivery::default()),
     };
-    let blocking = match directives {
+    let directives = match directives {
         Err(message) => return req.finish(plain(StatusCode::BAD_REQUEST, message)),
-        Ok(None) => false,
-        Ok(Some(directive)) => {
-            if let Liveness::Session(s) = room.liveness()
-                && let Err((status, message)) = wait_for_playlist(&s, &rendition, directive).await
-            {
-                return req.finish(plain(status, message));
-            }
-            true
-        }
+        Ok(directives) => directives,
     };
+    if let Some(directive) = directives.block
+        && let Liveness::Session(s) = room.liveness()
+        && let Err((status, message)) = wait_for_playlist(&s, &rendition, directive).await
+    {
+        return req.finish(plain(status, message));
+    }
+    let blocking = directives.block.is_some();
     playlist(&req, &ns, &name, blocking, |s| {
-        match s.media_playlist(&rendition) {
+        match s.media_playlist(&rendition, directives.skip) {
             None => Found::Unknown,
             Some(p) if p.segments == 0 => Found::Starting,
             Some(p) => Found::Ready(p),
@@ -330,18 +332,32 @@ async fn segment(
     Path((ns, name, rendition, file)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Response {
-    let req = Req::new(&server, &request, None, Kind::Segment);
+    let wanted = MediaFile::parse(&file);
+    // Parts are counted apart from segments: a low-latency viewer asks for several a second,
+    // and they would otherwise hide the segment rate.
+    let kind = match wanted {
+        Some(MediaFile::Part { .. }) => Kind::Part,
+        _ => Kind::Segment,
+    };
+    let req = Req::new(&server, &request, None, kind);
     let resp = match req.room(&ns, &name) {
         Err(r) => *r,
-        Ok(room) => media_file(&req, &room, &rendition, &file).await,
+        Ok(room) => media_file(&req, &room, &rendition, &file, wanted).await,
     };
     req.finish(resp)
 }
 
-/// A segment, part or init segment of a rendition: immutable once written.
-async fn media_file(req: &Req<'_>, room: &Room, rendition: &str, file: &str) -> Response {
+/// A segment, part or init segment of a rendition (`file`, parsed as `wanted`): immutable
+/// once written.
+async fn media_file(
+    req: &Req<'_>,
+    room: &Room,
+    rendition: &str,
+    file: &str,
+    wanted: Option<MediaFile>,
+) -> Response {
     let low_latency = room.cfg.part_target().is_some();
-    let wanted = MediaFile::parse(file).filter(|f| match f {
+    let wanted = wanted.filter(|f| match f {
         MediaFile::Segment { cmaf, .. } => *cmaf == low_latency,
         MediaFile::Part { .. } | MediaFile::Init { .. } => low_latency,
     });

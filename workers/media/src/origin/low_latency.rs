@@ -1,5 +1,5 @@
 //! The LL-HLS side of the origin: the delivery directives of a playlist request
-//! (`_HLS_msn`, `_HLS_part`), the file names under a rendition (`init-<id>.mp4`,
+//! (`_HLS_msn`, `_HLS_part`, `_HLS_skip`), the file names under a rendition (`init-<id>.mp4`,
 //! `<seq>.<part>.m4s`, `<seq>.m4s`, `<seq>.ts`), and the waits of a blocking playlist reload and
 //! of a preload-hinted part. Parsing is pure and strict: only ASCII digits, no duplicates, no
 //! sign, nothing the `u64`/`usize` parsers would otherwise quietly accept.
@@ -9,7 +9,7 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
-use crate::room::low_latency::Block;
+use crate::room::low_latency::{Block, Skip};
 use crate::room::session::{PartLookup, Session};
 
 /// A playlist request's delivery directives (6.2.5.2).
@@ -26,29 +26,51 @@ fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
     text.parse().ok()
 }
 
-/// The directives of a query string; `Ok(None)` for a plain request. Errors are the 400 body.
-/// `_HLS_skip` is ignored: the playlists advertise no `CAN-SKIP-UNTIL`, and a server that does
-/// not must answer with the full playlist (6.2.5.1).
-pub fn directive(query: Option<&str>) -> Result<Option<Directive>, &'static str> {
-    let (mut msn, mut part) = (None, None);
+/// Everything a playlist request's query string asks for.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Delivery {
+    /// `_HLS_msn` / `_HLS_part`: a blocking reload.
+    pub block: Option<Directive>,
+    /// `_HLS_skip`: a delta update.
+    pub skip: Skip,
+}
+
+/// The delivery directives of a query string. Errors are the 400 body. Values are taken as the
+/// spec spells them: `_HLS_skip` is `YES` or `v2` (6.2.5.1), nothing else (not `yes`, not
+/// `1`, not percent-encoded), as a number is plain digits.
+pub fn delivery(query: Option<&str>) -> Result<Delivery, &'static str> {
+    let (mut msn, mut part, mut skip) = (None, None, None);
     for pair in query.unwrap_or_default().split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let slot = match key {
-            "_HLS_msn" => &mut msn,
-            "_HLS_part" => &mut part,
-            _ => continue,
+        let given_twice = match key {
+            "_HLS_msn" => msn.replace(digits(value).ok_or(NOT_A_NUMBER)?).is_some(),
+            "_HLS_part" => part.replace(digits(value).ok_or(NOT_A_NUMBER)?).is_some(),
+            "_HLS_skip" => {
+                let value = match value {
+                    "YES" => Skip::Segments,
+                    "v2" => Skip::SegmentsAndDateRanges,
+                    _ => return Err("_HLS_skip takes YES or v2\n"),
+                };
+                skip.replace(value).is_some()
+            }
+            _ => false,
         };
-        if slot.is_some() {
-            return Err("a delivery directive is given twice\n");
+        if given_twice {
+            return Err("_HLS_msn, _HLS_part and _HLS_skip may each be given once\n");
         }
-        *slot = Some(digits::<u64>(value).ok_or("_HLS_msn and _HLS_part take a decimal number\n")?);
     }
-    match (msn, part) {
-        (None, None) => Ok(None),
-        (None, Some(_)) => Err("_HLS_part needs _HLS_msn\n"),
-        (Some(msn), part) => Ok(Some(Directive { msn, part })),
-    }
+    let block = match (msn, part) {
+        (None, None) => None,
+        (None, Some(_)) => return Err("_HLS_part needs _HLS_msn\n"),
+        (Some(msn), part) => Some(Directive { msn, part }),
+    };
+    Ok(Delivery {
+        block,
+        skip: skip.unwrap_or_default(),
+    })
 }
+
+const NOT_A_NUMBER: &str = "_HLS_msn and _HLS_part take a decimal number\n";
 
 /// What a file name under `<rendition>/` asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,22 +204,26 @@ pub fn blocking_cache_control(target: Duration) -> http::HeaderValue {
 mod tests {
     use super::*;
 
+    fn block(msn: u64, part: Option<u64>) -> Delivery {
+        Delivery {
+            block: Some(Directive { msn, part }),
+            skip: Skip::Nothing,
+        }
+    }
+
     #[test]
     fn directives_are_parsed_strictly() {
-        assert_eq!(directive(None), Ok(None));
-        assert_eq!(directive(Some("")), Ok(None));
-        assert_eq!(directive(Some("foo=bar&_HLS_skip=YES")), Ok(None));
+        assert_eq!(delivery(None), Ok(Delivery::default()));
+        assert_eq!(delivery(Some("")), Ok(Delivery::default()));
         assert_eq!(
-            directive(Some("_HLS_msn=12&_HLS_part=3")),
-            Ok(Some(Directive {
-                msn: 12,
-                part: Some(3)
-            }))
+            delivery(Some("foo=bar&_HLS_SKIP=x")),
+            Ok(Delivery::default())
         );
         assert_eq!(
-            directive(Some("_HLS_msn=0")),
-            Ok(Some(Directive { msn: 0, part: None }))
+            delivery(Some("_HLS_msn=12&_HLS_part=3")),
+            Ok(block(12, Some(3)))
         );
+        assert_eq!(delivery(Some("_HLS_msn=0")), Ok(block(0, None)));
         for hostile in [
             "_HLS_part=1",
             "_HLS_msn=",
@@ -214,8 +240,65 @@ mod tests {
             "_HLS_msn=1&_HLS_part= 1",
             "_HLS_msn=1&_HLS_part=ab",
         ] {
-            assert!(directive(Some(hostile)).is_err(), "{hostile} accepted");
+            assert!(delivery(Some(hostile)).is_err(), "{hostile} accepted");
         }
+    }
+
+    #[test]
+    fn skip_directives_take_yes_or_v2_alone_or_with_a_blocking_reload() {
+        assert_eq!(
+            delivery(Some("_HLS_skip=YES")),
+            Ok(Delivery {
+                block: None,
+                skip: Skip::Segments
+            })
+        );
+        assert_eq!(
+            delivery(Some("_HLS_msn=7&_HLS_part=2&_HLS_skip=v2")),
+            Ok(Delivery {
+                skip: Skip::SegmentsAndDateRanges,
+                ..block(7, Some(2))
+            })
+        );
+        assert_eq!(
+            delivery(Some("_HLS_skip=YES&_HLS_msn=7")),
+            Ok(Delivery {
+                skip: Skip::Segments,
+                ..block(7, None)
+            })
+        );
+        for hostile in [
+            "_HLS_skip",
+            "_HLS_skip=",
+            "_HLS_skip=1",
+            "_HLS_skip=yes",
+            "_HLS_skip=Yes",
+            "_HLS_skip=YESS",
+            "_HLS_skip=YES ",
+            "_HLS_skip=V2",
+            "_HLS_skip=v3",
+            "_HLS_skip=NO",
+            "_HLS_skip=%59ES",
+            "_HLS_skip=YES%00",
+            "_HLS_skip=YES=YES",
+            "_HLS_skip=99999999999999999999999999999999",
+            "_HLS_skip=YES&_HLS_skip=YES",
+            "_HLS_skip=YES&_HLS_skip=v2",
+            "_HLS_skip=YES&_HLS_part=1",
+        ] {
+            let refused = delivery(Some(hostile));
+            assert!(refused.is_err(), "{hostile} accepted");
+        }
+        assert_eq!(
+            delivery(Some("_HLS_skip=yes")),
+            Err("_HLS_skip takes YES or v2\n")
+        );
+        assert_eq!(
+            delivery(Some("_HLS_skip=YES&_HLS_skip=YES")),
+            Err("_HLS_msn, _HLS_part and _HLS_skip may each be given once\n")
+        );
+        let long = format!("_HLS_skip={}", "Y".repeat(100_000));
+        assert!(delivery(Some(&long)).is_err());
     }
 
     #[test]

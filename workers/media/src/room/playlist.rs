@@ -175,19 +175,29 @@ impl MediaPlaylist {
 
     /// Render as `index.m3u8`. Segment URIs are relative: `<seq>.<ext>`.
     pub fn render(&self) -> String {
-        self.render_with(|_| Vec::new())
+        self.render_with(None, |_| Vec::new())
     }
 
     /// Render, with `tags(segment)` written before each segment's `EXTINF` (its LL-HLS parts).
-    pub(super) fn render_with(&self, tags: impl Fn(&Segment) -> Vec<m3u8_rs::ExtTag>) -> String {
+    /// With `skipped`, a playlist delta update (rfc8216bis 6.2.5.1): its segments are left out
+    /// and its `EXT-X-SKIP` line stands in their place, right after the header.
+    pub(super) fn render_with(
+        &self,
+        skipped: Option<Skipped<'_>>,
+        tags: impl Fn(&Segment) -> Vec<m3u8_rs::ExtTag>,
+    ) -> String {
         let fmp4 = self.format == SegmentFormat::Fmp4;
         let ext = self.format.extension();
+        let first = skipped.as_ref().map_or(0, |s| s.segments);
         let segments = self
             .segments
             .iter()
             .enumerate()
+            .skip(first)
             .map(|(i, s)| {
-                let new_init = i == 0 || self.segments[i - 1].init != s.init;
+                // The first listed segment always names its init: in a delta update the
+                // EXT-X-MAP that applied to it may have gone with the skipped segments.
+                let new_init = i == first || self.segments[i - 1].init != s.init;
                 m3u8_rs::MediaSegment {
                     uri: format!("{}.{ext}", s.seq),
                     duration: (s.duration.as_millis() as f32) / 1000.0,
@@ -202,18 +212,41 @@ impl MediaPlaylist {
                 }
             })
             .collect();
-        let playlist = m3u8_rs::MediaPlaylist {
-            version: Some(if fmp4 { 7 } else { 3 }),
+        // EXT-X-SKIP needs protocol version 9 (rfc8216bis section 8).
+        let version = match (&skipped, fmp4) {
+            (Some(_), _) => 9,
+            (None, true) => 7,
+            (None, false) => 3,
+        };
+        let header = m3u8_rs::MediaPlaylist {
+            version: Some(version),
             target_duration: self.target_duration,
             media_sequence: self.media_sequence(),
             discontinuity_sequence: self.discontinuity_sequence,
-            segments,
-            end_list: self.ended,
             independent_segments: true,
             ..Default::default()
         };
-        write_string(|w| playlist.write_to(w))
+        let playlist = m3u8_rs::MediaPlaylist {
+            segments,
+            end_list: self.ended,
+            ..header.clone()
+        };
+        let mut text = write_string(|w| playlist.write_to(w));
+        if let Some(skipped) = skipped {
+            // m3u8-rs has no EXT-X-SKIP; the same header written without segments ends where
+            // the first listed segment's tags begin, which is where the skip stands.
+            let at = write_string(|w| header.write_to(w)).len();
+            text.insert_str(at, &format!("{}\n", skipped.tag));
+        }
+        text
     }
+}
+
+/// The segments a playlist delta update leaves out (the oldest `segments`), and its
+/// `EXT-X-SKIP` line.
+pub(super) struct Skipped<'a> {
+    pub segments: usize,
+    pub tag: &'a str,
 }
 
 fn write_string(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use roomcast_crds::{Rendition, RoomIdentity};
 use tokio::sync::broadcast;
 
-use super::low_latency::{Block, RenditionReport};
+use super::low_latency::{Block, RenditionReport, Skip};
 use super::playlist::{
     MediaPlaylist, Part, Segment, SegmentFormat, StreamAttributes, Variant, render_master,
 };
@@ -47,8 +47,9 @@ pub struct RenditionState {
     pub info: Option<RenditionInfo>,
     next_seq: u64,
     pending_discontinuity: bool,
-    /// Rendered playlist and its ETag, until the playlist changes.
-    rendered: Option<Rendered>,
+    /// Rendered playlist and its ETag, until the playlist changes: the whole playlist and each
+    /// kind of delta update, by [`Skip::index`].
+    rendered: [Option<Rendered>; Skip::ALL.len()],
     /// Low latency: init segments by id, the parts of the last segments by (seq, index), and
     /// the id of the init the open segment uses.
     inits: HashMap<u32, Bytes>,
@@ -139,7 +140,7 @@ impl Session {
                     info: None,
                     next_seq: 0,
                     pending_discontinuity: false,
-                    rendered: None,
+                    rendered: Default::default(),
                     inits: HashMap::new(),
                     parts: HashMap::new(),
                     current_init: 0,
@@ -365,14 +366,15 @@ impl Session {
         true
     }
 
-    /// The media playlist of a rendition, rendered once per change.
-    pub fn media_playlist(&self, rendition: &str) -> Option<Rendered> {
+    /// The media playlist of a rendition, or the delta update `skip` asks for (the whole
+    /// playlist where the playlist offers none), rendered once per change.
+    pub fn media_playlist(&self, rendition: &str, skip: Skip) -> Option<Rendered> {
         let mut st = lock(&self.state);
         let index = st
             .renditions
             .iter()
             .position(|r| r.rendition.name == rendition)?;
-        if let Some(r) = &st.renditions[index].rendered {
+        if let Some(r) = &st.renditions[index].rendered[skip.index()] {
             return Some(r.clone());
         }
         let r = &st.renditions[index];
@@ -392,11 +394,11 @@ impl Session {
                 })
                 .collect();
             let playable = r.playlist.segments.len() + r.playlist.open_parts.len();
-            Rendered::new(r.playlist.render_low_latency(&reports), playable)
+            Rendered::new(r.playlist.render_low_latency(&reports, skip), playable)
         } else {
             Rendered::new(r.playlist.render(), r.playlist.segments.len())
         };
-        st.renditions[index].rendered = Some(rendered.clone());
+        st.renditions[index].rendered[skip.index()] = Some(rendered.clone());
         Some(rendered)
     }
 
@@ -481,7 +483,7 @@ impl SessionState {
     /// and the master are stale.
     fn changed(&mut self) {
         for r in &mut self.renditions {
-            r.rendered = None;
+            r.rendered = Default::default();
         }
         self.master = None;
     }
@@ -721,7 +723,9 @@ mod tests {
             }
         }
         part(&sink, 0, 200);
-        let source = session.media_playlist("source").expect("source");
+        let source = session
+            .media_playlist("source", Skip::Nothing)
+            .expect("source");
         let text = String::from_utf8_lossy(&source.body).into_owned();
         assert!(
             text.contains(
@@ -733,7 +737,7 @@ mod tests {
             text.contains("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"10.1.m4s\""),
             "{text}"
         );
-        let other = session.media_playlist("720p").expect("720p");
+        let other = session.media_playlist("720p", Skip::Nothing).expect("720p");
         assert!(
             String::from_utf8_lossy(&other.body).contains(
                 "#EXT-X-RENDITION-REPORT:URI=\"../source/index.m3u8\",LAST-MSN=10,LAST-PART=0"
