@@ -793,11 +793,13 @@ async fn chat_replicas_that_stopped_reporting_are_pruned_from_the_status() {
         serde_json::to_value(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(at))
             .expect("time")
     };
+    // Taken once: computed again at the assertion, it could fall in the next second.
+    let stale = ago(600);
     let mut seen: StreamRoom = serde_yaml::from_str(ROOM).expect("room parses");
     seen.status = Some(
         serde_json::from_value(json!({"chat": {"replicas": [
             {"pod": "lobby-chat-live", "connections": 4, "reportedAt": ago(5)},
-            {"pod": "lobby-chat-crashed", "connections": 9, "reportedAt": ago(600)},
+            {"pod": "lobby-chat-crashed", "connections": 9, "reportedAt": stale.clone()},
         ]}}))
         .expect("status parses"),
     );
@@ -814,7 +816,7 @@ async fn chat_replicas_that_stopped_reporting_are_pruned_from_the_status() {
         prune.body,
         json!([
             {"op": "test", "path": "/status/chat/replicas/1/pod", "value": "lobby-chat-crashed"},
-            {"op": "test", "path": "/status/chat/replicas/1/reportedAt", "value": ago(600)},
+            {"op": "test", "path": "/status/chat/replicas/1/reportedAt", "value": stale},
             {"op": "remove", "path": "/status/chat/replicas/1"},
         ])
     );
