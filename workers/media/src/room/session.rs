@@ -712,6 +712,54 @@ mod tests {
         );
     }
 
+    /// A reconnect within the grace continues the session: the names a viewer already has keep
+    /// their bytes, and the new epoch's init (its segmenter counts from 1 again) gets a name of
+    /// its own.
+    #[test]
+    fn a_reconnect_keeps_the_token_and_never_renames_other_bytes_alike() {
+        let (session, sink) = low_latency_session();
+        let token = session.token;
+        let mut epochs = Vec::new();
+        for fill in [1u8, 9] {
+            session.begin_epoch();
+            let init = Bytes::from(vec![fill; 4]);
+            sink.cmaf(
+                0,
+                PartOutput::Init {
+                    id: 1,
+                    bytes: init.clone(),
+                },
+                None,
+            );
+            for i in 0..4 {
+                part(&sink, 0, fill.wrapping_add(i));
+            }
+            segment(&sink, 0, 0);
+            epochs.push(init);
+        }
+        let playlist = session
+            .media_playlist("source", Skip::Nothing)
+            .expect("source");
+        let text = String::from_utf8_lossy(&playlist.body).into_owned();
+        let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("playlist");
+        let uris: Vec<&str> = parsed.segments.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(uris, [format!("{token}-0.m4s"), format!("{token}-1.m4s")]);
+        let maps: Vec<&str> = parsed
+            .segments
+            .iter()
+            .filter_map(|s| Some(s.map.as_ref()?.uri.as_str()))
+            .collect();
+        assert_eq!(
+            maps,
+            [format!("{token}-init-1.mp4"), format!("{token}-init-2.mp4")]
+        );
+        assert!(parsed.segments[1].discontinuity, "{text}");
+        assert_eq!(session.init_segment("source", 1), Some(epochs[0].clone()));
+        assert_eq!(session.init_segment("source", 2), Some(epochs[1].clone()));
+        assert!(matches!(session.part("source", 0, 0), PartLookup::Ready(b) if b[0] == 1));
+        assert!(matches!(session.part("source", 1, 0), PartLookup::Ready(b) if b[0] == 9));
+    }
+
     #[test]
     fn low_latency_sessions_serve_parts_hint_the_next_and_forget_what_left_the_window() {
         let (session, sink) = low_latency_session();
