@@ -28,13 +28,6 @@ pub enum SegmentFormat {
 }
 
 impl SegmentFormat {
-    pub fn extension(&self) -> &'static str {
-        match self {
-            SegmentFormat::MpegTs => "ts",
-            SegmentFormat::Fmp4 => "m4s",
-        }
-    }
-
     pub fn content_type(&self) -> &'static str {
         match self {
             SegmentFormat::MpegTs => "video/mp2t",
