@@ -1,17 +1,17 @@
 //! The HLS origin: playlists and segments of every room, with CDN-friendly headers.
 //!
 //! ```text
-//! GET|HEAD /<ns>/<room>/hls/index.m3u8                master playlist
-//! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8    media playlist (DVR window)
-//! GET|HEAD /<ns>/<room>/hls/<rendition>/<token>-<seq>.ts      segment (immutable)
-//! GET      /<ns>/<room>/status                        JSON live state
+//! GET|HEAD /<ns>/<room>/hls/index.m3u8                   master playlist
+//! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8       media playlist (DVR window)
+//! GET|HEAD /<ns>/<room>/hls/<rendition>/<token>-<seq>.ts segment (immutable)
+//! GET      /<ns>/<room>/status                           JSON live state
 //! ```
 //!
 //! `<token>` is the session's ([`crate::room::names`]): a name of another session is a 404.
-//! Low-latency rooms serve CMAF instead: `<token>-<seq>.m4s` segments, `<token>-<seq>.<part>.m4s`
-//! parts and `<token>-init-<id>.mp4` init segments, media playlist requests with `_HLS_msn`/`_HLS_part`
-//! block until the playlist has that part, and `_HLS_skip` asks for a delta update
-//! ([`super::low_latency`]).
+//! Low-latency rooms serve CMAF instead: `<token>-<seq>.m4s` segments,
+//! `<token>-<seq>.<part>.m4s` parts and `<token>-init-<id>.mp4` init segments, media playlist
+//! requests with `_HLS_msn`/`_HLS_part` block until the playlist has that part, and `_HLS_skip`
+//! asks for a delta update ([`super::low_latency`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
