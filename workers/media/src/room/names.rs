@@ -25,7 +25,7 @@ use roomcast_recorder::events::canonical_number;
 pub const TOKEN_LEN: usize = 16;
 
 /// What makes a live session's file names its own (see the module docs).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct SessionToken([u8; TOKEN_LEN]);
 
 impl SessionToken {
@@ -61,6 +61,13 @@ impl SessionToken {
 impl fmt::Display for SessionToken {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+/// As it appears in names, not as 16 byte values.
+impl fmt::Debug for SessionToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SessionToken({})", self.as_str())
     }
 }
 
