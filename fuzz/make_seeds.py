@@ -43,8 +43,9 @@ def main():
         ("seed-blocking", "_HLS_msn=12&_HLS_part=3"),
         ("seed-delta", "_HLS_msn=12&_HLS_part=3&_HLS_skip=YES"),
         ("seed-delta-v2", "_HLS_skip=v2"),
-        ("seed-part", "12.3.m4s"),
-        ("seed-init", "init-2.mp4"),
+        ("seed-part", "69a1b2c3deadbeef-12.3.m4s"),
+        ("seed-init", "69a1b2c3deadbeef-init-2.mp4"),
+        ("seed-segment", "69a1b2c3deadbeef-12.ts"),
     ]:
         write("origin_request", name, text.encode())
     # rtmp_ingest: everything ffmpeg sends after the handshake, in the order it sends it.

@@ -332,8 +332,11 @@ http {{
         r_ladder, ff_cpu = ladder(r_rtmp, r_http, rc, media, work)
 
         print(f"\nHLS GET throughput (wrk -t2 -c32 -d{WRK_SECONDS}s, same bytes)")
-        seg_status, seg = get(f"http://127.0.0.1:{r_http}/bench/pass/hls/source/2.ts")
         pl_status, pl = get(f"http://127.0.0.1:{r_http}/bench/pass/hls/source/index.m3u8")
+        # Segment names carry the session's token (`<token>-<seq>.ts`): take it from the playlist.
+        listed = [l for l in pl.decode(errors="replace").splitlines() if l.endswith(".ts")]
+        seg_name = f"{listed[0].split('-', 1)[0]}-2.ts" if listed else "2.ts"
+        seg_status, seg = get(f"http://127.0.0.1:{r_http}/bench/pass/hls/source/{seg_name}")
         if seg_status != 200 or pl_status != 200:
             raise SystemExit(f"roomcast segment/playlist not available ({seg_status}, {pl_status})")
         with open(os.path.join(ndir, "www", "2.ts"), "wb") as f:
@@ -342,7 +345,7 @@ http {{
             f.write(pl)
         results = {}
         for what, r_url, n_url in [
-            (f"segment {len(seg) // 1024} KiB", f"http://127.0.0.1:{r_http}/bench/pass/hls/source/2.ts",
+            (f"segment {len(seg) // 1024} KiB", f"http://127.0.0.1:{r_http}/bench/pass/hls/source/{seg_name}",
              f"http://127.0.0.1:{n_http}/www/2.ts"),
             (f"playlist {len(pl)} B", f"http://127.0.0.1:{r_http}/bench/pass/hls/source/index.m3u8",
              f"http://127.0.0.1:{n_http}/www/index.m3u8"),

@@ -223,7 +223,7 @@ test("the page plays, switches quality, rewinds within the DVR window and return
   const page = await openWatchPage(context);
   const segments = [];
   page.on("request", (request) => {
-    const match = request.url().match(/\/hls\/([^/]+)\/[^/]+\.ts$/);
+    const match = request.url().match(/\/hls\/([^/]+)\/[0-9a-f]{16}-\d+\.ts$/);
     if (match) segments.push(match[1]);
   });
 
@@ -317,7 +317,7 @@ test("a low-latency room plays about two seconds behind live, switches quality, 
     let deltaUpdates = 0;
     page.on("request", (request) => {
       const url = request.url();
-      const part = url.match(/\/hls\/([^/]+)\/\d+\.\d+\.m4s$/);
+      const part = url.match(/\/hls\/([^/]+)\/[0-9a-f]{16}-\d+\.\d+\.m4s$/);
       if (part) parts.push(part[1]);
       if (/\/index\.m3u8\?_HLS_msn=\d+&_HLS_part=\d+/.test(url)) blockingReloads += 1;
       if (/\/index\.m3u8\?.*\b_HLS_skip=YES\b/.test(url)) deltaRequests += 1;

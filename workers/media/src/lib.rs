@@ -20,7 +20,7 @@
 //!        │     rendition (DVR window) + segment bytes in memory; registry: every room
 //!        │                                   └──> events::MediaEvent (broadcast) ──> recording
 //!        ▼
-//!  origin/    hls (axum): /<ns>/<room>/hls/index.m3u8, /<rendition>/index.m3u8, /<seq>.ts
+//!  origin/    hls (axum): /<ns>/<room>/hls/index.m3u8, /<rendition>/index.m3u8, /<token>-<seq>.ts
 //!        │     Cache-Control, ETag, CORS, X-Origin-Secret; ops: /metrics /healthz /readyz
 //!        ▼
 //!  CDN / players

@@ -31,7 +31,8 @@ fn hint(text: &str) -> (u64, u64) {
         .pop()
         .unwrap_or_else(|| panic!("no preload hint:\n{text}"));
     let uri = attr(line, "URI").expect("hint URI");
-    let mut it = uri.trim_end_matches(".m4s").split('.');
+    let (_token, file) = uri.split_once('-').expect("a session's name");
+    let mut it = file.trim_end_matches(".m4s").split('.');
     let seq = it.next().and_then(|s| s.parse().ok()).expect("seq");
     let part = it.next().and_then(|s| s.parse().ok()).expect("part");
     (seq, part)
@@ -66,13 +67,14 @@ async fn low_latency_room_serves_parts_blocks_reloads_and_every_rendition_decode
         })
         .await
         .text();
+    let token = session_token(&live);
     for needle in [
-        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500",
-        "#EXT-X-PART-INF:PART-TARGET=0.500",
-        "#EXT-X-MAP:URI=\"init-1.mp4\"",
-        "#EXT-X-RENDITION-REPORT:URI=\"../144p/index.m3u8\"",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=1.500".to_owned(),
+        "#EXT-X-PART-INF:PART-TARGET=0.500".to_owned(),
+        format!("#EXT-X-MAP:URI=\"{token}-init-1.mp4\""),
+        "#EXT-X-RENDITION-REPORT:URI=\"../144p/index.m3u8\"".to_owned(),
     ] {
-        assert!(live.contains(needle), "{needle} missing:\n{live}");
+        assert!(live.contains(&needle), "{needle} missing:\n{live}");
     }
     for part in tag_lines(&live, "#EXT-X-PART:") {
         let d: f64 = attr(part, "DURATION")
@@ -93,7 +95,7 @@ async fn low_latency_room_serves_parts_blocks_reloads_and_every_rendition_decode
         "{:?}",
         asked.elapsed()
     );
-    let part_uri = format!("{seq}.{part}.m4s");
+    let part_uri = format!("{token}-{seq}.{part}.m4s");
     assert!(
         blocked.text().contains(&format!("URI=\"{part_uri}\"")),
         "{part_uri} not listed:\n{}",
@@ -104,7 +106,7 @@ async fn low_latency_room_serves_parts_blocks_reloads_and_every_rendition_decode
     // The next hinted part is served as soon as it is written.
     let (next_seq, next_part) = hint(&blocked.text());
     let part = srv
-        .get(&format!("{BASE}/source/{next_seq}.{next_part}.m4s"))
+        .get(&format!("{BASE}/source/{token}-{next_seq}.{next_part}.m4s"))
         .await;
     assert_eq!(part.status, 200, "{}", part.text());
     assert_eq!(&part.body[4..8], b"moof");
@@ -132,9 +134,27 @@ async fn low_latency_room_serves_parts_blocks_reloads_and_every_rendition_decode
         assert_eq!(r.status, status, "{query}: {}", r.text());
         assert_eq!(r.header("cache-control"), Some("no-store"), "{query}");
     }
-    for file in ["1.ts", "init-9.mp4", "99999.0.m4s", "+1.m4s", "1.0.0.m4s"] {
-        let r = srv.get(&format!("{BASE}/source/{file}")).await;
+    for file in [
+        "1.ts",
+        "init-9.mp4",
+        "99999.0.m4s",
+        "+1.m4s",
+        "1.0.0.m4s",
+        "01.m4s",
+    ] {
+        let r = srv.get(&format!("{BASE}/source/{token}-{file}")).await;
         assert_eq!(r.status, 404, "{file}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{file}");
+    }
+    // The names of the live parts, without this session's token or with another one.
+    for name in [
+        format!("{next_seq}.{next_part}.m4s"),
+        format!("ffffffffffffffff-{next_seq}.{next_part}.m4s"),
+        format!("{}-{next_seq}.{next_part}.m4s", token.to_uppercase()),
+    ] {
+        let r = srv.get(&format!("{BASE}/source/{name}")).await;
+        assert_eq!(r.status, 404, "{name}");
+        assert_eq!(r.header("cache-control"), Some("no-store"), "{name}");
     }
 
     assert!(wait_exit(publisher, LONG).await, "ffmpeg publish failed");
@@ -245,11 +265,14 @@ async fn a_reconnect_continues_the_session_with_a_discontinuity_and_a_new_init()
         .wait_for(&playlist, LONG, |t| t.contains("#EXT-X-ENDLIST"))
         .await
         .text();
+    let token = session_token(&text);
     let maps = tag_lines(&text, "#EXT-X-MAP:");
     assert_eq!(maps.len(), 2, "one init per publisher connection:\n{text}");
     // The second connection's first segment: its own init, after a discontinuity.
     let (before, after) = text
-        .split_once("#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY\n")
+        .split_once(&format!(
+            "#EXT-X-MAP:URI=\"{token}-init-2.mp4\"\n#EXT-X-DISCONTINUITY\n"
+        ))
         .expect(&text);
     assert!(
         before.contains("init-1.mp4") && !before.contains("DISCONTINUITY"),
@@ -257,7 +280,10 @@ async fn a_reconnect_continues_the_session_with_a_discontinuity_and_a_new_init()
     );
     // The second connection's segments decode with the second init.
     let tmp = tempfile::tempdir().expect("tmp");
-    let mut file = srv.get(&format!("{BASE}/source/init-2.mp4")).await.body;
+    let mut file = srv
+        .get(&format!("{BASE}/source/{token}-init-2.mp4"))
+        .await
+        .body;
     for uri in after
         .lines()
         .filter(|l| !l.starts_with('#') && l.ends_with(".m4s"))
@@ -278,7 +304,7 @@ async fn a_reconnect_continues_the_session_with_a_discontinuity_and_a_new_init()
 fn segment_numbers(text: &str) -> Vec<u64> {
     text.lines()
         .filter(|l| !l.starts_with('#') && l.ends_with(".m4s"))
-        .filter_map(|l| l.trim_end_matches(".m4s").parse().ok())
+        .map(seq_of)
         .collect()
 }
 
@@ -325,6 +351,7 @@ async fn delta_updates_leave_out_the_old_segments_and_merge_into_the_whole_playl
         .wait_for(&source, LONG, |t| segment_numbers(t).len() >= 10)
         .await
         .text();
+    let token = session_token(&full);
     assert!(
         full.contains(",CAN-SKIP-UNTIL=6.000\n") && full.contains("#EXT-X-VERSION:7\n"),
         "{full}"
@@ -342,7 +369,7 @@ async fn delta_updates_leave_out_the_old_segments_and_merge_into_the_whole_playl
     let text = delta.text();
     assert!(text.contains("#EXT-X-VERSION:9\n"), "{text}");
     assert!(
-        text.contains(&format!("URI=\"{seq}.{part}.m4s\"")),
+        text.contains(&format!("URI=\"{token}-{seq}.{part}.m4s\"")),
         "{text}"
     );
     let skipped = header_number(&text, "#EXT-X-SKIP:SKIPPED-SEGMENTS=");
@@ -383,7 +410,7 @@ async fn delta_updates_leave_out_the_old_segments_and_merge_into_the_whole_playl
     let whole = segment_numbers(&full);
     assert_eq!(segment_numbers(&text), whole[skipped..], "{text}");
     let kept = &full[full
-        .find(&format!("\n{}.m4s\n", whole[skipped]))
+        .find(&format!("\n{token}-{}.m4s\n", whole[skipped]))
         .expect("kept")..];
     assert!(text.ends_with(kept), "{text}\n---\n{full}");
     // The kept segments are the last 6 s and a bit: none that ends beyond the boundary.
@@ -462,13 +489,18 @@ async fn delta_updates_leave_out_the_old_segments_and_merge_into_the_whole_playl
     let (parts_before, segments_before) = (parts(&metrics), segments(&metrics));
     let first = segment_numbers(&full)[skipped];
     assert_eq!(
-        srv.get(&format!("{BASE}/source/{}.0.m4s", whole[whole.len() - 1]))
-            .await
-            .status,
+        srv.get(&format!(
+            "{BASE}/source/{token}-{}.0.m4s",
+            whole[whole.len() - 1]
+        ))
+        .await
+        .status,
         200
     );
     assert_eq!(
-        srv.get(&format!("{BASE}/source/{first}.m4s")).await.status,
+        srv.get(&format!("{BASE}/source/{token}-{first}.m4s"))
+            .await
+            .status,
         200
     );
     let metrics = srv.get("/metrics").await.text();

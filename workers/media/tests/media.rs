@@ -185,7 +185,9 @@ async fn fast_publisher_slides_the_dvr_window_and_keeps_memory_bounded() {
     let text = srv
         .wait_for("/shows/fast/hls/source/index.m3u8", LONG, |t| {
             // 40 s of 1 s segments: wait for the last one (seq 39) to be in.
-            playlist_segments(t).last().is_some_and(|s| s.0 == "39.ts")
+            playlist_segments(t)
+                .last()
+                .is_some_and(|s| seq_of(&s.0) == 39)
         })
         .await
         .text();
@@ -195,10 +197,15 @@ async fn fast_publisher_slides_the_dvr_window_and_keeps_memory_bounded() {
         (4.0..5.0).contains(&total),
         "window holds {total} s, expected dvrWindowSeconds=4 (+ < 1 segment):\n{text}"
     );
-    let first: u64 = segs[0].0.trim_end_matches(".ts").parse().expect("seq");
+    let first = seq_of(&segs[0].0);
     assert!(first >= 30, "window did not slide: first segment {first}");
     // Segments that left the window are gone.
-    assert_eq!(srv.get("/shows/fast/hls/source/0.ts").await.status, 404);
+    assert_eq!(
+        srv.get_session_file("/shows/fast/hls/source", "0.ts", &[])
+            .await
+            .status,
+        404
+    );
     // Held segment bytes stay within the window (~ 2 renditions x 5 s at < 1 Mbit/s).
     assert!(peak_held < 4 * 1024 * 1024, "held {peak_held} bytes");
     let growth = rss_kib().saturating_sub(rss_before);
@@ -347,7 +354,9 @@ async fn two_rooms_live_at_once_do_not_cross_talk() {
     // Each room's source segments carry its own publisher's picture size.
     let tmp = tempfile::tempdir().expect("tmp");
     for (room, width) in [("alpha", 320), ("beta", 256)] {
-        let seg = srv.get(&format!("/shows/{room}/hls/source/1.ts")).await;
+        let seg = srv
+            .get_session_file(&format!("/shows/{room}/hls/source"), "1.ts", &[])
+            .await;
         assert_eq!(seg.status, 200);
         let p = write_temp(tmp.path(), &format!("{room}.ts"), &seg.body);
         let streams = probe_streams(&p);
@@ -422,10 +431,7 @@ async fn reconnect_within_grace_continues_the_session_with_a_discontinuity() {
             "discontinuity after the first epoch's segments:\n{text}"
         );
         // Sequence numbers continue across the reconnect.
-        let seqs: Vec<u64> = segs
-            .iter()
-            .map(|s| s.0.trim_end_matches(".ts").parse().expect("seq"))
-            .collect();
+        let seqs: Vec<u64> = segs.iter().map(|s| seq_of(&s.0)).collect();
         assert!(seqs.windows(2).all(|w| w[1] == w[0] + 1), "{seqs:?}");
     }
     let metrics = srv.get("/metrics").await.text();
@@ -469,7 +475,12 @@ async fn http_origin_sends_cache_headers_etags_cors_and_enforces_the_origin_secr
             .status,
         403
     );
-    assert_eq!(srv.get("/shows/lobby/hls/source/0.ts").await.status, 403);
+    assert_eq!(
+        srv.get("/shows/lobby/hls/source/0123456789abcdef-0.ts")
+            .await
+            .status,
+        403
+    );
 
     let r = srv.get_with(media, &secret).await;
     assert_eq!(r.status, 200);
@@ -487,8 +498,10 @@ async fn http_origin_sends_cache_headers_etags_cors_and_enforces_the_origin_secr
         assert_eq!(plain.header("cache-control"), Some("public, max-age=1"));
     }
     for file in ["0.m4s", "0.0.m4s", "init-1.mp4"] {
-        let path = format!("/shows/lobby/hls/source/{file}");
-        assert_eq!(srv.get_with(&path, &secret).await.status, 404, "{file}");
+        let r = srv
+            .get_session_file("/shows/lobby/hls/source", file, &secret)
+            .await;
+        assert_eq!(r.status, 404, "{file}");
     }
     let etag = r.header("etag").expect("etag").to_owned();
     let r304 = srv
@@ -497,7 +510,9 @@ async fn http_origin_sends_cache_headers_etags_cors_and_enforces_the_origin_secr
     assert_eq!(r304.status, 304);
     assert!(r304.body.is_empty());
 
-    let seg = srv.get_with("/shows/lobby/hls/source/0.ts", &secret).await;
+    let seg = srv
+        .get_session_file("/shows/lobby/hls/source", "0.ts", &secret)
+        .await;
     assert_eq!(seg.status, 200);
     assert_eq!(seg.header("content-type"), Some("video/mp2t"));
     assert_eq!(
@@ -508,7 +523,9 @@ async fn http_origin_sends_cache_headers_etags_cors_and_enforces_the_origin_secr
     assert_eq!(&seg.body[..1], &[0x47], "MPEG-TS sync byte");
 
     // HEAD: headers and length, no body.
-    let head = http_request(srv.http, "HEAD", "/shows/lobby/hls/source/0.ts", &secret).await;
+    let token = session_token(&r.text());
+    let first = format!("/shows/lobby/hls/source/{token}-0.ts");
+    let head = http_request(srv.http, "HEAD", &first, &secret).await;
     assert_eq!(head.status, 200);
     assert_eq!(
         head.header("content-length"),
@@ -536,7 +553,7 @@ async fn http_origin_sends_cache_headers_etags_cors_and_enforces_the_origin_secr
 
     // Expired or unknown segments: 404. Viewers counted from playlist fetches.
     assert_eq!(
-        srv.get_with("/shows/lobby/hls/source/999.ts", &secret)
+        srv.get_session_file("/shows/lobby/hls/source", "999.ts", &secret)
             .await
             .status,
         404
@@ -570,7 +587,12 @@ async fn idle_and_unknown_rooms_answer_clearly_and_ops_endpoints_work() {
         srv.get("/shows/lobby/hls/source/index.m3u8").await.status,
         503
     );
-    assert_eq!(srv.get("/shows/lobby/hls/source/0.ts").await.status, 404);
+    assert_eq!(
+        srv.get("/shows/lobby/hls/source/0123456789abcdef-0.ts")
+            .await
+            .status,
+        404
+    );
     assert_eq!(srv.get("/shows/other/hls/index.m3u8").await.status, 404);
     let status: serde_json::Value =
         serde_json::from_slice(&srv.get("/shows/lobby/status").await.body).expect("json");
@@ -700,7 +722,9 @@ async fn video_only_publish_is_served_without_audio_and_overshoot_is_counted() {
     assert!(!master.contains("mp4a"), "{master}");
     let tmp = tempfile::tempdir().expect("tmp");
     for rendition in ["source", "144p"] {
-        let seg = srv.get(&format!("/shows/lobby/hls/{rendition}/0.ts")).await;
+        let seg = srv
+            .get_session_file(&format!("/shows/lobby/hls/{rendition}"), "0.ts", &[])
+            .await;
         assert_eq!(seg.status, 200);
         let path = write_temp(tmp.path(), &format!("{rendition}.ts"), &seg.body);
         let streams = probe_streams(&path);

@@ -3,15 +3,21 @@
 //! a request without the room's origin secret alike, and every error they answer carries
 //! `Cache-Control: no-store`, so a CDN never keeps one for its default time.
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, body::Body, extract::connect_info::MockConnectInfo};
+use bytes::Bytes;
 use http::{Request, StatusCode, header};
 use roomcast_crds::worker_config::WorkerConfig;
 use roomcast_media::{
     MediaOptions, MediaServer, RoomConfig,
+    mux::fragment::{ClosedFragment, FragmentSink},
     origin::hls::{self, ORIGIN_SECRET_HEADER},
     recording::{RecordedRoom, RoomRecorder},
+    room::{
+        Room,
+        session::{EpochSink, Session},
+    },
 };
 use roomcast_recorder::{
     RecorderConfig, catalog::embedded::EmbeddedCatalog, store::local::LocalStore,
@@ -23,6 +29,12 @@ const SECRET: &str = "cdn-secret-0123456789";
 /// One recording room `shows/lobby` with an origin secret; HLS and the replay API on one
 /// router, as `app::run` composes them.
 async fn origin(dir: &std::path::Path) -> (RoomRecorder, Router) {
+    let (recorder, app, _server) = origin_server(dir).await;
+    (recorder, app)
+}
+
+/// [`origin`], and the server behind it for tests that start sessions themselves.
+async fn origin_server(dir: &std::path::Path) -> (RoomRecorder, Router, Arc<MediaServer>) {
     std::fs::write(dir.join("key"), "stream-key-0123456789").expect("key");
     std::fs::write(dir.join("origin"), SECRET).expect("origin secret");
     let worker: WorkerConfig = serde_yaml::from_str(&format!(
@@ -52,10 +64,10 @@ playback: {{pathPrefix: /shows/lobby, playlistMaxAgeSeconds: 1, segmentMaxAgeSec
     )
     .await
     .expect("recorder");
-    let app = hls::router(server)
+    let app = hls::router(server.clone())
         .merge(recorder.routes.clone())
         .layer(MockConnectInfo(SocketAddr::from(([203, 0, 113, 7], 40000))));
-    (recorder, app)
+    (recorder, app, server)
 }
 
 async fn send(
@@ -92,7 +104,7 @@ async fn send(
 const ROOM_PATHS: [&str; 7] = [
     "/shows/lobby/hls/index.m3u8",
     "/shows/lobby/hls/source/index.m3u8",
-    "/shows/lobby/hls/source/0.ts",
+    "/shows/lobby/hls/source/0123456789abcdef-0.ts",
     "/shows/lobby/status",
     "/shows/lobby/recordings",
     "/shows/lobby/recordings/s1",
@@ -172,6 +184,106 @@ async fn hostile_names_and_odd_methods_get_errors_no_cdn_keeps() {
             assert_eq!(cache, "no-store", "{method} {path}");
         }
     }
+}
+
+/// Start a session of `room` as an accepted publish does and close one MPEG-TS segment of
+/// `bytes` in its source rendition; no publisher socket, so the test sees names, not timing.
+fn session_with_one_segment(room: &Room, conn: u64, bytes: Bytes) -> Arc<Session> {
+    let publish = room.begin_publish(conn).expect("publish");
+    let sink = EpochSink {
+        session: publish.session.clone(),
+        started: chrono::Utc::now(),
+        clock: std::time::Instant::now(),
+    };
+    sink.fragment_closed(
+        ClosedFragment {
+            rendition: 0,
+            bytes,
+            start: Duration::ZERO,
+            end: Duration::from_secs(2),
+        },
+        None,
+    );
+    publish.session
+}
+
+/// Segment names are the session's: the next session of the room answers yesterday's names
+/// with an uncacheable 404, never with its own bytes, and names that are not exactly a name
+/// of the live session are refused alike.
+#[tokio::test]
+async fn a_name_of_another_session_or_a_hostile_name_is_a_404_no_cdn_keeps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_recorder, app, server) = origin_server(dir.path()).await;
+    let room = server
+        .rooms
+        .by_path("shows", "lobby")
+        .expect("room")
+        .clone();
+    let secret = Some(SECRET.as_bytes());
+    let base = "/shows/lobby/hls/source";
+    let first = session_with_one_segment(&room, 1, Bytes::from(vec![0x47; 188]));
+    let token = first.token.to_string();
+    let (status, _, playlist) = send(&app, "GET", &format!("{base}/index.m3u8"), secret).await;
+    assert_eq!(status, StatusCode::OK, "{playlist}");
+    assert!(
+        playlist.contains(&format!("\n{token}-0.ts\n")),
+        "{playlist}"
+    );
+    let yesterday = format!("{base}/{token}-0.ts");
+    let (status, cache, _) = send(&app, "GET", &yesterday, secret).await;
+    assert_eq!(
+        (status, cache.as_str()),
+        (StatusCode::OK, "public, max-age=86400, immutable")
+    );
+
+    let upper = token.to_uppercase();
+    let (short, long) = (&token[1..], format!("{token}0"));
+    let hostile = [
+        "0.ts".to_owned(),
+        format!("{short}-0.ts"),
+        format!("{long}-0.ts"),
+        format!("{upper}-0.ts"),
+        format!("{}g-0.ts", &token[1..]),
+        format!("{}%2F-0.ts", &token[1..]),
+        format!("{token}--0.ts"),
+        format!("{token}-00.ts"),
+        format!("{token}-+0.ts"),
+        format!("{token}0.ts"),
+        format!("{token}-0.ts%00"),
+        format!("{token}-0.m4s"),
+        format!("{token}-0.0.m4s"),
+        format!("{token}-init-1.mp4"),
+        format!("..%2F..%2F{token}-0.ts"),
+        format!("{token}-..%2F..%2Fkey"),
+        format!("%2e%2e%2f{token}-0.ts"),
+        // Well formed, but no session of this room has this token.
+        "ffffffffffffffff-0.ts".to_owned(),
+        "0000000000000000-0.ts".to_owned(),
+    ];
+    for name in &hostile {
+        let (status, cache, body) = send(&app, "GET", &format!("{base}/{name}"), secret).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{name}: {body}");
+        assert_eq!(cache, "no-store", "{name}");
+    }
+
+    // The session ends; the room's next one numbers its segments from 0 again.
+    let generation = room.publisher_left(1, true).expect("publisher");
+    room.end_session_if(generation).await;
+    let second = session_with_one_segment(&room, 2, Bytes::from(vec![0x47; 376]));
+    assert_ne!(second.token, first.token);
+    let (status, cache, body) = send(&app, "GET", &yesterday, secret).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(cache, "no-store");
+    assert!(body.contains("another session"), "{body}");
+    let (status, _, body) = send(
+        &app,
+        "GET",
+        &format!("{base}/{}-0.ts", second.token),
+        secret,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.len(), 376, "today's bytes under today's name");
 }
 
 #[tokio::test]

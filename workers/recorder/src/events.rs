@@ -58,9 +58,9 @@ pub fn parse_segment_file_name(file: &str) -> Option<(u64, SegmentFormat)> {
         })
 }
 
-/// Digits as the recorder writes numbers: no sign, no leading zero (so one number has one
-/// file name).
-fn canonical_number<N: std::str::FromStr + ToString>(digits: &str) -> Option<N> {
+/// Digits as the recorder (and the live origin) writes numbers: no sign, no leading zero (so
+/// one number has one file name).
+pub fn canonical_number<N: std::str::FromStr + ToString>(digits: &str) -> Option<N> {
     let n: N = digits.parse().ok()?;
     (n.to_string() == digits).then_some(n)
 }

@@ -1,16 +1,17 @@
 //! The HLS origin: playlists and segments of every room, with CDN-friendly headers.
 //!
 //! ```text
-//! GET|HEAD /<ns>/<room>/hls/index.m3u8                master playlist
-//! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8    media playlist (DVR window)
-//! GET|HEAD /<ns>/<room>/hls/<rendition>/<seq>.ts      segment (immutable)
-//! GET      /<ns>/<room>/status                        JSON live state
+//! GET|HEAD /<ns>/<room>/hls/index.m3u8                   master playlist
+//! GET|HEAD /<ns>/<room>/hls/<rendition>/index.m3u8       media playlist (DVR window)
+//! GET|HEAD /<ns>/<room>/hls/<rendition>/<token>-<seq>.ts segment (immutable)
+//! GET      /<ns>/<room>/status                           JSON live state
 //! ```
 //!
-//! Low-latency rooms serve CMAF instead: `<seq>.m4s` segments, `<seq>.<part>.m4s` parts and
-//! `init-<id>.mp4` init segments, media playlist requests with `_HLS_msn`/`_HLS_part`
-//! block until the playlist has that part, and `_HLS_skip` asks for a delta update
-//! ([`super::low_latency`]).
+//! `<token>` is the session's ([`crate::room::names`]): a name of another session is a 404.
+//! Low-latency rooms serve CMAF instead: `<token>-<seq>.m4s` segments,
+//! `<token>-<seq>.<part>.m4s` parts and `<token>-init-<id>.mp4` init segments, media playlist
+//! requests with `_HLS_msn`/`_HLS_part` block until the playlist has that part, and `_HLS_skip`
+//! asks for a delta update ([`super::low_latency`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -30,9 +31,10 @@ use roomcast_runtime::origin::{
 };
 
 use super::low_latency::{
-    Delivery, MediaFile, blocking_cache_control, delivery, wait_for_part, wait_for_playlist,
+    Delivery, blocking_cache_control, delivery, wait_for_part, wait_for_playlist,
 };
 use crate::metrics::HTTP_KINDS;
+use crate::room::names::{MediaFile, MediaName};
 use crate::room::session::{Rendered, Session};
 use crate::room::{Liveness, Room};
 use crate::server::MediaServer;
@@ -332,10 +334,10 @@ async fn segment(
     Path((ns, name, rendition, file)): Path<(String, String, String, String)>,
     request: Request,
 ) -> Response {
-    let wanted = MediaFile::parse(&file);
+    let wanted = MediaName::parse(&file);
     // Parts are counted apart from segments: a low-latency viewer asks for several a second,
     // and they would otherwise hide the segment rate.
-    let kind = match wanted {
+    let kind = match wanted.map(|w| w.file) {
         Some(MediaFile::Part { .. }) => Kind::Part,
         _ => Kind::Segment,
     };
@@ -354,11 +356,11 @@ async fn media_file(
     room: &Room,
     rendition: &str,
     file: &str,
-    wanted: Option<MediaFile>,
+    wanted: Option<MediaName>,
 ) -> Response {
     let low_latency = room.cfg.part_target().is_some();
-    let wanted = wanted.filter(|f| match f {
-        MediaFile::Segment { cmaf, .. } => *cmaf == low_latency,
+    let wanted = wanted.filter(|w| match w.file {
+        MediaFile::Segment { cmaf, .. } => cmaf == low_latency,
         MediaFile::Part { .. } | MediaFile::Init { .. } => low_latency,
     });
     let Some(wanted) = wanted else {
@@ -370,6 +372,15 @@ async fn media_file(
             "segment not available: the room is idle\n",
         );
     };
+    // Another session's name (the one before, or one before a worker restart) never gets this
+    // session's bytes: the CDN would keep them under that name.
+    if wanted.token != s.token {
+        return plain(
+            StatusCode::NOT_FOUND,
+            "segment of another session: reload the playlist\n",
+        );
+    }
+    let wanted = wanted.file;
     let body = match wanted {
         MediaFile::Segment { seq, .. } => s.segment(rendition, seq),
         MediaFile::Part { seq, index } => wait_for_part(&s, rendition, seq, index).await,

@@ -1,7 +1,6 @@
 //! The LL-HLS side of the origin: the delivery directives of a playlist request
-//! (`_HLS_msn`, `_HLS_part`, `_HLS_skip`), the file names under a rendition (`init-<id>.mp4`,
-//! `<seq>.<part>.m4s`, `<seq>.m4s`, `<seq>.ts`), and the waits of a blocking playlist reload and
-//! of a preload-hinted part. Parsing is pure and strict: only ASCII digits, no duplicates, no
+//! (`_HLS_msn`, `_HLS_part`, `_HLS_skip`), and the waits of a blocking playlist reload and of a
+//! preload-hinted part (the file names under a rendition are [`crate::room::names`]). Parsing is pure and strict: only ASCII digits, no duplicates, no
 //! sign, nothing the `u64`/`usize` parsers would otherwise quietly accept.
 
 use std::time::Duration;
@@ -71,53 +70,6 @@ pub fn delivery(query: Option<&str>) -> Result<Delivery, &'static str> {
 }
 
 const NOT_A_NUMBER: &str = "_HLS_msn and _HLS_part take a decimal number\n";
-
-/// What a file name under `<rendition>/` asks for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum MediaFile {
-    /// `<seq>.ts` or `<seq>.m4s`; `cmaf` tells which.
-    Segment { seq: u64, cmaf: bool },
-    /// `<seq>.<index>.m4s`
-    Part { seq: u64, index: usize },
-    /// `init-<id>.mp4`
-    Init { id: u32 },
-}
-
-impl MediaFile {
-    pub fn parse(name: &str) -> Option<MediaFile> {
-        if let Some(id) = name
-            .strip_prefix("init-")
-            .and_then(|r| r.strip_suffix(".mp4"))
-        {
-            return Some(MediaFile::Init { id: digits(id)? });
-        }
-        if let Some(seq) = name.strip_suffix(".ts") {
-            return Some(MediaFile::Segment {
-                seq: digits(seq)?,
-                cmaf: false,
-            });
-        }
-        let stem = name.strip_suffix(".m4s")?;
-        Some(match stem.split_once('.') {
-            None => MediaFile::Segment {
-                seq: digits(stem)?,
-                cmaf: true,
-            },
-            Some((seq, index)) => MediaFile::Part {
-                seq: digits(seq)?,
-                index: digits(index)?,
-            },
-        })
-    }
-
-    pub fn content_type(self) -> &'static str {
-        match self {
-            MediaFile::Segment { cmaf: false, .. } => "video/mp2t",
-            MediaFile::Segment { cmaf: true, .. } | MediaFile::Part { .. } => "video/iso.segment",
-            MediaFile::Init { .. } => "video/mp4",
-        }
-    }
-}
 
 /// Why a blocking request ends without the playlist.
 pub type Refusal = (StatusCode, &'static str);
@@ -299,54 +251,5 @@ mod tests {
         );
         let long = format!("_HLS_skip={}", "Y".repeat(100_000));
         assert!(delivery(Some(&long)).is_err());
-    }
-
-    #[test]
-    fn file_names_are_parsed_strictly() {
-        assert_eq!(
-            MediaFile::parse("12.ts"),
-            Some(MediaFile::Segment {
-                seq: 12,
-                cmaf: false
-            })
-        );
-        assert_eq!(
-            MediaFile::parse("12.m4s"),
-            Some(MediaFile::Segment {
-                seq: 12,
-                cmaf: true
-            })
-        );
-        assert_eq!(
-            MediaFile::parse("12.3.m4s"),
-            Some(MediaFile::Part { seq: 12, index: 3 })
-        );
-        assert_eq!(
-            MediaFile::parse("init-2.mp4"),
-            Some(MediaFile::Init { id: 2 })
-        );
-        for hostile in [
-            "",
-            ".ts",
-            "+1.ts",
-            "-1.ts",
-            "1.ts.ts",
-            "1.2.ts",
-            "1..m4s",
-            ".1.m4s",
-            "1.2.3.m4s",
-            "1.-2.m4s",
-            "init-.mp4",
-            "init-+1.mp4",
-            "init-4294967296.mp4",
-            "init-1.mp4.mp4",
-            "99999999999999999999999.ts",
-            "1.m4s ",
-            "index.m3u8",
-            "../1.ts",
-            "1.TS",
-        ] {
-            assert_eq!(MediaFile::parse(hostile), None, "{hostile:?} accepted");
-        }
     }
 }

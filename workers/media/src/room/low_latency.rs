@@ -6,7 +6,8 @@
 
 use std::time::Duration;
 
-use super::playlist::{MediaPlaylist, Part, Segment, Skipped, init_uri};
+use super::names::{MediaFile, SessionToken};
+use super::playlist::{MediaPlaylist, Part, Segment, Skipped};
 
 /// Parts are listed for the segments within this many target durations of the playlist's end
 /// (4.4.4.9: older part tags should go; the segments stay for the DVR window).
@@ -63,11 +64,6 @@ pub enum Block {
     TooFar,
 }
 
-/// URI of a part: `<seq>.<index>.m4s`.
-pub fn part_uri(seq: u64, index: usize) -> String {
-    format!("{seq}.{index}.m4s")
-}
-
 /// Seconds with millisecond precision, rounded up so a rounded duration is never shorter than
 /// the part it describes.
 fn secs_up(d: Duration) -> String {
@@ -80,7 +76,7 @@ fn secs(d: Duration) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
-fn part_tag(seq: u64, index: usize, part: &Part) -> m3u8_rs::ExtTag {
+fn part_tag(token: SessionToken, seq: u64, index: usize, part: &Part) -> m3u8_rs::ExtTag {
     let independent = if part.independent {
         ",INDEPENDENT=YES"
     } else {
@@ -91,7 +87,7 @@ fn part_tag(seq: u64, index: usize, part: &Part) -> m3u8_rs::ExtTag {
         rest: Some(format!(
             "DURATION={},URI=\"{}\"{independent}",
             secs(part.duration),
-            part_uri(seq, index)
+            token.name(MediaFile::Part { seq, index })
         )),
     }
 }
@@ -223,7 +219,7 @@ impl MediaPlaylist {
                 s.parts
                     .iter()
                     .enumerate()
-                    .map(|(i, p)| part_tag(s.seq, i, p))
+                    .map(|(i, p)| part_tag(self.token, s.seq, i, p))
                     .collect()
             } else {
                 Vec::new()
@@ -256,18 +252,21 @@ impl MediaPlaylist {
         if !self.open_parts.is_empty() && !mapped {
             text.push_str(&format!(
                 "#EXT-X-MAP:URI=\"{}\"\n",
-                init_uri(self.open_init)
+                self.token.name(MediaFile::Init { id: self.open_init })
             ));
         }
         if !self.open_parts.is_empty() && self.open_discontinuity {
             text.push_str("#EXT-X-DISCONTINUITY\n");
         }
         for (i, p) in self.open_parts.iter().enumerate() {
-            text.push_str(&format!("{}\n", part_tag(seq, i, p)));
+            text.push_str(&format!("{}\n", part_tag(self.token, seq, i, p)));
         }
         text.push_str(&format!(
             "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"\n",
-            part_uri(seq, self.open_parts.len())
+            self.token.name(MediaFile::Part {
+                seq,
+                index: self.open_parts.len()
+            })
         ));
         for r in reports {
             text.push_str(&format!(
@@ -281,6 +280,7 @@ impl MediaPlaylist {
 
 #[cfg(test)]
 mod tests {
+    use crate::room::names::test_token;
     use chrono::TimeZone;
 
     use super::*;
@@ -310,7 +310,7 @@ mod tests {
         segments: u64,
         reconnects: &[u64],
     ) -> MediaPlaylist {
-        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, window);
+        let mut p = MediaPlaylist::new(test_token(), SegmentFormat::Fmp4, 2, window);
         p.part_target = Some(Duration::from_millis(500));
         p.open_init = 1;
         let base = chrono::Utc
@@ -377,14 +377,21 @@ mod tests {
         assert!(durations.iter().all(|d| *d <= target), "{durations:?}");
         // Parts of the last three target durations only: 6 s = the open parts and the last
         // two segments (and a half) -> segments 7, 8 and 9 keep theirs, 6 does not.
-        assert!(text.contains("URI=\"7.0.m4s\""), "{text}");
-        assert!(!text.contains("URI=\"6.3.m4s\""), "{text}");
+        assert!(text.contains("URI=\"0123456789abcdef-7.0.m4s\""), "{text}");
+        assert!(!text.contains("URI=\"0123456789abcdef-6.3.m4s\""), "{text}");
         // Every part tag comes before its segment's EXTINF and the hint is the next part.
         let hint = text
-            .find("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"10.2.m4s\"")
+            .find("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"0123456789abcdef-10.2.m4s\"")
             .expect("hint");
-        assert!(text.find("URI=\"10.1.m4s\"").expect("open part") < hint);
-        assert!(text.find("URI=\"9.3.m4s\"").expect("part") < text.find("\n9.m4s").expect("seg"));
+        assert!(
+            text.find("URI=\"0123456789abcdef-10.1.m4s\"")
+                .expect("open part")
+                < hint
+        );
+        assert!(
+            text.find("URI=\"0123456789abcdef-9.3.m4s\"").expect("part")
+                < text.find("\n0123456789abcdef-9.m4s").expect("seg")
+        );
         assert!(!text.contains("ENDLIST"));
     }
 
@@ -406,15 +413,20 @@ mod tests {
     fn parts_before_the_first_segment_come_with_their_map() {
         let p = playlist(0, 2);
         let text = p.render_low_latency(&[], Skip::Nothing);
-        let map = text.find("#EXT-X-MAP:URI=\"init-1.mp4\"\n").expect(&text);
-        assert!(map < text.find("URI=\"0.0.m4s\"").expect(&text), "{text}");
+        let map = text
+            .find("#EXT-X-MAP:URI=\"0123456789abcdef-init-1.mp4\"\n")
+            .expect(&text);
+        assert!(
+            map < text.find("URI=\"0123456789abcdef-0.0.m4s\"").expect(&text),
+            "{text}"
+        );
         let mut p = playlist(2, 1);
         let text = p.render_low_latency(&[], Skip::Nothing);
         assert_eq!(text.matches("#EXT-X-MAP").count(), 1, "{text}");
         p.open_init = 2;
         let text = p.render_low_latency(&[], Skip::Nothing);
         assert!(
-            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-PART:"),
+            text.contains("1.m4s\n#EXT-X-MAP:URI=\"0123456789abcdef-init-2.mp4\"\n#EXT-X-PART:"),
             "{text}"
         );
     }
@@ -426,7 +438,7 @@ mod tests {
         p.open_init = 2;
         let text = p.render_low_latency(&[], Skip::Nothing);
         assert!(
-            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY\n#EXT-X-PART:DURATION=0.480,URI=\"2.0.m4s\""),
+            text.contains("1.m4s\n#EXT-X-MAP:URI=\"0123456789abcdef-init-2.mp4\"\n#EXT-X-DISCONTINUITY\n#EXT-X-PART:DURATION=0.480,URI=\"0123456789abcdef-2.0.m4s\""),
             "{text}"
         );
         p.push(Segment {
@@ -556,7 +568,7 @@ mod tests {
         );
         // What applies to the first kept segment stays: its init and its wall clock.
         assert!(
-            delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=8\n#EXT-X-MAP:URI=\"init-3.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:37.000Z\n#EXTINF:2,\n13.m4s\n"),
+            delta.contains("#EXT-X-SKIP:SKIPPED-SEGMENTS=8\n#EXT-X-MAP:URI=\"0123456789abcdef-init-3.mp4\"\n#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:37.000Z\n#EXTINF:2,\n0123456789abcdef-13.m4s\n"),
             "{delta}"
         );
         // The reconnect inside the skipped range goes with it; the one after it stays.
@@ -566,7 +578,10 @@ mod tests {
             1,
             "{delta}"
         );
-        assert!(delta.contains("#EXT-X-MAP:URI=\"init-4.mp4\"\n#EXT-X-DISCONTINUITY\n"));
+        assert!(
+            delta
+                .contains("#EXT-X-MAP:URI=\"0123456789abcdef-init-4.mp4\"\n#EXT-X-DISCONTINUITY\n")
+        );
         // Everything after the skipped segments is the whole playlist's, line for line: every
         // part, the hint and the reports (parts are listed for 6 s, never beyond the boundary).
         let tail_start = full
@@ -639,7 +654,12 @@ mod tests {
 
     #[test]
     fn segments_are_skipped_only_when_they_end_beyond_the_boundary() {
-        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(600));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::Fmp4,
+            2,
+            Duration::from_secs(600),
+        );
         p.part_target = Some(Duration::from_millis(500));
         let b = Duration::from_secs(12);
         assert_eq!(p.skipped_segments(b), 0, "empty");

@@ -9,6 +9,7 @@
 //! ```
 
 pub mod low_latency;
+pub mod names;
 pub mod playlist;
 pub mod registry;
 pub mod session;

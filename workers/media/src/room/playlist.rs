@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::names::{MediaFile, SessionToken};
+
 /// The master playlist is rendered by the code the recorder renders VOD masters with, so live
 /// and replay carry the same attributes.
 pub use roomcast_recorder::playlist::{StreamAttributes, Variant, render_master};
@@ -18,25 +20,14 @@ pub use roomcast_recorder::playlist::{StreamAttributes, Variant, render_master};
 /// Container of the media segments.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SegmentFormat {
-    /// MPEG-TS segments (`<seq>.ts`), what is served today.
+    /// MPEG-TS segments (`<token>-<seq>.ts`), what is served today.
     MpegTs,
-    /// fMP4/CMAF segments (`<seq>.m4s`) with init sections (`EXT-X-MAP`, [`init_uri`]).
+    /// fMP4/CMAF segments (`<token>-<seq>.m4s`) with init sections (`EXT-X-MAP`,
+    /// `<token>-init-<id>.mp4`).
     Fmp4,
 }
 
-/// URI of an init segment: every new codec configuration (a publisher reconnecting at another
-/// size, say) gets its own, so a cached old one is never served for new segments. The recorder
-/// stores it under the same name, so live and VOD playlists map the same files.
-pub use roomcast_recorder::events::init_file_name as init_uri;
-
 impl SegmentFormat {
-    pub fn extension(&self) -> &'static str {
-        match self {
-            SegmentFormat::MpegTs => "ts",
-            SegmentFormat::Fmp4 => "m4s",
-        }
-    }
-
     pub fn content_type(&self) -> &'static str {
         match self {
             SegmentFormat::MpegTs => "video/mp2t",
@@ -74,6 +65,8 @@ pub struct Part {
 /// A live media playlist with a sliding window.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MediaPlaylist {
+    /// The session's token, in every file name the playlist lists ([`super::names`]).
+    pub token: SessionToken,
     pub format: SegmentFormat,
     /// Seconds; never lowered during a session (RFC 8216 4.3.3.1).
     pub target_duration: u64,
@@ -92,8 +85,14 @@ pub struct MediaPlaylist {
 }
 
 impl MediaPlaylist {
-    pub fn new(format: SegmentFormat, segment_seconds: u32, window: Duration) -> Self {
+    pub fn new(
+        token: SessionToken,
+        format: SegmentFormat,
+        segment_seconds: u32,
+        window: Duration,
+    ) -> Self {
         MediaPlaylist {
+            token,
             format,
             target_duration: u64::from(segment_seconds.max(1)),
             window,
@@ -173,7 +172,7 @@ impl MediaPlaylist {
         (secs > 0.0).then(|| (peak, (bytes as f64 * 8.0 / secs) as u64))
     }
 
-    /// Render as `index.m3u8`. Segment URIs are relative: `<seq>.<ext>`.
+    /// Render as `index.m3u8`. Segment URIs are relative: `<token>-<seq>.<ext>`.
     pub fn render(&self) -> String {
         self.render_with(None, |_| Vec::new())
     }
@@ -187,7 +186,6 @@ impl MediaPlaylist {
         tags: impl Fn(&Segment) -> Vec<m3u8_rs::ExtTag>,
     ) -> String {
         let fmp4 = self.format == SegmentFormat::Fmp4;
-        let ext = self.format.extension();
         let first = skipped.as_ref().map_or(0, |s| s.segments);
         let segments = self
             .segments
@@ -199,11 +197,14 @@ impl MediaPlaylist {
                 // EXT-X-MAP that applied to it may have gone with the skipped segments.
                 let new_init = i == first || self.segments[i - 1].init != s.init;
                 m3u8_rs::MediaSegment {
-                    uri: format!("{}.{ext}", s.seq),
+                    uri: self.token.name(MediaFile::Segment {
+                        seq: s.seq,
+                        cmaf: fmp4,
+                    }),
                     duration: (s.duration.as_millis() as f32) / 1000.0,
                     discontinuity: s.discontinuity,
                     map: (fmp4 && new_init).then(|| m3u8_rs::Map {
-                        uri: init_uri(s.init),
+                        uri: self.token.name(MediaFile::Init { id: s.init }),
                         ..Default::default()
                     }),
                     program_date_time: Some(s.program_date_time.fixed_offset()),
@@ -259,6 +260,7 @@ fn write_string(f: impl FnOnce(&mut Vec<u8>) -> std::io::Result<()>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::names::test_token;
     use chrono::TimeZone;
 
     fn seg(seq: u64, ms: u64, discontinuity: bool) -> Segment {
@@ -279,7 +281,12 @@ mod tests {
 
     #[test]
     fn window_keeps_at_least_dvr_window_seconds() {
-        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(10));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::MpegTs,
+            2,
+            Duration::from_secs(10),
+        );
         for i in 0..20 {
             p.push(seg(i, 2000, false));
         }
@@ -290,7 +297,12 @@ mod tests {
 
     #[test]
     fn removed_segments_are_returned_oldest_first() {
-        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(4));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::MpegTs,
+            2,
+            Duration::from_secs(4),
+        );
         assert!(p.push(seg(0, 2000, false)).is_empty());
         assert!(p.push(seg(1, 2000, false)).is_empty());
         let removed = p.push(seg(2, 2000, false));
@@ -299,7 +311,12 @@ mod tests {
 
     #[test]
     fn dropping_a_discontinuity_bumps_the_discontinuity_sequence() {
-        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(4));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::MpegTs,
+            2,
+            Duration::from_secs(4),
+        );
         p.push(seg(0, 2000, false));
         p.push(seg(1, 2000, true));
         p.push(seg(2, 2000, false));
@@ -311,7 +328,12 @@ mod tests {
 
     #[test]
     fn render_has_the_live_tags() {
-        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(60));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::MpegTs,
+            2,
+            Duration::from_secs(60),
+        );
         p.push(seg(7, 2000, false));
         p.push(seg(8, 2500, true));
         let text = p.render();
@@ -319,11 +341,14 @@ mod tests {
         assert!(text.contains("#EXT-X-TARGETDURATION:3\n"), "{text}");
         assert!(text.contains("#EXT-X-MEDIA-SEQUENCE:7\n"), "{text}");
         assert!(
-            text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:19.000Z\n#EXTINF:2,\n7.ts\n"),
+            text.contains("#EXT-X-PROGRAM-DATE-TIME:2026-01-02T03:04:19.000Z\n#EXTINF:2,\n0123456789abcdef-7.ts\n"),
             "{text}"
         );
         assert!(text.contains("#EXT-X-DISCONTINUITY\n"), "{text}");
-        assert!(text.contains("#EXTINF:2.5,\n8.ts\n"), "{text}");
+        assert!(
+            text.contains("#EXTINF:2.5,\n0123456789abcdef-8.ts\n"),
+            "{text}"
+        );
         assert!(!text.contains("#EXT-X-ENDLIST"), "{text}");
         p.ended = true;
         assert!(p.render().ends_with("#EXT-X-ENDLIST\n"));
@@ -331,7 +356,12 @@ mod tests {
 
     #[test]
     fn rendered_playlist_parses_back() {
-        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(60));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::MpegTs,
+            2,
+            Duration::from_secs(60),
+        );
         for i in 0..3 {
             p.push(seg(i, 2002, i == 2));
         }
@@ -344,7 +374,12 @@ mod tests {
 
     #[test]
     fn fmp4_playlists_carry_the_init_section() {
-        let mut p = MediaPlaylist::new(SegmentFormat::Fmp4, 2, Duration::from_secs(60));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::Fmp4,
+            2,
+            Duration::from_secs(60),
+        );
         for (seq, init) in [(0, 1), (1, 1), (2, 2)] {
             p.push(Segment {
                 init,
@@ -354,11 +389,15 @@ mod tests {
         let text = p.render();
         assert_eq!(text.matches("#EXT-X-MAP:").count(), 2, "{text}");
         assert!(
-            text.contains("#EXT-X-MAP:URI=\"init-1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME"),
+            text.contains(
+                "#EXT-X-MAP:URI=\"0123456789abcdef-init-1.mp4\"\n#EXT-X-PROGRAM-DATE-TIME"
+            ),
             "{text}"
         );
         assert!(
-            text.contains("1.m4s\n#EXT-X-MAP:URI=\"init-2.mp4\"\n#EXT-X-DISCONTINUITY"),
+            text.contains(
+                "1.m4s\n#EXT-X-MAP:URI=\"0123456789abcdef-init-2.mp4\"\n#EXT-X-DISCONTINUITY"
+            ),
             "{text}"
         );
         assert!(text.contains("#EXT-X-VERSION:7"), "{text}");
@@ -367,7 +406,12 @@ mod tests {
 
     #[test]
     fn bandwidth_is_peak_and_average() {
-        let mut p = MediaPlaylist::new(SegmentFormat::MpegTs, 2, Duration::from_secs(60));
+        let mut p = MediaPlaylist::new(
+            test_token(),
+            SegmentFormat::MpegTs,
+            2,
+            Duration::from_secs(60),
+        );
         let mut a = seg(0, 2000, false);
         a.size = 250_000;
         let mut b = seg(1, 2000, false);

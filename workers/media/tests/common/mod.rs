@@ -190,6 +190,22 @@ impl TestServer {
         http_request(self.http, "GET", path, headers).await
     }
 
+    /// `file` (`0.ts`, `3.1.m4s`, `init-1.mp4`) of the session whose media playlist
+    /// `<rendition_path>/index.m3u8` serves now: its name carries that session's token.
+    pub async fn get_session_file(
+        &self,
+        rendition_path: &str,
+        file: &str,
+        headers: &[(&str, &str)],
+    ) -> HttpResponse {
+        let playlist = self
+            .get_with(&format!("{rendition_path}/index.m3u8"), headers)
+            .await;
+        let token = session_token(&playlist.text());
+        self.get_with(&format!("{rendition_path}/{token}-{file}"), headers)
+            .await
+    }
+
     /// Graceful shutdown, as on SIGTERM.
     pub async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
@@ -386,6 +402,27 @@ pub fn playlist_segments(text: &str) -> Vec<(String, f64, bool)> {
         .iter()
         .map(|s| (s.uri.clone(), f64::from(s.duration), s.discontinuity))
         .collect()
+}
+
+/// The session token of the file names a media playlist lists (`<token>-<seq>.ts`, parts and
+/// inits alike).
+pub fn session_token(playlist: &str) -> String {
+    playlist
+        .lines()
+        .filter_map(|l| match l.split_once("URI=\"") {
+            Some((_, uri)) => uri.split('"').next(),
+            None => (!l.starts_with('#')).then_some(l),
+        })
+        .filter(|uri| !uri.ends_with(".m3u8"))
+        .find_map(|uri| Some(uri.split_once('-')?.0.to_owned()))
+        .unwrap_or_else(|| panic!("no session file listed:\n{playlist}"))
+}
+
+/// The sequence number in a segment or part name, `<token>-<seq>.ts` or `<token>-<seq>.<part>.m4s`.
+pub fn seq_of(name: &str) -> u64 {
+    name.split_once('-')
+        .and_then(|(_, file)| file.split('.').next()?.parse().ok())
+        .unwrap_or_else(|| panic!("not a segment name: {name}"))
 }
 
 pub fn write_temp(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
