@@ -122,6 +122,19 @@ pub struct Route {
     pub backend: String,
 }
 
+impl Route {
+    /// Whether the backend's host is a DNS name without the trailing dot: a resolver looks it
+    /// up through its search list first, where another namespace may answer. Only an operator
+    /// older than the fully qualified names writes these (IP addresses are not names).
+    pub fn backend_is_relative_name(&self) -> bool {
+        let host = self
+            .backend
+            .rsplit_once(':')
+            .map_or(self.backend.as_str(), |(host, _)| host);
+        !host.ends_with('.') && host.parse::<std::net::Ipv4Addr>().is_err()
+    }
+}
+
 /// The whole table, as the operator writes it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -322,6 +335,19 @@ mod tests {
         }
         let long_label = format!("{}.svc.:1935", "a".repeat(64));
         assert!(!is_backend(&long_label));
+        let relative = |backend: &str| {
+            Route {
+                backend: backend.into(),
+                ..route(key().hash("a"), "a/b")
+            }
+            .backend_is_relative_name()
+        };
+        assert!(relative("lobby-rtmp.team-a.svc:1935"));
+        assert!(!relative("lobby-rtmp.team-a.svc.cluster.local.:1935"));
+        assert!(
+            !relative("127.0.0.1:1935"),
+            "roomcast dev routes to addresses"
+        );
     }
 
     #[test]
