@@ -11,7 +11,8 @@
 //!
 //! ```json
 //! {"version": 1, "routes": [
-//!   {"keyHash": "<64 hex>", "room": "team-a/lobby", "backend": "lobby-media.team-a.svc:1935"}]}
+//!   {"keyHash": "<64 hex>", "room": "team-a/lobby",
+//!    "backend": "lobby-rtmp.team-a.svc.cluster.local.:1935"}]}
 //! ```
 
 use std::collections::HashMap;
