@@ -11,7 +11,8 @@
 //!
 //! ```json
 //! {"version": 1, "routes": [
-//!   {"keyHash": "<64 hex>", "room": "team-a/lobby", "backend": "lobby-media.team-a.svc:1935"}]}
+//!   {"keyHash": "<64 hex>", "room": "team-a/lobby",
+//!    "backend": "lobby-rtmp.team-a.svc.cluster.local.:1935"}]}
 //! ```
 
 use std::collections::HashMap;
@@ -30,6 +31,10 @@ pub const ROUTES_FORMAT_VERSION: u32 = 1;
 /// A routing key shorter than this is refused: it is what keeps the hashes from being tested
 /// offline, so it gets the strength of an HMAC-SHA256 key.
 pub const MIN_ROUTING_KEY_BYTES: usize = 32;
+/// The shortest stream key the operator routes, in characters after trimming. Generated keys
+/// are 40; a shorter key a tenant chose could be guessed, and a room's `DuplicateStreamKey`
+/// condition would confirm each guess that matched another room's key.
+pub const MIN_STREAM_KEY_CHARS: usize = 32;
 /// A ConfigMap holds at most 1 MiB; a table bigger than that was not written by the operator.
 pub const MAX_ROUTES_JSON_BYTES: usize = 1024 * 1024;
 
@@ -116,6 +121,19 @@ pub struct Route {
     pub room: String,
     /// `<host>:<port>` of the room's media RTMP Service.
     pub backend: String,
+}
+
+impl Route {
+    /// Whether the backend's host is a DNS name without the trailing dot: a resolver looks it
+    /// up through its search list first, where another namespace may answer. Only an operator
+    /// older than the fully qualified names writes these (IP addresses are not names).
+    pub fn backend_is_relative_name(&self) -> bool {
+        let host = self
+            .backend
+            .rsplit_once(':')
+            .map_or(self.backend.as_str(), |(host, _)| host);
+        !host.ends_with('.') && host.parse::<std::net::Ipv4Addr>().is_err()
+    }
 }
 
 /// The whole table, as the operator writes it.
@@ -211,10 +229,15 @@ fn is_room_name(room: &str) -> bool {
     matches!(room.split_once('/'), Some((ns, name)) if is_dns_label(ns) && is_dns_label(name))
 }
 
+/// `<host>:<port>`, the host a DNS name. Fully qualified names with the trailing dot are what
+/// the operator writes (no resolver search list is tried for them); relative names are still
+/// read, because a table written by an older operator stays in use during an upgrade until
+/// the new operator rewrites it, within a second of starting.
 fn is_backend(backend: &str) -> bool {
     let Some((host, port)) = backend.rsplit_once(':') else {
         return false;
     };
+    let host = host.strip_suffix('.').unwrap_or(host);
     let port_ok = port.parse::<u16>().is_ok_and(|p| p != 0);
     let host_ok = !host.is_empty()
         && host.len() <= 253
@@ -240,7 +263,7 @@ mod tests {
         Route {
             key_hash,
             room: room.into(),
-            backend: "lobby-media.team-a.svc:1935".into(),
+            backend: "lobby-rtmp.team-a.svc.cluster.local.:1935".into(),
         }
     }
 
@@ -285,6 +308,47 @@ mod tests {
         let parsed = RouteTable::parse(table.to_json().as_bytes()).expect("valid");
         assert_eq!(parsed, table);
         assert_eq!(parsed.index()[&key().hash("b")].room, "team-b/room");
+    }
+
+    #[test]
+    fn fully_qualified_and_older_relative_backends_are_read_and_malformed_ones_are_not() {
+        for good in [
+            "lobby-rtmp.team-a.svc.cluster.local.:1935",
+            "lobby-rtmp.team-a.svc.corp.example.:1935",
+            // Written by an operator before the fully qualified names.
+            "lobby-rtmp.team-a.svc:1935",
+        ] {
+            assert!(is_backend(good), "{good}");
+        }
+        for bad in [
+            ".:1935",
+            ":1935",
+            "lobby-rtmp.team-a.svc..:1935",
+            "lobby-rtmp..team-a.svc.:1935",
+            ".lobby-rtmp.team-a.svc:1935",
+            "lobby-rtmp.team-a.svc.cluster.local.:0",
+            "lobby-rtmp.team-a.svc.cluster.local.",
+            "lobby-rtmp.team-a.svc.cluster.local.:1935.",
+            "lobby rtmp.team-a.svc.cluster.local.:1935",
+            "lobby-rtmp.team-a.svc.clüster.local.:1935",
+        ] {
+            assert!(!is_backend(bad), "{bad}");
+        }
+        let long_label = format!("{}.svc.:1935", "a".repeat(64));
+        assert!(!is_backend(&long_label));
+        let relative = |backend: &str| {
+            Route {
+                backend: backend.into(),
+                ..route(key().hash("a"), "a/b")
+            }
+            .backend_is_relative_name()
+        };
+        assert!(relative("lobby-rtmp.team-a.svc:1935"));
+        assert!(!relative("lobby-rtmp.team-a.svc.cluster.local.:1935"));
+        assert!(
+            !relative("127.0.0.1:1935"),
+            "roomcast dev routes to addresses"
+        );
     }
 
     #[test]

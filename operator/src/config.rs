@@ -23,6 +23,9 @@ pub const DEFAULT_IMAGE: &str = concat!("ghcr.io/roomcast/roomcast:", env!("CARG
 pub const DEFAULT_CHAT_TRUSTED_PROXIES: &str =
     "10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10,fc00::/7";
 pub const DEFAULT_PLAYBACK_SCHEME: &str = "https";
+/// The cluster's DNS domain (the kubelet's `--cluster-domain`), which almost every cluster
+/// leaves at this.
+pub const DEFAULT_CLUSTER_DOMAIN: &str = "cluster.local";
 pub const DEFAULT_OPERATOR_NAMESPACE: &str = "roomcast-system";
 pub const DEFAULT_HTTP_ADDR: &str = "0.0.0.0:8080";
 pub const DEFAULT_LEASE_NAME: &str = "roomcast-operator";
@@ -137,6 +140,11 @@ pub struct OperatorConfig {
     /// Default resources of chat workers (JSON ResourceRequirements).
     #[arg(long, env = "ROOMCAST_CHAT_RESOURCES", value_parser = parse_resources)]
     pub chat_resources: Option<ResourceRequirements>,
+    /// The cluster's DNS domain. In-cluster names the operator hands to its workers (the ingest
+    /// gateway's backends) are written fully qualified under it, with a trailing dot, so no
+    /// resolver search list (where a tenant's namespace could answer first) is ever tried.
+    #[arg(long, env = "ROOMCAST_CLUSTER_DOMAIN", default_value = DEFAULT_CLUSTER_DOMAIN)]
+    pub cluster_domain: String,
     /// Namespace the operator runs in (default Secrets are read from here).
     #[arg(long, env = "POD_NAMESPACE", default_value = DEFAULT_OPERATOR_NAMESPACE)]
     pub operator_namespace: String,
@@ -333,6 +341,7 @@ impl OperatorConfig {
             non_empty(value);
         }
         self.gateway.normalize()?;
+        self.cluster_domain = normalized_cluster_domain(&self.cluster_domain)?;
         self.image_pull_secrets = self
             .image_pull_secrets
             .iter()
@@ -403,6 +412,30 @@ impl OperatorConfig {
         }
         Ok(self)
     }
+}
+
+/// The cluster domain as names are built from it: lower case, without a trailing dot (the
+/// builders add their own); empty means the default.
+const MAX_CLUSTER_DOMAIN_LEN: usize = 253 - 132;
+
+fn normalized_cluster_domain(text: &str) -> Result<String> {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Ok(DEFAULT_CLUSTER_DOMAIN.to_owned());
+    }
+    let domain = trimmed
+        .strip_suffix('.')
+        .unwrap_or(trimmed)
+        .to_ascii_lowercase();
+    // Room-derived names are `<room>-rtmp.<namespace>.svc.` plus this: `<room>-rtmp` is a
+    // Service name (63), the namespace a label (63), so 132 characters at most, and the
+    // domain may take what a 253-character DNS name has left.
+    if !crate::labels::is_dns_subdomain(&domain) || domain.len() > MAX_CLUSTER_DOMAIN_LEN {
+        return Err(Error::Config(format!(
+            "ROOMCAST_CLUSTER_DOMAIN (--cluster-domain, Helm value clusterDomain) must be a DNS name such as cluster.local, at most {MAX_CLUSTER_DOMAIN_LEN} characters, got {text:?}"
+        )));
+    }
+    Ok(domain)
 }
 
 impl RunConfig {
@@ -517,6 +550,47 @@ pub(crate) mod tests {
             config
                 .normalized()
                 .unwrap_or_else(|e| panic!("{good:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn the_cluster_domain_is_a_dns_name_and_names_the_flag_when_it_is_not() {
+        let with = |domain: &str| {
+            OperatorConfig {
+                cluster_domain: domain.to_owned(),
+                ..config()
+            }
+            .normalized()
+            .map(|c| c.cluster_domain)
+        };
+        assert_eq!(with("cluster.local").expect("default"), "cluster.local");
+        assert_eq!(with("").expect("unset"), "cluster.local");
+        assert_eq!(with(" Corp.Example. ").expect("normalized"), "corp.example");
+        assert_eq!(
+            parse(&["--cluster-domain", "k8s.internal"])
+                .expect("flag")
+                .cluster_domain,
+            "k8s.internal"
+        );
+        assert_eq!(
+            parse(&[]).expect("default").cluster_domain,
+            DEFAULT_CLUSTER_DOMAIN
+        );
+        for bad in [
+            ".",
+            "..",
+            "cluster..local",
+            ".cluster.local",
+            "cluster.local/evil",
+            "cluster.local:53",
+            "evil.example svc",
+            "-cluster.local",
+            "clüster.local",
+            "10.0.0.1/8",
+            &format!("{}ab", "a.".repeat(60)),
+        ] {
+            let error = with(bad).expect_err(bad).to_string();
+            assert!(error.contains("ROOMCAST_CLUSTER_DOMAIN"), "{error}");
         }
     }
 

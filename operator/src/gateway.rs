@@ -6,7 +6,7 @@
 //!   OBS ──rtmps://<host>/live──► roomcast-ingest (operator namespace)
 //!                                   │ reads ConfigMap <routes>: keyed hash of stream key -> room
 //!                                   ▼
-//!                                <room>-rtmp.<ns>.svc:1935 (ClusterIP) ──► media worker
+//!                                <room>-rtmp.<ns>.svc.<cluster domain>.:1935 (ClusterIP) ──► media worker
 //! ```
 //!
 //! The operator writes the table ([`crate::routes`]); rooms choose per room with

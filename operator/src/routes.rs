@@ -45,7 +45,8 @@ use kube::{
 use roomcast_crds::{
     RoomIdentity, StreamRoom,
     ingest_routes::{
-        MAX_ROUTES_JSON_BYTES, ROUTES_DATA_KEY, ROUTING_KEY_DATA_KEY, Route, RouteTable, RoutingKey,
+        MAX_ROUTES_JSON_BYTES, MIN_STREAM_KEY_CHARS, ROUTES_DATA_KEY, ROUTING_KEY_DATA_KEY, Route,
+        RouteTable, RoutingKey,
     },
     worker_config::{RTMP_PORT, STREAM_KEY_KEY},
 };
@@ -79,6 +80,7 @@ const ROUTING_KEY_LENGTH: usize = 64;
 pub const INGEST_ROUTED: &str = "IngestRouted";
 pub const NO_STREAM_KEY: &str = "NoStreamKey";
 pub const DUPLICATE_STREAM_KEY: &str = "DuplicateStreamKey";
+pub const STREAM_KEY_TOO_SHORT: &str = "StreamKeyTooShort";
 pub const TABLE_FULL: &str = "RoutingTableFull";
 
 /// A room exposed through the gateway, as the table builder needs it.
@@ -124,10 +126,15 @@ pub struct TableOutcome {
     pub states: BTreeMap<String, RouteState>,
 }
 
-/// `<room>-rtmp.<namespace>.svc:1935`: the room's own RTMP Service, which the gateway relays to.
-pub fn backend(room: &RoomIdentity) -> String {
+/// `<room>-rtmp.<namespace>.svc.<cluster domain>.:1935`: the room's own RTMP Service, which the
+/// gateway relays to. Fully qualified, with the trailing dot: a relative name has fewer dots
+/// than the pods' `ndots: 5`, so the resolver would try the gateway's search list first, and
+/// `<room>-rtmp.<namespace>.svc.svc.cluster.local` is a name any tenant owning a namespace
+/// called `svc` can answer (a pod with that hostname and subdomain behind a headless Service),
+/// receiving another room's stream and key.
+pub fn backend(room: &RoomIdentity, cluster_domain: &str) -> String {
     format!(
-        "{}-{RTMP_SUFFIX}.{}.svc:{RTMP_PORT}",
+        "{}-{RTMP_SUFFIX}.{}.svc.{cluster_domain}.:{RTMP_PORT}",
         room.name, room.namespace
     )
 }
@@ -136,6 +143,7 @@ pub fn backend(room: &RoomIdentity) -> String {
 pub fn build_table(
     mut candidates: Vec<Candidate>,
     key: &RoutingKey,
+    cluster_domain: &str,
     max_bytes: usize,
 ) -> TableOutcome {
     candidates.sort_by(|a, b| {
@@ -157,12 +165,21 @@ pub fn build_table(
                 reason: NO_STREAM_KEY,
                 message: why.clone(),
             },
+            // Checked before anything else about the key: the duplicate check below answers
+            // "does another room use this key?", and only keys too long to guess may ask it.
+            Ok(stream_key) if !is_long_enough(stream_key) => RouteState::LeftOut {
+                reason: STREAM_KEY_TOO_SHORT,
+                message: format!(
+                    "the room's stream key is {} characters; the ingest gateway routes keys of at least {MIN_STREAM_KEY_CHARS} (surrounding whitespace not counted); put a longer random key in the room's key Secret",
+                    stream_key.trim().chars().count()
+                ),
+            },
             Ok(stream_key) => {
                 let route = Route {
                     // The media worker trims its key file: the gateway must hash the same text.
                     key_hash: key.hash(stream_key.trim()),
                     room: name.clone(),
-                    backend: backend(&candidate.room),
+                    backend: backend(&candidate.room, cluster_domain),
                 };
                 let size = serde_json::to_string(&route).map_or(usize::MAX, |j| j.len() + 1);
                 if routes.iter().any(|r| r.key_hash == route.key_hash) {
@@ -192,6 +209,13 @@ pub fn build_table(
         table: RouteTable::new(routes),
         states,
     }
+}
+
+/// Whether a stream key is long enough to route: at least [`MIN_STREAM_KEY_CHARS`] characters
+/// once trimmed as the media worker trims it. Characters, not bytes: sixteen two-byte letters
+/// are no harder to guess than sixteen ASCII ones.
+fn is_long_enough(stream_key: &str) -> bool {
+    stream_key.trim().chars().count() >= MIN_STREAM_KEY_CHARS
 }
 
 /// Route states the status step reads, shared by the routes task and every reconcile.
@@ -331,7 +355,12 @@ async fn pass(
             candidates.push(candidate);
         }
     }
-    let outcome = build_table(candidates, &key, MAX_TABLE_BYTES);
+    let outcome = build_table(
+        candidates,
+        &key,
+        &ctx.config.cluster_domain,
+        MAX_TABLE_BYTES,
+    );
     let json = outcome.table.to_json();
     if keeper.last_written.as_deref() != Some(json.as_str()) {
         write_table(ctx, &json).await?;
@@ -576,8 +605,15 @@ async fn write_table(ctx: &Context, json: &str) -> Result<()> {
 mod tests {
     use super::*;
 
+    const DOMAIN: &str = "cluster.local";
+
     fn key() -> RoutingKey {
         RoutingKey::new(*b"0123456789abcdef0123456789abcdef").expect("32 bytes")
+    }
+
+    /// A routable key: `tag` padded to the minimum length.
+    fn long(tag: &str) -> String {
+        format!("{tag:-<MIN_STREAM_KEY_CHARS$}")
     }
 
     fn at(seconds: i64) -> Option<Time> {
@@ -599,20 +635,25 @@ mod tests {
     fn each_room_gets_the_keyed_hash_of_its_trimmed_key_and_its_rtmp_service() {
         let outcome = build_table(
             vec![
-                candidate("team-b/stage", 5, "key\n"),
-                candidate("team-a/lobby", 9, "other-key"),
+                candidate("team-b/stage", 5, &format!("{}\n", long("key"))),
+                candidate("team-a/lobby", 9, &long("other-key")),
             ],
             &key(),
+            DOMAIN,
             MAX_TABLE_BYTES,
         );
         let routes = &outcome.table.routes;
         assert_eq!(routes.len(), 2);
         assert_eq!(routes[0].room, "team-a/lobby", "sorted by room");
-        assert_eq!(routes[0].backend, "lobby-rtmp.team-a.svc:1935");
-        // Known answer: Python's hmac.new(key, b"key", hashlib.sha256).hexdigest().
+        // Fully qualified with the trailing dot: no search list is ever tried.
+        assert_eq!(
+            routes[0].backend,
+            "lobby-rtmp.team-a.svc.cluster.local.:1935"
+        );
+        // Known answer: Python's hmac.new(key, b"key" + b"-" * 29, hashlib.sha256).hexdigest().
         assert_eq!(
             routes[1].key_hash.as_str(),
-            "68d6d73080fbe4ed3f787b415bd537b07182ba063d20fc01bb24f5b6df4875fc"
+            "7c5cc70069ad510f26362cf558fb93199b4615e650442b81ea186f60107b4d38"
         );
         assert!(outcome.states.values().all(|s| *s == RouteState::Routed));
         outcome.table.validate().expect("the gateway accepts it");
@@ -623,10 +664,11 @@ mod tests {
     fn a_duplicate_key_leaves_the_newer_room_out_without_naming_the_other() {
         let outcome = build_table(
             vec![
-                candidate("team-b/copycat", 50, "shared"),
-                candidate("team-a/lobby", 10, " shared "),
+                candidate("team-b/copycat", 50, &long("shared")),
+                candidate("team-a/lobby", 10, &format!(" {} ", long("shared"))),
             ],
             &key(),
+            DOMAIN,
             MAX_TABLE_BYTES,
         );
         assert_eq!(outcome.table.routes.len(), 1);
@@ -651,19 +693,19 @@ mod tests {
                 candidate(
                     &format!("ns-{i:02}/room-{i:02}"),
                     1000 - i,
-                    &format!("key-{i}"),
+                    &long(&format!("key-{i}")),
                 )
             })
             .collect();
         let one = serde_json::to_string(
-            &build_table(vec![candidates[0].clone()], &key(), MAX_TABLE_BYTES)
+            &build_table(vec![candidates[0].clone()], &key(), DOMAIN, MAX_TABLE_BYTES)
                 .table
                 .routes[0],
         )
         .expect("json")
         .len();
         let limit = RouteTable::new(Vec::new()).to_json().len() + 10 * (one + 1);
-        let outcome = build_table(candidates, &key(), limit);
+        let outcome = build_table(candidates, &key(), DOMAIN, limit);
         assert_eq!(outcome.table.routes.len(), 10);
         assert!(outcome.table.to_json().len() <= limit);
         // Room 49 was created first (1000 - 49), room 0 last.
@@ -691,7 +733,7 @@ mod tests {
     fn a_room_without_a_key_is_left_out_with_the_reason() {
         let mut missing = candidate("team-a/lobby", 0, "");
         missing.stream_key = Err("Secret lobby-keys has no stream-key yet".into());
-        let outcome = build_table(vec![missing], &key(), MAX_TABLE_BYTES);
+        let outcome = build_table(vec![missing], &key(), DOMAIN, MAX_TABLE_BYTES);
         assert!(outcome.table.routes.is_empty());
         assert_eq!(
             condition_parts(outcome.states.get("team-a/lobby")),
@@ -718,14 +760,99 @@ mod tests {
         let candidates: Vec<Candidate> = hostile
             .iter()
             .enumerate()
-            .map(|(i, k)| candidate(&format!("ns/room-{i}"), i as i64, k))
+            .map(|(i, k)| candidate(&format!("ns/room-{i}"), i as i64, &long(k)))
             .collect();
-        let outcome = build_table(candidates, &key(), MAX_TABLE_BYTES);
+        let outcome = build_table(candidates, &key(), DOMAIN, MAX_TABLE_BYTES);
         assert_eq!(outcome.table.routes.len(), hostile.len());
         let json = outcome.table.to_json();
         let parsed = RouteTable::parse(json.as_bytes()).expect("the gateway accepts it");
         assert_eq!(parsed, outcome.table);
         assert!(!json.contains("passwd") && !json.contains("kkkk"));
+    }
+
+    #[test]
+    fn the_backend_follows_the_configured_cluster_domain() {
+        let room = RoomIdentity::new("shows".to_owned(), "lobby".to_owned());
+        assert_eq!(
+            backend(&room, "corp.example"),
+            "lobby-rtmp.shows.svc.corp.example.:1935"
+        );
+        let outcome = build_table(
+            vec![candidate("shows/lobby", 0, &long("k"))],
+            &key(),
+            "corp.example",
+            MAX_TABLE_BYTES,
+        );
+        assert_eq!(
+            outcome.table.routes[0].backend,
+            "lobby-rtmp.shows.svc.corp.example.:1935"
+        );
+        outcome.table.validate().expect("the gateway accepts it");
+    }
+
+    #[test]
+    fn short_keys_are_left_out_before_any_duplicate_check_and_say_only_their_own_length() {
+        let routed = long("a-routed-room-key");
+        // Sixteen two-byte letters are 32 bytes but only 16 characters.
+        let two_byte = "é".repeat(MIN_STREAM_KEY_CHARS / 2);
+        let short = [
+            ("ns/empty-ish", " ".to_owned(), 0),
+            ("ns/thirty-one", "y".repeat(MIN_STREAM_KEY_CHARS - 1), 31),
+            (
+                "ns/padded",
+                format!("  \t{}\n ", "x".repeat(MIN_STREAM_KEY_CHARS - 1)),
+                31,
+            ),
+            ("ns/two-byte", two_byte, 16),
+            // The very key another room routes, cut short: the reply must not say "duplicate".
+            (
+                "ns/prefix",
+                routed[..MIN_STREAM_KEY_CHARS - 1].to_owned(),
+                31,
+            ),
+        ];
+        let mut candidates = vec![candidate("victim/lobby", 0, &routed)];
+        candidates.extend(
+            short
+                .iter()
+                .enumerate()
+                .map(|(i, (room, key, _))| candidate(room, 10 + i as i64, key)),
+        );
+        let outcome = build_table(candidates, &key(), DOMAIN, MAX_TABLE_BYTES);
+        assert_eq!(outcome.table.routes.len(), 1, "only the long key is routed");
+        for (room, _, chars) in &short {
+            match &outcome.states[*room] {
+                RouteState::LeftOut { reason, message } => {
+                    assert_eq!(*reason, STREAM_KEY_TOO_SHORT, "{room}");
+                    assert!(
+                        message.contains(&format!("is {chars} characters")),
+                        "{message}"
+                    );
+                    assert!(message.contains("at least 32"), "{message}");
+                    assert!(!message.contains("victim"), "{message}");
+                }
+                other => panic!("{room}: {other:?}"),
+            }
+        }
+        // Exactly the minimum, and the same after trimming, is routed; non-ASCII counts by
+        // character.
+        let outcome = build_table(
+            vec![
+                candidate(
+                    "ns/exact",
+                    0,
+                    &format!(" {} \n", "z".repeat(MIN_STREAM_KEY_CHARS)),
+                ),
+                candidate("ns/wide", 1, &"é".repeat(MIN_STREAM_KEY_CHARS)),
+            ],
+            &key(),
+            DOMAIN,
+            MAX_TABLE_BYTES,
+        );
+        assert!(
+            outcome.states.values().all(|s| *s == RouteState::Routed),
+            "{outcome:?}"
+        );
     }
 
     #[test]

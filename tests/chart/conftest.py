@@ -38,6 +38,15 @@ SCENARIOS = {
     # The ingest gateway with its own certificate Secret, one replica (no PDB), NodePort.
     "ingest-gateway": {"ingestGateway": {"enabled": True, "host": "ingest.example.com", "replicas": 1,
                                          "service": {"type": "NodePort"}, "tls": {"secretName": "ingest-tls"}}},
+    # A LoadBalancer that keeps kube-proxy's default policy, and a ClusterIP Service behind the
+    # platform's own proxy (where externalTrafficPolicy is invalid), in a non-default cluster domain.
+    "ingest-gateway-cluster-policy": {"ingestGateway": {"enabled": True, "host": "ingest.example.com",
+                                                        "service": {"externalTrafficPolicy": "Cluster"},
+                                                        "tls": {"secretName": "ingest-tls"}}},
+    "ingest-gateway-cluster-ip": {"clusterDomain": "corp.example",
+                                  "ingestGateway": {"enabled": True, "host": "ingest.example.com",
+                                                    "service": {"type": "ClusterIP"},
+                                                    "tls": {"secretName": "ingest-tls"}}},
 }
 
 

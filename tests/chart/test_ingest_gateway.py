@@ -91,6 +91,33 @@ def test_one_service_for_every_room_with_rtmp_and_rtmps(chart) -> None:
     assert "loadBalancerSourceRanges" not in node_port["spec"]
 
 
+def test_the_service_keeps_streamers_addresses_where_the_type_allows_it(chart) -> None:
+    """Per-address limits must see streamers, not nodes: `Local` by default on LoadBalancer and
+    NodePort, `Cluster` when asked, and nothing on ClusterIP, which the API server would refuse."""
+    def service(values):
+        return one(component(gateway(chart, {"service": values}), "ingest-gateway"), "Service")["spec"]
+    assert service({"type": "LoadBalancer"})["externalTrafficPolicy"] == "Local"
+    assert service({"type": "NodePort"})["externalTrafficPolicy"] == "Local"
+    assert service({"type": "LoadBalancer", "externalTrafficPolicy": "Cluster"})["externalTrafficPolicy"] == "Cluster"
+    assert "externalTrafficPolicy" not in service({"type": "ClusterIP"})
+    assert "externalTrafficPolicy" not in service({"type": "ClusterIP", "externalTrafficPolicy": "Local"})
+
+
+def test_the_operator_is_told_the_cluster_domain(chart) -> None:
+    default = {name: e.get("value") for name, e in env_of(gateway(chart)).items()}
+    assert default["ROOMCAST_CLUSTER_DOMAIN"] == "cluster.local"
+    custom = {name: e.get("value") for name, e in env_of(render_objects(chart, {"clusterDomain": "corp.example"})).items()}
+    assert custom["ROOMCAST_CLUSTER_DOMAIN"] == "corp.example"
+
+
+@pytest.mark.parametrize("domain", ["", "cluster.local.", ".local", "Cluster.Local", "evil svc", "a..b",
+                                    "cluster.local/x", "x" * 122])
+def test_hostile_cluster_domains_are_refused_by_the_schema(chart, domain) -> None:
+    with pytest.raises(HelmValuesError) as error:
+        render_objects(chart, {"clusterDomain": domain})
+    assert "/clusterDomain" in str(error.value)
+
+
 def test_more_than_one_replica_gets_a_pdb_and_a_spread(chart) -> None:
     objects = gateway(chart, {"replicas": 3})
     pdb = one(component(objects, "ingest-gateway"), "PodDisruptionBudget")
@@ -174,6 +201,9 @@ SCHEMA_FAILURES = {
     "issuer kind": ({"tls": {"certManager": {"issuerRef": {"name": "x", "kind": "Vault"}}}},
                     "/ingestGateway/tls/certManager/issuerRef/kind"),
     "proxy protocol as text": ({"proxyProtocol": "v2"}, "/ingestGateway/proxyProtocol"),
+    "traffic policy typo": ({"service": {"externalTrafficPolicy": "local"}},
+                            "/ingestGateway/service/externalTrafficPolicy"),
+    "traffic policy off": ({"service": {"externalTrafficPolicy": ""}}, "/ingestGateway/service/externalTrafficPolicy"),
     "negative drain": ({"drainSeconds": -1}, "/ingestGateway/drainSeconds"),
     "secret name with a path": ({"tls": {"secretName": "../kube-system/x"}}, "/ingestGateway/tls/secretName"),
     "unknown key": ({"replica": 2}, "'replica'"),

@@ -37,6 +37,7 @@ OPERATOR_ENV = {
     "ROOMCAST_INGRESS_CLASS",
     "ROOMCAST_PLAYBACK_HOST",
     "ROOMCAST_PLAYBACK_SCHEME",
+    "ROOMCAST_CLUSTER_DOMAIN",
     "ROOMCAST_INGEST_SERVICE_TYPE",
     "ROOMCAST_INGEST_EXTERNAL_HOST",
     "ROOMCAST_S3_BUCKET",
@@ -73,6 +74,7 @@ ALWAYS_SET = {
     "ROOMCAST_CHAT_IMAGE",
     "ROOMCAST_IMAGE_PULL_POLICY",
     "ROOMCAST_PLAYBACK_SCHEME",
+    "ROOMCAST_CLUSTER_DOMAIN",
     "ROOMCAST_INGEST_SERVICE_TYPE",
     "ROOMCAST_S3_FORCE_PATH_STYLE",
     "ROOMCAST_S3_ALLOW_HTTP_ENDPOINT",
@@ -141,6 +143,7 @@ def test_default_env_names_the_operator_config(chart) -> None:
     assert value(env, "ROOMCAST_LOG_FORMAT") == "json"
     assert value(env, "RUST_LOG") == "info"
     assert value(env, "ROOMCAST_PLAYBACK_SCHEME") == "https"
+    assert value(env, "ROOMCAST_CLUSTER_DOMAIN") == "cluster.local"
     assert value(env, "ROOMCAST_INGEST_SERVICE_TYPE") == "LoadBalancer"
     assert value(env, "ROOMCAST_S3_FORCE_PATH_STYLE") == "false"
     # The operator's own defaults, spelled out so `helm get values` shows the truth.
@@ -176,6 +179,7 @@ def test_full_values_reach_the_operator_as_env(chart, full_values) -> None:
         "ROOMCAST_INGRESS_CLASS": v["ingress"]["className"],
         "ROOMCAST_PLAYBACK_HOST": v["playback"]["host"],
         "ROOMCAST_PLAYBACK_SCHEME": v["playback"]["scheme"],
+        "ROOMCAST_CLUSTER_DOMAIN": v["clusterDomain"],
         "ROOMCAST_INGEST_SERVICE_TYPE": v["ingest"]["serviceType"],
         "ROOMCAST_INGEST_EXTERNAL_HOST": v["ingest"]["externalHost"],
         "ROOMCAST_S3_BUCKET": s3["bucket"],

@@ -91,7 +91,9 @@ def test_a_room_is_routed_by_the_keyed_hash_of_its_stream_key(gw):
         gw, f"/api/v1/namespaces/{NAMESPACE}/secrets/lobby-keys", "stream-key"), timeout=30)
     want = expected_hash(gw, "lobby")
     route = wait_for("the lobby's route", lambda: routed_as(gw, "lobby", want), timeout=30)
-    assert route["backend"] == f"lobby-rtmp.{NAMESPACE}.svc:1935"
+    # Fully qualified with the trailing dot: the gateway's resolver tries no search list, where
+    # a tenant's namespace named `svc` could answer `lobby-rtmp.<ns>.svc.svc.cluster.local`.
+    assert route["backend"] == f"lobby-rtmp.{NAMESPACE}.svc.cluster.local.:1935"
     config_map = gw.ok("GET", ROUTES_PATH)
     assert {m["manager"] for m in config_map["metadata"]["managedFields"]} == {"roomcast-operator-routes"}
     stream_key = secret_value(gw, f"/api/v1/namespaces/{NAMESPACE}/secrets/lobby-keys", "stream-key")
@@ -210,6 +212,47 @@ def test_a_room_copying_another_rooms_key_is_left_out_and_told_why(gw):
     table = routes(gw)
     assert f"{NAMESPACE}/copycat" not in table
     assert table[f"{NAMESPACE}/lobby"]["keyHash"] == expected_hash(gw, "lobby")
+
+
+def test_short_own_keys_are_not_routed_and_never_hear_about_other_rooms(gw):
+    """Hostile tenant probing for other rooms' weak keys: two rooms whose own Secrets hold the same
+    short key must both be told only that their key is too short. Were the second told
+    `DuplicateStreamKey`, every guess it writes into its own Secret would be answered, past the
+    gateway's per-address limit. A key reaching 32 characters is then routed."""
+    secrets = f"/api/v1/namespaces/{NAMESPACE}/secrets"
+    weak = "  " + "w" * 31 + " \n"  # 31 characters once trimmed
+    cases = {"weak-first": weak, "weak-second": weak, "weak-wide": "é" * 16, "weak-blank": " \t "}
+    for name, value in cases.items():
+        gw.ok("POST", secrets, own_key_secret(f"{name}-own", value))
+        room = room_named(name)
+        room["spec"].setdefault("ingest", {})["streamKeySecretRef"] = {"name": f"{name}-own"}
+        gw.ok("POST", ROOMS, room)
+        # The first of two rooms sharing a key must be settled before the second appears, as
+        # the oracle needs: the older room would keep the route, the newer one be told.
+        time.sleep(1.5)
+
+    def too_short(name):
+        routed = condition(reconciled(gw, name), "IngestRouted")
+        return routed if routed and routed["reason"] in ("StreamKeyTooShort", "DuplicateStreamKey",
+                                                         "NoStreamKey", "RouteActive") else None
+    for name in cases:
+        routed = wait_for(f"{name}'s condition", lambda: too_short(name), timeout=30)
+        if name == "weak-blank":
+            # A blank key is no key at all.
+            assert routed["reason"] == "NoStreamKey", routed
+            continue
+        assert routed["status"] == "False" and routed["reason"] == "StreamKeyTooShort", (name, routed)
+        assert "at least 32" in routed["message"], routed
+        assert "another room" not in routed["message"] and "weak" not in routed["message"], routed
+    assert not any(f"{NAMESPACE}/{name}" in routes(gw) for name in cases)
+
+    strong = "w" * 32
+    gw.ok("PATCH", f"{secrets}/weak-second-own",
+          {"data": {"stream-key": base64.b64encode(strong.encode()).decode()}},
+          content_type="application/merge-patch+json")
+    routing_key = secret_value(gw, ROUTING_KEY_PATH, "key")
+    want = hmac.new(routing_key, strong.encode(), hashlib.sha256).hexdigest()
+    wait_for("the lengthened key's route", lambda: routed_as(gw, "weak-second", want), timeout=FOLLOWS_WITHIN)
 
 
 def metric(operator, name):

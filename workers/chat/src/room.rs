@@ -16,7 +16,7 @@ use std::{
 use roomcast_crds::{ChatSpec, RoomIdentity};
 use tokio::sync::{Notify, watch};
 
-use roomcast_runtime::clientip::TrustedProxies;
+use roomcast_runtime::clientip::{TrustedProxies, limit_key};
 
 use crate::{
     error::{Error, Result},
@@ -133,21 +133,6 @@ impl Default for ChatOptions {
             presence_debounce: DEFAULT_PRESENCE_DEBOUNCE,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
         }
-    }
-}
-
-/// IPv6 clients are counted by this prefix: one subscriber usually gets a whole /64 (or
-/// more), so counting single addresses would let one host take 2^64 identities.
-pub const IPV6_LIMIT_PREFIX: u8 = 64;
-
-/// The address a socket is counted under: IPv4 as is, IPv6 by its /64.
-fn limit_key(ip: IpAddr) -> IpAddr {
-    match ip.to_canonical() {
-        IpAddr::V6(v6) => {
-            let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(IPV6_LIMIT_PREFIX)));
-            IpAddr::V6(bits.into())
-        }
-        v4 => v4,
     }
 }
 

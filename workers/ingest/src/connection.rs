@@ -18,6 +18,7 @@ use roomcast_rtmp::core::{IngestEvent, Output, RtmpCore};
 use roomcast_rtmp::io::write_by_deadline;
 use roomcast_rtmp::key::{MAX_STREAM_NAME_BYTES, PresentedKey};
 use roomcast_rtmp::limits::{Admitted, Limit, Refusal};
+use roomcast_runtime::clientip::limit_key;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::Instrument;
@@ -355,7 +356,7 @@ async fn open_relay(gw: &Gateway, client: SocketAddr, key: &PresentedKey) -> Res
         reason,
         message: message.to_owned(),
     };
-    if gw.key_attempts.check_key(&client.ip()).is_err() {
+    if gw.key_attempts.check_key(&limit_key(client.ip())).is_err() {
         return Err(refuse(
             "key_guessing",
             "too many publish attempts from this address; wait a minute",

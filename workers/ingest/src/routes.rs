@@ -57,6 +57,19 @@ impl Routes {
     }
 
     pub fn set_table(&self, table: &RouteTable) {
+        let relative = table
+            .routes
+            .iter()
+            .filter(|r| r.backend_is_relative_name())
+            .count();
+        if relative > 0 {
+            // Accepted so that an upgrade does not drop every route, but worth seeing: such
+            // names resolve through the search list, where another namespace may answer.
+            tracing::warn!(
+                relative,
+                "the routing table names backends that are not fully qualified (written by an older operator); they stay in use until the operator rewrites the table"
+            );
+        }
         *write(&self.table) = Some(Arc::new(table.index()));
     }
 

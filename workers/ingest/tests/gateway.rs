@@ -595,6 +595,74 @@ async fn key_guessing_over_the_limit_is_refused_before_any_lookup() {
     gw.stop().await;
 }
 
+/// A stand-in load balancer: every connection to the returned address reaches `to` after a
+/// PROXY v1 header that names `client` (`TCP4` or `TCP6` by its family) as the source.
+async fn balancer_naming(client: std::net::IpAddr, to: SocketAddr) -> (SocketAddr, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let task = tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(to).await else {
+                    return;
+                };
+                let (family, dest) = match client {
+                    std::net::IpAddr::V4(_) => ("TCP4", "10.0.0.1"),
+                    std::net::IpAddr::V6(_) => ("TCP6", "2001:db8:ffff::1"),
+                };
+                let header = format!("PROXY {family} {client} {dest} 40000 1935\r\n");
+                if outbound.write_all(header.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                }
+            });
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn key_attempts_are_counted_per_ipv6_64_and_mapped_ipv4_counts_as_ipv4() {
+    let gw = lone_gateway(GatewayOptions {
+        proxy_protocol: true,
+        key_attempts_per_minute: 2,
+        ..GatewayOptions::default()
+    })
+    .await;
+    let attempt = |client: &'static str| {
+        let to = gw.rtmp;
+        async move {
+            let (balancer, task) = balancer_naming(client.parse().expect("ip"), to).await;
+            let answer = Backend::open(
+                &balancer.to_string(),
+                &PresentedKey::new("a-guess"),
+                Duration::from_secs(10),
+            )
+            .await
+            .err()
+            .map(|e| e.to_string())
+            .expect("no guess is routed");
+            task.abort();
+            answer
+        }
+    };
+    let guessing = |answer: &str| answer.contains("too many publish attempts");
+    // Two addresses of one /64 spend one budget; a third address of it is over.
+    assert!(!guessing(&attempt("2001:db8:1:2::1").await));
+    assert!(!guessing(&attempt("2001:db8:1:2::2").await));
+    let third = attempt("2001:db8:1:2:ffff:ffff:ffff:ffff").await;
+    assert!(guessing(&third), "{third}");
+    // Another /64 has its own budget.
+    let other = attempt("2001:db8:1:3::1").await;
+    assert!(!guessing(&other), "{other}");
+    // An IPv4 client seen once as mapped IPv6 and once as IPv4 is one client.
+    assert!(!guessing(&attempt("::ffff:198.51.100.9").await));
+    assert!(!guessing(&attempt("198.51.100.9").await));
+    let mapped = attempt("::ffff:198.51.100.9").await;
+    assert!(guessing(&mapped), "{mapped}");
+    gw.refusals_reach("rtmp", "key_guessing", 2.0).await;
+    gw.stop().await;
+}
+
 #[tokio::test]
 async fn an_overlong_stream_name_is_refused_without_hashing_it() {
     let gw = lone_gateway(GatewayOptions::default()).await;

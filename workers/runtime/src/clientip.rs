@@ -96,6 +96,25 @@ impl fmt::Display for TrustedProxies {
     }
 }
 
+/// IPv6 clients are counted by this prefix: one subscriber usually gets a whole /64 (or
+/// more), so counting single addresses would let one host take 2^64 identities.
+pub const IPV6_LIMIT_PREFIX: u8 = 64;
+
+/// The identity every per-address limit counts a client under (connection caps, key-attempt
+/// budgets, log throttles): IPv4 as is, an IPv4-mapped IPv6 address (`::ffff:1.2.3.4`, what a
+/// dual-stack socket reports for an IPv4 peer) as the IPv4 address it carries, and any other
+/// IPv6 address by its /64. One function for every limit, so no limit can be dodged by
+/// switching address families or walking through one's own /64.
+pub fn limit_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & (u128::MAX << (128 - u32::from(IPV6_LIMIT_PREFIX)));
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
 /// One network: `10.0.0.0/8`, `fd00::/8`, or a single address (`10.0.0.5`, `::1`).
 pub fn parse_network(s: &str) -> Result<IpNet, String> {
     let s = s.trim();
@@ -164,6 +183,27 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn limit_keys_group_an_ipv6_64_and_unmap_ipv4() {
+        let key = |s: &str| limit_key(ip(s));
+        // Two addresses of one /64, however far apart, are one client.
+        assert_eq!(
+            key("2001:db8:1:2::1"),
+            key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+        );
+        assert_eq!(key("2001:db8:1:2:dead:beef::7"), ip("2001:db8:1:2::"));
+        // The next /64, and one differing only in the top bits, are not.
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_ne!(key("2001:db8:1:2::1"), key("3001:db8:1:2::1"));
+        // A dual-stack socket's view of an IPv4 peer is that IPv4 peer, not the /64 ::ffff:0:0.
+        assert_eq!(key("::ffff:1.2.3.4"), ip("1.2.3.4"));
+        assert_ne!(key("::ffff:1.2.3.4"), key("::ffff:1.2.3.5"));
+        assert_eq!(key("1.2.3.4"), ip("1.2.3.4"));
+        // Not mapped: IPv4-compatible (deprecated) and NAT64 addresses stay IPv6 /64s.
+        assert_eq!(key("64:ff9b::1.2.3.4"), ip("64:ff9b::"));
+        assert_eq!(key("::1"), ip("::"));
     }
 
     #[test]

@@ -27,7 +27,7 @@ use http_body::{Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{Notify, watch};
 
-use crate::clientip::TrustedProxies;
+use crate::clientip::{TrustedProxies, limit_key};
 
 /// HTTP connections in total: viewers' players each keep one or two keep-alive connections.
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: usize = 16_384;
@@ -302,9 +302,12 @@ impl ConnectionGate {
     }
 
     /// Take a slot for a connection from `ip` at `now`, or say which cap it is over.
+    /// Connections are counted per [`limit_key`]: an IPv6 client by its /64.
     pub fn admit(self: &Arc<Self>, ip: IpAddr, now: Instant) -> Result<Admitted, Refusal> {
+        let exempt = self.exempt.trusts(ip);
+        let ip = limit_key(ip);
         let mut c = lock(&self.counts);
-        if c.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip && !self.exempt.trusts(ip) {
+        if c.per_ip.get(&ip).copied().unwrap_or(0) >= self.max_per_ip && !exempt {
             return Err(Refusal::ConnectionsPerIp);
         }
         if c.slots.len() >= self.max_total {
@@ -374,6 +377,8 @@ pub struct OffenderLog {
 impl OffenderLog {
     /// Whether a refusal of `ip` at `now` should be logged.
     pub fn should_log(&self, ip: IpAddr, now: Instant) -> bool {
+        // Per client as the limits count them, so walking a /64 does not buy a line an address.
+        let ip = limit_key(ip);
         let mut last = lock(&self.last);
         if let Some(t) = last.get(&ip)
             && now.saturating_duration_since(*t) < OFFENDER_LOG_INTERVAL

@@ -10,6 +10,10 @@ fn ip(last: u8) -> IpAddr {
     IpAddr::from([10, 0, 0, last])
 }
 
+fn addr(text: &str) -> IpAddr {
+    text.parse().expect("an address")
+}
+
 impl ConnectionGate {
     fn admit_now(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
         self.admit(ip, Instant::now())
@@ -117,6 +121,71 @@ fn the_per_ip_cap_refuses_only_that_address() {
         gate.admit_now(ip(1)).is_ok(),
         "a closed connection frees its slot"
     );
+}
+
+#[test]
+fn the_per_ip_cap_counts_an_ipv6_64_as_one_client_and_mapped_ipv4_as_ipv4() {
+    let gate = ConnectionGate::new(100, 2);
+    // Two of one /64 (far apart), the next /64, and one IPv4 client seen both ways.
+    let _held: Vec<Admitted> = [
+        "2001:db8:1:2::1",
+        "2001:db8:1:2:8000::2",
+        "2001:db8:1:3::1",
+        "198.51.100.7",
+        "::ffff:198.51.100.7",
+    ]
+    .into_iter()
+    .map(|a| gate.admit_now(addr(a)).expect(a))
+    .collect();
+    for (over, why) in [
+        (
+            "2001:db8:1:2:ffff:ffff:ffff:ffff",
+            "a fresh address of a full /64",
+        ),
+        ("198.51.100.7", "mapped and plain IPv4 share one budget"),
+        ("::ffff:198.51.100.7", "and the other way round"),
+    ] {
+        assert_eq!(
+            gate.admit_now(addr(over)).err(),
+            Some(Refusal::ConnectionsPerIp),
+            "{why}"
+        );
+    }
+    assert!(
+        gate.admit_now(addr("2001:db8:1:3::2")).is_ok(),
+        "the next /64 has room"
+    );
+}
+
+#[test]
+fn eviction_picks_the_heaviest_64_not_the_heaviest_address() {
+    let gate = ConnectionGate::with_eviction(3, 10, Duration::from_secs(3600));
+    let t0 = Instant::now();
+    let honest = gate.admit(ip(1), t0).expect("honest");
+    let squat_a = gate
+        .admit(addr("2001:db8::a"), t0 + Duration::from_secs(1))
+        .expect("a");
+    let _squat_b = gate
+        .admit(addr("2001:db8::b"), t0 + Duration::from_secs(2))
+        .expect("b");
+    // Two distinct addresses of one /64 hold two slots: that /64 gives way, not the older
+    // connection alone on its address.
+    let _new = gate
+        .admit(ip(2), t0 + Duration::from_secs(3))
+        .expect("newcomer");
+    assert!(was_evicted(&squat_a));
+    assert!(!was_evicted(&honest));
+}
+
+#[test]
+fn offenders_in_one_64_are_logged_once() {
+    let log = OffenderLog::default();
+    let t0 = Instant::now();
+    assert!(log.should_log(addr("2001:db8::1"), t0));
+    assert!(!log.should_log(addr("2001:db8::2"), t0));
+    assert!(!log.should_log(addr("2001:db8::ffff:1"), t0));
+    assert!(log.should_log(addr("2001:db8:0:1::1"), t0));
+    assert_eq!(log.len(), 2);
 }
 
 #[test]
