@@ -51,9 +51,11 @@ step "fuzz: every target replays its committed corpus, then explores for 20 s (s
 bash scripts/fuzz.sh 20
 
 step "cargo build --bins (for the tests that run the binaries)"
-cargo build --workspace --bins --locked
-# The recorder tests' S3 server as a process, for the cluster-in-a-box pods to record into.
-cargo build -p roomcast-recorder --features test-support --example s3-test-server --locked
+# With the features nextest built the tests with (`--tests` unifies the dev-dependencies'
+# features), so the binaries reuse what it compiled: `--bins` alone resolves features without
+# them and compiles about 150 crates again, 4 to 5 minutes of a cold run. `--examples` brings the
+# recorder tests' S3 server, a process the cluster-in-a-box pods record into.
+cargo build --workspace --bins --examples --tests --locked
 
 step "container image from Debian packages, no registry (scripts/image.sh), then tests/image"
 # The debug binaries just built: a cold release build would add about 40 minutes on 2 cores.

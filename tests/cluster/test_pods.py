@@ -37,7 +37,7 @@ def missing():
         return f"{', '.join(tools)} (scripts/install-deps.sh)"
     for path in (operator_bin(), binary("roomcast-chat"), S3_SERVER):
         if not path.exists():
-            return f"{path} (cargo build --bins; cargo build -p roomcast-recorder --features test-support --example s3-test-server)"
+            return f"{path} (cargo build --workspace --bins --examples --tests)"
     if podman("image", "exists", IMAGE, check=False).returncode != 0:
         return f"the image {IMAGE} (bash scripts/image.sh)"
     return None
