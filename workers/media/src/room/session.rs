@@ -680,7 +680,9 @@ mod tests {
                 part(&sink, 0, fill.wrapping_add(i));
             }
             segment(&sink, 0, 0);
-            let playlist = session.media_playlist("source").expect("source");
+            let playlist = session
+                .media_playlist("source", Skip::Nothing)
+                .expect("source");
             let text = String::from_utf8_lossy(&playlist.body).into_owned();
             let parsed = m3u8_rs::parse_media_playlist_res(text.as_bytes()).expect("playlist");
             let mut names: Vec<String> = parsed.segments.iter().map(|s| s.uri.clone()).collect();
