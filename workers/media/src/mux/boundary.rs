@@ -51,10 +51,18 @@ pub struct KeyframeGap {
     last_keyframe: Option<(i64, Instant)>,
 }
 
+/// How long a source may go without a keyframe (`--rtmp-keyframe-timeout-seconds`, at least
+/// four segment lengths): the longest a segment may stay open, so also the bound on a forward
+/// jump of the publisher's timestamps and on how far they may fall behind the wall clock
+/// ([`crate::mux::timeline`]).
+pub fn keyframe_gap_limit(timeout: Duration, segment: Duration) -> Duration {
+    timeout.max(segment * 4)
+}
+
 impl KeyframeGap {
     pub fn new(limit: Duration, segment: Duration) -> Self {
         KeyframeGap {
-            limit: limit.max(segment * 4),
+            limit: keyframe_gap_limit(limit, segment),
             last_keyframe: None,
         }
     }
