@@ -107,6 +107,8 @@ struct Publishing {
     /// Cuts a source that stops sending keyframes (set when the stream starts).
     keyframes: Option<KeyframeGap>,
     keyframe_timeout: Duration,
+    /// The keyframe limit: the timeout, at least four segment lengths.
+    gap_limit: Duration,
     /// The publisher's timestamps, rebased before anything segments on them.
     timeline: Timeline,
     timestamp_jumps: u64,
@@ -132,6 +134,7 @@ impl Publishing {
             over_since: None,
             keyframes: None,
             keyframe_timeout,
+            gap_limit,
             timeline: Timeline::new(gap_limit),
             timestamp_jumps: 0,
             clock: None,
@@ -451,10 +454,7 @@ async fn media(
             p.publish.session.serve(&ladder.served);
             let segment = p.room.cfg.segment();
             p.keyframes = Some(KeyframeGap::new(p.keyframe_timeout, segment));
-            p.clock = Some(ClockWatch::new(keyframe_gap_limit(
-                p.keyframe_timeout,
-                segment,
-            )));
+            p.clock = Some(ClockWatch::new(p.gap_limit));
             let sources: Vec<usize> = (0..renditions.len())
                 .filter(|&i| renditions[i].is_source())
                 .collect();
@@ -524,7 +524,7 @@ fn to_source(p: &mut Publishing, tag: &Tag) -> Result<()> {
         && !clock.video(tag.timestamp_ms, Instant::now())
     {
         tracing::warn!(
-            limit_seconds = keyframe_gap_limit(p.keyframe_timeout, p.room.cfg.segment()).as_secs(),
+            limit_seconds = p.gap_limit.as_secs(),
             "the source's video timestamps fell behind the wall clock; cutting the publisher"
         );
         return Err(Error::Limit(limits::Limit::TimestampsStalled));
