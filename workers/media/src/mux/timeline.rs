@@ -264,6 +264,18 @@ mod tests {
     }
 
     #[test]
+    fn audio_that_jumps_alone_leaves_the_video_where_it_is() {
+        let mut t = Timeline::new(LIMIT);
+        times(&mut t, &[(V, 0), (A, 0), (V, 33), (A, 23)]);
+        // The audio clock leaps an hour ahead, then back; the video goes on as it was.
+        let out = times(
+            &mut t,
+            &[(A, 3_600_046), (V, 66), (A, 69), (V, 99), (A, 92)],
+        );
+        assert_eq!(out, [46, 66, 69, 99, 92]);
+    }
+
+    #[test]
     fn a_second_track_far_from_the_first_starts_at_zero() {
         let mut t = Timeline::new(LIMIT);
         t.rebase(V, 1_000_000);
