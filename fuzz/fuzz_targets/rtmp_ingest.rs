@@ -1,8 +1,8 @@
 //! roomcast's whole ingest path for one publisher, as the connection loop drives it: a valid
 //! handshake, then the fuzz input as everything the publisher sends; every publish is accepted,
-//! and every audio/video message goes through the FLV muxer into the source segmenter (the
-//! passthrough rendition's TS muxer, or its CMAF part muxer when the input's length is odd: a
-//! low-latency room).
+//! and every audio/video message has its timestamp rebased by the ingest's timeline and goes
+//! through the FLV muxer into the source segmenter (the passthrough rendition's TS muxer, or its
+//! CMAF part muxer when the input's length is odd: a low-latency room).
 #![no_main]
 
 use std::{
@@ -17,6 +17,7 @@ use roomcast_media::mux::flv::{FlvMuxer, FlvOutput, TagKind};
 use roomcast_media::mux::fragment::{ClosedFragment, FragmentSink, RenditionInfo};
 use roomcast_media::mux::parts::PartOutput;
 use roomcast_media::mux::passthrough::{SourceHints, SourceSegmenter};
+use roomcast_media::mux::timeline::Timeline;
 
 struct Discard;
 impl FragmentSink for Discard {
@@ -41,6 +42,8 @@ fuzz_target!(|data: &[u8]| {
     // The length's parity picks the room's latency, so the committed corpus covers both.
     let part_target = (data.len() % 2 == 1).then(|| Duration::from_millis(500));
     let mut flv = FlvMuxer::new();
+    // The keyframe limit of 2 s segments: four of them.
+    let mut timeline = Timeline::new(Duration::from_secs(8));
     let mut segmenter: Option<SourceSegmenter> = None;
     for piece in data.chunks(1024) {
         let Ok(outputs) = core.handle_input(piece, now) else {
@@ -60,6 +63,7 @@ fuzz_target!(|data: &[u8]| {
                 IngestEvent::Audio { timestamp_ms, data } => (TagKind::Audio, timestamp_ms, data),
                 _ => continue,
             };
+            let timestamp_ms = timeline.rebase(kind, timestamp_ms).timestamp_ms;
             let tags = match flv.push(kind, timestamp_ms, data) {
                 Ok(FlvOutput::Start(_, held)) => {
                     segmenter = Some(SourceSegmenter::new(

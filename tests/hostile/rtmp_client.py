@@ -139,3 +139,44 @@ def closed_by_peer(sock, within=5.0):
         return True
     except socket.timeout:
         return False
+
+
+# The 24-bit timestamp field's escape: larger timestamps follow the header in 4 bytes.
+EXTENDED = 0xFFFFFF
+
+
+def media(type_id, payload, timestamp, chunk_size=CHUNK_SIZE):
+    """An audio (8) or video (9) message on message stream 1 at `timestamp` ms (any 32-bit
+    value: from 0xFFFFFF on it goes in the extended timestamp, repeated in every chunk as the
+    specification has it)."""
+    csid = 4 if type_id == 8 else 6
+    timestamp &= 0xFFFFFFFF
+    extended = timestamp >= EXTENDED
+    out = header0(csid, len(payload), type_id, 1, EXTENDED if extended else timestamp)
+    if extended:
+        out += struct.pack(">I", timestamp)
+    for i in range(0, max(len(payload), 1), chunk_size):
+        if i:
+            out += bytes([0xC0 | csid])
+            if extended:
+                out += struct.pack(">I", timestamp)
+        out += payload[i : i + chunk_size]
+    return out
+
+
+def flv_tags(path):
+    """The audio and video tags of an FLV file: (type id, timestamp ms, body)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    assert data[:3] == b"FLV", "not an FLV file"
+    at = struct.unpack(">I", data[5:9])[0] + 4
+    tags = []
+    while at + 11 <= len(data):
+        kind = data[at] & 0x1F
+        size = int.from_bytes(data[at + 1 : at + 4], "big")
+        ts = int.from_bytes(data[at + 4 : at + 7], "big") | data[at + 7] << 24
+        body = data[at + 11 : at + 11 + size]
+        if kind in (8, 9) and len(body) == size:
+            tags.append((kind, ts, body))
+        at += 11 + size + 4
+    return tags

@@ -91,6 +91,11 @@ impl RoomConfig {
         Ok(room)
     }
 
+    /// The segment length every rendition cuts at (on the first keyframe after it).
+    pub fn segment(&self) -> Duration {
+        Duration::from_secs(u64::from(self.segment_seconds))
+    }
+
     /// The LL-HLS part target of a low-latency room; `None` for a standard one.
     pub fn part_target(&self) -> Option<Duration> {
         (self.latency == Latency::Low).then_some(self.part_target)

@@ -46,6 +46,9 @@ pub struct Metrics {
     pub ingest_kbps: Family<RoomLabels, Gauge>,
     /// Checks (every 5 s at most) that found the ingest above `maxBitrateKbps`.
     pub ingest_over_limit: Family<RoomLabels, Counter>,
+    /// Publisher timestamps that jumped (forward past the keyframe limit, or back) and were
+    /// rebased ([`crate::mux::timeline`]).
+    pub ingest_timestamp_jumps: Family<RoomLabels, Counter>,
     pub publishes_refused: Family<RefusedLabels, Counter>,
     /// Connections refused or cut by a listener limit, by listener and reason.
     pub refused_connections: Family<LimitLabels, Counter>,
@@ -84,6 +87,7 @@ impl Default for Metrics {
             ingest_bytes: Family::default(),
             ingest_kbps: Family::default(),
             ingest_over_limit: Family::default(),
+            ingest_timestamp_jumps: Family::default(),
             publishes_refused: Family::default(),
             refused_connections: Family::default(),
             segments: Family::default(),
@@ -127,6 +131,11 @@ impl Default for Metrics {
             "ingest_over_limit",
             "Times the ingest bitrate was found above maxBitrateKbps",
             m.ingest_over_limit.clone(),
+        );
+        r.register(
+            "ingest_timestamp_jumps",
+            "Publisher timestamps that jumped forward past the keyframe limit or back, rebased",
+            m.ingest_timestamp_jumps.clone(),
         );
         r.register(
             "publishes_refused",

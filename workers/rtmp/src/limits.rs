@@ -162,6 +162,9 @@ pub enum Limit {
     MessageTooLarge,
     /// The source sent no keyframe for too long: its open segment could only grow.
     NoKeyframe,
+    /// The source's video timestamps fell behind the wall clock by more than the keyframe
+    /// limit (frozen, or crawling): its open segment could not close in time.
+    TimestampsStalled,
     /// The ingest average stayed above `maxBitrateKbps` (plus tolerance) for too long.
     BitrateExceeded,
     /// The RTMP library panicked on this connection's input.
@@ -178,6 +181,7 @@ impl Limit {
             Limit::IdleTimeout => "idle_timeout",
             Limit::MessageTooLarge => "message_too_large",
             Limit::NoKeyframe => "no_keyframe",
+            Limit::TimestampsStalled => "timestamps_stalled",
             Limit::BitrateExceeded => "bitrate_exceeded",
             Limit::LibraryPanic => "library_panic",
         }
@@ -193,6 +197,7 @@ impl std::fmt::Display for Limit {
             Limit::IdleTimeout => "no audio or video in time",
             Limit::MessageTooLarge => "RTMP message larger than the limit",
             Limit::NoKeyframe => "no keyframe from the source for too long",
+            Limit::TimestampsStalled => "the source's timestamps stopped keeping up with the clock",
             Limit::BitrateExceeded => "ingest bitrate stayed above maxBitrateKbps",
             Limit::LibraryPanic => "the RTMP library panicked on this input",
         })

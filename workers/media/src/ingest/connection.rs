@@ -23,10 +23,11 @@ use crate::ingest::key::authorize;
 use crate::ingest::rtmp::{IngestEvent, Output, RtmpCore};
 use crate::limits::{self, Admitted};
 use crate::metrics::{self, RefusedLabels};
-use crate::mux::boundary::KeyframeGap;
+use crate::mux::boundary::{KeyframeGap, keyframe_gap_limit};
 use crate::mux::flv::{self, FlvMuxer, FlvOutput, Tag, TagKind};
 use crate::mux::fragment::FragmentSink;
 use crate::mux::passthrough::{SourceHints, SourceSegmenter};
+use crate::mux::timeline::{ClockWatch, Timeline};
 use crate::room::{Publish, Room, session::EpochSink};
 use crate::server::MediaServer;
 use crate::transcode::ladder::{self, SourceVideo};
@@ -106,11 +107,19 @@ struct Publishing {
     /// Cuts a source that stops sending keyframes (set when the stream starts).
     keyframes: Option<KeyframeGap>,
     keyframe_timeout: Duration,
+    /// The keyframe limit: the timeout, at least four segment lengths.
+    gap_limit: Duration,
+    /// The publisher's timestamps, rebased before anything segments on them.
+    timeline: Timeline,
+    timestamp_jumps: u64,
+    /// Cuts a source whose video time stalls against the wall clock (set with `keyframes`).
+    clock: Option<ClockWatch>,
 }
 
 impl Publishing {
     /// The publish `conn` was granted in `room`; nothing muxed yet.
     fn new(room: Arc<Room>, conn: u64, publish: Publish, keyframe_timeout: Duration) -> Self {
+        let gap_limit = keyframe_gap_limit(keyframe_timeout, room.cfg.segment());
         Publishing {
             claim: PublishClaim::new(room.clone(), conn),
             room,
@@ -125,7 +134,35 @@ impl Publishing {
             over_since: None,
             keyframes: None,
             keyframe_timeout,
+            gap_limit,
+            timeline: Timeline::new(gap_limit),
+            timestamp_jumps: 0,
+            clock: None,
         }
+    }
+
+    /// The tag's timestamp on the rebased timeline; a jump is logged (the first of a publish
+    /// as a warning: a hostile peer may jump on every frame) and counted.
+    fn rebase(&mut self, kind: TagKind, timestamp_ms: u32) -> u32 {
+        let rebased = self.timeline.rebase(kind, timestamp_ms);
+        if let Some(jump_ms) = rebased.jump_ms {
+            self.timestamp_jumps += 1;
+            if self.timestamp_jumps == 1 {
+                tracing::warn!(
+                    ?kind,
+                    jump_ms,
+                    "publisher timestamps jumped; rebased to carry on one frame later"
+                );
+            } else {
+                tracing::debug!(?kind, jump_ms, "publisher timestamps jumped again; rebased");
+            }
+            self.room
+                .metrics
+                .ingest_timestamp_jumps
+                .get_or_create(&metrics::room(self.room.id()))
+                .inc();
+        }
+        rebased.timestamp_ms
     }
 
     /// `maxBitrateKbps` is enforced over a 5 s sliding average of the bytes read from the
@@ -390,6 +427,7 @@ async fn media(
     let Some(p) = publishing.as_mut() else {
         return Ok(());
     };
+    let timestamp_ms = p.rebase(kind, timestamp_ms);
     let out = p
         .flv
         .push(kind, timestamp_ms, data)
@@ -414,8 +452,9 @@ async fn media(
             let ladder = ladder::choose(renditions, &video);
             ladder.log(renditions, &video);
             p.publish.session.serve(&ladder.served);
-            let segment = Duration::from_secs(u64::from(p.room.cfg.segment_seconds));
+            let segment = p.room.cfg.segment();
             p.keyframes = Some(KeyframeGap::new(p.keyframe_timeout, segment));
+            p.clock = Some(ClockWatch::new(p.gap_limit));
             let sources: Vec<usize> = (0..renditions.len())
                 .filter(|&i| renditions[i].is_source())
                 .collect();
@@ -467,8 +506,9 @@ async fn media(
 }
 
 /// Mux a tag into the source rendition; input it cannot mux ends the publish, like a codec the
-/// worker does not take. A source that stopped sending keyframes is cut here too, before its
-/// open segments grow further.
+/// worker does not take. A source that stopped sending keyframes, or whose video time stands
+/// still (or crawls) against the wall clock, is cut here too, before its open segments grow
+/// further.
 fn to_source(p: &mut Publishing, tag: &Tag) -> Result<()> {
     if let (Some(keyframe), Some(gap)) = (tag.avc_keyframe(), p.keyframes.as_mut())
         && !gap.frame(tag.timestamp_ms, Instant::now(), keyframe)
@@ -478,6 +518,16 @@ fn to_source(p: &mut Publishing, tag: &Tag) -> Result<()> {
             "no keyframe from the source for too long; cutting the publisher"
         );
         return Err(Error::Limit(limits::Limit::NoKeyframe));
+    }
+    if tag.avc_keyframe().is_some()
+        && let Some(clock) = p.clock.as_mut()
+        && !clock.video(tag.timestamp_ms, Instant::now())
+    {
+        tracing::warn!(
+            limit_seconds = p.gap_limit.as_secs(),
+            "the source's video timestamps fell behind the wall clock; cutting the publisher"
+        );
+        return Err(Error::Limit(limits::Limit::TimestampsStalled));
     }
     let Some(source) = p.source.as_mut() else {
         return Ok(());

@@ -51,27 +51,37 @@ pub struct KeyframeGap {
     last_keyframe: Option<(i64, Instant)>,
 }
 
+/// How long a source may go without a keyframe (`--rtmp-keyframe-timeout-seconds`, at least
+/// four segment lengths): the longest a segment may stay open, so also the bound on a forward
+/// jump of the publisher's timestamps and on how far they may fall behind the wall clock
+/// ([`crate::mux::timeline`]).
+pub fn keyframe_gap_limit(timeout: Duration, segment: Duration) -> Duration {
+    timeout.max(segment * 4)
+}
+
 impl KeyframeGap {
     pub fn new(limit: Duration, segment: Duration) -> Self {
         KeyframeGap {
-            limit: limit.max(segment * 4),
+            limit: keyframe_gap_limit(limit, segment),
             last_keyframe: None,
         }
     }
 
-    /// One video frame with media time `timestamp_ms`, read at `now`. False when it is not a
-    /// keyframe and the last one is longer ago than the limit. Frames before the first
-    /// keyframe wait for it: the connection's deadlines bound that wait.
+    /// One video frame with media time `timestamp_ms`, read at `now`. False when the last
+    /// keyframe is longer ago than the limit, keyframes included: one that comes too late has
+    /// already let its segment run longer than the limit (and than the playlist's bound on
+    /// `TARGETDURATION`). Frames before the first keyframe wait for it: the connection's
+    /// deadlines bound that wait.
     pub fn frame(&mut self, timestamp_ms: u32, now: Instant, keyframe: bool) -> bool {
         let t = i64::from(timestamp_ms);
+        let limit_ms = i64::try_from(self.limit.as_millis()).unwrap_or(i64::MAX);
+        let within = self.last_keyframe.is_none_or(|(media, wall)| {
+            t.saturating_sub(media) <= limit_ms && now.saturating_duration_since(wall) <= self.limit
+        });
         if keyframe {
             self.last_keyframe = Some((t, now));
-            return true;
         }
-        let limit_ms = i64::try_from(self.limit.as_millis()).unwrap_or(i64::MAX);
-        self.last_keyframe.is_none_or(|(media, wall)| {
-            t.saturating_sub(media) <= limit_ms && now.saturating_duration_since(wall) <= self.limit
-        })
+        within
     }
 }
 
@@ -91,8 +101,22 @@ mod tests {
         assert!(gap.frame(100, at(100), true));
         assert!(gap.frame(20_100, at(20_100), false), "exactly at the limit");
         assert!(!gap.frame(20_101, at(20_101), false));
-        assert!(gap.frame(20_200, at(20_200), true), "a keyframe resets it");
+        assert!(gap.frame(20_090, at(20_090), true), "a keyframe resets it");
         assert!(gap.frame(40_000, at(40_000), false));
+    }
+
+    #[test]
+    fn a_keyframe_that_comes_too_late_is_flagged_too() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut gap = KeyframeGap::new(Duration::from_secs(20), Duration::from_secs(2));
+        assert!(gap.frame(0, at(0), true));
+        // Every frame a keyframe, each 19 s after the last: a segment per keyframe, within.
+        assert!(gap.frame(19_000, at(19_000), true));
+        assert!(gap.frame(38_000, at(38_000), true));
+        // 20.001 s of media time, or of wall clock, since the last keyframe.
+        assert!(!gap.frame(58_001, at(58_000), true));
+        assert!(!gap.frame(58_002, at(78_002), true));
     }
 
     #[test]

@@ -25,6 +25,9 @@ use crate::mux::cmaf::{
 };
 use crate::mux::codec::{AacConfig, AvcConfig};
 
+/// A frame's duration when neither the stream nor the SPS tells it: 30 fps.
+const DEFAULT_FRAME_TICKS: u64 = 3000;
+
 /// What the segmenter hands on, in order: an `Init` before the first part that uses it, the
 /// parts of a segment, then the segment.
 #[derive(Clone, Debug, PartialEq)]
@@ -146,6 +149,14 @@ impl PartSegmenter {
         if self.avc.is_none() {
             return; // nothing could decode it
         }
+        // Decode times must advance (an MP4 sample lasts at least a tick) and media time is the
+        // producer's: a frame that does not come after the last one is put one frame after it,
+        // so parts still close on time whatever the timestamps (the ingest cuts a publisher
+        // whose clock stalls; this keeps the muxer's own memory bounded until then).
+        let dts = match &self.pending {
+            Some(prev) if dts <= prev.dts => prev.dts.saturating_add(self.frame_ticks()),
+            _ => dts,
+        };
         let pts = dts.saturating_add_signed(i64::from(cts));
         if self.segment.is_none() {
             if !keyframe {
@@ -177,6 +188,20 @@ impl PartSegmenter {
             keyframe,
             data,
         });
+    }
+
+    /// The last frame's duration; before there is one, what the SPS says, else 30 fps.
+    fn frame_ticks(&self) -> u64 {
+        if self.frame > 0 {
+            return self.frame;
+        }
+        self.avc
+            .as_ref()
+            .and_then(|avc| avc.frame_rate)
+            .filter(|fps| (1.0..=1000.0).contains(fps))
+            .map_or(DEFAULT_FRAME_TICKS, |fps| {
+                (f64::from(VIDEO_TIMESCALE) / fps).round() as u64
+            })
     }
 
     /// One raw AAC frame at `dts` (90 kHz ticks).
@@ -437,11 +462,10 @@ mod tests {
     }
 
     /// Review finding: media time is the publisher's. Keyframes whose timestamps never advance
-    /// (or run backwards) close no part and no segment, and the keyframe-gap watch is content
-    /// (every frame is a keyframe): the open part grows at the publisher's bitrate until the
-    /// pod runs out of memory. Run with `--run-ignored all` to see it fail.
+    /// (or run backwards) closed no part, and the keyframe-gap watch is content (every frame is
+    /// a keyframe): the open part grew at the publisher's bitrate until the pod ran out of
+    /// memory. Such frames now go one frame after the last, so parts close.
     #[test]
-    #[ignore = "review finding: frozen publisher timestamps grow the open part without bound"]
     fn keyframes_with_frozen_timestamps_still_close_parts() {
         let mut s = PartSegmenter::new(Duration::from_millis(500));
         s.set_avc(avc());
@@ -456,6 +480,43 @@ mod tests {
             "no part closed: {} frames held in one open part",
             s.video.len()
         );
+    }
+
+    #[test]
+    fn backwards_decode_times_still_make_parts_of_positive_length() {
+        let mut s = PartSegmenter::new(Duration::from_millis(500));
+        s.set_avc(avc());
+        // 30 fps for a second, then the clock runs backwards, 40 ms a frame, for two seconds.
+        for i in 0..30u64 {
+            s.push_video(3000 * i, 0, i == 0, false, access_unit(i == 0));
+        }
+        for i in 0..60u64 {
+            s.push_video(
+                87_000 - 3600 * i.min(24),
+                0,
+                false,
+                false,
+                access_unit(false),
+            );
+        }
+        s.finish();
+        let parts: Vec<Duration> = s
+            .drain()
+            .iter()
+            .filter_map(|o| match o {
+                PartOutput::Part { duration, .. } => Some(*duration),
+                _ => None,
+            })
+            .collect();
+        // 90 frames, one frame (33 ms) apart whatever their stamps: three seconds of parts.
+        assert_eq!(parts.len(), 6, "{parts:?}");
+        assert!(
+            parts
+                .iter()
+                .all(|d| (Duration::from_millis(400)..=Duration::from_millis(500)).contains(d)),
+            "{parts:?}"
+        );
+        assert_eq!(parts.iter().sum::<Duration>(), Duration::from_secs(3));
     }
 
     #[test]

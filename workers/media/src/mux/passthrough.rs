@@ -436,6 +436,71 @@ mod tests {
         assert!(matches!(got[0], (0, PartOutput::Init { id: 1, .. })));
     }
 
+    /// A publisher's clock gone wrong, through the ingest's timeline into both muxers: the
+    /// 32-bit wrap, a jump of a million seconds, one back to zero and one 30 s back. Each jump
+    /// carries on one frame later, so both the MPEG-TS and the CMAF segments stay two seconds
+    /// long, as the honest 10 fps stream with a keyframe a second would make them.
+    #[test]
+    fn hostile_timestamps_rebased_make_segments_of_the_honest_length() {
+        use crate::mux::boundary::keyframe_gap_limit;
+        use crate::mux::timeline::Timeline;
+        let segment = Duration::from_secs(2);
+        for part_target in [None, Some(Duration::from_millis(500))] {
+            let sink = Arc::new(Collect::default());
+            let mut s = SourceSegmenter::new(
+                vec![0],
+                segment,
+                SourceHints::default(),
+                sink.clone(),
+                part_target,
+            );
+            let mut timeline = Timeline::new(keyframe_gap_limit(Duration::from_secs(1), segment));
+            let mut push = |t: Tag| {
+                let timestamp_ms = timeline.rebase(t.kind, t.timestamp_ms).timestamp_ms;
+                s.push(&Tag { timestamp_ms, ..t }).expect("tag");
+            };
+            // Wraps past u32::MAX 1.5 s in.
+            let mut raw = u32::MAX - 1_500;
+            push(Tag {
+                timestamp_ms: raw,
+                ..avc_header()
+            });
+            push(tag(TagKind::Audio, raw, vec![0xaf, 0, 0x12, 0x10]));
+            for i in 0..100u32 {
+                raw = match i {
+                    0 => raw,
+                    25 => raw.wrapping_add(1_000_000_000),
+                    50 => 0,
+                    75 => raw.wrapping_sub(30_000),
+                    _ => raw.wrapping_add(100),
+                };
+                push(frame(raw, i % 10 == 0));
+                push(audio(raw.wrapping_add(20)));
+            }
+            s.finish();
+            let durations: Vec<Duration> = match part_target {
+                None => sink
+                    .0
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .map(|(f, _)| f.end - f.start)
+                    .collect(),
+                Some(_) => sink
+                    .1
+                    .lock()
+                    .expect("lock")
+                    .iter()
+                    .filter_map(|(_, o)| match o {
+                        PartOutput::Segment { start, end, .. } => Some(*end - *start),
+                        _ => None,
+                    })
+                    .collect(),
+            };
+            assert_eq!(durations, [segment; 5], "{part_target:?}");
+        }
+    }
+
     #[test]
     fn malformed_configuration_is_an_error_not_a_hang() {
         let sink = Arc::new(Collect::default());
