@@ -24,7 +24,8 @@ step() {
   STEP_CPU=$(cpu_ticks)
   printf '\n==> %s\n' "$*"
 }
-trap 'step_done; printf "total: %d s\n" "$SECONDS"' EXIT
+FUZZ_BUILD_PID=""
+trap 'step_done; printf "total: %d s\n" "$SECONDS"; [ -z "$FUZZ_BUILD_PID" ] || kill -- "-$FUZZ_BUILD_PID" 2>/dev/null || true' EXIT
 
 step "install what the suite needs (scripts/install-deps.sh)"
 bash scripts/install-deps.sh
@@ -32,6 +33,15 @@ bash scripts/install-deps.sh
 # A persistent target directory outside the clone keeps CI incremental on 2 cores.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/roomcast-target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+
+# A cold build keeps about one of the two cores busy (long chains of crates that wait for each
+# other), so the fuzz targets' build, a second build of every worker dependency with coverage
+# instrumentation, runs beside clippy and nextest at a lower priority and fills the other core;
+# the fuzz step below waits for it. Warm, it is a no-op.
+FUZZ_BUILD_LOG="$(mktemp)"
+# Its own process group (setsid), so a failing run stops its cargo and rustc too.
+setsid nice -n 10 bash scripts/fuzz.sh build >"$FUZZ_BUILD_LOG" 2>&1 &
+FUZZ_BUILD_PID=$!
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -48,6 +58,14 @@ for crate in rml_amf0 rml_rtmp; do
 done
 
 step "fuzz: every target replays its committed corpus, then explores for 20 s (scripts/fuzz.sh)"
+if ! wait "$FUZZ_BUILD_PID"; then
+  FUZZ_BUILD_PID=""
+  cat "$FUZZ_BUILD_LOG"
+  echo "fuzz: building the targets failed (above)" >&2
+  exit 1
+fi
+FUZZ_BUILD_PID=""
+tail -3 "$FUZZ_BUILD_LOG"
 bash scripts/fuzz.sh 20
 
 step "cargo build --bins (for the tests that run the binaries)"
