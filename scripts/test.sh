@@ -25,7 +25,8 @@ step() {
   printf '\n==> %s\n' "$*"
 }
 FUZZ_BUILD_PID=""
-trap 'step_done; printf "total: %d s\n" "$SECONDS"; [ -z "$FUZZ_BUILD_PID" ] || kill -- "-$FUZZ_BUILD_PID" 2>/dev/null || true' EXIT
+FUZZ_BUILD_LOG="$(mktemp)"
+trap 'step_done; printf "total: %d s\n" "$SECONDS"; [ -z "$FUZZ_BUILD_PID" ] || kill -- "-$FUZZ_BUILD_PID" 2>/dev/null || true; rm -f "$FUZZ_BUILD_LOG"' EXIT
 
 step "install what the suite needs (scripts/install-deps.sh)"
 bash scripts/install-deps.sh
@@ -38,7 +39,6 @@ export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # other), so the fuzz targets' build, a second build of every worker dependency with coverage
 # instrumentation, runs beside clippy and nextest at a lower priority and fills the other core;
 # the fuzz step below waits for it. Warm, it is a no-op.
-FUZZ_BUILD_LOG="$(mktemp)"
 # Its own process group (setsid), so a failing run stops its cargo and rustc too.
 setsid nice -n 10 bash scripts/fuzz.sh build >"$FUZZ_BUILD_LOG" 2>&1 &
 FUZZ_BUILD_PID=$!
